@@ -1,0 +1,47 @@
+"""cachesearch: find and apply Pareto-optimal feature-caching schedules for diffusion models.
+
+Production code needs only this module's runtime path (torch + diffusers + pyyaml)::
+
+    import cachesearch as cs
+    sched = cs.load_schedule("schedule.yaml")
+    with sched.applied(pipe):
+        image = pipe(prompt, **sched.pipeline_kwargs()).images[0]
+"""
+
+__version__ = "0.1.0"
+
+from ._compile import compile_schedule  # noqa: E402
+from .runtime import AppliedSchedule, apply_schedule  # noqa: E402
+from .schedule import (  # noqa: E402
+    BlockCachingAuto,
+    BlockMask,
+    BlockProfile,
+    DeepCache,
+    Full,
+    Joint,
+    PeriodicMask,
+    ReuseMode,
+    Schedule,
+    ScheduleError,
+    StepSet,
+    load_schedule,
+)
+
+__all__ = [
+    "AppliedSchedule",
+    "BlockCachingAuto",
+    "BlockMask",
+    "BlockProfile",
+    "DeepCache",
+    "Full",
+    "Joint",
+    "PeriodicMask",
+    "ReuseMode",
+    "Schedule",
+    "ScheduleError",
+    "StepSet",
+    "__version__",
+    "apply_schedule",
+    "compile_schedule",
+    "load_schedule",
+]

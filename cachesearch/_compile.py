@@ -1,0 +1,137 @@
+"""``compile_schedule``: turn a policy into a :class:`Schedule` for a concrete pipeline or denoiser."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import inspect
+from typing import Any
+
+from . import __version__
+from .models import block_space, family_of
+from .runtime import denoiser_of, fingerprint_module
+from .schedule import (
+    BlockEntry,
+    BlockSpace,
+    DeepCache,
+    Joint,
+    ModelInfo,
+    Policy,
+    Provenance,
+    ReuseMode,
+    SamplerInfo,
+    Schedule,
+    ScheduleError,
+    StepSet,
+)
+
+__all__ = ["compile_schedule", "model_info", "default_name"]
+
+
+def model_info(target: Any, source: str | None = None) -> ModelInfo:
+    """Describe the denoiser of ``target`` for a schedule file."""
+    denoiser = denoiser_of(target)
+    if source is None:
+        source = getattr(target, "_cachesearch_source", None) or getattr(denoiser, "_cachesearch_source", None)
+    if source is None:
+        path = (getattr(denoiser, "config", None) or {}).get("_name_or_path") or ""
+        source = f"path:{path}" if path else "unknown"
+    return ModelInfo(
+        family=family_of(denoiser), cls=type(denoiser).__name__, fingerprint=fingerprint_module(denoiser),
+        source=source,
+    )
+
+
+def default_name(policy: Policy, num_steps: int) -> str:
+    """A short file-friendly name for a compiled policy."""
+    if isinstance(policy, Joint):
+        return f"{default_name(policy.steps, num_steps)}-{default_name(policy.mask, num_steps)}"
+    if isinstance(policy, DeepCache):
+        tag = "" if policy.schedule == "uniform" else "-nonuniform"
+        return f"deepcache-n{policy.interval}-b{policy.branch}{tag}"
+    if isinstance(policy, StepSet):
+        return f"steps{num_steps}" + ("" if policy.spacing == "scheduler" else f"-{policy.spacing}")
+    return policy.kind
+
+
+def _accepts_timesteps(scheduler: Any) -> bool:
+    return "timesteps" in inspect.signature(scheduler.set_timesteps).parameters
+
+
+def compile_schedule(
+    target: Any,
+    policy: Policy,
+    *,
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
+    reuse: ReuseMode | str = ReuseMode.OUTPUT,
+    name: str | None = None,
+    source: str | None = None,
+    space: BlockSpace | None = None,
+) -> Schedule:
+    """Compile ``policy`` for the denoiser of ``target`` (a diffusers pipeline or a bare denoiser).
+
+    Args:
+        target: pipeline (its ``unet`` and ``scheduler`` are used) or denoiser module.
+        policy: ``DeepCache``, ``BlockMask``, ``StepSet``, ``Joint`` (step set + mask policy), ...
+        num_inference_steps: sampler steps; required unless the policy carries a step set.
+        guidance_scale: recorded in the schedule and returned by ``pipeline_kwargs()``; ``None`` leaves the
+            pipeline default.
+        reuse: ``"output"`` or ``"residual"``.
+        name: schedule name (default derived from the policy).
+        source: model source recorded in the file (default: what the loader recorded, else the path).
+        space: a precomputed block space (skips rebuilding it).
+    """
+    if not isinstance(policy, Policy):
+        raise ScheduleError(f"policy: expected a cachesearch policy (DeepCache, BlockMask, ...), got {policy!r}")
+    try:
+        reuse = ReuseMode(reuse)
+    except ValueError:
+        raise ScheduleError(f"reuse: expected one of {[m.value for m in ReuseMode]}, got {reuse!r}") from None
+    denoiser = denoiser_of(target)
+    scheduler = getattr(target, "scheduler", None) if target is not denoiser else None
+    space = space or block_space(denoiser)
+
+    steps = policy.steps if isinstance(policy, Joint) else policy if isinstance(policy, StepSet) else None
+    timesteps = None
+    if steps is not None:
+        if num_inference_steps is not None:
+            raise ScheduleError("num_inference_steps: leave it unset when the policy carries a step set")
+        n_train = int(getattr(getattr(scheduler, "config", None), "num_train_timesteps", 1000) or 1000)
+        num_inference_steps, timesteps = steps.resolve(n_train)
+        if timesteps is not None and scheduler is not None and not _accepts_timesteps(scheduler):
+            raise ScheduleError(
+                f"policy.steps: {type(scheduler).__name__} does not accept explicit timesteps; use "
+                f"StepSet(count=..., spacing='scheduler') or a scheduler that does (DPMSolverMultistepScheduler, "
+                f"EulerDiscreteScheduler, DDPMScheduler, ...)"
+            )
+    if num_inference_steps is None:
+        raise ScheduleError("num_inference_steps: required (the number of sampler steps the masks cover)")
+    if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+        raise ScheduleError(f"num_inference_steps: expected a positive integer, got {num_inference_steps!r}")
+
+    masks = policy.masks(space, num_inference_steps)
+    for block in masks:
+        space.get(block)
+        if reuse is ReuseMode.RESIDUAL and not space.get(block).residual_ok:
+            raise ScheduleError(
+                f'blocks["{block}"]: reuse: residual needs a block whose output has its input\'s shape; '
+                f"use reuse='output' or finer blocks (attentions, equal-width resnets)"
+            )
+    sampler = SamplerInfo(
+        scheduler=type(scheduler).__name__ if scheduler is not None else "unknown",
+        num_inference_steps=num_inference_steps,
+        timesteps=timesteps,
+        guidance_scale=None if guidance_scale is None else float(guidance_scale),
+    )
+    return Schedule(
+        name=name or default_name(policy, num_inference_steps),
+        model=model_info(target, source),
+        sampler=sampler,
+        blocks=tuple(BlockEntry(block=b, cond=c, uncond=u) for b, (c, u) in masks.items()),
+        reuse=reuse,
+        policy=policy.to_dict(),
+        provenance=Provenance(
+            cachesearch=__version__,
+            created=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        ),
+    )

@@ -1,0 +1,332 @@
+"""Install a schedule on a diffusers pipeline: per-instance forward wrappers on the listed blocks.
+
+At apply time every (step, block) cell is turned into an action (run, run and store, reuse, or a per-CFG-
+branch split), so a block wrapper only indexes a tuple. Steps are counted from denoiser calls (a forward
+pre-hook) and reset when the pipeline calls ``scheduler.set_timesteps``: nothing reads timestep values, so
+the hot path never synchronises with the device.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..schedule import ReuseMode, Schedule, ScheduleError, architecture_fingerprint
+from ._steps import steps_of_calls
+from ._tree import first_tensor, replace_first, tree_cat, tree_slice
+
+__all__ = ["AppliedSchedule", "apply_schedule", "denoiser_of", "fingerprint_module"]
+
+RUN, STORE, REUSE = 0, 1, 2
+_HANDLE_ATTR = "_cachesearch_applied"
+
+
+def denoiser_of(target: Any) -> torch.nn.Module:
+    """The denoiser of a pipeline (``unet`` or ``transformer``), or ``target`` if it is a module itself."""
+    for attr in ("unet", "transformer"):
+        module = getattr(target, attr, None)
+        if isinstance(module, torch.nn.Module):
+            return module
+    if isinstance(target, torch.nn.Module):
+        return target
+    raise ScheduleError(
+        f"expected a diffusers pipeline with a `unet`/`transformer` or a denoiser module, got {type(target).__name__}"
+    )
+
+
+def fingerprint_module(module: torch.nn.Module) -> str:
+    """Architecture fingerprint of a denoiser (class, config, parameter names and shapes)."""
+    config = dict(getattr(module, "config", {}) or {})
+    params = ((n, tuple(p.shape)) for n, p in module.named_parameters())
+    return architecture_fingerprint(type(module).__name__, config, params)
+
+
+def _actions(mask: str) -> list[int]:
+    out = []
+    for s, ch in enumerate(mask):
+        if ch == ".":
+            out.append(REUSE)
+        elif s + 1 < len(mask) and mask[s + 1] == ".":
+            out.append(STORE)
+        else:
+            out.append(RUN)
+    return out
+
+
+def _merge(a_uncond: int, a_cond: int) -> int | tuple[int, int]:
+    if a_uncond == a_cond:
+        return a_uncond
+    if REUSE not in (a_uncond, a_cond):
+        return STORE  # both run; one of them needs the output later
+    return (a_uncond, a_cond)
+
+
+def _input_tensor(args: tuple, kwargs: dict) -> torch.Tensor | None:
+    if args and isinstance(args[0], torch.Tensor):
+        return args[0]
+    for key in ("hidden_states", "input_tensor", "sample", "x"):
+        value = kwargs.get(key)
+        if isinstance(value, torch.Tensor):
+            return value
+    return None
+
+
+class _State:
+    """Mutable per-run state shared by the wrappers of one applied schedule."""
+
+    __slots__ = ("call", "row", "rows", "step_of_call", "store")
+
+    def __init__(self, n_blocks: int) -> None:
+        self.call = -1
+        self.row: tuple = ()
+        self.rows: list[tuple] = []
+        self.step_of_call: list[int] | None = None
+        self.store: list[Any] = [None] * n_blocks
+
+
+class AppliedSchedule:
+    """Handle of a schedule installed on a pipeline; ``remove()`` restores the original modules exactly.
+
+    Use as a context manager (``with sched.applied(pipe): ...``) or call :meth:`remove` yourself.
+    """
+
+    def __init__(self, schedule: Schedule, target: Any, *, force: bool = False, compile: bool = False) -> None:
+        self.schedule = schedule
+        self.denoiser = denoiser_of(target)
+        self.pipe = target if target is not self.denoiser else None
+        if getattr(self.denoiser, _HANDLE_ATTR, None) is not None:
+            raise ScheduleError("a schedule is already applied to this denoiser; remove() it first")
+        self._check_fingerprint(force)
+        self._check_scheduler()
+        self._residual = schedule.reuse is ReuseMode.RESIDUAL
+        self._removed = False
+
+        # Only blocks that ever reuse need a wrapper: an all-R block runs untouched.
+        hooked = [bm for bm in schedule.blocks if "." in bm.cond or "." in bm.uncond]
+        self._names = [bm.block for bm in hooked]
+        self._modules = [self._module(bm.block) for bm in hooked]
+        n = schedule.num_steps
+        cond = [_actions(bm.cond) for bm in hooked]
+        uncond = [_actions(bm.uncond) for bm in hooked]
+        self._rows_single = [tuple(c[s] for c in cond) for s in range(n)]
+        self._rows_cfg = [tuple(_merge(u[s], c[s]) for u, c in zip(uncond, cond)) for s in range(n)]
+        self._state = _State(len(hooked))
+
+        self._originals: list[tuple[torch.nn.Module, bool, Callable]] = []
+        self._scheduler = None
+        self._scheduler_had_attr = False
+        self._pre_hook = None
+        try:
+            for i, module in enumerate(self._modules):
+                self._wrap(i, module, compile)
+            self._pre_hook = self.denoiser.register_forward_pre_hook(self._on_denoiser_call)
+            if self.pipe is not None and getattr(self.pipe, "scheduler", None) is not None:
+                self._wrap_scheduler(self.pipe.scheduler)
+            setattr(self.denoiser, _HANDLE_ATTR, self)
+        except BaseException:
+            self.remove()
+            raise
+
+    # -- checks ------------------------------------------------------------------------------------------
+    def _check_fingerprint(self, force: bool) -> None:
+        actual = fingerprint_module(self.denoiser)
+        if actual == self.schedule.model.fingerprint:
+            return
+        msg = (
+            f"schedule {self.schedule.name!r} was made for a {self.schedule.model.cls} with fingerprint "
+            f"{self.schedule.model.fingerprint[:19]}… (source {self.schedule.model.source}); this "
+            f"{type(self.denoiser).__name__} has {actual[:19]}…, a different architecture"
+        )
+        if not force:
+            raise ScheduleError(msg + "; pass force=True to apply it anyway")
+        warnings.warn(msg + "; applying anyway because force=True", stacklevel=3)
+
+    def _check_scheduler(self) -> None:
+        scheduler = getattr(self.pipe, "scheduler", None)
+        expected = self.schedule.sampler.scheduler
+        if scheduler is not None and type(scheduler).__name__ != expected:
+            warnings.warn(
+                f"schedule {self.schedule.name!r} was tuned for {expected}, the pipeline uses "
+                f"{type(scheduler).__name__}; masks still align by step, but quality may differ",
+                stacklevel=3,
+            )
+
+    def _module(self, name: str) -> torch.nn.Module:
+        try:
+            return self.denoiser.get_submodule(name)
+        except AttributeError:
+            raise ScheduleError(
+                f'blocks["{name}"]: the {type(self.denoiser).__name__} has no submodule {name!r}'
+            ) from None
+
+    # -- installation ------------------------------------------------------------------------------------
+    def _wrap(self, i: int, module: torch.nn.Module, compile: bool) -> None:
+        had_attr = "forward" in module.__dict__
+        original = module.forward
+        run = torch.compile(original, dynamic=False) if compile else original
+        wrapper = functools.wraps(original)(self._make_forward(i, run))
+        module.forward = wrapper
+        self._originals.append((module, had_attr, original))
+
+    def _make_forward(self, i: int, run: Callable) -> Callable:
+        state = self._state
+        name = self._names[i]
+        residual = self._residual
+
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            act = state.row[i]
+            if act == RUN:
+                return run(*args, **kwargs)
+            if act == STORE:
+                out = run(*args, **kwargs)
+                state.store[i] = self._delta(name, out, args, kwargs) if residual else out
+                return out
+            if act == REUSE:
+                return self._reuse(i, args, kwargs)
+            return self._split(i, act, run, args, kwargs)
+
+        return forward
+
+    def _wrap_scheduler(self, scheduler: Any) -> None:
+        self._scheduler = scheduler
+        self._scheduler_had_attr = "set_timesteps" in scheduler.__dict__
+        original = scheduler.set_timesteps
+
+        @functools.wraps(original)
+        def set_timesteps(*args: Any, **kwargs: Any) -> Any:
+            out = original(*args, **kwargs)
+            self._new_run(num_steps=int(scheduler.num_inference_steps), num_calls=len(scheduler.timesteps))
+            return out
+
+        scheduler.set_timesteps = set_timesteps
+        self._scheduler_original = original
+
+    def remove(self) -> None:
+        """Restore every wrapped module and the scheduler exactly as they were; safe to call twice."""
+        if self._removed:
+            return
+        self._removed = True
+        for module, had_attr, original in reversed(self._originals):
+            if had_attr:
+                module.forward = original
+            else:
+                module.__dict__.pop("forward", None)
+        self._originals.clear()
+        if self._pre_hook is not None:
+            self._pre_hook.remove()
+        if self._scheduler is not None:
+            if self._scheduler_had_attr:
+                self._scheduler.set_timesteps = self._scheduler_original
+            else:
+                self._scheduler.__dict__.pop("set_timesteps", None)
+        if getattr(self.denoiser, _HANDLE_ATTR, None) is self:
+            delattr(self.denoiser, _HANDLE_ATTR)
+        self._state.store = [None] * len(self._state.store)
+
+    def __enter__(self) -> AppliedSchedule:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    # -- step accounting ---------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Start a new sampling loop (only needed for a bare denoiser stopped part-way)."""
+        self._new_run(self.schedule.num_steps, self.schedule.num_steps)
+
+    def _new_run(self, num_steps: int, num_calls: int) -> None:
+        if num_steps != self.schedule.num_steps:
+            raise ScheduleError(
+                f"schedule {self.schedule.name!r} has {self.schedule.num_steps} steps but the sampler was set "
+                f"up for {num_steps}; call the pipeline with **schedule.pipeline_kwargs() "
+                f"({self.schedule.pipeline_kwargs()})"
+            )
+        st = self._state
+        st.step_of_call = steps_of_calls(self._scheduler, num_steps, num_calls)
+        cfg = bool(getattr(self.pipe, "do_classifier_free_guidance", False))
+        st.rows = self._rows_cfg if cfg else self._rows_single
+        st.call = -1
+        st.store = [None] * len(st.store)
+
+    def _on_denoiser_call(self, module: torch.nn.Module, args: tuple) -> None:
+        st = self._state
+        if self.pipe is not None and self.pipe.scheduler is not self._scheduler:
+            raise ScheduleError(
+                "pipe.scheduler was replaced after the schedule was applied; remove() the schedule, set the "
+                "scheduler, then apply it again"
+            )
+        if st.step_of_call is None:
+            if self.pipe is not None:
+                raise ScheduleError(
+                    "the denoiser ran before the scheduler's set_timesteps(); cachesearch counts steps from "
+                    "set_timesteps, which every diffusers pipeline calls first"
+                )
+            self._new_run(self.schedule.num_steps, self.schedule.num_steps)
+        st.call += 1
+        if st.call >= len(st.step_of_call):
+            if self.pipe is not None:
+                raise ScheduleError(
+                    f"the denoiser was called more than the {len(st.step_of_call)} times this sampler makes "
+                    f"for {self.schedule.num_steps} steps; the schedule cannot be aligned with the steps"
+                )
+            self._new_run(self.schedule.num_steps, self.schedule.num_steps)  # bare denoiser: next loop
+            st.call = 0
+        st.row = st.rows[st.step_of_call[st.call]]
+
+    # -- reuse -------------------------------------------------------------------------------------------
+    def _delta(self, name: str, out: Any, args: tuple, kwargs: dict) -> torch.Tensor:
+        x = _input_tensor(args, kwargs)
+        y = first_tensor(out)
+        if x is None or y is None or x.shape != y.shape:
+            raise ScheduleError(
+                f'blocks["{name}"]: reuse: residual needs a block whose output has its input\'s shape '
+                f"(got {None if x is None else tuple(x.shape)} → {None if y is None else tuple(y.shape)}); "
+                f"use reuse: output or list finer blocks (attentions, equal-width resnets)"
+            )
+        return (out, y - x)
+
+    def _reuse(self, i: int, args: tuple, kwargs: dict) -> Any:
+        stored = self._state.store[i]
+        if stored is None:
+            raise ScheduleError(f'blocks["{self._names[i]}"]: nothing stored to reuse (internal error)')
+        if not self._residual:
+            return stored
+        out, delta = stored
+        return replace_first(out, _input_tensor(args, kwargs) + delta)
+
+    def _split(self, i: int, acts: tuple[int, int], run: Callable, args: tuple, kwargs: dict) -> Any:
+        # CFG batch = [uncond rows; cond rows]. One branch runs on its rows, the other reuses its rows.
+        x = _input_tensor(args, kwargs)
+        if x is None:
+            raise ScheduleError(f'blocks["{self._names[i]}"]: per-branch masks need a tensor input')
+        batch = x.shape[0]
+        half = batch // 2
+        stored = self._state.store[i]
+        parts = []
+        store = False
+        for (lo, hi), act in zip(((0, half), (half, batch)), acts):
+            if act == REUSE:
+                if self._residual:
+                    out, delta = stored
+                    part = replace_first(tree_slice(out, lo, hi, batch), x[lo:hi] + delta[lo:hi])
+                else:
+                    part = tree_slice(stored, lo, hi, batch)
+            else:
+                part = run(*tree_slice(args, lo, hi, batch), **tree_slice(kwargs, lo, hi, batch))
+                store = store or act == STORE
+            parts.append(part)
+        out = tree_cat(parts[0], parts[1])
+        if store:
+            self._state.store[i] = self._delta(self._names[i], out, args, kwargs) if self._residual else out
+        return out
+
+
+def apply_schedule(schedule: Schedule, target: Any, *, force: bool = False, compile: bool = False) -> AppliedSchedule:
+    """Install ``schedule`` on a pipeline or denoiser (see :class:`AppliedSchedule`)."""
+    return AppliedSchedule(schedule, target, force=force, compile=compile)
+
+

@@ -1,0 +1,67 @@
+"""The schedule IR, policy families, the YAML format and the architecture fingerprint.
+
+Pure data: this layer imports only pyyaml and numpy.
+"""
+
+from ._blockspace import BlockInfo, BlockKind, BlockSpace
+from ._errors import ScheduleError
+from ._fingerprint import architecture_fingerprint
+from ._ir import (
+    FORMAT,
+    BlockEntry,
+    LatencyMetrics,
+    Metrics,
+    ModelInfo,
+    Provenance,
+    QualityMetrics,
+    ReuseMode,
+    SamplerInfo,
+    Schedule,
+)
+from ._policies import (
+    BlockCachingAuto,
+    BlockMask,
+    BlockProfile,
+    DeepCache,
+    Full,
+    Joint,
+    MaskPolicy,
+    PeriodicMask,
+    Policy,
+    StepSet,
+    policy_from_dict,
+)
+from ._yaml import dump_schedule, load_schedule, parse_schedule, save_schedule
+
+__all__ = [
+    "FORMAT",
+    "BlockCachingAuto",
+    "BlockInfo",
+    "BlockKind",
+    "BlockEntry",
+    "BlockMask",
+    "BlockProfile",
+    "BlockSpace",
+    "DeepCache",
+    "Full",
+    "Joint",
+    "LatencyMetrics",
+    "MaskPolicy",
+    "Metrics",
+    "ModelInfo",
+    "PeriodicMask",
+    "Policy",
+    "Provenance",
+    "QualityMetrics",
+    "ReuseMode",
+    "SamplerInfo",
+    "Schedule",
+    "ScheduleError",
+    "StepSet",
+    "architecture_fingerprint",
+    "dump_schedule",
+    "load_schedule",
+    "parse_schedule",
+    "policy_from_dict",
+    "save_schedule",
+]

@@ -1,0 +1,166 @@
+"""What a policy needs to know about a denoiser: its cacheable blocks, their nesting and costs.
+
+Model adapters (``cachesearch.models``) build a :class:`BlockSpace`; policies compile against it and never
+name a model class.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ._errors import ScheduleError
+
+__all__ = ["BlockInfo", "BlockKind", "BlockSpace"]
+
+
+class BlockKind(str, enum.Enum):
+    """Granularity of a cacheable block."""
+
+    STAGE = "stage"  # down_blocks.i, mid_block, up_blocks.i, transformer_blocks.i
+    LAYER = "layer"  # a resnet / attention / sampler inside a stage
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlockInfo:
+    """One cacheable block of a denoiser.
+
+    Attributes:
+        name: module path inside the denoiser (``"up_blocks.1.attentions.0"``).
+        kind: stage or layer granularity.
+        parent: name of the enclosing stage for layers, ``None`` for stages.
+        macs: multiply-accumulates of one call of this block (batch 1, the adapter's reference resolution),
+            or ``None`` when unknown.
+        residual_ok: whether ``reuse: residual`` is meaningful (output has the input's shape).
+    """
+
+    name: str
+    kind: BlockKind
+    parent: str | None = None
+    macs: int | None = None
+    residual_ok: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlockSpace:
+    """The cacheable blocks of one denoiser architecture, in execution order.
+
+    Attributes:
+        family: adapter family (``"unet2d"``).
+        blocks: every cacheable block, stages and layers, in execution order (a stage precedes its layers).
+        deepcache_branches: for each DeepCache branch id (numbered like the official package's
+            ``cache_branch_id``), the layer-level blocks that still run on a cached step. Empty when the
+            architecture has no skip branches.
+        other_macs: MACs of one denoiser call outside every stage (embeddings, conv_in/out), if known.
+    """
+
+    family: str
+    blocks: tuple[BlockInfo, ...]
+    deepcache_branches: tuple[frozenset[str], ...] = ()
+    other_macs: int | None = None
+    _index: Mapping[str, BlockInfo] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        index = {b.name: b for b in self.blocks}
+        if len(index) != len(self.blocks):
+            raise ScheduleError(f"{self.family} block space lists a block twice")
+        for b in self.blocks:
+            if b.parent is not None and b.parent not in index:
+                raise ScheduleError(f"block {b.name!r} names unknown parent {b.parent!r}")
+        object.__setattr__(self, "_index", index)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._index
+
+    def get(self, name: str) -> BlockInfo:
+        """Return the block called ``name`` or raise a :class:`ScheduleError` listing valid names."""
+        try:
+            return self._index[name]
+        except KeyError:
+            raise ScheduleError(
+                f"unknown block {name!r} for this {self.family} denoiser; valid blocks: "
+                f"{', '.join(self.names(BlockKind.STAGE))} (stages) or their layers, e.g. "
+                f"{', '.join(self.names(BlockKind.LAYER)[:3])}"
+            ) from None
+
+    def names(self, kind: BlockKind | None = None) -> tuple[str, ...]:
+        """Block names in execution order, optionally only of one granularity."""
+        return tuple(b.name for b in self.blocks if kind is None or b.kind is kind)
+
+    def children(self, stage: str) -> tuple[str, ...]:
+        """Layer-level blocks inside ``stage`` in execution order."""
+        return tuple(b.name for b in self.blocks if b.parent == stage)
+
+    def order(self, names: Sequence[str]) -> tuple[str, ...]:
+        """Sort block names into execution order (raises on unknown names)."""
+        for n in names:
+            self.get(n)
+        pos = {b.name: i for i, b in enumerate(self.blocks)}
+        return tuple(sorted(names, key=pos.__getitem__))
+
+    def check_disjoint(self, names: Sequence[str]) -> None:
+        """Refuse a set of blocks where one contains another (a stage and one of its layers)."""
+        chosen = set(names)
+        for n in names:
+            parent = self.get(n).parent
+            if parent is not None and parent in chosen:
+                raise ScheduleError(
+                    f'blocks["{n}"] is inside blocks["{parent}"], which is also listed; list either the '
+                    f"stage or its layers, not both"
+                )
+
+    def coarsen(self, masks: Mapping[str, str]) -> dict[str, str]:
+        """Merge layer masks into their stage where every layer of the stage has the same mask.
+
+        Fewer hooked modules means less Python overhead at run time; the semantics are unchanged because a
+        stage whose layers all reuse their stored outputs returns the stored outputs of the stage.
+        """
+        out: dict[str, str] = {}
+        done: set[str] = set()
+        for name in self.order(list(masks)):
+            info = self.get(name)
+            if info.parent is None or info.parent in done:
+                if info.parent is None:
+                    out[name] = masks[name]
+                continue
+            siblings = self.children(info.parent)
+            if all(s in masks and masks[s] == masks[name] for s in siblings):
+                out[info.parent] = masks[name]
+                done.add(info.parent)
+            else:
+                out[name] = masks[name]
+        return {n: out[n] for n in self.order(list(out))}
+
+    def cost_ratio(self, masks: Mapping[str, str], num_steps: int) -> float | None:
+        """Analytic cost of a mask relative to full compute (1.0), from per-block MACs.
+
+        A listed block costs its MACs at each ``R`` step and nothing at ``.`` steps; everything not listed
+        runs every step. Returns ``None`` when MACs are unknown.
+        """
+        if self.other_macs is None or any(b.macs is None for b in self.blocks if b.kind is BlockKind.STAGE):
+            return None
+        stages = [b for b in self.blocks if b.kind is BlockKind.STAGE]
+        full = self.other_macs + sum(b.macs or 0 for b in stages)
+        if full <= 0:
+            return None
+        total = 0.0
+        for step in range(num_steps):
+            cost = float(self.other_macs)
+            for stage in stages:
+                if stage.name in masks:
+                    cost += (stage.macs or 0) if masks[stage.name][step] == "R" else 0
+                    continue
+                kids = self.children(stage.name)
+                listed = [k for k in kids if k in masks]
+                if not listed:
+                    cost += stage.macs or 0
+                    continue
+                kid_macs = sum(self.get(k).macs or 0 for k in kids)
+                # Work in the stage outside its listed layers (concats, un-listed layers) always runs.
+                cost += max((stage.macs or 0) - kid_macs, 0)
+                for k in kids:
+                    if k not in masks or masks[k][step] == "R":
+                        cost += self.get(k).macs or 0
+            total += cost
+        return total / (full * num_steps)

@@ -1,0 +1,266 @@
+"""The schedule IR: a recompute mask per block and step, plus what it was made for and how well it did."""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._errors import ScheduleError
+
+if TYPE_CHECKING:  # runtime types only; the schedule layer never imports torch at run time
+    from ..runtime import AppliedSchedule
+
+__all__ = [
+    "FORMAT",
+    "RECOMPUTE",
+    "REUSE",
+    "BlockEntry",
+    "LatencyMetrics",
+    "Metrics",
+    "ModelInfo",
+    "Provenance",
+    "QualityMetrics",
+    "ReuseMode",
+    "SamplerInfo",
+    "Schedule",
+]
+
+FORMAT = "cachesearch/schedule@1"
+RECOMPUTE = "R"
+REUSE = "."
+_MASK_RE = re.compile(r"^[R.]+$")
+_BLOCK_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
+
+
+class ReuseMode(str, enum.Enum):
+    """How a block that is not recomputed produces its output."""
+
+    OUTPUT = "output"  # return the stored output
+    RESIDUAL = "residual"  # input + (stored output - stored input)
+
+
+def check_mask(path: str, mask: object, num_steps: int) -> str:
+    """Validate one R/. mask string of ``num_steps`` characters whose first step recomputes."""
+    if not isinstance(mask, str):
+        raise ScheduleError(f"{path}: expected a string of R and . characters, got {type(mask).__name__}")
+    if not _MASK_RE.match(mask):
+        bad = sorted(set(mask) - {"R", "."})
+        raise ScheduleError(f"{path}: only 'R' (recompute) and '.' (reuse) are allowed, found {bad!r}")
+    if len(mask) != num_steps:
+        raise ScheduleError(
+            f"{path}: mask has {len(mask)} characters but the sampler runs {num_steps} steps; "
+            f"expected one character per step"
+        )
+    if mask[0] != RECOMPUTE:
+        raise ScheduleError(f"{path}: step 0 must be 'R' (nothing is stored yet to reuse)")
+    return mask
+
+
+def check_block_name(path: str, name: object) -> str:
+    """Validate the syntax of a block's module path."""
+    if not isinstance(name, str) or not _BLOCK_RE.match(name):
+        raise ScheduleError(f"{path}: {name!r} is not a module path like 'up_blocks.1' or 'mid_block'")
+    return name
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlockEntry:
+    """The recompute mask of one block; ``uncond`` differs from ``cond`` only for per-branch CFG masks."""
+
+    block: str
+    cond: str
+    uncond: str
+
+    @property
+    def shared(self) -> bool:
+        """True when both CFG branches follow the same mask."""
+        return self.cond == self.uncond
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelInfo:
+    """The denoiser a schedule was made for."""
+
+    family: str
+    cls: str
+    fingerprint: str
+    source: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SamplerInfo:
+    """The sampler a schedule was made for; ``timesteps`` is set for non-uniform step sets."""
+
+    scheduler: str
+    num_inference_steps: int
+    timesteps: tuple[int, ...] | None = None
+    guidance_scale: float | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.num_inference_steps, bool) or not isinstance(self.num_inference_steps, int):
+            raise ScheduleError("sampler.num_inference_steps: expected an integer")
+        if self.num_inference_steps < 1:
+            raise ScheduleError("sampler.num_inference_steps: expected a positive integer")
+        if self.timesteps is not None and len(self.timesteps) != self.num_inference_steps:
+            raise ScheduleError(
+                f"sampler.timesteps: has {len(self.timesteps)} entries but num_inference_steps is "
+                f"{self.num_inference_steps}; they must agree"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class QualityMetrics:
+    """Quality loss against the uncached reference (lower is better for distances)."""
+
+    metric: str
+    train: float
+    heldout: float | None = None
+    n_images: int = 0
+    psnr: float | None = None
+    ssim: float | None = None
+    accuracy: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LatencyMetrics:
+    """Cost of the schedule: measured latency (if any) and the analytic cost ratio."""
+
+    device: str | None = None
+    ms: float | None = None
+    baseline_ms: float | None = None
+    speedup: float | None = None
+    cost_ratio: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Metrics:
+    """How a schedule scored when it was searched or evaluated."""
+
+    quality: QualityMetrics | None = None
+    latency: LatencyMetrics | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Provenance:
+    """Where a schedule file came from."""
+
+    cachesearch: str
+    created: str
+    study: str | None = None
+    trial: int | None = None
+    prompts: str | None = None
+    git: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Schedule:
+    """A caching schedule: for every listed block and sampler step, recompute (``R``) or reuse (``.``).
+
+    Build one with :func:`cachesearch.compile_schedule` or load one with :func:`cachesearch.load_schedule`.
+    """
+
+    name: str
+    model: ModelInfo
+    sampler: SamplerInfo
+    blocks: tuple[BlockEntry, ...]
+    reuse: ReuseMode = ReuseMode.OUTPUT
+    policy: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Metrics | None = None
+    provenance: Provenance | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ScheduleError("name: expected a non-empty string")
+        if not isinstance(self.reuse, ReuseMode):
+            try:
+                object.__setattr__(self, "reuse", ReuseMode(self.reuse))
+            except ValueError:
+                raise ScheduleError(
+                    f"reuse: expected one of {[m.value for m in ReuseMode]}, got {self.reuse!r}"
+                ) from None
+        if not self.blocks:
+            raise ScheduleError("blocks: expected at least one block")
+        seen: set[str] = set()
+        n = self.sampler.num_inference_steps
+        for bm in self.blocks:
+            path = f'blocks["{bm.block}"]'
+            check_block_name(path, bm.block)
+            if bm.block in seen:
+                raise ScheduleError(f"{path}: listed twice")
+            seen.add(bm.block)
+            check_mask(path if bm.shared else path + ".cond", bm.cond, n)
+            if not bm.shared:
+                check_mask(path + ".uncond", bm.uncond, n)
+        for bm in self.blocks:
+            parts = bm.block.split(".")
+            for i in range(1, len(parts)):
+                if ".".join(parts[:i]) in seen:
+                    raise ScheduleError(
+                        f'blocks["{bm.block}"] is inside blocks["{".".join(parts[:i])}"], which is also '
+                        f"listed; list either the stage or its layers, not both"
+                    )
+
+    # -- views ---------------------------------------------------------------------------------------
+    @property
+    def num_steps(self) -> int:
+        """Number of sampler steps the masks cover."""
+        return self.sampler.num_inference_steps
+
+    @property
+    def per_branch(self) -> bool:
+        """True when some block has different masks for the CFG cond and uncond branches."""
+        return any(not bm.shared for bm in self.blocks)
+
+    def masks(self, branch: str = "cond") -> dict[str, str]:
+        """Block → mask string for one CFG branch (``"cond"`` or ``"uncond"``)."""
+        if branch not in ("cond", "uncond"):
+            raise ScheduleError(f"branch: expected 'cond' or 'uncond', got {branch!r}")
+        return {bm.block: getattr(bm, branch) for bm in self.blocks}
+
+    def recompute_fraction(self) -> float:
+        """Fraction of (block, step) cells that recompute, averaged over branches."""
+        cells = [c for bm in self.blocks for c in bm.cond + bm.uncond]
+        return cells.count(RECOMPUTE) / len(cells)
+
+    def pipeline_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments that make a diffusers pipeline call run exactly this schedule's steps."""
+        kwargs: dict[str, Any] = {}
+        if self.sampler.timesteps is not None:
+            kwargs["timesteps"] = list(self.sampler.timesteps)
+        else:
+            kwargs["num_inference_steps"] = self.sampler.num_inference_steps
+        if self.sampler.guidance_scale is not None:
+            kwargs["guidance_scale"] = self.sampler.guidance_scale
+        return kwargs
+
+    def with_updates(self, **changes: Any) -> Schedule:
+        """A copy with some fields replaced (re-validated)."""
+        return replace(self, **changes)
+
+    # -- files ---------------------------------------------------------------------------------------
+    def to_yaml(self) -> str:
+        """Serialise to ``cachesearch/schedule@1`` YAML text (stable, diff-friendly)."""
+        from ._yaml import dump_schedule
+
+        return dump_schedule(self)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the schedule to ``path`` atomically (temp file + rename); returns the path."""
+        from ._yaml import save_schedule
+
+        return save_schedule(self, path)
+
+    # -- runtime -------------------------------------------------------------------------------------
+    def apply(self, pipe_or_denoiser: Any, *, force: bool = False, compile: bool = False) -> AppliedSchedule:
+        """Install this schedule on a diffusers pipeline (or bare denoiser); returns a removable handle."""
+        from ..runtime import apply_schedule  # lazy: keeps the schedule layer free of torch
+
+        return apply_schedule(self, pipe_or_denoiser, force=force, compile=compile)
+
+    def applied(self, pipe_or_denoiser: Any, *, force: bool = False, compile: bool = False) -> AppliedSchedule:
+        """Context manager form of :meth:`apply`: hooks are removed on exit, even after an exception."""
+        return self.apply(pipe_or_denoiser, force=force, compile=compile)

@@ -1,0 +1,334 @@
+"""Read and write ``cachesearch/schedule@1`` files: strict on input, stable on output."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ._errors import ScheduleError
+from ._ir import (
+    FORMAT,
+    BlockEntry,
+    LatencyMetrics,
+    Metrics,
+    ModelInfo,
+    Provenance,
+    QualityMetrics,
+    ReuseMode,
+    SamplerInfo,
+    Schedule,
+)
+
+__all__ = ["dump_schedule", "load_schedule", "parse_schedule", "save_schedule"]
+
+
+# -- loading ---------------------------------------------------------------------------------------------
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also refuses duplicate keys (safe_load silently keeps the last one)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ScheduleError(f"line {key_node.start_mark.line + 1}: key {key!r} appears twice")
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _mapping(path: str, value: Any, required: set[str], optional: set[str] = frozenset()) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ScheduleError(f"{path}: expected a mapping with keys {sorted(required | optional)}")
+    keys = set(value)
+    missing = required - keys
+    if missing:
+        raise ScheduleError(f"{path}: missing required key(s) {sorted(missing)}")
+    unknown = keys - required - optional
+    if unknown:
+        raise ScheduleError(
+            f"{path}: unknown key(s) {sorted(map(str, unknown))}; allowed: {sorted(required | optional)}"
+        )
+    return dict(value)
+
+
+def _str(path: str, value: Any, *, nullable: bool = False) -> str | None:
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ScheduleError(f"{path}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _num(path: str, value: Any, *, nullable: bool = True, lo: float | None = None) -> float | None:
+    if value is None and nullable:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ScheduleError(f"{path}: expected a number{' or null' if nullable else ''}, got {value!r}")
+    v = float(value)
+    if math.isnan(v):
+        raise ScheduleError(f"{path}: expected a number, got NaN")
+    if lo is not None and v < lo:
+        raise ScheduleError(f"{path}: expected a number >= {lo}, got {v}")
+    return v
+
+
+def _int(path: str, value: Any, *, nullable: bool = False, lo: int | None = None) -> int | None:
+    if value is None and nullable:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ScheduleError(f"{path}: expected an integer, got {value!r}")
+    if lo is not None and value < lo:
+        raise ScheduleError(f"{path}: expected an integer >= {lo}, got {value}")
+    return value
+
+
+def _parse_model(d: Any) -> ModelInfo:
+    m = _mapping("model", d, {"family", "class", "fingerprint", "source"})
+    fp = _str("model.fingerprint", m["fingerprint"])
+    if not fp.startswith("sha256:") or len(fp) != len("sha256:") + 64:
+        raise ScheduleError(f"model.fingerprint: expected 'sha256:' + 64 hex digits, got {fp!r}")
+    return ModelInfo(
+        family=_str("model.family", m["family"]),
+        cls=_str("model.class", m["class"]),
+        fingerprint=fp,
+        source=_str("model.source", m["source"]),
+    )
+
+
+def _parse_sampler(d: Any) -> SamplerInfo:
+    s = _mapping("sampler", d, {"scheduler", "num_inference_steps"}, {"timesteps", "guidance_scale"})
+    ts = s.get("timesteps")
+    if ts is not None:
+        if not isinstance(ts, list) or not ts:
+            raise ScheduleError("sampler.timesteps: expected null or a non-empty list of integers")
+        ts = tuple(_int(f"sampler.timesteps[{i}]", t, lo=0) for i, t in enumerate(ts))
+    return SamplerInfo(
+        scheduler=_str("sampler.scheduler", s["scheduler"]),
+        num_inference_steps=_int("sampler.num_inference_steps", s["num_inference_steps"], lo=1),
+        timesteps=ts,
+        guidance_scale=_num("sampler.guidance_scale", s.get("guidance_scale"), lo=0.0),
+    )
+
+
+def _parse_blocks(d: Any) -> tuple[BlockEntry, ...]:
+    if not isinstance(d, Mapping) or not d:
+        raise ScheduleError('blocks: expected a mapping of block name → mask string, e.g. {mid_block: "R.R."}')
+    out = []
+    for name, value in d.items():
+        path = f'blocks["{name}"]'
+        if not isinstance(name, str):
+            raise ScheduleError(f"{path}: block names must be strings")
+        if isinstance(value, Mapping):
+            v = _mapping(path, value, {"cond", "uncond"})
+            out.append(BlockEntry(block=name, cond=v["cond"], uncond=v["uncond"]))
+        elif isinstance(value, str):
+            out.append(BlockEntry(block=name, cond=value, uncond=value))
+        else:
+            raise ScheduleError(
+                f'{path}: expected a mask string like "R..R.." or {{cond: ..., uncond: ...}}, got {value!r}'
+            )
+    return tuple(out)
+
+
+def _parse_policy(d: Any) -> dict[str, Any]:
+    if not isinstance(d, Mapping) or not isinstance(d.get("kind"), str):
+        raise ScheduleError("policy: expected a mapping with a string 'kind' (how the mask was made)")
+    from ._policies import policy_from_dict  # validates kind-specific keys and values
+
+    policy_from_dict(d)
+    return dict(d)
+
+
+def _parse_metrics(d: Any) -> Metrics | None:
+    if d is None:
+        return None
+    m = _mapping("metrics", d, set(), {"quality", "latency"})
+    quality = latency = None
+    if m.get("quality") is not None:
+        q = _mapping(
+            "metrics.quality", m["quality"], {"metric", "train"},
+            {"heldout", "n_images", "psnr", "ssim", "accuracy"},
+        )
+        quality = QualityMetrics(
+            metric=_str("metrics.quality.metric", q["metric"]),
+            train=_num("metrics.quality.train", q["train"], nullable=False),
+            heldout=_num("metrics.quality.heldout", q.get("heldout")),
+            n_images=_int("metrics.quality.n_images", q.get("n_images", 0), lo=0),
+            psnr=_num("metrics.quality.psnr", q.get("psnr")),
+            ssim=_num("metrics.quality.ssim", q.get("ssim")),
+            accuracy=_num("metrics.quality.accuracy", q.get("accuracy"), lo=0.0),
+        )
+    if m.get("latency") is not None:
+        lat = _mapping(
+            "metrics.latency", m["latency"], set(), {"device", "ms", "baseline_ms", "speedup", "cost_ratio"}
+        )
+        latency = LatencyMetrics(
+            device=_str("metrics.latency.device", lat.get("device"), nullable=True),
+            ms=_num("metrics.latency.ms", lat.get("ms"), lo=0.0),
+            baseline_ms=_num("metrics.latency.baseline_ms", lat.get("baseline_ms"), lo=0.0),
+            speedup=_num("metrics.latency.speedup", lat.get("speedup"), lo=0.0),
+            cost_ratio=_num("metrics.latency.cost_ratio", lat.get("cost_ratio"), lo=0.0),
+        )
+    return Metrics(quality=quality, latency=latency)
+
+
+def _parse_provenance(d: Any) -> Provenance | None:
+    if d is None:
+        return None
+    p = _mapping("provenance", d, {"cachesearch", "created"}, {"study", "trial", "prompts", "git"})
+    created = p["created"]
+    if isinstance(created, _dt.datetime):  # an unquoted ISO timestamp is parsed by YAML; keep it as text
+        created = created.isoformat().replace("+00:00", "Z")
+    return Provenance(
+        cachesearch=_str("provenance.cachesearch", p["cachesearch"]),
+        created=_str("provenance.created", created),
+        study=_str("provenance.study", p.get("study"), nullable=True),
+        trial=_int("provenance.trial", p.get("trial"), nullable=True, lo=0),
+        prompts=_str("provenance.prompts", p.get("prompts"), nullable=True),
+        git=_str("provenance.git", p.get("git"), nullable=True),
+    )
+
+
+_TOP_REQUIRED = {"format", "name", "model", "sampler", "reuse", "blocks", "policy"}
+_TOP_OPTIONAL = {"metrics", "provenance"}
+
+
+def parse_schedule(data: Any) -> Schedule:
+    """Validate a parsed YAML document and build a :class:`Schedule` (raises :class:`ScheduleError`)."""
+    if not isinstance(data, Mapping):
+        raise ScheduleError(f"the document must be a mapping starting with 'format: {FORMAT}'")
+    fmt = data.get("format")
+    if fmt != FORMAT:
+        raise ScheduleError(
+            f"format: expected {FORMAT!r}, got {fmt!r}"
+            + ("; this file needs a newer cachesearch" if isinstance(fmt, str) and fmt.startswith("cachesearch/")
+               else "")
+        )
+    d = _mapping("<top level>", data, _TOP_REQUIRED, _TOP_OPTIONAL)
+    reuse = d["reuse"]
+    if reuse not in [m.value for m in ReuseMode]:
+        raise ScheduleError(f"reuse: expected one of {[m.value for m in ReuseMode]}, got {reuse!r}")
+    return Schedule(
+        name=_str("name", d["name"]),
+        model=_parse_model(d["model"]),
+        sampler=_parse_sampler(d["sampler"]),
+        reuse=ReuseMode(reuse),
+        blocks=_parse_blocks(d["blocks"]),
+        policy=_parse_policy(d["policy"]),
+        metrics=_parse_metrics(d.get("metrics")),
+        provenance=_parse_provenance(d.get("provenance")),
+    )
+
+
+def load_schedule(path: str | os.PathLike[str]) -> Schedule:
+    """Load and strictly validate a ``cachesearch/schedule@1`` YAML file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScheduleError(f"{p}: no such schedule file") from None
+    except UnicodeDecodeError as e:
+        raise ScheduleError(f"{p}: not a UTF-8 text file ({e})") from e
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except ScheduleError as e:
+        raise ScheduleError(f"{p}: {e}") from e
+    except yaml.YAMLError as e:
+        raise ScheduleError(f"{p}: not valid YAML: {e}") from e
+    try:
+        return parse_schedule(data)
+    except ScheduleError as e:
+        raise ScheduleError(f"{p}: {e}") from e
+
+
+# -- dumping ---------------------------------------------------------------------------------------------
+class _Quoted(str):
+    """A string always written in double quotes (masks: a leading '.' or '...' must never look like YAML)."""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(_Quoted, lambda d, v: d.represent_scalar("tag:yaml.org,2002:str", str(v), style='"'))
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def _flow(value: dict[str, Any]) -> str:
+    """One-line flow mapping ``{a: 1, b: x}`` with keys in the given order."""
+    return yaml.dump(value, Dumper=_Dumper, default_flow_style=True, sort_keys=False, width=1 << 16).strip()
+
+
+def dump_schedule(schedule: Schedule) -> str:
+    """Serialise a schedule; the output is byte-stable for equal schedules (blocks in stored order)."""
+    s = schedule
+    lines = [f"format: {FORMAT}", _block_scalar("name", s.name)]
+    model = {"family": s.model.family, "class": s.model.cls, "fingerprint": s.model.fingerprint,
+             "source": s.model.source}
+    lines.append("model: " + _flow(model))
+    sampler = {
+        "scheduler": s.sampler.scheduler,
+        "num_inference_steps": s.sampler.num_inference_steps,
+        "timesteps": list(s.sampler.timesteps) if s.sampler.timesteps is not None else None,
+        "guidance_scale": s.sampler.guidance_scale,
+    }
+    lines.append("sampler: " + _flow(sampler))
+    lines.append(f"reuse: {s.reuse.value}")
+    lines.append("blocks:")
+    width = max(len(bm.block) for bm in s.blocks) + 1
+    for bm in s.blocks:
+        key = f"{bm.block}:".ljust(width)
+        if bm.shared:
+            lines.append(f'  {key} "{bm.cond}"')
+        else:
+            lines.append(f"  {bm.block}:")
+            lines.append(f'    cond:   "{bm.cond}"')
+            lines.append(f'    uncond: "{bm.uncond}"')
+    lines.append("policy: " + _flow(dict(s.policy)))
+    if s.metrics is not None:
+        lines.append("metrics:")
+        if s.metrics.quality is not None:
+            q = s.metrics.quality
+            lines.append("  quality: " + _flow(_drop_none(q.__dict__.copy())))
+        if s.metrics.latency is not None:
+            lines.append("  latency: " + _flow(_drop_none(s.metrics.latency.__dict__.copy())))
+    if s.provenance is not None:
+        lines.append("provenance: " + _flow(_drop_none(s.provenance.__dict__.copy())))
+    return "\n".join(lines) + "\n"
+
+
+def _block_scalar(key: str, value: str) -> str:
+    return yaml.dump({key: value}, Dumper=_Dumper, default_flow_style=False, width=1 << 16).rstrip("\n")
+
+
+def save_schedule(schedule: Schedule, path: str | os.PathLike[str]) -> Path:
+    """Write atomically: a crash never leaves a partial file behind."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    text = dump_schedule(schedule)
+    parse_schedule(yaml.load(text, Loader=_StrictLoader))  # noqa: S506 - never write what we cannot read
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p
