@@ -91,11 +91,17 @@ class _State:
 class AppliedSchedule:
     """Handle of a schedule installed on a pipeline; ``remove()`` restores the original modules exactly.
 
+    With a pipeline, every call (``scheduler.set_timesteps``) starts a new run. A bare denoiser must be
+    called once per step; after ``num_steps`` calls the next call starts a new run (or call :meth:`reset`).
+
     Use as a context manager (``with sched.applied(pipe): ...``) or call :meth:`remove` yourself.
     """
 
-    def __init__(self, schedule: Schedule, target: Any, *, force: bool = False, compile: bool = False) -> None:
+    def __init__(
+        self, schedule: Schedule, target: Any, *, force: bool = False, compile: bool = False, cfg: bool | None = None
+    ) -> None:
         self.schedule = schedule
+        self._cfg = cfg
         self.denoiser = denoiser_of(target)
         self.pipe = target if target is not self.denoiser else None
         if getattr(self.denoiser, _HANDLE_ATTR, None) is not None:
@@ -105,6 +111,8 @@ class AppliedSchedule:
         self._residual = schedule.reuse is ReuseMode.RESIDUAL
         self._removed = False
 
+        for bm in schedule.blocks:  # every listed block must exist, hooked or not
+            self._module(bm.block)
         # Only blocks that ever reuse need a wrapper: an all-R block runs untouched.
         hooked = [bm for bm in schedule.blocks if "." in bm.cond or "." in bm.uncond]
         self._names = [bm.block for bm in hooked]
@@ -247,7 +255,7 @@ class AppliedSchedule:
             )
         st = self._state
         st.step_of_call = steps_of_calls(self._scheduler, num_steps, num_calls)
-        cfg = bool(getattr(self.pipe, "do_classifier_free_guidance", False))
+        cfg = self._cfg if self._cfg is not None else bool(getattr(self.pipe, "do_classifier_free_guidance", False))
         st.rows = self._rows_cfg if cfg else self._rows_single
         st.call = -1
         st.store = [None] * len(st.store)
@@ -325,8 +333,18 @@ class AppliedSchedule:
         return out
 
 
-def apply_schedule(schedule: Schedule, target: Any, *, force: bool = False, compile: bool = False) -> AppliedSchedule:
-    """Install ``schedule`` on a pipeline or denoiser (see :class:`AppliedSchedule`)."""
-    return AppliedSchedule(schedule, target, force=force, compile=compile)
+def apply_schedule(
+    schedule: Schedule, target: Any, *, force: bool = False, compile: bool = False, cfg: bool | None = None
+) -> AppliedSchedule:
+    """Install ``schedule`` on a pipeline or denoiser (see :class:`AppliedSchedule`).
+
+    Args:
+        force: apply even if the denoiser's architecture fingerprint differs (warns).
+        compile: ``torch.compile`` each hooked block's original forward (regional compilation; the schedule
+            logic stays outside compiled code).
+        cfg: whether denoiser batches are CFG batches ``[uncond; cond]``; ``None`` asks the pipeline
+            (``do_classifier_free_guidance``) at every call; bare denoisers default to no CFG.
+    """
+    return AppliedSchedule(schedule, target, force=force, compile=compile, cfg=cfg)
 
 

@@ -255,12 +255,15 @@ class Schedule:
         return save_schedule(self, path)
 
     # -- runtime -------------------------------------------------------------------------------------
-    def apply(self, pipe_or_denoiser: Any, *, force: bool = False, compile: bool = False) -> AppliedSchedule:
-        """Install this schedule on a diffusers pipeline (or bare denoiser); returns a removable handle."""
+    def apply(self, pipe_or_denoiser: Any, **options: Any) -> AppliedSchedule:
+        """Install this schedule on a diffusers pipeline (or bare denoiser); returns a removable handle.
+
+        Options (``force``, ``compile``, ``cfg``) are those of :func:`cachesearch.runtime.apply_schedule`.
+        """
         from ..runtime import apply_schedule  # lazy: keeps the schedule layer free of torch
 
-        return apply_schedule(self, pipe_or_denoiser, force=force, compile=compile)
+        return apply_schedule(self, pipe_or_denoiser, **options)
 
-    def applied(self, pipe_or_denoiser: Any, *, force: bool = False, compile: bool = False) -> AppliedSchedule:
+    def applied(self, pipe_or_denoiser: Any, **options: Any) -> AppliedSchedule:
         """Context manager form of :meth:`apply`: hooks are removed on exit, even after an exception."""
-        return self.apply(pipe_or_denoiser, force=force, compile=compile)
+        return self.apply(pipe_or_denoiser, **options)
