@@ -261,9 +261,8 @@ def test_same_architecture_other_weights_is_accepted():
 
 def test_double_apply_and_exception_inside_block_leave_nothing_behind(pipe):
     sched = cs.compile_schedule(pipe, cs.DeepCache(interval=2, branch=0), num_inference_steps=STEPS)
-    with sched.applied(pipe):
-        with pytest.raises(cs.ScheduleError, match="already applied"):
-            sched.apply(pipe)
+    with sched.applied(pipe), pytest.raises(cs.ScheduleError, match="already applied"):
+        sched.apply(pipe)
     assert _no_wrappers(pipe)
     with pytest.raises(RuntimeError, match="boom"), sched.applied(pipe):
         raise RuntimeError("boom")

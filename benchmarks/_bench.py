@@ -1,0 +1,120 @@
+"""Shared pieces of the latency benchmarks: build a pipeline, time a configuration, write results."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import platform
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import cachesearch as cs
+from cachesearch.evaluate._latency import device_description, measure_latency, peak_memory
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def environment(device: str) -> dict[str, Any]:
+    """Versions and device, recorded with every result file."""
+    import diffusers
+
+    try:
+        from importlib.metadata import version
+
+        import DeepCache  # noqa: F401
+
+        deepcache_version = version("DeepCache")
+    except Exception:  # noqa: BLE001 - optional
+        deepcache_version = None
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "device": device_description(device),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "diffusers": diffusers.__version__,
+        "cachesearch": cs.__version__,
+        "DeepCache": deepcache_version,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+@contextlib.contextmanager
+def official_deepcache(pipe: Any, interval: int, branch: int) -> Iterator[None]:
+    """The official DeepCache helper enabled on ``pipe`` (instance forwards restored afterwards)."""
+    from DeepCache.extension.deepcache import DeepCacheSDHelper
+
+    helper = DeepCacheSDHelper(pipe=pipe)
+    helper.set_params(cache_interval=interval, cache_branch_id=branch)
+    helper.enable()
+    try:
+        yield
+    finally:
+        helper.disable()
+        for m in pipe.unet.modules():  # the helper re-assigns bound methods; drop them to restore exactly
+            m.__dict__.pop("forward", None)
+
+
+@contextlib.contextmanager
+def nothing() -> Iterator[None]:
+    yield
+
+
+def make_call(pipe: Any, *, prompt: str, steps: int, guidance: float, batch: int, size: int,
+              output_type: str = "pil") -> Callable[[], Any]:
+    """A zero-argument pipeline call with fixed noise (seed 0)."""
+
+    def call() -> Any:
+        g = torch.Generator(device="cpu").manual_seed(0)
+        return pipe([prompt] * batch, num_inference_steps=steps, guidance_scale=guidance, height=size, width=size,
+                    generator=g, output_type=output_type)
+
+    return call
+
+
+def time_config(ctx: Callable[[], contextlib.AbstractContextManager], call: Callable[[], Any], *, device: str,
+                warmup: int, repeats: int) -> dict[str, Any]:
+    """Median/spread/peak memory of ``call`` inside ``ctx()``."""
+    with ctx():
+        stats = measure_latency(call, warmup=warmup, repeats=repeats, device=device)
+        peak = peak_memory(call, device=device) if device.startswith("cuda") else None
+    out = stats.to_dict()
+    out["peak_memory_bytes"] = peak
+    return out
+
+
+def outputs_match(pipe: Any, ctx_a: Callable, ctx_b: Callable, call_pt: Callable[[], Any], atol: float) -> dict:
+    """Max abs difference of two configurations' images (same noise)."""
+    with ctx_a():
+        a = call_pt().images
+    with ctx_b():
+        b = call_pt().images
+    diff = float((a.float() - b.float()).abs().max())
+    return {"max_abs_diff": diff, "atol": atol, "equal_within_atol": diff <= atol}
+
+
+def write_results(name: str, payload: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
+
+
+def table(rows: list[dict[str, Any]], cols: list[tuple[str, str]]) -> str:
+    """A GitHub-markdown table of ``rows`` with (key, header) columns."""
+    head = "| " + " | ".join(h for _, h in cols) + " |"
+    sep = "|" + "|".join("---" for _ in cols) + "|"
+    lines = [head, sep]
+    for r in rows:
+        cells = []
+        for k, _ in cols:
+            v = r.get(k)
+            cells.append(f"{v:.3f}" if isinstance(v, float) else "" if v is None else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

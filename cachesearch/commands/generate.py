@@ -1,0 +1,83 @@
+"""``cachesearch generate`` (one image, optionally with a schedule) and ``cachesearch train-embedded``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from ._common import user_errors
+
+
+def generate(
+    prompt: str = typer.Option(..., "--prompt", "-p", help="Text prompt."),
+    model: str = typer.Option("embedded", "--model", "-m", help="embedded | arch:sd15 | arch:sdxl | folder | hub id."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the initial noise."),
+    out: Path = typer.Option(Path("image.png"), "--out", "-o", help="Output PNG."),
+    schedule: Path | None = typer.Option(None, "--schedule", "-s", help="Apply this schedule YAML."),
+    steps: int | None = typer.Option(None, "--steps", help="Sampler steps (default: the schedule's, else model's)."),
+    guidance_scale: float | None = typer.Option(None, "--guidance-scale", help="CFG scale (default: model's)."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N."),
+) -> None:
+    """Generate one image; with --schedule the caching schedule is applied (two lines of Python, see README)."""
+    import torch
+
+    from .. import load_schedule
+    from ..models import load_model
+
+    with user_errors():
+        loaded = load_model(model, device=device)
+        pipe = loaded.pipe
+        pipe.set_progress_bar_config(disable=True)
+        kwargs: dict = {}
+        if loaded.source.startswith("embedded"):
+            from ..models.shapes import DEFAULT_GUIDANCE_SCALE, DEFAULT_STEPS
+
+            kwargs = {"num_inference_steps": DEFAULT_STEPS, "guidance_scale": DEFAULT_GUIDANCE_SCALE}
+        sched = load_schedule(schedule) if schedule is not None else None
+        if sched is not None:
+            kwargs.update(sched.pipeline_kwargs())
+        if steps is not None:
+            kwargs.pop("timesteps", None)
+            kwargs["num_inference_steps"] = steps
+        if guidance_scale is not None:
+            kwargs["guidance_scale"] = guidance_scale
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        start = time.perf_counter()
+        if sched is not None:
+            with sched.applied(pipe):
+                image = pipe(prompt, generator=generator, **kwargs).images[0]
+        else:
+            image = pipe(prompt, generator=generator, **kwargs).images[0]
+        elapsed = time.perf_counter() - start
+    out.parent.mkdir(parents=True, exist_ok=True)
+    image.save(out)
+    what = f" with schedule {sched.name!r}" if sched is not None else ""
+    typer.echo(f"wrote {out} ({image.width}x{image.height}, {elapsed:.2f} s{what})")
+    if loaded.random_weights:
+        typer.secho("note: random-weight architecture preset: the image is noise by design", fg="yellow")
+
+
+def train_embedded(
+    out: Path = typer.Option(..., "--out", help="Folder for the trained pipeline (+ training.json)."),
+    seed: int = typer.Option(0, "--seed"),
+    steps: int = typer.Option(4000, "--steps", help="UNet + text-encoder training steps."),
+    vae_steps: int = typer.Option(800, "--vae-steps", help="VAE training steps (first)."),
+    minutes: float | None = typer.Option(None, "--minutes", help="Wall-clock budget; stops early when reached."),
+    device: str = typer.Option("cpu", "--device"),
+) -> None:
+    """Train the embedded shapes model from scratch (reproducible; see README for the shipped run)."""
+    from ..models.shapes._train import main as train_main
+
+    argv = ["--out", str(out), "--seed", str(seed), "--steps", str(steps), "--vae-steps", str(vae_steps),
+            "--device", device]
+    if minutes is not None:
+        argv += ["--minutes", str(minutes)]
+    train_main(argv)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``generate`` and ``train-embedded``."""
+    app.command("generate")(generate)
+    app.command("train-embedded")(train_embedded)
