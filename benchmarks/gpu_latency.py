@@ -39,10 +39,10 @@ def bench_model(name: str, args: argparse.Namespace) -> list[dict]:
         call = make_call(pipe, prompt="a photo of an astronaut", steps=args.steps, guidance=7.5, batch=batch, size=size)
         timed = functools.partial(time_config, device=device, warmup=args.warmup, repeats=args.repeats)
 
-        def record(label: str, ctx, steps: int = args.steps, *, _batch: int = batch) -> dict:
-            c = call if steps == args.steps else make_call(pipe, prompt="a photo of an astronaut", steps=steps,
-                                                           guidance=7.5, batch=_batch, size=size)
-            r = {"model": name, "size": size, "batch": _batch, "config": label, **timed(ctx, c)}
+        def record(label: str, ctx, steps: int = args.steps, *, _batch: int = batch, _call=call, _timed=timed) -> dict:
+            c = _call if steps == args.steps else make_call(pipe, prompt="a photo of an astronaut", steps=steps,
+                                                            guidance=7.5, batch=_batch, size=size)
+            r = {"model": name, "size": size, "batch": _batch, "config": label, **_timed(ctx, c)}
             rows.append(r)
             print(f"  {name} b{_batch} {label:28s} {r['median_ms']:9.1f} ms", flush=True)
             return r

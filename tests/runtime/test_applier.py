@@ -247,7 +247,8 @@ def test_wrong_architecture_refused_unless_forced(pipe):
     with pytest.raises(cs.ScheduleError, match="different architecture"):
         sched.apply(other)
     sched2 = cs.compile_schedule(other, cs.BlockMask({"mid_block": "R.R.R.R.R."}), num_inference_steps=STEPS)
-    with pytest.warns(UserWarning, match="force=True"), sched2.with_updates(model=sched.model).applied(other, force=True):
+    foreign = sched2.with_updates(model=sched.model)
+    with pytest.warns(UserWarning, match="force=True"), foreign.applied(other, force=True):
         pass
     assert _no_wrappers(other)
 
