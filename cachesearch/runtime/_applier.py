@@ -98,7 +98,13 @@ class AppliedSchedule:
     """
 
     def __init__(
-        self, schedule: Schedule, target: Any, *, force: bool = False, compile: bool = False, cfg: bool | None = None
+        self,
+        schedule: Schedule,
+        target: Any,
+        *,
+        force: bool = False,
+        compile: bool | dict[str, Any] = False,
+        cfg: bool | None = None,
     ) -> None:
         self.schedule = schedule
         self._cfg = cfg
@@ -172,10 +178,14 @@ class AppliedSchedule:
             ) from None
 
     # -- installation ------------------------------------------------------------------------------------
-    def _wrap(self, i: int, module: torch.nn.Module, compile: bool) -> None:
+    def _wrap(self, i: int, module: torch.nn.Module, compile: bool | dict[str, Any]) -> None:
         had_attr = "forward" in module.__dict__
         original = module.forward
-        run = torch.compile(original, dynamic=False) if compile else original
+        if compile:
+            options = {"dynamic": False, **(compile if isinstance(compile, dict) else {})}
+            run = torch.compile(original, **options)
+        else:
+            run = original
         wrapper = functools.wraps(original)(self._make_forward(i, run))
         module.forward = wrapper
         self._originals.append((module, had_attr, original))
@@ -334,14 +344,19 @@ class AppliedSchedule:
 
 
 def apply_schedule(
-    schedule: Schedule, target: Any, *, force: bool = False, compile: bool = False, cfg: bool | None = None
+    schedule: Schedule,
+    target: Any,
+    *,
+    force: bool = False,
+    compile: bool | dict[str, Any] = False,
+    cfg: bool | None = None,
 ) -> AppliedSchedule:
     """Install ``schedule`` on a pipeline or denoiser (see :class:`AppliedSchedule`).
 
     Args:
         force: apply even if the denoiser's architecture fingerprint differs (warns).
         compile: ``torch.compile`` each hooked block's original forward (regional compilation; the schedule
-            logic stays outside compiled code).
+            logic stays outside compiled code). ``True`` or a dict of ``torch.compile`` options.
         cfg: whether denoiser batches are CFG batches ``[uncond; cond]``; ``None`` asks the pipeline
             (``do_classifier_free_guidance``) at every call; bare denoisers default to no CFG.
     """

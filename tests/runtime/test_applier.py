@@ -309,3 +309,17 @@ def test_residual_reuse_adds_stored_delta_to_fresh_input():
         for x, out in zip(xs[1:], outs[1:]):
             torch.testing.assert_close(out, net.pre(x) + delta)
             assert not torch.allclose(out, block(net.pre(x)))
+
+
+def test_regional_compile_keeps_schedule_logic_outside_and_output_equal(pipe):
+    """compile= wraps each hooked block's original forward in torch.compile; dynamo with the eager backend
+    exercises the tracing path cheaply on CPU (inductor codegen is covered by the GPU benchmark)."""
+    torch._dynamo.reset()
+    sched = cs.compile_schedule(pipe, cs.DeepCache(interval=3, branch=0), num_inference_steps=4)
+    with sched.applied(pipe):
+        eager = generate(pipe, steps=4)
+    with sched.applied(pipe, compile={"backend": "eager"}):
+        compiled = generate(pipe, steps=4)
+        wrapped = pipe.unet.mid_block.forward
+    torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-5)
+    assert wrapped.__wrapped__ is not None and _no_wrappers(pipe)
