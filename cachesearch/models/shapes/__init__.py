@@ -1,0 +1,87 @@
+"""The embedded default model ``embedded:shapes``: a tiny text-to-image diffusion model of procedural shapes.
+
+Images are 32 px RGB renders of one shape (circle, square, triangle, cross) in one palette color on a plain
+background of another, captioned ``a {color} {shape} on a {color} background``. The shipped diffusers pipeline
+(``pipeline_path()``) was trained from scratch by ``cachesearch.models.shapes._train``; :func:`check` scores
+generated images against their caption, so quality can be measured without reference models.
+
+Importing this package loads numpy and torch only; diffusers is imported by :func:`load_pipeline`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from ._checker import CheckResult, check
+from ._data import COLORS, PALETTE, SHAPES, Caption, caption, parse_caption, random_caption, render
+from ._gate import DEFAULT_GUIDANCE_SCALE, DEFAULT_STEPS
+
+if TYPE_CHECKING:
+    from diffusers import StableDiffusionPipeline
+
+__all__ = [
+    "COLORS",
+    "DEFAULT_GUIDANCE_SCALE",
+    "DEFAULT_STEPS",
+    "PALETTE",
+    "SHAPES",
+    "Caption",
+    "CheckResult",
+    "caption",
+    "check",
+    "load_pipeline",
+    "parse_caption",
+    "pipeline_path",
+    "random_caption",
+    "render",
+]
+
+
+def pipeline_path() -> Path:
+    """Folder of the shipped diffusers pipeline (model_index.json, unet/, vae/, text_encoder/, tokenizer/, …)."""
+    return Path(__file__).resolve().parent / "pipeline"
+
+
+def load_pipeline(
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    *,
+    path: str | Path | None = None,
+    progress_bar: bool = False,
+) -> StableDiffusionPipeline:
+    """Load the shipped pipeline offline (``local_files_only=True``) as a ``StableDiffusionPipeline``.
+
+    Args:
+        device: device to move the pipeline to.
+        dtype: parameter dtype (weights are stored in float32).
+        path: another pipeline folder of the same layout (e.g. a training run's output); default: shipped.
+        progress_bar: show diffusers' per-call progress bar.
+
+    Raises:
+        FileNotFoundError: if the folder has no ``model_index.json``.
+    """
+    from diffusers import StableDiffusionPipeline
+
+    folder = Path(path) if path is not None else pipeline_path()
+    if not (folder / "model_index.json").is_file():
+        raise FileNotFoundError(f"no diffusers pipeline at {folder} (model_index.json missing)")
+    kwargs = {}
+    if dtype != torch.float32:  # weights are stored in float32
+        # ``torch_dtype=`` works in every diffusers version (newer ones prefer ``dtype=`` and warn)
+        kwargs["torch_dtype"] = dtype
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch_dtype.*")
+        pipe = StableDiffusionPipeline.from_pretrained(
+            str(folder),
+            local_files_only=True,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+            **kwargs,
+        )
+    pipe.set_progress_bar_config(disable=not progress_bar)
+    return pipe.to(device)

@@ -1,0 +1,180 @@
+"""Architecture of the embedded ``shapes`` pipeline: tokenizer files, component configs, constructors.
+
+Only the training script imports this module; loading the shipped pipeline needs nothing but diffusers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ._data import COLORS, SHAPES
+
+MAX_TOKENS = 16
+"""Tokenizer ``model_max_length`` (a caption is 9 tokens with BOS/EOS)."""
+
+WORDS: tuple[str, ...] = ("a", "on", "background", *SHAPES, *COLORS)
+"""Every word a caption can contain; each is one token."""
+
+BOS, EOS = "<|startoftext|>", "<|endoftext|>"
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """CLIP's reversible byte -> printable unicode table (same as openai/CLIP ``simple_tokenizer``)."""
+    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, (chr(c) for c in cs), strict=True))
+
+
+def _bpe(symbols: list[str], merges: list[tuple[str, str]]) -> list[str]:
+    """Apply byte-pair merges by rank (lowest first) to one word's symbols, as CLIP's tokenizer does."""
+    ranks = {pair: i for i, pair in enumerate(merges)}
+    syms = list(symbols)
+    while len(syms) > 1:
+        pairs = [(ranks.get((a, b), len(ranks)), i) for i, (a, b) in enumerate(zip(syms, syms[1:], strict=False))]
+        rank, i = min(pairs)
+        if rank == len(ranks):
+            break
+        syms = syms[:i] + [syms[i] + syms[i + 1]] + syms[i + 2 :]
+    return syms
+
+
+def build_tokenizer_files(folder: Path) -> None:
+    """Write a CLIP BPE tokenizer (vocab.json, merges.txt, configs) where every word in ``WORDS`` is one token.
+
+    The base vocabulary is CLIP's 256 byte symbols and their end-of-word forms (so any text still tokenizes);
+    merges build each vocabulary word left to right.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    base = list(_bytes_to_unicode().values())
+    vocab_list: list[str] = base + [b + "</w>" for b in base]
+    merges: list[tuple[str, str]] = []
+    seen = set(vocab_list)
+    for word in WORDS:
+        # run BPE with the merges so far; join whatever pieces remain left to right with new (last-ranked)
+        # merges. A new merge is only picked once no earlier merge applies, so words done before stay done.
+        syms = _bpe(list(word[:-1]) + [word[-1] + "</w>"], merges)
+        cur = syms[0]
+        for nxt in syms[1:]:
+            merges.append((cur, nxt))
+            cur = cur + nxt
+            if cur not in seen:
+                vocab_list.append(cur)
+                seen.add(cur)
+    vocab_list += [BOS, EOS]
+    vocab = {tok: i for i, tok in enumerate(vocab_list)}
+    vocab_text = json.dumps(vocab, ensure_ascii=False, indent=0) + "\n"
+    (folder / "vocab.json").write_text(vocab_text, encoding="utf-8")
+    (folder / "merges.txt").write_text(
+        "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8"
+    )
+    config = {
+        "tokenizer_class": "CLIPTokenizer",
+        "model_max_length": MAX_TOKENS,
+        "bos_token": BOS,
+        "eos_token": EOS,
+        "unk_token": EOS,
+        "pad_token": EOS,
+        "do_lower_case": True,
+        "clean_up_tokenization_spaces": False,
+    }
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    special = {"bos_token": BOS, "eos_token": EOS, "unk_token": EOS, "pad_token": EOS}
+    (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n", encoding="utf-8")
+
+
+def load_tokenizer(folder: Path):  # -> CLIPTokenizer
+    """Load the tokenizer written by :func:`build_tokenizer_files` and check that every word is one token."""
+    from transformers import CLIPTokenizer
+
+    tok = CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
+    for word in WORDS:
+        ids = tok(word, add_special_tokens=False).input_ids
+        if len(ids) != 1:
+            raise RuntimeError(f"tokenizer splits {word!r} into {ids}; expected one token")
+    return tok
+
+
+def text_encoder_config(vocab_size: int, bos_id: int, eos_id: int) -> dict:
+    """Config kwargs of the small ``CLIPTextModel`` (2 layers, width 64)."""
+    return {
+        "vocab_size": vocab_size,
+        "hidden_size": 64,
+        "intermediate_size": 256,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "max_position_embeddings": MAX_TOKENS,
+        "bos_token_id": bos_id,
+        "eos_token_id": eos_id,
+        "pad_token_id": eos_id,
+        "projection_dim": 64,
+    }
+
+
+def vae_config(size: int) -> dict:
+    """Config kwargs of the tiny ``AutoencoderKL``: one 2x downsample, (size, size, 3) -> (size/2, size/2, 4)."""
+    return {
+        "in_channels": 3,
+        "out_channels": 3,
+        "down_block_types": ("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        "up_block_types": ("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        "block_out_channels": (32, 64),
+        "layers_per_block": 1,
+        "latent_channels": 4,
+        "norm_num_groups": 16,
+        "sample_size": size,
+    }
+
+
+def unet_config(latent_size: int, cross_attention_dim: int = 64) -> dict:
+    """Config kwargs of the ``UNet2DConditionModel``: 3 down/up stages + cross-attention mid block.
+
+    ``layers_per_block=2`` (3 resnets per up block, as DeepCache's branch numbering assumes); cross-attention
+    in the two deeper stages and the mid block, plain resnets at full latent resolution (cheapest on CPU).
+    The caption also enters every resnet through the time embedding (``addition_embed_type="text"``: attention
+    pooling of the text states): colors are global properties, and cross-attention alone learned them too slowly.
+    """
+    return {
+        "sample_size": latent_size,
+        "in_channels": 4,
+        "out_channels": 4,
+        "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        "mid_block_type": "UNetMidBlock2DCrossAttn",
+        "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        "block_out_channels": (32, 64, 96),
+        "layers_per_block": 2,
+        "cross_attention_dim": cross_attention_dim,
+        "attention_head_dim": 4,
+        "norm_num_groups": 16,
+        "addition_embed_type": "text",
+        "addition_embed_type_num_heads": 4,
+    }
+
+
+def scheduler_config() -> dict:
+    """DDIM config: DDPM's linear betas rescaled to zero terminal SNR, v-prediction, trailing timesteps.
+
+    Why: with epsilon prediction and a non-zero terminal SNR, a flat image's global colors survive in the noisy
+    latent almost to the end, so the model learned to read colors off the noise instead of the caption (samples
+    depended on the seed, not the prompt). At zero terminal SNR the first step sees pure noise and v-prediction
+    makes the model predict the (caption-determined) image there (Lin et al. 2024, "Common Diffusion Noise
+    Schedules and Sample Steps are Flawed").
+    """
+    return {
+        "num_train_timesteps": 1000,
+        "beta_start": 0.0001,
+        "beta_end": 0.02,
+        "beta_schedule": "linear",
+        "rescale_betas_zero_snr": True,
+        "clip_sample": False,
+        "set_alpha_to_one": False,
+        "steps_offset": 1,  # unused by "trailing" spacing; 1 avoids a diffusers deprecation warning
+        "prediction_type": "v_prediction",
+        "timestep_spacing": "trailing",
+    }
