@@ -165,7 +165,7 @@ def unet2d_example_inputs(
             "text_embeds": torch.zeros(batch_size, text_dim, **kw),
             "time_ids": torch.ones(batch_size, n_time, **kw),
         }
-    elif cfg.get("addition_embed_type") is not None:
+    elif cfg.get("addition_embed_type") not in (None, "text"):  # "text" only reads encoder_hidden_states
         raise ValueError(f"addition_embed_type {cfg.get('addition_embed_type')!r} is not supported")
     if cfg.get("class_embed_type") is not None or cfg.get("num_class_embeds") is not None:
         raise ValueError("class-conditioned UNets are not supported")

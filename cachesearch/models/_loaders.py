@@ -262,6 +262,7 @@ def load_model(
 
     denoiser, family = _denoiser_and_family(pipe, source)
     pipe.set_progress_bar_config(disable=True)
+    pipe._cachesearch_source = source  # compile_schedule records it as model.source
     return LoadedModel(
         pipe=pipe, denoiser=denoiser, source=source, random_weights=random_weights, family=family
     )
