@@ -1,0 +1,223 @@
+"""``cachesearch evaluate SCHEDULE.yaml``: score a schedule file against the uncached reference."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from ._common import fail, user_errors
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..evaluate import EvalResult, Evaluator
+    from ..schedule import Schedule
+
+__all__ = ["register"]
+
+_LOADABLE_PREFIXES = ("embedded:", "arch:", "path:", "hub:")
+
+
+def default_model(schedule: Schedule) -> str | None:
+    """The model spec a schedule file names in ``model.source``, if the loader understands it."""
+    source = schedule.model.source
+    return source if source.startswith(_LOADABLE_PREFIXES) else None
+
+
+@contextlib.contextmanager
+def progress_bars(console: Console) -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress display; yields the ``progress(stage, done, total)`` callback of the evaluator."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description:<32}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bars:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bars.add_task(stage, total=total)
+            bars.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+@contextlib.contextmanager
+def evaluation_errors() -> Iterator[None]:
+    """``user_errors()`` plus a clean message when no perceptual metric can be built offline."""
+    from ..evaluate import PerceptualMetricUnavailableError
+
+    with user_errors():
+        try:
+            yield
+        except PerceptualMetricUnavailableError as e:
+            raise fail(str(e)) from None
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    if value is None:
+        return "-"
+    if math.isinf(value):
+        return "inf"
+    return format(value, spec)
+
+
+def results_tables(evaluator: Evaluator, train: EvalResult, heldout: EvalResult | None) -> list[Any]:
+    """Rich tables: quality on train / held-out, then cost."""
+    from rich.table import Table
+
+    quality = Table(title=f"quality of {train.schedule!r} vs full compute", title_justify="left")
+    quality.add_column("")
+    quality.add_column("train", justify="right")
+    quality.add_column("held-out", justify="right")
+    results = [train, heldout]
+    rows: list[tuple[str, str, str]] = [
+        (f"{train.metric} ↓", "quality", ".4f"),
+        ("PSNR dB ↑", "psnr", ".2f"),
+        ("SSIM ↑", "ssim", ".4f"),
+    ]
+    if train.accuracy is not None:
+        rows.append(("attribute accuracy ↑", "accuracy", ".1%"))
+    for label, attr, spec in rows:
+        quality.add_row(label, *(_fmt(getattr(r, attr), spec) if r else "-" for r in results))
+    quality.add_row("images", *(str(r.n_images) if r else "-" for r in results))
+
+    cost = Table(title="cost", title_justify="left")
+    cost.add_column("")
+    cost.add_column("value", justify="right")
+    if train.latency_ms is not None:
+        spread = f" (±{train.latency_spread:.0%} IQR)" if train.latency_spread is not None else ""
+        cost.add_row("latency ms", f"{train.latency_ms:.1f}{spread}")
+        cost.add_row("full-compute latency ms", _fmt(train.baseline_ms, ".1f"))
+        cost.add_row("speedup", _fmt(train.speedup, ".2f") + "×")
+        cost.add_row("device", train.device or "-")
+    else:
+        cost.add_row("latency", "not measured (--latency measured)")
+    cost.add_row("analytic cost ratio ↓", _fmt(train.cost_ratio, ".3f"))
+    sampler = evaluator.describe()["sampler"]
+    cost.add_row(
+        "reference",
+        f"{sampler['scheduler']}, {sampler['num_inference_steps']} steps, guidance {sampler['guidance_scale']:g}, "
+        f"{sampler['width']}x{sampler['height']}",
+    )
+    return [quality, cost]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``evaluate`` command to ``app``."""
+
+    @app.command("evaluate")
+    def evaluate(
+        schedule_file: Annotated[Path, typer.Argument(metavar="SCHEDULE.yaml", help="Schedule file to evaluate.")],
+        model: Annotated[
+            str | None,
+            typer.Option("--model", help="Model spec (default: the schedule's model.source, e.g. embedded:shapes)."),
+        ] = None,
+        steps: Annotated[
+            int | None,
+            typer.Option(
+                "--steps", help="Reference steps (default: the schedule's; for step-set schedules the model's default)."
+            ),
+        ] = None,
+        n_train: Annotated[int, typer.Option("--n-train", help="Images in the train prompt set.")] = 8,
+        n_heldout: Annotated[int, typer.Option("--n-heldout", help="Images in the held-out prompt set.")] = 8,
+        device: Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N.")] = "cpu",
+        dtype: Annotated[
+            str | None, typer.Option("--dtype", help="float32, float16 or bfloat16 (default: the model's).")
+        ] = None,
+        latency: Annotated[
+            str, typer.Option("--latency", help="measured (time it) or analytic (cost ratio only).")
+        ] = "measured",
+        repeats: Annotated[int, typer.Option("--repeats", help="Timed repeats per latency measurement.")] = 3,
+        prompts: Annotated[
+            Path | None, typer.Option("--prompts", help="Prompt file (.txt one a line, or .yaml).")
+        ] = None,
+        metric: Annotated[str, typer.Option("--metric", help="Preferred perceptual metric.")] = "lpips-alex",
+        batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts per pipeline call.")] = 8,
+        cache_dir: Annotated[Path, typer.Option("--cache-dir", help="Reference cache folder.")] = Path(
+            ".cache/cachesearch"
+        ),
+        json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON here.")] = None,
+    ) -> None:
+        """Evaluate SCHEDULE.yaml: quality (train and held-out) against full compute, latency, speedup, cost."""
+        from rich.console import Console
+
+        from ..evaluate import EvalConfig, Evaluator
+        from ..schedule import load_schedule
+
+        console = Console(stderr=True)
+        out = Console()
+        with evaluation_errors():
+            schedule = load_schedule(schedule_file)
+            spec = model or default_model(schedule)
+            if spec is None:
+                raise fail(
+                    f"{schedule_file}: model.source is {schedule.model.source!r}, which cannot be loaded; pass --model"
+                )
+            kind = str(schedule.policy.get("kind", ""))
+            if steps is None:
+                if kind in ("steps", "joint"):
+                    steps = _default_steps(spec)
+                    console.print(
+                        f"[yellow]{schedule.name} runs a subset of steps; comparing with full compute at "
+                        f"{steps} steps (--steps to change)[/]"
+                    )
+                else:
+                    steps = schedule.num_steps
+            scheduler = None if schedule.sampler.scheduler == "unknown" else schedule.sampler.scheduler
+            config = EvalConfig(
+                model=spec,
+                device=device,
+                dtype=dtype,
+                scheduler=scheduler,
+                num_inference_steps=steps,
+                guidance_scale=schedule.sampler.guidance_scale,
+                n_train=n_train,
+                n_heldout=n_heldout,
+                prompts_file=None if prompts is None else str(prompts),
+                metric=metric,
+                latency=latency,
+                latency_repeats=repeats,
+                batch_size=batch_size,
+                cache_dir=str(cache_dir),
+            )
+            with progress_bars(console) as progress:
+                evaluator = Evaluator(config, progress=progress)
+                train = evaluator.evaluate(schedule, split="train", measure=latency == "measured")
+                heldout = evaluator.evaluate(schedule, split="heldout", measure=False) if train.valid else None
+        if evaluator.random_weights:
+            console.print(f"[yellow]{evaluator.source} has random weights: quality numbers describe nothing real[/]")
+        if json_out is not None:
+            doc = {
+                "schedule": str(schedule_file),
+                "evaluator": evaluator.describe(),
+                "config": config.to_dict(),
+                "train": train.to_dict(json_safe=True),
+                "heldout": None if heldout is None else heldout.to_dict(json_safe=True),
+            }
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            json_out.write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+        for result in (train, heldout):
+            if result is not None and not result.valid:
+                raise fail(f"{schedule.name} is invalid on the {result.split} prompts: {result.reason}", code=1)
+        for table in results_tables(evaluator, train, heldout):
+            out.print(table)
+
+
+def _default_steps(spec: str) -> int:
+    if spec.startswith("embedded"):
+        from ..models.shapes import DEFAULT_STEPS
+
+        return int(DEFAULT_STEPS)
+    return 50

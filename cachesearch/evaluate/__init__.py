@@ -1,0 +1,111 @@
+"""Evaluation engine: prompt sets, reference cache, quality, latency, block-change profiler and baselines.
+
+Typical use::
+
+    from cachesearch.evaluate import EvalConfig, Evaluator
+    ev = Evaluator(EvalConfig(model="embedded", num_inference_steps=20))
+    sched = ev.compile(cs.DeepCache(interval=3, branch=0))
+    train = ev.evaluate(sched, split="train", measure=True)
+    heldout = ev.evaluate(sched, split="heldout")
+
+Names resolve lazily: importing this package loads none of its modules (nor lpips, scikit-image or
+matplotlib) until a name is used. Never imports optuna or ray.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS: dict[str, str] = {
+    # prompts
+    "PromptSet": "._prompts",
+    "PromptFileError": "._prompts",
+    "builtin_prompts": "._prompts",
+    "load_prompt_file": "._prompts",
+    # evaluator
+    "EvalConfig": "._evaluator",
+    "EvalConfigError": "._evaluator",
+    "EvalResult": "._evaluator",
+    "Evaluator": "._evaluator",
+    "SCHEDULER_NAMES": "._evaluator",
+    # reference cache
+    "ReferenceCache": "._reference",
+    "ReferenceInfo": "._reference",
+    # profiler
+    "profile_blocks": "._profile",
+    "save_profile": "._profile",
+    "load_profile": "._profile",
+    "profile_id": "._profile",
+    # baselines
+    "baselines": "._baselines",
+    # quality
+    "PerceptualMetric": "._quality",
+    "get_perceptual_metric": "._quality",
+    "psnr": "._quality",
+    "ssim": "._quality",
+    "quality_report": "._quality",
+    # latency
+    "LatencyStats": "._latency",
+    "measure_latency": "._latency",
+    "remeasure_if_noisy": "._latency",
+    "peak_memory": "._latency",
+    "device_description": "._latency",
+    # errors
+    "InvalidOutputError": "._errors",
+    "PerceptualMetricUnavailableError": "._errors",
+}
+
+__all__ = [
+    "SCHEDULER_NAMES",
+    "EvalConfig",
+    "EvalConfigError",
+    "EvalResult",
+    "Evaluator",
+    "InvalidOutputError",
+    "LatencyStats",
+    "PerceptualMetric",
+    "PerceptualMetricUnavailableError",
+    "PromptFileError",
+    "PromptSet",
+    "ReferenceCache",
+    "ReferenceInfo",
+    "baselines",
+    "builtin_prompts",
+    "device_description",
+    "get_perceptual_metric",
+    "load_profile",
+    "load_prompt_file",
+    "measure_latency",
+    "peak_memory",
+    "profile_blocks",
+    "profile_id",
+    "psnr",
+    "quality_report",
+    "remeasure_if_noisy",
+    "save_profile",
+    "ssim",
+]
+
+if TYPE_CHECKING:
+    from ._baselines import baselines
+    from ._errors import InvalidOutputError, PerceptualMetricUnavailableError
+    from ._evaluator import SCHEDULER_NAMES, EvalConfig, EvalConfigError, EvalResult, Evaluator
+    from ._latency import LatencyStats, device_description, measure_latency, peak_memory, remeasure_if_noisy
+    from ._profile import load_profile, profile_blocks, profile_id, save_profile
+    from ._prompts import PromptFileError, PromptSet, builtin_prompts, load_prompt_file
+    from ._quality import PerceptualMetric, get_perceptual_metric, psnr, quality_report, ssim
+    from ._reference import ReferenceCache, ReferenceInfo
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,229 @@
+"""Block-change profiler (Block Caching's analysis, arXiv 2312.03209, Sec. 3).
+
+For every block and sampler step ``s >= 1`` it measures the relative L1 change of the block's output
+between consecutive steps, ``||o_s - o_{s-1}||_1 / ||o_{s-1}||_1``, per image (CFG branches count as
+separate rows of the batch) and averages it over a prompt set. Step 0 is 0 by convention. For schedulers
+that call the denoiser more than once per step the first call of each step is used.
+
+The profile feeds :class:`cachesearch.BlockCachingAuto`, and :func:`save_profile` writes it as JSON plus a
+heatmap PNG (blocks × steps).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from cachesearch.schedule import BlockKind, BlockProfile, ScheduleError
+
+if TYPE_CHECKING:
+    from ._evaluator import Evaluator
+
+__all__ = ["PROFILE_FORMAT", "load_profile", "profile_blocks", "profile_id", "save_profile"]
+
+PROFILE_FORMAT = "cachesearch/profile@1"
+_EPS = 1e-12
+
+
+def _first_tensor(obj: Any) -> torch.Tensor | None:
+    if isinstance(obj, torch.Tensor):
+        return obj
+    if isinstance(obj, (tuple, list)):
+        for item in obj:
+            t = _first_tensor(item)
+            if t is not None:
+                return t
+    if hasattr(obj, "sample") and isinstance(obj.sample, torch.Tensor):
+        return obj.sample
+    return None
+
+
+def profile_blocks(
+    evaluator: Evaluator, *, split: str = "train", granularity: str = "stage", n: int | None = None
+) -> BlockProfile:
+    """Profile the relative output change of each block between consecutive steps, averaged over a split.
+
+    Args:
+        evaluator: supplies the pipeline, sampler (steps, guidance, size), prompts and initial latents.
+        split: prompt split to average over.
+        granularity: ``"stage"`` (``down_blocks.i``, ``mid_block``, ``up_blocks.i``) or ``"layer"`` (every
+            resnet / attention / sampler).
+        n: use only the first ``n`` prompts of the split (default: all).
+
+    Returns:
+        A :class:`BlockProfile` with one row per block (execution order) and one column per step.
+    """
+    from cachesearch.runtime import steps_of_calls
+
+    try:
+        kind = BlockKind(granularity)
+    except ValueError:
+        raise ValueError(f"granularity: expected 'stage' or 'layer', got {granularity!r}") from None
+    evaluator._check_no_schedule()
+    blocks = evaluator.space.names(kind)
+    modules = [evaluator.denoiser.get_submodule(b) for b in blocks]
+    num_steps = evaluator.num_inference_steps
+    kwargs = {"num_inference_steps": num_steps}
+    _, calls = evaluator._num_calls(kwargs)
+    step_of_call = steps_of_calls(evaluator.pipe.scheduler, num_steps, calls)
+    first_call = {}
+    for c, s in enumerate(step_of_call):
+        first_call.setdefault(s, c)
+    measured_call = {c: s for s, c in first_call.items()}
+
+    sums = torch.zeros(len(blocks), num_steps, dtype=torch.float64)
+    counts = torch.zeros(len(blocks), num_steps, dtype=torch.float64)
+    state: dict[str, Any] = {"call": -1, "prev": [None] * len(blocks)}
+
+    def on_call(module: torch.nn.Module, args: Any) -> None:
+        state["call"] += 1
+
+    def make_hook(i: int) -> Any:
+        def hook(module: torch.nn.Module, args: Any, out: Any) -> None:
+            step = measured_call.get(state["call"])
+            if step is None:
+                return
+            y = _first_tensor(out)
+            if y is None:
+                raise ScheduleError(f"profile: block {blocks[i]!r} returned no tensor")
+            y = y.detach().to(torch.float64).flatten(1)
+            prev = state["prev"][i]
+            if prev is not None and prev.shape == y.shape:
+                rel = (y - prev).abs().sum(1) / prev.abs().sum(1).clamp_min(_EPS)
+                sums[i, step] += rel.sum().cpu()
+                counts[i, step] += rel.numel()
+            state["prev"][i] = y
+
+        return hook
+
+    ps = evaluator.prompt_set(split)
+    total = len(ps) if n is None else min(int(n), len(ps))
+    latents = evaluator.latents(split)
+    bs = evaluator.config.batch_size
+    handles = [evaluator.denoiser.register_forward_pre_hook(on_call)]
+    try:
+        handles += [m.register_forward_hook(make_hook(i)) for i, m in enumerate(modules)]
+        evaluator._report("profile", 0, total)
+        for lo in range(0, total, bs):
+            hi = min(lo + bs, total)
+            state["call"] = -1
+            state["prev"] = [None] * len(blocks)
+            evaluator._call(list(ps.prompts[lo:hi]), latents[lo:hi], list(ps.seeds[lo:hi]), kwargs)
+            evaluator._report("profile", hi, total)
+    finally:
+        for h in handles:
+            h.remove()
+    means = torch.where(counts > 0, sums / counts.clamp_min(1), torch.zeros_like(sums))
+    if not bool(torch.isfinite(means).all()):
+        raise RuntimeError("profile: block outputs contain NaN/inf; the model does not run correctly in this setup")
+    return BlockProfile(blocks=tuple(blocks), changes=tuple(tuple(float(v) for v in row) for row in means.tolist()))
+
+
+def profile_id(profile: BlockProfile) -> str:
+    """``"sha256:..."`` of a profile's blocks and values (stored as ``profile_id`` in Block-Caching policies)."""
+    text = json.dumps({"blocks": list(profile.blocks), "changes": [list(r) for r in profile.changes]})
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def save_profile(
+    profile: BlockProfile,
+    out_dir: str | Path,
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    title: str | None = None,
+) -> tuple[Path, Path]:
+    """Write ``profile.json`` and ``profile.png`` (heatmap, blocks × steps) into ``out_dir``.
+
+    ``metadata`` (e.g. :meth:`Evaluator.describe`) is stored under ``"meta"`` in the JSON. Returns the two
+    paths.
+    """
+    out = Path(out_dir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "format": PROFILE_FORMAT,
+        "id": profile_id(profile),
+        "num_steps": profile.num_steps,
+        "blocks": list(profile.blocks),
+        "changes": [list(r) for r in profile.changes],
+        "meta": dict(metadata or {}),
+    }
+    json_path = out / "profile.json"
+    _write_atomic(json_path, (json.dumps(doc, indent=1) + "\n").encode("utf-8"))
+    png_path = out / "profile.png"
+    _heatmap(profile, png_path, title=title)
+    return json_path, png_path
+
+
+def _heatmap(profile: BlockProfile, path: Path, *, title: str | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    data = np.asarray(profile.changes, dtype=np.float64)
+    n_blocks, n_steps = data.shape
+    fig_h = max(2.5, 0.28 * n_blocks + 1.2)
+    fig_w = max(5.0, min(16.0, 0.22 * n_steps + 3.5))
+    fig, ax = plt.subplots(figsize=(fig_w, fig_h), dpi=110)
+    try:
+        # step 0 is 0 by definition: leave it blank rather than let it set the colour scale
+        shown = np.ma.masked_array(data, mask=np.broadcast_to(np.arange(n_steps) == 0, data.shape))
+        im = ax.imshow(shown, aspect="auto", cmap="magma", interpolation="nearest")
+        ax.set_yticks(range(n_blocks))
+        ax.set_yticklabels(profile.blocks, fontsize=7)
+        step_ticks = range(0, n_steps, max(1, n_steps // 10))
+        ax.set_xticks(list(step_ticks))
+        ax.set_xlabel("sampler step")
+        ax.set_title(title or "relative L1 change of block output vs previous step", fontsize=9)
+        fig.colorbar(im, ax=ax, label="||o_s - o_(s-1)||_1 / ||o_(s-1)||_1")
+        fig.tight_layout()
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+        fig.savefig(tmp)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+
+
+def load_profile(path: str | Path) -> BlockProfile:
+    """Read a profile written by :func:`save_profile` (the JSON file or the folder holding it)."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        p = p / "profile.json"
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"profile not found: {p} (write one with `cachesearch profile`)") from None
+    except ValueError as e:
+        raise ScheduleError(f"{p}: not a JSON profile ({e})") from e
+    if not isinstance(doc, dict) or doc.get("format") != PROFILE_FORMAT:
+        got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise ScheduleError(f"{p}: format: expected {PROFILE_FORMAT!r}, got {got!r}")
+    blocks, changes = doc.get("blocks"), doc.get("changes")
+    if not isinstance(blocks, list) or not all(isinstance(b, str) for b in blocks):
+        raise ScheduleError(f"{p}: blocks: expected a list of block names")
+    if not isinstance(changes, list) or not all(isinstance(r, list) for r in changes):
+        raise ScheduleError(f"{p}: changes: expected one list of numbers per block")
+    try:
+        rows = tuple(tuple(float(v) for v in r) for r in changes)
+    except (TypeError, ValueError) as e:
+        raise ScheduleError(f"{p}: changes: expected numbers ({e})") from e
+    if any(not math.isfinite(v) for r in rows for v in r):
+        raise ScheduleError(f"{p}: changes: expected finite numbers")
+    profile = BlockProfile(blocks=tuple(blocks), changes=rows)
+    if doc.get("id") not in (None, profile_id(profile)):
+        raise ScheduleError(f"{p}: id does not match the stored values (the file was edited or is corrupt)")
+    return profile

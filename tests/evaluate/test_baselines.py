@@ -1,0 +1,73 @@
+"""Heuristic baselines: stable names, the full DeepCache grid, fewer steps, Block-Caching thresholds."""
+
+from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+
+import pytest
+
+import cachesearch as cs
+from cachesearch.evaluate import baselines
+from cachesearch.models import block_space
+from cachesearch.models._tiny import tiny_sd_pipeline
+from cachesearch.schedule import BlockKind, BlockProfile
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return tiny_sd_pipeline(blocks=3)
+
+
+def _fake_evaluator(pipe, steps: int) -> SimpleNamespace:
+    """What baselines() reads from an Evaluator: the block space and the reference steps."""
+    return SimpleNamespace(space=block_space(pipe.unet), num_inference_steps=steps)
+
+
+def _profile(space, steps: int) -> BlockProfile:
+    stages = space.names(BlockKind.STAGE)
+    # Deeper stages change less per step, as in the Block Caching paper's analysis.
+    rows = tuple(tuple(0.0 if s == 0 else 0.4 / (1 + i) for s in range(steps)) for i in range(len(stages)))
+    return BlockProfile(blocks=stages, changes=rows)
+
+
+def test_names_and_policies_of_the_grid(pipe) -> None:
+    ev = _fake_evaluator(pipe, 20)
+    items = baselines(ev, profile=_profile(ev.space, 20))
+    names = [n for n, _ in items]
+    assert len(names) == len(set(names))
+    for name in names:
+        assert re.fullmatch(r"steps-\d+|deepcache-n\d+-b\d+|blockcaching-t[0-9.e+-]+", name), name
+    branches = len(ev.space.deepcache_branches)
+    dc = {n: p for n, p in items if n.startswith("deepcache-")}
+    assert len(dc) == 9 * branches  # N = 2..10, every branch
+    assert dc["deepcache-n3-b1"] == cs.DeepCache(interval=3, branch=1)
+    steps = {n: p for n, p in items if n.startswith("steps-")}
+    assert steps["steps-10"] == cs.StepSet(count=10) and "steps-20" not in steps
+    assert all(p.spacing == "scheduler" for p in steps.values())
+    bc = [p for n, p in items if n.startswith("blockcaching-")]
+    assert bc and all(isinstance(p, cs.BlockCachingAuto) and p.profile_id.startswith("sha256:") for p in bc)
+
+
+def test_every_baseline_compiles_and_blockcaching_masks_are_distinct(pipe) -> None:
+    ev = _fake_evaluator(pipe, 12)
+    masks = []
+    for name, policy in baselines(ev, profile=_profile(ev.space, 12)):
+        sched = cs.compile_schedule(pipe, policy, num_inference_steps=None if name.startswith("steps-") else 12)
+        if name.startswith("blockcaching-"):
+            assert sched.recompute_fraction() < 1.0, name  # never a disguised full schedule
+            masks.append(sched.masks())
+    assert len(masks) == len({tuple(sorted(m.items())) for m in masks}) >= 2
+
+
+def test_intervals_never_reach_the_step_count(pipe) -> None:
+    names = [n for n, _ in baselines(_fake_evaluator(pipe, 4))]
+    assert {n.split("-b")[0] for n in names if n.startswith("deepcache")} == {"deepcache-n2", "deepcache-n3"}
+    assert not [n for n in names if n.startswith("blockcaching")]  # no profile, no Block-Caching baselines
+    assert [n for n in names if n.startswith("steps")] == ["steps-3", "steps-2", "steps-1"]
+
+
+def test_profile_with_other_steps_is_refused(pipe) -> None:
+    ev = _fake_evaluator(pipe, 8)
+    with pytest.raises(ValueError, match="profile: has 6 steps"):
+        baselines(ev, profile=_profile(ev.space, 6))

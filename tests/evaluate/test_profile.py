@@ -1,0 +1,105 @@
+"""Block-change profiler: values, shape, files, and the Block-Caching schedule built from it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import cachesearch as cs
+from cachesearch.evaluate import EvalConfig, Evaluator, load_profile, profile_blocks, profile_id, save_profile
+from cachesearch.models import shapes
+from cachesearch.models._loaders import load_model
+from cachesearch.schedule import BlockKind, BlockProfile, ScheduleError
+
+EMBEDDED_WEIGHTS = shapes.pipeline_path() / "unet" / "diffusion_pytorch_model.safetensors"
+STEPS = 6
+
+
+@pytest.fixture(scope="module")
+def ev(tmp_path_factory: pytest.TempPathFactory) -> Evaluator:
+    if not EMBEDDED_WEIGHTS.is_file():
+        pytest.skip("embedded weights are still being trained (file absent)")
+    cache = tmp_path_factory.mktemp("refs")
+    config = EvalConfig(num_inference_steps=STEPS, n_train=2, n_heldout=1, batch_size=2, cache_dir=str(cache))
+    return Evaluator(config, model=load_model("embedded"))
+
+
+@pytest.fixture(scope="module")
+def stage_profile(ev: Evaluator) -> BlockProfile:
+    return profile_blocks(ev, granularity="stage")
+
+
+def test_stage_profile_shape_and_values(ev: Evaluator, stage_profile: BlockProfile) -> None:
+    assert stage_profile.blocks == ev.space.names(BlockKind.STAGE)
+    assert stage_profile.num_steps == STEPS
+    values = torch.tensor(stage_profile.changes)
+    assert values.shape == (len(stage_profile.blocks), STEPS)
+    assert bool((values >= 0).all()) and bool(torch.isfinite(values).all())
+    assert bool((values[:, 0] == 0).all())
+    assert bool((values[:, 1:] > 0).all())  # every block changes between steps
+    # No profiling hook survives.
+    for name in ev.space.names():
+        assert not ev.denoiser.get_submodule(name)._forward_hooks, name
+    assert getattr(ev.denoiser, "_cachesearch_applied", None) is None
+
+
+def test_profile_equals_a_direct_computation(ev: Evaluator, stage_profile: BlockProfile) -> None:
+    block = "up_blocks.1"
+    outputs: list[torch.Tensor] = []
+    module = ev.denoiser.get_submodule(block)
+    handle = module.register_forward_hook(lambda m, a, out: outputs.append(out.detach().double().flatten(1)))
+    try:
+        ps = ev.prompt_set("train")
+        ev._call(list(ps.prompts), ev.latents("train"), list(ps.seeds), {"num_inference_steps": STEPS})
+    finally:
+        handle.remove()
+    assert len(outputs) == STEPS
+    expected = [0.0] + [
+        float(((outputs[s] - outputs[s - 1]).abs().sum(1) / outputs[s - 1].abs().sum(1)).mean())
+        for s in range(1, STEPS)
+    ]
+    row = stage_profile.changes[stage_profile.blocks.index(block)]
+    assert row == pytest.approx(expected, rel=1e-9)
+
+
+def test_layer_profile_lists_every_layer(ev: Evaluator) -> None:
+    profile = profile_blocks(ev, granularity="layer", n=1)
+    assert profile.blocks == ev.space.names(BlockKind.LAYER)
+    assert all(v >= 0 for row in profile.changes for v in row)
+    with pytest.raises(ValueError, match="granularity"):
+        profile_blocks(ev, granularity="block")
+
+
+def test_save_and_load_profile(stage_profile: BlockProfile, ev: Evaluator, tmp_path: Path) -> None:
+    json_path, png_path = save_profile(stage_profile, tmp_path / "p", metadata=ev.describe())
+    assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png_path.stat().st_size > 1000
+    doc = json.loads(json_path.read_text())
+    assert doc["id"] == profile_id(stage_profile) and doc["meta"]["model"]["source"] == "embedded:shapes"
+    assert load_profile(tmp_path / "p") == stage_profile
+    doc["changes"][0][1] += 1.0
+    json_path.write_text(json.dumps(doc))
+    with pytest.raises(ScheduleError, match="id does not match"):
+        load_profile(json_path)
+
+
+def test_blockcaching_recomputes_fewer_blocks_at_larger_thresholds(
+    ev: Evaluator, stage_profile: BlockProfile
+) -> None:
+    fractions = []
+    pid = profile_id(stage_profile)
+    for t in (0.0, 0.05, 0.2, 0.5, 2.0, 100.0):
+        sched = ev.compile(cs.BlockCachingAuto(threshold=t, profile=stage_profile, profile_id=pid))
+        fractions.append(sched.recompute_fraction())
+    assert fractions == sorted(fractions, reverse=True), fractions
+    assert fractions[0] == 1.0 and fractions[-1] == pytest.approx(1 / STEPS)
+    assert len(set(fractions)) >= 3
+    result = ev.evaluate(ev.compile(cs.BlockCachingAuto(threshold=0.5, profile=stage_profile)))
+    assert result.valid and result.cost_ratio < 1
+
+
+def test_profiling_under_an_applied_schedule_is_refused(ev: Evaluator) -> None:
+    with ev.compile(cs.DeepCache(interval=2, branch=0)).applied(ev.pipe), pytest.raises(ScheduleError, match="applied"):
+        profile_blocks(ev)
