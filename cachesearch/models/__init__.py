@@ -24,7 +24,20 @@ _LAZY = {
     "load_model": "._loaders",
 }
 
-__all__ = sorted(["block_space", "family_of", "unet2d_block_space", *_LAZY])
+__all__ = [
+    "ARCH_PRESETS",
+    "LoadedModel",
+    "MacsReport",
+    "ModelLoadError",
+    "arch_param_counts",
+    "block_space",
+    "build_arch_pipeline",
+    "family_of",
+    "load_model",
+    "module_macs",
+    "unet2d_block_space",
+    "unet2d_costs",
+]
 
 
 def __getattr__(name: str) -> Any:
