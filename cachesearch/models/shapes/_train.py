@@ -1,14 +1,15 @@
 """Train the embedded ``shapes`` text-to-image model from scratch (seeded, reproducible, CPU-friendly).
 
 Phase 1 trains a tiny ``AutoencoderKL`` (32 px RGB <-> 16x16x4 latents) on procedural renders; phase 2 trains
-the ``UNet2DConditionModel`` and the small ``CLIPTextModel`` jointly on epsilon prediction with 10 % empty-prompt
-dropout (for classifier-free guidance) and an EMA of the weights, which is what ships. Training data are drawn
+the ``UNet2DConditionModel`` and the small ``CLIPTextModel`` jointly (v-prediction, zero-terminal-SNR linear
+schedule, see ``_components.scheduler_config``) with 10 % empty-prompt dropout (for classifier-free guidance) and
+an EMA of the weights, which is what ships. Training data are drawn
 from ``np.random.default_rng([seed, TRAIN_STREAM, phase])``; the quality gate uses ``EVAL_STREAM`` prompts and
 generator seeds from ``EVAL_SEED_BASE`` up, which training never uses.
 
-Usage::
+Usage (the defaults are the settings of the shipped weights; ``--minutes`` caps wall time instead)::
 
-    python -m cachesearch.models.shapes._train --out .cache/shapes-run [--steps 4000] [--minutes 60]
+    python -m cachesearch.models.shapes._train --out /tmp/shapes-run [--steps 2594] [--minutes 55]
 
 Same seed, steps, thread count and hardware give the same weights. A run checkpoints every
 ``checkpoint_every`` steps into ``out/checkpoint.pt`` and resumes from it when restarted with the same
@@ -41,6 +42,12 @@ from ._components import (
 from ._data import DEFAULT_SIZE, TRAIN_STREAM, all_captions, sample
 
 __all__ = ["train"]
+
+SHIPPED_VAE_STEPS = 784
+"""Autoencoder steps of the shipped weights."""
+
+SHIPPED_UNET_STEPS = 2594
+"""UNet + text-encoder steps of the shipped weights (defaults reproduce them: seed 0, no time budget)."""
 
 _VAE_PHASE, _UNET_PHASE = 0, 1
 _VAE_PACE_STEPS = 40  # steps timed before a time budget fixes the VAE schedule length (< its 50 warm-up steps)
@@ -161,10 +168,10 @@ def train(
     *,
     seed: int = 0,
     minutes: float | None = None,
-    steps: int = 4000,
+    steps: int = SHIPPED_UNET_STEPS,
     device: str = "cpu",
     log: Callable[[str], None] = print,
-    vae_steps: int = 800,
+    vae_steps: int = SHIPPED_VAE_STEPS,
     batch_size: int = 64,
     vae_batch_size: int = 32,
     lr: float = 1e-3,
@@ -377,8 +384,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=4000)
-    ap.add_argument("--vae-steps", type=int, default=800)
+    ap.add_argument("--steps", type=int, default=SHIPPED_UNET_STEPS)
+    ap.add_argument("--vae-steps", type=int, default=SHIPPED_VAE_STEPS)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--minutes", type=float, default=None)
