@@ -1,0 +1,50 @@
+"""``cachesearch report``: rewrite a run's report.md and Pareto plot from its study and last export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ._common import fail, user_errors
+
+__all__ = ["register"]
+
+
+def report(
+    name: str = typer.Option(..., "--name", "-n", help="Run to report on (a directory under --out)."),
+    out: str = typer.Option("artifacts/runs", "--out", help="Directory of run directories."),
+    cache_dir: str = typer.Option(".cache/cachesearch", "--cache-dir", help="Reference image cache."),
+) -> None:
+    """Write <out>/NAME/report.md and pareto.png (front, baselines, held-out points; the block-change heatmap
+    profile.png is written by the run). Uses the last export; run `cachesearch export --name NAME` first if the
+    front changed."""
+    from rich.console import Console
+
+    from ..search import SearchError, SpaceError, open_run
+    from ..search._export import load_export
+    from ..search._study import run_lock
+    from .run import _RichProgress, _set_threads, quiet_libraries
+
+    console = Console()
+    with user_errors():
+        _set_threads(None, "cpu")
+        quiet_libraries()
+        with _RichProgress(console) as progress:
+            try:
+                with run_lock(Path(out).expanduser() / name):
+                    prep = open_run(name, out, progress, cache_dir=cache_dir)
+                    export = load_export(prep.run_dir)
+                    from ..search import write_report
+
+                    path = write_report(prep, export, progress)
+            except (SearchError, SpaceError) as e:
+                progress.bar.stop()
+                raise fail(str(e)) from None
+    console.print(f"report: {path}")
+    console.print(f"plots:  {path.parent / 'pareto.png'}, {path.parent / 'profile.png'}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``report`` to the CLI."""
+    app.command("report")(report)

@@ -1,0 +1,355 @@
+"""One candidate: policy → compiled schedule → evaluation → objective values, or a failure with its reason.
+
+The same code runs in the local executor's process and in Ray workers. Nothing here touches the study: the
+result is an :class:`Outcome` that the executor records (user attributes, constraints, ``tell``).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import os
+import platform
+import socket
+import subprocess
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..schedule import Policy, Schedule
+
+__all__ = [
+    "OBJECTIVE_KINDS",
+    "Objectives",
+    "Outcome",
+    "device_name",
+    "evaluate_candidate",
+    "git_revision",
+    "mask_key",
+    "schedule_attr",
+]
+
+OBJECTIVE_KINDS = ("cost", "latency")
+
+
+@dataclass(frozen=True)
+class Objectives:
+    """What a study minimises and which constraints it enforces.
+
+    Attributes:
+        kind: ``"cost"`` (analytic cost ratio from per-block MACs) or ``"latency"`` (measured latency over the
+            uncached baseline's latency, i.e. 1/speedup).
+        max_quality: constraint ``quality <= max_quality`` (``--max-lpips``), or None.
+        min_speedup: constraint ``speedup >= min_speedup`` (``--min-speedup``), or None. The speedup is the
+            measured one under ``latency`` and ``1 / cost_ratio`` under ``cost``.
+    """
+
+    kind: str = "cost"
+    max_quality: float | None = None
+    min_speedup: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in OBJECTIVE_KINDS:
+            raise ValueError(f"objective: expected one of {list(OBJECTIVE_KINDS)}, got {self.kind!r}")
+        if self.max_quality is not None and not (math.isfinite(self.max_quality) and self.max_quality > 0):
+            raise ValueError(f"--max-lpips: expected a positive number, got {self.max_quality}")
+        if self.min_speedup is not None and not (math.isfinite(self.min_speedup) and self.min_speedup > 0):
+            raise ValueError(f"--min-speedup: expected a positive number, got {self.min_speedup}")
+
+    @property
+    def names(self) -> tuple[str, str]:
+        """Objective names recorded in the study (both minimised)."""
+        return ("quality", "cost_ratio" if self.kind == "cost" else "latency_ratio")
+
+    @property
+    def constrained(self) -> bool:
+        """Whether any constraint is set."""
+        return self.max_quality is not None or self.min_speedup is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain form stored in the study."""
+        return {"kind": self.kind, "names": list(self.names), "directions": ["minimize", "minimize"],
+                "max_quality": self.max_quality, "min_speedup": self.min_speedup}
+
+
+@dataclass
+class Outcome:
+    """What evaluating one candidate produced.
+
+    ``values`` is set for a completed trial and None for a failed one (then ``reason`` says why);
+    ``user_attrs`` and ``constraints`` are recorded on the trial before it is told.
+    """
+
+    values: tuple[float, float] | None
+    reason: str | None = None
+    constraints: dict[str, float] = field(default_factory=dict)
+    user_attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True for a completed trial."""
+        return self.values is not None
+
+    def to_json(self) -> str:
+        """Serialise (Ray workers send outcomes to the driver as JSON)."""
+        return json.dumps({"values": self.values, "reason": self.reason, "constraints": self.constraints,
+                           "user_attrs": self.user_attrs})
+
+    @classmethod
+    def from_json(cls, text: str) -> Outcome:
+        """Inverse of :meth:`to_json`."""
+        d = json.loads(text)
+        values = tuple(d["values"]) if d["values"] is not None else None
+        return cls(values=values, reason=d["reason"], constraints=d["constraints"], user_attrs=d["user_attrs"])
+
+
+# -- trial metadata ----------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def git_revision() -> str | None:
+    """``git describe --always --dirty`` of the checkout cachesearch runs from, or None outside a checkout."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "describe", "--always", "--dirty", "--abbrev=12"],
+            capture_output=True, text=True, timeout=10, check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def device_name(device: str) -> str:
+    """A readable description of ``device`` (``"cuda: NVIDIA H100 …"`` or ``"cpu: <model> (<n> threads)"``)."""
+    import torch
+
+    return _device_name(str(device), torch.get_num_threads())
+
+
+@functools.lru_cache(maxsize=8)
+def _device_name(device: str, threads: int) -> str:
+    import torch
+
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name(torch.device(device))}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"cpu: {cpu} ({threads} threads)"
+
+
+def runner_attrs(session: str, run_dir: str | Path) -> dict[str, Any]:
+    """Who is running a trial (used to tell orphaned RUNNING trials from live ones)."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "session": session,
+            "run_dir": str(Path(run_dir).resolve())}
+
+
+def schedule_attr(schedule: Schedule) -> dict[str, Any]:
+    """The compiled schedule as stored in a trial's user attributes (JSON)."""
+    blocks: dict[str, Any] = {}
+    for bm in schedule.blocks:
+        blocks[bm.block] = bm.cond if bm.shared else {"cond": bm.cond, "uncond": bm.uncond}
+    return {
+        "name": schedule.name,
+        "scheduler": schedule.sampler.scheduler,
+        "num_inference_steps": schedule.sampler.num_inference_steps,
+        "timesteps": list(schedule.sampler.timesteps) if schedule.sampler.timesteps is not None else None,
+        "reuse": schedule.reuse.value,
+        "blocks": blocks,
+        "policy": dict(schedule.policy),
+    }
+
+
+def mask_key(schedule: Schedule) -> str:
+    """Identity of what a schedule computes: steps run, reuse mode and the masks of blocks that ever reuse.
+
+    Blocks whose mask is all ``R`` are dropped (they equal unlisted blocks), so e.g. a periodic mask with
+    period 1 everywhere has the key of full compute.
+    """
+    blocks = sorted(
+        (bm.block, bm.cond, bm.uncond) for bm in schedule.blocks if "." in bm.cond or "." in bm.uncond
+    )
+    key = {
+        "steps": schedule.sampler.num_inference_steps,
+        "timesteps": list(schedule.sampler.timesteps) if schedule.sampler.timesteps is not None else None,
+        "reuse": schedule.reuse.value if blocks else None,
+        "blocks": blocks,
+    }
+    return "sha256:" + hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+# -- evaluation --------------------------------------------------------------------------------------------
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(float(x))
+
+
+def _reason(e: BaseException) -> str:
+    text = f"{type(e).__name__}: {e}".strip()
+    if isinstance(e, MemoryError) or "out of memory" in str(e).lower():
+        text = f"out of memory: {text}"
+    return text[:2000]
+
+
+def _free_memory() -> None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # noqa: BLE001 - best effort after an OOM
+        pass
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, float):
+        return None if math.isnan(v) else v  # inf survives JSON (Infinity); NaN never goes into the study
+    if isinstance(v, (str, int, bool)) or v is None:
+        return v
+    if isinstance(v, Mapping):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if hasattr(v, "item") and callable(v.item):  # numpy / torch scalars
+        return _plain(v.item())
+    return str(v)
+
+
+def json_safe_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """Attributes made JSON-safe for Optuna (NaN → None, unknown objects → str)."""
+    return {str(k): _plain(v) for k, v in attrs.items()}
+
+
+def result_attr(res: Any) -> dict[str, Any]:
+    """An :class:`~cachesearch.evaluate.EvalResult` as plain JSON."""
+    return _plain(dict(res.to_dict()))
+
+
+def objective_values(res: Any, objectives: Objectives) -> tuple[tuple[float, float], float]:
+    """``((quality, cost-or-latency ratio), speedup)`` of a valid result; raises ValueError if not finite."""
+    quality = res.quality
+    if not _finite(quality):
+        raise ValueError(f"quality is not a finite number ({quality!r})")
+    if objectives.kind == "cost":
+        cost = res.cost_ratio
+        if not _finite(cost) or cost <= 0:
+            raise ValueError(f"cost ratio is not a positive finite number ({cost!r}); the model has no MACs")
+        speedup = 1.0 / float(cost)
+    else:
+        ms, base = res.latency_ms, res.baseline_ms
+        if not (_finite(ms) and _finite(base)) or ms <= 0 or base <= 0:
+            raise ValueError(f"latency was not measured (latency_ms={ms!r}, baseline_ms={base!r}); "
+                             f"use --latency measured with --objective latency")
+        cost = float(ms) / float(base)
+        speedup = float(base) / float(ms)
+    return (float(quality), float(cost)), speedup
+
+
+def constraint_values(quality: float, speedup: float, objectives: Objectives) -> dict[str, float]:
+    """Optuna constraints (feasible when <= 0)."""
+    out: dict[str, float] = {}
+    if objectives.max_quality is not None:
+        out["max_quality"] = quality - objectives.max_quality
+    if objectives.min_speedup is not None:
+        out["min_speedup"] = objectives.min_speedup - speedup
+    return out
+
+
+@dataclass
+class KnownMasks:
+    """Completed evaluations by :func:`mask_key`, so a candidate whose compiled mask was seen is not re-run."""
+
+    entries: dict[str, tuple[int, tuple[float, float], dict[str, float], dict[str, Any]]] = field(default_factory=dict)
+
+    def add(self, number: int, outcome: Outcome) -> None:
+        """Record a completed, non-duplicate trial."""
+        key = outcome.user_attrs.get("mask_key")
+        if outcome.ok and key and "duplicate_of" not in outcome.user_attrs and key not in self.entries:
+            self.entries[key] = (number, outcome.values, dict(outcome.constraints),  # type: ignore[arg-type]
+                                 {k: outcome.user_attrs[k] for k in ("result", "speedup") if k in outcome.user_attrs})
+
+    def add_trial(self, trial: Any) -> None:
+        """Record a finished Optuna trial (``FrozenTrial``) if it completed and was evaluated."""
+        from optuna.trial import TrialState
+
+        if trial.state != TrialState.COMPLETE or trial.values is None:
+            return
+        attrs = dict(trial.user_attrs)
+        outcome = Outcome(values=(float(trial.values[0]), float(trial.values[1])), constraints=dict(trial.constraints),
+                          user_attrs=attrs)
+        self.add(trial.number, outcome)
+
+
+def evaluate_candidate(
+    evaluator: Any,
+    policy: Policy,
+    objectives: Objectives,
+    *,
+    known: KnownMasks | None = None,
+    number: int | None = None,
+    study: str | None = None,
+    remeasure_spread: float = 0.1,
+) -> Outcome:
+    """Compile and evaluate ``policy`` on the train split. Never raises for a bad candidate.
+
+    Exceptions (including out-of-memory), invalid outputs (NaN/inf) and non-finite metrics become a failed
+    :class:`Outcome` with the reason. A candidate whose compiled mask is in ``known`` is not evaluated: it
+    takes the recorded values and ``duplicate_of`` names the trial that was evaluated.
+    Under measured latency a noisy measurement (relative spread above ``remeasure_spread``) is taken again and
+    the tighter one kept.
+    """
+    attrs: dict[str, Any] = {"policy": policy.to_dict(), "git": git_revision(),
+                             "device": device_name(str(getattr(evaluator, "device", "cpu")))}
+    try:
+        name = f"{study}-t{number}" if study is not None and number is not None else None
+        schedule = evaluator.compile(policy, name=name)
+    except Exception as e:  # noqa: BLE001 - every failure is the candidate's, recorded with its reason
+        attrs["reason"] = f"compile: {_reason(e)}"
+        return Outcome(values=None, reason=attrs["reason"], user_attrs=attrs)
+    key = mask_key(schedule)
+    attrs.update(mask_key=key, schedule=schedule_attr(schedule))
+    if known is not None and key in known.entries:
+        first, values, constraints, extra = known.entries[key]
+        attrs.update(duplicate_of=first, **extra)
+        return Outcome(values=values, constraints=dict(constraints), user_attrs=attrs)
+    measure = objectives.kind == "latency"
+    try:
+        res = evaluator.evaluate(schedule, split="train", measure=measure)
+        if not getattr(res, "valid", True):
+            raise _Invalid(res.reason or "the evaluator marked the result invalid")
+        values, speedup = objective_values(res, objectives)
+        spread = getattr(res, "latency_spread", None)
+        if measure and _finite(spread) and spread > remeasure_spread:
+            again = evaluator.evaluate(schedule, split="train", measure=True)
+            spread2 = getattr(again, "latency_spread", None)
+            if getattr(again, "valid", True) and _finite(spread2) and spread2 < spread:
+                res = again
+                values, speedup = objective_values(res, objectives)
+            attrs["remeasured"] = True
+    except _Invalid as e:
+        _free_memory()
+        attrs["reason"] = f"invalid output: {e}"
+        return Outcome(values=None, reason=attrs["reason"], user_attrs=attrs)
+    except Exception as e:  # noqa: BLE001
+        _free_memory()
+        attrs["reason"] = _reason(e)
+        attrs["traceback"] = traceback.format_exc(limit=8)[-4000:]
+        return Outcome(values=None, reason=attrs["reason"], user_attrs=attrs)
+    attrs.update(result=result_attr(res), speedup=speedup)
+    if getattr(res, "device", None):
+        attrs["device"] = res.device  # where latency was measured
+    return Outcome(values=values, constraints=constraint_values(values[0], speedup, objectives), user_attrs=attrs)
+
+
+class _Invalid(Exception):
+    """The evaluator returned ``valid=False``."""

@@ -1,0 +1,271 @@
+"""The run report: ``report.md``, the Pareto plot ``pareto.png`` (front, baselines, held-out points) and the
+block-change heatmap ``profile.png`` (written by :func:`cachesearch.evaluate.save_profile` during the run)."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._export import ExportResult
+from ._study import storage_spec, write_text_atomic
+
+__all__ = ["Comparison", "compare_with_baselines", "headline", "plot_pareto", "write_report"]
+
+
+@dataclass
+class Comparison:
+    """One claim of the report: a front schedule against a baseline, on held-out quality at no higher cost."""
+
+    baseline: str
+    baseline_cost: float
+    baseline_heldout: float | None
+    schedule: str | None
+    schedule_cost: float | None
+    schedule_heldout: float | None
+    itself: bool = False
+
+    @property
+    def beaten(self) -> bool:
+        """True when a front schedule costs at most the baseline and has lower held-out quality loss."""
+        return (self.schedule is not None and self.baseline_heldout is not None
+                and self.schedule_heldout is not None and self.schedule_heldout < self.baseline_heldout)
+
+
+def compare_with_baselines(export: ExportResult) -> list[Comparison]:
+    """For each fewer-steps baseline, every DeepCache N=3 branch and the best branch of each DeepCache interval:
+    the exported schedule with the lowest held-out loss among those costing at most the baseline (None if
+    there is none)."""
+    from ._export import REFERENCE_INTERVAL
+
+    out = []
+    for b in export.baselines:
+        if b.get("heldout") is None or not (
+            b["name"].startswith(("steps-", f"deepcache-n{REFERENCE_INTERVAL}-")) or b.get("best_branch")
+        ):
+            continue
+        cheaper = [e for e in export.entries if _x(e) <= b["cost"] + 1e-12]
+        best = min(cheaper, key=lambda e: e["quality"]["heldout"], default=None)
+        out.append(Comparison(
+            baseline=b["name"], baseline_cost=b["cost"], baseline_heldout=b.get("heldout"),
+            schedule=best["file"] if best else None, schedule_cost=_x(best) if best else None,
+            schedule_heldout=best["quality"]["heldout"] if best else None,
+            itself=best is not None and best["trial"] == b["trial"],
+        ))
+    return sorted(out, key=lambda c: (not c.baseline.startswith("deepcache"), c.baseline_cost))
+
+
+def headline(export: ExportResult) -> list[str]:
+    """The two claims a run is judged by, as sentences: DeepCache N=3 (best branch by train loss) and fewer
+    steps at equal cost."""
+    from ._export import REFERENCE_INTERVAL
+
+    comps = {c.baseline: c for c in compare_with_baselines(export)}
+    best = [b for b in export.baselines if b.get("best_branch")
+            and b["name"].startswith(f"deepcache-n{REFERENCE_INTERVAL}-")]
+    lines = []
+    for b in best:
+        c = comps.get(b["name"])
+        if c is not None:
+            lines.append(
+                f"DeepCache N={REFERENCE_INTERVAL}, best branch `{c.baseline}` (cost {c.baseline_cost:.3f}, held-out "
+                f"{_f(c.baseline_heldout)}): " + (f"beaten by `{c.schedule}` (cost {c.schedule_cost:.3f}, held-out "
+                                                  f"{_f(c.schedule_heldout)})" if c.beaten else "not beaten"))
+    steps = [c for c in comps.values() if c.baseline.startswith("steps-")]
+    if steps:
+        won = [c for c in steps if c.beaten]
+        lines.append(f"Fewer steps: {len(won)} of {len(steps)} step counts are beaten at equal or lower cost"
+                     + (f" (e.g. `{won[0].baseline}` held-out {_f(won[0].baseline_heldout)} vs `{won[0].schedule}` "
+                        f"{_f(won[0].schedule_heldout)} at cost {won[0].schedule_cost:.3f} ≤ "
+                        f"{won[0].baseline_cost:.3f})" if won else ""))
+    return lines
+
+
+def _x(entry: dict[str, Any]) -> float:
+    """An exported schedule's second objective (cost ratio, or latency ratio under --objective latency)."""
+    value = entry.get("objective", entry.get("cost_ratio"))
+    return math.inf if value is None else float(value)
+
+
+def _family(name: str) -> str:
+    return name.split("-")[0]
+
+
+def plot_pareto(prep: Any, export: ExportResult, path: Path) -> Path:
+    """Scatter of every completed trial, the front (train and held-out) and the baselines; written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from optuna.trial import TrialState
+
+    study = prep.study
+    xlabel = "cost ratio (analytic MACs / full)" if prep.objectives.kind == "cost" else "latency / baseline latency"
+    metric = export.metric or "quality"
+    # Zero loss is the uncached reference itself; it has no place on a log scale and is left out.
+    pts = [(t.values[1], t.values[0]) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+           if t.values is not None and "duplicate_of" not in t.user_attrs and t.values[0] > 0]
+    fig, ax = plt.subplots(figsize=(7.5, 5.0), dpi=120)
+    try:
+        if pts:
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=10, c="0.75", label="trials (train)", zorder=1)
+        colors = {"steps": "tab:orange", "deepcache": "tab:green", "blockcaching": "tab:purple"}
+        markers = {"steps": "^", "deepcache": "D", "blockcaching": "P"}
+        from ._export import baseline_rows
+
+        rows = [r for r in baseline_rows(study) if r.get("quality", 0) > 0]
+        for fam in colors:
+            fam_rows = [r for r in rows if _family(r["name"]) == fam]
+            if fam_rows:
+                ax.scatter([r["cost"] for r in fam_rows], [r["quality"] for r in fam_rows], s=22, c=colors[fam],
+                           marker=markers[fam], alpha=0.7, label=f"{fam} baselines (train)", zorder=2)
+            held = [b for b in export.baselines if _family(b["name"]) == fam and (b.get("heldout") or 0) > 0]
+            if held:
+                ax.scatter([b["cost"] for b in held], [b["heldout"] for b in held], s=34, facecolors="none",
+                           edgecolors=colors[fam], marker=markers[fam], label=f"{fam} baselines (held-out)", zorder=3)
+        entries = sorted((e for e in export.entries if e["quality"]["train"] > 0 and e["quality"]["heldout"] > 0),
+                         key=_x)
+        if entries:
+            xs = [_x(e) for e in entries]
+            ax.step(xs, [e["quality"]["train"] for e in entries], where="post", c="tab:blue", lw=1.2, zorder=4)
+            ax.scatter(xs, [e["quality"]["train"] for e in entries], c="tab:blue", s=26, label="front (train)",
+                       zorder=5)
+            ax.scatter(xs, [e["quality"]["heldout"] for e in entries], facecolors="none", edgecolors="tab:red",
+                       s=40, marker="s", label="front (held-out)", zorder=6)
+            for e in entries:
+                ax.plot([_x(e)] * 2, [e["quality"]["train"], e["quality"]["heldout"]], c="tab:red", lw=0.6,
+                        alpha=0.6, zorder=4)
+        if pts or entries:
+            ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"{metric} to full compute (lower is better)")
+        ax.set_title(f"{prep.settings.name}: quality × cost", fontsize=10)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="best", framealpha=0.85)
+        fig.tight_layout()
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+        fig.savefig(tmp)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _f(x: Any, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    if isinstance(x, float):
+        return f"{x:.{digits}g}"
+    return str(x)
+
+
+def _dashboard_arg(storage: str) -> str:
+    if "://" in storage:
+        return storage
+    try:
+        rel = os.path.relpath(storage)
+    except ValueError:
+        return storage
+    return storage if rel.startswith("..") else rel
+
+
+def write_report(prep: Any, export: ExportResult, progress: Any = None) -> Path:
+    """Write ``report.md`` and ``pareto.png`` into the run directory; returns the report path."""
+    from optuna.trial import TrialState
+
+    stage = getattr(progress, "stage", lambda *a, **k: None)
+    stage("writing the report")
+    run_dir: Path = prep.run_dir
+    settings, study, ev = prep.settings, prep.study, prep.evaluator
+    plot = plot_pareto(prep, export, run_dir / "pareto.png")
+    trials = study.get_trials(deepcopy=False)
+    states = Counter(t.state.name.lower() for t in trials)
+    dups = sum("duplicate_of" in t.user_attrs for t in trials)
+    reasons = Counter((t.user_attrs.get("reason") or "no reason recorded")[:120]
+                      for t in trials if t.state == TrialState.FAIL)
+    desc = ev.describe()
+    sampler = desc.get("sampler", {})
+    storage = storage_spec(settings)
+    cost_name = "cost ratio" if prep.objectives.kind == "cost" else "latency ratio"
+    lines = [
+        f"# cachesearch run `{settings.name}`",
+        "",
+        f"- **model**: `{ev.source}` ({desc['model']['class']}, fingerprint `{ev.fingerprint[:19]}…`)"
+        + (" — **random weights: quality numbers describe nothing real**" if ev.random_weights else ""),
+        f"- **sampler**: {sampler.get('scheduler')}, {sampler.get('num_inference_steps')} steps, guidance "
+        f"{sampler.get('guidance_scale')}, {sampler.get('height')}×{sampler.get('width')} px, "
+        f"device `{desc.get('device')}`",
+        f"- **quality metric**: `{ev.metric_name}` (mean distance to full compute; lower is better)"
+        + ("" if ev.metric_name == settings.metric else f" — `{settings.metric}` was asked for but is unavailable "
+           f"offline; values are not comparable with `{settings.metric}`"),
+        f"- **objectives**: quality ↓, {cost_name} ↓"
+        + (f"; constraints: quality ≤ {prep.objectives.max_quality}" if prep.objectives.max_quality else "")
+        + (f"; speedup ≥ {prep.objectives.min_speedup}" if prep.objectives.min_speedup else ""),
+        f"- **search space**: `{prep.space.space.name}` ({len(prep.space.param_names)} parameters; "
+        f"families {', '.join(prep.space.space.families)}); sampler `{settings.sampler}` (population "
+        f"{settings.population}, seed {settings.seed}), executor `{settings.executor}`",
+        f"- **prompts**: {settings.n_train} train / {settings.n_heldout} held-out images (different prompts and seeds)",
+        f"- **trials**: {len(trials)} ({', '.join(f'{v} {k}' for k, v in sorted(states.items()))}); "
+        f"{dups} duplicates of an evaluated mask were not re-run",
+        f"- **storage**: `{storage}` — browse with `optuna-dashboard {_dashboard_arg(storage)}`",
+        "",
+    ]
+    for note in prep.notes:
+        lines.append(f"> {note}")
+        lines.append("")
+    lines += [
+        f"## Pareto front ({len(export.entries)} schedules)",
+        "",
+        "Every file was re-compiled from its trial's parameters and evaluated on the held-out prompts before it "
+        "was written.",
+        "",
+        f"| file | trial | {cost_name} | speedup | {ev.metric_name} train | {ev.metric_name} held-out | "
+        "accuracy held-out | from |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for e in export.entries:
+        lines.append(
+            f"| [`{e['file']}`](schedules/{e['file']}) | {e['trial']} | {_f(_x(e), 3)} | "
+            f"{_f(e['speedup'], 3)} | {_f(e['quality']['train'])} | {_f(e['quality']['heldout'])} | "
+            f"{_f(e['accuracy']['heldout'], 3)} | {e['baseline'] or 'search'} |"
+        )
+    comparisons = compare_with_baselines(export)
+    lines += ["", "## Against the baselines", ""]
+    lines += [f"- {h}" for h in headline(export)]
+    lines += ["",
+              "For each fewer-steps baseline, every DeepCache N=3 branch and the best branch (lowest train loss) of "
+              "each other interval: the front schedule with the lowest held-out loss among those costing at most as "
+              "much.", "",
+              f"| baseline | its {cost_name} | its held-out | best front schedule at ≤ cost | its {cost_name} | "
+              "its held-out | better |",
+              "|---|---:|---:|---|---:|---:|:---:|"]
+    for c in comparisons:
+        verdict = "yes" if c.beaten else "no (the baseline itself)" if c.itself else "no"
+        lines.append(f"| `{c.baseline}` | {_f(c.baseline_cost, 3)} | {_f(c.baseline_heldout)} | "
+                     f"{'`' + c.schedule + '`' if c.schedule else '–'} | {_f(c.schedule_cost, 3)} | "
+                     f"{_f(c.schedule_heldout)} | {verdict} |")
+    lines += ["", "![Pareto plot](pareto.png)", "",
+              "Grey: every evaluated trial (train prompts). Blue: the exported front (train); red squares: the same "
+              "schedules on the held-out prompts. Baselines: filled = train, hollow = held-out.", "",
+              "## Block-change profile", "",
+              "Relative L1 change of each stage's output between consecutive steps (train prompts, full compute): "
+              "blocks and steps with small changes are where caching is cheap.", "",
+              "![block-change heatmap](profile.png)", ""]
+    if reasons:
+        lines += ["## Failed trials", "", "| reason | trials |", "|---|---:|"]
+        lines += [f"| {r.replace('|', '/')} | {n} |" for r, n in reasons.most_common(10)]
+        lines.append("")
+    lines += ["## Files", "",
+              "- `schedules/*.yaml` + `schedules/index.yaml`: the front as `cachesearch/schedule@1` files "
+              "(`cachesearch validate FILE --model M` checks one)",
+              "- `pareto.png`, `profile.png` (+ `profile.json`): plots",
+              f"- `run.yaml`, `space.yaml`: the run's settings and search space; resume with "
+              f"`cachesearch run --name {settings.name}`",
+              ""]
+    path = run_dir / "report.md"
+    write_text_atomic(path, "\n".join(lines))
+    _ = plot
+    return path

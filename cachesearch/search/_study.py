@@ -1,0 +1,447 @@
+"""The Optuna study of a run: storage, creation with checks, resume, orphaned trials, the Pareto front.
+
+A run is a directory ``<out>/<name>/`` (``artifacts/runs/<name>`` by default) holding the journal file
+``study.journal`` (unless ``--storage`` names another Optuna storage), the run settings (``run.yaml``), the
+search space it uses (``space.yaml``), the block-change profile, exported schedules and the report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .. import __version__
+from ._objective import Objectives
+
+__all__ = [
+    "STUDY_FORMAT",
+    "RunSettings",
+    "SearchError",
+    "StudyHandle",
+    "finished_count",
+    "make_sampler",
+    "open_storage",
+    "pareto_trials",
+    "recover_orphans",
+    "run_lock",
+]
+
+STUDY_FORMAT = "cachesearch/study@1"
+SAMPLERS = ("nsga2", "tpe", "random")
+EXECUTORS = ("local", "ray")
+LATENCY_MODES = ("analytic", "measured")
+JOURNAL_NAME = "study.journal"
+ATTR_CONFIG = "cachesearch.config"
+ATTR_SPACE = "cachesearch.space"
+ATTR_PROFILE = "cachesearch.profile"
+ATTR_BASELINES = "cachesearch.baselines"
+
+
+class SearchError(ValueError):
+    """A run cannot start or resume as asked; the message says why and what to do."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSettings:
+    """Everything that defines a search run. Fields in :attr:`IDENTITY` must match when a study resumes."""
+
+    name: str
+    model: str = "embedded"
+    space: str = "joint"
+    steps: int = 20
+    scheduler: str | None = None
+    guidance_scale: float | None = None
+    n_train: int = 8
+    n_heldout: int = 8
+    metric: str = "lpips-alex"
+    objective: str = "cost"
+    latency: str = "analytic"
+    max_quality: float | None = None
+    min_speedup: float | None = None
+    sampler: str = "nsga2"
+    population: int = 24
+    seed: int | None = 0
+    trials: int | None = 1000
+    timeout: float | None = 330.0
+    storage: str | None = None
+    executor: str = "local"
+    workers: int = 2
+    address: str | None = None
+    device: str = "cpu"
+    prompts_file: str | None = None
+    out: str = "artifacts/runs"
+
+    IDENTITY = ("model", "steps", "scheduler", "guidance_scale", "n_train", "n_heldout", "metric", "objective",
+                "latency", "max_quality", "min_speedup", "prompts_file")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name or "/" in self.name or self.name.startswith("."):
+            raise SearchError(f"--name: expected a plain directory name like 'embedded-ddim20', got {self.name!r}")
+        for f, lo in (("steps", 1), ("n_train", 1), ("n_heldout", 1), ("population", 2), ("workers", 1)):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise SearchError(f"--{f.replace('_', '-')}: expected an integer >= {lo}, got {v!r}")
+        if self.trials is not None and (not isinstance(self.trials, int) or self.trials < 1):
+            raise SearchError(f"--trials: expected a positive integer, got {self.trials!r}")
+        if self.timeout is not None and not self.timeout > 0:
+            raise SearchError(f"--timeout: expected a positive number of seconds, got {self.timeout!r}")
+        if self.sampler not in SAMPLERS:
+            raise SearchError(f"--sampler: expected one of {list(SAMPLERS)}, got {self.sampler!r}")
+        if self.executor not in EXECUTORS:
+            raise SearchError(f"--executor: expected one of {list(EXECUTORS)}, got {self.executor!r}")
+        if self.latency not in LATENCY_MODES:
+            raise SearchError(f"--latency: expected one of {list(LATENCY_MODES)}, got {self.latency!r}")
+        if self.objective == "latency" and self.latency != "measured":
+            raise SearchError("--objective latency needs --latency measured (analytic mode measures nothing)")
+        try:
+            self.objectives  # noqa: B018 - validates objective and constraints
+        except ValueError as e:
+            raise SearchError(str(e)) from None
+
+    @property
+    def objectives(self) -> Objectives:
+        """The objectives and constraints of the study."""
+        return Objectives(kind=self.objective, max_quality=self.max_quality, min_speedup=self.min_speedup)
+
+    @property
+    def run_dir(self) -> Path:
+        """``<out>/<name>``."""
+        return Path(self.out).expanduser() / self.name
+
+    def identity(self) -> dict[str, Any]:
+        """The fields a resumed study must agree on."""
+        return {k: getattr(self, k) for k in self.IDENTITY}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of every setting."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunSettings:
+        """Inverse of :meth:`to_dict` (unknown keys from newer versions are ignored)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def merged(self, explicit: Mapping[str, Any]) -> RunSettings:
+        """These (stored) settings with the explicitly given options applied on top."""
+        return replace(self, **{k: v for k, v in explicit.items() if v is not None})
+
+
+def default_name(model: str, scheduler: str | None, steps: int) -> str:
+    """Run name derived from model and sampler: ``embedded-ddim20``, ``arch-sd15-dpm30``."""
+    base = model.removeprefix("path:").removeprefix("hub:").rstrip("/").replace("embedded:shapes", "embedded")
+    base = base.replace(":", "-").replace("/", "-").strip("-.") or "model"
+    return f"{base}-{(scheduler or 'default').lower()}{steps}"
+
+
+# -- storage -----------------------------------------------------------------------------------------------
+def storage_spec(settings: RunSettings) -> str:
+    """The storage a run uses: ``--storage`` or the journal file in its run directory (absolute path)."""
+    if settings.storage:
+        return settings.storage
+    return str((settings.run_dir / JOURNAL_NAME).resolve())
+
+
+def open_storage(spec: str) -> Any:
+    """An Optuna storage for ``spec``: an RDB URL (``postgresql://…``, ``mysql://…``, ``sqlite:///…``) or the
+    path of a journal file (safe for processes on one host; not on NFS)."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    if "://" in spec:
+        try:
+            return optuna.storages.RDBStorage(spec)
+        except Exception as e:  # noqa: BLE001 - driver missing, bad URL, server down
+            raise SearchError(f"--storage: cannot open {spec!r}: {type(e).__name__}: {e}") from e
+    path = Path(spec).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a run directory: one driver per run at a time (released on any exit)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / ".lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            holder = Path(path).read_text(encoding="utf-8").strip() or "another process"
+            raise SearchError(
+                f"run {run_dir.name!r} is already being searched by {holder} (lock {path}); wait for it to "
+                f"finish, or add workers with --executor ray"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+# -- samplers ----------------------------------------------------------------------------------------------
+def make_sampler(kind: str, *, seed: int | None, population: int, offset: int = 0) -> Any:
+    """NSGA-II (default), TPE or random. ``offset`` (finished trials so far) varies the seed on resume so a
+    resumed run does not propose the same candidates again; the run stays reproducible."""
+    import optuna
+
+    if seed is not None and offset:
+        seed = int.from_bytes(hashlib.sha256(f"{seed}:{offset}".encode()).digest()[:4], "little")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if kind == "nsga2":
+            return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
+        if kind == "tpe":
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=min(population, 16))
+        if kind == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+    raise SearchError(f"--sampler: expected one of {list(SAMPLERS)}, got {kind!r}")
+
+
+# -- the study ---------------------------------------------------------------------------------------------
+@dataclass
+class StudyHandle:
+    """An opened study and what cachesearch stored with it."""
+
+    study: Any
+    storage_spec: str
+    settings: RunSettings
+    created: bool
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def load_settings(run_dir: Path) -> RunSettings | None:
+    """The settings stored in ``run_dir/run.yaml`` by an earlier run, if any."""
+    path = run_dir / "run.yaml"
+    if not path.is_file():
+        return None
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return RunSettings.from_dict(data["settings"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as e:
+        raise SearchError(f"{path}: cannot read the run settings ({e}); fix or delete the file") from e
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temp file + rename (a crash never leaves a partial file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def save_settings(settings: RunSettings, extra: Mapping[str, Any] | None = None) -> Path:
+    """Write ``run.yaml`` (human-readable; the study itself stores the same identity)."""
+    doc = {"format": "cachesearch/run@1", "cachesearch": __version__, "updated": _now(),
+           "settings": settings.to_dict(), **(extra or {})}
+    path = settings.run_dir / "run.yaml"
+    write_text_atomic(path, yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def open_study(settings: RunSettings, *, fingerprint: str, metric: str, space_digest: str,
+               weights: str | None = None, sampler: Any = None, create: bool = True) -> StudyHandle:
+    """Create the study, or load it and refuse any mismatch of objectives, space, model or evaluation.
+
+    ``optuna.create_study(load_if_exists=True)`` silently ignores directions; this checks everything cachesearch
+    stored at creation (directions, objective names, constraints, space digest, model fingerprint, sampler
+    steps, prompts) and names each difference.
+    """
+    import optuna
+
+    spec = storage_spec(settings)
+    storage = open_storage(spec)
+    names = {s.study_name for s in optuna.study.get_all_study_summaries(storage, include_best_trial=False)}
+    objectives = settings.objectives
+    config = {
+        "format": STUDY_FORMAT,
+        "cachesearch": __version__,
+        "created": _now(),
+        "fingerprint": fingerprint,
+        "weights": weights,
+        "metric": metric,
+        "objectives": objectives.to_dict(),
+        "space_digest": space_digest,
+        "identity": settings.identity(),
+    }
+    if settings.name not in names and not create:
+        raise SearchError(f"no study {settings.name!r} in {spec}; run `cachesearch run --name {settings.name}` first")
+    if settings.name not in names:
+        try:
+            study = optuna.create_study(
+                study_name=settings.name, storage=storage, sampler=sampler,
+                directions=["minimize", "minimize"], load_if_exists=False,
+            )
+        except optuna.exceptions.DuplicatedStudyError:  # created concurrently: load and check below
+            pass
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(list(objectives.names))
+            study.set_user_attr(ATTR_CONFIG, config)
+            return StudyHandle(study=study, storage_spec=spec, settings=settings, created=True, config=config)
+    study = optuna.load_study(study_name=settings.name, storage=storage, sampler=sampler)
+    stored = study.user_attrs.get(ATTR_CONFIG)
+    if not isinstance(stored, Mapping) or stored.get("format") != STUDY_FORMAT:
+        raise SearchError(
+            f"study {settings.name!r} in {spec} was not created by cachesearch (no {ATTR_CONFIG!r} attribute); "
+            f"pick another --name"
+        )
+    problems = check_compatible(stored, config, study)
+    if problems:
+        raise SearchError(
+            f"cannot resume study {settings.name!r}: it was created with different settings:\n  - "
+            + "\n  - ".join(problems)
+            + "\nResume with the original options (omit them: they are read from the study) or start a new run "
+              "with another --name."
+        )
+    return StudyHandle(study=study, storage_spec=spec, settings=settings, created=False, config=dict(stored))
+
+
+def check_compatible(stored: Mapping[str, Any], wanted: Mapping[str, Any], study: Any) -> list[str]:
+    """Differences between a stored study config and the one a run wants (empty when compatible)."""
+    import optuna
+
+    problems: list[str] = []
+    want_dirs = [optuna.study.StudyDirection.MINIMIZE] * 2
+    if list(study.directions) != want_dirs:
+        problems.append(f"directions: study has {[d.name.lower() for d in study.directions]}, expected "
+                        f"['minimize', 'minimize']")
+    names = wanted["objectives"]["names"]
+    if study.metric_names is not None and list(study.metric_names) != list(names):
+        problems.append(f"objectives: study has {study.metric_names}, this run uses {names}")
+    for key in ("fingerprint", "weights", "metric", "space_digest"):
+        if stored.get(key) != wanted.get(key):
+            what = {"fingerprint": "model architecture fingerprint", "metric": "quality metric",
+                    "weights": "model weights (hash)", "space_digest": "search space (file text)"}[key]
+            problems.append(f"{what}: study has {stored.get(key)!r}, this run has {wanted.get(key)!r}")
+    s_obj, w_obj = stored.get("objectives", {}), wanted["objectives"]
+    for key in ("kind", "max_quality", "min_speedup"):
+        if s_obj.get(key) != w_obj.get(key):
+            problems.append(f"objective {key}: study has {s_obj.get(key)!r}, this run has {w_obj.get(key)!r}")
+    s_id, w_id = stored.get("identity", {}), wanted["identity"]
+    for key in sorted(set(s_id) | set(w_id)):
+        if key in ("max_quality", "min_speedup", "objective"):
+            continue
+        if s_id.get(key) != w_id.get(key):
+            problems.append(f"{key}: study has {s_id.get(key)!r}, this run has {w_id.get(key)!r}")
+    return problems
+
+
+# -- trials ------------------------------------------------------------------------------------------------
+def counts_toward_budget(trial: Any) -> bool:
+    """Finished trials count; trials failed only because their process died (and were re-queued) do not."""
+    return trial.state.is_finished() and not trial.user_attrs.get("requeued")
+
+
+def finished_count(study: Any) -> int:
+    """Number of finished trials that count toward ``--trials``."""
+    return sum(1 for t in study.get_trials(deepcopy=False) if counts_toward_budget(t))
+
+
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_orphans(study: Any, *, run_dir: Path, keep: Sequence[int] = ()) -> list[int]:
+    """Fail RUNNING trials whose process died and re-enqueue their parameters; returns their numbers.
+
+    A killed worker leaves its trial RUNNING forever (Optuna heartbeats exist only for RDB storages inside
+    ``optimize()``). Call this while holding :func:`run_lock`. A RUNNING trial is an orphan when it was started
+    for this run directory on this host (the lock proves its driver is gone), or on this host by a process
+    that is no longer alive, or carries no runner information. Trials of other hosts, of live processes of
+    other run directories, and those in ``keep`` (about to be resumed by Ray Tune) are left alone. The orphan
+    becomes FAIL with ``reason`` and ``requeued: true`` (it does not count toward the budget), and its
+    parameters are enqueued so the candidate is evaluated once, by the resumed run.
+    """
+    from optuna.trial import TrialState
+
+    host = socket.gethostname()
+    here = str(Path(run_dir).resolve())
+    orphans: list[int] = []
+    storage = study._storage
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.number in keep:
+            continue
+        t_host, pid = t.user_attrs.get("host"), t.user_attrs.get("pid")
+        if t_host is not None and t_host != host:
+            continue
+        if t_host is not None and t.user_attrs.get("run_dir") != here and _pid_alive(pid) and pid != os.getpid():
+            continue
+        params = dict(t.system_attrs.get("fixed_params") or {})
+        params.update(t.params)
+        storage.set_trial_user_attr(t._trial_id, "reason", "orphaned: the process running it died before it "
+                                                           "finished; re-enqueued")
+        storage.set_trial_user_attr(t._trial_id, "requeued", True)
+        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        user_attrs = {"requeued_from": t.number}
+        if "baseline" in t.user_attrs:
+            user_attrs["baseline"] = t.user_attrs["baseline"]
+        study.enqueue_trial(params, user_attrs=user_attrs)
+        orphans.append(t.number)
+    return orphans
+
+
+def pareto_trials(study: Any) -> list[Any]:
+    """Pareto-optimal finished trials (feasible ones when constrained), one per distinct compiled mask.
+
+    Uses ``study.best_trials``; trials that replayed an earlier evaluation (``duplicate_of``) or share its mask
+    are dropped in favour of the first evaluated one.
+    """
+    seen: set[str] = set()
+    out = []
+    for t in sorted(study.best_trials, key=lambda t: t.number):
+        key = t.user_attrs.get("mask_key")
+        if "duplicate_of" in t.user_attrs or key in seen:
+            continue
+        if key:
+            seen.add(key)
+        out.append(t)
+    return sorted(out, key=lambda t: (t.values[1], t.values[0]))
+
+
+def json_safe(data: Any) -> Any:
+    """Round-trip through JSON (Optuna attributes must be JSON-serialisable)."""
+    return json.loads(json.dumps(data, default=str))
+
+
+def dataclass_dict(obj: Any) -> dict[str, Any]:
+    """``asdict`` for frozen dataclasses, JSON-safe."""
+    return json_safe(asdict(obj))

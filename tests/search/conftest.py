@@ -1,0 +1,104 @@
+"""Fixtures for unit tests of the search logic.
+
+``FakeEvaluator`` is a real :class:`~cachesearch.evaluate.Evaluator` over the tiny random-weight pipeline
+(real block space, MACs, compile, cost ratio, references and profile), whose ``evaluate`` scores a schedule
+from its masks instead of generating images: fast and deterministic, and it can be told to fail. It is for
+unit tests of the study logic only; the end-to-end tests in ``tests/commands`` use the real evaluator on the
+embedded model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from cachesearch.evaluate import EvalConfig, EvalResult, Evaluator
+from cachesearch.models._loaders import LoadedModel
+from cachesearch.models._tiny import tiny_sd_pipeline
+from cachesearch.schedule import Schedule
+from cachesearch.search import RunSettings
+
+TINY_STEPS = 8
+
+
+class FakeEvaluator(Evaluator):
+    """Scores = analytic cost ratio and a synthetic quality loss that grows with reuse and with fewer steps.
+
+    ``fail_when(schedule) -> str | None`` makes a candidate fail: ``"raise"``, ``"invalid"`` or ``"nan"``.
+    ``calls`` counts evaluations per split.
+    """
+
+    def __init__(self, config: EvalConfig, model: LoadedModel) -> None:
+        super().__init__(config, model=model)
+        self.calls: dict[str, int] = {"train": 0, "heldout": 0}
+        self.evaluated: list[str] = []
+        self.fail_when: Callable[[Schedule], str | None] = lambda s: None
+        self.before_evaluate: Callable[[Schedule], None] = lambda s: None
+
+    def evaluate(self, schedule: Schedule, *, split: str = "train", measure: bool | None = None) -> EvalResult:
+        self.calls[split] += 1
+        self.evaluated.append(schedule.name)
+        self.before_evaluate(schedule)
+        cost = self.cost_ratio(schedule)
+        mode = self.fail_when(schedule)
+        if mode == "raise":
+            raise RuntimeError("CUDA out of memory (simulated)")
+        reuse = sum(m.count(".") for m in schedule.masks().values()) / max(1, sum(map(len, schedule.masks().values())))
+        missing = 1 - schedule.num_steps / self.num_inference_steps
+        jitter = int(hashlib.sha256(str(sorted(schedule.masks().items())).encode()).hexdigest()[:6], 16) / 16**6
+        quality = 0.2 * reuse + 0.5 * missing**2 + 0.001 * jitter + (0.0005 if split == "heldout" else 0.0)
+        valid = mode != "invalid"
+        if mode == "nan":
+            quality = math.nan
+        return EvalResult(
+            schedule=schedule.name, split=split, valid=valid, reason=None if valid else "2 of 2 images contain NaN",
+            metric=self.metric_name, quality=quality if valid else None, psnr=30.0, ssim=0.9, accuracy=None,
+            cost_ratio=cost, latency_ms=None, baseline_ms=None, speedup=None, latency_spread=None, n_images=2,
+            seconds=0.0, prompts=self.prompt_set(split).digest(), random_weights=True,
+        )
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> LoadedModel:
+    """The tiny random-weight pipeline (2 UNet stages, DDIM) as a loaded model."""
+    torch.set_num_threads(1)
+    pipe = tiny_sd_pipeline(seed=0, scheduler="ddim", blocks=2)
+    return LoadedModel(pipe=pipe, denoiser=pipe.unet, source="tiny:ddim", random_weights=True, family="unet2d")
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One reference cache for the whole session."""
+    return tmp_path_factory.mktemp("cs-cache")
+
+
+@pytest.fixture
+def make_evaluator(tiny_model: LoadedModel, cache_dir: Path) -> Callable[..., FakeEvaluator]:
+    """Build a FakeEvaluator over the tiny model."""
+
+    def make(**overrides: Any) -> FakeEvaluator:
+        cfg = dict(model="tiny", num_inference_steps=TINY_STEPS, n_train=2, n_heldout=2, height=32, width=32,
+                   cache_dir=str(cache_dir))
+        cfg.update(overrides)
+        return FakeEvaluator(EvalConfig(**cfg), tiny_model)
+
+    return make
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Callable[..., RunSettings]:
+    """RunSettings for a run in ``tmp_path`` matching the FakeEvaluator's configuration."""
+
+    def make(name: str = "unit", **overrides: Any) -> RunSettings:
+        cfg = dict(name=name, model="tiny", steps=TINY_STEPS, n_train=2, n_heldout=2, trials=12, timeout=None,
+                   population=4, seed=0, out=str(tmp_path / "runs"))
+        cfg.update(overrides)
+        return RunSettings(**cfg)
+
+    return make

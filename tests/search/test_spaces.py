@@ -1,0 +1,148 @@
+"""Search spaces: file format and validation, the pure trial → policy map, baselines as parameters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import FixedTrial
+
+from cachesearch.schedule import BlockCachingAuto, BlockProfile, DeepCache, Full, Joint, PeriodicMask, StepSet
+from cachesearch.search import SpaceContext, SpaceError, builtin_space_names, find_space, load_space, parse_space
+
+REPO = Path(__file__).resolve().parents[2]
+STAGES = ("down_blocks.0", "down_blocks.1", "mid_block", "up_blocks.0", "up_blocks.1")
+PROFILE = BlockProfile(blocks=STAGES, changes=tuple(tuple(0.0 if s == 0 else 0.05 * (i + 1) for s in range(10))
+                                                    for i in range(len(STAGES))))
+
+
+def ctx(accepts_timesteps: bool = True, num_steps: int = 10) -> SpaceContext:
+    return SpaceContext(num_steps=num_steps, scheduler="DPMSolverMultistepScheduler" if accepts_timesteps
+                        else "DDIMScheduler", accepts_timesteps=accepts_timesteps, stages=STAGES,
+                        blocks=STAGES + ("up_blocks.1.resnets.0",), n_branches=6, profile=PROFILE, profile_id="p")
+
+
+def space_doc(**changes: object) -> dict:
+    doc = yaml.safe_load((REPO / "search_spaces" / "joint.yaml").read_text())
+    doc.update(changes)
+    return doc
+
+
+def test_builtin_spaces_load_and_packaged_copies_match() -> None:
+    assert set(builtin_space_names()) >= {"joint", "deepcache", "blocks", "steps"}
+    packaged = REPO / "cachesearch" / "search" / "spaces"
+    for name in ("joint", "deepcache", "blocks", "steps"):
+        top = REPO / "search_spaces" / f"{name}.yaml"
+        assert (packaged / f"{name}.yaml").read_text() == top.read_text(), f"packaged copy of {name}.yaml is stale"
+        space = load_space(find_space(name))
+        assert space.name == name
+        space.resolve(ctx())
+
+
+def test_suggest_is_pure_and_replays_with_fixed_trial() -> None:
+    resolved = load_space(find_space("joint")).resolve(ctx())
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=3))
+    families = set()
+    for _ in range(40):
+        trial = study.ask()
+        policy = resolved.suggest(trial)
+        assert set(trial.params) == set(resolved.param_names)  # flat: every parameter in every trial
+        assert resolved.suggest(FixedTrial(trial.params)) == policy
+        families.add(type(policy.mask if isinstance(policy, Joint) else policy).__name__)
+        study.tell(trial, [0.0, 1.0])
+    assert {"DeepCache", "PeriodicMask", "BlockCachingAuto"} <= families
+
+
+def test_ddim_restricts_spacing_to_scheduler_with_a_note() -> None:
+    resolved = load_space(find_space("joint")).resolve(ctx(accepts_timesteps=False))
+    assert "steps.spacing" not in resolved.param_names and "steps.power" not in resolved.param_names
+    assert any("DDIMScheduler does not accept explicit timesteps" in n for n in resolved.notes)
+    open_ = load_space(find_space("steps")).resolve(ctx(accepts_timesteps=True))
+    assert {"steps.spacing", "steps.power"} <= set(open_.param_names)
+    params = {n: d for n, d in zip(open_.param_names, [None] * len(open_.param_names), strict=True)}
+    params.update({"steps.count": 6, "steps.spacing": "power", "steps.power": 2.0})
+    assert open_.suggest(FixedTrial(params)) == StepSet(count=6, spacing="power", power=2.0)
+
+
+def test_baselines_map_to_parameters_that_replay_to_them() -> None:
+    resolved = load_space(find_space("joint")).resolve(ctx())
+    for policy in (StepSet(count=5), DeepCache(interval=3, branch=4),
+                   BlockCachingAuto(threshold=0.1, profile=PROFILE, profile_id="p")):
+        params = resolved.params_for(policy)
+        assert params is not None, policy
+        replayed = resolved.suggest(FixedTrial(params))
+        assert replayed == policy or (isinstance(policy, BlockCachingAuto) and replayed.threshold == 0.1)
+    assert resolved.params_for(DeepCache(interval=9, branch=0)) is None  # interval outside 2..6
+    assert resolved.params_for(DeepCache(interval=3, branch=0, schedule="nonuniform")) is None
+    # the reference step set is the plain mask policy, and family none at all steps is full compute
+    assert resolved.policy_from_params({**params, "mask.family": "none", "steps.count": 10}) == Full()
+
+
+def test_periodic_family_compiles_windows_and_phase_modulo_period() -> None:
+    resolved = load_space(find_space("blocks")).resolve(ctx())
+    params = {n: 0 for n in resolved.param_names}
+    params.update({"mask.family": "periodic", "blockcaching.threshold": 0.1})
+    for b in STAGES:
+        params.update({f"periodic.{b}.period": 3, f"periodic.{b}.phase": 4, f"periodic.{b}.start": 0.2,
+                       f"periodic.{b}.end": 0.8})
+    policy = resolved.suggest(FixedTrial(params))
+    assert isinstance(policy, PeriodicMask)
+    assert policy.blocks[0] == ("down_blocks.0", 3, 1, 0.2, 0.8)  # phase 4 mod period 3
+    masks = policy.masks(_space(), 10)
+    assert masks["down_blocks.0"][0] == "RR..R..RRR"  # window [2, 8): recompute where (s - 1) % 3 == 0
+    # a space file whose start and end ranges overlap may propose start > end: the window is swapped
+    params.update({"periodic.down_blocks.0.start": 0.6, "periodic.down_blocks.0.end": 0.2})
+    assert resolved.policy_from_params(params).blocks[0] == ("down_blocks.0", 3, 1, 0.2, 0.6)
+
+
+def _space():
+    from cachesearch.schedule import BlockInfo, BlockKind, BlockSpace
+
+    return BlockSpace(family="unet2d", blocks=tuple(BlockInfo(name=s, kind=BlockKind.STAGE) for s in STAGES))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"format": "cachesearch/space@2"}, "format: expected 'cachesearch/space@1'"),
+        ({"stepz": {}}, "<top level>: unknown key(s) ['stepz']"),
+        ({"steps": {"count": {"low": 4, "hihg": 9}}}, "steps.count: missing required key(s) ['high']"),
+        ({"steps": {"count": {"low": 9, "high": 4}}}, "steps.count: low (9) must be <= high (4)"),
+        ({"steps": {"count": 5, "spacing": ["scheduler", "cosine"]}}, "steps.spacing[1]: expected one of"),
+        ({"mask": {"families": ["deepcache", "magic"]}}, "mask.families[1]: expected one of"),
+        ({"mask": {"families": ["deepcache"], "periodic": {}}}, "mask.periodic: configures family 'periodic'"),
+        ({"mask": {"families": ["deepcache"], "deepcache": {"interval": {"low": 0, "high": 3}}}},
+         "mask.deepcache.interval.low: expected an integer >= 1, got 0"),
+        ({"mask": {"families": ["periodic"], "periodic": {"blocks": 7}}}, "mask.periodic.blocks: expected"),
+        ({"baselines": {"deepcache": {"intervals": [1]}}}, "baselines.deepcache.intervals[0]: expected an integer"),
+        ({"steps": None, "baselines": ["steps"]}, "baselines.steps: 'steps' baselines need a 'steps' section"),
+    ],
+)
+def test_invalid_space_names_file_and_field(change: dict, message: str) -> None:
+    with pytest.raises(SpaceError) as info:
+        parse_space(space_doc(**change), source="my-space.yaml")
+    assert str(info.value).startswith("my-space.yaml: ")
+    assert message in str(info.value)
+
+
+def test_resolve_errors_name_the_field(tmp_path: Path) -> None:
+    doc = space_doc(steps={"count": {"low": 4, "high": 30}})
+    with pytest.raises(SpaceError, match=r"steps.count.high: 30 is too large: the reference sampler runs 10 steps"):
+        parse_space(doc, source="s.yaml").resolve(ctx())
+    doc = space_doc(mask={"families": ["periodic"], "periodic": {"blocks": ["up_blocks.7"]}}, baselines=[])
+    with pytest.raises(SpaceError, match=r"mask.periodic.blocks\[0\]: unknown block 'up_blocks.7'"):
+        parse_space(doc, source="s.yaml").resolve(ctx())
+    doc = space_doc(mask={"families": ["deepcache"], "deepcache": {"branch": {"low": 0, "high": 8}}}, baselines=[])
+    with pytest.raises(SpaceError, match=r"mask.deepcache.branch.high: 8 is too large: .* branches 0..5"):
+        parse_space(doc, source="s.yaml").resolve(ctx())
+
+
+def test_load_space_reports_yaml_problems(tmp_path: Path) -> None:
+    bad = tmp_path / "dup.yaml"
+    bad.write_text("format: cachesearch/space@1\nname: a\nname: b\nmask: {families: [deepcache]}\n")
+    with pytest.raises(SpaceError, match=r"dup.yaml: line 3: key 'name' appears twice"):
+        load_space(bad)
+    with pytest.raises(SpaceError, match=r"nope.yaml: no such search-space file; .*built-in spaces: .*joint"):
+        find_space(tmp_path / "nope.yaml")

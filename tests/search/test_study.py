@@ -1,0 +1,249 @@
+"""Study logic with a fake evaluator: baselines first, dedup, failures, constraints, resume checks, orphans,
+Ctrl-C, export, and the Ray searcher's explicit failure recording (without starting Ray)."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import socket
+from dataclasses import replace
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from cachesearch.schedule import load_schedule
+from cachesearch.search import SearchError, export_run, mask_key, pareto_trials, run_search
+from cachesearch.search._study import finished_count, open_storage
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _study(settings):
+    return optuna.load_study(study_name=settings.name, storage=open_storage(str(settings.run_dir / "study.journal")))
+
+
+def _dead_pid() -> int:
+    pid = 4_000_000
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        except PermissionError:
+            pass
+        pid += 1
+
+
+def test_baselines_run_first_and_trials_carry_their_schedule(settings, make_evaluator) -> None:
+    s = settings(trials=10)
+    ev = make_evaluator()
+    summary = run_search(s, evaluator=ev, export=False)
+    assert summary.stopped == "budget"
+    study = _study(s)
+    trials = study.get_trials()
+    enqueued = study.user_attrs["cachesearch.baselines"]["enqueued"]
+    assert enqueued and [t.user_attrs.get("baseline") for t in trials[: len(enqueued)]] == enqueued[: len(trials)]
+    assert study.metric_names == ["quality", "cost_ratio"]
+    assert study.user_attrs["cachesearch.config"]["objectives"]["directions"] == ["minimize", "minimize"]
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 10 == finished_count(study)
+    for t in done:
+        attrs = t.user_attrs
+        assert attrs["mask_key"].startswith("sha256:") and attrs["schedule"]["blocks"]
+        assert attrs["host"] == socket.gethostname() and "git" in attrs and attrs["result"]["valid"] is True
+        assert attrs["device"].startswith("cpu: ")
+        assert t.values[1] == pytest.approx(attrs["result"]["cost_ratio"])
+
+
+def test_candidates_with_an_evaluated_mask_are_not_run_again(settings, make_evaluator) -> None:
+    # the steps space under DDIM has 7 candidates (2..8 steps): 14 trials must repeat masks
+    s = settings(space="steps", trials=14, sampler="random")
+    ev = make_evaluator()
+    run_search(s, evaluator=ev, export=False)
+    study = _study(s)
+    done = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    dups = [t for t in done if "duplicate_of" in t.user_attrs]
+    assert dups, "expected repeated candidates"
+    by_number = {t.number: t for t in done}
+    for t in dups:
+        first = by_number[t.user_attrs["duplicate_of"]]
+        assert first.user_attrs["mask_key"] == t.user_attrs["mask_key"] and first.values == t.values
+    assert ev.calls["train"] == len({t.user_attrs["mask_key"] for t in done}) == len(done) - len(dups)
+
+
+def test_failing_candidates_become_failed_trials_with_reasons(settings, make_evaluator) -> None:
+    s = settings(space="steps", trials=7, sampler="random")
+    ev = make_evaluator()
+    modes = {2: "raise", 3: "invalid", 4: "nan"}
+    ev.fail_when = lambda sched: modes.get(sched.num_steps)
+    summary = run_search(s, evaluator=ev, export=False)
+    assert summary.stopped == "budget"
+    failed = {t.user_attrs["schedule"]["num_inference_steps"]: t.user_attrs["reason"]
+              for t in _study(s).get_trials(states=(TrialState.FAIL,))}
+    assert "out of memory" in failed[2]
+    assert failed[3].startswith("invalid output: 2 of 2 images contain NaN")
+    assert "quality is not a finite number" in failed[4]
+    assert all(t.state.is_finished() for t in _study(s).get_trials() if t.state != TrialState.WAITING)
+
+
+def test_constraints_are_recorded_and_the_front_is_feasible(settings, make_evaluator) -> None:
+    s = settings(trials=16, max_quality=0.05, min_speedup=1.3)
+    run_search(s, evaluator=make_evaluator(), export=False)
+    study = _study(s)
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert all(set(t.constraints) == {"max_quality", "min_speedup"} for t in done)
+    infeasible = [t for t in done if t.values[0] > 0.05 or 1 / t.values[1] < 1.3]
+    assert infeasible, "the budget should include infeasible candidates"
+    front = pareto_trials(study)
+    assert front and all(t.values[0] <= 0.05 and 1 / t.values[1] >= 1.3 - 1e-9 for t in front)
+
+
+def test_resume_refuses_different_objectives_space_or_sampler(settings, make_evaluator) -> None:
+    s = settings(trials=3)
+    run_search(s, evaluator=make_evaluator(), export=False)
+    with pytest.raises(SearchError) as info:
+        run_search(replace(s, max_quality=0.1, trials=4), evaluator=make_evaluator(), export=False)
+    assert "objective max_quality: study has None, this run has 0.1" in str(info.value)
+    with pytest.raises(SearchError, match=r"search space \(file text\)"):
+        run_search(replace(s, space="deepcache"), evaluator=make_evaluator(), export=False, space_given=True)
+    other_weights = make_evaluator()
+    other_weights._weights_hash = "sha256:" + "0" * 64  # the same architecture with other weights (a fine-tune)
+    with pytest.raises(SearchError, match=r"model weights \(hash\): study has 'sha256:"):
+        run_search(s, evaluator=other_weights, export=False)
+    with pytest.raises(SearchError, match=r"num_inference_steps|steps: study has 8, this run has 6"):
+        run_search(replace(s, steps=6), evaluator=make_evaluator(num_inference_steps=6), export=False)
+    # a study that create_study(load_if_exists=True) would silently reuse with other directions
+    storage = open_storage(str(Path(s.out) / "other" / "study.journal"))
+    optuna.create_study(study_name="other", storage=storage, directions=["maximize", "minimize"])
+    with pytest.raises(SearchError, match="was not created by cachesearch"):
+        run_search(replace(s, name="other"), evaluator=make_evaluator(), export=False)
+
+
+def test_orphaned_running_trial_is_failed_and_requeued(settings, make_evaluator) -> None:
+    s = settings(trials=3, space="steps", sampler="random")
+    captured = {}
+    run_search(s, evaluator=make_evaluator(), export=False, on_prepared=lambda p: captured.update(prep=p))
+    study = _study(s)
+    orphan = study.ask()  # as a killed process left it: RUNNING, parameters suggested, never told
+    for key, value in {"host": socket.gethostname(), "pid": _dead_pid(), "session": "gone",
+                       "run_dir": str(s.run_dir.resolve())}.items():
+        orphan.set_user_attr(key, value)
+    captured["prep"].space.suggest(orphan)
+    params = dict(orphan.params)
+    summary = run_search(replace(s, trials=8), evaluator=make_evaluator(), export=False)
+    assert any("recovered 1 trial" in n for n in summary.notes)
+    study = _study(s)
+    failed = study.trials[orphan.number]
+    assert failed.state == TrialState.FAIL and failed.user_attrs["requeued"] is True
+    assert failed.user_attrs["reason"].startswith("orphaned")
+    rerun = [t for t in study.get_trials() if t.user_attrs.get("requeued_from") == orphan.number]
+    assert len(rerun) == 1 and rerun[0].state == TrialState.COMPLETE and rerun[0].params == params
+    assert finished_count(study) == 8  # the orphan does not count; nothing finished was lost or repeated
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 8
+
+
+def test_ctrl_c_finishes_the_trial_then_a_second_one_aborts_it(settings, make_evaluator) -> None:
+    s = settings(trials=20)
+    ev = make_evaluator()
+    count = {"n": 0}
+
+    def interrupt(schedule) -> None:
+        count["n"] += 1
+        if count["n"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # first Ctrl-C: this trial still finishes
+
+    ev.before_evaluate = interrupt
+    summary = run_search(s, evaluator=ev, export=True)
+    assert summary.stopped == "interrupted" and summary.export is None
+    study = _study(s)
+    assert finished_count(study) == 3 and not study.get_trials(states=(TrialState.RUNNING,))
+
+    def abort(schedule) -> None:
+        raise KeyboardInterrupt  # what the second Ctrl-C raises inside an evaluation
+
+    ev.before_evaluate = abort
+    summary = run_search(s, evaluator=ev, export=False)
+    assert summary.stopped == "interrupted"
+    study = _study(s)
+    aborted = [t for t in study.get_trials(states=(TrialState.FAIL,)) if t.user_attrs.get("requeued")]
+    assert len(aborted) == 1 and aborted[0].user_attrs["reason"].startswith("interrupted")
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert any(t.user_attrs.get("requeued_from") == aborted[0].number for t in waiting)
+    assert finished_count(study) == 3
+
+
+def test_export_validates_on_heldout_before_writing(settings, make_evaluator) -> None:
+    s = settings(trials=14)
+    ev = make_evaluator()
+    stale = s.run_dir / "schedules" / "t9999-old.yaml"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("old")
+    summary = run_search(s, evaluator=ev)
+    export = summary.export
+    assert export.entries and not stale.exists()
+    index = yaml.safe_load(export.index_path.read_text())
+    assert [e["file"] for e in index["schedules"]] == [e["file"] for e in export.entries]
+    assert ev.calls["heldout"] >= len(export.entries)
+    study = _study(s)
+    for e in export.entries:
+        sched = load_schedule(export.schedules_dir / e["file"])
+        q = sched.metrics.quality
+        assert q.heldout is not None and q.train == pytest.approx(study.trials[e["trial"]].values[0])
+        assert sched.provenance.study == s.name and sched.provenance.trial == e["trial"]
+        assert mask_key(sched) == study.trials[e["trial"]].user_attrs["mask_key"]
+        assert math.isfinite(sched.metrics.latency.cost_ratio) and sched.metrics.latency.cost_ratio < 1
+        assert oct(os.stat(export.schedules_dir / e["file"]).st_mode)[-3:] != "600"
+    assert (s.run_dir / "report.md").is_file() and (s.run_dir / "pareto.png").stat().st_size > 1000
+    assert (s.run_dir / "profile.png").is_file()
+    calls, train_calls = ev.calls["heldout"], ev.calls["train"]
+    again, report = export_run(s.name, s.out, evaluator=ev)  # `cachesearch export`: held-out results are cached
+    assert [e["file"] for e in again.entries] == [e["file"] for e in export.entries]
+    assert ev.calls["heldout"] == calls and ev.calls["train"] == train_calls and report.is_file()
+
+
+def test_ray_searcher_records_failures_explicitly(settings, make_evaluator, tmp_path) -> None:
+    pytest.importorskip("ray.tune")
+    import pickle
+
+    from cachesearch.search._ray import _RESULT_KEY, StudySearcher, _DefineByRun
+
+    s = settings(trials=2)
+    captured = {}
+    run_search(s, evaluator=make_evaluator(), export=False, on_prepared=lambda p: captured.update(prep=p))
+    study = _study(s)
+    resolved = captured["prep"].space
+    searcher = StudySearcher(space=_DefineByRun(resolved), metric=["quality", "cost_ratio"], mode=["min", "min"],
+                             sampler=optuna.samplers.RandomSampler(seed=0), study_name=s.name,
+                             storage=study._storage, storage_spec=str(s.run_dir / "study.journal"),
+                             run_dir=str(s.run_dir))
+    a, b, c = (searcher.suggest(k) for k in ("a", "b", "c"))
+    assert a["__cachesearch_trial_number"] != b["__cachesearch_trial_number"]
+    searcher.on_trial_complete("a", result=None, error=True)
+    searcher.on_trial_complete("b", result={"quality": None, "cost_ratio": None,
+                                            _RESULT_KEY: '{"values": null, "reason": "invalid output: NaN", '
+                                                         '"constraints": {}, "user_attrs": {}}'})
+    restored = pickle.loads(pickle.dumps(searcher))  # what Tune does with tuner.pkl / checkpoints
+    restored.on_trial_complete("c", result={"quality": 0.1, "cost_ratio": 0.5, _RESULT_KEY:
+                                            '{"values": [0.1, 0.5], "reason": null, "constraints": {}, '
+                                            '"user_attrs": {"mask_key": "sha256:x"}}'})
+    study = _study(s)
+    ta, tb, tc = (study.trials[cfg["__cachesearch_trial_number"]] for cfg in (a, b, c))
+    assert ta.state == TrialState.FAIL and ta.user_attrs["reason"].startswith("worker error")
+    assert tb.state == TrialState.FAIL and tb.user_attrs["reason"] == "invalid output: NaN"
+    assert tc.state == TrialState.COMPLETE and tc.values == [0.1, 0.5]
+
+
+def test_any_optuna_storage_url_works(settings, make_evaluator, tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    s = settings(name="rdb", trials=3, storage=url, space="steps")
+    summary = run_search(s, evaluator=make_evaluator(), export=False)
+    assert summary.storage == url and not (s.run_dir / "study.journal").exists()
+    study = optuna.load_study(study_name="rdb", storage=url)
+    assert finished_count(study) == 3 and study.user_attrs["cachesearch.config"]["format"] == "cachesearch/study@1"
+    with pytest.raises(SearchError, match="--storage: cannot open 'postgresql://"):
+        run_search(replace(s, name="pg", storage="postgresql://nobody@127.0.0.1:1/none"),
+                   evaluator=make_evaluator(), export=False)
