@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import functools
+import statistics
 
 import torch
 from _bench import environment, make_call, nothing, official_deepcache, outputs_match, table, time_config, write_results
@@ -36,31 +36,39 @@ def bench_model(name: str, args: argparse.Namespace) -> list[dict]:
     size = args.size or DEFAULT_SIZE[name]
     rows: list[dict] = []
     for batch in args.batch:
-        call = make_call(pipe, prompt="a photo of an astronaut", steps=args.steps, guidance=7.5, batch=batch, size=size)
-        timed = functools.partial(time_config, device=device, warmup=args.warmup, repeats=args.repeats)
-
-        def record(label: str, ctx, steps: int = args.steps, *, _batch: int = batch, _call=call, _timed=timed) -> dict:
-            c = _call if steps == args.steps else make_call(pipe, prompt="a photo of an astronaut", steps=steps,
-                                                            guidance=7.5, batch=_batch, size=size)
-            r = {"model": name, "size": size, "batch": _batch, "config": label, **_timed(ctx, c)}
-            rows.append(r)
-            print(f"  {name} b{_batch} {label:28s} {r['median_ms']:9.1f} ms", flush=True)
-            return r
-
-        vanilla = record("vanilla", nothing)
+        configs: list[tuple[str, object, int]] = [("vanilla", nothing, args.steps)]
         full = cs.compile_schedule(pipe, cs.Full(), num_inference_steps=args.steps)
-        record("cachesearch all-R", lambda s=full: s.applied(pipe))
-        for k in args.fewer:
-            record(f"fewer steps {k}", nothing, steps=k)
+        configs.append(("cachesearch all-R", lambda s=full: s.applied(pipe), args.steps))
+        configs += [(f"fewer steps {k}", nothing, k) for k in args.fewer]
         for interval in args.intervals:
             for branch in args.branches:
                 sched = cs.compile_schedule(pipe, cs.DeepCache(interval=interval, branch=branch),
                                             num_inference_steps=args.steps)
-                record(f"official N={interval} b{branch}", lambda n=interval, b=branch: official_deepcache(pipe, n, b))
-                record(f"cachesearch N={interval} b{branch}", lambda s=sched: s.applied(pipe))
-        for r in rows:
-            if r["batch"] == batch and r["model"] == name:
-                r["speedup"] = vanilla["median_ms"] / r["median_ms"]
+                configs.append((f"official N={interval} b{branch}",
+                                lambda n=interval, b=branch: official_deepcache(pipe, n, b), args.steps))
+                configs.append((f"cachesearch N={interval} b{branch}", lambda s=sched: s.applied(pipe), args.steps))
+        calls = {k: make_call(pipe, prompt="a photo of an astronaut", steps=k, guidance=7.5, batch=batch, size=size)
+                 for k in {c[2] for c in configs}}
+        # Rounds interleave the configurations so a drifting, shared machine hits all of them alike.
+        samples: dict[str, list[float]] = {label: [] for label, _, _ in configs}
+        peaks: dict[str, int | None] = {}
+        per_round = max(args.repeats // args.rounds, 1)
+        for rnd in range(args.rounds):
+            for label, ctx, k in configs:
+                r = time_config(ctx, calls[k], device=device, warmup=args.warmup if rnd == 0 else 0,
+                                repeats=per_round)
+                samples[label] += r["samples_ms"]
+                peaks[label] = r["peak_memory_bytes"]
+                print(f"  {name} b{batch} round {rnd} {label:28s} {r['median_ms']:9.1f} ms", flush=True)
+        for label, _, _ in configs:
+            v = sorted(samples[label])
+            rows.append({"model": name, "size": size, "batch": batch, "config": label,
+                         "median_ms": statistics.median(v), "min_ms": v[0], "max_ms": v[-1],
+                         "iqr_ms": (v[(3 * len(v)) // 4] - v[len(v) // 4]) if len(v) > 1 else 0.0,
+                         "samples_ms": v, "peak_memory_bytes": peaks[label]})
+        base = rows[-len(configs)]["median_ms"]
+        for r in rows[-len(configs):]:
+            r["speedup"] = base / r["median_ms"]
     return rows
 
 
@@ -100,7 +108,8 @@ def main() -> None:
     ap.add_argument("--intervals", type=int, nargs="+", default=[2, 3, 5])
     ap.add_argument("--branches", type=int, nargs="+", default=[0, 1, 3])
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=6, help="Timed runs per configuration (over all rounds).")
+    ap.add_argument("--rounds", type=int, default=3, help="Interleaved rounds over all configurations.")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (CPU runs).")
     ap.add_argument("--skip-equality", action="store_true")
     args = ap.parse_args()
