@@ -26,12 +26,16 @@ from ._ir import (
     Schedule,
 )
 
-__all__ = ["dump_schedule", "load_schedule", "parse_schedule", "save_schedule"]
+__all__ = ["DuplicateKeyError", "dump_schedule", "load_schedule", "parse_schedule", "save_schedule", "strict_yaml_load"]
 
 
 # -- loading ---------------------------------------------------------------------------------------------
+class DuplicateKeyError(yaml.YAMLError):
+    """A YAML mapping repeats a key (``yaml.safe_load`` would silently keep the last value)."""
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that also refuses duplicate keys (safe_load silently keeps the last one)."""
+    """``yaml.SafeLoader`` that also refuses duplicate keys."""
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
@@ -39,12 +43,19 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise ScheduleError(f"line {key_node.start_mark.line + 1}: key {key!r} appears twice")
+            raise DuplicateKeyError(f"line {key_node.start_mark.line + 1}: key {key!r} appears twice")
         seen.add(key)
     return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def strict_yaml_load(text: str) -> Any:
+    """Parse YAML like ``yaml.safe_load`` but raise :class:`DuplicateKeyError` on repeated keys.
+
+    Shared by every file format of cachesearch (schedules, search spaces)."""
+    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def _mapping(path: str, value: Any, required: set[str], optional: set[str] = frozenset()) -> dict[str, Any]:
@@ -241,8 +252,8 @@ def load_schedule(path: str | os.PathLike[str]) -> Schedule:
     except UnicodeDecodeError as e:
         raise ScheduleError(f"{p}: not a UTF-8 text file ({e})") from e
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except ScheduleError as e:
+        data = strict_yaml_load(text)
+    except DuplicateKeyError as e:
         raise ScheduleError(f"{p}: {e}") from e
     except yaml.YAMLError as e:
         raise ScheduleError(f"{p}: not valid YAML: {e}") from e
@@ -320,7 +331,7 @@ def save_schedule(schedule: Schedule, path: str | os.PathLike[str]) -> Path:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     text = dump_schedule(schedule)
-    parse_schedule(yaml.load(text, Loader=_StrictLoader))  # noqa: S506 - never write what we cannot read
+    parse_schedule(strict_yaml_load(text))  # never write what we cannot read
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

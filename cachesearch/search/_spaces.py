@@ -33,6 +33,7 @@ from ..schedule import (
     ScheduleError,
     StepSet,
 )
+from ..schedule._yaml import DuplicateKeyError, strict_yaml_load
 
 __all__ = [
     "FAMILIES",
@@ -187,23 +188,6 @@ class SpaceContext:
 
 
 # -- loading -----------------------------------------------------------------------------------------------
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys."""
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise SpaceError(f"line {key_node.start_mark.line + 1}: key {key!r} appears twice")
-        seen.add(key)
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 class _Ctx:
     """Error context: the file being parsed."""
 
@@ -478,8 +462,8 @@ def load_space(path: str | Path) -> SearchSpace:
     except (OSError, UnicodeDecodeError) as e:
         raise SpaceError(f"{p}: cannot read the file ({e})") from e
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except SpaceError as e:
+        data = strict_yaml_load(text)
+    except DuplicateKeyError as e:
         raise SpaceError(f"{p}: {e}") from e
     except yaml.YAMLError as e:
         raise SpaceError(f"{p}: not valid YAML: {e}") from e
