@@ -23,6 +23,8 @@ import torch
 
 from cachesearch.schedule import BlockKind, BlockProfile, ScheduleError
 
+from .._atomic import atomic_write
+
 if TYPE_CHECKING:
     from ._evaluator import Evaluator
 
@@ -132,12 +134,6 @@ def profile_id(profile: BlockProfile) -> str:
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def save_profile(
     profile: BlockProfile,
     out_dir: str | Path,
@@ -161,7 +157,7 @@ def save_profile(
         "meta": dict(metadata or {}),
     }
     json_path = out / "profile.json"
-    _write_atomic(json_path, (json.dumps(doc, indent=1) + "\n").encode("utf-8"))
+    atomic_write(json_path, (json.dumps(doc, indent=1) + "\n").encode("utf-8"))
     png_path = out / "profile.png"
     _heatmap(profile, png_path, title=title)
     return json_path, png_path

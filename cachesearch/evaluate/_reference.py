@@ -23,14 +23,14 @@ import hashlib
 import json
 import logging
 import math
-import os
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from .._atomic import atomic_write
 
 __all__ = [
     "REFERENCE_FORMAT",
@@ -124,19 +124,6 @@ class ReferenceInfo:
     rebuilt_because: str | None = None
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     try:
@@ -213,8 +200,8 @@ class ReferenceCache:
             "sha256": hashlib.sha256(blob).hexdigest(),
             "shape": list(images.shape),
         }
-        _write_atomic(data_path, blob)
-        _write_atomic(meta_path, (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode("utf-8"))
+        atomic_write(data_path, blob)
+        atomic_write(meta_path, (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode("utf-8"))
         return data_path
 
     def get_or_build(

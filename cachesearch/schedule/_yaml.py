@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from .._atomic import atomic_write
 from ._errors import ScheduleError
 from ._ir import (
     FORMAT,
@@ -329,17 +329,6 @@ def _block_scalar(key: str, value: str) -> str:
 def save_schedule(schedule: Schedule, path: str | os.PathLike[str]) -> Path:
     """Write atomically: a crash never leaves a partial file behind."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     text = dump_schedule(schedule)
     parse_schedule(strict_yaml_load(text))  # never write what we cannot read
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return atomic_write(p, text)

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from .. import __version__
+from .._atomic import atomic_write
 from ._objective import Objectives
 
 __all__ = [
@@ -245,18 +246,8 @@ def load_settings(run_dir: Path) -> RunSettings | None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file + rename (a crash never leaves a partial file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    """Write ``text`` to ``path`` atomically (temp file + rename)."""
+    atomic_write(path, text)
 
 
 def save_settings(settings: RunSettings, extra: Mapping[str, Any] | None = None) -> Path:
