@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -148,6 +149,14 @@ def test_ray_executor_two_cpu_workers_restores_after_the_driver_is_killed(
     out = tmp_path / "runs"
     ray_tmp = tempfile.mkdtemp(prefix="csray", dir="/tmp")  # short: Ray's socket paths have a length limit
     monkeypatch.setenv("RAY_TMPDIR", ray_tmp)
+    try:
+        _ray_restore_scenario(out, cache, ray_tmp)
+    finally:
+        _kill_cluster(ray_tmp)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def _ray_restore_scenario(out: Path, cache: str, ray_tmp: str) -> None:
     cmd = [sys.executable, "-m", "cachesearch.cli", "run", "--name", "ray", "--executor", "ray", "--workers", "2",
            "--trials", "8", "--steps", "6", "--n-train", "3", "--n-heldout", "2", "--timeout", "0", "--out",
            str(out), "--cache-dir", cache, "--no-export", "-q"]
@@ -192,7 +201,6 @@ def test_ray_executor_two_cpu_workers_restores_after_the_driver_is_killed(
     import ray
 
     assert not ray.is_initialized()
-    _kill_cluster(ray_tmp)
 
 
 def test_a_broken_space_file_gives_a_clear_message(tmp_path: Path) -> None:
