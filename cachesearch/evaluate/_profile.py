@@ -12,9 +12,9 @@ heatmap PNG (blocks × steps).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -187,9 +187,9 @@ def _heatmap(profile: BlockProfile, path: Path, *, title: str | None) -> None:
         ax.set_title(title or "relative L1 change of block output vs previous step", fontsize=9)
         fig.colorbar(im, ax=ax, label="||o_s - o_(s-1)||_1 / ||o_(s-1)||_1")
         fig.tight_layout()
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-        fig.savefig(tmp)
-        os.replace(tmp, path)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        atomic_write(path, buf.getvalue())
     finally:
         plt.close(fig)
 

@@ -3,6 +3,7 @@ block-change heatmap ``profile.png`` (written by :func:`cachesearch.evaluate.sav
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections import Counter
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._atomic import atomic_write
 from ._export import ExportResult
 from ._study import storage_spec, write_text_atomic
 
@@ -146,9 +148,9 @@ def plot_pareto(prep: Any, export: ExportResult, path: Path) -> Path:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc="best", framealpha=0.85)
         fig.tight_layout()
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-        fig.savefig(tmp)
-        os.replace(tmp, path)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        atomic_write(path, buf.getvalue())
     finally:
         plt.close(fig)
     return path

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -11,15 +9,6 @@ from cachesearch.models._cost import MacsReport, module_macs, unet2d_costs, unet
 from cachesearch.models._presets import build_arch_pipeline
 from cachesearch.models._tiny import tiny_sd_pipeline
 from cachesearch.models._unet2d import unet2d_layers
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """Two OpenMP threads on a shared 2-core machine stall at every barrier; one thread avoids that."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _stages(unet: torch.nn.Module) -> list[str]:

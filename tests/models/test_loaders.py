@@ -6,7 +6,6 @@ import json
 import shutil
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +19,6 @@ from cachesearch.models._loaders import LoadedModel, load_model, normalize_spec
 from cachesearch.models._tiny import tiny_sd_pipeline
 
 GEN_KW = {"num_inference_steps": 2, "height": 32, "width": 32, "output_type": "np"}
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """Two OpenMP threads on a shared 2-core machine stall at every barrier; one thread avoids that."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

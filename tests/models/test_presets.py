@@ -7,7 +7,6 @@ the SD 1.5 UNet on CPU (3.4 GB) and runs it once on a small latent.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,16 +40,6 @@ SDXL_COUNTS = {
     "text_encoder": 123_060_480,
     "text_encoder_2": 694_659_840,
 }
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """Two OpenMP threads on a 2-core machine shared with other jobs stall at every barrier (a 2-step tiny
-    generation measured 10 s instead of 0.04 s); one thread avoids that."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _reset_peak_rss() -> bool:

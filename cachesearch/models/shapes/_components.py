@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .._tokenizer import _bytes_to_unicode
 from ._data import COLORS, SHAPES
 
 MAX_TOKENS = 16
@@ -17,19 +18,6 @@ WORDS: tuple[str, ...] = ("a", "on", "background", *SHAPES, *COLORS)
 """Every word a caption can contain; each is one token."""
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """CLIP's reversible byte -> printable unicode table (same as openai/CLIP ``simple_tokenizer``)."""
-    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, (chr(c) for c in cs), strict=True))
 
 
 def _bpe(symbols: list[str], merges: list[tuple[str, str]]) -> list[str]:
@@ -52,7 +40,7 @@ def build_tokenizer_files(folder: Path) -> None:
     merges build each vocabulary word left to right.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    base = list(_bytes_to_unicode().values())
+    base = [char for _, char in _bytes_to_unicode()]
     vocab_list: list[str] = base + [b + "</w>" for b in base]
     merges: list[tuple[str, str]] = []
     seen = set(vocab_list)
