@@ -6,7 +6,7 @@ import datetime as _dt
 import inspect
 from typing import Any
 
-from . import __version__
+from ._version import __version__
 from .models import block_space, family_of
 from .runtime import denoiser_of, fingerprint_module
 from .schedule import (

@@ -5,7 +5,7 @@ Pure data: this layer imports only pyyaml and numpy.
 
 from ._blockspace import BlockInfo, BlockKind, BlockSpace
 from ._errors import ScheduleError
-from ._fingerprint import architecture_fingerprint
+from ._fingerprint import architecture_fingerprint, fingerprint_mismatch
 from ._ir import (
     FORMAT,
     BlockEntry,
@@ -59,6 +59,7 @@ __all__ = [
     "ScheduleError",
     "StepSet",
     "architecture_fingerprint",
+    "fingerprint_mismatch",
     "dump_schedule",
     "load_schedule",
     "parse_schedule",

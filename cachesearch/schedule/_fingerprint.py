@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["architecture_fingerprint", "FINGERPRINT_PREFIX"]
+__all__ = ["FINGERPRINT_PREFIX", "architecture_fingerprint", "fingerprint_mismatch"]
 
 FINGERPRINT_PREFIX = "sha256:"
 
@@ -50,3 +50,22 @@ def architecture_fingerprint(
             continue
         h.update(f"{norm}:{tuple(int(s) for s in shape)};".encode())
     return FINGERPRINT_PREFIX + h.hexdigest()
+
+
+def fingerprint_mismatch(schedule: Any, actual_class: str, actual: str, where: str = "this denoiser") -> str | None:
+    """The one message for a schedule applied to another architecture, or ``None`` when they match.
+
+    Args:
+        schedule: a :class:`~cachesearch.schedule.Schedule` (its ``name`` and ``model`` are read).
+        actual_class: class name of the denoiser it meets.
+        actual: that denoiser's fingerprint.
+        where: how the message names the denoiser (``"this denoiser"``, ``"model 'embedded'"``).
+    """
+    expected = schedule.model.fingerprint
+    if actual == expected:
+        return None
+    return (
+        f"model.fingerprint: schedule {schedule.name!r} was made for a {schedule.model.cls} with fingerprint "
+        f"{expected[:19]}… (source {schedule.model.source}); {where} is a {actual_class} with {actual[:19]}…, "
+        f"a different architecture"
+    )

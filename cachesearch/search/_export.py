@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from .. import __version__
+from .._version import __version__
 from .._compile import default_name
 from ..schedule import Provenance, Schedule, save_schedule
 from ._objective import mask_key

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from .. import __version__
+from .._version import __version__
 from .._atomic import atomic_write
 from ._objective import Objectives
 

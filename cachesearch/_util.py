@@ -1,0 +1,72 @@
+"""Small helpers every layer shares: atomic writes, UTC timestamps, JSON-safe values, device description.
+
+Stdlib only at import time (torch is imported inside :func:`device_description`), so the schedule layer may
+use it too.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+import functools
+import math
+import platform
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ._atomic import atomic_write
+
+__all__ = ["atomic_write", "device_description", "json_safe", "utc_now"]
+
+
+def utc_now() -> str:
+    """The current UTC time as ``2026-11-23T12:00:00Z`` (seconds precision), as written in every file."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as plain JSON data: mappings → dicts with str keys, sequences → lists, NaN/inf → ``None``,
+    numpy/torch scalars → Python numbers, enums → their value, paths and anything else → ``str``."""
+    if isinstance(value, enum.Enum):
+        return json_safe(value.value)
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
+        return json_safe(value.item())
+    return str(value)
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown cpu"
+
+
+def device_description(device: Any = "cpu") -> str:
+    """Human-readable device stored with every measurement.
+
+    ``"cuda: <device name>"`` for CUDA devices; ``"cpu: <cpu model> (<n> threads)"`` for CPU, with torch's
+    intra-op thread count, which CPU timings depend on.
+    """
+    import torch
+
+    dev = torch.device(device) if not isinstance(device, torch.device) else device
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            return f"cuda: unavailable ({dev})"
+        return f"cuda: {torch.cuda.get_device_name(dev)}"
+    if dev.type == "cpu":
+        return f"cpu: {_cpu_model()} ({torch.get_num_threads()} threads)"
+    return str(dev)
