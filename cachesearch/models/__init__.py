@@ -1,6 +1,6 @@
-"""Model adapters (block lists, DeepCache branches, costs), loaders and the embedded model.
+"""Model adapters (block lists, I/O contracts, DeepCache branches, costs), loaders and the embedded model.
 
-The adapter is imported eagerly (torch only); loaders, presets and MAC counting resolve lazily, so
+The adapters are imported eagerly (torch only); loaders, presets and MAC counting resolve lazily, so
 ``import cachesearch`` does not import diffusers/transformers (and through them torchvision).
 """
 
@@ -9,14 +9,25 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ._adapters import block_space, family_of
-from ._unet2d import unet2d_block_space
+from .adapters import (
+    BlockIO,
+    DenoiserAdapter,
+    adapter_for,
+    block_io_of,
+    block_space,
+    denoiser_of,
+    family_of,
+    register_adapter,
+    register_block_io,
+)
+from .adapters.unet2d import unet2d_block_space, unet2d_example_inputs
 
 _LAZY = {
     "ARCH_PRESETS": "._presets",
     "arch_param_counts": "._presets",
     "build_arch_pipeline": "._presets",
     "MacsReport": "._cost",
+    "denoiser_costs": "._cost",
     "module_macs": "._cost",
     "unet2d_costs": "._cost",
     "ModelLoadError": "._errors",
@@ -26,17 +37,26 @@ _LAZY = {
 
 __all__ = [
     "ARCH_PRESETS",
+    "BlockIO",
+    "DenoiserAdapter",
     "LoadedModel",
     "MacsReport",
     "ModelLoadError",
+    "adapter_for",
     "arch_param_counts",
+    "block_io_of",
     "block_space",
     "build_arch_pipeline",
+    "denoiser_costs",
+    "denoiser_of",
     "family_of",
     "load_model",
     "module_macs",
+    "register_adapter",
+    "register_block_io",
     "unet2d_block_space",
     "unet2d_costs",
+    "unet2d_example_inputs",
 ]
 
 

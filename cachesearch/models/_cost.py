@@ -1,8 +1,12 @@
 """Analytic per-block cost: multiply-accumulates (MACs) of one denoiser call, per module path.
 
 Counts come from :class:`torch.utils.flop_counter.FlopCounterMode`, which applies a formula per aten op
-(``mm``/``addmm``/``bmm``/convolutions/scaled-dot-product attention: ``2*m*n*k`` FLOPs per matmul). MACs are
-FLOPs / 2. Element-wise work (norms, activations, additions, softmax, up-sampling, concatenation) has no
+(``mm``/``addmm``/``bmm``/convolutions: ``2*m*n*k`` FLOPs per matmul). MACs are FLOPs / 2.
+
+Attention has **one definition whatever kernel runs**: the two matmuls per head, QKᵀ and AV, i.e.
+``batch·heads·L_q·L_k·(d_qk + d_v)`` MACs. torch registers that formula for its CUDA kernels only, so the CPU
+flash kernel (and other fused variants) would count zero; every fused scaled-dot-product-attention op is
+given the same formula here, and the math fallback decomposes into exactly those two batched matmuls. Element-wise work (norms, activations, additions, softmax, up-sampling, concatenation) has no
 formula and counts zero: the numbers are a noise-free proxy for compute, not a latency model.
 
 Attribution does not use FlopCounterMode's own module table (keyed by ``ClassName.path`` of whichever module
@@ -24,7 +28,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["MacsReport", "module_macs", "unet2d_costs", "unet2d_example_inputs"]
+__all__ = ["MacsReport", "attention_flop_mapping", "denoiser_costs", "module_macs", "unet2d_costs"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,33 @@ class MacsReport:
     total_macs: int
     per_module: dict[str, int] = field(default_factory=dict)
     other_macs: int = 0
+
+
+_SDPA_OPS = (
+    "_scaled_dot_product_flash_attention",
+    "_scaled_dot_product_efficient_attention",
+    "_scaled_dot_product_cudnn_attention",
+    "_scaled_dot_product_flash_attention_for_cpu",
+    "_scaled_dot_product_fused_attention_overrideable",
+    "_scaled_dot_product_attention_math_for_mps",
+)
+
+
+def _sdpa_flops(query_shape: Sequence[int], key_shape: Sequence[int], value_shape: Sequence[int], *args: Any,
+                out_shape: Any = None, **kwargs: Any) -> int:
+    """FLOPs of QKᵀ and AV for inputs ``[..., L, d]`` (every leading dim is batch × heads of the query)."""
+    *lead, l_q, d_qk = query_shape
+    l_k, d_v = key_shape[-2], value_shape[-1]
+    heads = 1
+    for n in lead:
+        heads *= int(n)
+    return 2 * heads * int(l_q) * int(l_k) * (int(d_qk) + int(d_v))
+
+
+def attention_flop_mapping() -> dict[Any, Callable[..., int]]:
+    """``FlopCounterMode(custom_mapping=...)`` entries giving every fused attention op one formula."""
+    aten = torch.ops.aten
+    return {getattr(aten, name): _sdpa_flops for name in _SDPA_OPS if hasattr(aten, name)}
 
 
 def _is_inside(path: str, parent: str) -> bool:
@@ -80,7 +111,7 @@ def module_macs(
         except AttributeError as e:
             raise ValueError(f"{type(model).__name__} has no submodule {path!r}") from e
 
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping=attention_flop_mapping())
     flops = dict.fromkeys(paths, 0)
     entered: dict[str, list[int]] = {path: [] for path in paths}
     handles = []
@@ -115,72 +146,45 @@ def module_macs(
     )
 
 
-def _config(unet: torch.nn.Module) -> Mapping[str, Any]:
-    config = getattr(unet, "config", None)
-    if config is None:
-        raise TypeError(f"{type(unet).__name__} has no diffusers config; pass a UNet2DConditionModel")
-    return config
+def _meta_replica(denoiser: torch.nn.Module) -> torch.nn.Module:
+    from_config = getattr(type(denoiser), "from_config", None)
+    config = getattr(denoiser, "config", None)
+    if from_config is None or config is None:
+        raise TypeError(f"{type(denoiser).__name__} has no diffusers config; cannot build a meta replica")
+    with torch.device("meta"):
+        replica = from_config(dict(config))
+    return replica.eval()
 
 
-def unet2d_example_inputs(
-    unet: torch.nn.Module,
+def denoiser_costs(
+    denoiser: torch.nn.Module,
     *,
     height: int | None = None,
     width: int | None = None,
     batch_size: int = 1,
-    text_len: int = 77,
-    device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None,
-) -> dict[str, Any]:
-    """Keyword inputs for one call of a diffusers ``UNet2DConditionModel`` (values are zeros/ones).
+    on_meta: bool = True,
+) -> tuple[dict[str, int], int]:
+    """MACs of every cacheable block of ``denoiser`` for one call, plus the rest, via its family's adapter.
 
-    ``height``/``width`` are latent sizes (default ``config.sample_size``: 64 for SD 1.5 = 512 px, 128 for
-    SDXL = 1024 px). SDXL-style ``addition_embed_type="text_time"`` UNets also get ``added_cond_kwargs``.
+    Args:
+        denoiser: The denoiser. With ``on_meta`` (default) a meta-device replica is built from its config and
+            costed, so nothing is allocated or computed and the model's own hooks/processors play no part;
+            otherwise the model itself runs once on its device with zero inputs.
+        height, width: Latent size (default: the adapter's, e.g. ``config.sample_size``).
+        batch_size: Samples per call (1 = per-sample cost; classifier-free guidance doubles it).
+
+    Returns:
+        ``(macs, other_macs)``: ``macs`` maps every block of the adapter's block space (stages and their
+        layers) to its MACs; ``other_macs`` is the total minus the stages (embeddings, input/output layers).
     """
-    cfg = _config(unet)
-    param = next(unet.parameters(), None)
-    device = torch.device(device) if device is not None else (param.device if param is not None else None)
-    dtype = dtype or (param.dtype if param is not None else torch.float32)
-    sample = cfg["sample_size"]
-    default_h, default_w = (sample, sample) if isinstance(sample, int) else sample
-    h = default_h if height is None else height
-    w = default_w if width is None else width
-    if batch_size < 1 or text_len < 1 or h < 1 or w < 1:
-        raise ValueError(f"sizes must be positive: batch={batch_size}, text_len={text_len}, latent={h}x{w}")
-    ctx_dim = cfg.get("encoder_hid_dim") or cfg["cross_attention_dim"]
-    if isinstance(ctx_dim, (list, tuple)):
-        if len(set(ctx_dim)) != 1:
-            raise ValueError(f"per-block cross_attention_dim {ctx_dim} is not supported")
-        ctx_dim = ctx_dim[0]
-    kw: dict[str, Any] = {"device": device, "dtype": dtype}
-    inputs: dict[str, Any] = {
-        "sample": torch.zeros(batch_size, cfg["in_channels"], h, w, **kw),
-        "timestep": torch.full((batch_size,), 500.0, **kw),
-        "encoder_hidden_states": torch.zeros(batch_size, text_len, ctx_dim, **kw),
-    }
-    if cfg.get("addition_embed_type") == "text_time":
-        n_time = 6  # SDXL micro-conditioning: original size, crop top-left, target size
-        text_dim = cfg["projection_class_embeddings_input_dim"] - n_time * cfg["addition_time_embed_dim"]
-        inputs["added_cond_kwargs"] = {
-            "text_embeds": torch.zeros(batch_size, text_dim, **kw),
-            "time_ids": torch.ones(batch_size, n_time, **kw),
-        }
-    elif cfg.get("addition_embed_type") not in (None, "text"):  # "text" only reads encoder_hidden_states
-        raise ValueError(f"addition_embed_type {cfg.get('addition_embed_type')!r} is not supported")
-    if cfg.get("class_embed_type") is not None or cfg.get("num_class_embeds") is not None:
-        raise ValueError("class-conditioned UNets are not supported")
-    if cfg.get("time_cond_proj_dim") is not None:
-        inputs["timestep_cond"] = torch.zeros(batch_size, cfg["time_cond_proj_dim"], **kw)
-    return inputs
+    from .adapters import adapter_for
 
-
-def _meta_replica(unet: torch.nn.Module) -> torch.nn.Module:
-    from_config = getattr(type(unet), "from_config", None)
-    if from_config is None:
-        raise TypeError(f"{type(unet).__name__} has no from_config; cannot build a meta replica")
-    with torch.device("meta"):
-        replica = from_config(dict(_config(unet)))
-    return replica.eval()
+    adapter = adapter_for(denoiser)
+    model = _meta_replica(denoiser) if on_meta else denoiser
+    paths = list(adapter.block_space(model).names())
+    inputs = adapter.example_inputs(model, height=height, width=width, batch_size=batch_size)
+    report = module_macs(model, lambda: model(**inputs, return_dict=False), paths)
+    return report.per_module, report.other_macs
 
 
 def unet2d_costs(
@@ -189,30 +193,11 @@ def unet2d_costs(
     height: int | None = None,
     width: int | None = None,
     batch_size: int = 1,
-    text_len: int = 77,
     on_meta: bool = True,
 ) -> tuple[dict[str, int], int]:
-    """MACs of every cacheable block of a UNet2DConditionModel for one call, plus the rest.
+    """:func:`denoiser_costs` of a UNet2DConditionModel (refuses other families)."""
+    from .adapters import family_of
 
-    Args:
-        unet: The denoiser. With ``on_meta`` (default) a meta-device replica is built from its config and
-            costed, so nothing is allocated or computed and the model's own hooks/processors play no part;
-            otherwise the model itself runs once on its device with zero inputs.
-        height, width: Latent size (default ``config.sample_size``).
-        batch_size: Samples per call (1 = per-sample cost; classifier-free guidance doubles it).
-        text_len: Text tokens for cross-attention (77 for CLIP).
-
-    Returns:
-        ``(macs, other_macs)``: ``macs`` maps every block of
-        :func:`cachesearch.models._unet2d.unet2d_layers` (stages and their layers) to its MACs;
-        ``other_macs`` is the total minus the stages (``conv_in``, time/added embeddings, ``conv_out``).
-    """
-    from cachesearch.models._unet2d import unet2d_layers
-
-    model = _meta_replica(unet) if on_meta else unet
-    paths = [path for path, _parent, _role, _module in unet2d_layers(model)]
-    inputs = unet2d_example_inputs(
-        model, height=height, width=width, batch_size=batch_size, text_len=text_len
-    )
-    report = module_macs(model, lambda: model(**inputs, return_dict=False), paths)
-    return report.per_module, report.other_macs
+    if family_of(unet) != "unet2d":
+        raise TypeError(f"{type(unet).__name__} is not a UNet2D denoiser")
+    return denoiser_costs(unet, height=height, width=width, batch_size=batch_size, on_meta=on_meta)

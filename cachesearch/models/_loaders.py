@@ -182,19 +182,17 @@ def _from_hub(repo_id: str, *, dtype: torch.dtype, cache_dir: str | None) -> Dif
 
 
 def _denoiser_and_family(pipe: DiffusionPipeline, source: str) -> tuple[torch.nn.Module, str]:
-    from cachesearch.models._adapters import family_of
+    from cachesearch.models.adapters import adapters, denoiser_of, family_of
     from cachesearch.schedule import ScheduleError
 
-    denoiser = getattr(pipe, "unet", None)
-    if not isinstance(denoiser, torch.nn.Module):
-        raise ModelLoadError(
-            f"{type(pipe).__name__} from {source!r} has no UNet denoiser; cachesearch supports "
-            f"UNet2DConditionModel pipelines (SD 1.x/2.x, SDXL, the embedded model)"
-        )
     try:
+        denoiser = denoiser_of(pipe)
         return denoiser, family_of(denoiser)
     except ScheduleError as e:
-        raise ModelLoadError(f"unsupported denoiser in {source!r}: {e}") from e
+        supported = "; ".join(f"{a.description} (pipe.{a.pipeline_attribute})" for a in adapters())
+        raise ModelLoadError(
+            f"unsupported denoiser in {type(pipe).__name__} from {source!r}: {e}; cachesearch supports {supported}"
+        ) from e
 
 
 def load_model(

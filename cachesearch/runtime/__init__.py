@@ -1,6 +1,7 @@
 """The cache applier: install/remove a schedule's hooks on a pipeline's denoiser (torch + diffusers only)."""
 
-from ._applier import AppliedSchedule, apply_schedule, denoiser_of, fingerprint_module
+from ..models.adapters import denoiser_of
+from ._applier import AppliedSchedule, apply_schedule, fingerprint_module
 from ._steps import steps_of_calls
 
 __all__ = ["AppliedSchedule", "apply_schedule", "denoiser_of", "fingerprint_module", "steps_of_calls"]

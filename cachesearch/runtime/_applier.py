@@ -15,27 +15,15 @@ from typing import Any
 
 import torch
 
-from ..schedule import ReuseMode, Schedule, ScheduleError, architecture_fingerprint
+from ..models.adapters import BlockIO, block_io_of, denoiser_of
+from ..schedule import ReuseMode, Schedule, ScheduleError, architecture_fingerprint, fingerprint_mismatch
 from ._steps import steps_of_calls
-from ._tree import first_tensor, replace_first, tree_cat, tree_slice
+from ._tree import tree_cat, tree_slice
 
 __all__ = ["AppliedSchedule", "apply_schedule", "denoiser_of", "fingerprint_module"]
 
 RUN, STORE, REUSE = 0, 1, 2
 _HANDLE_ATTR = "_cachesearch_applied"
-
-
-def denoiser_of(target: Any) -> torch.nn.Module:
-    """The denoiser of a pipeline (``unet`` or ``transformer``), or ``target`` if it is a module itself."""
-    for attr in ("unet", "transformer"):
-        module = getattr(target, attr, None)
-        if isinstance(module, torch.nn.Module):
-            return module
-    if isinstance(target, torch.nn.Module):
-        return target
-    raise ScheduleError(
-        f"expected a diffusers pipeline with a `unet`/`transformer` or a denoiser module, got {type(target).__name__}"
-    )
 
 
 def fingerprint_module(module: torch.nn.Module) -> str:
@@ -63,16 +51,6 @@ def _merge(a_uncond: int, a_cond: int) -> int | tuple[int, int]:
     if REUSE not in (a_uncond, a_cond):
         return STORE  # both run; one of them needs the output later
     return (a_uncond, a_cond)
-
-
-def _input_tensor(args: tuple, kwargs: dict) -> torch.Tensor | None:
-    if args and isinstance(args[0], torch.Tensor):
-        return args[0]
-    for key in ("hidden_states", "input_tensor", "sample", "x"):
-        value = kwargs.get(key)
-        if isinstance(value, torch.Tensor):
-            return value
-    return None
 
 
 class _State:
@@ -123,6 +101,11 @@ class AppliedSchedule:
         hooked = [bm for bm in schedule.blocks if "." in bm.cond or "." in bm.uncond]
         self._names = [bm.block for bm in hooked]
         self._modules = [self._module(bm.block) for bm in hooked]
+        # Residual reuse and per-branch masks read the hidden state: the adapter's I/O contract says where.
+        self._io: list[BlockIO | None] = [
+            block_io_of(m, path=bm.block) if self._residual or not bm.shared else None
+            for bm, m in zip(hooked, self._modules)
+        ]
         n = schedule.num_steps
         cond = [_actions(bm.cond) for bm in hooked]
         uncond = [_actions(bm.uncond) for bm in hooked]
@@ -147,14 +130,9 @@ class AppliedSchedule:
 
     # -- checks ------------------------------------------------------------------------------------------
     def _check_fingerprint(self, force: bool) -> None:
-        actual = fingerprint_module(self.denoiser)
-        if actual == self.schedule.model.fingerprint:
+        msg = fingerprint_mismatch(self.schedule, type(self.denoiser).__name__, fingerprint_module(self.denoiser))
+        if msg is None:
             return
-        msg = (
-            f"schedule {self.schedule.name!r} was made for a {self.schedule.model.cls} with fingerprint "
-            f"{self.schedule.model.fingerprint[:19]}… (source {self.schedule.model.source}); this "
-            f"{type(self.denoiser).__name__} has {actual[:19]}…, a different architecture"
-        )
         if not force:
             raise ScheduleError(msg + "; pass force=True to apply it anyway")
         warnings.warn(msg + "; applying anyway because force=True", stacklevel=3)
@@ -192,7 +170,6 @@ class AppliedSchedule:
 
     def _make_forward(self, i: int, run: Callable) -> Callable:
         state = self._state
-        name = self._names[i]
         residual = self._residual
 
         def forward(*args: Any, **kwargs: Any) -> Any:
@@ -201,7 +178,7 @@ class AppliedSchedule:
                 return run(*args, **kwargs)
             if act == STORE:
                 out = run(*args, **kwargs)
-                state.store[i] = self._delta(name, out, args, kwargs) if residual else out
+                state.store[i] = self._delta(i, out, args, kwargs) if residual else out
                 return out
             if act == REUSE:
                 return self._reuse(i, args, kwargs)
@@ -296,13 +273,15 @@ class AppliedSchedule:
         st.row = st.rows[st.step_of_call[st.call]]
 
     # -- reuse -------------------------------------------------------------------------------------------
-    def _delta(self, name: str, out: Any, args: tuple, kwargs: dict) -> torch.Tensor:
-        x = _input_tensor(args, kwargs)
-        y = first_tensor(out)
-        if x is None or y is None or x.shape != y.shape:
+    def _delta(self, i: int, out: Any, args: tuple, kwargs: dict) -> tuple[Any, torch.Tensor]:
+        io = self._io[i]
+        name = self._names[i]
+        x = io.hidden_input(args, kwargs)
+        y = io.hidden_output(out)
+        if x is None or x.shape != y.shape:
             raise ScheduleError(
                 f'blocks["{name}"]: reuse: residual needs a block whose output has its input\'s shape '
-                f"(got {None if x is None else tuple(x.shape)} → {None if y is None else tuple(y.shape)}); "
+                f"(got {None if x is None else tuple(x.shape)} → {tuple(y.shape)}); "
                 f"use reuse: output or list finer blocks (attentions, equal-width resnets)"
             )
         return (out, y - x)
@@ -314,11 +293,13 @@ class AppliedSchedule:
         if not self._residual:
             return stored
         out, delta = stored
-        return replace_first(out, _input_tensor(args, kwargs) + delta)
+        io = self._io[i]
+        return io.replace_hidden_output(out, io.hidden_input(args, kwargs) + delta)
 
     def _split(self, i: int, acts: tuple[int, int], run: Callable, args: tuple, kwargs: dict) -> Any:
         # CFG batch = [uncond rows; cond rows]. One branch runs on its rows, the other reuses its rows.
-        x = _input_tensor(args, kwargs)
+        io = self._io[i]
+        x = io.hidden_input(args, kwargs)
         if x is None:
             raise ScheduleError(f'blocks["{self._names[i]}"]: per-branch masks need a tensor input')
         batch = x.shape[0]
@@ -330,7 +311,7 @@ class AppliedSchedule:
             if act == REUSE:
                 if self._residual:
                     out, delta = stored
-                    part = replace_first(tree_slice(out, lo, hi, batch), x[lo:hi] + delta[lo:hi])
+                    part = io.replace_hidden_output(tree_slice(out, lo, hi, batch), x[lo:hi] + delta[lo:hi])
                 else:
                     part = tree_slice(stored, lo, hi, batch)
             else:
@@ -339,7 +320,7 @@ class AppliedSchedule:
             parts.append(part)
         out = tree_cat(parts[0], parts[1])
         if store:
-            self._state.store[i] = self._delta(self._names[i], out, args, kwargs) if self._residual else out
+            self._state.store[i] = self._delta(i, out, args, kwargs) if self._residual else out
         return out
 
 

@@ -1,4 +1,7 @@
-"""Small helpers over the nested outputs of diffusers blocks (tensors, tuples, BaseOutput dataclasses)."""
+"""Structure-preserving maps over the nested outputs of diffusers blocks (tensors, tuples, BaseOutput).
+
+Which element is the hidden state is not guessed here: the adapter's :class:`~cachesearch.models.BlockIO` says.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["first_tensor", "replace_first", "tree_cat", "tree_map", "tree_slice"]
+__all__ = ["tree_cat", "tree_map", "tree_slice"]
 
 
 def tree_map(fn: Callable[[torch.Tensor], Any], obj: Any) -> Any:
@@ -40,28 +43,3 @@ def tree_cat(a: Any, b: Any) -> Any:
     if isinstance(a, Mapping):
         return type(a)(**{k: tree_cat(a[k], b[k]) for k in a})
     return a
-
-
-def first_tensor(obj: Any) -> torch.Tensor | None:
-    """The first tensor of an output: the tensor itself, ``out[0]`` or ``out.sample``."""
-    if isinstance(obj, torch.Tensor):
-        return obj
-    if isinstance(obj, Mapping):
-        obj = tuple(obj.values())
-    if isinstance(obj, (tuple, list)) and obj and isinstance(obj[0], torch.Tensor):
-        return obj[0]
-    return None
-
-
-def replace_first(obj: Any, new: torch.Tensor) -> Any:
-    """``obj`` with its first tensor replaced by ``new`` (structure kept)."""
-    if isinstance(obj, torch.Tensor):
-        return new
-    if isinstance(obj, Mapping):
-        keys = list(obj)
-        return type(obj)(**{k: (new if i == 0 else obj[k]) for i, k in enumerate(keys)})
-    if isinstance(obj, tuple):
-        return (new, *obj[1:])
-    if isinstance(obj, list):
-        return [new, *obj[1:]]
-    raise TypeError(f"cannot replace the first tensor of a {type(obj).__name__}")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cachesearch.models._cost import MacsReport, module_macs, unet2d_costs, unet2d_example_inputs
+from cachesearch.models._cost import MacsReport, module_macs, unet2d_costs
+from cachesearch.models.adapters.unet2d import unet2d_example_inputs
 from cachesearch.models._presets import build_arch_pipeline
 from cachesearch.models._tiny import tiny_sd_pipeline
-from cachesearch.models._unet2d import unet2d_layers
+from cachesearch.models.adapters.unet2d import unet2d_layers
 
 
 def _stages(unet: torch.nn.Module) -> list[str]:

@@ -9,7 +9,7 @@ import torch
 from diffusers import HeunDiscreteScheduler
 
 import cachesearch as cs
-from cachesearch.models import block_space
+from cachesearch.models import BlockIO, block_space, register_block_io
 from cachesearch.models._tiny import tiny_sd_pipeline
 from cachesearch.runtime import fingerprint_module
 
@@ -286,8 +286,14 @@ def test_unknown_block_and_scheduler_swap_errors(pipe):
             pipe.scheduler = original
 
 
-def test_residual_reuse_adds_stored_delta_to_fresh_input():
-    block = torch.nn.Linear(4, 4)
+class _ToyResidualBlock(torch.nn.Linear):
+    """A block class of our own, registered with the adapter seam's I/O contract below."""
+
+
+register_block_io("_ToyResidualBlock", BlockIO(hidden_states_argument="input"))
+
+
+def _residual_toy(block: torch.nn.Module) -> tuple[torch.nn.Module, cs.Schedule]:
     net = torch.nn.Sequential()
     net.add_module("pre", torch.nn.Linear(4, 4))
     net.add_module("blk", block)
@@ -299,6 +305,19 @@ def test_residual_reuse_adds_stored_delta_to_fresh_input():
         blocks=(cs.schedule.BlockEntry(block="blk", cond="R..", uncond="R.."),),
         reuse="residual",
     )
+    return net, sched
+
+
+def test_residual_reuse_on_an_unregistered_block_class_is_refused_at_apply():
+    net, sched = _residual_toy(torch.nn.Linear(4, 4))
+    with pytest.raises(cs.ScheduleError, match=r'blocks\["blk"\]: no I/O contract is registered for Linear.*register_block_io'):
+        sched.apply(net)
+    assert "forward" not in net.blk.__dict__  # nothing left installed
+
+
+def test_residual_reuse_adds_stored_delta_to_fresh_input():
+    block = _ToyResidualBlock(4, 4)
+    net, sched = _residual_toy(block)
     xs = [torch.randn(2, 4) for _ in range(3)]
     with torch.no_grad():
         with sched.applied(net):

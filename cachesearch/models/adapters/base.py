@@ -1,0 +1,225 @@
+"""The adapter seam: everything cachesearch knows about a denoiser family, as data registered per family.
+
+A :class:`DenoiserAdapter` says where a pipeline keeps its denoiser, which blocks are cacheable (a
+:class:`~cachesearch.schedule.BlockSpace`), example inputs for counting MACs, the latent shape, the default
+image size and whether a pipeline call runs classifier-free guidance. A :class:`BlockIO` says, per block
+*class*, which argument carries the hidden state and which element of the output is the hidden state (as
+diffusers' ``TransformerBlockRegistry`` + ``TransformerBlockMetadata``). The runtime, the loaders, the cost
+model and the evaluator read these; none of them guesses.
+
+A new family is one module that subclasses :class:`DenoiserAdapter`, registers it with
+:func:`register_adapter` and registers its block classes with :func:`register_block_io`.
+
+Torch only: no diffusers import here (block classes are matched by name along the MRO).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ...schedule import BlockSpace, ScheduleError
+
+__all__ = [
+    "BlockIO",
+    "DenoiserAdapter",
+    "adapter_for",
+    "adapters",
+    "block_io_of",
+    "denoiser_of",
+    "family_of",
+    "register_adapter",
+    "register_block_io",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlockIO:
+    """The input/output contract of one block class.
+
+    Attributes:
+        hidden_states_argument: keyword name of the hidden-state input.
+        hidden_states_position: its position when passed positionally.
+        return_hidden_states_index: element of a tuple (or ``BaseOutput``) output that is the hidden state;
+            ``None`` when the block returns the hidden-state tensor itself.
+        return_encoder_hidden_states_index: element that is the updated text stream, for dual-stream blocks.
+    """
+
+    hidden_states_argument: str = "hidden_states"
+    hidden_states_position: int = 0
+    return_hidden_states_index: int | None = None
+    return_encoder_hidden_states_index: int | None = None
+
+    def hidden_input(self, args: tuple, kwargs: Mapping[str, Any]) -> torch.Tensor | None:
+        """The hidden-state input of one call, or ``None`` when it was not passed as a tensor."""
+        value = kwargs.get(self.hidden_states_argument)
+        if value is None and len(args) > self.hidden_states_position:
+            value = args[self.hidden_states_position]
+        return value if isinstance(value, torch.Tensor) else None
+
+    def hidden_output(self, out: Any) -> torch.Tensor:
+        """The hidden-state tensor of one output."""
+        idx = self.return_hidden_states_index
+        if idx is None:
+            if not isinstance(out, torch.Tensor):
+                raise TypeError(f"expected the block to return a tensor, got {type(out).__name__}")
+            return out
+        items = tuple(out.values()) if isinstance(out, Mapping) else out
+        value = items[idx]
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"output element {idx} is a {type(value).__name__}, not the hidden-state tensor")
+        return value
+
+    def replace_hidden_output(self, out: Any, new: torch.Tensor) -> Any:
+        """``out`` with its hidden-state tensor replaced by ``new`` (structure kept)."""
+        idx = self.return_hidden_states_index
+        if idx is None:
+            return new
+        if isinstance(out, Mapping):  # diffusers BaseOutput: rebuild with keyword arguments
+            keys = list(out)
+            return type(out)(**{k: (new if i == idx else out[k]) for i, k in enumerate(keys)})
+        items = list(out)
+        items[idx] = new
+        return type(out)(items) if isinstance(out, list) else tuple(items)
+
+
+_BLOCK_IO: dict[str, BlockIO] = {}
+
+
+def register_block_io(class_name: str, io: BlockIO) -> None:
+    """Register the I/O contract of the block class called ``class_name`` (subclasses inherit it)."""
+    _BLOCK_IO[class_name] = io
+
+
+def block_io_of(module: torch.nn.Module, *, path: str | None = None) -> BlockIO:
+    """The registered :class:`BlockIO` of ``module``'s class (or its nearest registered base class).
+
+    Raises:
+        ScheduleError: no contract is registered; the message names the class and how to register one.
+    """
+    for cls in type(module).__mro__:
+        io = _BLOCK_IO.get(cls.__name__)
+        if io is not None:
+            return io
+    where = f'blocks["{path}"]: ' if path else ""
+    raise ScheduleError(
+        f"{where}no I/O contract is registered for {type(module).__name__}; this reuse mode needs to know which "
+        f"input and output element is the hidden state: register one with "
+        f"cachesearch.models.adapters.register_block_io({type(module).__name__!r}, BlockIO(...))"
+    )
+
+
+class DenoiserAdapter:
+    """What cachesearch needs to know about one denoiser family. Subclass it and :func:`register_adapter`.
+
+    Attributes:
+        family: short family name written into schedule files (``"unet2d"``).
+        pipeline_attribute: the pipeline attribute that holds the denoiser (``"unet"``, ``"transformer"``).
+        description: the models it covers, for error messages.
+        default_space: the search space used when a run names none.
+    """
+
+    family: str = ""
+    pipeline_attribute: str = ""
+    description: str = ""
+    default_space: str = "blocks"
+
+    def matches(self, denoiser: torch.nn.Module) -> bool:  # pragma: no cover - interface
+        """Whether ``denoiser`` belongs to this family."""
+        raise NotImplementedError
+
+    def block_space(
+        self, denoiser: torch.nn.Module, *, macs: Mapping[str, int] | None = None, other_macs: int | None = None
+    ) -> BlockSpace:  # pragma: no cover - interface
+        """The cacheable blocks in execution order (stages before their layers), optionally with MACs."""
+        raise NotImplementedError
+
+    def example_inputs(
+        self,
+        denoiser: torch.nn.Module,
+        *,
+        batch_size: int = 1,
+        height: int | None = None,
+        width: int | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> dict[str, Any]:  # pragma: no cover - interface
+        """Keyword inputs of one denoiser call (zeros), for MAC counting; sizes are latent sizes."""
+        raise NotImplementedError
+
+    def latent_shape(self, pipe: Any, height: int, width: int) -> tuple[int, ...]:  # pragma: no cover
+        """Shape of one sample's initial latents for an image of ``height`` × ``width`` pixels."""
+        raise NotImplementedError
+
+    def default_size(self, pipe: Any) -> tuple[int, int]:  # pragma: no cover - interface
+        """The pipeline's default image size in pixels ``(height, width)``."""
+        raise NotImplementedError
+
+    def uses_cfg(self, pipe: Any, guidance_scale: float) -> bool:  # pragma: no cover - interface
+        """Whether a call with ``guidance_scale`` batches ``[uncond; cond]`` (classifier-free guidance)."""
+        raise NotImplementedError
+
+    def default_search_space(self, space: BlockSpace) -> str:
+        """Name of the shipped search space to use for this denoiser when a run names none."""
+        return self.default_space
+
+
+_ADAPTERS: dict[str, DenoiserAdapter] = {}
+
+
+def register_adapter(adapter: DenoiserAdapter) -> DenoiserAdapter:
+    """Register ``adapter`` under its family name (a later registration of the same family replaces it)."""
+    if not adapter.family or not adapter.pipeline_attribute:
+        raise ValueError("an adapter needs a family and a pipeline_attribute")
+    _ADAPTERS[adapter.family] = adapter
+    return adapter
+
+
+def adapters() -> tuple[DenoiserAdapter, ...]:
+    """Every registered adapter, in registration order."""
+    return tuple(_ADAPTERS.values())
+
+
+def _supported() -> str:
+    return "; ".join(f"{a.family}: {a.description}" for a in _ADAPTERS.values()) or "none registered"
+
+
+def adapter_for(denoiser_or_family: torch.nn.Module | str) -> DenoiserAdapter:
+    """The adapter of a denoiser module (or of a family name).
+
+    Raises:
+        ScheduleError: no registered adapter covers it; the message lists what is supported.
+    """
+    if isinstance(denoiser_or_family, str):
+        try:
+            return _ADAPTERS[denoiser_or_family]
+        except KeyError:
+            raise ScheduleError(
+                f"model.family: no cachesearch adapter for family {denoiser_or_family!r}; supported: {_supported()}"
+            ) from None
+    for adapter in _ADAPTERS.values():
+        if adapter.matches(denoiser_or_family):
+            return adapter
+    raise ScheduleError(
+        f"no cachesearch adapter for {type(denoiser_or_family).__name__}; supported: {_supported()}"
+    )
+
+
+def family_of(denoiser: torch.nn.Module) -> str:
+    """Adapter family of a denoiser (``"unet2d"``), or raise naming what is supported."""
+    return adapter_for(denoiser).family
+
+
+def denoiser_of(target: Any) -> torch.nn.Module:
+    """The denoiser of a pipeline (the attribute its family's adapter names), or ``target`` if it is a module."""
+    for adapter in _ADAPTERS.values():
+        module = getattr(target, adapter.pipeline_attribute, None)
+        if isinstance(module, torch.nn.Module):
+            return module
+    if isinstance(target, torch.nn.Module):
+        return target
+    attrs = "/".join(f"`{a.pipeline_attribute}`" for a in _ADAPTERS.values())
+    raise ScheduleError(f"expected a diffusers pipeline with a {attrs} or a denoiser module, got {type(target).__name__}")
