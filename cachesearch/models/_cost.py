@@ -6,8 +6,10 @@ Counts come from :class:`torch.utils.flop_counter.FlopCounterMode`, which applie
 Attention has **one definition whatever kernel runs**: the two matmuls per head, QKᵀ and AV, i.e.
 ``batch·heads·L_q·L_k·(d_qk + d_v)`` MACs. torch registers that formula for its CUDA kernels only, so the CPU
 flash kernel (and other fused variants) would count zero; every fused scaled-dot-product-attention op is
-given the same formula here, and the math fallback decomposes into exactly those two batched matmuls. Element-wise work (norms, activations, additions, softmax, up-sampling, concatenation) has no
-formula and counts zero: the numbers are a noise-free proxy for compute, not a latency model.
+given the same formula here, and the math fallback decomposes into exactly those two batched matmuls.
+
+Element-wise work (norms, activations, additions, softmax, up-sampling, concatenation) has no formula and
+counts zero: the numbers are a noise-free proxy for compute, not a latency model.
 
 Attribution does not use FlopCounterMode's own module table (keyed by ``ClassName.path`` of whichever module
 it happens to see first). Instead a forward pre-hook and a forward hook on each requested module read the
@@ -21,7 +23,7 @@ a second: build them with ``build_arch_pipeline(name, device="meta", components=
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import yaml
 
-from .._version import __version__
 from .._compile import default_name
+from .._version import __version__
 from ..schedule import Provenance, Schedule, save_schedule
 from ._objective import mask_key
 from ._study import ATTR_BASELINES, pareto_trials, write_text_atomic

@@ -23,8 +23,8 @@ from typing import Any
 
 import yaml
 
-from .._version import __version__
 from .._atomic import atomic_write
+from .._version import __version__
 from ._objective import Objectives
 
 __all__ = [

@@ -6,10 +6,9 @@ import pytest
 import torch
 
 from cachesearch.models._cost import MacsReport, module_macs, unet2d_costs
-from cachesearch.models.adapters.unet2d import unet2d_example_inputs
 from cachesearch.models._presets import build_arch_pipeline
 from cachesearch.models._tiny import tiny_sd_pipeline
-from cachesearch.models.adapters.unet2d import unet2d_layers
+from cachesearch.models.adapters.unet2d import unet2d_example_inputs, unet2d_layers
 
 
 def _stages(unet: torch.nn.Module) -> list[str]:
@@ -148,3 +147,23 @@ def test_bad_paths() -> None:
     with pytest.raises(RuntimeError):
         module_macs(model, lambda: model(torch.zeros(1, 3)), ["0"])
     assert not model[0]._forward_hooks and not model[0]._forward_pre_hooks
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_one_attention_layer_equals_the_hand_formula_on_every_device(device):
+    """QKᵀ and AV per head, whatever kernel runs: b·h·Lq·Lk·(d_qk + d_v), plus the four projections."""
+    from diffusers.models.attention_processor import Attention
+
+    b, lq, lk, qdim, cdim, heads, dh = 2, 64, 7, 32, 24, 4, 8
+    inner = heads * dh
+    with torch.device(device):
+        attn = Attention(query_dim=qdim, cross_attention_dim=cdim, heads=heads, dim_head=dh).eval()
+        x = torch.randn(b, lq, qdim)
+        ctx = torch.randn(b, lk, cdim)
+    report = module_macs(attn, lambda: attn(x, encoder_hidden_states=ctx), ["to_q", "to_k", "to_v", "to_out.0"])
+    projections = b * lq * qdim * inner + 2 * b * lk * cdim * inner + b * lq * inner * qdim
+    attention = b * heads * lq * lk * (dh + dh)
+    assert report.per_module == {"to_q": b * lq * qdim * inner, "to_k": b * lk * cdim * inner,
+                                 "to_v": b * lk * cdim * inner, "to_out.0": b * lq * inner * qdim}
+    assert report.total_macs == projections + attention
+    assert report.other_macs == attention

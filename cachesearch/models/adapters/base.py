@@ -222,4 +222,6 @@ def denoiser_of(target: Any) -> torch.nn.Module:
     if isinstance(target, torch.nn.Module):
         return target
     attrs = "/".join(f"`{a.pipeline_attribute}`" for a in _ADAPTERS.values())
-    raise ScheduleError(f"expected a diffusers pipeline with a {attrs} or a denoiser module, got {type(target).__name__}")
+    raise ScheduleError(
+        f"expected a diffusers pipeline with a {attrs} or a denoiser module, got {type(target).__name__}"
+    )
