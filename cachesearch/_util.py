@@ -10,6 +10,7 @@ import datetime as _dt
 import enum
 import functools
 import math
+import os
 import platform
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 from ._atomic import atomic_write
 
-__all__ = ["atomic_write", "device_description", "json_safe", "utc_now"]
+__all__ = ["atomic_write", "device_description", "json_safe", "relative_path", "utc_now"]
 
 
 def utc_now() -> str:
@@ -70,3 +71,10 @@ def device_description(device: Any = "cpu") -> str:
     if dev.type == "cpu":
         return f"cpu: {_cpu_model()} ({torch.get_num_threads()} threads)"
     return str(dev)
+
+
+def relative_path(path: str | os.PathLike[str], base: str | os.PathLike[str] | None = None) -> str:
+    """``path`` as written into results, reports and committed artifacts: relative to ``base`` (default the
+    current directory), POSIX separators, never this machine's absolute path."""
+    here = Path(base) if base is not None else Path.cwd()
+    return Path(os.path.relpath(Path(path).resolve(), here.resolve())).as_posix()

@@ -56,7 +56,7 @@ class LoadedModel:
 
     Attributes:
         pipe: The diffusers pipeline.
-        denoiser: Its denoiser (``pipe.unet``).
+        denoiser: Its denoiser (the pipeline attribute its adapter names: ``pipe.unet``).
         source: Normalised spec: ``embedded:shapes``, ``arch:sd15``, ``path:/abs/folder``, ``hub:org/name``.
         random_weights: ``True`` for ``arch:`` presets (and any pipeline flagged
             ``_cachesearch_random_weights``): never report quality numbers for it.

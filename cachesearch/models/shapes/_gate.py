@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     """Command-line entry: run the gate, write ``quality_gate.json`` and ``samples.png`` to ``--out``."""
     import torch
 
+    from ..._util import relative_path
     from . import load_pipeline, pipeline_path
 
     ap = argparse.ArgumentParser(description="quality gate of the embedded shapes model")
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     res = quality_gate(pipe, n=args.n, steps=args.steps, guidance_scale=args.guidance_scale, seed=args.seed,
                        return_images=True)
     images, captions = res.pop("images"), res.pop("captions")
-    res["pipeline"] = str(folder)
+    res["pipeline"] = relative_path(folder)  # relative to where the gate was run (the repo root)
     res["pass"] = res["color_both_acc"] >= 0.9
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "quality_gate.json").write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
