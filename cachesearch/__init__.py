@@ -8,10 +8,10 @@ Production code needs only this module's runtime path (torch + diffusers + pyyam
         image = pipe(prompt, **sched.pipeline_kwargs()).images[0]
 """
 
-from ._compile import compile_schedule  # noqa: E402
+from ._compile import compile_schedule
 from ._version import __version__
-from .runtime import AppliedSchedule, apply_schedule  # noqa: E402
-from .schedule import (  # noqa: E402
+from .runtime import AppliedSchedule, apply_schedule  # importing the runtime registers Schedule.apply's applier
+from .schedule import (
     BlockCachingAuto,
     BlockMask,
     BlockProfile,

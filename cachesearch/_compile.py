@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import inspect
 from typing import Any
 
+from ._util import utc_now
 from ._version import __version__
 from .models import block_space, family_of
 from .runtime import denoiser_of, fingerprint_module
 from .schedule import (
     BlockEntry,
     BlockSpace,
-    DeepCache,
-    Joint,
     ModelInfo,
     Policy,
     Provenance,
@@ -21,7 +19,6 @@ from .schedule import (
     SamplerInfo,
     Schedule,
     ScheduleError,
-    StepSet,
 )
 
 __all__ = ["compile_schedule", "model_info", "default_name"]
@@ -42,15 +39,8 @@ def model_info(target: Any, source: str | None = None) -> ModelInfo:
 
 
 def default_name(policy: Policy, num_steps: int) -> str:
-    """A short file-friendly name for a compiled policy."""
-    if isinstance(policy, Joint):
-        return f"{default_name(policy.steps, num_steps)}-{default_name(policy.mask, num_steps)}"
-    if isinstance(policy, DeepCache):
-        tag = "" if policy.schedule == "uniform" else "-nonuniform"
-        return f"deepcache-n{policy.interval}-b{policy.branch}{tag}"
-    if isinstance(policy, StepSet):
-        return f"steps{num_steps}" + ("" if policy.spacing == "scheduler" else f"-{policy.spacing}")
-    return policy.kind
+    """A short file-friendly name for a compiled policy (each family names itself: ``Policy.default_name``)."""
+    return policy.default_name(num_steps)
 
 
 def _accepts_timesteps(scheduler: Any) -> bool:
@@ -91,7 +81,7 @@ def compile_schedule(
     scheduler = getattr(target, "scheduler", None) if target is not denoiser else None
     space = space or block_space(denoiser)
 
-    steps = policy.steps if isinstance(policy, Joint) else policy if isinstance(policy, StepSet) else None
+    steps = policy.step_set()
     timesteps = None
     if steps is not None:
         if num_inference_steps is not None:
@@ -132,6 +122,6 @@ def compile_schedule(
         policy=policy.to_dict(),
         provenance=Provenance(
             cachesearch=__version__,
-            created=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+            created=utc_now(),
         ),
     )

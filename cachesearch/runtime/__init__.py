@@ -1,7 +1,10 @@
 """The cache applier: install/remove a schedule's hooks on a pipeline's denoiser (torch + diffusers only)."""
 
 from ..models.adapters import denoiser_of
+from ..schedule._apply import register_applier
 from ._applier import AppliedSchedule, apply_schedule, fingerprint_module
 from ._steps import steps_of_calls
+
+register_applier(apply_schedule)  # Schedule.apply / .applied delegate here; the schedule layer never imports us
 
 __all__ = ["AppliedSchedule", "apply_schedule", "denoiser_of", "fingerprint_module", "steps_of_calls"]

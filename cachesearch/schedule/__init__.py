@@ -18,7 +18,8 @@ from ._ir import (
     SamplerInfo,
     Schedule,
 )
-from ._policies import (
+from ._yaml import dump_schedule, load_schedule, parse_schedule, save_schedule
+from .policies import (
     BlockCachingAuto,
     BlockMask,
     BlockProfile,
@@ -31,7 +32,6 @@ from ._policies import (
     StepSet,
     policy_from_dict,
 )
-from ._yaml import dump_schedule, load_schedule, parse_schedule, save_schedule
 
 __all__ = [
     "FORMAT",

@@ -7,12 +7,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ._apply import AppliedHandle, get_applier
 from ._errors import ScheduleError
-
-if TYPE_CHECKING:  # runtime types only; the schedule layer never imports torch at run time
-    from ..runtime import AppliedSchedule
 
 __all__ = [
     "FORMAT",
@@ -255,15 +253,14 @@ class Schedule:
         return save_schedule(self, path)
 
     # -- runtime -------------------------------------------------------------------------------------
-    def apply(self, pipe_or_denoiser: Any, **options: Any) -> AppliedSchedule:
+    def apply(self, pipe_or_denoiser: Any, **options: Any) -> AppliedHandle:
         """Install this schedule on a diffusers pipeline (or bare denoiser); returns a removable handle.
 
-        Options (``force``, ``compile``, ``cfg``) are those of :func:`cachesearch.runtime.apply_schedule`.
+        Options (``force``, ``compile``, ``cfg``) are those of :func:`cachesearch.runtime.apply_schedule`, which
+        registers itself here when :mod:`cachesearch.runtime` is imported (the schedule layer never imports it).
         """
-        from ..runtime import apply_schedule  # lazy: keeps the schedule layer free of torch
+        return get_applier()(self, pipe_or_denoiser, **options)
 
-        return apply_schedule(self, pipe_or_denoiser, **options)
-
-    def applied(self, pipe_or_denoiser: Any, **options: Any) -> AppliedSchedule:
+    def applied(self, pipe_or_denoiser: Any, **options: Any) -> AppliedHandle:
         """Context manager form of :meth:`apply`: hooks are removed on exit, even after an exception."""
         return self.apply(pipe_or_denoiser, **options)

@@ -25,6 +25,7 @@ from ._ir import (
     SamplerInfo,
     Schedule,
 )
+from .policies import policy_from_dict
 
 __all__ = ["DuplicateKeyError", "dump_schedule", "load_schedule", "parse_schedule", "save_schedule", "strict_yaml_load"]
 
@@ -155,9 +156,7 @@ def _parse_blocks(d: Any) -> tuple[BlockEntry, ...]:
 def _parse_policy(d: Any) -> dict[str, Any]:
     if not isinstance(d, Mapping) or not isinstance(d.get("kind"), str):
         raise ScheduleError("policy: expected a mapping with a string 'kind' (how the mask was made)")
-    from ._policies import policy_from_dict  # validates kind-specific keys and values
-
-    policy_from_dict(d)
+    policy_from_dict(d)  # validates kind-specific keys and values
     return dict(d)
 
 

@@ -1,0 +1,40 @@
+"""Policy families, one module each, registered by kind (see :mod:`.base`).
+
+Adding a family is one new module that decorates its class with :func:`register_policy`, plus its import
+below: importing a family's module is what registers it, so this package imports every shipped family.
+"""
+
+from .base import (
+    MaskPolicy,
+    Masks,
+    Policy,
+    policy_class,
+    policy_from_dict,
+    policy_kinds,
+    register_policy,
+)
+from .block_caching import BlockCachingAuto, BlockProfile
+from .block_mask import BlockMask
+from .deepcache import DeepCache
+from .full import Full
+from .joint import Joint
+from .periodic import PeriodicMask
+from .step_set import StepSet
+
+__all__ = [
+    "BlockCachingAuto",
+    "BlockMask",
+    "BlockProfile",
+    "DeepCache",
+    "Full",
+    "Joint",
+    "MaskPolicy",
+    "Masks",
+    "PeriodicMask",
+    "Policy",
+    "StepSet",
+    "policy_class",
+    "policy_from_dict",
+    "policy_kinds",
+    "register_policy",
+]

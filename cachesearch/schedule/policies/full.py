@@ -1,0 +1,24 @@
+"""``Full``: recompute every block at every step (the uncached reference)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from .._blockspace import BlockKind, BlockSpace
+from .._ir import RECOMPUTE
+from .base import MaskPolicy, Masks, register_policy
+
+__all__ = ["Full"]
+
+
+@register_policy
+@dataclass(frozen=True, kw_only=True)
+class Full(MaskPolicy):
+    """Recompute every block at every step (the uncached reference)."""
+
+    kind: ClassVar[str] = "full"
+
+    def masks(self, space: BlockSpace, num_steps: int) -> Masks:
+        full = RECOMPUTE * num_steps
+        return {n: (full, full) for n in space.names(BlockKind.STAGE)}
