@@ -14,12 +14,12 @@ from .adapters import (
     DenoiserAdapter,
     adapter_for,
     block_io_of,
-    block_space,
     denoiser_of,
     family_of,
     register_adapter,
     register_block_io,
 )
+from ._space import block_space
 from .adapters.unet2d import unet2d_block_space, unet2d_example_inputs
 
 _LAZY = {
