@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ._space import block_space
 from .adapters import (
     BlockIO,
     DenoiserAdapter,
@@ -19,7 +20,6 @@ from .adapters import (
     register_adapter,
     register_block_io,
 )
-from ._space import block_space
 from .adapters.unet2d import unet2d_block_space, unet2d_example_inputs
 
 _LAZY = {
