@@ -8,7 +8,7 @@ from typing import Any
 from ._util import utc_now
 from ._version import __version__
 from .models import block_space, family_of
-from .runtime import denoiser_of, fingerprint_module
+from .runtime import call_starts, denoiser_of, fingerprint_module
 from .schedule import (
     BlockEntry,
     BlockSpace,
@@ -99,7 +99,7 @@ def compile_schedule(
     if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
         raise ScheduleError(f"num_inference_steps: expected a positive integer, got {num_inference_steps!r}")
 
-    masks = policy.masks(space, num_inference_steps)
+    masks = policy.masks(space, num_inference_steps, call_starts=call_starts(scheduler, num_inference_steps, timesteps))
     for block in masks:
         space.get(block)
         if reuse is ReuseMode.RESIDUAL and not space.get(block).residual_ok:

@@ -86,6 +86,43 @@ def test_deepcache_matches_official_helper(pipe, interval):
         assert torch.allclose(ours, official, atol=1e-5, rtol=0), (interval, branch)
 
 
+def _official(pipe, interval, branch, **kw):
+    from DeepCache.extension.deepcache import DeepCacheSDHelper
+
+    helper = DeepCacheSDHelper(pipe=pipe)
+    helper.set_params(cache_interval=interval, cache_branch_id=branch)
+    helper.enable()
+    try:
+        return generate(pipe, **kw)
+    finally:
+        helper.disable()
+        for m in pipe.unet.modules():
+            m.__dict__.pop("forward", None)
+
+
+@pytest.fixture(scope="module")
+def pndm_pipe():
+    p = tiny_sd_pipeline(seed=0, blocks=3, scheduler="pndm")
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+@pytest.mark.parametrize("interval", [2, 3, 5])
+def test_deepcache_matches_official_helper_on_pndm(pndm_pipe, interval):
+    """SD1.5's default scheduler evaluates its second timestep twice (10 steps = 11 calls); the interval counts
+    calls as the helper does, so the same DeepCache setting gives the same output."""
+    pipe = pndm_pipe
+    assert type(pipe.scheduler).__name__ == "PNDMScheduler" and pipe.scheduler.config.skip_prk_steps
+    for branch in (0, 4, 8):
+        sched = cs.compile_schedule(pipe, cs.DeepCache(interval=interval, branch=branch), num_inference_steps=STEPS)
+        with sched.applied(pipe):
+            ours = generate(pipe)
+        official = _official(pipe, interval, branch)
+        assert (ours - official).abs().max().item() <= 1e-5, (interval, branch)
+    full = {2: "R..R.R.R.R", 3: "R.R..R..R.", 5: "R...R....R"}[interval]  # calls 0, N, 2N, ... of 11
+    assert next(bm for bm in sched.blocks if bm.block == "mid_block").cond == full
+
+
 # -- c. skipped blocks really do not run -----------------------------------------------------------------
 class CallRecorder:
     """Counting wrappers installed *before* the schedule, so they see only real executions."""
@@ -213,7 +250,9 @@ def test_masks_align_with_steps_for_multi_call_schedulers(kind):
     steps = 5
     sched = cs.compile_schedule(pipe, cs.DeepCache(interval=2, branch=0), num_inference_steps=steps)
     mid = next(bm for bm in sched.blocks if bm.block == "mid_block")
-    assert mid.cond == "R.R.R"
+    # PNDM: DeepCache's interval counts calls like the official helper (call starts 0, 1, 3, 4, 5);
+    # Heun: it counts steps.
+    assert mid.cond == ("R..R." if kind == "pndm" else "R.R.R")
     rec = CallRecorder(pipe.unet, ["mid_block"])
     try:
         with sched.applied(pipe):
@@ -223,10 +262,10 @@ def test_masks_align_with_steps_for_multi_call_schedulers(kind):
     n_calls = rec.step + 1
     if kind == "heun":
         assert n_calls == 2 * steps - 1
-        step_of_call = [c // 2 for c in range(n_calls)]
+        step_of_call = [(c + 1) // 2 for c in range(n_calls)]  # a row is a timestep: corrector + next predictor
     else:
         assert n_calls == steps + 1
-        step_of_call = [0, *range(steps)]
+        step_of_call = [0, 1, 1, 2, 3, 4]  # PLMS evaluates its second timestep twice
     for call in range(n_calls):
         ran = len(rec.calls["mid_block"][call])
         assert ran == (1 if mid.cond[step_of_call[call]] == "R" else 0), call

@@ -8,15 +8,17 @@ A policy family is a frozen, keyword-only dataclass of plain values in a module 
         kind: ClassVar[str] = "mine"
         ...
 
-A policy's ``masks(space, num_steps)`` returns ``{block: (cond_mask, uncond_mask)}`` over the blocks of a
-:class:`BlockSpace`; :func:`cachesearch.compile_schedule` turns that into a :class:`Schedule`. Policies never
-name a model class: everything model-specific comes from the block space.
+A policy's ``masks(space, num_steps, call_starts=...)`` returns ``{block: (cond_mask, uncond_mask)}`` over the
+blocks of a :class:`BlockSpace`; ``call_starts`` (when the sampler is known) is the index of each step's first
+denoiser call, for policies whose periods count calls rather than steps (DeepCache, as the official helper).
+:func:`cachesearch.compile_schedule` turns that into a :class:`Schedule`. Policies never name a model class:
+everything model-specific comes from the block space.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -77,7 +79,9 @@ class Policy:
 
     kind: ClassVar[str]
 
-    def masks(self, space: BlockSpace, num_steps: int) -> Masks:  # pragma: no cover - abstract
+    def masks(
+        self, space: BlockSpace, num_steps: int, *, call_starts: Sequence[int] | None = None
+    ) -> Masks:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def step_set(self) -> StepSet | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -58,7 +59,7 @@ class BlockCachingAuto(MaskPolicy):
     def __post_init__(self) -> None:
         object.__setattr__(self, "threshold", check_float("policy.threshold", self.threshold, lo=0.0))
 
-    def masks(self, space: BlockSpace, num_steps: int) -> Masks:
+    def masks(self, space: BlockSpace, num_steps: int, *, call_starts: Sequence[int] | None = None) -> Masks:
         if self.profile is None:
             raise ScheduleError(
                 "BlockCachingAuto needs a block-change profile; build one with cachesearch.evaluate."

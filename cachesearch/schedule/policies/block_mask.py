@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -46,7 +46,7 @@ class BlockMask(MaskPolicy):
                 items.append((name, m, m))
         object.__setattr__(self, "blocks", tuple(items))
 
-    def masks(self, space: BlockSpace, num_steps: int) -> Masks:
+    def masks(self, space: BlockSpace, num_steps: int, *, call_starts: Sequence[int] | None = None) -> Masks:
         names = [n for n, _, _ in self.blocks]
         space.check_disjoint(names)
         out = {}
@@ -79,7 +79,7 @@ class _ProvenanceOnly(MaskPolicy):
     def of(name: str) -> _ProvenanceOnly:
         return _ProvenanceOnly(name=name)
 
-    def masks(self, space: BlockSpace, num_steps: int) -> Masks:
+    def masks(self, space: BlockSpace, num_steps: int, *, call_starts: Sequence[int] | None = None) -> Masks:
         raise ScheduleError("this policy was loaded from a file without its masks; use the schedule's blocks")
 
     def to_dict(self) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -70,19 +71,27 @@ class DeepCache(MaskPolicy):
             object.__setattr__(self, "center", check_int("policy.center", self.center, lo=0))
         object.__setattr__(self, "power", check_float("policy.power", self.power, lo=1.0, strict_lo=True))
 
-    def full_steps(self, num_steps: int) -> list[int]:
-        """Steps that run the whole network."""
+    def full_steps(self, num_steps: int, call_starts: Sequence[int] | None = None) -> list[int]:
+        """Steps that run the whole network.
+
+        Uniform: every ``interval``-th *denoiser call*, as the official helper counts (``call_starts`` gives
+        each step's first call; on one-call-per-step samplers this is every ``interval``-th step).
+        """
         if self.interval == 1:
             return list(range(num_steps))
         if self.schedule == "uniform":
-            return list(range(0, num_steps, self.interval))
+            if call_starts is None:
+                return list(range(0, num_steps, self.interval))
+            if len(call_starts) != num_steps:
+                raise ScheduleError(f"call_starts: expected {num_steps} entries, got {len(call_starts)}")
+            return [s for s, c in enumerate(call_starts) if (c - call_starts[0]) % self.interval == 0]
         center = round(0.3 * num_steps) if self.center is None else self.center
         if center >= num_steps:
             raise ScheduleError(f"policy.center: must be < the number of steps ({num_steps}), got {center}")
         n_full = math.ceil(num_steps / self.interval)
         return _quad_center_steps(num_steps, n_full, center, self.power)
 
-    def masks(self, space: BlockSpace, num_steps: int) -> Masks:
+    def masks(self, space: BlockSpace, num_steps: int, *, call_starts: Sequence[int] | None = None) -> Masks:
         if not space.deepcache_branches:
             raise ScheduleError(f"DeepCache needs skip branches; the {space.family} denoiser has none")
         if self.branch >= len(space.deepcache_branches):
@@ -91,7 +100,7 @@ class DeepCache(MaskPolicy):
                 f"0..{len(space.deepcache_branches) - 1}"
             )
         keep = space.deepcache_branches[self.branch]
-        full = set(self.full_steps(num_steps))
+        full = set(self.full_steps(num_steps, call_starts))
         layer_masks = {}
         for name in space.names(BlockKind.LAYER):
             m = "".join(RECOMPUTE if (s in full or name in keep) else REUSE for s in range(num_steps))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -19,6 +20,6 @@ class Full(MaskPolicy):
 
     kind: ClassVar[str] = "full"
 
-    def masks(self, space: BlockSpace, num_steps: int) -> Masks:
+    def masks(self, space: BlockSpace, num_steps: int, *, call_starts: Sequence[int] | None = None) -> Masks:
         full = RECOMPUTE * num_steps
         return {n: (full, full) for n in space.names(BlockKind.STAGE)}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -29,8 +29,8 @@ class Joint(Policy):
         if not isinstance(self.mask, MaskPolicy):
             raise ScheduleError("policy.mask: expected a mask policy (DeepCache, BlockMask, ...)")
 
-    def masks(self, space: BlockSpace, num_steps: int) -> Masks:
-        return self.mask.masks(space, num_steps)
+    def masks(self, space: BlockSpace, num_steps: int, *, call_starts: Sequence[int] | None = None) -> Masks:
+        return self.mask.masks(space, num_steps, call_starts=call_starts)
 
     def step_set(self) -> StepSet:
         return self.steps

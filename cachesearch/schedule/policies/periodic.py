@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -43,7 +43,7 @@ class PeriodicMask(MaskPolicy):
             items.append((name, period, phase, start, end))
         object.__setattr__(self, "blocks", tuple(items))
 
-    def masks(self, space: BlockSpace, num_steps: int) -> Masks:
+    def masks(self, space: BlockSpace, num_steps: int, *, call_starts: Sequence[int] | None = None) -> Masks:
         names = [b[0] for b in self.blocks]
         space.check_disjoint(names)
         out = {}

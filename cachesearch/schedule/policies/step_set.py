@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -71,7 +71,7 @@ class StepSet(Policy):
             raise ScheduleError(f"policy.count: {self.count} steps do not fit into {num_train_timesteps} timesteps")
         return self.count, tuple(ts)
 
-    def masks(self, space: BlockSpace, num_steps: int) -> Masks:
+    def masks(self, space: BlockSpace, num_steps: int, *, call_starts: Sequence[int] | None = None) -> Masks:
         return Full().masks(space, num_steps)
 
     def step_set(self) -> StepSet:
