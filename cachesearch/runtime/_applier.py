@@ -106,16 +106,12 @@ class AppliedSchedule:
             block_io_of(m, path=bm.block) if self._residual or not bm.shared else None
             for bm, m in zip(hooked, self._modules)
         ]
-        n = schedule.num_steps
-        cond = [_actions(bm.cond) for bm in hooked]
-        uncond = [_actions(bm.uncond) for bm in hooked]
-        self._rows_single = [tuple(c[s] for c in cond) for s in range(n)]
-        self._rows_cfg = [tuple(_merge(u[s], c[s]) for u, c in zip(uncond, cond)) for s in range(n)]
+        self._hooked = hooked
+        self._tables: dict[tuple[int, bool], list[tuple]] = {}  # (first row run, cfg) -> action rows
         self._state = _State(len(hooked))
 
-        self._originals: list[tuple[torch.nn.Module, bool, Callable]] = []
+        self._patches: list[tuple[Any, str, bool, Callable]] = []  # (object, attribute, had_attr, original)
         self._scheduler = None
-        self._scheduler_had_attr = False
         self._pre_hook = None
         try:
             for i, module in enumerate(self._modules):
@@ -156,17 +152,21 @@ class AppliedSchedule:
             ) from None
 
     # -- installation ------------------------------------------------------------------------------------
+    def _patch(self, obj: Any, attr: str, make: Callable[[Callable], Callable]) -> None:
+        """Replace ``obj.attr`` on the instance by ``make(original)``; :meth:`remove` restores it exactly."""
+        had_attr = attr in obj.__dict__
+        original = getattr(obj, attr)
+        setattr(obj, attr, functools.wraps(original)(make(original)))
+        self._patches.append((obj, attr, had_attr, original))
+
     def _wrap(self, i: int, module: torch.nn.Module, compile: bool | dict[str, Any]) -> None:
-        had_attr = "forward" in module.__dict__
-        original = module.forward
-        if compile:
-            options = {"dynamic": False, **(compile if isinstance(compile, dict) else {})}
-            run = torch.compile(original, **options)
-        else:
-            run = original
-        wrapper = functools.wraps(original)(self._make_forward(i, run))
-        module.forward = wrapper
-        self._originals.append((module, had_attr, original))
+        def make(original: Callable) -> Callable:
+            if compile:
+                options = {"dynamic": False, **(compile if isinstance(compile, dict) else {})}
+                return self._make_forward(i, torch.compile(original, **options))
+            return self._make_forward(i, original)
+
+        self._patch(module, "forward", make)
 
     def _make_forward(self, i: int, run: Callable) -> Callable:
         state = self._state
@@ -188,36 +188,57 @@ class AppliedSchedule:
 
     def _wrap_scheduler(self, scheduler: Any) -> None:
         self._scheduler = scheduler
-        self._scheduler_had_attr = "set_timesteps" in scheduler.__dict__
-        original = scheduler.set_timesteps
 
-        @functools.wraps(original)
-        def set_timesteps(*args: Any, **kwargs: Any) -> Any:
-            out = original(*args, **kwargs)
-            self._new_run(num_steps=int(scheduler.num_inference_steps), num_calls=len(scheduler.timesteps))
-            return out
+        def set_timesteps(original: Callable) -> Callable:
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                out = original(*args, **kwargs)
+                self._new_run(num_steps=int(scheduler.num_inference_steps), num_calls=len(scheduler.timesteps))
+                return out
 
-        scheduler.set_timesteps = set_timesteps
-        self._scheduler_original = original
+            return wrapper
+
+        self._patch(scheduler, "set_timesteps", set_timesteps)
+        # img2img / inpaint (strength < 1) run only the tail of the timesteps: pipelines announce where it starts
+        # through scheduler.set_begin_index(call index) where the scheduler has it, and return the tail from
+        # pipe.get_timesteps(...) everywhere (its length is a shape: no device sync).
+        if hasattr(scheduler, "set_begin_index"):
+
+            def set_begin_index(original: Callable) -> Callable:
+                def wrapper(begin_index: int = 0, *args: Any, **kwargs: Any) -> Any:
+                    out = original(begin_index, *args, **kwargs)
+                    self._begin_at(int(begin_index))
+                    return out
+
+                return wrapper
+
+            self._patch(scheduler, "set_begin_index", set_begin_index)
+        if callable(getattr(self.pipe, "get_timesteps", None)):
+
+            def get_timesteps(original: Callable) -> Callable:
+                def wrapper(*args: Any, **kwargs: Any) -> Any:
+                    out = original(*args, **kwargs)
+                    tail = out[0] if isinstance(out, tuple) else out
+                    if self._state.step_of_call is not None and hasattr(tail, "__len__"):
+                        self._begin_at(len(self._state.step_of_call) - len(tail))
+                    return out
+
+                return wrapper
+
+            self._patch(self.pipe, "get_timesteps", get_timesteps)
 
     def remove(self) -> None:
-        """Restore every wrapped module and the scheduler exactly as they were; safe to call twice."""
+        """Restore every wrapped module and scheduler/pipeline method exactly as it was; safe to call twice."""
         if self._removed:
             return
         self._removed = True
-        for module, had_attr, original in reversed(self._originals):
+        for obj, attr, had_attr, original in reversed(self._patches):
             if had_attr:
-                module.forward = original
+                setattr(obj, attr, original)
             else:
-                module.__dict__.pop("forward", None)
-        self._originals.clear()
+                obj.__dict__.pop(attr, None)
+        self._patches.clear()
         if self._pre_hook is not None:
             self._pre_hook.remove()
-        if self._scheduler is not None:
-            if self._scheduler_had_attr:
-                self._scheduler.set_timesteps = self._scheduler_original
-            else:
-                self._scheduler.__dict__.pop("set_timesteps", None)
         if getattr(self.denoiser, _HANDLE_ATTR, None) is self:
             delattr(self.denoiser, _HANDLE_ATTR)
         self._state.store = [None] * len(self._state.store)
@@ -242,10 +263,43 @@ class AppliedSchedule:
             )
         st = self._state
         st.step_of_call = steps_of_calls(self._scheduler, num_steps, num_calls)
-        cfg = self._cfg if self._cfg is not None else bool(getattr(self.pipe, "do_classifier_free_guidance", False))
-        st.rows = self._rows_cfg if cfg else self._rows_single
+        st.rows = self._table(0)
         st.call = -1
         st.store = [None] * len(st.store)
+
+    def _cfg_now(self) -> bool:
+        return self._cfg if self._cfg is not None else bool(getattr(self.pipe, "do_classifier_free_guidance", False))
+
+    def _table(self, first_row: int) -> list[tuple]:
+        """Action rows for a run that starts at ``first_row``; that row recomputes every block (nothing is
+        stored yet), the rows after it follow the masks."""
+        key = (first_row, self._cfg_now())
+        if key not in self._tables:
+            def forced(mask: str) -> list[int]:
+                return _actions(mask[:first_row] + "R" + mask[first_row + 1 :])
+
+            cond = [forced(bm.cond) for bm in self._hooked]
+            uncond = [forced(bm.uncond) for bm in self._hooked]
+            n = self.schedule.num_steps
+            if key[1]:
+                rows = [tuple(_merge(u[s], c[s]) for u, c in zip(uncond, cond)) for s in range(n)]
+            else:
+                rows = [tuple(c[s] for c in cond) for s in range(n)]
+            self._tables[key] = rows
+        return self._tables[key]
+
+    def _begin_at(self, begin_call: int) -> None:
+        """The pipeline runs only calls ``begin_call`` onwards of this sampling loop (img2img, inpaint)."""
+        st = self._state
+        if st.step_of_call is None or not 0 <= begin_call < len(st.step_of_call):
+            return
+        if st.call >= 0 and st.call != begin_call - 1:
+            raise ScheduleError(
+                "the sampler's begin index was set after the denoiser already ran in this loop; cachesearch "
+                "cannot align the schedule's steps"
+            )
+        st.call = begin_call - 1
+        st.rows = self._table(st.step_of_call[begin_call])
 
     def _on_denoiser_call(self, module: torch.nn.Module, args: tuple) -> None:
         st = self._state

@@ -31,8 +31,10 @@ def generate(pipe, prompt="a red circle on a blue background", steps=STEPS, seed
 
 
 def _no_wrappers(pipe) -> bool:
-    return all("forward" not in m.__dict__ for m in pipe.unet.modules()) and (
-        "set_timesteps" not in pipe.scheduler.__dict__
+    return (
+        all("forward" not in m.__dict__ for m in pipe.unet.modules())
+        and not {"set_timesteps", "set_begin_index"} & set(pipe.scheduler.__dict__)
+        and "get_timesteps" not in pipe.__dict__
     )
 
 
