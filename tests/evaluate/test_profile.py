@@ -53,7 +53,7 @@ def test_profile_equals_a_direct_computation(ev: Evaluator, stage_profile: Block
     handle = module.register_forward_hook(lambda m, a, out: outputs.append(out.detach().double().flatten(1)))
     try:
         ps = ev.prompt_set("train")
-        ev._call(list(ps.prompts), ev.latents("train"), list(ps.seeds), {"num_inference_steps": STEPS})
+        ev.generate_batch(list(ps.prompts), ev.latents("train"), list(ps.seeds), {"num_inference_steps": STEPS})
     finally:
         handle.remove()
     assert len(outputs) == STEPS
