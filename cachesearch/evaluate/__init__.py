@@ -1,5 +1,10 @@
 """Evaluation engine: prompt sets, reference cache, quality, latency, block-change profiler and baselines.
 
+Modules, one job each: ``_config`` (:class:`EvalConfig`, scheduler choice), ``_result`` (:class:`EvalResult`),
+``_fixtures`` (prompt sets, initial latents, references), ``_evaluator`` (:class:`Evaluator`: compile, cost,
+latency, evaluate, score), ``_quality``, ``_latency``, ``_profile``, ``_baselines``, ``_prompts``,
+``_reference``.
+
 Typical use::
 
     from cachesearch.evaluate import EvalConfig, Evaluator
@@ -23,12 +28,12 @@ _EXPORTS: dict[str, str] = {
     "PromptFileError": "._prompts",
     "builtin_prompts": "._prompts",
     "load_prompt_file": "._prompts",
-    # evaluator
-    "EvalConfig": "._evaluator",
-    "EvalConfigError": "._evaluator",
-    "EvalResult": "._evaluator",
+    # configuration, results, evaluator
+    "EvalConfig": "._config",
+    "EvalConfigError": "._config",
+    "SCHEDULER_NAMES": "._config",
+    "EvalResult": "._result",
     "Evaluator": "._evaluator",
-    "SCHEDULER_NAMES": "._evaluator",
     # reference cache
     "ReferenceCache": "._reference",
     "ReferenceInfo": "._reference",
@@ -50,7 +55,7 @@ _EXPORTS: dict[str, str] = {
     "measure_latency": "._latency",
     "remeasure_if_noisy": "._latency",
     "peak_memory": "._latency",
-    "device_description": "._latency",
+    "device_description": "cachesearch._util",
     # errors
     "InvalidOutputError": "._errors",
     "PerceptualMetricUnavailableError": "._errors",
@@ -88,14 +93,18 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from cachesearch._util import device_description
+
     from ._baselines import baselines
+    from ._config import SCHEDULER_NAMES, EvalConfig, EvalConfigError
     from ._errors import InvalidOutputError, PerceptualMetricUnavailableError
-    from ._evaluator import SCHEDULER_NAMES, EvalConfig, EvalConfigError, EvalResult, Evaluator
-    from ._latency import LatencyStats, device_description, measure_latency, peak_memory, remeasure_if_noisy
+    from ._evaluator import Evaluator
+    from ._latency import LatencyStats, measure_latency, peak_memory, remeasure_if_noisy
     from ._profile import load_profile, profile_blocks, profile_id, save_profile
     from ._prompts import PromptFileError, PromptSet, builtin_prompts, load_prompt_file
     from ._quality import PerceptualMetric, get_perceptual_metric, psnr, quality_report, ssim
     from ._reference import ReferenceCache, ReferenceInfo
+    from ._result import EvalResult
 
 
 def __getattr__(name: str) -> Any:

@@ -1,13 +1,11 @@
 """The evaluator: run a schedule on a prompt set from the reference's initial latents and score it.
 
 One :class:`Evaluator` holds a loaded pipeline, its block space with per-block MACs, the perceptual metric
-and the two prompt sets. References (full compute) come from the on-disk cache (:mod:`._reference`) or are
-computed once. Candidates run from the identical initial latents: the latents of image ``i`` are
-``torch.randn`` of one image's latent shape from a CPU generator seeded with the image's seed (what
-diffusers' ``randn_tensor`` draws for a per-image CPU generator), cast to the pipeline's device and dtype,
-and passed as ``latents=``; stochastic samplers get per-image CPU generators seeded ``seed + 2**32`` for
-their step noise. Reference and candidates use the same batches, so an all-recompute schedule reproduces
-the reference bit for bit.
+and the :class:`~._fixtures.Fixtures` (prompt sets, initial latents, full-compute references from the
+on-disk cache). It compiles policies for its pipeline, prices them analytically (:meth:`Evaluator.cost_ratio`),
+measures latency and scores candidates against the references. Everything it knows about the denoiser's
+family (latent shape, default size, classifier-free guidance) comes from the denoiser's adapter
+(:func:`cachesearch.models.adapters.adapter_for`).
 
 Failures of a candidate (NaN/inf outputs, CUDA out-of-memory, any exception) become an invalid
 :class:`EvalResult` with the reason; the schedule's hooks are always removed first.
@@ -17,12 +15,10 @@ from __future__ import annotations
 
 import copy
 import gc
-import inspect
 import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -30,229 +26,31 @@ import torch
 from cachesearch.schedule import (
     BlockSpace,
     Joint,
-    LatencyMetrics,
     Metrics,
     Policy,
-    QualityMetrics,
     Schedule,
     ScheduleError,
     StepSet,
+    fingerprint_mismatch,
 )
 
+from ._config import SCHEDULER_NAMES, EvalConfig, EvalConfigError, make_scheduler
 from ._errors import InvalidOutputError
-from ._prompts import SPLITS, PromptSet, builtin_prompts, load_prompt_file
-from ._reference import REFERENCE_FORMAT, ReferenceCache, ReferenceInfo, weights_hash
+from ._fixtures import Fixtures, ProgressFn, ReferenceSampler, resolve_sampler
+from ._result import EvalResult, schedule_metrics
 
 if TYPE_CHECKING:
     from cachesearch.models._loaders import LoadedModel
+    from cachesearch.models.adapters import DenoiserAdapter
 
     from ._latency import LatencyStats
+    from ._prompts import PromptSet
     from ._quality import PerceptualMetric
+    from ._reference import ReferenceInfo
 
 __all__ = ["SCHEDULER_NAMES", "EvalConfig", "EvalConfigError", "EvalResult", "Evaluator", "make_scheduler"]
 
 logger = logging.getLogger(__name__)
-
-ProgressFn = Callable[[str, int, int], None]
-
-SCHEDULER_NAMES: dict[str, tuple[str, dict[str, Any]]] = {
-    "ddim": ("DDIMScheduler", {}),
-    "dpmsolver++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++"}),
-    "euler": ("EulerDiscreteScheduler", {}),
-    "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),
-    "heun": ("HeunDiscreteScheduler", {}),
-}
-"""Short scheduler names accepted by :class:`EvalConfig` (diffusers class names are accepted too)."""
-
-_DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "half": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-}
-_LATENCY_MODES = ("analytic", "measured")
-_STEP_NOISE_OFFSET = 1 << 32
-_LATENTS_RECIPE = "cpu-randn-per-seed@1"
-
-
-class EvalConfigError(ValueError):
-    """An :class:`EvalConfig` field (or an evaluator argument) is invalid; the message names it and the fix."""
-
-
-def _pos_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise EvalConfigError(f"EvalConfig.{name}: expected a positive integer, got {value!r}")
-
-
-@dataclass(frozen=True, kw_only=True)
-class EvalConfig:
-    """What to evaluate on and how.
-
-    Attributes:
-        model: model spec for :func:`cachesearch.models._loaders.load_model` (``"embedded"``, ``"arch:sd15"``,
-            a pipeline folder, a hub id in the local cache).
-        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        dtype: ``"float32"``, ``"float16"``, ``"bfloat16"`` or ``None`` (the loader's default).
-        scheduler: ``None`` (the pipeline's own) or one of :data:`SCHEDULER_NAMES` or a diffusers class name.
-        num_inference_steps: steps of the reference sampler (a step-set candidate may run fewer).
-        guidance_scale: classifier-free guidance; ``None``: the model's default.
-        height, width: image size in pixels; ``None``: the model's default.
-        n_train, n_heldout: images in the train and held-out prompt sets.
-        prompts_file: text or YAML prompt file (see :mod:`._prompts`); ``None``: built-in prompts.
-        metric: preferred perceptual metric; the one actually used is recorded in every result.
-        latency: ``"analytic"`` (cost ratio only; wall time of the evaluation is in ``seconds``) or
-            ``"measured"`` (also time one pipeline call with and without the schedule).
-        latency_repeats: timed calls per latency measurement (after ``latency_warmup`` untimed calls).
-        latency_warmup: untimed calls before timing.
-        latency_batch: prompts per timed pipeline call.
-        batch_size: prompts per pipeline call when generating images for quality.
-        cache_dir: where references are stored (``<cache_dir>/references``).
-    """
-
-    model: str = "embedded"
-    device: str = "cpu"
-    dtype: str | None = None
-    scheduler: str | None = None
-    num_inference_steps: int = 20
-    guidance_scale: float | None = None
-    height: int | None = None
-    width: int | None = None
-    n_train: int = 8
-    n_heldout: int = 8
-    prompts_file: str | None = None
-    metric: str = "lpips-alex"
-    latency: str = "analytic"
-    latency_repeats: int = 3
-    latency_warmup: int = 1
-    latency_batch: int = 1
-    batch_size: int = 8
-    cache_dir: str = ".cache/cachesearch"
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.model, str) or not self.model.strip():
-            raise EvalConfigError(f"EvalConfig.model: expected a model spec such as 'embedded', got {self.model!r}")
-        try:
-            dev = torch.device(self.device)
-        except (RuntimeError, TypeError) as e:
-            raise EvalConfigError(f"EvalConfig.device: expected 'cpu', 'cuda' or 'cuda:N', got {self.device!r}") from e
-        if dev.type not in ("cpu", "cuda"):
-            raise EvalConfigError(f"EvalConfig.device: expected 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
-        if self.dtype is not None and self.dtype not in _DTYPES:
-            raise EvalConfigError(f"EvalConfig.dtype: expected one of {sorted(_DTYPES)} or None, got {self.dtype!r}")
-        if self.scheduler is not None:
-            _scheduler_class(self.scheduler)
-        for name in ("num_inference_steps", "n_train", "n_heldout", "latency_repeats", "latency_batch", "batch_size"):
-            _pos_int(name, getattr(self, name))
-        if isinstance(self.latency_warmup, bool) or not isinstance(self.latency_warmup, int) or self.latency_warmup < 0:
-            raise EvalConfigError(f"EvalConfig.latency_warmup: expected an integer >= 0, got {self.latency_warmup!r}")
-        if self.guidance_scale is not None:
-            g = self.guidance_scale
-            if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) or g < 0:
-                raise EvalConfigError(f"EvalConfig.guidance_scale: expected a number >= 0 or None, got {g!r}")
-            object.__setattr__(self, "guidance_scale", float(g))
-        for name in ("height", "width"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 8):
-                raise EvalConfigError(f"EvalConfig.{name}: expected an image size in pixels (>= 8) or None, got {v!r}")
-        if self.latency not in _LATENCY_MODES:
-            raise EvalConfigError(f"EvalConfig.latency: expected one of {list(_LATENCY_MODES)}, got {self.latency!r}")
-        if not isinstance(self.metric, str) or not self.metric:
-            raise EvalConfigError(f"EvalConfig.metric: expected a metric name ('lpips-alex'), got {self.metric!r}")
-        if not isinstance(self.cache_dir, str) or not self.cache_dir:
-            raise EvalConfigError(f"EvalConfig.cache_dir: expected a folder path, got {self.cache_dir!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-value form (for run records)."""
-        return asdict(self)
-
-
-def _scheduler_class(name: str) -> tuple[type, dict[str, Any]]:
-    import diffusers
-
-    if name in SCHEDULER_NAMES:
-        cls_name, extra = SCHEDULER_NAMES[name]
-    elif isinstance(name, str) and name.endswith("Scheduler") and hasattr(diffusers, name):
-        cls_name, extra = name, {}
-    else:
-        raise EvalConfigError(
-            f"EvalConfig.scheduler: expected one of {sorted(SCHEDULER_NAMES)}, a diffusers scheduler class name "
-            f"(e.g. 'DDIMScheduler') or None, got {name!r}"
-        )
-    return getattr(diffusers, cls_name), dict(extra)
-
-
-def make_scheduler(name: str, base: Any) -> Any:
-    """A scheduler called ``name`` built from the config of scheduler ``base`` (``base`` itself if it already
-    is one and no option differs)."""
-    cls, extra = _scheduler_class(name)
-    if type(base) is cls and all(base.config.get(k) == v for k, v in extra.items()):
-        return base
-    return cls.from_config(base.config, **extra)
-
-
-@dataclass(frozen=True, kw_only=True)
-class EvalResult:
-    """Scores of one schedule on one prompt split.
-
-    Attributes:
-        schedule: schedule name.
-        split: ``"train"`` or ``"heldout"``.
-        valid: ``False`` when the candidate failed; ``reason`` says why and the scores are ``None``.
-        metric: name of the perceptual metric actually used (values under different names do not compare).
-        quality: mean perceptual distance to the reference (lower is better; 0 = identical).
-        psnr: mean PSNR in dB (``inf`` when every image equals its reference).
-        ssim: mean SSIM.
-        accuracy: embedded model only: fraction of images whose background color, shape color and shape
-            match the prompt.
-        cost_ratio: analytic denoiser MACs relative to the reference sampler's full compute (a k-of-N step
-            set counts k/N).
-        latency_ms, baseline_ms: median latency of one pipeline call with and without the schedule, both
-            measured in this process (``None`` unless latency was measured).
-        speedup: ``baseline_ms / latency_ms``.
-        latency_spread: interquartile range / median of the candidate's latency samples.
-        n_images: images scored.
-        seconds: wall time of this evaluation.
-        device: description of the device latency was measured on.
-        prompts: digest of the prompt set.
-        random_weights: the model has random weights; quality numbers describe nothing real.
-    """
-
-    schedule: str
-    split: str
-    valid: bool
-    reason: str | None
-    metric: str
-    quality: float | None
-    psnr: float | None
-    ssim: float | None
-    accuracy: float | None
-    cost_ratio: float | None
-    latency_ms: float | None
-    baseline_ms: float | None
-    speedup: float | None
-    latency_spread: float | None
-    n_images: int
-    seconds: float
-    device: str | None = None
-    prompts: str | None = None
-    random_weights: bool = False
-
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        """Plain-value dict. ``psnr`` may be ``inf``; with ``json_safe`` non-finite floats become the strings
-        ``"inf"``/``"-inf"``/``"nan"`` so that strict JSON readers accept the output."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        if json_safe:
-            out = {k: repr(v) if isinstance(v, float) and not math.isfinite(v) else v for k, v in out.items()}
-        return out
-
-
-def _device_kind(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda:{torch.cuda.get_device_name(device)}"
-    return device.type
 
 
 def _reason(e: BaseException) -> str:
@@ -271,12 +69,15 @@ class Evaluator:
 
     Attributes:
         config, pipe, denoiser: the configuration, pipeline and denoiser.
+        adapter: the denoiser's family adapter (latent shape, default size, CFG).
         source: normalised model source (``"embedded:shapes"``).
         space: the block space with per-block MACs.
         fingerprint: architecture fingerprint of the denoiser.
-        metric_name: perceptual metric actually used.
+        metric, metric_name: the perceptual metric and the name of the one actually used.
         random_weights: ``True`` for random-weight models (quality numbers describe nothing real).
-        num_inference_steps, guidance_scale, height, width: the resolved reference sampler.
+        sampler: the resolved reference sampler; also as ``num_inference_steps``, ``guidance_scale``,
+            ``height``, ``width``.
+        fixtures: prompt sets, initial latents and references (:class:`~._fixtures.Fixtures`).
     """
 
     def __init__(
@@ -284,7 +85,7 @@ class Evaluator:
     ) -> None:
         if not isinstance(config, EvalConfig):
             raise TypeError(f"config: expected an EvalConfig, got {type(config).__name__}")
-        from cachesearch.models import block_space
+        from cachesearch.models import adapter_for, block_space
         from cachesearch.runtime import fingerprint_module
 
         from ._quality import get_perceptual_metric
@@ -295,9 +96,9 @@ class Evaluator:
         if model is None:
             from cachesearch.models._loaders import load_model
 
-            self._report("load model", 0, 1)
-            model = load_model(config.model, device=self.device, dtype=_DTYPES.get(config.dtype or ""))
-            self._report("load model", 1, 1)
+            self.report_progress("load model", 0, 1)
+            model = load_model(config.model, device=self.device, dtype=config.torch_dtype)
+            self.report_progress("load model", 1, 1)
         on = next(model.denoiser.parameters()).device
         if on.type != self.device.type:
             raise EvalConfigError(
@@ -307,6 +108,7 @@ class Evaluator:
         self.model = model
         self.pipe = model.pipe
         self.denoiser = model.denoiser
+        self.adapter: DenoiserAdapter = adapter_for(self.denoiser)
         self.source: str = model.source
         self.random_weights: bool = bool(model.random_weights)
         if config.scheduler is not None:
@@ -316,54 +118,40 @@ class Evaluator:
         self.fingerprint: str = fingerprint_module(self.denoiser)
         self.metric: PerceptualMetric = get_perceptual_metric(config.metric, device=self.device)
         self.metric_name: str = self.metric.name
-        self.num_inference_steps: int = config.num_inference_steps
-        g = config.guidance_scale
-        self.guidance_scale: float = self._default_guidance() if g is None else g
-        self.height, self.width = self._default_size()
-        self._cache = ReferenceCache(config.cache_dir)
-        self._prompt_sets: dict[str, PromptSet] = {}
-        self._latents: dict[str, torch.Tensor] = {}
-        self._refs: dict[str, torch.Tensor] = {}
-        self._ref_info: dict[str, ReferenceInfo] = {}
+        self.sampler: ReferenceSampler = resolve_sampler(config, self.pipe, self.adapter, self.source)
+        self.num_inference_steps: int = self.sampler.num_inference_steps
+        self.guidance_scale: float = self.sampler.guidance_scale
+        self.height: int = self.sampler.height
+        self.width: int = self.sampler.width
+        self.fixtures = Fixtures(
+            config=config,
+            pipe=self.pipe,
+            denoiser=self.denoiser,
+            adapter=self.adapter,
+            source=self.source,
+            fingerprint=self.fingerprint,
+            sampler=self.sampler,
+            device=self.device,
+            progress=progress,
+        )
         self._baseline: LatencyStats | None = None
-        self._weights_hash: str | None = None
         self._calls_cache: dict[tuple, int] = {}
 
     # -- resolved settings ------------------------------------------------------------------------------
-    def _report(self, stage: str, done: int, total: int) -> None:
+    def report_progress(self, stage: str, done: int, total: int) -> None:
+        """Pass ``(stage, done, total)`` to the progress callback given to the constructor, if any."""
         if self._progress is not None:
             self._progress(stage, done, total)
 
-    def _default_guidance(self) -> float:
-        if self.source.startswith("embedded:"):
-            from cachesearch.models.shapes import DEFAULT_GUIDANCE_SCALE
-
-            return float(DEFAULT_GUIDANCE_SCALE)
-        param = inspect.signature(type(self.pipe).__call__).parameters.get("guidance_scale")
-        if param is None or not isinstance(param.default, (int, float)):
-            return 7.5
-        return float(param.default)
-
-    def _default_size(self) -> tuple[int, int]:
-        factor = int(getattr(self.pipe, "vae_scale_factor", 8))
-        sample = getattr(self.pipe, "default_sample_size", None) or self.denoiser.config.sample_size
-        h, w = (sample, sample) if isinstance(sample, int) else (int(sample[0]), int(sample[1]))
-        height = self.config.height or h * factor
-        width = self.config.width or w * factor
-        for name, v in (("height", height), ("width", width)):
-            if v % factor:
-                raise EvalConfigError(f"EvalConfig.{name}: {v} px is not a multiple of the VAE factor {factor}")
-        return height, width
-
     @property
     def cfg(self) -> bool:
-        """Whether denoiser calls carry a classifier-free-guidance batch (uncond + cond)."""
-        return self.guidance_scale > 1 and getattr(self.denoiser.config, "time_cond_proj_dim", None) is None
+        """Whether denoiser calls carry a classifier-free-guidance batch (uncond + cond); the adapter decides."""
+        return bool(self.adapter.uses_cfg(self.pipe, self.guidance_scale))
 
     @property
     def dtype(self) -> torch.dtype:
         """Parameter dtype of the denoiser."""
-        return next(self.denoiser.parameters()).dtype
+        return self.fixtures.dtype
 
     def describe(self) -> dict[str, Any]:
         """Model, sampler and metric this evaluator uses (for run records and profile files)."""
@@ -386,140 +174,52 @@ class Evaluator:
             "metric": self.metric_name,
         }
 
-    # -- prompts and latents ----------------------------------------------------------------------------
+    # -- fixtures (delegated to self.fixtures) ----------------------------------------------------------
     def prompt_set(self, split: str) -> PromptSet:
         """The prompts and seeds of ``split`` (``"train"`` or ``"heldout"``)."""
-        if split not in SPLITS:
-            raise EvalConfigError(f"split: expected one of {list(SPLITS)}, got {split!r}")
-        if split not in self._prompt_sets:
-            n = self.config.n_train if split == "train" else self.config.n_heldout
-            if self.config.prompts_file is not None:
-                ps = load_prompt_file(self.config.prompts_file, split=split, n=n)
-            else:
-                ps = builtin_prompts(self.source, split, n)
-            self._prompt_sets[split] = ps
-        return self._prompt_sets[split]
-
-    def _latent_shape(self) -> tuple[int, int, int]:
-        factor = int(getattr(self.pipe, "vae_scale_factor", 8))
-        return int(self.denoiser.config.in_channels), self.height // factor, self.width // factor
+        return self.fixtures.prompt_set(split)
 
     def latents(self, split: str) -> torch.Tensor:
-        """Initial latents [N, C, h, w] (float32, CPU) of ``split``; image ``i`` depends only on its seed."""
-        if split not in self._latents:
-            shape = self._latent_shape()
-            seeds = self.prompt_set(split).seeds
-            self._latents[split] = torch.cat(
-                [torch.randn((1, *shape), generator=torch.Generator("cpu").manual_seed(s)) for s in seeds]
-            )
-        return self._latents[split]
+        """Initial latents ``[N, *latent_shape]`` (float32, CPU) of ``split``; image ``i`` depends only on its
+        seed. The per-image shape is the adapter's :meth:`~DenoiserAdapter.latent_shape`."""
+        return self.fixtures.latents(split)
 
-    # -- generation -------------------------------------------------------------------------------------
-    def _call(
+    def generate_batch(
         self, prompts: list[str], latents: torch.Tensor, seeds: list[int], kwargs: Mapping[str, Any]
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """One pipeline call; returns (images float32 CPU, final latents)."""
-        holder: dict[str, torch.Tensor] = {}
+        """One pipeline call with the reference's size and guidance; returns (images float32 CPU, final
+        latents). See :meth:`Fixtures.generate_batch`."""
+        return self.fixtures.generate_batch(prompts, latents, seeds, kwargs)
 
-        def on_step_end(pipe: Any, i: int, t: Any, cb_kwargs: dict[str, Any]) -> dict[str, Any]:
-            holder["latents"] = cb_kwargs["latents"]
-            return cb_kwargs
+    def check_no_schedule(self) -> None:
+        """Raise :class:`ScheduleError` when a schedule is applied to the pipeline (references, baselines and
+        profiles must be full compute)."""
+        self.fixtures.check_no_schedule()
 
-        out = self.pipe(
-            prompt=prompts,
-            latents=latents.to(self.device, self.dtype),
-            generator=[torch.Generator("cpu").manual_seed(s + _STEP_NOISE_OFFSET) for s in seeds],
-            height=self.height,
-            width=self.width,
-            guidance_scale=self.guidance_scale,
-            output_type="pt",
-            callback_on_step_end=on_step_end,
-            **kwargs,
-        )
-        return out.images.detach().to("cpu", torch.float32), holder.get("latents")
-
-    def _generate(self, split: str, kwargs: Mapping[str, Any], stage: str) -> torch.Tensor:
-        """Images of every prompt of ``split`` in batches; raises InvalidOutputError on NaN/inf."""
-        ps = self.prompt_set(split)
-        latents = self.latents(split)
-        n, bs = len(ps), self.config.batch_size
-        images = []
-        self._report(stage, 0, n)
-        for lo in range(0, n, bs):
-            hi = min(lo + bs, n)
-            imgs, final = self._call(list(ps.prompts[lo:hi]), latents[lo:hi], list(ps.seeds[lo:hi]), kwargs)
-            bad = ~torch.isfinite(imgs).flatten(1).all(dim=1)
-            if final is not None:
-                bad |= ~torch.isfinite(final.detach().float()).flatten(1).all(dim=1).cpu()
-            if bool(bad.any()):
-                batches = -(-n // bs)
-                raise InvalidOutputError(int(bad.sum()), hi - lo, f"images in batch {lo // bs + 1} of {batches}")
-            images.append(imgs)
-            self._report(stage, hi, n)
-        return torch.cat(images)
-
-    # -- reference ---------------------------------------------------------------------------------------
     def weights_id(self) -> str:
         """Hash of the pipeline's weights (computed once per evaluator)."""
-        if self._weights_hash is None:
-            self._weights_hash = weights_hash(self.pipe)
-        return self._weights_hash
+        return self.fixtures.weights_id()
+
+    @property
+    def _weights_hash(self) -> str | None:
+        # Kept for tests/search/test_study.py, which plants another hash to simulate fine-tuned weights.
+        return self.fixtures._weights_hash
+
+    @_weights_hash.setter
+    def _weights_hash(self, value: str | None) -> None:
+        self.fixtures._weights_hash = value
 
     def reference_key(self, split: str) -> dict[str, Any]:
         """Everything the reference images of ``split`` depend on."""
-        import diffusers
-
-        sched = self.pipe.scheduler
-        ps = self.prompt_set(split)
-        return {
-            "format": REFERENCE_FORMAT,
-            "fingerprint": self.fingerprint,
-            "weights": self.weights_id(),
-            "pipeline": type(self.pipe).__name__,
-            "scheduler": {"class": type(sched).__name__, "config": dict(sched.config)},
-            "num_inference_steps": self.num_inference_steps,
-            "guidance_scale": self.guidance_scale,
-            "height": self.height,
-            "width": self.width,
-            "prompts": ps.digest(),
-            "n_images": len(ps),
-            "batch_size": self.config.batch_size,
-            "latents": _LATENTS_RECIPE,
-            "dtype": str(self.dtype).removeprefix("torch."),
-            "device": _device_kind(self.device),
-            "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__},
-        }
-
-    def _check_no_schedule(self) -> None:
-        if getattr(self.denoiser, "_cachesearch_applied", None) is not None:
-            raise ScheduleError(
-                "a schedule is applied to the evaluator's pipeline; remove() it before computing references or "
-                "baselines (they must be full compute)"
-            )
-
-    def _build_reference(self, split: str) -> torch.Tensor:
-        self._check_no_schedule()
-        try:
-            return self._generate(split, {"num_inference_steps": self.num_inference_steps}, f"reference ({split})")
-        except InvalidOutputError as e:
-            raise RuntimeError(
-                f"the full-compute reference of {self.source} produced NaN/inf ({e}); the model does not run "
-                f"correctly in {self.dtype} on {self.device} (try EvalConfig.dtype='float32')"
-            ) from e
+        return self.fixtures.reference_key(split)
 
     def reference(self, split: str) -> torch.Tensor:
         """Full-compute images [N, 3, H, W] in [0, 1] (float32, CPU) of ``split``, from disk when cached."""
-        if split not in self._refs:
-            key = self.reference_key(split)
-            images, info = self._cache.get_or_build(key, lambda: self._build_reference(split))
-            self._refs[split] = images
-            self._ref_info[split] = info
-        return self._refs[split]
+        return self.fixtures.reference(split)
 
     def reference_info(self, split: str) -> ReferenceInfo:
         """Where the reference of ``split`` came from (file, cache hit or rebuilt); computes it if needed."""
-        self.reference(split)
-        return self._ref_info[split]
+        return self.fixtures.reference_info(split)
 
     # -- compile and cost --------------------------------------------------------------------------------
     def compile(self, policy: Policy, *, name: str | None = None) -> Schedule:
@@ -537,8 +237,9 @@ class Evaluator:
             space=self.space,
         )
 
-    def _num_calls(self, kwargs: Mapping[str, Any]) -> tuple[int, int]:
-        """(steps, denoiser calls) the pipeline's scheduler makes for these pipeline kwargs."""
+    def num_calls(self, kwargs: Mapping[str, Any]) -> tuple[int, int]:
+        """``(steps, denoiser calls)`` the pipeline's scheduler makes for these pipeline kwargs
+        (``num_inference_steps`` or ``timesteps``); Heun, for example, makes 2N-1 calls for N steps."""
         key = (kwargs.get("num_inference_steps"), tuple(kwargs.get("timesteps") or ()))
         if key not in self._calls_cache:
             sched = copy.deepcopy(self.pipe.scheduler)
@@ -559,9 +260,9 @@ class Evaluator:
         """
         from cachesearch.runtime import steps_of_calls
 
-        _, ref_calls = self._num_calls({"num_inference_steps": self.num_inference_steps})
+        _, ref_calls = self.num_calls({"num_inference_steps": self.num_inference_steps})
         kwargs = schedule.pipeline_kwargs()
-        steps, calls = self._num_calls(kwargs)
+        steps, calls = self.num_calls(kwargs)
         step_of_call = steps_of_calls(self.pipe.scheduler, steps, calls)
         branches = [schedule.masks("cond")]
         if self.cfg:
@@ -590,7 +291,7 @@ class Evaluator:
     def _measure(self, kwargs: Mapping[str, Any], stage: str) -> LatencyStats:
         from ._latency import remeasure_if_noisy
 
-        self._report(stage, 0, 1)
+        self.report_progress(stage, 0, 1)
         stats = remeasure_if_noisy(
             self._latency_fn(kwargs),
             warmup=self.config.latency_warmup,
@@ -598,26 +299,31 @@ class Evaluator:
             device=self.device,
             max_remeasures=1,
         )
-        self._report(stage, 1, 1)
+        self.report_progress(stage, 1, 1)
         return stats
 
     def baseline_latency(self) -> LatencyStats:
         """Latency of one full-compute pipeline call, measured once in this process and kept."""
         if self._baseline is None:
-            self._check_no_schedule()
+            self.check_no_schedule()
             self._baseline = self._measure({"num_inference_steps": self.num_inference_steps}, "latency (full)")
         return self._baseline
 
     # -- evaluation --------------------------------------------------------------------------------------
     def _check_schedule(self, schedule: Schedule) -> dict[str, Any]:
+        """The pipeline kwargs of ``schedule`` (without ``guidance_scale``), once it is known to fit.
+
+        Raises:
+            TypeError: ``schedule`` is not a :class:`Schedule`.
+            ScheduleError: it was made for another architecture, scheduler or guidance scale.
+        """
         if not isinstance(schedule, Schedule):
             raise TypeError(f"schedule: expected a cachesearch Schedule, got {type(schedule).__name__}")
-        if schedule.model.fingerprint != self.fingerprint:
-            raise ScheduleError(
-                f"schedule {schedule.name!r} was made for another architecture (fingerprint "
-                f"{schedule.model.fingerprint[:19]}…, source {schedule.model.source}); this evaluator's "
-                f"{type(self.denoiser).__name__} ({self.source}) has {self.fingerprint[:19]}…"
-            )
+        mismatch = fingerprint_mismatch(
+            schedule, type(self.denoiser).__name__, self.fingerprint, where=f"this evaluator's model ({self.source})"
+        )
+        if mismatch is not None:
+            raise ScheduleError(mismatch)
         sched_name = type(self.pipe.scheduler).__name__
         if schedule.sampler.scheduler not in (sched_name, "unknown"):
             raise ScheduleError(
@@ -633,7 +339,9 @@ class Evaluator:
             )
         return kwargs
 
-    def _cleanup_after_failure(self) -> None:
+    def cleanup_after_failure(self) -> None:
+        """Release memory a failed candidate left behind (``gc.collect`` and, on CUDA, ``empty_cache``) so that
+        the next candidate starts clean."""
         gc.collect()
         if self.device.type == "cuda" and torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -664,37 +372,36 @@ class Evaluator:
             "prompts": ps.digest(),
             "random_weights": self.random_weights,
         }
+
+        def invalid(reason: str) -> EvalResult:
+            return EvalResult.invalid(reason, seconds=time.perf_counter() - t0, **common)
+
         try:
             cost = self.cost_ratio(schedule)
         except ScheduleError as e:
-            return self._invalid(common, f"cost: {e}", t0)
+            return invalid(f"cost: {e}")
         common["cost_ratio"] = cost
 
         stats = None
         try:
             with schedule.applied(self.pipe):
-                images = self._generate(split, kwargs, f"{schedule.name} ({split})")
+                images = self.fixtures.generate(split, kwargs, f"{schedule.name} ({split})")
                 if measure:
                     stats = self._measure(kwargs, f"latency ({schedule.name})")
         except torch.cuda.OutOfMemoryError as e:
-            self._cleanup_after_failure()
-            return self._invalid(common, f"CUDA out of memory: {_reason(e).removeprefix('OutOfMemoryError: ')}", t0)
+            self.cleanup_after_failure()
+            return invalid(f"CUDA out of memory: {_reason(e).removeprefix('OutOfMemoryError: ')}")
         except InvalidOutputError as e:
-            return self._invalid(common, f"invalid output: {e}", t0)
+            return invalid(f"invalid output: {e}")
         except Exception as e:  # noqa: BLE001 - a failing candidate is a result, not a crash
             logger.debug("candidate %s failed", schedule.name, exc_info=True)
-            self._cleanup_after_failure()
-            return self._invalid(common, f"candidate raised {_reason(e)}", t0)
-
-        from ._quality import psnr, ssim
+            self.cleanup_after_failure()
+            return invalid(f"candidate raised {_reason(e)}")
 
         try:
-            dist = self.metric(images, reference).double()
+            scores = self._score(images, reference)
         except InvalidOutputError as e:
-            return self._invalid(common, f"invalid output: {e}", t0)
-        quality = float(dist.mean())
-        psnr_v = float(psnr(images, reference).mean())
-        ssim_v = float(ssim(images, reference).mean()) if min(images.shape[-2:]) >= 11 else None
+            return invalid(f"invalid output: {e}")
 
         latency: dict[str, Any] = {"latency_ms": None, "baseline_ms": None, "speedup": None, "latency_spread": None}
         if stats is not None:
@@ -709,32 +416,29 @@ class Evaluator:
         return EvalResult(
             valid=True,
             reason=None,
-            quality=quality,
-            psnr=psnr_v,
-            ssim=ssim_v,
+            **scores,
             accuracy=self.accuracy(images, split),
             seconds=time.perf_counter() - t0,
             **common,
             **latency,
         )
 
-    def _invalid(self, common: Mapping[str, Any], reason: str, t0: float) -> EvalResult:
-        common = dict(common)
-        common.setdefault("cost_ratio", None)
-        return EvalResult(
-            valid=False,
-            reason=reason,
-            quality=None,
-            psnr=None,
-            ssim=None,
-            accuracy=None,
-            latency_ms=None,
-            baseline_ms=None,
-            speedup=None,
-            latency_spread=None,
-            seconds=time.perf_counter() - t0,
-            **common,
-        )
+    # -- scoring -----------------------------------------------------------------------------------------
+    def _score(self, images: torch.Tensor, reference: torch.Tensor) -> dict[str, float | None]:
+        """Mean perceptual distance (``quality``), PSNR and SSIM of ``images`` against ``reference``
+        (SSIM ``None`` for images smaller than its 11-px window).
+
+        Raises:
+            InvalidOutputError: the perceptual metric met NaN/inf.
+        """
+        from ._quality import psnr, ssim
+
+        dist = self.metric(images, reference).double()
+        return {
+            "quality": float(dist.mean()),
+            "psnr": float(psnr(images, reference).mean()),
+            "ssim": float(ssim(images, reference).mean()) if min(images.shape[-2:]) >= 11 else None,
+        }
 
     def accuracy(self, images: torch.Tensor, split: str) -> float | None:
         """Embedded model: fraction of images matching their caption's colors and shape; else ``None``."""
@@ -752,30 +456,6 @@ class Evaluator:
 
     # -- export ------------------------------------------------------------------------------------------
     def to_schedule_metrics(self, train: EvalResult, heldout: EvalResult | None = None) -> Metrics:
-        """Metrics for a schedule file from a train result and, optionally, a held-out result."""
-        if not train.valid or train.quality is None:
-            raise ValueError(f"to_schedule_metrics: the train result of {train.schedule!r} is invalid ({train.reason})")
-        if heldout is not None and (not heldout.valid or heldout.quality is None):
-            raise ValueError(
-                f"to_schedule_metrics: the held-out result of {heldout.schedule!r} is invalid ({heldout.reason})"
-            )
-        if heldout is not None and heldout.metric != train.metric:
-            raise ValueError(f"to_schedule_metrics: train used {train.metric}, held-out {heldout.metric}")
-        quality = QualityMetrics(
-            metric=train.metric,
-            train=train.quality,
-            heldout=None if heldout is None else heldout.quality,
-            n_images=train.n_images + (0 if heldout is None else heldout.n_images),
-            psnr=train.psnr,
-            ssim=train.ssim,
-            accuracy=train.accuracy,
-        )
-        timed = train if train.latency_ms is not None else heldout
-        latency = LatencyMetrics(
-            device=timed.device if timed is not None and timed.latency_ms is not None else None,
-            ms=None if timed is None else timed.latency_ms,
-            baseline_ms=None if timed is None else timed.baseline_ms,
-            speedup=None if timed is None else timed.speedup,
-            cost_ratio=train.cost_ratio,
-        )
-        return Metrics(quality=quality, latency=latency)
+        """Metrics for a schedule file from a train result and, optionally, a held-out result
+        (see :func:`~._result.schedule_metrics`)."""
+        return schedule_metrics(train, heldout)

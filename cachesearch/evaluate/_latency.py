@@ -15,17 +15,16 @@ silently.
 from __future__ import annotations
 
 import enum
-import functools
 import math
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from cachesearch._util import device_description
 
 __all__ = [
     "LatencyStats",
@@ -145,29 +144,6 @@ def _resolve_device(device: torch.device | str) -> torch.device:
     elif dev.type != "cpu":
         raise ValueError(f"unsupported device type {dev.type!r}; expected 'cpu' or 'cuda'")
     return dev
-
-
-@functools.lru_cache(maxsize=1)
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown cpu"
-
-
-def device_description(device: torch.device | str) -> str:
-    """Human-readable description stored with measurements.
-
-    ``"cuda: <device name>"`` for CUDA devices; ``"cpu: <cpu model> (<n> threads)"`` for CPU, with torch's
-    intra-op thread count, which CPU timings depend on.
-    """
-    dev = _resolve_device(device)
-    if dev.type == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(dev)}"
-    return f"cpu: {_cpu_model()} ({torch.get_num_threads()} threads)"
 
 
 def measure_latency(

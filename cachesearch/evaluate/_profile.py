@@ -3,7 +3,8 @@
 For every block and sampler step ``s >= 1`` it measures the relative L1 change of the block's output
 between consecutive steps, ``||o_s - o_{s-1}||_1 / ||o_{s-1}||_1``, per image (CFG branches count as
 separate rows of the batch) and averages it over a prompt set. Step 0 is 0 by convention. For schedulers
-that call the denoiser more than once per step the first call of each step is used.
+that call the denoiser more than once per step the first call of each step is used. A block's output is the
+hidden-state element its registered I/O contract names (:func:`cachesearch.models.adapters.block_io_of`).
 
 The profile feeds :class:`cachesearch.BlockCachingAuto`, and :func:`save_profile` writes it as JSON plus a
 heatmap PNG (blocks × steps).
@@ -23,7 +24,7 @@ import torch
 
 from cachesearch.schedule import BlockKind, BlockProfile, ScheduleError
 
-from .._atomic import atomic_write
+from .._util import atomic_write
 
 if TYPE_CHECKING:
     from ._evaluator import Evaluator
@@ -32,19 +33,6 @@ __all__ = ["PROFILE_FORMAT", "load_profile", "profile_blocks", "profile_id", "sa
 
 PROFILE_FORMAT = "cachesearch/profile@1"
 _EPS = 1e-12
-
-
-def _first_tensor(obj: Any) -> torch.Tensor | None:
-    if isinstance(obj, torch.Tensor):
-        return obj
-    if isinstance(obj, (tuple, list)):
-        for item in obj:
-            t = _first_tensor(item)
-            if t is not None:
-                return t
-    if hasattr(obj, "sample") and isinstance(obj.sample, torch.Tensor):
-        return obj.sample
-    return None
 
 
 def profile_blocks(
@@ -62,18 +50,20 @@ def profile_blocks(
     Returns:
         A :class:`BlockProfile` with one row per block (execution order) and one column per step.
     """
+    from cachesearch.models.adapters import block_io_of
     from cachesearch.runtime import steps_of_calls
 
     try:
         kind = BlockKind(granularity)
     except ValueError:
         raise ValueError(f"granularity: expected 'stage' or 'layer', got {granularity!r}") from None
-    evaluator._check_no_schedule()
+    evaluator.check_no_schedule()
     blocks = evaluator.space.names(kind)
     modules = [evaluator.denoiser.get_submodule(b) for b in blocks]
+    outputs = [block_io_of(m, path=b) for b, m in zip(blocks, modules)]  # which output is the hidden state
     num_steps = evaluator.num_inference_steps
     kwargs = {"num_inference_steps": num_steps}
-    _, calls = evaluator._num_calls(kwargs)
+    _, calls = evaluator.num_calls(kwargs)
     step_of_call = steps_of_calls(evaluator.pipe.scheduler, num_steps, calls)
     first_call = {}
     for c, s in enumerate(step_of_call):
@@ -92,9 +82,10 @@ def profile_blocks(
             step = measured_call.get(state["call"])
             if step is None:
                 return
-            y = _first_tensor(out)
-            if y is None:
-                raise ScheduleError(f"profile: block {blocks[i]!r} returned no tensor")
+            try:
+                y = outputs[i].hidden_output(out)
+            except (TypeError, IndexError) as e:
+                raise ScheduleError(f"profile: block {blocks[i]!r}: {e}") from e
             y = y.detach().to(torch.float64).flatten(1)
             prev = state["prev"][i]
             if prev is not None and prev.shape == y.shape:
@@ -112,13 +103,13 @@ def profile_blocks(
     handles = [evaluator.denoiser.register_forward_pre_hook(on_call)]
     try:
         handles += [m.register_forward_hook(make_hook(i)) for i, m in enumerate(modules)]
-        evaluator._report("profile", 0, total)
+        evaluator.report_progress("profile", 0, total)
         for lo in range(0, total, bs):
             hi = min(lo + bs, total)
             state["call"] = -1
             state["prev"] = [None] * len(blocks)
-            evaluator._call(list(ps.prompts[lo:hi]), latents[lo:hi], list(ps.seeds[lo:hi]), kwargs)
-            evaluator._report("profile", hi, total)
+            evaluator.generate_batch(list(ps.prompts[lo:hi]), latents[lo:hi], list(ps.seeds[lo:hi]), kwargs)
+            evaluator.report_progress("profile", hi, total)
     finally:
         for h in handles:
             h.remove()

@@ -90,8 +90,8 @@ def _hash_state(h: Any, prefix: str, module: torch.nn.Module) -> None:
 def weights_hash(pipe: Any) -> str:
     """``"sha256:..."`` over every weight tensor of the pipeline's modules and its tokenizers' vocabularies.
 
-    Components are hashed in name order (``text_encoder``, ``unet``, ``vae``, ...); each tensor contributes
-    its name, dtype, shape and bytes. Fast enough for any model that can be evaluated (about 1 GB/s).
+    Components are hashed in the sorted order of their attribute names (``text_encoder``, ``vae``, ...); each
+    tensor contributes its name, dtype, shape and bytes. Fast enough for any model that can be evaluated (about 1 GB/s).
     """
     h = hashlib.sha256()
     components = getattr(pipe, "components", None)

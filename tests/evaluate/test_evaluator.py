@@ -14,6 +14,8 @@ from cachesearch.evaluate import EvalConfig, EvalConfigError, EvalResult, Evalua
 from cachesearch.models import shapes
 from cachesearch.models._loaders import LoadedModel, load_model
 from cachesearch.models._tiny import tiny_sd_pipeline
+from cachesearch.models.adapters import denoiser_of
+from cachesearch.models.adapters.unet2d import UNet2DAdapter
 from cachesearch.schedule import ScheduleError, parse_schedule
 
 EMBEDDED_WEIGHTS = shapes.pipeline_path() / "unet" / "diffusion_pytorch_model.safetensors"
@@ -122,8 +124,8 @@ def test_simulated_cuda_oom_is_invalid_and_the_evaluator_keeps_working(
 ) -> None:
     pre_hooks = len(ev.denoiser._forward_pre_hooks)
     cleanups = []
-    cleanup = ev._cleanup_after_failure
-    monkeypatch.setattr(ev, "_cleanup_after_failure", lambda: (cleanups.append(1), cleanup()))
+    cleanup = ev.cleanup_after_failure
+    monkeypatch.setattr(ev, "cleanup_after_failure", lambda: (cleanups.append(1), cleanup()))
 
     def oom(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
@@ -173,7 +175,7 @@ def test_measured_latency_is_relative_to_full_compute_in_this_process(ev: Evalua
 def test_schedules_for_other_models_or_samplers_are_refused(ev: Evaluator) -> None:
     tiny = tiny_sd_pipeline(blocks=3)
     foreign = cs.compile_schedule(tiny, cs.Full(), num_inference_steps=4)
-    with pytest.raises(ScheduleError, match="another architecture"):
+    with pytest.raises(ScheduleError, match=r"model\.fingerprint: .* a different architecture"):
         ev.evaluate(foreign)
     other_guidance = cs.compile_schedule(ev.pipe, cs.Full(), num_inference_steps=4, guidance_scale=2.0)
     with pytest.raises(ScheduleError, match="guidance_scale"):
@@ -212,7 +214,7 @@ def test_config_errors_name_the_field(field: str, value: object) -> None:
 
 def test_scheduler_option_swaps_the_sampler_and_keeps_costs_per_call() -> None:
     pipe = tiny_sd_pipeline(blocks=2)
-    model = LoadedModel(pipe=pipe, denoiser=pipe.unet, source="tiny", random_weights=True, family="unet2d")
+    model = LoadedModel(pipe=pipe, denoiser=denoiser_of(pipe), source="tiny", random_weights=True, family="unet2d")
     config = EvalConfig(model="tiny", scheduler="heun", num_inference_steps=4, height=32, width=32, n_train=1)
     ev = Evaluator(config, model=model)
     assert type(ev.pipe.scheduler).__name__ == "HeunDiscreteScheduler"
@@ -220,3 +222,60 @@ def test_scheduler_option_swaps_the_sampler_and_keeps_costs_per_call() -> None:
     assert ev.cost_ratio(full) == pytest.approx(1.0)
     # Heun calls the denoiser 2N-1 times: 2 of 4 steps are 3 of 7 calls.
     assert ev.cost_ratio(ev.compile(cs.StepSet(count=2))) == pytest.approx(3 / 7)
+    assert ev.num_calls({"num_inference_steps": 4}) == (4, 7)
+    assert ev.num_calls({"num_inference_steps": 2}) == (2, 3)
+
+
+# -- model knowledge comes from the denoiser's adapter ----------------------------------------------------
+def _tiny_model() -> LoadedModel:
+    pipe = tiny_sd_pipeline(blocks=2)
+    return LoadedModel(pipe=pipe, denoiser=denoiser_of(pipe), source="tiny", random_weights=True, family="unet2d")
+
+
+def test_latent_shape_default_size_and_cfg_come_from_the_adapter(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cachesearch.models.adapters import base
+
+    model = _tiny_model()
+    config = EvalConfig(model="tiny", num_inference_steps=2, n_train=2, guidance_scale=7.5)
+    plain = Evaluator(config, model=model)
+    assert plain.cfg and (plain.height, plain.width) == (64, 64)  # the tiny VAE halves: 32 x 32 latents
+    assert tuple(plain.latents("train").shape) == (2, 4, 32, 32)
+
+    class OddUNet(type(model.denoiser)):  # type: ignore[misc]
+        pass
+
+    class OddAdapter(UNet2DAdapter):
+        family = "test-odd"
+
+        def matches(self, denoiser: torch.nn.Module) -> bool:
+            return isinstance(denoiser, OddUNet)
+
+        def default_size(self, pipe) -> tuple[int, int]:
+            return 48, 40
+
+        def latent_shape(self, pipe, height: int, width: int) -> tuple[int, ...]:
+            return 3, height // 8, width // 8
+
+        def uses_cfg(self, pipe, guidance_scale: float) -> bool:
+            return False
+
+    odd = _tiny_model()
+    odd.denoiser.__class__ = OddUNet
+    # Put the throwaway adapter first (the UNet2D adapter matches any UNet); monkeypatch restores the registry.
+    monkeypatch.setattr(base, "_ADAPTERS", {"test-odd": OddAdapter(), **base._ADAPTERS})
+    ev = Evaluator(config, model=odd)
+    assert isinstance(ev.adapter, OddAdapter)
+    assert (ev.height, ev.width) == (48, 40)
+    assert tuple(ev.latents("train").shape) == (2, 3, 6, 5)
+    assert ev.cfg is False and ev.guidance_scale == 7.5
+    size_error = r"EvalConfig\.width: 44 px is not a multiple of the latent pixel factor 8 .*; use 40 or 48"
+    with pytest.raises(EvalConfigError, match=size_error):
+        Evaluator(EvalConfig(model="tiny", num_inference_steps=2, n_train=1, width=44), model=odd)
+    monkeypatch.undo()
+    assert not isinstance(Evaluator(config, model=_tiny_model()).adapter, OddAdapter)
+
+
+def test_image_size_must_be_whole_latent_pixels() -> None:
+    config = EvalConfig(model="tiny", num_inference_steps=2, n_train=1, height=33, width=32)
+    with pytest.raises(EvalConfigError, match=r"EvalConfig\.height: 33 px .* factor 2 of this pipeline; use 32 or 34"):
+        Evaluator(config, model=_tiny_model())

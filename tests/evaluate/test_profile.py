@@ -53,7 +53,7 @@ def test_profile_equals_a_direct_computation(ev: Evaluator, stage_profile: Block
     handle = module.register_forward_hook(lambda m, a, out: outputs.append(out.detach().double().flatten(1)))
     try:
         ps = ev.prompt_set("train")
-        ev._call(list(ps.prompts), ev.latents("train"), list(ps.seeds), {"num_inference_steps": STEPS})
+        ev.generate_batch(list(ps.prompts), ev.latents("train"), list(ps.seeds), {"num_inference_steps": STEPS})
     finally:
         handle.remove()
     assert len(outputs) == STEPS
@@ -103,3 +103,47 @@ def test_blockcaching_recomputes_fewer_blocks_at_larger_thresholds(
 def test_profiling_under_an_applied_schedule_is_refused(ev: Evaluator) -> None:
     with ev.compile(cs.DeepCache(interval=2, branch=0)).applied(ev.pipe), pytest.raises(ScheduleError, match="applied"):
         profile_blocks(ev)
+
+
+def _first_tensor(out: object) -> torch.Tensor:
+    """The rule the profiler used before block outputs came from the adapter's I/O contract."""
+    while not isinstance(out, torch.Tensor):
+        out = out.sample if hasattr(out, "sample") else out[0]  # type: ignore[index, attr-defined]
+    return out
+
+
+def test_tuple_outputs_are_read_through_the_block_io_contract(tmp_path: Path) -> None:
+    # A down stage returns (hidden, skips), an attention layer (sample,): the profile must follow the hidden
+    # state, which is the first tensor, as before the adapter owned the output layout.
+    from cachesearch.models._loaders import LoadedModel
+    from cachesearch.models._tiny import tiny_sd_pipeline
+    from cachesearch.models.adapters import denoiser_of
+
+    steps = 3
+    pipe = tiny_sd_pipeline(blocks=2)
+    model = LoadedModel(pipe=pipe, denoiser=denoiser_of(pipe), source="tiny", random_weights=True, family="unet2d")
+    size = {"height": 32, "width": 32}
+    config = EvalConfig(model="tiny", num_inference_steps=steps, n_train=2, cache_dir=str(tmp_path), **size)
+    tiny = Evaluator(config, model=model)
+    profiles = {"stage": profile_blocks(tiny, granularity="stage"), "layer": profile_blocks(tiny, granularity="layer")}
+    blocks = {"down_blocks.0": "stage", "down_blocks.1.attentions.0": "layer", "mid_block.attentions.0": "layer"}
+    outputs: dict[str, list[torch.Tensor]] = {b: [] for b in blocks}
+
+    def keep(b: str) -> object:
+        return lambda m, a, out: outputs[b].append(_first_tensor(out).detach().double().flatten(1))
+
+    handles = [tiny.denoiser.get_submodule(b).register_forward_hook(keep(b)) for b in blocks]
+    try:
+        ps = tiny.prompt_set("train")
+        tiny.generate_batch(list(ps.prompts), tiny.latents("train"), list(ps.seeds), {"num_inference_steps": steps})
+    finally:
+        for h in handles:
+            h.remove()
+    for b, kind in blocks.items():
+        seen = outputs[b]
+        assert len(seen) == steps, b
+        expected = [0.0] + [
+            float(((seen[s] - seen[s - 1]).abs().sum(1) / seen[s - 1].abs().sum(1)).mean()) for s in range(1, steps)
+        ]
+        profile = profiles[kind]
+        assert profile.changes[profile.blocks.index(b)] == pytest.approx(expected, rel=1e-9), b

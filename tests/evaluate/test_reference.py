@@ -128,8 +128,8 @@ def test_second_evaluator_hits_the_cache_without_recomputing(
     def no_generation(*args, **kwargs):
         raise AssertionError("the reference was recomputed although it is cached")
 
-    monkeypatch.setattr(second, "_call", no_generation)
-    monkeypatch.setattr(second, "_build_reference", no_generation)
+    monkeypatch.setattr(second.fixtures, "generate_batch", no_generation)
+    monkeypatch.setattr(second.fixtures, "build_reference", no_generation)
     again = second.reference("train")
     assert second.reference_info("train").hit
     assert torch.equal(again, ref)

@@ -1,0 +1,347 @@
+"""The fixed inputs every candidate of one evaluator is compared on, and the references they produce.
+
+:class:`Fixtures` holds the two prompt sets, their initial latents, the one pipeline call that both
+references and candidates go through (:meth:`Fixtures.generate_batch`), and the glue to the on-disk
+reference cache (:mod:`._reference`). The latents of image ``i`` are ``torch.randn`` of one sample's latent
+shape (the denoiser adapter's :meth:`~cachesearch.models.adapters.DenoiserAdapter.latent_shape`) from a
+CPU generator seeded with the image's seed (what diffusers' ``randn_tensor`` draws for a per-image CPU
+generator), cast to the pipeline's device and dtype, and passed as ``latents=``; stochastic samplers get
+per-image CPU generators seeded ``seed + 2**32`` for their step noise. Reference and candidates use the same
+batches, so an all-recompute schedule reproduces the reference bit for bit.
+
+:func:`resolve_sampler` turns the config's ``None`` defaults into the reference sampler's guidance and
+image size, asking the adapter for the pipeline's default size.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from cachesearch.schedule import ScheduleError
+
+from ._config import EvalConfig, EvalConfigError
+from ._errors import InvalidOutputError
+from ._prompts import SPLITS, PromptSet, builtin_prompts, load_prompt_file
+from ._reference import REFERENCE_FORMAT, ReferenceCache, ReferenceInfo, weights_hash
+
+if TYPE_CHECKING:
+    from cachesearch.models.adapters import DenoiserAdapter
+
+__all__ = [
+    "LATENTS_RECIPE",
+    "STEP_NOISE_OFFSET",
+    "Fixtures",
+    "ProgressFn",
+    "ReferenceSampler",
+    "reference_device",
+    "resolve_sampler",
+]
+
+ProgressFn = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``, called as work advances."""
+
+STEP_NOISE_OFFSET = 1 << 32
+"""Added to an image's seed for the generator of its sampler's step noise."""
+LATENTS_RECIPE = "cpu-randn-per-seed@1"
+"""How initial latents are drawn (part of every reference key)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReferenceSampler:
+    """The resolved sampler settings of the full-compute reference (no ``None`` defaults left)."""
+
+    num_inference_steps: int
+    guidance_scale: float
+    height: int
+    width: int
+
+
+def _default_guidance(pipe: Any, source: str) -> float:
+    if source.startswith("embedded:"):
+        from cachesearch.models.shapes import DEFAULT_GUIDANCE_SCALE
+
+        return float(DEFAULT_GUIDANCE_SCALE)
+    param = inspect.signature(type(pipe).__call__).parameters.get("guidance_scale")
+    if param is None or not isinstance(param.default, (int, float)):
+        return 7.5
+    return float(param.default)
+
+
+def _check_size(adapter: DenoiserAdapter, pipe: Any, height: int, width: int) -> None:
+    """Refuse an image side that is not a whole number of latent pixels.
+
+    The adapter knows only the pixel → latent map, so a side ``v`` is whole when the latents of ``v`` and
+    ``v - 1`` pixels differ (floor division by the factor); the nearest whole sides below and above name the
+    factor in the message.
+    """
+    for name in ("height", "width"):
+        v = height if name == "height" else width
+
+        def shape(x: int, name: str = name) -> tuple[int, ...]:
+            h, w = (x, width) if name == "height" else (height, x)
+            return tuple(adapter.latent_shape(pipe, h, w))
+
+        def whole(x: int) -> bool:
+            return shape(x) != shape(x - 1)
+
+        if whole(v):
+            continue
+        lo = next((x for x in range(v - 1, 0, -1) if whole(x)), 0)
+        hi = next(x for x in range(v + 1, 2 * v + 4096) if whole(x))
+        sizes = f"{lo} or {hi} px" if lo else f"{hi} px"
+        raise EvalConfigError(
+            f"EvalConfig.{name}: {v} px is not a multiple of the latent pixel factor {hi - lo} of this pipeline; "
+            f"use {sizes}"
+        )
+
+
+def resolve_sampler(config: EvalConfig, pipe: Any, adapter: DenoiserAdapter, source: str) -> ReferenceSampler:
+    """The reference sampler of ``config`` on ``pipe``: the model's default guidance and image size where the
+    config says ``None``.
+
+    Raises:
+        EvalConfigError: the image size is not a whole number of latent pixels.
+    """
+    g = config.guidance_scale
+    default_h, default_w = adapter.default_size(pipe)
+    height = config.height or default_h
+    width = config.width or default_w
+    _check_size(adapter, pipe, height, width)
+    return ReferenceSampler(
+        num_inference_steps=config.num_inference_steps,
+        guidance_scale=_default_guidance(pipe, source) if g is None else g,
+        height=height,
+        width=width,
+    )
+
+
+def reference_device(device: torch.device) -> str:
+    """The ``device`` field of a reference-cache key: ``"cpu"`` or ``"cuda:<device name>"``.
+
+    Deliberately not :func:`cachesearch._util.device_description` (``"cuda: <name>"``, ``"cpu: <model> (<n>
+    threads)"``): the key must stay the one existing caches were written with, and a CPU reference is shared
+    across CPU models and thread counts.
+    """
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return device.type
+
+
+class Fixtures:
+    """Prompt sets, initial latents and full-compute references of one pipeline and reference sampler.
+
+    Args:
+        config: prompt counts, prompt file, batch size and cache folder are read from it.
+        pipe, denoiser: the pipeline and its denoiser (``denoiser``'s parameters give device and dtype).
+        adapter: the denoiser's adapter (latent shape).
+        source: normalised model source (selects the built-in prompts).
+        fingerprint: architecture fingerprint of ``denoiser`` (part of every reference key).
+        sampler: the resolved reference sampler.
+        device: the device the pipeline runs on.
+        progress: optional ``progress(stage, done, total)``.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: EvalConfig,
+        pipe: Any,
+        denoiser: torch.nn.Module,
+        adapter: DenoiserAdapter,
+        source: str,
+        fingerprint: str,
+        sampler: ReferenceSampler,
+        device: torch.device,
+        progress: ProgressFn | None = None,
+    ) -> None:
+        self.config = config
+        self.pipe = pipe
+        self.denoiser = denoiser
+        self.adapter = adapter
+        self.source = source
+        self.fingerprint = fingerprint
+        self.sampler = sampler
+        self.device = device
+        self._progress = progress
+        self._cache = ReferenceCache(config.cache_dir)
+        self._prompt_sets: dict[str, PromptSet] = {}
+        self._latents: dict[str, torch.Tensor] = {}
+        self._refs: dict[str, torch.Tensor] = {}
+        self._ref_info: dict[str, ReferenceInfo] = {}
+        self._weights_hash: str | None = None
+
+    def report_progress(self, stage: str, done: int, total: int) -> None:
+        """Pass ``(stage, done, total)`` to the progress callback, if there is one."""
+        if self._progress is not None:
+            self._progress(stage, done, total)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Parameter dtype of the denoiser."""
+        return next(self.denoiser.parameters()).dtype
+
+    # -- prompts and latents ----------------------------------------------------------------------------
+    def prompt_set(self, split: str) -> PromptSet:
+        """The prompts and seeds of ``split`` (``"train"`` or ``"heldout"``)."""
+        if split not in SPLITS:
+            raise EvalConfigError(f"split: expected one of {list(SPLITS)}, got {split!r}")
+        if split not in self._prompt_sets:
+            n = self.config.n_train if split == "train" else self.config.n_heldout
+            if self.config.prompts_file is not None:
+                ps = load_prompt_file(self.config.prompts_file, split=split, n=n)
+            else:
+                ps = builtin_prompts(self.source, split, n)
+            self._prompt_sets[split] = ps
+        return self._prompt_sets[split]
+
+    def latent_shape(self) -> tuple[int, ...]:
+        """Shape of one image's initial latents at the reference size (from the denoiser's adapter)."""
+        return tuple(int(d) for d in self.adapter.latent_shape(self.pipe, self.sampler.height, self.sampler.width))
+
+    def latents(self, split: str) -> torch.Tensor:
+        """Initial latents ``[N, *latent_shape]`` (float32, CPU) of ``split``; image ``i`` depends only on its
+        seed."""
+        if split not in self._latents:
+            shape = self.latent_shape()
+            seeds = self.prompt_set(split).seeds
+            self._latents[split] = torch.cat(
+                [torch.randn((1, *shape), generator=torch.Generator("cpu").manual_seed(s)) for s in seeds]
+            )
+        return self._latents[split]
+
+    # -- generation -------------------------------------------------------------------------------------
+    def generate_batch(
+        self, prompts: list[str], latents: torch.Tensor, seeds: list[int], kwargs: Mapping[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One pipeline call at the reference size and guidance, from ``latents`` with per-image step noise.
+
+        Args:
+            prompts: one prompt per image.
+            latents: their initial latents (any device/dtype; cast to the pipeline's).
+            seeds: their seeds (step-noise generators are seeded ``seed + 2**32``).
+            kwargs: further pipeline arguments (``num_inference_steps`` or ``timesteps``).
+
+        Returns:
+            ``(images, final_latents)``: images ``[n, 3, H, W]`` float32 on the CPU in [0, 1], and the latents
+            after the last step (``None`` when the pipeline ran no step callback).
+        """
+        holder: dict[str, torch.Tensor] = {}
+
+        def on_step_end(pipe: Any, i: int, t: Any, cb_kwargs: dict[str, Any]) -> dict[str, Any]:
+            holder["latents"] = cb_kwargs["latents"]
+            return cb_kwargs
+
+        out = self.pipe(
+            prompt=prompts,
+            latents=latents.to(self.device, self.dtype),
+            generator=[torch.Generator("cpu").manual_seed(s + STEP_NOISE_OFFSET) for s in seeds],
+            height=self.sampler.height,
+            width=self.sampler.width,
+            guidance_scale=self.sampler.guidance_scale,
+            output_type="pt",
+            callback_on_step_end=on_step_end,
+            **kwargs,
+        )
+        return out.images.detach().to("cpu", torch.float32), holder.get("latents")
+
+    def generate(self, split: str, kwargs: Mapping[str, Any], stage: str) -> torch.Tensor:
+        """Images of every prompt of ``split``, in batches of ``config.batch_size``, reported as ``stage``.
+
+        Raises:
+            InvalidOutputError: an image or its final latents contain NaN/inf.
+        """
+        ps = self.prompt_set(split)
+        latents = self.latents(split)
+        n, bs = len(ps), self.config.batch_size
+        images = []
+        self.report_progress(stage, 0, n)
+        for lo in range(0, n, bs):
+            hi = min(lo + bs, n)
+            imgs, final = self.generate_batch(list(ps.prompts[lo:hi]), latents[lo:hi], list(ps.seeds[lo:hi]), kwargs)
+            bad = ~torch.isfinite(imgs).flatten(1).all(dim=1)
+            if final is not None:
+                bad |= ~torch.isfinite(final.detach().float()).flatten(1).all(dim=1).cpu()
+            if bool(bad.any()):
+                batches = -(-n // bs)
+                raise InvalidOutputError(int(bad.sum()), hi - lo, f"images in batch {lo // bs + 1} of {batches}")
+            images.append(imgs)
+            self.report_progress(stage, hi, n)
+        return torch.cat(images)
+
+    # -- references --------------------------------------------------------------------------------------
+    def check_no_schedule(self) -> None:
+        """Raise :class:`~cachesearch.schedule.ScheduleError` when a schedule is applied to the denoiser:
+        references, baselines and profiles must be full compute."""
+        if getattr(self.denoiser, "_cachesearch_applied", None) is not None:
+            raise ScheduleError(
+                "a schedule is applied to the evaluator's pipeline; remove() it before computing references or "
+                "baselines (they must be full compute)"
+            )
+
+    def weights_id(self) -> str:
+        """Hash of the pipeline's weights (computed once)."""
+        if self._weights_hash is None:
+            self._weights_hash = weights_hash(self.pipe)
+        return self._weights_hash
+
+    def reference_key(self, split: str) -> dict[str, Any]:
+        """Everything the reference images of ``split`` depend on (the reference cache's key)."""
+        import diffusers
+
+        sched = self.pipe.scheduler
+        ps = self.prompt_set(split)
+        return {
+            "format": REFERENCE_FORMAT,
+            "fingerprint": self.fingerprint,
+            "weights": self.weights_id(),
+            "pipeline": type(self.pipe).__name__,
+            "scheduler": {"class": type(sched).__name__, "config": dict(sched.config)},
+            "num_inference_steps": self.sampler.num_inference_steps,
+            "guidance_scale": self.sampler.guidance_scale,
+            "height": self.sampler.height,
+            "width": self.sampler.width,
+            "prompts": ps.digest(),
+            "n_images": len(ps),
+            "batch_size": self.config.batch_size,
+            "latents": LATENTS_RECIPE,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "device": reference_device(self.device),
+            "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__},
+        }
+
+    def build_reference(self, split: str) -> torch.Tensor:
+        """Generate the full-compute images of ``split`` (no cache lookup).
+
+        Raises:
+            ScheduleError: a schedule is applied.
+            RuntimeError: the full-compute model itself produced NaN/inf.
+        """
+        self.check_no_schedule()
+        try:
+            return self.generate(
+                split, {"num_inference_steps": self.sampler.num_inference_steps}, f"reference ({split})"
+            )
+        except InvalidOutputError as e:
+            raise RuntimeError(
+                f"the full-compute reference of {self.source} produced NaN/inf ({e}); the model does not run "
+                f"correctly in {self.dtype} on {self.device} (try EvalConfig.dtype='float32')"
+            ) from e
+
+    def reference(self, split: str) -> torch.Tensor:
+        """Full-compute images [N, 3, H, W] in [0, 1] (float32, CPU) of ``split``, from disk when cached."""
+        if split not in self._refs:
+            key = self.reference_key(split)
+            images, info = self._cache.get_or_build(key, lambda: self.build_reference(split))
+            self._refs[split] = images
+            self._ref_info[split] = info
+        return self._refs[split]
+
+    def reference_info(self, split: str) -> ReferenceInfo:
+        """Where the reference of ``split`` came from (file, cache hit or rebuilt); computes it if needed."""
+        self.reference(split)
+        return self._ref_info[split]

@@ -1,0 +1,125 @@
+"""The scores of one evaluation (:class:`EvalResult`) and their conversion into a schedule file's metrics."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+from cachesearch.schedule import LatencyMetrics, Metrics, QualityMetrics
+
+__all__ = ["EvalResult", "schedule_metrics"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalResult:
+    """Scores of one schedule on one prompt split.
+
+    Attributes:
+        schedule: schedule name.
+        split: ``"train"`` or ``"heldout"``.
+        valid: ``False`` when the candidate failed; ``reason`` says why and the scores are ``None``.
+        metric: name of the perceptual metric actually used (values under different names do not compare).
+        quality: mean perceptual distance to the reference (lower is better; 0 = identical).
+        psnr: mean PSNR in dB (``inf`` when every image equals its reference).
+        ssim: mean SSIM.
+        accuracy: embedded model only: fraction of images whose background color, shape color and shape
+            match the prompt.
+        cost_ratio: analytic denoiser MACs relative to the reference sampler's full compute (a k-of-N step
+            set counts k/N).
+        latency_ms, baseline_ms: median latency of one pipeline call with and without the schedule, both
+            measured in this process (``None`` unless latency was measured).
+        speedup: ``baseline_ms / latency_ms``.
+        latency_spread: interquartile range / median of the candidate's latency samples.
+        n_images: images scored.
+        seconds: wall time of this evaluation.
+        device: description of the device latency was measured on.
+        prompts: digest of the prompt set.
+        random_weights: the model has random weights; quality numbers describe nothing real.
+    """
+
+    schedule: str
+    split: str
+    valid: bool
+    reason: str | None
+    metric: str
+    quality: float | None
+    psnr: float | None
+    ssim: float | None
+    accuracy: float | None
+    cost_ratio: float | None
+    latency_ms: float | None
+    baseline_ms: float | None
+    speedup: float | None
+    latency_spread: float | None
+    n_images: int
+    seconds: float
+    device: str | None = None
+    prompts: str | None = None
+    random_weights: bool = False
+
+    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
+        """Plain-value dict. ``psnr`` may be ``inf``; with ``json_safe`` non-finite floats become the strings
+        ``"inf"``/``"-inf"``/``"nan"`` so that strict JSON readers accept the output.
+
+        (Not :func:`cachesearch._util.json_safe`, which writes ``None``: an evaluation record keeps "identical
+        to the reference" (``psnr`` = ``"inf"``) apart from "not scored".)
+        """
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if json_safe:
+            out = {k: repr(v) if isinstance(v, float) and not math.isfinite(v) else v for k, v in out.items()}
+        return out
+
+    @classmethod
+    def invalid(cls, reason: str, *, seconds: float, **common: Any) -> EvalResult:
+        """A failed evaluation: every score ``None``; ``common`` holds the identifying fields (``schedule``,
+        ``split``, ``metric``, ``n_images``, …, optionally ``cost_ratio``)."""
+        common.setdefault("cost_ratio", None)
+        return cls(
+            valid=False,
+            reason=reason,
+            quality=None,
+            psnr=None,
+            ssim=None,
+            accuracy=None,
+            latency_ms=None,
+            baseline_ms=None,
+            speedup=None,
+            latency_spread=None,
+            seconds=seconds,
+            **common,
+        )
+
+
+def schedule_metrics(train: EvalResult, heldout: EvalResult | None = None) -> Metrics:
+    """Metrics for a schedule file from a train result and, optionally, a held-out result.
+
+    Raises:
+        ValueError: a result is invalid, or the two were scored with different metrics.
+    """
+    if not train.valid or train.quality is None:
+        raise ValueError(f"to_schedule_metrics: the train result of {train.schedule!r} is invalid ({train.reason})")
+    if heldout is not None and (not heldout.valid or heldout.quality is None):
+        raise ValueError(
+            f"to_schedule_metrics: the held-out result of {heldout.schedule!r} is invalid ({heldout.reason})"
+        )
+    if heldout is not None and heldout.metric != train.metric:
+        raise ValueError(f"to_schedule_metrics: train used {train.metric}, held-out {heldout.metric}")
+    quality = QualityMetrics(
+        metric=train.metric,
+        train=train.quality,
+        heldout=None if heldout is None else heldout.quality,
+        n_images=train.n_images + (0 if heldout is None else heldout.n_images),
+        psnr=train.psnr,
+        ssim=train.ssim,
+        accuracy=train.accuracy,
+    )
+    timed = train if train.latency_ms is not None else heldout
+    latency = LatencyMetrics(
+        device=timed.device if timed is not None and timed.latency_ms is not None else None,
+        ms=None if timed is None else timed.latency_ms,
+        baseline_ms=None if timed is None else timed.baseline_ms,
+        speedup=None if timed is None else timed.speedup,
+        cost_ratio=train.cost_ratio,
+    )
+    return Metrics(quality=quality, latency=latency)
