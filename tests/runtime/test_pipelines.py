@@ -108,3 +108,44 @@ def test_inpaint_uses_the_tail_rows(base):
     n_run = counter.call + 1
     assert n_run == 3
     assert [counter.runs[c] for c in range(n_run)] == [1, 1, 0]  # rows 7 (forced R), 8 (R), 9 (.)
+
+
+# -- ControlNet ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def controlnet_pipe(base):
+    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
+
+    torch.manual_seed(0)
+    controlnet = ControlNetModel.from_unet(base.unet, conditioning_embedding_out_channels=(16, 32))
+    with torch.no_grad():  # from_unet zero-initialises the residual convs: give them weight so control matters
+        for name, p in controlnet.named_parameters():
+            if name.startswith(("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding")):
+                p.copy_(torch.randn_like(p) * 0.3)
+    comps = {k: v for k, v in base.components.items() if k != "image_encoder"}
+    pipe = StableDiffusionControlNetPipeline(**comps, controlnet=controlnet)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _control(pipe, control, steps=8):
+    return pipe("a red circle on a blue background", image=control, num_inference_steps=steps, height=32,
+                width=32, guidance_scale=5.0, generator=torch.Generator().manual_seed(0), output_type="pt").images
+
+
+def test_controlnet_all_r_is_exact_and_cached_runs_keep_the_residuals_live(controlnet_pipe):
+    pipe = controlnet_pipe
+    a, b = _image(1), _image(2)
+    vanilla = _control(pipe, a)
+    with cs.compile_schedule(pipe, cs.Full(), num_inference_steps=8).applied(pipe):
+        assert torch.equal(_control(pipe, a), vanilla)
+    sched = cs.compile_schedule(pipe, cs.DeepCache(interval=3, branch=0), num_inference_steps=8)
+    with sched.applied(pipe):
+        cached_a = _control(pipe, a)
+        cached_b = _control(pipe, b)
+    assert not torch.equal(cached_a, vanilla)  # the schedule really cached
+    # a different control image still changes the cached output, by about as much as without caching
+    diff_cached = (cached_a - cached_b).abs().mean().item()
+    diff_vanilla = (vanilla - _control(pipe, b)).abs().mean().item()
+    print(f"control-image effect: cached {diff_cached:.6f}, vanilla {diff_vanilla:.6f}")
+    assert diff_cached > 0.25 * diff_vanilla > 0
+    assert all("forward" not in m.__dict__ for m in pipe.unet.modules())
