@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import functools
+import sys
+from pathlib import Path
 
 import torch
 from _bench import environment, make_call, nothing, official_deepcache, table, time_config, write_results
@@ -31,7 +33,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.model == "tiny":
-        from cachesearch.models._tiny import tiny_sd_pipeline
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test-only tiny pipelines
+        from tests._tiny import tiny_sd_pipeline
 
         pipe = tiny_sd_pipeline(seed=0, blocks=3).to(args.device)
         size = args.size or 64

@@ -23,7 +23,7 @@ STEPS = 4
 @pytest.fixture(scope="module")
 def make_pipe():
     """The tiny-pipeline factory; the one place that names its module (it is moving under tests/)."""
-    from cachesearch.models._tiny import tiny_sd_pipeline
+    from tests._tiny import tiny_sd_pipeline
 
     return tiny_sd_pipeline
 

@@ -10,8 +10,8 @@ import pytest
 import cachesearch as cs
 from cachesearch.evaluate import baselines
 from cachesearch.models import block_space
-from cachesearch.models._tiny import tiny_sd_pipeline
 from cachesearch.schedule import BlockKind, BlockProfile
+from tests._tiny import tiny_sd_pipeline
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,10 @@ import cachesearch as cs
 from cachesearch.evaluate import EvalConfig, EvalConfigError, EvalResult, Evaluator
 from cachesearch.models import shapes
 from cachesearch.models._loaders import LoadedModel, load_model
-from cachesearch.models._tiny import tiny_sd_pipeline
 from cachesearch.models.adapters import denoiser_of
 from cachesearch.models.adapters.unet2d import UNet2DAdapter
 from cachesearch.schedule import ScheduleError, parse_schedule
+from tests._tiny import tiny_sd_pipeline
 
 EMBEDDED_WEIGHTS = shapes.pipeline_path() / "unet" / "diffusion_pytorch_model.safetensors"
 

@@ -13,7 +13,7 @@ from cachesearch.evaluate import EvalConfig, Evaluator, ReferenceCache
 from cachesearch.evaluate._reference import key_digest, weights_hash
 from cachesearch.models import shapes
 from cachesearch.models._loaders import LoadedModel, load_model
-from cachesearch.models._tiny import tiny_sd_pipeline
+from tests._tiny import tiny_sd_pipeline
 
 EMBEDDED_WEIGHTS = shapes.pipeline_path() / "unet" / "diffusion_pytorch_model.safetensors"
 needs_embedded = pytest.mark.skipif(

@@ -16,7 +16,7 @@ from diffusers import StableDiffusionPipeline
 from cachesearch.models import _loaders
 from cachesearch.models._errors import ModelLoadError
 from cachesearch.models._loaders import LoadedModel, load_model, normalize_spec
-from cachesearch.models._tiny import tiny_sd_pipeline
+from tests._tiny import tiny_sd_pipeline
 
 GEN_KW = {"num_inference_steps": 2, "height": 32, "width": 32, "output_type": "np"}
 

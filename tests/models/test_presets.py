@@ -28,8 +28,8 @@ from cachesearch.models._presets import (
     arch_param_counts,
     build_arch_pipeline,
 )
-from cachesearch.models._tiny import tiny_sd_pipeline, tiny_unet_config
 from cachesearch.models._tokenizer import char_clip_tokenizer, char_vocab_size
+from tests._tiny import tiny_sd_pipeline, tiny_unet_config
 
 # Published parameter counts (diffusers/transformers, runwayml/stable-diffusion-v1-5 and
 # stabilityai/stable-diffusion-xl-base-1.0).

@@ -10,8 +10,8 @@ from diffusers import HeunDiscreteScheduler
 
 import cachesearch as cs
 from cachesearch.models import BlockIO, block_space, register_block_io
-from cachesearch.models._tiny import tiny_sd_pipeline
 from cachesearch.runtime import fingerprint_module
+from tests._tiny import tiny_sd_pipeline
 
 STEPS = 10
 

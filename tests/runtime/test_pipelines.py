@@ -16,8 +16,8 @@ from diffusers import (
 )
 
 import cachesearch as cs
-from cachesearch.models._tiny import tiny_sd_pipeline
 from cachesearch.runtime import steps_of_calls
+from tests._tiny import tiny_sd_pipeline
 
 SCHEDULERS = {"ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler, "euler": EulerDiscreteScheduler,
               "heun": HeunDiscreteScheduler}

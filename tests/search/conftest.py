@@ -20,9 +20,9 @@ import torch
 
 from cachesearch.evaluate import EvalConfig, EvalResult, Evaluator
 from cachesearch.models._loaders import LoadedModel
-from cachesearch.models._tiny import tiny_sd_pipeline
 from cachesearch.schedule import Schedule
 from cachesearch.search import RunSettings
+from tests._tiny import tiny_sd_pipeline
 
 TINY_STEPS = 8
 

@@ -1,4 +1,5 @@
-"""Tiny, seeded Stable-Diffusion-style pipelines for tests (CPU, well under a second per 2-step generation).
+"""Tiny, seeded Stable-Diffusion-style pipelines for tests and the tiny benchmarks (CPU, well under a second
+per 2-step generation). Test-only: not part of the package.
 
 Modelled on diffusers' own test fixtures (``get_dummy_components()`` in ``tests/pipelines/stable_diffusion``):
 real component classes at toy sizes with default (random) initialisation, so hooks, schedules and adapters
