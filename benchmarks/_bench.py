@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 import cachesearch as cs
-from cachesearch.evaluate._latency import device_description, measure_latency, peak_memory
+from cachesearch.evaluate import device_description, measure_latency, peak_memory
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -100,10 +100,64 @@ def outputs_match(pipe: Any, ctx_a: Callable, ctx_b: Callable, call_pt: Callable
 
 
 def write_results(name: str, payload: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return write_json(RESULTS / f"{name}.json", payload)
+
+
+def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` as JSON (non-finite floats and odd objects as strings), creating folders."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     return path
+
+
+MODEL_SPECS = {"sd15": "arch:sd15", "sdxl": "arch:sdxl"}
+DEFAULT_SIZE = {"arch:sd15": 512, "arch:sdxl": 1024}
+
+
+def model_spec(name: str) -> str:
+    """``sd15``/``sdxl`` → ``arch:…``; other specs (``embedded``, ``arch:sd15``, a folder) unchanged."""
+    return MODEL_SPECS.get(name, name)
+
+
+def load_pipe(spec: str, device: str) -> Any:
+    """The pipeline of ``spec`` (fp16 on CUDA, fp32 elsewhere), progress bars off."""
+    from diffusers.utils import logging as diffusers_logging
+
+    from cachesearch.models import load_model
+
+    diffusers_logging.set_verbosity_error()  # e.g. the tiny model's 16-token CLIP truncating the prompt
+    diffusers_logging.disable_progress_bar()
+    dtype = torch.float16 if device.startswith("cuda") else torch.float32
+    pipe = load_model(model_spec(spec), device=device, dtype=dtype).pipe
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def default_size(spec: str, pipe: Any) -> int:
+    """512 px for SD1.5, 1024 px for SDXL, else the UNet's native size."""
+    spec = model_spec(spec)
+    if spec in DEFAULT_SIZE:
+        return DEFAULT_SIZE[spec]
+    return int(pipe.unet.config.sample_size) * int(getattr(pipe, "vae_scale_factor", 8))
+
+
+SCHEDULERS = ("default", "ddim", "pndm", "euler")
+
+
+def set_scheduler(pipe: Any, name: str, original: Any = None) -> str:
+    """Put scheduler ``name`` on ``pipe`` (built from ``original``'s config, default the current one); return
+    its class name. ``default`` restores ``original`` itself."""
+    from diffusers import DDIMScheduler, EulerDiscreteScheduler, PNDMScheduler
+
+    original = original if original is not None else pipe.scheduler
+    if name == "default":
+        pipe.scheduler = original
+    else:
+        cls = {"ddim": DDIMScheduler, "pndm": PNDMScheduler, "euler": EulerDiscreteScheduler}[name]
+        extra = {"skip_prk_steps": True} if name == "pndm" else {}  # SD's PLMS-only PNDM (N+1 calls)
+        pipe.scheduler = cls.from_config(original.config, **extra)
+    return type(pipe.scheduler).__name__
 
 
 def table(rows: list[dict[str, Any]], cols: list[tuple[str, str]]) -> str:

@@ -53,6 +53,17 @@ def _git_rev() -> str | None:
         return None
 
 
+def _repo_relative(path: str | Path | None) -> str | None:
+    """``path`` relative to the repository when it lies inside it (results must not carry this machine's paths)."""
+    if path is None:
+        return None
+    p = Path(path).expanduser().resolve()
+    try:
+        return p.relative_to(ROOT).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def _fmt(v: float | str | None, spec: str) -> str:
     if v is None:
         return "-"
@@ -136,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "evaluator": ev.describe(),
-        "config": config.to_dict(),
+        "config": {**config.to_dict(), "cache_dir": _repo_relative(config.to_dict().get("cache_dir"))},
         "prompts": {s: ev.prompt_set(s).digest() for s in ("train", "heldout")},
         "baseline_latency": base.to_dict(),
         "profile": None
