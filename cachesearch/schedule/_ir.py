@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ._apply import AppliedHandle, get_applier
-from ._errors import ScheduleError
+from ._errors import ScheduleError, short_repr
 
 __all__ = [
     "FORMAT",
@@ -47,7 +47,7 @@ def check_mask(path: str, mask: object, num_steps: int) -> str:
         raise ScheduleError(f"{path}: expected a string of R and . characters, got {type(mask).__name__}")
     if not _MASK_RE.match(mask):
         bad = sorted(set(mask) - {"R", "."})
-        raise ScheduleError(f"{path}: only 'R' (recompute) and '.' (reuse) are allowed, found {bad!r}")
+        raise ScheduleError(f"{path}: only 'R' (recompute) and '.' (reuse) are allowed, found {short_repr(bad)}")
     if len(mask) != num_steps:
         raise ScheduleError(
             f"{path}: mask has {len(mask)} characters but the sampler runs {num_steps} steps; "
@@ -61,7 +61,7 @@ def check_mask(path: str, mask: object, num_steps: int) -> str:
 def check_block_name(path: str, name: object) -> str:
     """Validate the syntax of a block's module path."""
     if not isinstance(name, str) or not _BLOCK_RE.match(name):
-        raise ScheduleError(f"{path}: {name!r} is not a module path like 'up_blocks.1' or 'mid_block'")
+        raise ScheduleError(f"{path}: {short_repr(name)} is not a module path like 'up_blocks.1' or 'mid_block'")
     return name
 
 
@@ -178,7 +178,7 @@ class Schedule:
                 object.__setattr__(self, "reuse", ReuseMode(self.reuse))
             except ValueError:
                 raise ScheduleError(
-                    f"reuse: expected one of {[m.value for m in ReuseMode]}, got {self.reuse!r}"
+                    f"reuse: expected one of {[m.value for m in ReuseMode]}, got {short_repr(self.reuse)}"
                 ) from None
         if not self.blocks:
             raise ScheduleError("blocks: expected at least one block")
@@ -216,7 +216,7 @@ class Schedule:
     def masks(self, branch: str = "cond") -> dict[str, str]:
         """Block → mask string for one CFG branch (``"cond"`` or ``"uncond"``)."""
         if branch not in ("cond", "uncond"):
-            raise ScheduleError(f"branch: expected 'cond' or 'uncond', got {branch!r}")
+            raise ScheduleError(f"branch: expected 'cond' or 'uncond', got {short_repr(branch)}")
         return {bm.block: getattr(bm, branch) for bm in self.blocks}
 
     def recompute_fraction(self) -> float:

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from .._atomic import atomic_write
-from ._errors import ScheduleError
+from ._errors import ScheduleError, short_repr
 from ._ir import (
     FORMAT,
     BlockEntry,
@@ -27,7 +27,23 @@ from ._ir import (
 )
 from .policies import policy_from_dict
 
-__all__ = ["DuplicateKeyError", "dump_schedule", "load_schedule", "parse_schedule", "save_schedule", "strict_yaml_load"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_FILE_BYTES",
+    "DuplicateKeyError",
+    "UntrustedYAMLError",
+    "dump_schedule",
+    "load_schedule",
+    "parse_schedule",
+    "read_yaml_file",
+    "save_schedule",
+    "strict_yaml_load",
+]
+
+MAX_FILE_BYTES = 1 << 20
+"""Largest schedule or search-space file read (1 MiB; real ones are a few KB). Index files allow more."""
+MAX_DEPTH = 32
+"""Deepest nesting of mappings/sequences accepted (the formats need 4)."""
 
 
 # -- loading ---------------------------------------------------------------------------------------------
@@ -35,8 +51,36 @@ class DuplicateKeyError(yaml.YAMLError):
     """A YAML mapping repeats a key (``yaml.safe_load`` would silently keep the last value)."""
 
 
+class UntrustedYAMLError(yaml.YAMLError):
+    """A YAML document uses a feature cachesearch files never need and that untrusted input can abuse:
+    anchors/aliases (an alias "bomb" expands a 600-byte file into gigabytes) or excessive nesting."""
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that also refuses duplicate keys."""
+    """``yaml.SafeLoader`` that also refuses duplicate keys, anchors, aliases and nesting beyond ``MAX_DEPTH``.
+
+    Anchors and aliases are refused while composing, before anything is expanded, so a hostile file costs
+    no more than reading it.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent):
+            raise UntrustedYAMLError(f"line {line}: aliases (*{event.anchor}) are not allowed in cachesearch files")
+        if getattr(event, "anchor", None) is not None:
+            raise UntrustedYAMLError(f"line {line}: anchors (&{event.anchor}) are not allowed in cachesearch files")
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise UntrustedYAMLError(f"line {line}: nested more than {MAX_DEPTH} levels deep")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
@@ -44,7 +88,7 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise DuplicateKeyError(f"line {key_node.start_mark.line + 1}: key {key!r} appears twice")
+            raise DuplicateKeyError(f"line {key_node.start_mark.line + 1}: key {short_repr(key)} appears twice")
         seen.add(key)
     return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
@@ -52,11 +96,47 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def strict_yaml_load(text: str) -> Any:
-    """Parse YAML like ``yaml.safe_load`` but raise :class:`DuplicateKeyError` on repeated keys.
+def strict_yaml_load(text: str, *, max_bytes: int = MAX_FILE_BYTES) -> Any:
+    """Parse YAML like ``yaml.safe_load``, refusing repeated keys (:class:`DuplicateKeyError`), anchors, aliases,
+    nesting deeper than :data:`MAX_DEPTH` and text over ``max_bytes`` (:class:`UntrustedYAMLError`).
 
-    Shared by every file format of cachesearch (schedules, search spaces)."""
+    Shared by every file format of cachesearch (schedules, search spaces, front indexes)."""
+    if len(text) > max_bytes:
+        raise UntrustedYAMLError(f"{len(text)} characters, more than the {max_bytes} this file format allows")
     return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def read_yaml_file(path: str | os.PathLike[str], *, what: str = "file", max_bytes: int = MAX_FILE_BYTES) -> Any:
+    """Read and :func:`strict_yaml_load` one untrusted file; every failure is one :class:`ScheduleError` that
+    names the file (missing, too large — checked before reading —, not UTF-8, not valid or unsafe YAML)."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except FileNotFoundError:
+        raise ScheduleError(f"{p}: no such {what}") from None
+    except OSError as e:
+        raise ScheduleError(f"{p}: cannot read the {what}: {e.strerror or e}") from None
+    if size > max_bytes:
+        raise ScheduleError(f"{p}: {size} bytes, more than the {max_bytes} a {what} may have")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ScheduleError(f"{p}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise ScheduleError(f"{p}: cannot read the {what}: {e.strerror or e}") from None
+    try:
+        return strict_yaml_load(text, max_bytes=max_bytes)
+    except (DuplicateKeyError, UntrustedYAMLError) as e:
+        raise ScheduleError(f"{p}: {e}") from None
+    except yaml.YAMLError as e:
+        raise ScheduleError(f"{p}: not valid YAML: {_first_line(e)}") from None
+    except RecursionError:
+        raise ScheduleError(f"{p}: nested too deeply") from None
+
+
+def _first_line(e: Exception) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= 300 else text[:299] + "…"
 
 
 def _mapping(path: str, value: Any, required: set[str], optional: set[str] = frozenset()) -> dict[str, Any]:
@@ -69,7 +149,7 @@ def _mapping(path: str, value: Any, required: set[str], optional: set[str] = fro
     unknown = keys - required - optional
     if unknown:
         raise ScheduleError(
-            f"{path}: unknown key(s) {sorted(map(str, unknown))}; allowed: {sorted(required | optional)}"
+            f"{path}: unknown key(s) {short_repr(sorted(map(str, unknown)))}; allowed: {sorted(required | optional)}"
         )
     return dict(value)
 
@@ -78,7 +158,7 @@ def _str(path: str, value: Any, *, nullable: bool = False) -> str | None:
     if value is None and nullable:
         return None
     if not isinstance(value, str) or not value:
-        raise ScheduleError(f"{path}: expected a non-empty string, got {value!r}")
+        raise ScheduleError(f"{path}: expected a non-empty string, got {short_repr(value)}")
     return value
 
 
@@ -86,7 +166,7 @@ def _num(path: str, value: Any, *, nullable: bool = True, lo: float | None = Non
     if value is None and nullable:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ScheduleError(f"{path}: expected a number{' or null' if nullable else ''}, got {value!r}")
+        raise ScheduleError(f"{path}: expected a number{' or null' if nullable else ''}, got {short_repr(value)}")
     v = float(value)
     if math.isnan(v):
         raise ScheduleError(f"{path}: expected a number, got NaN")
@@ -99,7 +179,7 @@ def _int(path: str, value: Any, *, nullable: bool = False, lo: int | None = None
     if value is None and nullable:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ScheduleError(f"{path}: expected an integer, got {value!r}")
+        raise ScheduleError(f"{path}: expected an integer, got {short_repr(value)}")
     if lo is not None and value < lo:
         raise ScheduleError(f"{path}: expected an integer >= {lo}, got {value}")
     return value
@@ -109,7 +189,7 @@ def _parse_model(d: Any) -> ModelInfo:
     m = _mapping("model", d, {"family", "class", "fingerprint", "source"})
     fp = _str("model.fingerprint", m["fingerprint"])
     if not fp.startswith("sha256:") or len(fp) != len("sha256:") + 64:
-        raise ScheduleError(f"model.fingerprint: expected 'sha256:' + 64 hex digits, got {fp!r}")
+        raise ScheduleError(f"model.fingerprint: expected 'sha256:' + 64 hex digits, got {short_repr(fp)}")
     return ModelInfo(
         family=_str("model.family", m["family"]),
         cls=_str("model.class", m["class"]),
@@ -138,7 +218,7 @@ def _parse_blocks(d: Any) -> tuple[BlockEntry, ...]:
         raise ScheduleError('blocks: expected a mapping of block name → mask string, e.g. {mid_block: "R.R."}')
     out = []
     for name, value in d.items():
-        path = f'blocks["{name}"]'
+        path = f"blocks[{short_repr(name, 60)}]" if not isinstance(name, str) or len(name) > 60 else f'blocks["{name}"]'
         if not isinstance(name, str):
             raise ScheduleError(f"{path}: block names must be strings")
         if isinstance(value, Mapping):
@@ -148,7 +228,7 @@ def _parse_blocks(d: Any) -> tuple[BlockEntry, ...]:
             out.append(BlockEntry(block=name, cond=value, uncond=value))
         else:
             raise ScheduleError(
-                f'{path}: expected a mask string like "R..R.." or {{cond: ..., uncond: ...}}, got {value!r}'
+                f'{path}: expected a mask string like "R..R.." or {{cond: ..., uncond: ...}}, got {short_repr(value)}'
             )
     return tuple(out)
 
@@ -221,14 +301,14 @@ def parse_schedule(data: Any) -> Schedule:
     fmt = data.get("format")
     if fmt != FORMAT:
         raise ScheduleError(
-            f"format: expected {FORMAT!r}, got {fmt!r}"
+            f"format: expected {FORMAT!r}, got {short_repr(fmt)}"
             + ("; this file needs a newer cachesearch" if isinstance(fmt, str) and fmt.startswith("cachesearch/")
                else "")
         )
     d = _mapping("<top level>", data, _TOP_REQUIRED, _TOP_OPTIONAL)
     reuse = d["reuse"]
     if reuse not in [m.value for m in ReuseMode]:
-        raise ScheduleError(f"reuse: expected one of {[m.value for m in ReuseMode]}, got {reuse!r}")
+        raise ScheduleError(f"reuse: expected one of {[m.value for m in ReuseMode]}, got {short_repr(reuse)}")
     return Schedule(
         name=_str("name", d["name"]),
         model=_parse_model(d["model"]),
@@ -242,20 +322,9 @@ def parse_schedule(data: Any) -> Schedule:
 
 
 def load_schedule(path: str | os.PathLike[str]) -> Schedule:
-    """Load and strictly validate a ``cachesearch/schedule@1`` YAML file."""
+    """Load and strictly validate a schedule YAML file (untrusted input: bounded size and depth, no aliases)."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScheduleError(f"{p}: no such schedule file") from None
-    except UnicodeDecodeError as e:
-        raise ScheduleError(f"{p}: not a UTF-8 text file ({e})") from e
-    try:
-        data = strict_yaml_load(text)
-    except DuplicateKeyError as e:
-        raise ScheduleError(f"{p}: {e}") from e
-    except yaml.YAMLError as e:
-        raise ScheduleError(f"{p}: not valid YAML: {e}") from e
+    data = read_yaml_file(p, what="schedule file")
     try:
         return parse_schedule(data)
     except ScheduleError as e:
