@@ -15,6 +15,7 @@ from .schedule import (
     ModelInfo,
     Policy,
     Provenance,
+    ReferenceRun,
     ReuseMode,
     SamplerInfo,
     Schedule,
@@ -57,6 +58,7 @@ def compile_schedule(
     name: str | None = None,
     source: str | None = None,
     space: BlockSpace | None = None,
+    reference: ReferenceRun | None = None,
 ) -> Schedule:
     """Compile ``policy`` for the denoiser of ``target`` (a diffusers pipeline or a bare denoiser).
 
@@ -70,6 +72,9 @@ def compile_schedule(
         name: schedule name (default derived from the policy).
         source: model source recorded in the file (default: what the loader recorded, else the path).
         space: a precomputed block space (skips rebuilding it).
+        reference: the full-compute run the schedule is scored against (recorded in the file, format @2).
+            Default: the same sampler at the same steps when the policy keeps the step count; none when the
+            policy carries its own step set (the search passes its reference run).
     """
     if not isinstance(policy, Policy):
         raise ScheduleError(f"policy: expected a cachesearch policy (DeepCache, BlockMask, ...), got {policy!r}")
@@ -113,6 +118,9 @@ def compile_schedule(
         timesteps=timesteps,
         guidance_scale=None if guidance_scale is None else float(guidance_scale),
     )
+    if reference is None and steps is None:
+        reference = ReferenceRun(scheduler=sampler.scheduler, num_inference_steps=num_inference_steps,
+                                 guidance_scale=sampler.guidance_scale)
     return Schedule(
         name=name or default_name(policy, num_inference_steps),
         model=model_info(target, source),
@@ -120,6 +128,7 @@ def compile_schedule(
         blocks=tuple(BlockEntry(block=b, cond=c, uncond=u) for b, (c, u) in masks.items()),
         reuse=reuse,
         policy=policy.to_dict(),
+        reference=reference,
         provenance=Provenance(
             cachesearch=__version__,
             created=utc_now(),

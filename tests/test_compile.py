@@ -229,7 +229,7 @@ def test_a_new_policy_family_compiles_and_round_trips(pipe, registry):
         kind: ClassVar[str] = "test-everyother"
         block: str
 
-        def masks(self, space, num_steps):
+        def masks(self, space, num_steps, *, call_starts=None):
             m = "".join("R" if s % 2 == 0 else "." for s in range(num_steps))
             return {self.block: (m, m)}
 
@@ -247,3 +247,16 @@ def test_a_new_policy_family_compiles_and_round_trips(pipe, registry):
     j = cs.compile_schedule(pipe, cs.Joint(steps=cs.StepSet(count=3), mask=p))
     assert (j.name, j.masks()) == ("steps3-everyother-mid_block", {"mid_block": "R.R"})
     assert parse_schedule(yaml.safe_load(j.to_yaml())) == j
+
+
+def test_the_reference_run_is_recorded(pipe, tmp_path):
+    s = cs.compile_schedule(pipe, cs.DeepCache(interval=3), num_inference_steps=10, guidance_scale=5.0)
+    assert s.reference == cs.schedule.ReferenceRun(scheduler="DDIMScheduler", num_inference_steps=10,
+                                                   guidance_scale=5.0)
+    assert s.format == "cachesearch/schedule@2"
+    assert cs.load_schedule(s.save(tmp_path / "s.yaml")).reference == s.reference
+    j = cs.compile_schedule(pipe, cs.Joint(steps=cs.StepSet(count=4), mask=cs.Full()))
+    assert j.reference is None and j.format == "cachesearch/schedule@1"  # its own step set: reference unknown
+    ref = cs.schedule.ReferenceRun(scheduler="DDIMScheduler", num_inference_steps=20, guidance_scale=5.0)
+    j20 = cs.compile_schedule(pipe, cs.Joint(steps=cs.StepSet(count=4), mask=cs.Full()), reference=ref)
+    assert j20.reference == ref and j20.num_steps == 4

@@ -8,12 +8,14 @@ from ._errors import ScheduleError
 from ._fingerprint import architecture_fingerprint, fingerprint_mismatch
 from ._ir import (
     FORMAT,
+    FORMATS,
     BlockEntry,
     LatencyMetrics,
     Metrics,
     ModelInfo,
     Provenance,
     QualityMetrics,
+    ReferenceRun,
     ReuseMode,
     SamplerInfo,
     Schedule,
@@ -35,6 +37,7 @@ from .policies import (
 
 __all__ = [
     "FORMAT",
+    "FORMATS",
     "BlockCachingAuto",
     "BlockInfo",
     "BlockKind",
@@ -53,6 +56,7 @@ __all__ = [
     "Policy",
     "Provenance",
     "QualityMetrics",
+    "ReferenceRun",
     "ReuseMode",
     "SamplerInfo",
     "Schedule",

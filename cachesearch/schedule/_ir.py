@@ -14,6 +14,9 @@ from ._errors import ScheduleError, short_repr
 
 __all__ = [
     "FORMAT",
+    "FORMATS",
+    "FORMAT_V1",
+    "FORMAT_V2",
     "RECOMPUTE",
     "REUSE",
     "BlockEntry",
@@ -22,12 +25,18 @@ __all__ = [
     "ModelInfo",
     "Provenance",
     "QualityMetrics",
+    "ReferenceRun",
     "ReuseMode",
     "SamplerInfo",
     "Schedule",
 ]
 
-FORMAT = "cachesearch/schedule@1"
+FORMAT_V1 = "cachesearch/schedule@1"
+FORMAT_V2 = "cachesearch/schedule@2"
+FORMATS = (FORMAT_V1, FORMAT_V2)
+"""Every format version this release reads. A file is written in the oldest version that can express it."""
+FORMAT = FORMAT_V2
+"""The newest format version."""
 RECOMPUTE = "R"
 REUSE = "."
 _MASK_RE = re.compile(r"^[R.]+$")
@@ -111,6 +120,25 @@ class SamplerInfo:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReferenceRun:
+    """The full-compute run a schedule's quality was scored against (format @2).
+
+    A ``steps8`` schedule found by a 20-step search says ``num_inference_steps: 20`` here, so
+    ``cachesearch evaluate`` and ``generate`` compare against the same reference by default.
+    """
+
+    scheduler: str
+    num_inference_steps: int
+    guidance_scale: float | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.num_inference_steps, bool) or not isinstance(self.num_inference_steps, int):
+            raise ScheduleError("reference.num_inference_steps: expected an integer")
+        if self.num_inference_steps < 1:
+            raise ScheduleError("reference.num_inference_steps: expected a positive integer")
+
+
+@dataclass(frozen=True, kw_only=True)
 class QualityMetrics:
     """Quality loss against the uncached reference (lower is better for distances)."""
 
@@ -169,6 +197,7 @@ class Schedule:
     policy: Mapping[str, Any] = field(default_factory=dict)
     metrics: Metrics | None = None
     provenance: Provenance | None = None
+    reference: ReferenceRun | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -203,6 +232,11 @@ class Schedule:
                     )
 
     # -- views ---------------------------------------------------------------------------------------
+    @property
+    def format(self) -> str:
+        """The format version this schedule is written in: the oldest that can express it."""
+        return FORMAT_V2 if self.reference is not None else FORMAT_V1
+
     @property
     def num_steps(self) -> int:
         """Number of sampler steps the masks cover."""

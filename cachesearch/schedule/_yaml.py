@@ -15,12 +15,15 @@ from .._atomic import atomic_write
 from ._errors import ScheduleError, short_repr
 from ._ir import (
     FORMAT,
+    FORMAT_V1,
+    FORMATS,
     BlockEntry,
     LatencyMetrics,
     Metrics,
     ModelInfo,
     Provenance,
     QualityMetrics,
+    ReferenceRun,
     ReuseMode,
     SamplerInfo,
     Schedule,
@@ -290,8 +293,19 @@ def _parse_provenance(d: Any) -> Provenance | None:
     )
 
 
+def _parse_reference(d: Any) -> ReferenceRun | None:
+    if d is None:
+        return None
+    r = _mapping("reference", d, {"scheduler", "num_inference_steps"}, {"guidance_scale"})
+    return ReferenceRun(
+        scheduler=_str("reference.scheduler", r["scheduler"]),
+        num_inference_steps=_int("reference.num_inference_steps", r["num_inference_steps"], lo=1),
+        guidance_scale=_num("reference.guidance_scale", r.get("guidance_scale"), lo=0),
+    )
+
+
 _TOP_REQUIRED = {"format", "name", "model", "sampler", "reuse", "blocks", "policy"}
-_TOP_OPTIONAL = {"metrics", "provenance"}
+_TOP_OPTIONAL = {FORMAT_V1: {"metrics", "provenance"}, FORMAT: {"metrics", "provenance", "reference"}}
 
 
 def parse_schedule(data: Any) -> Schedule:
@@ -299,13 +313,13 @@ def parse_schedule(data: Any) -> Schedule:
     if not isinstance(data, Mapping):
         raise ScheduleError(f"the document must be a mapping starting with 'format: {FORMAT}'")
     fmt = data.get("format")
-    if fmt != FORMAT:
+    if fmt not in FORMATS:
+        newer = isinstance(fmt, str) and fmt.startswith("cachesearch/schedule@")
         raise ScheduleError(
-            f"format: expected {FORMAT!r}, got {short_repr(fmt)}"
-            + ("; this file needs a newer cachesearch" if isinstance(fmt, str) and fmt.startswith("cachesearch/")
-               else "")
+            f"format: expected one of {list(FORMATS)}, got {short_repr(fmt)}"
+            + ("; this file needs a newer cachesearch" if newer else "")
         )
-    d = _mapping("<top level>", data, _TOP_REQUIRED, _TOP_OPTIONAL)
+    d = _mapping("<top level>", data, _TOP_REQUIRED, _TOP_OPTIONAL[fmt])
     reuse = d["reuse"]
     if reuse not in [m.value for m in ReuseMode]:
         raise ScheduleError(f"reuse: expected one of {[m.value for m in ReuseMode]}, got {short_repr(reuse)}")
@@ -318,6 +332,7 @@ def parse_schedule(data: Any) -> Schedule:
         policy=_parse_policy(d["policy"]),
         metrics=_parse_metrics(d.get("metrics")),
         provenance=_parse_provenance(d.get("provenance")),
+        reference=_parse_reference(d.get("reference")),
     )
 
 
@@ -355,7 +370,7 @@ def _flow(value: dict[str, Any]) -> str:
 def dump_schedule(schedule: Schedule) -> str:
     """Serialise a schedule; the output is byte-stable for equal schedules (blocks in stored order)."""
     s = schedule
-    lines = [f"format: {FORMAT}", _block_scalar("name", s.name)]
+    lines = [f"format: {s.format}", _block_scalar("name", s.name)]
     model = {"family": s.model.family, "class": s.model.cls, "fingerprint": s.model.fingerprint,
              "source": s.model.source}
     lines.append("model: " + _flow(model))
@@ -366,6 +381,8 @@ def dump_schedule(schedule: Schedule) -> str:
         "guidance_scale": s.sampler.guidance_scale,
     }
     lines.append("sampler: " + _flow(sampler))
+    if s.reference is not None:
+        lines.append("reference: " + _flow(_drop_none(s.reference.__dict__.copy())))
     lines.append(f"reuse: {s.reuse.value}")
     lines.append("blocks:")
     width = max(len(bm.block) for bm in s.blocks) + 1

@@ -1,4 +1,4 @@
-"""The cachesearch/schedule@1 format: golden files, exact round trips, strict validation."""
+"""The schedule formats (@1, @2): golden files of each, exact round trips, strict validation."""
 
 from __future__ import annotations
 
@@ -13,10 +13,34 @@ from cachesearch.schedule import dump_schedule, load_schedule, parse_schedule
 GOLDEN = Path(__file__).parent / "golden"
 
 
-@pytest.mark.parametrize("path", sorted(GOLDEN.glob("v1_*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(GOLDEN.glob("v*.yaml")), ids=lambda p: p.name)
 def test_golden_files_load_and_dump_byte_identical(path):
     sched = load_schedule(path)
     assert dump_schedule(sched) == path.read_text()
+    assert sched.format == f"cachesearch/schedule@{path.name[1]}"  # written in the version it needs
+
+
+def test_v2_records_the_reference_and_v1_files_have_none():
+    s = load_schedule(GOLDEN / "v2_reference.yaml")
+    assert s.reference == cs.schedule.ReferenceRun(scheduler="DDIMScheduler", num_inference_steps=20,
+                                                   guidance_scale=5.0)
+    assert s.num_steps == 10 and s.format == "cachesearch/schedule@2"
+    assert load_schedule(GOLDEN / "v1_deepcache.yaml").reference is None
+
+
+def test_reference_is_refused_in_a_v1_file_and_checked_in_v2():
+    doc = _base()
+    doc["reference"] = {"scheduler": "DDIMScheduler", "num_inference_steps": 20}
+    with pytest.raises(cs.ScheduleError, match=r"unknown key\(s\) \['reference'\]"):
+        parse_schedule(doc)
+    doc["format"] = "cachesearch/schedule@2"
+    assert parse_schedule(doc).reference.num_inference_steps == 20
+    doc["reference"]["num_inference_steps"] = 0
+    with pytest.raises(cs.ScheduleError, match=r"reference\.num_inference_steps: expected an integer >= 1"):
+        parse_schedule(doc)
+    doc["reference"] = {"scheduler": "DDIMScheduler"}
+    with pytest.raises(cs.ScheduleError, match=r"reference: missing required key\(s\) \['num_inference_steps'\]"):
+        parse_schedule(doc)
 
 
 def test_golden_content_is_read_as_written():
@@ -58,7 +82,8 @@ _DELETE = object()
 
 # (mutation path, value, expected fragment of the message: the field path and what is expected)
 MALFORMED = [
-    ("format", "cachesearch/schedule@2", "format: expected 'cachesearch/schedule@1'"),
+    ("format", "cachesearch/schedule@3", "format: expected one of ['cachesearch/schedule@1', "
+     "'cachesearch/schedule@2'], got 'cachesearch/schedule@3'; this file needs a newer cachesearch"),
     ("format", _DELETE, "format: expected"),
     ("name", _DELETE, "missing required key(s) ['name']"),
     ("extra_key", 1, "unknown key(s) ['extra_key']"),
