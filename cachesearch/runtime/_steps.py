@@ -16,24 +16,29 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..schedule import ScheduleError
+from ..schedule._calls import first_calls, rows_of_calls
 
 __all__ = ["call_starts", "steps_of_calls"]
 
 
-def steps_of_calls(scheduler: Any, num_steps: int, num_calls: int) -> list[int]:
-    """Return, for each denoiser call of one sampling loop, the sampler step (row) it belongs to."""
+def _pattern(scheduler: Any, num_steps: int, num_calls: int) -> str:
     if num_calls == num_steps:
-        return list(range(num_steps))
+        return "single"
     order = int(getattr(scheduler, "order", 1) or 1)
     if order == 2 and num_calls == 2 * num_steps - 1:
-        return [(c + 1) // 2 for c in range(num_calls)]
+        return "order2"
     if type(scheduler).__name__ == "PNDMScheduler" and num_calls == num_steps + 1:
-        return [0, 0] if num_steps == 1 else [0, 1, *range(1, num_steps)]
+        return "pndm"
     raise ScheduleError(
         f"{type(scheduler).__name__} runs {num_calls} denoiser calls for {num_steps} steps, a pattern "
         f"cachesearch does not know how to align with the schedule's steps; supported: one call per step, "
         f"order-2 schedulers (2N-1 calls) and PNDM with skip_prk_steps (N+1 calls)"
     )
+
+
+def steps_of_calls(scheduler: Any, num_steps: int, num_calls: int) -> list[int]:
+    """Return, for each denoiser call of one sampling loop, the sampler step (row) it belongs to."""
+    return rows_of_calls(_pattern(scheduler, num_steps, num_calls), num_steps)
 
 
 def call_starts(
@@ -52,15 +57,12 @@ def call_starts(
     """
     if scheduler is None or not hasattr(scheduler, "set_timesteps"):
         return None
-    if int(getattr(scheduler, "order", 1) or 1) != 1:
-        return None
     probe = copy.deepcopy(scheduler)
     if timesteps is not None:
         probe.set_timesteps(timesteps=list(timesteps))
     else:
         probe.set_timesteps(num_steps)
-    rows = steps_of_calls(probe, num_steps, len(probe.timesteps))
-    starts: dict[int, int] = {}
-    for c, s in enumerate(rows):
-        starts.setdefault(s, c)
-    return tuple(starts[s] for s in range(num_steps))
+    pattern = _pattern(probe, num_steps, len(probe.timesteps))
+    if pattern == "order2":
+        return None
+    return first_calls(rows_of_calls(pattern, num_steps))

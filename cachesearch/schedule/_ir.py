@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ._apply import AppliedHandle, get_applier
+from ._calls import call_starts_for
 from ._errors import ScheduleError, short_repr
+from ._mask import RECOMPUTE, REUSE, check_block_name, check_mask
+from .policies import policy_from_dict
 
 __all__ = [
     "FORMAT",
@@ -37,41 +39,11 @@ FORMATS = (FORMAT_V1, FORMAT_V2)
 """Every format version this release reads. A file is written in the oldest version that can express it."""
 FORMAT = FORMAT_V2
 """The newest format version."""
-RECOMPUTE = "R"
-REUSE = "."
-_MASK_RE = re.compile(r"^[R.]+$")
-_BLOCK_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
-
-
 class ReuseMode(str, enum.Enum):
     """How a block that is not recomputed produces its output."""
 
     OUTPUT = "output"  # return the stored output
     RESIDUAL = "residual"  # input + (stored output - stored input)
-
-
-def check_mask(path: str, mask: object, num_steps: int) -> str:
-    """Validate one R/. mask string of ``num_steps`` characters whose first step recomputes."""
-    if not isinstance(mask, str):
-        raise ScheduleError(f"{path}: expected a string of R and . characters, got {type(mask).__name__}")
-    if not _MASK_RE.match(mask):
-        bad = sorted(set(mask) - {"R", "."})
-        raise ScheduleError(f"{path}: only 'R' (recompute) and '.' (reuse) are allowed, found {short_repr(bad)}")
-    if len(mask) != num_steps:
-        raise ScheduleError(
-            f"{path}: mask has {len(mask)} characters but the sampler runs {num_steps} steps; "
-            f"expected one character per step"
-        )
-    if mask[0] != RECOMPUTE:
-        raise ScheduleError(f"{path}: step 0 must be 'R' (nothing is stored yet to reuse)")
-    return mask
-
-
-def check_block_name(path: str, name: object) -> str:
-    """Validate the syntax of a block's module path."""
-    if not isinstance(name, str) or not _BLOCK_RE.match(name):
-        raise ScheduleError(f"{path}: {short_repr(name)} is not a module path like 'up_blocks.1' or 'mid_block'")
-    return name
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -180,6 +152,8 @@ class Provenance:
     trial: int | None = None
     prompts: str | None = None
     git: str | None = None
+    note: str | None = None
+    """How this schedule was derived from another one (format @2), e.g. by :meth:`Schedule.for_steps`."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -235,7 +209,8 @@ class Schedule:
     @property
     def format(self) -> str:
         """The format version this schedule is written in: the oldest that can express it."""
-        return FORMAT_V2 if self.reference is not None else FORMAT_V1
+        derived = self.provenance is not None and self.provenance.note is not None
+        return FORMAT_V2 if self.reference is not None or derived else FORMAT_V1
 
     @property
     def num_steps(self) -> int:
@@ -268,6 +243,42 @@ class Schedule:
         if self.sampler.guidance_scale is not None:
             kwargs["guidance_scale"] = self.sampler.guidance_scale
         return kwargs
+
+    def for_steps(self, num_steps: int) -> Schedule:
+        """This schedule's recorded policy re-compiled for ``num_steps`` sampler steps, without the model.
+
+        Metrics are dropped (they were measured at the old step count) and the provenance says where the new
+        schedule came from. A hand-made mask (policy kind ``blockmask``) or a policy that needs the model or a
+        profile again raises :class:`ScheduleError` saying what to do.
+        """
+        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+            raise ScheduleError(f"num_steps: expected a positive integer, got {short_repr(num_steps)}")
+        if self.policy.get("kind") == "blockmask":
+            raise ScheduleError(
+                f"policy: schedule {self.name!r} is a hand-made mask (policy kind 'blockmask'): there is no policy "
+                f"to re-compile for {num_steps} steps; write a mask of {num_steps} characters per block, or compile "
+                f"a policy with cs.compile_schedule(pipe, policy, num_inference_steps={num_steps})"
+            )
+        policy = policy_from_dict(self.policy)
+        masks = {bm.block: (bm.cond, bm.uncond) for bm in self.blocks}
+        starts = call_starts_for(self.sampler.scheduler, num_steps)
+        new_policy, new_masks = policy.retime(masks, num_steps, call_starts=starts)
+        ref = self.reference
+        same_steps = ref is not None and ref.num_inference_steps == self.num_steps
+        note = f"for_steps({num_steps}) of {self.name!r} ({self.num_steps} steps); metrics dropped"
+        old = self.provenance
+        return replace(
+            self,
+            name=new_policy.default_name(num_steps),
+            sampler=SamplerInfo(scheduler=self.sampler.scheduler, num_inference_steps=num_steps,
+                                guidance_scale=self.sampler.guidance_scale),
+            blocks=tuple(BlockEntry(block=b, cond=c, uncond=u) for b, (c, u) in new_masks.items()),
+            policy=new_policy.to_dict(),
+            metrics=None,
+            reference=replace(ref, num_inference_steps=num_steps) if same_steps else None,
+            provenance=Provenance(cachesearch=old.cachesearch, created=old.created, note=note) if old else
+            Provenance(cachesearch="unknown", created="unknown", note=note),
+        )
 
     def with_updates(self, **changes: Any) -> Schedule:
         """A copy with some fields replaced (re-validated)."""

@@ -276,10 +276,11 @@ def _parse_metrics(d: Any) -> Metrics | None:
     return Metrics(quality=quality, latency=latency)
 
 
-def _parse_provenance(d: Any) -> Provenance | None:
+def _parse_provenance(d: Any, fmt: str) -> Provenance | None:
     if d is None:
         return None
-    p = _mapping("provenance", d, {"cachesearch", "created"}, {"study", "trial", "prompts", "git"})
+    optional = {"study", "trial", "prompts", "git"} | ({"note"} if fmt != FORMAT_V1 else set())
+    p = _mapping("provenance", d, {"cachesearch", "created"}, optional)
     created = p["created"]
     if isinstance(created, _dt.datetime):  # an unquoted ISO timestamp is parsed by YAML; keep it as text
         created = created.isoformat().replace("+00:00", "Z")
@@ -290,6 +291,7 @@ def _parse_provenance(d: Any) -> Provenance | None:
         trial=_int("provenance.trial", p.get("trial"), nullable=True, lo=0),
         prompts=_str("provenance.prompts", p.get("prompts"), nullable=True),
         git=_str("provenance.git", p.get("git"), nullable=True),
+        note=_str("provenance.note", p.get("note"), nullable=True),
     )
 
 
@@ -331,7 +333,7 @@ def parse_schedule(data: Any) -> Schedule:
         blocks=_parse_blocks(d["blocks"]),
         policy=_parse_policy(d["policy"]),
         metrics=_parse_metrics(d.get("metrics")),
-        provenance=_parse_provenance(d.get("provenance")),
+        provenance=_parse_provenance(d.get("provenance"), fmt),
         reference=_parse_reference(d.get("reference")),
     )
 

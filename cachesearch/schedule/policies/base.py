@@ -88,6 +88,19 @@ class Policy:
         """The step set this policy carries (it decides the sampler's steps), or ``None``."""
         return None
 
+    def retime(
+        self, masks: Mapping[str, tuple[str, str]], num_steps: int, *, call_starts: Sequence[int] | None = None
+    ) -> tuple[Policy, Masks]:
+        """This policy and its masks for ``num_steps`` steps, from the masks it compiled to (no model needed).
+
+        Used by :meth:`Schedule.for_steps`. Families whose masks cannot be re-derived from their own output
+        refuse with a :class:`ScheduleError` that says what to do.
+        """
+        raise ScheduleError(
+            f"policy: a '{self.kind}' schedule cannot be re-compiled for another step count without the model; "
+            f"compile it again: cs.compile_schedule(pipe, policy, num_inference_steps={num_steps})"
+        )
+
     def default_name(self, num_steps: int) -> str:
         """A short file-friendly name for this policy compiled over ``num_steps`` steps."""
         return self.kind

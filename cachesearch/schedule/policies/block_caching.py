@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from .._blockspace import BlockSpace
 from .._errors import ScheduleError
-from .._ir import RECOMPUTE, REUSE
+from .._mask import RECOMPUTE, REUSE
 from .base import MaskPolicy, Masks, check_float, register_policy
 
 __all__ = ["BlockCachingAuto", "BlockProfile"]

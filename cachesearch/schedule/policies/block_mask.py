@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from .._blockspace import BlockSpace
 from .._errors import ScheduleError
-from .._ir import check_block_name, check_mask
+from .._mask import check_block_name, check_mask
 from .base import MaskPolicy, Masks, Policy, register_policy
 
 __all__ = ["BlockMask"]

@@ -11,7 +11,7 @@ import numpy as np
 
 from .._blockspace import BlockKind, BlockSpace
 from .._errors import ScheduleError
-from .._ir import RECOMPUTE, REUSE
+from .._mask import RECOMPUTE, REUSE
 from .base import MaskPolicy, Masks, check_float, check_int, register_policy
 
 __all__ = ["DeepCache"]
@@ -111,6 +111,17 @@ class DeepCache(MaskPolicy):
                 layer_masks[name] = "".join(RECOMPUTE if s in full else REUSE for s in range(num_steps))
         coarse = space.coarsen(layer_masks)
         return {n: (m, m) for n, m in coarse.items()}
+
+    def retime(self, masks, num_steps, *, call_starts=None):  # noqa: D102 - see Policy.retime
+        # The skip branch's layers are exactly the blocks that recompute at every step; all others follow the
+        # full steps. (With interval 1 every block is all-R, which is also right at any step count.)
+        full = set(self.full_steps(num_steps, call_starts))
+        out = {}
+        for name, (cond, _uncond) in masks.items():
+            m = RECOMPUTE * num_steps if REUSE not in cond else "".join(
+                RECOMPUTE if s in full else REUSE for s in range(num_steps))
+            out[name] = (m, m)
+        return self, out
 
     def default_name(self, num_steps: int) -> str:
         tag = "" if self.schedule == "uniform" else "-nonuniform"

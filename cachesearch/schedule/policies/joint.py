@@ -35,6 +35,11 @@ class Joint(Policy):
     def step_set(self) -> StepSet:
         return self.steps
 
+    def retime(self, masks, num_steps, *, call_starts=None):  # noqa: D102 - see Policy.retime
+        steps, _ = self.steps.retime(masks, num_steps)
+        mask, new = self.mask.retime(masks, num_steps, call_starts=call_starts)
+        return Joint(steps=steps, mask=mask), new
+
     def default_name(self, num_steps: int) -> str:
         return f"{self.steps.default_name(num_steps)}-{self.mask.default_name(num_steps)}"
 

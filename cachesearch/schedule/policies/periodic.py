@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from .._blockspace import BlockSpace
 from .._errors import ScheduleError
-from .._ir import RECOMPUTE, REUSE, check_block_name
+from .._mask import RECOMPUTE, REUSE, check_block_name
 from .base import MaskPolicy, Masks, Policy, check_float, check_int, register_policy
 
 __all__ = ["PeriodicMask"]
@@ -46,6 +46,10 @@ class PeriodicMask(MaskPolicy):
     def masks(self, space: BlockSpace, num_steps: int, *, call_starts: Sequence[int] | None = None) -> Masks:
         names = [b[0] for b in self.blocks]
         space.check_disjoint(names)
+        out = self._masks(num_steps)
+        return {n: out[n] for n in space.order(names)}
+
+    def _masks(self, num_steps: int) -> Masks:
         out = {}
         for name, period, phase, start, end in self.blocks:
             lo, hi = round(start * num_steps), round(end * num_steps)
@@ -54,7 +58,11 @@ class PeriodicMask(MaskPolicy):
                 for s in range(num_steps)
             )
             out[name] = (m, m)
-        return {n: out[n] for n in space.order(names)}
+        return out
+
+    def retime(self, masks, num_steps, *, call_starts=None):  # noqa: D102 - see Policy.retime
+        new = self._masks(num_steps)
+        return self, {n: new[n] for n in masks}  # the schedule's block order
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "blocks": [list(b) for b in self.blocks]}

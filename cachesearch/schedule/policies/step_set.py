@@ -77,6 +77,15 @@ class StepSet(Policy):
     def step_set(self) -> StepSet:
         return self
 
+    def retime(self, masks, num_steps, *, call_starts=None):  # noqa: D102 - see Policy.retime
+        if self.timesteps is not None or self.spacing != "scheduler":
+            raise ScheduleError(
+                "policy: a step set with explicit or linear/power-spaced timesteps depends on the scheduler's "
+                f"training range; compile it again: cs.compile_schedule(pipe, StepSet(count={num_steps}, ...))"
+            )
+        full = "R" * num_steps
+        return StepSet(count=num_steps), {n: (full, full) for n in masks}
+
     def default_name(self, num_steps: int) -> str:
         return f"steps{num_steps}" + ("" if self.spacing == "scheduler" else f"-{self.spacing}")
 
