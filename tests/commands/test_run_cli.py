@@ -25,7 +25,7 @@ from cachesearch.cli import app
 from cachesearch.models import shapes
 from cachesearch.models._loaders import load_model
 from cachesearch.schedule import load_schedule
-from cachesearch.search._study import finished_count, open_storage
+from cachesearch.search.study import finished_count, open_storage
 
 EMBEDDED_WEIGHTS = shapes.pipeline_path() / "unet" / "diffusion_pytorch_model.safetensors"
 pytestmark = pytest.mark.skipif(not EMBEDDED_WEIGHTS.is_file(), reason="embedded weights are absent")
