@@ -194,8 +194,11 @@ def _ray_restore_scenario(out: Path, cache: str, ray_tmp: str) -> None:
     for t in evaluated:
         by_session.setdefault(t.user_attrs["session"], set()).add(t.user_attrs["worker"]["pid"])
     assert len(by_session) == 2  # the killed driver's and the resumed one's
-    for pids in by_session.values():  # two workers each, reused across trials: one model load per worker
+    for pids in by_session.values():  # at most two workers per session (--workers 2), never the driver
         assert os.getpid() not in pids and 1 <= len(pids) <= 2
+    # workers are reused across trials: each process built its evaluator (model + references) exactly once
+    assert [t.user_attrs["worker"]["loads"] for t in evaluated] == [1] * len(evaluated)
+    assert len(evaluated) > sum(len(p) for p in by_session.values()), "no worker evaluated two trials"
     assert all("git" in t.user_attrs and "schedule" in t.user_attrs for t in evaluated)
     assert (out / "ray" / "schedules" / "index.yaml").is_file()
     import ray

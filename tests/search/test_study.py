@@ -16,7 +16,7 @@ import yaml
 from optuna.trial import TrialState
 
 from cachesearch.schedule import load_schedule
-from cachesearch.search import SearchError, export_run, mask_key, pareto_trials, run_search
+from cachesearch.search import SearchError, compare_with_baselines, export_run, mask_key, pareto_trials, run_search
 from cachesearch.search.study import finished_count, open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -199,6 +199,11 @@ def test_export_validates_on_heldout_before_writing(settings, make_evaluator) ->
         assert math.isfinite(sched.metrics.latency.cost_ratio) and sched.metrics.latency.cost_ratio < 1
         assert oct(os.stat(export.schedules_dir / e.file).st_mode)[-3:] != "600"
     assert (s.run_dir / "report.md").is_file() and (s.run_dir / "pareto.png").stat().st_size > 1000
+    journal = str((s.run_dir / "study.journal").resolve())
+    assert yaml.safe_load((s.run_dir / "run.yaml").read_text())["study"]["storage"] == "study.journal"
+    report_text = (s.run_dir / "report.md").read_text()
+    assert journal not in report_text and str(s.run_dir.resolve()) not in report_text
+    assert "- **storage**: `study.journal` (relative to this folder)" in report_text
     assert (s.run_dir / "profile.png").is_file()
     calls, train_calls = ev.calls["heldout"], ev.calls["train"]
     again, report = export_run(s.name, s.out, evaluator=ev)  # `cachesearch export`: held-out results are cached
@@ -248,3 +253,30 @@ def test_any_optuna_storage_url_works(settings, make_evaluator, tmp_path) -> Non
     with pytest.raises(SearchError, match="--storage: cannot open 'postgresql://"):
         run_search(replace(s, name="pg", storage="postgresql://nobody@127.0.0.1:1/none"),
                    evaluator=make_evaluator(), export=False)
+
+
+def test_baseline_kinds_reach_export_and_report_whatever_their_names(settings, make_evaluator, monkeypatch) -> None:
+    from cachesearch.search.space import ResolvedSpace
+
+    named = ResolvedSpace.baselines
+    monkeypatch.setattr(ResolvedSpace, "baselines",
+                        lambda self: [replace(b, name=f"b{i}") for i, b in enumerate(named(self))])
+    s = settings(trials=30)
+    summary = run_search(s, evaluator=make_evaluator())
+    study = _study(s)
+    baselines = [t for t in study.get_trials() if "baseline" in t.user_attrs]
+    assert baselines and all(t.user_attrs["baseline"].startswith("b") for t in baselines)
+    assert {t.user_attrs["baseline_kind"] for t in baselines} == {"steps", "deepcache", "blockcaching"}
+    for t in baselines:  # the kind is the family of the baseline's policy
+        assert t.user_attrs["baseline_kind"] == t.user_attrs["policy"]["kind"]
+    export = summary.export
+    kinds = {t.user_attrs["baseline"]: t.user_attrs["baseline_kind"] for t in baselines}
+    assert export.baselines and all(r.kind == kinds[r.name] for r in export.baselines)
+    assert all(e.baseline_kind == kinds[e.baseline] for e in export.entries if e.baseline)
+    index = yaml.safe_load(export.index_path.read_text())
+    assert all(r["kind"] == kinds[r["name"]] for r in index["baselines"]["validated"])
+    compared = {c.kind for c in compare_with_baselines(export)}
+    assert compared == {"steps", "deepcache"}
+    report = (s.run_dir / "report.md").read_text()
+    assert any(line.startswith("- Fewer steps: ") for line in report.splitlines())
+    assert any(line.startswith("- DeepCache N=3, best branch `b") for line in report.splitlines())

@@ -76,6 +76,7 @@ def _worker_state(setup: _WorkerSetup) -> tuple[Evaluator, ResolvedSpace]:
     cached = _WORKER.get(setup.key)
     if cached is None:
         ev = Evaluator(setup.eval_config)
+        _WORKER["loads"] = _WORKER.get("loads", 0) + 1
         ev.reference("train")
         space = parse_space(yaml.safe_load(setup.space_text), source=setup.space_source, text=setup.space_text)
         resolved = space.resolve(SpaceContext.of(ev, setup.profile, setup.profile_id))
@@ -118,7 +119,9 @@ def _trainable(config: dict[str, Any], setup: _WorkerSetup) -> None:
         else:
             outcome = evaluate_candidate(ev, policy, setup.objectives, known=known, number=number,
                                          study=setup.study_name)
-        outcome.user_attrs["worker"] = {"host": os.uname().nodename, "pid": os.getpid()}
+        # ``loads``: evaluators (model + references) this worker process built so far
+        outcome.user_attrs["worker"] = {"host": os.uname().nodename, "pid": os.getpid(),
+                                        "loads": _WORKER.get("loads", 0)}
     values = outcome.values or (None, None)
     tune.report({names[0]: values[0], names[1]: values[1], _RESULT_KEY: outcome.to_json()})
 

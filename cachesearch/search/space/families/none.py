@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ....schedule import Policy
+from ....schedule import Full, Policy
 from ..context import SpaceContext
 from ..params import Dist, Fields
 from .base import MaskFamily
@@ -32,4 +32,4 @@ class NoCaching(MaskFamily):
         return None
 
     def params(self, policy: Policy | None, ctx: SpaceContext) -> dict[str, Any] | None:
-        return {} if policy is None else None
+        return {} if policy is None or isinstance(policy, Full) else None
