@@ -1,6 +1,7 @@
 """Dump the first N trials (params, policy, baseline, values) of run_search on the tiny model, for old vs new code.
 
-usage: PYTHONPATH=<tree> python /tmp/dump_trials.py OUT.json
+usage: PYTHONPATH=<tree> python tests/search/check_proposals.py OUT.json   (N=40 by default; run on the old and
+the new tree, then `cmp` the two files: same seed, same candidates in the same order)
 """
 import hashlib
 import json
