@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from ._common import fail, user_errors
+from ..search.settings import default, option_help
+from ._common import RichProgress, fail, quiet_libraries, set_threads, user_errors
 
 __all__ = ["register"]
 
 
 def export(
     name: str = typer.Option(..., "--name", "-n", help="Run to export (a directory under --out)."),
-    out: str = typer.Option("artifacts/runs", "--out", help="Directory of run directories."),
+    out: str = typer.Option(default("out"), "--out", help=option_help("out", with_default=False)),
     cache_dir: str = typer.Option(".cache/cachesearch", "--cache-dir", help="Reference image cache."),
     threads: int = typer.Option(None, "--threads", help="torch CPU threads. Default 1 on CPU."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not rewrite report.md and pareto.png."),
@@ -24,21 +25,20 @@ def export(
     from rich.console import Console
 
     from ..search import SearchError, SpaceError, export_run
-    from .run import _RichProgress, _set_threads, quiet_libraries
 
     console = Console()
     with user_errors():
-        _set_threads(threads, "cpu")
+        set_threads(threads, "cpu")
         quiet_libraries()
-        with _RichProgress(console) as progress:
+        with RichProgress(console) as progress:
             try:
                 result, report = export_run(name, out, progress, cache_dir=cache_dir, report=not no_report)
             except (SearchError, SpaceError) as e:
                 progress.bar.stop()
                 raise fail(str(e)) from None
     for e in result.entries:
-        console.print(f"  {e['file']:<48} cost {e.get('objective', e['cost_ratio']):.3f}  {result.metric} train "
-                      f"{e['quality']['train']:.4g}  held-out {e['quality']['heldout']:.4g}")
+        console.print(f"  {e.file:<48} cost {e.objective:.3f}  {result.metric} train "
+                      f"{e.quality.train:.4g}  held-out {e.quality.heldout:.4g}")
     for r in result.rejected:
         console.print(f"  [yellow]not exported[/]: trial {r['trial']}: {r['reason']}")
     console.print(f"{len(result.entries)} schedule(s) in {result.schedules_dir} (index: {result.index_path})")

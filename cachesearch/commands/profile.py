@@ -8,6 +8,9 @@ from typing import Annotated
 
 import typer
 
+from ._common import fail
+from .evaluate import _default_steps, evaluation_errors, progress_bars
+
 __all__ = ["register"]
 
 
@@ -48,8 +51,6 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         from ..evaluate import EvalConfig, Evaluator, profile_blocks, save_profile
-        from ._common import fail
-        from .evaluate import _default_steps, evaluation_errors, progress_bars
 
         console = Console(stderr=True)
         with evaluation_errors():

@@ -6,14 +6,15 @@ from pathlib import Path
 
 import typer
 
-from ._common import fail, user_errors
+from ..search.settings import default, option_help
+from ._common import RichProgress, fail, quiet_libraries, set_threads, user_errors
 
 __all__ = ["register"]
 
 
 def report(
     name: str = typer.Option(..., "--name", "-n", help="Run to report on (a directory under --out)."),
-    out: str = typer.Option("artifacts/runs", "--out", help="Directory of run directories."),
+    out: str = typer.Option(default("out"), "--out", help=option_help("out", with_default=False)),
     cache_dir: str = typer.Option(".cache/cachesearch", "--cache-dir", help="Reference image cache."),
 ) -> None:
     """Write <out>/NAME/report.md and pareto.png (front, baselines, held-out points; the block-change heatmap
@@ -21,22 +22,19 @@ def report(
     front changed."""
     from rich.console import Console
 
-    from ..search import SearchError, SpaceError, open_run
-    from ..search._export import load_export
-    from ..search._study import run_lock
-    from .run import _RichProgress, _set_threads, quiet_libraries
+    from ..search import SearchError, SpaceError, open_run, write_report
+    from ..search.export import load_export
+    from ..search.study import run_lock
 
     console = Console()
     with user_errors():
-        _set_threads(None, "cpu")
+        set_threads(None, "cpu")
         quiet_libraries()
-        with _RichProgress(console) as progress:
+        with RichProgress(console) as progress:
             try:
                 with run_lock(Path(out).expanduser() / name):
                     prep = open_run(name, out, progress, cache_dir=cache_dir)
                     export = load_export(prep.run_dir)
-                    from ..search import write_report
-
                     path = write_report(prep, export, progress)
             except (SearchError, SpaceError) as e:
                 progress.bar.stop()

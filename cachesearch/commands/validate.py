@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ._common import fail, user_errors
+from ._common import fail, quiet_libraries, user_errors
 
 __all__ = ["register"]
 
@@ -37,7 +37,6 @@ def validate(
         if model is None:
             return
         from ..models._loaders import load_model
-        from .run import quiet_libraries
 
         quiet_libraries()
         loaded = load_model(model, device=device)
@@ -53,15 +52,12 @@ def _check_against(console: Any, file: str, schedule: Any, model: str, loaded: A
 
     from ..models import block_space
     from ..runtime import fingerprint_module
-    from ..schedule import ScheduleError
+    from ..schedule import ScheduleError, fingerprint_mismatch
 
-    fp = fingerprint_module(loaded.denoiser)
-    if fp != schedule.model.fingerprint:
-        raise fail(
-            f"{file}: model.fingerprint: the file was made for {schedule.model.cls} "
-            f"{schedule.model.fingerprint[:19]}… ({schedule.model.source}) but {model} has "
-            f"{type(loaded.denoiser).__name__} {fp[:19]}…; schedules only apply to the architecture they were made for"
-        )
+    problem = fingerprint_mismatch(schedule, type(loaded.denoiser).__name__, fingerprint_module(loaded.denoiser),
+                                   where=f"model {model!r}")
+    if problem is not None:
+        raise fail(f"{file}: {problem}")
     space = block_space(loaded.denoiser)
     for bm in schedule.blocks:
         try:

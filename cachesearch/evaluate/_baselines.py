@@ -1,6 +1,8 @@
 """Heuristic baselines as named policies: fewer steps, the DeepCache uniform grid, Block-Caching thresholds.
 
-Names are stable so studies can be seeded with them and reports can refer to them:
+Each is a :class:`Baseline` record whose ``kind`` (``steps``, ``deepcache``, ``blockcaching``: the policy family
+that proposes it) is a field; its name is for people and files and is never parsed. Names are stable so studies
+can be seeded with them and reports can refer to them:
 
 ``steps-K``
     ``StepSet(count=K)``: K of the reference's N steps with the scheduler's own spacing.
@@ -13,9 +15,10 @@ Names are stable so studies can be seeded with them and reports can refer to the
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cachesearch.schedule import BlockCachingAuto, BlockProfile, DeepCache, Policy, StepSet
+from cachesearch.schedule import BlockCachingAuto, BlockProfile, BlockSpace, DeepCache, Policy, StepSet
 
 from ._profile import profile_id
 
@@ -26,6 +29,7 @@ __all__ = [
     "DEFAULT_DEEPCACHE_INTERVALS",
     "DEFAULT_STEP_FRACTIONS",
     "DEFAULT_THRESHOLDS",
+    "Baseline",
     "baselines",
     "blockcaching_baselines",
     "deepcache_baselines",
@@ -42,38 +46,53 @@ DEFAULT_THRESHOLDS: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.
 """Block-Caching thresholds on the accumulated relative change."""
 
 
-def step_baselines(num_steps: int, fractions: Iterable[float] = DEFAULT_STEP_FRACTIONS) -> list[tuple[str, Policy]]:
+@dataclass(frozen=True, kw_only=True)
+class Baseline:
+    """A heuristic baseline: ``kind`` is the policy family it belongs to, ``name`` a stable label."""
+
+    kind: str
+    name: str
+    policy: Policy
+
+
+def step_baselines(num_steps: int, fractions: Iterable[float] = DEFAULT_STEP_FRACTIONS) -> list[Baseline]:
     """``steps-K`` for ``K = round(f * num_steps)``, distinct, ``1 <= K < num_steps``, most steps first."""
     counts = sorted({max(1, round(f * num_steps)) for f in fractions} - {num_steps}, reverse=True)
-    return [(f"steps-{k}", StepSet(count=k)) for k in counts if k < num_steps]
+    return [Baseline(kind="steps", name=f"steps-{k}", policy=StepSet(count=k)) for k in counts if k < num_steps]
 
 
 def deepcache_baselines(
     num_steps: int, num_branches: int, intervals: Iterable[int] = DEFAULT_DEEPCACHE_INTERVALS
-) -> list[tuple[str, Policy]]:
+) -> list[Baseline]:
     """``deepcache-nN-bB`` for every interval ``2 <= N < num_steps`` in ``intervals`` and every branch."""
-    out: list[tuple[str, Policy]] = []
+    out: list[Baseline] = []
     for n in sorted(set(intervals)):
         if 2 <= n < num_steps:
-            out += [(f"deepcache-n{n}-b{b}", DeepCache(interval=n, branch=b)) for b in range(num_branches)]
+            out += [Baseline(kind="deepcache", name=f"deepcache-n{n}-b{b}", policy=DeepCache(interval=n, branch=b))
+                    for b in range(num_branches)]
     return out
 
 
 def blockcaching_baselines(
-    evaluator: Evaluator, profile: BlockProfile, thresholds: Iterable[float] = DEFAULT_THRESHOLDS
-) -> list[tuple[str, Policy]]:
-    """``blockcaching-tX`` for each threshold whose mask differs from full compute and from smaller thresholds."""
+    space: BlockSpace, num_steps: int, profile: BlockProfile, thresholds: Iterable[float] = DEFAULT_THRESHOLDS
+) -> list[Baseline]:
+    """``blockcaching-tX`` for each threshold whose mask differs from full compute and from smaller thresholds.
+
+    ``profile`` must cover ``num_steps`` steps of the same model and sampler (from :func:`profile_blocks`).
+    """
+    if profile.num_steps != num_steps:
+        raise ValueError(f"profile: has {profile.num_steps} steps but the evaluator samples {num_steps}; re-profile")
     pid = profile_id(profile)
-    out: list[tuple[str, Policy]] = []
+    out: list[Baseline] = []
     seen: set[tuple] = set()
     for t in sorted(set(thresholds)):
         policy = BlockCachingAuto(threshold=t, profile=profile, profile_id=pid)
-        masks = policy.masks(evaluator.space, evaluator.num_inference_steps)
+        masks = policy.masks(space, num_steps)
         signature = tuple(sorted(masks.items()))
         if signature in seen or all("." not in c + u for c, u in masks.values()):
             continue
         seen.add(signature)
-        out.append((f"blockcaching-t{t:g}", policy))
+        out.append(Baseline(kind="blockcaching", name=f"blockcaching-t{t:g}", policy=policy))
     return out
 
 
@@ -84,8 +103,9 @@ def baselines(
     step_fractions: Iterable[float] = DEFAULT_STEP_FRACTIONS,
     intervals: Iterable[int] = DEFAULT_DEEPCACHE_INTERVALS,
     thresholds: Iterable[float] = DEFAULT_THRESHOLDS,
-) -> list[tuple[str, Policy]]:
-    """All heuristic baselines for ``evaluator``'s model and sampler as ``(name, policy)`` pairs.
+) -> list[Baseline]:
+    """All heuristic baselines for ``evaluator``'s model and sampler (reads its ``space`` and
+    ``num_inference_steps``), fewer steps first, then DeepCache, then Block Caching.
 
     Block-Caching baselines need a ``profile`` of the same model, sampler and steps (from
     :func:`profile_blocks`); without one they are left out.
@@ -94,7 +114,5 @@ def baselines(
     out = step_baselines(n, step_fractions)
     out += deepcache_baselines(n, len(evaluator.space.deepcache_branches), intervals)
     if profile is not None:
-        if profile.num_steps != n:
-            raise ValueError(f"profile: has {profile.num_steps} steps but the evaluator samples {n}; re-profile")
-        out += blockcaching_baselines(evaluator, profile, thresholds)
+        out += blockcaching_baselines(evaluator.space, n, profile, thresholds)
     return out

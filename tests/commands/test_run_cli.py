@@ -25,7 +25,7 @@ from cachesearch.cli import app
 from cachesearch.models import shapes
 from cachesearch.models._loaders import load_model
 from cachesearch.schedule import load_schedule
-from cachesearch.search._study import finished_count, open_storage
+from cachesearch.search.study import finished_count, open_storage
 
 EMBEDDED_WEIGHTS = shapes.pipeline_path() / "unet" / "diffusion_pytorch_model.safetensors"
 pytestmark = pytest.mark.skipif(not EMBEDDED_WEIGHTS.is_file(), reason="embedded weights are absent")
@@ -194,8 +194,11 @@ def _ray_restore_scenario(out: Path, cache: str, ray_tmp: str) -> None:
     for t in evaluated:
         by_session.setdefault(t.user_attrs["session"], set()).add(t.user_attrs["worker"]["pid"])
     assert len(by_session) == 2  # the killed driver's and the resumed one's
-    for pids in by_session.values():  # two workers each, reused across trials: one model load per worker
+    for pids in by_session.values():  # at most two workers per session (--workers 2), never the driver
         assert os.getpid() not in pids and 1 <= len(pids) <= 2
+    # workers are reused across trials: each process built its evaluator (model + references) exactly once
+    assert [t.user_attrs["worker"]["loads"] for t in evaluated] == [1] * len(evaluated)
+    assert len(evaluated) > sum(len(p) for p in by_session.values()), "no worker evaluated two trials"
     assert all("git" in t.user_attrs and "schedule" in t.user_attrs for t in evaluated)
     assert (out / "ray" / "schedules" / "index.yaml").is_file()
     import ray

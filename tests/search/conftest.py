@@ -96,7 +96,7 @@ def settings(tmp_path: Path) -> Callable[..., RunSettings]:
     """RunSettings for a run in ``tmp_path`` matching the FakeEvaluator's configuration."""
 
     def make(name: str = "unit", **overrides: Any) -> RunSettings:
-        cfg = dict(name=name, model="tiny", steps=TINY_STEPS, n_train=2, n_heldout=2, trials=12, timeout=None,
+        cfg = dict(name=name, model="tiny", num_steps=TINY_STEPS, n_train=2, n_heldout=2, trials=12, timeout=None,
                    population=4, seed=0, out=str(tmp_path / "runs"))
         cfg.update(overrides)
         return RunSettings(**cfg)

@@ -30,12 +30,12 @@ def space_doc(**changes: object) -> dict:
     return doc
 
 
-def test_builtin_spaces_load_and_packaged_copies_match() -> None:
-    assert set(builtin_space_names()) >= {"joint", "deepcache", "blocks", "steps"}
+def test_builtin_spaces_are_the_top_level_files_stored_once() -> None:
+    assert builtin_space_names() == ["blocks", "deepcache", "joint", "steps"]
     packaged = REPO / "cachesearch" / "search" / "spaces"
-    for name in ("joint", "deepcache", "blocks", "steps"):
-        top = REPO / "search_spaces" / f"{name}.yaml"
-        assert (packaged / f"{name}.yaml").read_text() == top.read_text(), f"packaged copy of {name}.yaml is stale"
+    assert packaged.is_symlink() and packaged.resolve() == (REPO / "search_spaces").resolve()  # one copy
+    for name in builtin_space_names():
+        assert find_space(name).resolve() == (REPO / "search_spaces" / f"{name}.yaml").resolve()
         space = load_space(find_space(name))
         assert space.name == name
         space.resolve(ctx())

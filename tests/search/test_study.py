@@ -16,8 +16,8 @@ import yaml
 from optuna.trial import TrialState
 
 from cachesearch.schedule import load_schedule
-from cachesearch.search import SearchError, export_run, mask_key, pareto_trials, run_search
-from cachesearch.search._study import finished_count, open_storage
+from cachesearch.search import SearchError, compare_with_baselines, export_run, mask_key, pareto_trials, run_search
+from cachesearch.search.study import finished_count, open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -114,8 +114,9 @@ def test_resume_refuses_different_objectives_space_or_sampler(settings, make_eva
     other_weights._weights_hash = "sha256:" + "0" * 64  # the same architecture with other weights (a fine-tune)
     with pytest.raises(SearchError, match=r"model weights \(hash\): study has 'sha256:"):
         run_search(s, evaluator=other_weights, export=False)
-    with pytest.raises(SearchError, match=r"num_inference_steps|steps: study has 8, this run has 6"):
-        run_search(replace(s, steps=6), evaluator=make_evaluator(num_inference_steps=6), export=False)
+    with pytest.raises(SearchError) as info:
+        run_search(replace(s, num_steps=6), evaluator=make_evaluator(num_inference_steps=6), export=False)
+    assert "\n  - steps: study has 8, this run has 6\n" in str(info.value)
     # a study that create_study(load_if_exists=True) would silently reuse with other directions
     storage = open_storage(str(Path(s.out) / "other" / "study.journal"))
     optuna.create_study(study_name="other", storage=storage, directions=["maximize", "minimize"])
@@ -186,22 +187,27 @@ def test_export_validates_on_heldout_before_writing(settings, make_evaluator) ->
     export = summary.export
     assert export.entries and not stale.exists()
     index = yaml.safe_load(export.index_path.read_text())
-    assert [e["file"] for e in index["schedules"]] == [e["file"] for e in export.entries]
+    assert [e["file"] for e in index["schedules"]] == [e.file for e in export.entries]
     assert ev.calls["heldout"] >= len(export.entries)
     study = _study(s)
     for e in export.entries:
-        sched = load_schedule(export.schedules_dir / e["file"])
+        sched = load_schedule(export.schedules_dir / e.file)
         q = sched.metrics.quality
-        assert q.heldout is not None and q.train == pytest.approx(study.trials[e["trial"]].values[0])
-        assert sched.provenance.study == s.name and sched.provenance.trial == e["trial"]
-        assert mask_key(sched) == study.trials[e["trial"]].user_attrs["mask_key"]
+        assert q.heldout is not None and q.train == pytest.approx(study.trials[e.trial].values[0])
+        assert sched.provenance.study == s.name and sched.provenance.trial == e.trial
+        assert mask_key(sched) == study.trials[e.trial].user_attrs["mask_key"]
         assert math.isfinite(sched.metrics.latency.cost_ratio) and sched.metrics.latency.cost_ratio < 1
-        assert oct(os.stat(export.schedules_dir / e["file"]).st_mode)[-3:] != "600"
+        assert oct(os.stat(export.schedules_dir / e.file).st_mode)[-3:] != "600"
     assert (s.run_dir / "report.md").is_file() and (s.run_dir / "pareto.png").stat().st_size > 1000
+    journal = str((s.run_dir / "study.journal").resolve())
+    assert yaml.safe_load((s.run_dir / "run.yaml").read_text())["study"]["storage"] == "study.journal"
+    report_text = (s.run_dir / "report.md").read_text()
+    assert journal not in report_text and str(s.run_dir.resolve()) not in report_text
+    assert "- **storage**: `study.journal` (relative to this folder)" in report_text
     assert (s.run_dir / "profile.png").is_file()
     calls, train_calls = ev.calls["heldout"], ev.calls["train"]
     again, report = export_run(s.name, s.out, evaluator=ev)  # `cachesearch export`: held-out results are cached
-    assert [e["file"] for e in again.entries] == [e["file"] for e in export.entries]
+    assert again.entries == export.entries
     assert ev.calls["heldout"] == calls and ev.calls["train"] == train_calls and report.is_file()
 
 
@@ -209,7 +215,7 @@ def test_ray_searcher_records_failures_explicitly(settings, make_evaluator, tmp_
     pytest.importorskip("ray.tune")
     import pickle
 
-    from cachesearch.search._ray import _RESULT_KEY, StudySearcher, _DefineByRun
+    from cachesearch.search.executors.ray import _RESULT_KEY, StudySearcher, _DefineByRun
 
     s = settings(trials=2)
     captured = {}
@@ -247,3 +253,30 @@ def test_any_optuna_storage_url_works(settings, make_evaluator, tmp_path) -> Non
     with pytest.raises(SearchError, match="--storage: cannot open 'postgresql://"):
         run_search(replace(s, name="pg", storage="postgresql://nobody@127.0.0.1:1/none"),
                    evaluator=make_evaluator(), export=False)
+
+
+def test_baseline_kinds_reach_export_and_report_whatever_their_names(settings, make_evaluator, monkeypatch) -> None:
+    from cachesearch.search.space import ResolvedSpace
+
+    named = ResolvedSpace.baselines
+    monkeypatch.setattr(ResolvedSpace, "baselines",
+                        lambda self: [replace(b, name=f"b{i}") for i, b in enumerate(named(self))])
+    s = settings(trials=30)
+    summary = run_search(s, evaluator=make_evaluator())
+    study = _study(s)
+    baselines = [t for t in study.get_trials() if "baseline" in t.user_attrs]
+    assert baselines and all(t.user_attrs["baseline"].startswith("b") for t in baselines)
+    assert {t.user_attrs["baseline_kind"] for t in baselines} == {"steps", "deepcache", "blockcaching"}
+    for t in baselines:  # the kind is the family of the baseline's policy
+        assert t.user_attrs["baseline_kind"] == t.user_attrs["policy"]["kind"]
+    export = summary.export
+    kinds = {t.user_attrs["baseline"]: t.user_attrs["baseline_kind"] for t in baselines}
+    assert export.baselines and all(r.kind == kinds[r.name] for r in export.baselines)
+    assert all(e.baseline_kind == kinds[e.baseline] for e in export.entries if e.baseline)
+    index = yaml.safe_load(export.index_path.read_text())
+    assert all(r["kind"] == kinds[r["name"]] for r in index["baselines"]["validated"])
+    compared = {c.kind for c in compare_with_baselines(export)}
+    assert compared == {"steps", "deepcache"}
+    report = (s.run_dir / "report.md").read_text()
+    assert any(line.startswith("- Fewer steps: ") for line in report.splitlines())
+    assert any(line.startswith("- DeepCache N=3, best branch `b") for line in report.splitlines())

@@ -1,26 +1,32 @@
 """A search run from start to finish: prepare (model, study, profile, baselines), search, export, report.
 
 :func:`run_search` is what ``cachesearch run`` calls. Preparation and the finishing steps are shared by both
-executors; only the trial loop differs (:mod:`._local`, :mod:`._ray`).
+executors; only the trial loop differs (:mod:`.executors`, which never import this module).
 """
 
 from __future__ import annotations
 
-import inspect
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._objective import Objectives, Outcome, git_revision, json_safe_attrs
-from ._spaces import ResolvedSpace, SearchSpace, SpaceContext, find_space, load_space
-from ._study import (
+from .._util import atomic_write
+from ..schedule import BlockKind, BlockProfile
+from . import executors
+from .executors.base import Prepared, Progress, ray_experiment_unfinished
+from .export import ExportResult, export_front
+from .objective import git_revision
+from .report import write_report
+from .settings import RunSettings, SearchError, default, default_name
+from .space import SearchSpace, SpaceContext, default_space, find_space, load_space
+from .study import (
+    ATTR_BASELINE,
+    ATTR_BASELINE_KIND,
     ATTR_BASELINES,
     ATTR_PROFILE,
-    RunSettings,
-    SearchError,
     StudyHandle,
     finished_count,
     load_settings,
@@ -28,61 +34,25 @@ from ._study import (
     open_study,
     pareto_trials,
     recover_orphans,
+    relative_storage,
     run_lock,
     save_settings,
-    write_text_atomic,
 )
 
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
+
+    from ..evaluate import Evaluator
+
 __all__ = [
-    "Prepared",
-    "Progress",
     "RunSummary",
+    "enqueue_baselines",
     "export_run",
     "open_run",
     "prepare",
-    "record_outcome",
     "resolve_settings",
     "run_search",
 ]
-
-
-class Progress:
-    """Receives progress events; the CLI draws them with rich. The base class ignores everything."""
-
-    def stage(self, text: str, done: int | None = None, total: int | None = None) -> None:
-        """A preparation or finishing step (``done``/``total`` when it has parts)."""
-
-    def start(self, *, total: int | None, done: int, timeout: float | None) -> None:
-        """The trial loop starts with ``done`` finished trials of ``total`` (None: no trial budget)."""
-
-    def trial(self, *, number: int, done: int, front: int, outcome: Outcome) -> None:
-        """A trial finished."""
-
-    def note(self, text: str) -> None:
-        """Something the user should know (orphans recovered, baselines skipped, stop requested)."""
-
-    def end(self) -> None:
-        """The trial loop ended."""
-
-
-@dataclass
-class Prepared:
-    """Everything a trial loop needs."""
-
-    settings: RunSettings
-    handle: StudyHandle
-    evaluator: Any
-    space: ResolvedSpace
-    objectives: Objectives
-    session: str
-    run_dir: Path
-    profile: Any = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def study(self) -> Any:
-        """The Optuna study."""
-        return self.handle.study
 
 
 @dataclass
@@ -97,8 +67,8 @@ class RunSummary:
     completed: int
     failed: int
     duplicates: int
-    front: list[Any]
-    export: Any = None
+    front: list[FrozenTrial]
+    export: ExportResult | None = None
     report: Path | None = None
     stopped: str = "budget"
     objective: str = "cost"
@@ -107,17 +77,16 @@ class RunSummary:
 
 
 # -- settings ----------------------------------------------------------------------------------------------
-def resolve_settings(name: str | None, explicit: dict[str, Any], out: str = "artifacts/runs") -> RunSettings:
+def resolve_settings(name: str | None, explicit: dict[str, Any], out: str | None = None) -> RunSettings:
     """Settings of a run: a resumed run's stored settings with explicit options on top, else defaults + options.
 
-    ``explicit`` holds only the options the user gave (others None).
+    ``explicit`` holds the options the user gave, by :class:`RunSettings` field name (others None).
     """
-    from ._study import default_name
-
+    out = default("out") if out is None else out
     explicit = {k: v for k, v in explicit.items() if v is not None}
     if name is None:
-        model = explicit.get("model", "embedded")
-        name = default_name(model, explicit.get("scheduler"), explicit.get("steps", RunSettings.steps))
+        name = default_name(explicit.get("model", default("model")), explicit.get("scheduler"),
+                            explicit.get("num_steps", default("num_steps")))
     run_dir = Path(out).expanduser() / name
     stored = load_settings(run_dir)
     if stored is not None:
@@ -125,45 +94,29 @@ def resolve_settings(name: str | None, explicit: dict[str, Any], out: str = "art
     return RunSettings(name=name, out=out, **explicit)
 
 
-def _eval_config(settings: RunSettings, cache_dir: str | None = None) -> Any:
-    from ..evaluate import EvalConfig
+def _build_evaluator(settings: RunSettings, cache_dir: str | None, progress: Progress) -> Evaluator:
+    from ..evaluate import Evaluator  # loads torch, diffusers and the model code
 
-    kwargs: dict[str, Any] = {}
-    if cache_dir is not None:
-        kwargs["cache_dir"] = cache_dir
-    return EvalConfig(
-        model=settings.model, device=settings.device, scheduler=settings.scheduler,
-        num_inference_steps=settings.steps, guidance_scale=settings.guidance_scale, n_train=settings.n_train,
-        n_heldout=settings.n_heldout, prompts_file=settings.prompts_file, metric=settings.metric,
-        latency=settings.latency, **kwargs,
-    )
+    def ev_progress(stage: str, done: int, total: int) -> None:
+        progress.stage(stage, done, total)
+
+    return Evaluator(settings.eval_config(cache_dir), progress=ev_progress)
 
 
-def _load_space(settings: RunSettings, run_dir: Path, space_given: bool) -> SearchSpace:
+def _stored_or_given_space(settings: RunSettings, run_dir: Path, space_given: bool) -> SearchSpace | None:
+    """The run's stored space (a resume), the space the user named, or None: the model's default space."""
     stored = run_dir / "space.yaml"
     if stored.is_file() and not space_given:
         return load_space(stored)
-    return load_space(find_space(settings.space))
-
-
-def space_context(evaluator: Any, profile: Any = None, profile_id: str | None = None) -> SpaceContext:
-    """What the space needs to know about the evaluator's model and sampler."""
-    from ..schedule import BlockKind
-
-    scheduler = evaluator.pipe.scheduler
-    accepts = "timesteps" in inspect.signature(scheduler.set_timesteps).parameters
-    return SpaceContext(
-        num_steps=evaluator.num_inference_steps, scheduler=type(scheduler).__name__, accepts_timesteps=accepts,
-        stages=evaluator.space.names(BlockKind.STAGE), blocks=evaluator.space.names(),
-        n_branches=len(evaluator.space.deepcache_branches), profile=profile, profile_id=profile_id,
-    )
+    if space_given or settings.space != default("space"):
+        return load_space(find_space(settings.space))
+    return None
 
 
 # -- preparation -------------------------------------------------------------------------------------------
-def _profile(prep_ev: Any, handle: StudyHandle, run_dir: Path, progress: Progress) -> tuple[Any, str]:
+def _profile(prep_ev: Evaluator, handle: StudyHandle, run_dir: Path, progress: Progress) -> tuple[BlockProfile, str]:
     """The run's block-change profile: stored in the study (so resumes and workers agree), else computed."""
     from ..evaluate import profile_blocks, profile_id, save_profile
-    from ..schedule import BlockProfile
 
     stored = handle.study.user_attrs.get(ATTR_PROFILE)
     if stored:
@@ -181,38 +134,21 @@ def _profile(prep_ev: Any, handle: StudyHandle, run_dir: Path, progress: Progres
     return profile, pid
 
 
-def _baseline_grid(space: SearchSpace) -> dict[str, Any]:
-    return dict(space.baseline_options)
-
-
 def enqueue_baselines(prep: Prepared, progress: Progress) -> dict[str, Any]:
-    """Enqueue the heuristic baselines the space can express, before any sampled trial; record the rest."""
-    from ..evaluate import baselines
+    """Enqueue the heuristic baselines the space can express, before any sampled trial; record the rest.
 
+    Each enqueued trial carries its baseline's name (``baseline``) and kind (``baseline_kind``).
+    """
     sp = prep.space.space
-    opts = _baseline_grid(sp)
-    kwargs: dict[str, Any] = {}
-    if "steps" in opts and opts["steps"].get("fractions"):
-        kwargs["step_fractions"] = tuple(opts["steps"]["fractions"])
-    if "deepcache" in opts and opts["deepcache"].get("intervals"):
-        kwargs["intervals"] = tuple(opts["deepcache"]["intervals"])
-    if "blockcaching" in opts and opts["blockcaching"].get("thresholds"):
-        kwargs["thresholds"] = tuple(opts["blockcaching"]["thresholds"])
-    profile = prep.profile if "blockcaching" in sp.baselines else None
-    candidates = baselines(prep.evaluator, profile=profile, **kwargs)
-    kinds = {"steps": "steps-", "deepcache": "deepcache-", "blockcaching": "blockcaching-"}
     enqueued: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
-    for name, policy in candidates:
-        kind = next(k for k, prefix in kinds.items() if name.startswith(prefix))
-        if kind not in sp.baselines:
-            continue
-        params = prep.space.params_for(policy)
+    for b in prep.space.baselines():
+        params = prep.space.params_for(b.policy)
         if params is None:
-            skipped[name] = "outside the space's ranges"
+            skipped[b.name] = "outside the space's ranges"
             continue
-        prep.study.enqueue_trial(params, user_attrs={"baseline": name})
-        enqueued[name] = params
+        prep.study.enqueue_trial(params, user_attrs={ATTR_BASELINE: b.name, ATTR_BASELINE_KIND: b.kind})
+        enqueued[b.name] = params
     record = {"enqueued": list(enqueued), "skipped": skipped}
     prep.study.set_user_attr(ATTR_BASELINES, record)
     if skipped:
@@ -221,48 +157,34 @@ def enqueue_baselines(prep: Prepared, progress: Progress) -> dict[str, Any]:
     return record
 
 
-def _placeholder_profile(evaluator: Any) -> Any:
+def _placeholder_profile(evaluator: Evaluator) -> BlockProfile:
     """A flat profile with the evaluator's stages and steps: lets a space be checked before the real one exists."""
-    from ..schedule import BlockKind, BlockProfile
-
     stages = evaluator.space.names(BlockKind.STAGE)
     return BlockProfile(blocks=stages, changes=tuple((0.0,) * evaluator.num_inference_steps for _ in stages))
 
 
-def ray_experiment_unfinished(run_dir: Path) -> bool:
-    """Whether the run has a Ray Tune experiment whose driver stopped before it finished (see ``_ray``)."""
-    current = run_dir / "ray" / "current"
-    if not current.is_file():
-        return False
-    exp = run_dir / "ray" / current.read_text(encoding="utf-8").strip()
-    return exp.is_dir() and not (exp / ".cachesearch-finished").exists() and any(exp.glob("experiment_state-*.json"))
-
-
 def prepare(settings: RunSettings, progress: Progress, *, space_given: bool = False,
-            cache_dir: str | None = None, recover: bool = True, evaluator: Any = None) -> Prepared:
+            cache_dir: str | None = None, recover: bool = True, evaluator: Evaluator | None = None) -> Prepared:
     """Load the model and references, open (or create) the study with checks, profile, enqueue baselines and
     recover orphaned trials. Call while holding :func:`run_lock` on the run directory.
 
     ``evaluator``: an already built :class:`~cachesearch.evaluate.Evaluator` for ``settings`` (else one is built).
+    Without ``--space`` a new run uses :func:`~cachesearch.search.space.default_space` for the model.
     """
-    from ..evaluate import Evaluator
-
     run_dir = settings.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    space = _load_space(settings, run_dir, space_given)
+    space = _stored_or_given_space(settings, run_dir, space_given)
     progress.stage(f"loading {settings.model}")
-
-    def ev_progress(stage: str, done: int, total: int) -> None:
-        progress.stage(stage, done, total)
-
     if evaluator is None:
-        evaluator = Evaluator(_eval_config(settings, cache_dir), progress=ev_progress)
+        evaluator = _build_evaluator(settings, cache_dir, progress)
     if evaluator.random_weights:
         progress.note(f"{evaluator.source} has random weights: quality numbers describe nothing real")
     if evaluator.metric_name != settings.metric:
         progress.note(f"quality metric {settings.metric!r} is unavailable here; using {evaluator.metric_name!r} "
                       f"(recorded in every trial and schedule file; values are not comparable across metrics)")
-    space.resolve(space_context(evaluator, _placeholder_profile(evaluator)))  # model-specific checks first
+    if space is None:
+        space = default_space(evaluator.space)
+    space.resolve(SpaceContext.of(evaluator, _placeholder_profile(evaluator)))  # model-specific checks first
     handle = open_study(settings, fingerprint=evaluator.fingerprint, metric=evaluator.metric_name,
                         space_digest=space.digest, weights=evaluator.weights_id())
     offset = finished_count(handle.study)
@@ -271,7 +193,7 @@ def prepare(settings: RunSettings, progress: Progress, *, space_given: bool = Fa
     progress.stage("reference images (train)")
     evaluator.reference("train")
     profile, pid = _profile(evaluator, handle, run_dir, progress)
-    resolved = space.resolve(space_context(evaluator, profile, pid))
+    resolved = space.resolve(SpaceContext.of(evaluator, profile, pid))
     prep = Prepared(settings=settings, handle=handle, evaluator=evaluator, space=resolved,
                     objectives=settings.objectives, session=uuid.uuid4().hex[:12], run_dir=run_dir,
                     profile=profile, notes=list(resolved.notes))
@@ -289,39 +211,16 @@ def prepare(settings: RunSettings, progress: Progress, *, space_given: bool = Fa
             prep.notes.append(msg)
             progress.note(msg)
     if not (run_dir / "space.yaml").is_file():
-        write_text_atomic(run_dir / "space.yaml", space.text)
-    save_settings(settings, {"study": {"storage": handle.storage_spec, "fingerprint": evaluator.fingerprint,
-                                       "metric": evaluator.metric_name, "space": space.name,
-                                       "space_digest": space.digest, "git": git_revision()}})
+        atomic_write(run_dir / "space.yaml", space.text)
+    save_settings(settings, {"study": {"storage": relative_storage(handle.storage_spec, run_dir),
+                                       "fingerprint": evaluator.fingerprint, "metric": evaluator.metric_name,
+                                       "space": space.name, "space_digest": space.digest, "git": git_revision()}})
     return prep
-
-
-def record_outcome(study: Any, trial: Any, outcome: Outcome) -> None:
-    """Store an outcome on its (RUNNING) trial and tell the study: COMPLETE with values, or FAIL with reason.
-
-    Never leaves the trial RUNNING: if Optuna refuses the values, the trial fails with that reason.
-    """
-    from optuna.trial import TrialState
-
-    attrs = json_safe_attrs(outcome.user_attrs)
-    if not outcome.ok:
-        attrs["reason"] = outcome.reason or "failed"
-    for key, value in attrs.items():
-        trial.set_user_attr(key, value)
-    if outcome.ok:
-        for key, value in outcome.constraints.items():
-            trial.set_constraint(key, float(value))
-        try:
-            study.tell(trial, list(outcome.values))  # type: ignore[arg-type]
-            return
-        except Exception as e:  # noqa: BLE001 - e.g. values Optuna rejects; the trial must not stay RUNNING
-            trial.set_user_attr("reason", f"tell failed: {type(e).__name__}: {e}")
-    study.tell(trial, state=TrialState.FAIL)
 
 
 # -- the whole run -----------------------------------------------------------------------------------------
 def run_search(settings: RunSettings, progress: Progress | None = None, *, space_given: bool = False,
-               cache_dir: str | None = None, export: bool = True, evaluator: Any = None,
+               cache_dir: str | None = None, export: bool = True, evaluator: Evaluator | None = None,
                on_prepared: Callable[[Prepared], None] | None = None) -> RunSummary:
     """Search (local or Ray executor), then export the Pareto front with held-out metrics and write the report.
 
@@ -330,23 +229,13 @@ def run_search(settings: RunSettings, progress: Progress | None = None, *, space
     """
     from optuna.trial import TrialState
 
-    from ._export import export_front
-    from ._report import write_report
-
     progress = progress or Progress()
     t0 = time.monotonic()
     with run_lock(settings.run_dir):
         prep = prepare(settings, progress, space_given=space_given, cache_dir=cache_dir, evaluator=evaluator)
         if on_prepared is not None:
             on_prepared(prep)
-        if settings.executor == "ray":
-            from ._ray import run_ray
-
-            loop = run_ray(prep, progress)
-        else:
-            from ._local import run_local
-
-            loop = run_local(prep, progress)
+        loop = executors.get(settings.executor)(prep, progress)
         study = prep.study
         trials = study.get_trials(deepcopy=False)
         summary = RunSummary(
@@ -365,13 +254,12 @@ def run_search(settings: RunSettings, progress: Progress | None = None, *, space
         return summary
 
 
-def open_run(name: str, out: str = "artifacts/runs", progress: Progress | None = None, *,
-             cache_dir: str | None = None, evaluator: Any = None) -> Prepared:
+def open_run(name: str, out: str | None = None, progress: Progress | None = None, *,
+             cache_dir: str | None = None, evaluator: Evaluator | None = None) -> Prepared:
     """Open an existing run for export or report: its settings, space, model and study (nothing is created).
 
     ``evaluator``: an already built evaluator for the run's settings (else one is built)."""
-    from ..evaluate import Evaluator
-
+    out = default("out") if out is None else out
     progress = progress or Progress()
     run_dir = Path(out).expanduser() / name
     settings = load_settings(run_dir)
@@ -382,27 +270,22 @@ def open_run(name: str, out: str = "artifacts/runs", progress: Progress | None =
     settings = settings.merged({"name": name, "out": out})
     space = load_space(run_dir / "space.yaml")
     progress.stage(f"loading {settings.model}")
-
-    def ev_progress(stage: str, done: int, total: int) -> None:
-        progress.stage(stage, done, total)
-
     if evaluator is None:
-        evaluator = Evaluator(_eval_config(settings, cache_dir), progress=ev_progress)
+        evaluator = _build_evaluator(settings, cache_dir, progress)
     handle = open_study(settings, fingerprint=evaluator.fingerprint, metric=evaluator.metric_name,
                         space_digest=space.digest, weights=evaluator.weights_id(), create=False)
     profile, pid = _profile(evaluator, handle, run_dir, progress)
-    resolved = space.resolve(space_context(evaluator, profile, pid))
+    resolved = space.resolve(SpaceContext.of(evaluator, profile, pid))
     return Prepared(settings=settings, handle=handle, evaluator=evaluator, space=resolved,
                     objectives=settings.objectives, session=uuid.uuid4().hex[:12], run_dir=run_dir,
                     profile=profile, notes=list(resolved.notes))
 
 
-def export_run(name: str, out: str = "artifacts/runs", progress: Progress | None = None, *,
-               cache_dir: str | None = None, report: bool = True, evaluator: Any = None) -> tuple[Any, Path | None]:
+def export_run(name: str, out: str | None = None, progress: Progress | None = None, *,
+               cache_dir: str | None = None, report: bool = True,
+               evaluator: Evaluator | None = None) -> tuple[ExportResult, Path | None]:
     """Re-export the front of an existing run (and rewrite its report); returns (ExportResult, report path)."""
-    from ._export import export_front
-    from ._report import write_report
-
+    out = default("out") if out is None else out
     progress = progress or Progress()
     with run_lock(Path(out).expanduser() / name):
         prep = open_run(name, out, progress, cache_dir=cache_dir, evaluator=evaluator)

@@ -21,18 +21,26 @@ import gc
 import json
 import logging
 import os
+import pickle
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from optuna.trial import Trial, TrialState
+import optuna
+import yaml
+from optuna.trial import FixedTrial, Trial, TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from ._objective import KnownMasks, Objectives, Outcome, evaluate_candidate, runner_attrs
-from ._run import Prepared, Progress, _eval_config, record_outcome, space_context
-from ._spaces import parse_space
-from ._study import finished_count, pareto_trials, recover_orphans
+from ...evaluate import Evaluator
+from ...schedule import BlockProfile
+from ..objective import KnownMasks, Objectives, Outcome, evaluate_candidate, runner_attrs
+from ..space import ResolvedSpace, SpaceContext, parse_space
+from ..study import finished_count, make_sampler, open_storage, pareto_trials, recover_orphans
+from .base import FINISHED_MARK, RAY_DIR, LoopResult, Prepared, Progress, record_outcome
+
+if TYPE_CHECKING:
+    from ...evaluate import EvalConfig
 
 __all__ = ["StudySearcher", "run_ray"]
 
@@ -52,10 +60,10 @@ class _WorkerSetup:
     """What a worker needs to evaluate trials (plain, picklable values)."""
 
     key: str
-    eval_config: Any
+    eval_config: EvalConfig
     space_text: str
     space_source: str
-    profile: Any
+    profile: BlockProfile | None
     profile_id: str | None
     objectives: Objectives
     storage: str
@@ -63,27 +71,20 @@ class _WorkerSetup:
     threads: int
 
 
-def _worker_state(setup: _WorkerSetup) -> tuple[Any, Any]:
+def _worker_state(setup: _WorkerSetup) -> tuple[Evaluator, ResolvedSpace]:
     """The evaluator and resolved space of this worker process (built once per configuration)."""
-    import yaml
-
-    from ..evaluate import Evaluator
-
     cached = _WORKER.get(setup.key)
     if cached is None:
         ev = Evaluator(setup.eval_config)
+        _WORKER["loads"] = _WORKER.get("loads", 0) + 1
         ev.reference("train")
         space = parse_space(yaml.safe_load(setup.space_text), source=setup.space_source, text=setup.space_text)
-        resolved = space.resolve(space_context(ev, setup.profile, setup.profile_id))
+        resolved = space.resolve(SpaceContext.of(ev, setup.profile, setup.profile_id))
         cached = _WORKER[setup.key] = (ev, resolved)
     return cached
 
 
-def _worker_study(setup: _WorkerSetup) -> Any:
-    import optuna
-
-    from ._study import open_storage
-
+def _worker_study(setup: _WorkerSetup) -> optuna.Study:
     key = f"study:{setup.storage}:{setup.study_name}"
     if key not in _WORKER:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -94,7 +95,6 @@ def _worker_study(setup: _WorkerSetup) -> Any:
 def _trainable(config: dict[str, Any], setup: _WorkerSetup) -> None:
     """Ray Tune function trainable: evaluate one trial's candidate and report its outcome."""
     import torch
-    from optuna.trial import FixedTrial
     from ray import tune
 
     torch.set_num_threads(max(1, setup.threads))
@@ -119,7 +119,9 @@ def _trainable(config: dict[str, Any], setup: _WorkerSetup) -> None:
         else:
             outcome = evaluate_candidate(ev, policy, setup.objectives, known=known, number=number,
                                          study=setup.study_name)
-        outcome.user_attrs["worker"] = {"host": os.uname().nodename, "pid": os.getpid()}
+        # ``loads``: evaluators (model + references) this worker process built so far
+        outcome.user_attrs["worker"] = {"host": os.uname().nodename, "pid": os.getpid(),
+                                        "loads": _WORKER.get("loads", 0)}
     values = outcome.values or (None, None)
     tune.report({names[0]: values[0], names[1]: values[1], _RESULT_KEY: outcome.to_json()})
 
@@ -127,10 +129,10 @@ def _trainable(config: dict[str, Any], setup: _WorkerSetup) -> None:
 class _DefineByRun:
     """OptunaSearch's define-by-run space: suggest every parameter of the run's space (picklable)."""
 
-    def __init__(self, space: Any) -> None:
+    def __init__(self, space: ResolvedSpace) -> None:
         self.space = space
 
-    def __call__(self, trial: Any) -> None:
+    def __call__(self, trial: optuna.Trial) -> None:
         self.space.suggest(trial)
 
 
@@ -155,10 +157,6 @@ class StudySearcher(OptunaSearch):
         self._reopen()
 
     def _reopen(self) -> None:
-        import optuna
-
-        from ._study import make_sampler, open_storage
-
         if self._ot_study is not None:
             return
         storage = open_storage(self._storage_spec)
@@ -172,14 +170,10 @@ class StudySearcher(OptunaSearch):
             self._ot_trials[tune_id] = Trial(self._ot_study, trial_id)
 
     def save(self, checkpoint_path: str) -> None:
-        import pickle
-
         with open(checkpoint_path, "wb") as f:
             pickle.dump(self.__getstate__(), f)
 
     def restore(self, checkpoint_path: str) -> None:
-        import pickle
-
         with open(checkpoint_path, "rb") as f:
             state = pickle.load(f)
         state["_ot_study"] = None
@@ -240,12 +234,12 @@ def _experiment(run_dir: Path) -> tuple[Path, bool]:
     """The Tune experiment directory to use and whether it is an unfinished one to restore."""
     from ray.tune import Tuner
 
-    root = run_dir / "ray"
+    root = run_dir / RAY_DIR
     root.mkdir(parents=True, exist_ok=True)
     current = root / "current"
     if current.is_file():
         exp = root / current.read_text(encoding="utf-8").strip()
-        if exp.is_dir() and not (exp / ".cachesearch-finished").exists() and Tuner.can_restore(str(exp)):
+        if exp.is_dir() and not (exp / FINISHED_MARK).exists() and Tuner.can_restore(str(exp)):
             return exp, True
         n = int(exp.name.rsplit("-", 1)[-1]) + 1 if exp.name.rsplit("-", 1)[-1].isdigit() else 1
     else:
@@ -255,15 +249,13 @@ def _experiment(run_dir: Path) -> tuple[Path, bool]:
     return exp, False
 
 
-def run_ray(prep: Prepared, progress: Progress) -> Any:
+def run_ray(prep: Prepared, progress: Progress) -> LoopResult:
     """Run the remaining trials of the study on Ray Tune workers (see module docstring)."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "60")
     import ray
     import torch
     from ray import tune
-
-    from ._local import LoopResult
 
     # Tune logs a warning for restored trials that never reported (their results live in the study).
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
@@ -287,7 +279,7 @@ def run_ray(prep: Prepared, progress: Progress) -> Any:
     cpus_per_trial = max(1, int(cpus // settings.workers)) if not settings.address else 1
     resources = {"cpu": cpus_per_trial, "gpu": 1 if use_gpu else 0}
 
-    eval_config = _eval_config(settings, cache_dir=str(Path(prep.evaluator.config.cache_dir).resolve()))
+    eval_config = settings.eval_config(cache_dir=str(Path(prep.ev.config.cache_dir).resolve()))
     space = prep.space.space
     setup = _WorkerSetup(
         key=json.dumps({"eval": eval_config.to_dict(), "space": space.digest}, sort_keys=True, default=str),
@@ -299,7 +291,7 @@ def run_ray(prep: Prepared, progress: Progress) -> Any:
     _DRIVER.update(progress=progress, runner=runner_attrs(prep.session, run_dir), sampler=study.sampler)
 
     # The driver's model is not needed while workers run (and would hold GPU memory): release it.
-    evaluator_config = prep.evaluator.config
+    evaluator_config = prep.ev.config
     prep.evaluator = None
     gc.collect()
     if use_gpu:
@@ -348,14 +340,12 @@ def run_ray(prep: Prepared, progress: Progress) -> Any:
             if running:  # Tune stopped early (Ctrl-C): the experiment stays restorable
                 stopped = "interrupted"
                 break
-            (exp / ".cachesearch-finished").write_text("done\n", encoding="utf-8")
+            (exp / FINISHED_MARK).write_text("done\n", encoding="utf-8")
     finally:
         _DRIVER.update(progress=None)
         if started_ray:
             ray.shutdown()
         progress.end()
-    from ..evaluate import Evaluator
-
     prep.evaluator = Evaluator(evaluator_config)
     if stopped == "done":
         stopped = "budget" if budget is not None and finished_count(study) >= budget else "timeout"

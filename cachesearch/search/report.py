@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import io
 import math
-import os
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._atomic import atomic_write
-from ._export import ExportResult
-from ._study import storage_spec, write_text_atomic
+from .._util import atomic_write
+from .export import REFERENCE_INTERVAL, ExportEntry, ExportResult, baseline_rows, is_reference_deepcache
+from .study import relative_storage, storage_spec
+
+if TYPE_CHECKING:
+    from .executors.base import Prepared, Progress
 
 __all__ = ["Comparison", "compare_with_baselines", "headline", "plot_pareto", "write_report"]
 
@@ -23,6 +26,7 @@ class Comparison:
     """One claim of the report: a front schedule against a baseline, on held-out quality at no higher cost."""
 
     baseline: str
+    kind: str
     baseline_cost: float
     baseline_heldout: float | None
     schedule: str | None
@@ -40,43 +44,37 @@ class Comparison:
 def compare_with_baselines(export: ExportResult) -> list[Comparison]:
     """For each fewer-steps baseline, every DeepCache N=3 branch and the best branch of each DeepCache interval:
     the exported schedule with the lowest held-out loss among those costing at most the baseline (None if
-    there is none)."""
-    from ._export import REFERENCE_INTERVAL
-
+    there is none). DeepCache rows first, then by cost."""
     out = []
     for b in export.baselines:
-        if b.get("heldout") is None or not (
-            b["name"].startswith(("steps-", f"deepcache-n{REFERENCE_INTERVAL}-")) or b.get("best_branch")
-        ):
+        if b.heldout is None or b.cost is None or not (b.kind == "steps" or is_reference_deepcache(b)
+                                                        or b.best_branch):
             continue
-        cheaper = [e for e in export.entries if _x(e) <= b["cost"] + 1e-12]
-        best = min(cheaper, key=lambda e: e["quality"]["heldout"], default=None)
+        cheaper = [e for e in export.entries if e.objective <= b.cost + 1e-12 and e.quality.heldout is not None]
+        best = min(cheaper, key=lambda e: e.quality.heldout, default=None)  # type: ignore[arg-type, return-value]
         out.append(Comparison(
-            baseline=b["name"], baseline_cost=b["cost"], baseline_heldout=b.get("heldout"),
-            schedule=best["file"] if best else None, schedule_cost=_x(best) if best else None,
-            schedule_heldout=best["quality"]["heldout"] if best else None,
-            itself=best is not None and best["trial"] == b["trial"],
+            baseline=b.name, kind=b.kind or "", baseline_cost=b.cost, baseline_heldout=b.heldout,
+            schedule=best.file if best else None, schedule_cost=best.objective if best else None,
+            schedule_heldout=best.quality.heldout if best else None,
+            itself=best is not None and best.trial == b.trial,
         ))
-    return sorted(out, key=lambda c: (not c.baseline.startswith("deepcache"), c.baseline_cost))
+    return sorted(out, key=lambda c: (c.kind != "deepcache", c.baseline_cost))
 
 
 def headline(export: ExportResult) -> list[str]:
     """The two claims a run is judged by, as sentences: DeepCache N=3 (best branch by train loss) and fewer
     steps at equal cost."""
-    from ._export import REFERENCE_INTERVAL
-
     comps = {c.baseline: c for c in compare_with_baselines(export)}
-    best = [b for b in export.baselines if b.get("best_branch")
-            and b["name"].startswith(f"deepcache-n{REFERENCE_INTERVAL}-")]
+    best = [b for b in export.baselines if b.best_branch and is_reference_deepcache(b)]
     lines = []
     for b in best:
-        c = comps.get(b["name"])
+        c = comps.get(b.name)
         if c is not None:
             lines.append(
                 f"DeepCache N={REFERENCE_INTERVAL}, best branch `{c.baseline}` (cost {c.baseline_cost:.3f}, held-out "
                 f"{_f(c.baseline_heldout)}): " + (f"beaten by `{c.schedule}` (cost {c.schedule_cost:.3f}, held-out "
                                                   f"{_f(c.schedule_heldout)})" if c.beaten else "not beaten"))
-    steps = [c for c in comps.values() if c.baseline.startswith("steps-")]
+    steps = [c for c in comps.values() if c.kind == "steps"]
     if steps:
         won = [c for c in steps if c.beaten]
         lines.append(f"Fewer steps: {len(won)} of {len(steps)} step counts are beaten at equal or lower cost"
@@ -86,17 +84,11 @@ def headline(export: ExportResult) -> list[str]:
     return lines
 
 
-def _x(entry: dict[str, Any]) -> float:
-    """An exported schedule's second objective (cost ratio, or latency ratio under --objective latency)."""
-    value = entry.get("objective", entry.get("cost_ratio"))
-    return math.inf if value is None else float(value)
+def _positive(x: float | None) -> bool:
+    return x is not None and x > 0
 
 
-def _family(name: str) -> str:
-    return name.split("-")[0]
-
-
-def plot_pareto(prep: Any, export: ExportResult, path: Path) -> Path:
+def plot_pareto(prep: Prepared, export: ExportResult, path: Path) -> Path:
     """Scatter of every completed trial, the front (train and held-out) and the baselines; written atomically."""
     import matplotlib
 
@@ -116,29 +108,28 @@ def plot_pareto(prep: Any, export: ExportResult, path: Path) -> Path:
             ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=10, c="0.75", label="trials (train)", zorder=1)
         colors = {"steps": "tab:orange", "deepcache": "tab:green", "blockcaching": "tab:purple"}
         markers = {"steps": "^", "deepcache": "D", "blockcaching": "P"}
-        from ._export import baseline_rows
-
-        rows = [r for r in baseline_rows(study) if r.get("quality", 0) > 0]
+        rows = [r for r in baseline_rows(study) if _positive(r.quality)]
         for fam in colors:
-            fam_rows = [r for r in rows if _family(r["name"]) == fam]
+            fam_rows = [r for r in rows if r.kind == fam]
             if fam_rows:
-                ax.scatter([r["cost"] for r in fam_rows], [r["quality"] for r in fam_rows], s=22, c=colors[fam],
+                ax.scatter([r.cost for r in fam_rows], [r.quality for r in fam_rows], s=22, c=colors[fam],
                            marker=markers[fam], alpha=0.7, label=f"{fam} baselines (train)", zorder=2)
-            held = [b for b in export.baselines if _family(b["name"]) == fam and (b.get("heldout") or 0) > 0]
+            held = [b for b in export.baselines if b.kind == fam and _positive(b.heldout)]
             if held:
-                ax.scatter([b["cost"] for b in held], [b["heldout"] for b in held], s=34, facecolors="none",
+                ax.scatter([b.cost for b in held], [b.heldout for b in held], s=34, facecolors="none",
                            edgecolors=colors[fam], marker=markers[fam], label=f"{fam} baselines (held-out)", zorder=3)
-        entries = sorted((e for e in export.entries if e["quality"]["train"] > 0 and e["quality"]["heldout"] > 0),
-                         key=_x)
+        entries: list[ExportEntry] = sorted(
+            (e for e in export.entries if _positive(e.quality.train) and _positive(e.quality.heldout)),
+            key=lambda e: e.objective)
         if entries:
-            xs = [_x(e) for e in entries]
-            ax.step(xs, [e["quality"]["train"] for e in entries], where="post", c="tab:blue", lw=1.2, zorder=4)
-            ax.scatter(xs, [e["quality"]["train"] for e in entries], c="tab:blue", s=26, label="front (train)",
+            xs = [e.objective for e in entries]
+            ax.step(xs, [e.quality.train for e in entries], where="post", c="tab:blue", lw=1.2, zorder=4)
+            ax.scatter(xs, [e.quality.train for e in entries], c="tab:blue", s=26, label="front (train)",
                        zorder=5)
-            ax.scatter(xs, [e["quality"]["heldout"] for e in entries], facecolors="none", edgecolors="tab:red",
+            ax.scatter(xs, [e.quality.heldout for e in entries], facecolors="none", edgecolors="tab:red",
                        s=40, marker="s", label="front (held-out)", zorder=6)
             for e in entries:
-                ax.plot([_x(e)] * 2, [e["quality"]["train"], e["quality"]["heldout"]], c="tab:red", lw=0.6,
+                ax.plot([e.objective] * 2, [e.quality.train, e.quality.heldout], c="tab:red", lw=0.6,
                         alpha=0.6, zorder=4)
         if pts or entries:
             ax.set_yscale("log")
@@ -164,24 +155,24 @@ def _f(x: Any, digits: int = 4) -> str:
     return str(x)
 
 
-def _dashboard_arg(storage: str) -> str:
+def _storage_lines(storage: str, run_dir: Path) -> str:
+    """How the report names the study's storage: relative to the run folder (no absolute path of this machine)
+    and without a password in a URL."""
     if "://" in storage:
-        return storage
-    try:
-        rel = os.path.relpath(storage)
-    except ValueError:
-        return storage
-    return storage if rel.startswith("..") else rel
+        shown = re.sub(r"://([^:/@]+):[^@/]*@", r"://\1:***@", storage)
+        return f"`{shown}` — browse with `optuna-dashboard '{shown}'`"
+    rel = relative_storage(storage, run_dir)
+    return f"`{rel}` (relative to this folder) — browse with `optuna-dashboard {rel}` from this folder"
 
 
-def write_report(prep: Any, export: ExportResult, progress: Any = None) -> Path:
+def write_report(prep: Prepared, export: ExportResult, progress: Progress | None = None) -> Path:
     """Write ``report.md`` and ``pareto.png`` into the run directory; returns the report path."""
     from optuna.trial import TrialState
 
-    stage = getattr(progress, "stage", lambda *a, **k: None)
-    stage("writing the report")
+    if progress is not None:
+        progress.stage("writing the report")
     run_dir: Path = prep.run_dir
-    settings, study, ev = prep.settings, prep.study, prep.evaluator
+    settings, study, ev = prep.settings, prep.study, prep.ev
     plot = plot_pareto(prep, export, run_dir / "pareto.png")
     trials = study.get_trials(deepcopy=False)
     states = Counter(t.state.name.lower() for t in trials)
@@ -212,7 +203,7 @@ def write_report(prep: Any, export: ExportResult, progress: Any = None) -> Path:
         f"- **prompts**: {settings.n_train} train / {settings.n_heldout} held-out images (different prompts and seeds)",
         f"- **trials**: {len(trials)} ({', '.join(f'{v} {k}' for k, v in sorted(states.items()))}); "
         f"{dups} duplicates of an evaluated mask were not re-run",
-        f"- **storage**: `{storage}` — browse with `optuna-dashboard {_dashboard_arg(storage)}`",
+        f"- **storage**: {_storage_lines(storage, run_dir)}",
         "",
     ]
     for note in prep.notes:
@@ -230,9 +221,9 @@ def write_report(prep: Any, export: ExportResult, progress: Any = None) -> Path:
     ]
     for e in export.entries:
         lines.append(
-            f"| [`{e['file']}`](schedules/{e['file']}) | {e['trial']} | {_f(_x(e), 3)} | "
-            f"{_f(e['speedup'], 3)} | {_f(e['quality']['train'])} | {_f(e['quality']['heldout'])} | "
-            f"{_f(e['accuracy']['heldout'], 3)} | {e['baseline'] or 'search'} |"
+            f"| [`{e.file}`](schedules/{e.file}) | {e.trial} | {_f(e.objective, 3)} | "
+            f"{_f(e.speedup, 3)} | {_f(e.quality.train)} | {_f(e.quality.heldout)} | "
+            f"{_f(e.accuracy.heldout, 3)} | {e.baseline or 'search'} |"
         )
     comparisons = compare_with_baselines(export)
     lines += ["", "## Against the baselines", ""]
@@ -268,6 +259,6 @@ def write_report(prep: Any, export: ExportResult, progress: Any = None) -> Path:
               f"`cachesearch run --name {settings.name}`",
               ""]
     path = run_dir / "report.md"
-    write_text_atomic(path, "\n".join(lines))
+    atomic_write(path, "\n".join(lines))
     _ = plot
     return path

@@ -2,7 +2,7 @@
 
 Every finished trial is written to the study storage before the next one starts (the journal file is
 fsync'ed), so a killed process loses at most the trial it was running; that trial is recovered on resume
-(:func:`~cachesearch.search._study.recover_orphans`). Ctrl-C (SIGINT) asks the loop to stop after the current
+(:func:`~cachesearch.search.study.recover_orphans`). Ctrl-C (SIGINT) asks the loop to stop after the current
 trial; a second Ctrl-C (or SIGTERM) aborts the current trial, which is marked failed and re-enqueued.
 """
 
@@ -13,22 +13,16 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._objective import KnownMasks, Outcome, evaluate_candidate, runner_attrs
-from ._run import Prepared, Progress, record_outcome
-from ._study import finished_count, pareto_trials
+from ..objective import KnownMasks, Outcome, evaluate_candidate, runner_attrs
+from ..study import baseline_attrs, finished_count, pareto_trials
+from .base import LoopResult, Prepared, Progress, record_outcome
 
-__all__ = ["LoopResult", "StopFlag", "run_local"]
+if TYPE_CHECKING:
+    import optuna
 
-
-@dataclass
-class LoopResult:
-    """How a trial loop ended: ``stopped`` is ``budget``, ``timeout``, ``interrupted`` or ``done``."""
-
-    evaluated: int
-    stopped: str
+__all__ = ["StopFlag", "run_local"]
 
 
 class StopFlag:
@@ -64,7 +58,7 @@ def _signals(flag: StopFlag, progress: Progress) -> Iterator[None]:
         signal.signal(signal.SIGTERM, old_term)
 
 
-def _abort_trial(prep: Prepared, trial: Any) -> None:
+def _abort_trial(prep: Prepared, trial: optuna.Trial) -> None:
     """Fail an interrupted trial and re-enqueue its parameters so the resumed run evaluates it."""
     from optuna.trial import TrialState
 
@@ -72,10 +66,9 @@ def _abort_trial(prep: Prepared, trial: Any) -> None:
     params = dict(trial.params)
     trial.set_user_attr("reason", "interrupted before it finished; re-enqueued")
     trial.set_user_attr("requeued", True)
-    baseline = trial.user_attrs.get("baseline")
+    marks = baseline_attrs(trial.user_attrs)
     study.tell(trial, state=TrialState.FAIL)
-    study.enqueue_trial(params, user_attrs={"requeued_from": trial.number, **({"baseline": baseline} if baseline
-                                                                                else {})})
+    study.enqueue_trial(params, user_attrs={"requeued_from": trial.number, **marks})
 
 
 def run_local(prep: Prepared, progress: Progress, *, flag: StopFlag | None = None) -> LoopResult:
@@ -115,7 +108,7 @@ def run_local(prep: Prepared, progress: Progress, *, flag: StopFlag | None = Non
                                           user_attrs={"params_error": str(e)})
                     else:
                         outcome = evaluate_candidate(
-                            prep.evaluator, policy, prep.objectives, known=known, number=trial.number,
+                            prep.ev, policy, prep.objectives, known=known, number=trial.number,
                             study=settings.name,
                         )
                 except KeyboardInterrupt:

@@ -9,26 +9,38 @@ does not recompute them. Files of trials no longer on the front are removed.
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import json
 import math
 import os
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from .._compile import default_name
+from .._util import atomic_write, utc_now
 from .._version import __version__
-from ..schedule import Provenance, Schedule, save_schedule
-from ._objective import mask_key
-from ._study import ATTR_BASELINES, pareto_trials, write_text_atomic
+from ..schedule import Policy, Provenance, Schedule, save_schedule
+from .objective import mask_key, result_attr
+from .study import ATTR_BASELINE, ATTR_BASELINE_KIND, ATTR_BASELINES, pareto_trials
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+    from ..evaluate import EvalResult
+    from .executors.base import Prepared, Progress
 
 __all__ = [
+    "BaselineRow",
+    "ExportEntry",
     "ExportResult",
     "HeldoutCache",
+    "QualityPair",
+    "baseline_kind",
     "baseline_rows",
     "export_front",
     "heldout_result",
@@ -39,32 +51,113 @@ __all__ = [
 INDEX_FORMAT = "cachesearch/index@1"
 
 
+@dataclass(frozen=True)
+class QualityPair:
+    """A quality-loss value on the train and the held-out prompts (``metric``: which distance)."""
+
+    train: float | None
+    heldout: float | None
+    metric: str | None = None
+
+
+@dataclass(frozen=True)
+class ExportEntry:
+    """One exported schedule file of the front (a row of ``index.yaml``'s ``schedules``).
+
+    ``objective`` is the study's second objective (cost ratio, or latency ratio under ``--objective latency``);
+    ``baseline``/``baseline_kind`` name the baseline the trial was, if it was one.
+    """
+
+    file: str
+    name: str
+    trial: int
+    baseline: str | None
+    baseline_kind: str | None
+    policy: dict[str, Any]
+    quality: QualityPair
+    objective: float
+    cost_ratio: float | None
+    speedup: float | None
+    latency_ms: float | None
+    accuracy: QualityPair
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``index.yaml`` form."""
+        d = asdict(self)
+        d["accuracy"].pop("metric")
+        d["quality"] = {"metric": self.quality.metric, "train": self.quality.train, "heldout": self.quality.heldout}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ExportEntry:
+        """Inverse of :meth:`to_dict` (also reads indexes written before ``objective``/``baseline_kind``)."""
+        q, acc = d["quality"], d.get("accuracy") or {}
+        objective = d.get("objective", d.get("cost_ratio"))
+        return cls(
+            file=d["file"], name=d["name"], trial=d["trial"], baseline=d.get("baseline"),
+            baseline_kind=d.get("baseline_kind"), policy=dict(d.get("policy") or {}),
+            quality=QualityPair(train=q.get("train"), heldout=q.get("heldout"), metric=q.get("metric")),
+            objective=math.inf if objective is None else float(objective), cost_ratio=d.get("cost_ratio"),
+            speedup=d.get("speedup"), latency_ms=d.get("latency_ms"),
+            accuracy=QualityPair(train=acc.get("train"), heldout=acc.get("heldout")),
+        )
+
+
+@dataclass(frozen=True)
+class BaselineRow:
+    """An evaluated baseline trial: its kind (the family that proposed it), its policy, train quality and
+    objective (``cost``), and once validated its held-out quality (a row of ``index.yaml``'s
+    ``baselines.validated``). ``best_branch``: the best-branch DeepCache baseline of its interval."""
+
+    name: str
+    kind: str | None
+    trial: int
+    state: str
+    policy: dict[str, Any] = field(default_factory=dict)
+    quality: float | None = None
+    cost: float | None = None
+    speedup: float | None = None
+    mask_key: str | None = None
+    reason: str | None = None
+    heldout: float | None = None
+    best_branch: bool = False
+
+    @property
+    def done(self) -> bool:
+        """Whether it completed (has train quality and cost)."""
+        return self.quality is not None and self.cost is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``index.yaml`` form (unset optional fields left out)."""
+        d = asdict(self)
+        return {k: v for k, v in d.items() if k in ("name", "kind", "trial", "state", "heldout")
+                or (v is not None and v is not False)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> BaselineRow:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
 @dataclass
 class ExportResult:
     """What an export wrote."""
 
     schedules_dir: Path
     index_path: Path
-    entries: list[dict[str, Any]]
-    front_trials: list[Any]
-    baselines: list[dict[str, Any]] = field(default_factory=list)
+    entries: list[ExportEntry]
+    front_trials: list[FrozenTrial]
+    baselines: list[BaselineRow] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
     metric: str | None = None
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def train_result(trial: Any) -> Any:
+def train_result(trial: FrozenTrial) -> EvalResult:
     """The train :class:`~cachesearch.evaluate.EvalResult` recorded on a trial."""
-    from ..evaluate import EvalResult
-
     stored = trial.user_attrs.get("result")
     if not isinstance(stored, dict):
         raise ValueError(f"trial {trial.number} has no recorded evaluation result")
-    names = {f.name for f in fields(EvalResult)}
-    return EvalResult(**{k: v for k, v in stored.items() if k in names})
+    return _result_from_dict(stored)
 
 
 class HeldoutCache:
@@ -91,35 +184,33 @@ class HeldoutCache:
         """Store and persist a result dict."""
         self.entries[key] = result
         doc = {"identity": self.digest, "results": self.entries}
-        write_text_atomic(self.path, json.dumps(doc, indent=1, default=str) + "\n")
+        atomic_write(self.path, json.dumps(doc, indent=1, default=str) + "\n")
 
 
-def _result_from_dict(d: dict[str, Any]) -> Any:
-    from ..evaluate import EvalResult
+def _result_from_dict(d: dict[str, Any]) -> EvalResult:
+    from ..evaluate import EvalResult  # loads the evaluator module
 
     names = {f.name for f in fields(EvalResult)}
     return EvalResult(**{k: v for k, v in d.items() if k in names})
 
 
-def heldout_result(prep: Any, schedule: Schedule, cache: HeldoutCache) -> Any:
+def heldout_result(prep: Prepared, schedule: Schedule, cache: HeldoutCache) -> EvalResult:
     """The held-out :class:`EvalResult` of ``schedule`` (from the cache, else evaluated now and cached)."""
-    from ._objective import result_attr
-
     key = mask_key(schedule)
     hit = cache.get(key)
     if hit is not None:
         return _result_from_dict(hit)
-    res = prep.evaluator.evaluate(schedule, split="heldout", measure=prep.settings.latency == "measured")
+    res = prep.ev.evaluate(schedule, split="heldout", measure=prep.settings.latency == "measured")
     cache.put(key, result_attr(res))
     return res
 
 
-def _replay(prep: Any, trial: Any, name: str) -> tuple[Any, Schedule]:
+def _replay(prep: Prepared, trial: FrozenTrial, name: str) -> tuple[Policy, Schedule]:
     """Rebuild a trial's schedule from its parameters and check it equals the mask recorded during search."""
     from optuna.trial import FixedTrial
 
     policy = prep.space.suggest(FixedTrial(dict(trial.params), number=trial.number))
-    schedule = prep.evaluator.compile(policy, name=name)
+    schedule = prep.ev.compile(policy, name=name)
     recorded = trial.user_attrs.get("mask_key")
     if recorded is not None and mask_key(schedule) != recorded:
         raise ValueError(
@@ -145,23 +236,32 @@ def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
-def baseline_rows(study: Any) -> list[dict[str, Any]]:
-    """One row per evaluated baseline trial: name, trial, train quality, cost, speedup (sorted by cost)."""
+def baseline_kind(attrs: Mapping[str, Any]) -> str | None:
+    """The kind of a baseline trial from its attributes: ``baseline_kind``, or for trials recorded before it
+    existed the kind of its policy (the family of every built-in baseline)."""
+    kind = attrs.get(ATTR_BASELINE_KIND)
+    if kind is None and isinstance(attrs.get("policy"), Mapping):
+        kind = attrs["policy"].get("kind")
+    return kind
+
+
+def baseline_rows(study: optuna.Study) -> list[BaselineRow]:
+    """One row per evaluated baseline trial (sorted by cost, unfinished ones last)."""
     from optuna.trial import TrialState
 
     rows = []
     for t in study.get_trials(deepcopy=False):
-        name = t.user_attrs.get("baseline")
+        name = t.user_attrs.get(ATTR_BASELINE)
         if name is None or t.user_attrs.get("requeued"):
             continue
-        row: dict[str, Any] = {"name": name, "trial": t.number, "state": t.state.name.lower()}
+        common = {"name": name, "kind": baseline_kind(t.user_attrs), "trial": t.number,
+                  "state": t.state.name.lower(), "policy": dict(t.user_attrs.get("policy") or {})}
         if t.state == TrialState.COMPLETE and t.values is not None:
-            row.update(quality=t.values[0], cost=t.values[1], speedup=t.user_attrs.get("speedup"),
-                       mask_key=t.user_attrs.get("mask_key"))
+            rows.append(BaselineRow(**common, quality=t.values[0], cost=t.values[1],
+                                    speedup=t.user_attrs.get("speedup"), mask_key=t.user_attrs.get("mask_key")))
         else:
-            row["reason"] = t.user_attrs.get("reason")
-        rows.append(row)
-    return sorted(rows, key=lambda r: (r.get("cost", math.inf), r["name"]))
+            rows.append(BaselineRow(**common, reason=t.user_attrs.get("reason")))
+    return sorted(rows, key=lambda r: (math.inf if r.cost is None else r.cost, r.name))
 
 
 def _dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
@@ -172,36 +272,41 @@ REFERENCE_INTERVAL = 3
 """DeepCache interval whose every branch the report compares against (N=3, the paper's usual setting)."""
 
 
-def baselines_to_validate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def is_reference_deepcache(row: BaselineRow) -> bool:
+    """A DeepCache baseline at :data:`REFERENCE_INTERVAL`."""
+    return row.kind == "deepcache" and row.policy.get("interval") == REFERENCE_INTERVAL
+
+
+def baselines_to_validate(rows: list[BaselineRow]) -> list[BaselineRow]:
     """Baselines whose held-out quality the report needs: the baselines' own Pareto front, every fewer-steps
     baseline, every branch of DeepCache N=3, and for each DeepCache interval its best branch (lowest train
     quality loss)."""
-    done = [r for r in rows if "quality" in r]
-    chosen: dict[str, dict[str, Any]] = {}
+    done = [r for r in rows if r.done]
+    chosen: dict[str, BaselineRow] = {}
     for r in done:
-        pt = (r["quality"], r["cost"])
-        if not any(_dominates((o["quality"], o["cost"]), pt) for o in done):
-            chosen[r["name"]] = r
-        if r["name"].startswith(("steps-", f"deepcache-n{REFERENCE_INTERVAL}-")):
-            chosen[r["name"]] = r
-    best: dict[str, dict[str, Any]] = {}
+        pt = (r.quality, r.cost)
+        if not any(_dominates((o.quality, o.cost), pt) for o in done):  # type: ignore[arg-type]
+            chosen[r.name] = r
+        if r.kind == "steps" or is_reference_deepcache(r):
+            chosen[r.name] = r
+    best: dict[Any, BaselineRow] = {}
     for r in done:
-        if r["name"].startswith("deepcache-n"):
-            interval = r["name"].split("-")[1]
-            if interval not in best or r["quality"] < best[interval]["quality"]:
+        if r.kind == "deepcache":
+            interval = r.policy.get("interval")
+            if interval not in best or r.quality < best[interval].quality:  # type: ignore[operator]
                 best[interval] = r
     for r in best.values():
-        chosen[r["name"]] = {**r, "best_branch": True}
-    return sorted(chosen.values(), key=lambda r: r["cost"])
+        chosen[r.name] = replace(r, best_branch=True)
+    return sorted(chosen.values(), key=lambda r: r.cost)  # type: ignore[arg-type, return-value]
 
 
-def export_front(prep: Any, progress: Any = None) -> ExportResult:
+def export_front(prep: Prepared, progress: Progress | None = None) -> ExportResult:
     """Write every Pareto-optimal trial of the run as a schedule file with train and held-out metrics.
 
     Trials that run full compute (cost ratio >= 1: the reference itself) are not schedules worth shipping and
     are listed as rejected, as are trials whose held-out evaluation fails.
     """
-    settings, study, ev = prep.settings, prep.study, prep.evaluator
+    settings, study, ev = prep.settings, prep.study, prep.ev
     run_dir: Path = prep.run_dir
     schedules_dir = run_dir / "schedules"
     schedules_dir.mkdir(parents=True, exist_ok=True)
@@ -209,13 +314,13 @@ def export_front(prep: Any, progress: Any = None) -> ExportResult:
                 "heldout": ev.prompt_set("heldout").digest(), "sampler": ev.describe().get("sampler")}
     cache = HeldoutCache(run_dir / "heldout.json", identity)
     front = pareto_trials(study)
-    entries: list[dict[str, Any]] = []
+    entries: list[ExportEntry] = []
     rejected: list[dict[str, Any]] = []
     written: set[str] = set()
-    stage = getattr(progress, "stage", lambda *a, **k: None)
+    stage = progress.stage if progress is not None else (lambda *a, **k: None)
     for i, t in enumerate(front):
         stage("held-out validation of the front", i, len(front))
-        base = {"trial": t.number, "baseline": t.user_attrs.get("baseline"),
+        base = {"trial": t.number, "baseline": t.user_attrs.get(ATTR_BASELINE),
                 "train": {"quality": t.values[0], "cost": t.values[1]}}
         if t.values[1] >= 1.0 - 1e-9:
             rejected.append({**base, "reason": "full compute (the reference itself): no speedup"})
@@ -233,37 +338,37 @@ def export_front(prep: Any, progress: Any = None) -> ExportResult:
             continue
         train = train_result(t)
         metrics = ev.to_schedule_metrics(train, heldout)
-        provenance = Provenance(cachesearch=__version__, created=_now(), study=settings.name, trial=t.number,
+        provenance = Provenance(cachesearch=__version__, created=utc_now(), study=settings.name, trial=t.number,
                                 prompts=train.prompts, git=t.user_attrs.get("git"))
         schedule = schedule.with_updates(metrics=metrics, provenance=provenance)
         path = save_schedule(schedule, schedules_dir / f"{stem}.yaml")
         _readable(path)
         written.add(path.name)
-        entries.append({
-            "file": path.name, "name": schedule.name, "trial": t.number, "baseline": t.user_attrs.get("baseline"),
-            "policy": dict(schedule.policy),
-            "quality": {"metric": train.metric, "train": train.quality, "heldout": heldout.quality},
-            "objective": t.values[1], "cost_ratio": train.cost_ratio, "speedup": t.user_attrs.get("speedup"),
-            "latency_ms": train.latency_ms, "accuracy": {"train": train.accuracy, "heldout": heldout.accuracy},
-        })
+        is_baseline = ATTR_BASELINE in t.user_attrs
+        entries.append(ExportEntry(
+            file=path.name, name=schedule.name, trial=t.number, baseline=t.user_attrs.get(ATTR_BASELINE),
+            baseline_kind=baseline_kind(t.user_attrs) if is_baseline else None, policy=dict(schedule.policy),
+            quality=QualityPair(metric=train.metric, train=train.quality, heldout=heldout.quality),
+            objective=t.values[1], cost_ratio=train.cost_ratio, speedup=t.user_attrs.get("speedup"),
+            latency_ms=train.latency_ms, accuracy=QualityPair(train=train.accuracy, heldout=heldout.accuracy),
+        ))
     stage("held-out validation of the front", len(front), len(front))
 
     # Baselines the report compares against, validated the same way.
     rows = baseline_rows(study)
-    validated = []
+    validated: list[BaselineRow] = []
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
     todo = baselines_to_validate(rows)
     for i, r in enumerate(todo):
         stage("held-out validation of baselines", i, len(todo))
-        t = by_number[r["trial"]]
+        t = by_number[r.trial]
         try:
-            _, schedule = _replay(prep, t, name=f"{settings.name}-{r['name']}")
+            _, schedule = _replay(prep, t, name=f"{settings.name}-{r.name}")
             res = heldout_result(prep, schedule, cache)
         except Exception as e:  # noqa: BLE001
-            validated.append({**r, "heldout": None, "reason": f"{type(e).__name__}: {e}"})
+            validated.append(replace(r, heldout=None, reason=f"{type(e).__name__}: {e}"))
             continue
-        validated.append({**r, "heldout": res.quality if res.valid else None,
-                          **({} if res.valid else {"reason": res.reason})})
+        validated.append(replace(r, heldout=res.quality) if res.valid else replace(r, heldout=None, reason=res.reason))
     stage("held-out validation of baselines", len(todo), len(todo))
 
     for stale in schedules_dir.glob("*.yaml"):
@@ -272,7 +377,7 @@ def export_front(prep: Any, progress: Any = None) -> ExportResult:
     index = {
         "format": INDEX_FORMAT,
         "study": settings.name,
-        "created": _now(),
+        "created": utc_now(),
         "cachesearch": __version__,
         "model": {"source": ev.source, "fingerprint": ev.fingerprint, "weights": ev.weights_id()},
         "sampler": ev.describe().get("sampler"),
@@ -280,14 +385,14 @@ def export_front(prep: Any, progress: Any = None) -> ExportResult:
         "objectives": list(prep.objectives.names),
         "constraints": {"max_quality": prep.objectives.max_quality, "min_speedup": prep.objectives.min_speedup},
         "prompts": {"train": ev.prompt_set("train").digest(), "heldout": ev.prompt_set("heldout").digest()},
-        "schedules": entries,
+        "schedules": [e.to_dict() for e in entries],
         "rejected": rejected,
         "baselines": {"enqueued": len(rows), "skipped": study.user_attrs.get(ATTR_BASELINES, {}).get("skipped", {}),
-                      "validated": validated},
+                      "validated": [r.to_dict() for r in validated]},
     }
     index_path = schedules_dir / "index.yaml"
-    write_text_atomic(index_path, yaml.safe_dump(index, sort_keys=False, width=120))
-    kept = {e["trial"] for e in entries}
+    atomic_write(index_path, yaml.safe_dump(index, sort_keys=False, width=120))
+    kept = {e.trial for e in entries}
     return ExportResult(schedules_dir=schedules_dir, index_path=index_path, entries=entries,
                         front_trials=[t for t in front if t.number in kept], baselines=validated, rejected=rejected,
                         metric=ev.metric_name)
@@ -302,6 +407,7 @@ def load_export(run_dir: Path) -> ExportResult:
     doc = yaml.safe_load(index_path.read_text(encoding="utf-8"))
     if not isinstance(doc, dict) or doc.get("format") != INDEX_FORMAT:
         raise ValueError(f"{index_path}: format: expected {INDEX_FORMAT!r}")
-    return ExportResult(schedules_dir=index_path.parent, index_path=index_path, entries=list(doc["schedules"]),
-                        front_trials=[], baselines=list(doc.get("baselines", {}).get("validated", [])),
+    return ExportResult(schedules_dir=index_path.parent, index_path=index_path,
+                        entries=[ExportEntry.from_dict(e) for e in doc["schedules"]], front_trials=[],
+                        baselines=[BaselineRow.from_dict(r) for r in doc.get("baselines", {}).get("validated", [])],
                         rejected=list(doc.get("rejected", [])), metric=doc.get("metric"))

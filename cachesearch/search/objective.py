@@ -11,22 +11,26 @@ import hashlib
 import json
 import math
 import os
-import platform
 import socket
 import subprocess
 import traceback
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
+from .._util import device_description, json_safe
 from ..schedule import Policy, Schedule
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
+
+    from ..evaluate import EvalResult, Evaluator
 
 __all__ = [
     "OBJECTIVE_KINDS",
     "Objectives",
     "Outcome",
-    "device_name",
+    "TrialAttrs",
     "evaluate_candidate",
     "git_revision",
     "mask_key",
@@ -76,6 +80,33 @@ class Objectives:
                 "max_quality": self.max_quality, "min_speedup": self.min_speedup}
 
 
+class TrialAttrs(TypedDict, total=False):
+    """The user attributes cachesearch records on a trial (all JSON; every key optional).
+
+    Set by :func:`evaluate_candidate`: ``policy`` (``Policy.to_dict()``), ``git``, ``device``, ``mask_key``,
+    ``schedule`` (:func:`schedule_attr`), ``result`` (the train ``EvalResult`` as a dict), ``speedup``,
+    ``remeasured``, ``duplicate_of`` (the trial whose evaluation this one reuses), ``reason`` and ``traceback``
+    of a failure; by the executors: ``params_error``, ``worker`` (``{"host", "pid"}``), ``already_recorded``,
+    the runner (``host``, ``pid``, ``session``, ``run_dir``); by the study: ``baseline``, ``baseline_kind``,
+    ``requeued``, ``requeued_from``.
+    """
+
+    policy: dict[str, Any]
+    git: str | None
+    device: str
+    mask_key: str
+    schedule: dict[str, Any]
+    result: dict[str, Any]
+    speedup: float
+    remeasured: bool
+    duplicate_of: int
+    reason: str
+    traceback: str
+    params_error: str
+    worker: dict[str, Any]
+    already_recorded: bool
+
+
 @dataclass
 class Outcome:
     """What evaluating one candidate produced.
@@ -87,7 +118,7 @@ class Outcome:
     values: tuple[float, float] | None
     reason: str | None = None
     constraints: dict[str, float] = field(default_factory=dict)
-    user_attrs: dict[str, Any] = field(default_factory=dict)
+    user_attrs: TrialAttrs = field(default_factory=lambda: TrialAttrs())
 
     @property
     def ok(self) -> bool:
@@ -104,7 +135,8 @@ class Outcome:
         """Inverse of :meth:`to_json`."""
         d = json.loads(text)
         values = tuple(d["values"]) if d["values"] is not None else None
-        return cls(values=values, reason=d["reason"], constraints=d["constraints"], user_attrs=d["user_attrs"])
+        return cls(values=values, reason=d["reason"], constraints=d["constraints"],
+                   user_attrs=TrialAttrs(**d["user_attrs"]))
 
 
 # -- trial metadata ----------------------------------------------------------------------------------------
@@ -122,31 +154,6 @@ def git_revision() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
-
-
-def device_name(device: str) -> str:
-    """A readable description of ``device`` (``"cuda: NVIDIA H100 …"`` or ``"cpu: <model> (<n> threads)"``)."""
-    import torch
-
-    return _device_name(str(device), torch.get_num_threads())
-
-
-@functools.lru_cache(maxsize=8)
-def _device_name(device: str, threads: int) -> str:
-    import torch
-
-    if str(device).startswith("cuda") and torch.cuda.is_available():
-        return f"cuda: {torch.cuda.get_device_name(torch.device(device))}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"cpu: {cpu} ({threads} threads)"
 
 
 def runner_attrs(session: str, run_dir: str | Path) -> dict[str, Any]:
@@ -211,31 +218,12 @@ def _free_memory() -> None:
         pass
 
 
-def _plain(v: Any) -> Any:
-    if isinstance(v, float):
-        return None if math.isnan(v) else v  # inf survives JSON (Infinity); NaN never goes into the study
-    if isinstance(v, (str, int, bool)) or v is None:
-        return v
-    if isinstance(v, Mapping):
-        return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if hasattr(v, "item") and callable(v.item):  # numpy / torch scalars
-        return _plain(v.item())
-    return str(v)
+def result_attr(res: EvalResult) -> dict[str, Any]:
+    """An :class:`~cachesearch.evaluate.EvalResult` as plain JSON (NaN and inf → None)."""
+    return json_safe(dict(res.to_dict()))
 
 
-def json_safe_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    """Attributes made JSON-safe for Optuna (NaN → None, unknown objects → str)."""
-    return {str(k): _plain(v) for k, v in attrs.items()}
-
-
-def result_attr(res: Any) -> dict[str, Any]:
-    """An :class:`~cachesearch.evaluate.EvalResult` as plain JSON."""
-    return _plain(dict(res.to_dict()))
-
-
-def objective_values(res: Any, objectives: Objectives) -> tuple[tuple[float, float], float]:
+def objective_values(res: EvalResult, objectives: Objectives) -> tuple[tuple[float, float], float]:
     """``((quality, cost-or-latency ratio), speedup)`` of a valid result; raises ValueError if not finite."""
     quality = res.quality
     if not _finite(quality):
@@ -269,29 +257,33 @@ def constraint_values(quality: float, speedup: float, objectives: Objectives) ->
 class KnownMasks:
     """Completed evaluations by :func:`mask_key`, so a candidate whose compiled mask was seen is not re-run."""
 
-    entries: dict[str, tuple[int, tuple[float, float], dict[str, float], dict[str, Any]]] = field(default_factory=dict)
+    entries: dict[str, tuple[int, tuple[float, float], dict[str, float], TrialAttrs]] = field(default_factory=dict)
 
     def add(self, number: int, outcome: Outcome) -> None:
         """Record a completed, non-duplicate trial."""
         key = outcome.user_attrs.get("mask_key")
         if outcome.ok and key and "duplicate_of" not in outcome.user_attrs and key not in self.entries:
-            self.entries[key] = (number, outcome.values, dict(outcome.constraints),  # type: ignore[arg-type]
-                                 {k: outcome.user_attrs[k] for k in ("result", "speedup") if k in outcome.user_attrs})
+            extra = TrialAttrs()
+            if "result" in outcome.user_attrs:
+                extra["result"] = outcome.user_attrs["result"]
+            if "speedup" in outcome.user_attrs:
+                extra["speedup"] = outcome.user_attrs["speedup"]
+            self.entries[key] = (number, outcome.values, dict(outcome.constraints), extra)
 
-    def add_trial(self, trial: Any) -> None:
+    def add_trial(self, trial: FrozenTrial) -> None:
         """Record a finished Optuna trial (``FrozenTrial``) if it completed and was evaluated."""
         from optuna.trial import TrialState
 
         if trial.state != TrialState.COMPLETE or trial.values is None:
             return
-        attrs = dict(trial.user_attrs)
+        attrs = TrialAttrs(**trial.user_attrs)  # type: ignore[typeddict-item]
         outcome = Outcome(values=(float(trial.values[0]), float(trial.values[1])), constraints=dict(trial.constraints),
                           user_attrs=attrs)
         self.add(trial.number, outcome)
 
 
 def evaluate_candidate(
-    evaluator: Any,
+    evaluator: Evaluator,
     policy: Policy,
     objectives: Objectives,
     *,
@@ -308,8 +300,7 @@ def evaluate_candidate(
     Under measured latency a noisy measurement (relative spread above ``remeasure_spread``) is taken again and
     the tighter one kept.
     """
-    attrs: dict[str, Any] = {"policy": policy.to_dict(), "git": git_revision(),
-                             "device": device_name(str(getattr(evaluator, "device", "cpu")))}
+    attrs = TrialAttrs(policy=policy.to_dict(), git=git_revision(), device=device_description(evaluator.device))
     try:
         name = f"{study}-t{number}" if study is not None and number is not None else None
         schedule = evaluator.compile(policy, name=name)
@@ -320,19 +311,20 @@ def evaluate_candidate(
     attrs.update(mask_key=key, schedule=schedule_attr(schedule))
     if known is not None and key in known.entries:
         first, values, constraints, extra = known.entries[key]
-        attrs.update(duplicate_of=first, **extra)
+        attrs.update(extra)
+        attrs["duplicate_of"] = first
         return Outcome(values=values, constraints=dict(constraints), user_attrs=attrs)
     measure = objectives.kind == "latency"
     try:
         res = evaluator.evaluate(schedule, split="train", measure=measure)
-        if not getattr(res, "valid", True):
+        if not res.valid:
             raise _Invalid(res.reason or "the evaluator marked the result invalid")
         values, speedup = objective_values(res, objectives)
-        spread = getattr(res, "latency_spread", None)
+        spread = res.latency_spread
         if measure and _finite(spread) and spread > remeasure_spread:
             again = evaluator.evaluate(schedule, split="train", measure=True)
-            spread2 = getattr(again, "latency_spread", None)
-            if getattr(again, "valid", True) and _finite(spread2) and spread2 < spread:
+            spread2 = again.latency_spread
+            if again.valid and _finite(spread2) and spread2 < spread:
                 res = again
                 values, speedup = objective_values(res, objectives)
             attrs["remeasured"] = True
@@ -346,7 +338,7 @@ def evaluate_candidate(
         attrs["traceback"] = traceback.format_exc(limit=8)[-4000:]
         return Outcome(values=None, reason=attrs["reason"], user_attrs=attrs)
     attrs.update(result=result_attr(res), speedup=speedup)
-    if getattr(res, "device", None):
+    if res.device:
         attrs["device"] = res.device  # where latency was measured
     return Outcome(values=values, constraints=constraint_values(values[0], speedup, objectives), user_attrs=attrs)
 

@@ -8,144 +8,50 @@ search space it uses (``space.yaml``), the block-change profile, exported schedu
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import errno
 import fcntl
 import hashlib
-import json
 import os
 import socket
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .._atomic import atomic_write
+from .._util import atomic_write, utc_now
 from .._version import __version__
-from ._objective import Objectives
+from .settings import SAMPLERS, RunSettings, SearchError
+
+if TYPE_CHECKING:
+    import optuna
 
 __all__ = [
     "STUDY_FORMAT",
-    "RunSettings",
-    "SearchError",
     "StudyHandle",
     "finished_count",
+    "load_settings",
     "make_sampler",
     "open_storage",
+    "open_study",
     "pareto_trials",
     "recover_orphans",
+    "relative_storage",
     "run_lock",
+    "save_settings",
+    "storage_spec",
 ]
 
 STUDY_FORMAT = "cachesearch/study@1"
-SAMPLERS = ("nsga2", "tpe", "random")
-EXECUTORS = ("local", "ray")
-LATENCY_MODES = ("analytic", "measured")
 JOURNAL_NAME = "study.journal"
 ATTR_CONFIG = "cachesearch.config"
 ATTR_SPACE = "cachesearch.space"
 ATTR_PROFILE = "cachesearch.profile"
 ATTR_BASELINES = "cachesearch.baselines"
-
-
-class SearchError(ValueError):
-    """A run cannot start or resume as asked; the message says why and what to do."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunSettings:
-    """Everything that defines a search run. Fields in :attr:`IDENTITY` must match when a study resumes."""
-
-    name: str
-    model: str = "embedded"
-    space: str = "joint"
-    steps: int = 20
-    scheduler: str | None = None
-    guidance_scale: float | None = None
-    n_train: int = 8
-    n_heldout: int = 8
-    metric: str = "lpips-alex"
-    objective: str = "cost"
-    latency: str = "analytic"
-    max_quality: float | None = None
-    min_speedup: float | None = None
-    sampler: str = "nsga2"
-    population: int = 24
-    seed: int | None = 0
-    trials: int | None = 1000
-    timeout: float | None = 330.0
-    storage: str | None = None
-    executor: str = "local"
-    workers: int = 2
-    address: str | None = None
-    device: str = "cpu"
-    prompts_file: str | None = None
-    out: str = "artifacts/runs"
-
-    IDENTITY = ("model", "steps", "scheduler", "guidance_scale", "n_train", "n_heldout", "metric", "objective",
-                "latency", "max_quality", "min_speedup", "prompts_file")
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name or "/" in self.name or self.name.startswith("."):
-            raise SearchError(f"--name: expected a plain directory name like 'embedded-ddim20', got {self.name!r}")
-        for f, lo in (("steps", 1), ("n_train", 1), ("n_heldout", 1), ("population", 2), ("workers", 1)):
-            v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise SearchError(f"--{f.replace('_', '-')}: expected an integer >= {lo}, got {v!r}")
-        if self.trials is not None and (not isinstance(self.trials, int) or self.trials < 1):
-            raise SearchError(f"--trials: expected a positive integer, got {self.trials!r}")
-        if self.timeout is not None and not self.timeout > 0:
-            raise SearchError(f"--timeout: expected a positive number of seconds, got {self.timeout!r}")
-        if self.sampler not in SAMPLERS:
-            raise SearchError(f"--sampler: expected one of {list(SAMPLERS)}, got {self.sampler!r}")
-        if self.executor not in EXECUTORS:
-            raise SearchError(f"--executor: expected one of {list(EXECUTORS)}, got {self.executor!r}")
-        if self.latency not in LATENCY_MODES:
-            raise SearchError(f"--latency: expected one of {list(LATENCY_MODES)}, got {self.latency!r}")
-        if self.objective == "latency" and self.latency != "measured":
-            raise SearchError("--objective latency needs --latency measured (analytic mode measures nothing)")
-        try:
-            self.objectives  # noqa: B018 - validates objective and constraints
-        except ValueError as e:
-            raise SearchError(str(e)) from None
-
-    @property
-    def objectives(self) -> Objectives:
-        """The objectives and constraints of the study."""
-        return Objectives(kind=self.objective, max_quality=self.max_quality, min_speedup=self.min_speedup)
-
-    @property
-    def run_dir(self) -> Path:
-        """``<out>/<name>``."""
-        return Path(self.out).expanduser() / self.name
-
-    def identity(self) -> dict[str, Any]:
-        """The fields a resumed study must agree on."""
-        return {k: getattr(self, k) for k in self.IDENTITY}
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict of every setting."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RunSettings:
-        """Inverse of :meth:`to_dict` (unknown keys from newer versions are ignored)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-    def merged(self, explicit: Mapping[str, Any]) -> RunSettings:
-        """These (stored) settings with the explicitly given options applied on top."""
-        return replace(self, **{k: v for k, v in explicit.items() if v is not None})
-
-
-def default_name(model: str, scheduler: str | None, steps: int) -> str:
-    """Run name derived from model and sampler: ``embedded-ddim20``, ``arch-sd15-dpm30``."""
-    base = model.removeprefix("path:").removeprefix("hub:").rstrip("/").replace("embedded:shapes", "embedded")
-    base = base.replace(":", "-").replace("/", "-").strip("-.") or "model"
-    return f"{base}-{(scheduler or 'default').lower()}{steps}"
+ATTR_BASELINE = "baseline"
+ATTR_BASELINE_KIND = "baseline_kind"
 
 
 # -- storage -----------------------------------------------------------------------------------------------
@@ -154,6 +60,14 @@ def storage_spec(settings: RunSettings) -> str:
     if settings.storage:
         return settings.storage
     return str((settings.run_dir / JOURNAL_NAME).resolve())
+
+
+def relative_storage(spec: str, run_dir: Path) -> str:
+    """How files of the run name its storage: a URL as given, a journal path relative to the run directory
+    (``study.journal``), so no file written into a run holds an absolute path of this machine."""
+    if "://" in spec:
+        return spec
+    return os.path.relpath(Path(spec).expanduser().resolve(), Path(run_dir).expanduser().resolve())
 
 
 def open_storage(spec: str) -> Any:
@@ -222,15 +136,11 @@ def make_sampler(kind: str, *, seed: int | None, population: int, offset: int = 
 class StudyHandle:
     """An opened study and what cachesearch stored with it."""
 
-    study: Any
+    study: optuna.Study
     storage_spec: str
     settings: RunSettings
     created: bool
     config: dict[str, Any] = field(default_factory=dict)
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def load_settings(run_dir: Path) -> RunSettings | None:
@@ -245,17 +155,12 @@ def load_settings(run_dir: Path) -> RunSettings | None:
         raise SearchError(f"{path}: cannot read the run settings ({e}); fix or delete the file") from e
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temp file + rename)."""
-    atomic_write(path, text)
-
-
 def save_settings(settings: RunSettings, extra: Mapping[str, Any] | None = None) -> Path:
     """Write ``run.yaml`` (human-readable; the study itself stores the same identity)."""
-    doc = {"format": "cachesearch/run@1", "cachesearch": __version__, "updated": _now(),
+    doc = {"format": "cachesearch/run@1", "cachesearch": __version__, "updated": utc_now(),
            "settings": settings.to_dict(), **(extra or {})}
     path = settings.run_dir / "run.yaml"
-    write_text_atomic(path, yaml.safe_dump(doc, sort_keys=False))
+    atomic_write(path, yaml.safe_dump(doc, sort_keys=False))
     return path
 
 
@@ -276,7 +181,7 @@ def open_study(settings: RunSettings, *, fingerprint: str, metric: str, space_di
     config = {
         "format": STUDY_FORMAT,
         "cachesearch": __version__,
-        "created": _now(),
+        "created": utc_now(),
         "fingerprint": fingerprint,
         "weights": weights,
         "metric": metric,
@@ -402,12 +307,16 @@ def recover_orphans(study: Any, *, run_dir: Path, keep: Sequence[int] = ()) -> l
                                                            "finished; re-enqueued")
         storage.set_trial_user_attr(t._trial_id, "requeued", True)
         storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        user_attrs = {"requeued_from": t.number}
-        if "baseline" in t.user_attrs:
-            user_attrs["baseline"] = t.user_attrs["baseline"]
+        user_attrs = {"requeued_from": t.number, **baseline_attrs(t.user_attrs)}
         study.enqueue_trial(params, user_attrs=user_attrs)
         orphans.append(t.number)
     return orphans
+
+
+def baseline_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The user attributes that mark a trial as a baseline (``baseline``: its name, ``baseline_kind``: its
+    family), carried over when the trial is re-enqueued."""
+    return {k: attrs[k] for k in (ATTR_BASELINE, ATTR_BASELINE_KIND) if k in attrs}
 
 
 def pareto_trials(study: Any) -> list[Any]:
@@ -426,13 +335,3 @@ def pareto_trials(study: Any) -> list[Any]:
             seen.add(key)
         out.append(t)
     return sorted(out, key=lambda t: (t.values[1], t.values[0]))
-
-
-def json_safe(data: Any) -> Any:
-    """Round-trip through JSON (Optuna attributes must be JSON-serialisable)."""
-    return json.loads(json.dumps(data, default=str))
-
-
-def dataclass_dict(obj: Any) -> dict[str, Any]:
-    """``asdict`` for frozen dataclasses, JSON-safe."""
-    return json_safe(asdict(obj))

@@ -1,0 +1,193 @@
+"""Run settings, typed once: every option of ``cachesearch run``, its default, its flag and its help.
+
+``cachesearch run`` builds its options from :class:`RunSettings` (:func:`option_help` appends each default,
+so no help text repeats one), a run stores them in ``run.yaml``, and :meth:`RunSettings.eval_config` maps
+them to the evaluator's :class:`~cachesearch.evaluate.EvalConfig`. The step count is ``num_steps`` in code;
+its flag (``--steps``) and its key in ``run.yaml`` and in a study's identity stay ``steps``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import MISSING, Field, dataclass, field, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .objective import Objectives
+
+if TYPE_CHECKING:
+    from ..evaluate import EvalConfig
+
+__all__ = [
+    "EXECUTORS",
+    "LATENCY_MODES",
+    "SAMPLERS",
+    "RunSettings",
+    "SearchError",
+    "default",
+    "default_name",
+    "flag",
+    "option_help",
+]
+
+SAMPLERS = ("nsga2", "tpe", "random")
+EXECUTORS = ("local", "ray")
+LATENCY_MODES = ("analytic", "measured")
+
+
+class SearchError(ValueError):
+    """A run cannot start or resume as asked; the message says why and what to do."""
+
+
+def _opt(default: Any, flag: str, help: str, *, default_text: str | None = None, key: str | None = None) -> Any:
+    """A setting: ``flag`` and ``help`` of its CLI option; ``default_text`` describes a None default; ``key``
+    is its name in ``run.yaml`` when that differs from the field's."""
+    return field(default=default, metadata={"flag": flag, "help": help, "default_text": default_text, "key": key})
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSettings:
+    """Everything that defines a search run. Fields in :attr:`IDENTITY` must match when a study resumes."""
+
+    name: str = field(metadata={"flag": "--name", "help": "Run name (directory under --out); default from model "
+                                                          "and sampler. An existing run is resumed."})
+    model: str = _opt("embedded", "--model", "Model spec: embedded, arch:sd15, a pipeline folder or a cached hub id.")
+    space: str = _opt("joint", "--space", "Search space: a built-in name (joint, deepcache, blocks, steps) or a "
+                                          "YAML file (docs/search-spaces.md).",
+                      default_text="joint, without the families the model cannot run")
+    num_steps: int = _opt(20, "--steps", "Reference sampler steps.", key="steps")
+    scheduler: str | None = _opt(None, "--scheduler", "Sampler: ddim, dpmsolver++, euler, pndm, heun or a "
+                                                      "diffusers class name.", default_text="the model's own")
+    guidance_scale: float | None = _opt(None, "--guidance-scale", "CFG scale.", default_text="the model's")
+    n_train: int = _opt(8, "--n-train", "Train images per evaluation.")
+    n_heldout: int = _opt(8, "--n-heldout", "Held-out images for validation.")
+    metric: str = _opt("lpips-alex", "--metric", "Perceptual metric (falls back offline to stlpips-alex; the "
+                                                 "metric used is recorded).")
+    objective: str = _opt("cost", "--objective", "Second objective: cost (analytic MACs ratio) or latency "
+                                                 "(measured; needs --latency measured).")
+    latency: str = _opt("analytic", "--latency", "analytic or measured.")
+    max_quality: float | None = _opt(None, "--max-lpips", "Constraint: quality loss <= this.", default_text="none")
+    min_speedup: float | None = _opt(None, "--min-speedup", "Constraint: speedup >= this (1/cost ratio under "
+                                                            "--objective cost).", default_text="none")
+    sampler: str = _opt("nsga2", "--sampler", "Optuna sampler: nsga2, tpe or random.")
+    population: int = _opt(24, "--population", "NSGA-II population size.")
+    seed: int | None = _opt(0, "--seed", "Sampler seed.")
+    trials: int | None = _opt(1000, "--trials", "Stop when the study has this many finished trials (baselines "
+                                                "and duplicates included).")
+    timeout: float | None = _opt(330.0, "--timeout", "Stop starting trials after this many seconds; 0 = no limit.")
+    storage: str | None = _opt(None, "--storage", "Optuna storage URL (postgresql://… for many hosts) or a "
+                                                  "journal file path.", default_text="<run>/study.journal")
+    executor: str = _opt("local", "--executor", "local (in-process) or ray (Ray Tune).")
+    workers: int = _opt(2, "--workers", "Ray: concurrent trials.")
+    address: str | None = _opt(None, "--address", "Ray: address of an existing cluster (e.g. auto or "
+                                                  "ray://host:10001).", default_text="start a local one")
+    device: str = _opt("cpu", "--device", "cpu or cuda[:N].")
+    prompts_file: str | None = _opt(None, "--prompts", "Prompt file (text or YAML).",
+                                    default_text="built-in prompts")
+    out: str = _opt("artifacts/runs", "--out", "Directory of run directories.")
+
+    IDENTITY = ("model", "num_steps", "scheduler", "guidance_scale", "n_train", "n_heldout", "metric", "objective",
+                "latency", "max_quality", "min_speedup", "prompts_file")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name or "/" in self.name or self.name.startswith("."):
+            raise SearchError(f"--name: expected a plain directory name like 'embedded-ddim20', got {self.name!r}")
+        for f, lo in (("num_steps", 1), ("n_train", 1), ("n_heldout", 1), ("population", 2), ("workers", 1)):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise SearchError(f"{flag(f)}: expected an integer >= {lo}, got {v!r}")
+        if self.trials is not None and (not isinstance(self.trials, int) or self.trials < 1):
+            raise SearchError(f"--trials: expected a positive integer, got {self.trials!r}")
+        if self.timeout is not None and not self.timeout > 0:
+            raise SearchError(f"--timeout: expected a positive number of seconds, got {self.timeout!r}")
+        if self.sampler not in SAMPLERS:
+            raise SearchError(f"--sampler: expected one of {list(SAMPLERS)}, got {self.sampler!r}")
+        if self.executor not in EXECUTORS:
+            raise SearchError(f"--executor: expected one of {list(EXECUTORS)}, got {self.executor!r}")
+        if self.latency not in LATENCY_MODES:
+            raise SearchError(f"--latency: expected one of {list(LATENCY_MODES)}, got {self.latency!r}")
+        if self.objective == "latency" and self.latency != "measured":
+            raise SearchError("--objective latency needs --latency measured (analytic mode measures nothing)")
+        try:
+            self.objectives  # noqa: B018 - validates objective and constraints
+        except ValueError as e:
+            raise SearchError(str(e)) from None
+
+    @property
+    def objectives(self) -> Objectives:
+        """The objectives and constraints of the study."""
+        return Objectives(kind=self.objective, max_quality=self.max_quality, min_speedup=self.min_speedup)
+
+    @property
+    def run_dir(self) -> Path:
+        """``<out>/<name>``."""
+        return Path(self.out).expanduser() / self.name
+
+    def identity(self) -> dict[str, Any]:
+        """The fields a resumed study must agree on (under their ``run.yaml`` keys)."""
+        return {_key(f): getattr(self, f) for f in self.IDENTITY}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of every setting, under its ``run.yaml`` key."""
+        return {_key(f.name): getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunSettings:
+        """Inverse of :meth:`to_dict` (unknown keys from newer versions are ignored)."""
+        by_key = {_key(f.name): f.name for f in fields(cls)}
+        return cls(**{by_key[k]: v for k, v in data.items() if k in by_key})
+
+    def merged(self, explicit: Mapping[str, Any]) -> RunSettings:
+        """These (stored) settings with the explicitly given options (by field name) applied on top."""
+        return replace(self, **{k: v for k, v in explicit.items() if v is not None})
+
+    def eval_config(self, cache_dir: str | None = None) -> EvalConfig:
+        """The evaluator's configuration for these settings (``cache_dir``: the reference cache, else
+        EvalConfig's default)."""
+        from ..evaluate import EvalConfig
+
+        kwargs: dict[str, Any] = {} if cache_dir is None else {"cache_dir": cache_dir}
+        return EvalConfig(
+            model=self.model, device=self.device, scheduler=self.scheduler, num_inference_steps=self.num_steps,
+            guidance_scale=self.guidance_scale, n_train=self.n_train, n_heldout=self.n_heldout,
+            prompts_file=self.prompts_file, metric=self.metric, latency=self.latency, **kwargs,
+        )
+
+
+def _field(name: str) -> Field[Any]:
+    return {f.name: f for f in fields(RunSettings)}[name]
+
+
+def _key(name: str) -> str:
+    return _field(name).metadata.get("key") or name
+
+
+def flag(name: str) -> str:
+    """The CLI flag of a setting (``num_steps`` → ``--steps``)."""
+    return _field(name).metadata["flag"]
+
+
+def default(name: str) -> Any:
+    """The default of a setting (the single source of every default)."""
+    f = _field(name)
+    if f.default is MISSING:
+        raise KeyError(f"setting {name!r} has no default")
+    return f.default
+
+
+def option_help(name: str, *, with_default: bool = True) -> str:
+    """The help of a setting's CLI option, ending with its default (unless ``with_default`` is false: for an
+    option whose default the CLI shows itself)."""
+    f = _field(name)
+    text = f.metadata["help"]
+    if f.default is MISSING or not with_default:
+        return text
+    shown = f.metadata.get("default_text") or (f"{f.default:g}" if isinstance(f.default, float) else f.default)
+    return f"{text} Default: {shown}."
+
+
+def default_name(model: str, scheduler: str | None, num_steps: int) -> str:
+    """Run name derived from model and sampler: ``embedded-ddim20``, ``arch-sd15-dpm30``."""
+    base = model.removeprefix("path:").removeprefix("hub:").rstrip("/").replace("embedded:shapes", "embedded")
+    base = base.replace(":", "-").replace("/", "-").strip("-.") or "model"
+    return f"{base}-{(scheduler or 'default').lower()}{num_steps}"

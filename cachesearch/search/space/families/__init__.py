@@ -1,0 +1,41 @@
+"""The search side of each policy family, one module each; the mask families are registered here.
+
+A new family: one module with a :class:`MaskFamily` subclass, and one :func:`register` line below (the
+registration order is the order in which its parameters are suggested, after those of earlier families).
+"""
+
+from .base import BaselineGrid, Family, MaskFamily, mask_families, register
+from .blockcaching import BlockCachingFamily
+from .deepcache import DeepCacheFamily
+from .none import NoCaching
+from .periodic import PeriodicFamily
+from .steps import SPACINGS, Steps
+
+register(NoCaching)
+register(DeepCacheFamily)
+register(PeriodicFamily)
+register(BlockCachingFamily)
+
+
+def baseline_families() -> dict[str, type[Family]]:
+    """The families that have baselines, by kind, in the order their baselines are enqueued: the step set,
+    then the mask families in registration order."""
+    out: dict[str, type[Family]] = {Steps.name: Steps}
+    out.update({n: c for n, c in mask_families().items() if c.grid is not None})
+    return out
+
+
+__all__ = [
+    "SPACINGS",
+    "BaselineGrid",
+    "BlockCachingFamily",
+    "DeepCacheFamily",
+    "Family",
+    "MaskFamily",
+    "NoCaching",
+    "PeriodicFamily",
+    "Steps",
+    "baseline_families",
+    "mask_families",
+    "register",
+]

@@ -1,0 +1,108 @@
+"""Family ``periodic``: per-block recompute masks in a compact form — for each listed block a period, a phase and
+an active window (fractions of the steps), see :class:`~cachesearch.schedule.PeriodicMask`. No baselines."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ....schedule import PeriodicMask, Policy
+from ..context import SpaceContext
+from ..params import Dist, Fields, FloatParam, IntParam
+from .base import MaskFamily
+
+__all__ = ["PeriodicFamily"]
+
+
+@dataclass(frozen=True)
+class PeriodicFamily(MaskFamily):
+    """Per-block period, phase and active window; ``blocks`` is ``stages``, ``layers`` or a list of names."""
+
+    blocks: str | tuple[str, ...]
+    period: IntParam
+    phase: IntParam
+    start: FloatParam
+    end: FloatParam
+
+    name: ClassVar[str] = "periodic"
+    defaults: ClassVar[Mapping[str, Any]] = {
+        "blocks": "stages",
+        "period": {"low": 1, "high": 6},
+        "phase": {"low": 0, "high": 5},
+        "start": {"low": 0.0, "high": 0.5},
+        "end": {"low": 0.5, "high": 1.0},
+    }
+
+    @classmethod
+    def parse(cls, fields: Fields, path: str, section: Mapping[str, Any]) -> PeriodicFamily:
+        blocks = section["blocks"]
+        if isinstance(blocks, str):
+            if blocks not in ("stages", "layers"):
+                raise fields.error(f"{path}.blocks", f"expected 'stages', 'layers' or a list of block names, "
+                                                     f"got {blocks!r}")
+        elif isinstance(blocks, list) and blocks and all(isinstance(b, str) and b for b in blocks):
+            if len(set(blocks)) != len(blocks):
+                raise fields.error(f"{path}.blocks", f"lists a block twice: {blocks}")
+            blocks = tuple(blocks)
+        else:
+            raise fields.error(f"{path}.blocks", f"expected 'stages', 'layers' or a non-empty list of block "
+                                                 f"names like ['up_blocks.1', 'mid_block'], got {blocks!r}")
+        return cls(
+            blocks=blocks,
+            period=fields.int(f"{path}.period", section["period"], lo=1),
+            phase=fields.int(f"{path}.phase", section["phase"], lo=0),
+            start=fields.float(f"{path}.start", section["start"], lo=0.0, hi=1.0),
+            end=fields.float(f"{path}.end", section["end"], lo=0.0, hi=1.0),
+        )
+
+    def block_names(self, ctx: SpaceContext) -> tuple[str, ...]:
+        """The blocks the family masks, in the model's order (not validated: see :meth:`dists`)."""
+        if self.blocks == "stages":
+            chosen: tuple[str, ...] = ctx.stages
+        elif self.blocks == "layers":
+            chosen = tuple(b for b in ctx.blocks if b not in ctx.stages)
+        else:
+            chosen = tuple(self.blocks)
+        return tuple(b for b in ctx.blocks if b in chosen)
+
+    def dists(self, ctx: SpaceContext, fields: Fields) -> list[Dist]:
+        if not isinstance(self.blocks, str):
+            for i, b in enumerate(self.blocks):
+                if b not in ctx.blocks:
+                    raise fields.error(f"mask.periodic.blocks[{i}]", f"unknown block {b!r}; this denoiser's stages "
+                                                                     f"are {list(ctx.stages)}")
+            for i, b in enumerate(self.blocks):
+                parent = b.rsplit(".", 2)[0] if b.count(".") >= 2 else None
+                if parent in self.blocks:
+                    raise fields.error(f"mask.periodic.blocks[{i}]", f"{b!r} is inside {parent!r}, which is also "
+                                                                     f"listed; list the stage or its layers")
+        out = []
+        for b in self.block_names(ctx):
+            out += [
+                Dist.integer(fields, f"periodic.{b}.period", "mask.periodic.period", self.period, {}),
+                Dist.integer(fields, f"periodic.{b}.phase", "mask.periodic.phase", self.phase, {}),
+                Dist.real(f"periodic.{b}.start", self.start),
+                Dist.real(f"periodic.{b}.end", self.end),
+            ]
+        return out
+
+    def policy(self, values: Mapping[str, Any], ctx: SpaceContext, num_steps: int) -> PeriodicMask:
+        entries = []
+        for b in self.block_names(ctx):
+            period = int(values[f"periodic.{b}.period"])
+            phase = int(values[f"periodic.{b}.phase"]) % period
+            start, end = float(values[f"periodic.{b}.start"]), float(values[f"periodic.{b}.end"])
+            if start > end:
+                start, end = end, start
+            entries.append((b, period, phase, start, end))
+        return PeriodicMask(blocks=tuple(entries))
+
+    def params(self, policy: Policy | None, ctx: SpaceContext) -> dict[str, Any] | None:
+        if not isinstance(policy, PeriodicMask) or [e[0] for e in policy.blocks] != list(self.block_names(ctx)):
+            return None
+        out: dict[str, Any] = {}
+        for b, period, phase, start, end in policy.blocks:
+            out.update({f"periodic.{b}.period": period, f"periodic.{b}.phase": phase,
+                        f"periodic.{b}.start": start, f"periodic.{b}.end": end})
+        return out

@@ -1,0 +1,228 @@
+"""Space files: load and validate ``cachesearch/space@1`` YAML, find the shipped spaces, the default space.
+
+A space file lists which policy families a study may propose and the range of every parameter (format in
+``docs/search-spaces.md``); each family parses its own section (:mod:`.families`). :func:`load_space` validates
+the file on its own; :meth:`SearchSpace.resolve` then checks it against one model and sampler.
+
+The shipped spaces are the repository's top-level ``search_spaces/*.yaml``; the package reaches them through
+``cachesearch/search/spaces``, a link to that folder that a wheel stores as a plain folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ...schedule import BlockSpace
+from ...schedule._yaml import DuplicateKeyError, strict_yaml_load
+from .context import SpaceContext
+from .families import Family, MaskFamily, Steps, baseline_families, mask_families
+from .params import Fields, SpaceError
+from .resolved import ResolvedSpace
+
+__all__ = [
+    "DEFAULT_SPACE",
+    "SPACE_FORMAT",
+    "SearchSpace",
+    "builtin_space_names",
+    "default_space",
+    "find_space",
+    "load_space",
+    "parse_space",
+]
+
+SPACE_FORMAT = "cachesearch/space@1"
+DEFAULT_SPACE = "joint"
+SHIPPED_SPACES = Path(__file__).resolve().parents[1] / "spaces"
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A validated space file, not yet tied to a model (see :meth:`resolve`).
+
+    Attributes:
+        families: the mask families of ``mask.families`` in file order (the choices of ``mask.family``).
+        baselines: the baseline kinds (family names) to enqueue.
+        baseline_options: per kind, the grid the file gives (``{"deepcache": {"intervals": [2, 3]}}``).
+        steps: the step-set family, if the file has a ``steps`` section.
+        masks: the listed mask families by name, in registration (suggestion) order.
+    """
+
+    name: str
+    description: str
+    source: str
+    text: str
+    families: tuple[str, ...]
+    baselines: tuple[str, ...]
+    baseline_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    steps: Steps | None = None
+    masks: Mapping[str, MaskFamily] = field(default_factory=dict)
+
+    @property
+    def digest(self) -> str:
+        """``sha256:`` of the file text: a resumed study refuses a space whose text changed."""
+        return "sha256:" + hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    def family(self, kind: str) -> Family:
+        """The family of a baseline kind or mask family name."""
+        if kind == Steps.name and self.steps is not None:
+            return self.steps
+        return self.masks[kind]
+
+    def baseline_grid(self, kind: str) -> tuple[Any, ...] | None:
+        """The grid the file gives baselines of ``kind`` (None: the family's defaults)."""
+        grid = baseline_families()[kind].grid
+        values = self.baseline_options.get(kind, {}).get(grid.key) if grid is not None else None
+        return tuple(values) if values else None
+
+    def resolve(self, ctx: SpaceContext) -> ResolvedSpace:
+        """Tie the space to a model and sampler: resolve symbols, check ranges and blocks (raises SpaceError)."""
+        return ResolvedSpace(self, ctx)
+
+    def without(self, names: Sequence[str], why: str) -> SearchSpace:
+        """This space without the mask families ``names`` (and their sections and baselines)."""
+        data = yaml.safe_load(self.text)
+        mask = data["mask"]
+        mask["families"] = [f for f in mask["families"] if f not in names]
+        for n in names:
+            mask.pop(n, None)
+        if isinstance(data.get("baselines"), Mapping):
+            data["baselines"] = {k: v for k, v in data["baselines"].items() if k not in names}
+        elif isinstance(data.get("baselines"), list):
+            data["baselines"] = [k for k in data["baselines"] if k not in names]
+        text = f"# {self.source} without {', '.join(names)}: {why}\n" + yaml.safe_dump(data, sort_keys=False)
+        return parse_space(data, source=self.source, text=text)
+
+
+def parse_space(data: Any, *, source: str = "<space>", text: str | None = None) -> SearchSpace:
+    """Validate a parsed space document (see ``docs/search-spaces.md``); errors name ``source`` and the field."""
+    f = Fields(source)
+    if not isinstance(data, Mapping):
+        raise SpaceError(f"{source}: the document must be a mapping starting with 'format: {SPACE_FORMAT}'")
+    fmt = data.get("format")
+    if fmt != SPACE_FORMAT:
+        raise f.error("format", f"expected {SPACE_FORMAT!r}, got {fmt!r}")
+    d = f.mapping("<top level>", data, {"format", "name", "mask"}, {"description", "steps", "baselines"})
+    name = d["name"]
+    if not isinstance(name, str) or not name.strip():
+        raise f.error("name", f"expected a non-empty string, got {name!r}")
+    description = d.get("description", "")
+    if not isinstance(description, str):
+        raise f.error("description", f"expected a string, got {description!r}")
+
+    steps = None
+    if d.get("steps") is not None:
+        steps = Steps.parse(f, "steps", f.section("steps", d["steps"], Steps.defaults, Steps.required))
+
+    registry = mask_families()
+    mask = f.mapping("mask", d["mask"], {"families"}, {n for n, c in registry.items() if c.section})
+    families = f.choice("mask.families", mask["families"], tuple(registry)).choices
+    for fam in sorted(set(mask) - {"families"}):
+        if fam not in families:
+            raise f.error(f"mask.{fam}", f"configures family {fam!r}, which mask.families does not list")
+    if families == ("none",) and steps is None:
+        raise f.error("mask.families", "only 'none' and no 'steps' section: the space holds just the reference")
+    masks: dict[str, MaskFamily] = {}
+    for n, cls in registry.items():
+        if n in families:
+            path = f"mask.{n}"
+            masks[n] = cls.parse(f, path, f.section(path, mask.get(n), cls.defaults, cls.required))
+
+    baselines, baseline_options = _parse_baselines(f, d.get("baselines"), steps is not None, families)
+
+    if text is None:
+        text = yaml.safe_dump(dict(data), sort_keys=True)
+    return SearchSpace(
+        name=name.strip(), description=description.strip(), source=source, text=text, families=families,
+        baselines=baselines, baseline_options=baseline_options, steps=steps, masks=masks,
+    )
+
+
+def _parse_baselines(f: Fields, value: Any, has_steps: bool, families: tuple[str, ...]
+                     ) -> tuple[tuple[str, ...], dict[str, dict[str, Any]]]:
+    """``baselines:`` is absent (every kind the space can express), a list of kinds, or a mapping of kind →
+    grid (``steps: {fractions: [...]}``, ``deepcache: {intervals: [...]}``, ``blockcaching: {thresholds: [...]}``,
+    each optional)."""
+    kinds_known = baseline_families()
+    reasons = {k: c.expressible(has_steps, families) for k, c in kinds_known.items()}
+    if value is None:
+        return tuple(k for k in kinds_known if reasons[k] is None), {}
+    options: dict[str, dict[str, Any]] = {}
+    if isinstance(value, Mapping):
+        kinds = []
+        for kind, grid_value in value.items():
+            path = f"baselines.{kind}"
+            if kind not in kinds_known:
+                raise f.error(path, f"unknown baseline kind; expected one of {list(kinds_known)}")
+            grid = kinds_known[kind].grid
+            if grid is None:  # pragma: no cover - baseline_families() holds only families with a grid
+                raise f.error(path, f"family {kind!r} has no baselines")
+            g = f.mapping(path, grid_value or {}, set(), {grid.key})
+            if grid.key in g:
+                options[kind] = {grid.key: grid.parse(f, f"{path}.{grid.key}", g[grid.key])}
+            kinds.append(kind)
+    elif value == []:
+        kinds = []
+    else:
+        kinds = list(f.choice("baselines", value, tuple(kinds_known)).choices)
+    for kind in kinds:
+        if reasons[kind] is not None:
+            raise f.error(f"baselines.{kind}", f"{kind!r} baselines need {reasons[kind]}")
+    return tuple(kinds), options
+
+
+def load_space(path: str | Path) -> SearchSpace:
+    """Load and validate a space file (raises :class:`SpaceError` naming the file and field)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpaceError(f"{p}: no such search-space file; built-in spaces: {', '.join(builtin_space_names())}")\
+            from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpaceError(f"{p}: cannot read the file ({e})") from e
+    try:
+        data = strict_yaml_load(text)
+    except DuplicateKeyError as e:
+        raise SpaceError(f"{p}: {e}") from e
+    except yaml.YAMLError as e:
+        raise SpaceError(f"{p}: not valid YAML: {e}") from e
+    return parse_space(data, source=str(p), text=text)
+
+
+def builtin_space_names() -> list[str]:
+    """Names of the shipped spaces (``joint``, ``deepcache``, ``blocks``, ``steps``)."""
+    return sorted(p.stem for p in SHIPPED_SPACES.glob("*.yaml"))
+
+
+def find_space(spec: str | Path) -> Path:
+    """A space file path from ``spec``: an existing file, or the name of a shipped space (``joint``)."""
+    p = Path(spec).expanduser()
+    if p.is_file():
+        return p
+    stem = p.name[:-5] if p.name.endswith(".yaml") else p.name
+    if p.parent == Path(".") or str(p.parent) == "search_spaces":
+        candidate = SHIPPED_SPACES / f"{stem}.yaml"
+        if candidate.is_file():
+            return candidate
+    raise SpaceError(
+        f"{spec}: no such search-space file; pass a path or one of the built-in spaces: "
+        f"{', '.join(builtin_space_names())}"
+    )
+
+
+def default_space(blocks: BlockSpace | None = None) -> SearchSpace:
+    """The space of a run that names none: the shipped ``joint`` space without the mask families the
+    denoiser cannot run (DeepCache needs skip branches: ``blocks.deepcache_branches``)."""
+    space = load_space(find_space(DEFAULT_SPACE))
+    if blocks is None:
+        return space
+    drop = [n for n, cls in mask_families().items() if n in space.families and not cls.supports(blocks)]
+    if not drop:
+        return space
+    return space.without(drop, f"this denoiser ({blocks.family}) cannot run {', '.join(drop)}")

@@ -1,0 +1,51 @@
+"""``cachesearch run`` options → RunSettings (no model is loaded: the search is replaced by a recorder)."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+import cachesearch.search
+from cachesearch.cli import app
+from cachesearch.search import SearchError
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def captured(monkeypatch: pytest.MonkeyPatch) -> dict:
+    seen: dict = {}
+
+    def fake_run_search(settings, progress, **kwargs):
+        seen.update(settings=settings, **kwargs)
+        raise SearchError("recorded")
+
+    monkeypatch.setattr(cachesearch.search, "run_search", fake_run_search)
+    return seen
+
+
+def test_options_become_settings_by_field_name(tmp_path, captured) -> None:
+    out = str(tmp_path / "runs")
+    result = runner.invoke(app, ["run", "--steps", "6", "--max-lpips", "0.2", "--prompts", "p.txt", "--timeout", "0",
+                                 "--space", "steps", "--seed", "3", "--out", out, "-q"])
+    assert result.exit_code == 2 and "error: recorded" in result.output
+    s = captured["settings"]
+    assert (s.name, s.num_steps, s.max_quality, s.prompts_file, s.timeout, s.space, s.seed, s.out) == (
+        "embedded-default6", 6, 0.2, "p.txt", None, "steps", 3, out)
+    assert captured["space_given"] is True
+    assert s.trials == 1000 and s.population == 24  # untouched options keep RunSettings' defaults
+
+
+def test_without_options_the_defaults_are_those_of_run_settings(tmp_path, captured) -> None:
+    result = runner.invoke(app, ["run", "--out", str(tmp_path), "-q"])
+    assert result.exit_code == 2
+    s = captured["settings"]
+    assert s == type(s)(name="embedded-default20", out=str(tmp_path))
+    assert captured["space_given"] is False
+
+
+def test_help_shows_the_defaults_of_run_settings() -> None:
+    result = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0
+    assert "Reference sampler steps. Default: 20." in result.output
+    assert "NSGA-II population size. Default: 24." in result.output
