@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_blockcaching:
         profile = profile_blocks(ev, split="train", granularity="stage")
     candidates: list[tuple[str, cs.Schedule]] = [("full", ev.compile(cs.Full(), name="full"))]
-    for name, policy in baselines(ev, profile=profile, intervals=args.intervals, thresholds=args.thresholds):
+    for b in baselines(ev, profile=profile, intervals=args.intervals, thresholds=args.thresholds):
+        name, policy = b.name, b.policy
         if args.branches is not None and isinstance(policy, cs.DeepCache) and policy.branch not in args.branches:
             continue
         candidates.append((name, ev.compile(policy, name=name)))

@@ -43,6 +43,7 @@ _EXPORTS: dict[str, str] = {
     "load_profile": "._profile",
     "profile_id": "._profile",
     # baselines
+    "Baseline": "._baselines",
     "baselines": "._baselines",
     # quality
     "PerceptualMetric": "._quality",
@@ -75,6 +76,7 @@ __all__ = [
     "PromptSet",
     "ReferenceCache",
     "ReferenceInfo",
+    "Baseline",
     "baselines",
     "builtin_prompts",
     "device_description",
@@ -95,7 +97,7 @@ __all__ = [
 if TYPE_CHECKING:
     from cachesearch._util import device_description
 
-    from ._baselines import baselines
+    from ._baselines import Baseline, baselines
     from ._config import SCHEDULER_NAMES, EvalConfig, EvalConfigError
     from ._errors import InvalidOutputError, PerceptualMetricUnavailableError
     from ._evaluator import Evaluator

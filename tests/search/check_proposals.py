@@ -17,8 +17,8 @@ from diffusers import DPMSolverMultistepScheduler  # noqa: E402
 
 from cachesearch.evaluate import EvalConfig, EvalResult, Evaluator  # noqa: E402
 from cachesearch.models._loaders import LoadedModel  # noqa: E402
-from cachesearch.models._tiny import tiny_sd_pipeline  # noqa: E402
 from cachesearch.search import RunSettings, run_search  # noqa: E402
+from tests._tiny import tiny_sd_pipeline  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 torch.set_num_threads(1)

@@ -119,13 +119,11 @@ class DenoiserAdapter:
         family: short family name written into schedule files (``"unet2d"``).
         pipeline_attribute: the pipeline attribute that holds the denoiser (``"unet"``, ``"transformer"``).
         description: the models it covers, for error messages.
-        default_space: the search space used when a run names none.
     """
 
     family: str = ""
     pipeline_attribute: str = ""
     description: str = ""
-    default_space: str = "blocks"
 
     def matches(self, denoiser: torch.nn.Module) -> bool:  # pragma: no cover - interface
         """Whether ``denoiser`` belongs to this family."""
@@ -161,10 +159,6 @@ class DenoiserAdapter:
     def uses_cfg(self, pipe: Any, guidance_scale: float) -> bool:  # pragma: no cover - interface
         """Whether a call with ``guidance_scale`` batches ``[uncond; cond]`` (classifier-free guidance)."""
         raise NotImplementedError
-
-    def default_search_space(self, space: BlockSpace) -> str:
-        """Name of the shipped search space to use for this denoiser when a run names none."""
-        return self.default_space
 
 
 _ADAPTERS: dict[str, DenoiserAdapter] = {}

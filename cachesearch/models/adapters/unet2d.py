@@ -215,7 +215,6 @@ class UNet2DAdapter(DenoiserAdapter):
     family = FAMILY
     pipeline_attribute = "unet"
     description = "UNet2DConditionModel-like UNets (SD 1.x/2.x, SDXL, the embedded model)"
-    default_space = "joint"
 
     def matches(self, denoiser: torch.nn.Module) -> bool:
         return hasattr(denoiser, "down_blocks") and hasattr(denoiser, "up_blocks")
@@ -252,9 +251,6 @@ class UNet2DAdapter(DenoiserAdapter):
     def uses_cfg(self, pipe: Any, guidance_scale: float) -> bool:
         # Guidance-distilled UNets (LCM: time_cond_proj_dim) take the scale as an embedding, not a CFG batch.
         return guidance_scale > 1 and getattr(pipe.unet.config, "time_cond_proj_dim", None) is None
-
-    def default_search_space(self, space: BlockSpace) -> str:
-        return "joint" if space.deepcache_branches else "blocks"
 
 
 register_adapter(UNet2DAdapter())
