@@ -16,6 +16,7 @@ from .schedule import (
     BlockMask,
     BlockProfile,
     DeepCache,
+    Front,
     Full,
     Joint,
     PeriodicMask,
@@ -23,6 +24,7 @@ from .schedule import (
     Schedule,
     ScheduleError,
     StepSet,
+    load_front,
     load_schedule,
 )
 
@@ -32,6 +34,7 @@ __all__ = [
     "BlockMask",
     "BlockProfile",
     "DeepCache",
+    "Front",
     "Full",
     "Joint",
     "PeriodicMask",
@@ -42,5 +45,6 @@ __all__ = [
     "__version__",
     "apply_schedule",
     "compile_schedule",
+    "load_front",
     "load_schedule",
 ]

@@ -127,7 +127,8 @@ def register(app: typer.Typer) -> None:
         steps: Annotated[
             int | None,
             typer.Option(
-                "--steps", help="Reference steps (default: the schedule's; for step-set schedules the model's default)."
+                "--steps", help="Reference steps (default: the schedule's recorded reference; without one, the "
+                "schedule's steps, or the model's default for step-set schedules)."
             ),
         ] = None,
         n_train: Annotated[int, typer.Option("--n-train", help="Images in the train prompt set.")] = 8,
@@ -166,6 +167,12 @@ def register(app: typer.Typer) -> None:
                     f"{schedule_file}: model.source is {schedule.model.source!r}, which cannot be loaded; pass --model"
                 )
             kind = str(schedule.policy.get("kind", ""))
+            ref = schedule.reference
+            if steps is None and ref is not None:
+                steps = ref.num_inference_steps
+                if steps != schedule.num_steps:
+                    console.print(f"comparing with the schedule's recorded reference: full compute at {steps} steps "
+                                  f"({ref.scheduler}; --steps to change)")
             if steps is None:
                 if kind in ("steps", "joint"):
                     steps = _default_steps(spec)
@@ -176,6 +183,9 @@ def register(app: typer.Typer) -> None:
                 else:
                     steps = schedule.num_steps
             scheduler = None if schedule.sampler.scheduler == "unknown" else schedule.sampler.scheduler
+            if ref is not None and ref.scheduler != schedule.sampler.scheduler:
+                raise fail(f"{schedule_file}: reference.scheduler {ref.scheduler} differs from sampler.scheduler "
+                           f"{schedule.sampler.scheduler}; cachesearch scores a schedule on its own scheduler")
             config = EvalConfig(
                 model=spec,
                 device=device,

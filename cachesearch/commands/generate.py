@@ -12,10 +12,20 @@ from ._common import user_errors
 
 def generate(
     prompt: str = typer.Option(..., "--prompt", "-p", help="Text prompt."),
-    model: str = typer.Option("embedded", "--model", "-m", help="embedded | arch:sd15 | arch:sdxl | folder | hub id."),
+    model: str | None = typer.Option(
+        None, "--model", "-m",
+        help="embedded | arch:sd15 | arch:sdxl | folder | hub id (default: the schedule's model.source, else "
+        "embedded).",
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the initial noise."),
-    out: Path = typer.Option(Path("image.png"), "--out", "-o", help="Output PNG."),
+    out: Path = typer.Option(Path("image.png"), "--out", "-o", help="Output PNG (refused if it exists)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
     schedule: Path | None = typer.Option(None, "--schedule", "-s", help="Apply this schedule YAML."),
+    reference: bool = typer.Option(
+        False, "--reference",
+        help="With --schedule: generate the schedule's recorded reference (full compute at its steps and guidance) "
+        "instead, to compare side by side.",
+    ),
     steps: int | None = typer.Option(None, "--steps", help="Sampler steps (default: the schedule's, else model's)."),
     guidance_scale: float | None = typer.Option(None, "--guidance-scale", help="CFG scale (default: model's)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N."),
@@ -25,9 +35,20 @@ def generate(
 
     from .. import load_schedule
     from ..models import load_model
+    from .evaluate import default_model
 
     with user_errors():
-        loaded = load_model(model, device=device)
+        # Everything that can be checked without the model is checked first.
+        if out.exists() and not overwrite:
+            raise typer.BadParameter(f"{out} exists; pass --overwrite to replace it", param_hint="--out")
+        sched = load_schedule(schedule) if schedule is not None else None
+        if reference and sched is None:
+            raise typer.BadParameter("--reference needs --schedule", param_hint="--reference")
+        if reference and sched.reference is None:
+            raise typer.BadParameter(f"{schedule} records no reference run (format @1); pass --steps instead",
+                                     param_hint="--reference")
+        spec = model or (default_model(sched) if sched is not None else None) or "embedded"
+        loaded = load_model(spec, device=device)
         pipe = loaded.pipe
         pipe.set_progress_bar_config(disable=True)
         kwargs: dict = {}
@@ -35,8 +56,11 @@ def generate(
             from ..models.shapes import DEFAULT_GUIDANCE_SCALE, DEFAULT_STEPS
 
             kwargs = {"num_inference_steps": DEFAULT_STEPS, "guidance_scale": DEFAULT_GUIDANCE_SCALE}
-        sched = load_schedule(schedule) if schedule is not None else None
-        if sched is not None:
+        if sched is not None and reference:
+            kwargs["num_inference_steps"] = sched.reference.num_inference_steps
+            if sched.reference.guidance_scale is not None:
+                kwargs["guidance_scale"] = sched.reference.guidance_scale
+        elif sched is not None:
             kwargs.update(sched.pipeline_kwargs())
         if steps is not None:
             kwargs.pop("timesteps", None)
@@ -45,7 +69,7 @@ def generate(
             kwargs["guidance_scale"] = guidance_scale
         generator = torch.Generator(device="cpu").manual_seed(seed)
         start = time.perf_counter()
-        if sched is not None:
+        if sched is not None and not reference:
             with sched.applied(pipe):
                 image = pipe(prompt, generator=generator, **kwargs).images[0]
         else:
@@ -53,7 +77,9 @@ def generate(
         elapsed = time.perf_counter() - start
     out.parent.mkdir(parents=True, exist_ok=True)
     image.save(out)
-    what = f" with schedule {sched.name!r}" if sched is not None else ""
+    what = ""
+    if sched is not None:
+        what = f", the reference of {sched.name!r}" if reference else f" with schedule {sched.name!r}"
     typer.echo(f"wrote {out} ({image.width}x{image.height}, {elapsed:.2f} s{what})")
     if loaded.random_weights:
         typer.secho("note: random-weight architecture preset: the image is noise by design", fg="yellow")

@@ -25,12 +25,11 @@ import torch
 
 from cachesearch.schedule import (
     BlockSpace,
-    Joint,
     Metrics,
     Policy,
+    ReferenceRun,
     Schedule,
     ScheduleError,
-    StepSet,
     fingerprint_mismatch,
 )
 
@@ -226,7 +225,7 @@ class Evaluator:
         """Compile ``policy`` for this evaluator's pipeline, steps and guidance."""
         from cachesearch._compile import compile_schedule
 
-        carries_steps = isinstance(policy, (StepSet, Joint))
+        carries_steps = policy.step_set() is not None
         return compile_schedule(
             self.pipe,
             policy,
@@ -235,7 +234,14 @@ class Evaluator:
             name=name,
             source=self.source,
             space=self.space,
+            reference=self.reference_run,
         )
+
+    @property
+    def reference_run(self) -> ReferenceRun:
+        """The full-compute run every schedule here is scored against (recorded in the schedules, format @2)."""
+        return ReferenceRun(scheduler=type(self.pipe.scheduler).__name__, num_inference_steps=self.num_inference_steps,
+                            guidance_scale=self.guidance_scale)
 
     def num_calls(self, kwargs: Mapping[str, Any]) -> tuple[int, int]:
         """``(steps, denoiser calls)`` the pipeline's scheduler makes for these pipeline kwargs

@@ -6,6 +6,7 @@ Pure data: this layer imports only pyyaml and numpy.
 from ._blockspace import BlockInfo, BlockKind, BlockSpace
 from ._errors import ScheduleError
 from ._fingerprint import architecture_fingerprint, fingerprint_mismatch
+from ._front import Front, FrontEntry, load_front
 from ._ir import (
     FORMAT,
     FORMATS,
@@ -37,6 +38,8 @@ from .policies import (
 
 __all__ = [
     "FORMAT",
+    "Front",
+    "FrontEntry",
     "FORMATS",
     "BlockCachingAuto",
     "BlockInfo",
@@ -65,6 +68,7 @@ __all__ = [
     "architecture_fingerprint",
     "fingerprint_mismatch",
     "dump_schedule",
+    "load_front",
     "load_schedule",
     "parse_schedule",
     "policy_from_dict",
