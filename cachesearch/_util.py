@@ -18,7 +18,7 @@ from typing import Any
 
 from ._atomic import atomic_write
 
-__all__ = ["atomic_write", "device_description", "json_safe", "relative_path", "utc_now"]
+__all__ = ["atomic_write", "device_description", "json_safe", "relative_path", "save_figure", "utc_now"]
 
 
 def utc_now() -> str:
@@ -78,3 +78,12 @@ def relative_path(path: str | os.PathLike[str], base: str | os.PathLike[str] | N
     current directory), POSIX separators, never this machine's absolute path."""
     here = Path(base) if base is not None else Path.cwd()
     return Path(os.path.relpath(Path(path).resolve(), here.resolve())).as_posix()
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
+    """Render a matplotlib figure to PNG and write it atomically (a crash never leaves half an image)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return atomic_write(path, buf.getvalue())

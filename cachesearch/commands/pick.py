@@ -27,11 +27,11 @@ def pick(
 
     with user_errors():
         front = load_front(index)
-        entry = front.choose(max_cost=max_cost, max_latency_ms=max_latency_ms, min_speedup=min_speedup,
-                             max_loss=max_loss, split=split)
+        bounds = {"max_cost": max_cost, "max_latency_ms": max_latency_ms, "min_speedup": min_speedup,
+                  "max_loss": max_loss, "split": split}
+        entry = front.choose(**bounds)
         path = front.path.parent / entry.file
-        front.pick(max_cost=max_cost, max_latency_ms=max_latency_ms, min_speedup=min_speedup, max_loss=max_loss,
-                   split=split)  # the file itself must load
+        front.pick(**bounds)  # the file itself must load
     typer.echo(str(path))
     typer.echo(f"  {entry.describe(split)}", err=True)
 

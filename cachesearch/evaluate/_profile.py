@@ -13,7 +13,6 @@ heatmap PNG (blocks × steps).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 from collections.abc import Mapping
@@ -24,7 +23,7 @@ import torch
 
 from cachesearch.schedule import BlockKind, BlockProfile, ScheduleError
 
-from .._util import atomic_write
+from .._util import atomic_write, save_figure
 
 if TYPE_CHECKING:
     from ._evaluator import Evaluator
@@ -178,9 +177,7 @@ def _heatmap(profile: BlockProfile, path: Path, *, title: str | None) -> None:
         ax.set_title(title or "relative L1 change of block output vs previous step", fontsize=9)
         fig.colorbar(im, ax=ax, label="||o_s - o_(s-1)||_1 / ||o_(s-1)||_1")
         fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        atomic_write(path, buf.getvalue())
+        save_figure(fig, path)
     finally:
         plt.close(fig)
 

@@ -62,25 +62,15 @@ class Front:
     metric: str | None
     entries: tuple[FrontEntry, ...]
 
-    def pick(
-        self,
-        *,
-        max_cost: float | None = None,
-        max_latency_ms: float | None = None,
-        min_speedup: float | None = None,
-        max_loss: float | None = None,
-        split: str = "heldout",
-    ) -> Schedule:
-        """The schedule with the lowest loss within a cost/latency/speedup budget (and ``max_loss`` if given),
-        or, with only ``max_loss``, the cheapest schedule within that loss bound.
+    def pick(self, **bounds: Any) -> Schedule:
+        """Load the schedule :meth:`choose` picks: the lowest loss within a cost/latency/speedup budget (and
+        ``max_loss`` if given), or, with only ``max_loss``, the cheapest schedule within that loss bound.
 
         Raises:
             ScheduleError: no bound given, a bound the front has no data for, or nothing fits — the message
                 names the closest option.
         """
-        return load_schedule(self.path.parent / self.choose(
-            max_cost=max_cost, max_latency_ms=max_latency_ms, min_speedup=min_speedup, max_loss=max_loss,
-            split=split).file)
+        return load_schedule(self.path.parent / self.choose(**bounds).file)
 
     def choose(
         self,
@@ -91,7 +81,7 @@ class Front:
         max_loss: float | None = None,
         split: str = "heldout",
     ) -> FrontEntry:
-        """The entry :meth:`pick` loads."""
+        """The front entry that fits best (see :meth:`pick`); ``split`` chooses whose loss counts."""
         if split not in _SPLITS:
             raise ScheduleError(f"split: expected 'train' or 'heldout', got {short_repr(split)}")
         budget = {"max_cost": max_cost, "max_latency_ms": max_latency_ms, "min_speedup": min_speedup}

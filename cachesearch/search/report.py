@@ -3,7 +3,6 @@ block-change heatmap ``profile.png`` (written by :func:`cachesearch.evaluate.sav
 
 from __future__ import annotations
 
-import io
 import math
 import re
 from collections import Counter
@@ -11,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._util import atomic_write
+from .._util import atomic_write, save_figure
 from .export import REFERENCE_INTERVAL, ExportEntry, ExportResult, baseline_rows, is_reference_deepcache
 from .study import relative_storage, storage_spec
 
@@ -139,9 +138,7 @@ def plot_pareto(prep: Prepared, export: ExportResult, path: Path) -> Path:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc="best", framealpha=0.85)
         fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        atomic_write(path, buf.getvalue())
+        save_figure(fig, path)
     finally:
         plt.close(fig)
     return path
