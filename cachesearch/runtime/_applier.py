@@ -26,6 +26,12 @@ RUN, STORE, REUSE = 0, 1, 2
 _HANDLE_ATTR = "_cachesearch_applied"
 
 
+def _uncompiled(module: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a ``torch.compile(module)`` wrapper (``OptimizedModule``), else ``module``."""
+    inner = getattr(module, "_orig_mod", None)
+    return inner if isinstance(inner, torch.nn.Module) and type(module).__name__ == "OptimizedModule" else module
+
+
 def fingerprint_module(module: torch.nn.Module) -> str:
     """Architecture fingerprint of a denoiser (class, config, parameter names and shapes)."""
     config = dict(getattr(module, "config", {}) or {})
@@ -86,8 +92,9 @@ class AppliedSchedule:
     ) -> None:
         self.schedule = schedule
         self._cfg = cfg
-        self.denoiser = denoiser_of(target)
-        self.pipe = target if target is not self.denoiser else None
+        called = denoiser_of(target)  # what the pipeline calls: maybe a torch.compile wrapper
+        self.denoiser = _uncompiled(called)
+        self.pipe = target if target is not called else None
         if getattr(self.denoiser, _HANDLE_ATTR, None) is not None:
             raise ScheduleError("a schedule is already applied to this denoiser; remove() it first")
         self._check_fingerprint(force)
@@ -110,19 +117,44 @@ class AppliedSchedule:
         self._tables: dict[tuple[int, bool], list[tuple]] = {}  # (first row run, cfg) -> action rows
         self._state = _State(len(hooked))
 
-        self._patches: list[tuple[Any, str, bool, Callable]] = []  # (object, attribute, had_attr, original)
+        # (object, attribute, had_attr, original, our wrapper)
+        self._patches: list[tuple[Any, str, bool, Callable, Callable]] = []
         self._scheduler = None
         self._pre_hook = None
         try:
             for i, module in enumerate(self._modules):
                 self._wrap(i, module, compile)
-            self._pre_hook = self.denoiser.register_forward_pre_hook(self._on_denoiser_call)
+            # On the module the pipeline calls, so that under torch.compile(unet) the step counting runs outside
+            # the compiled frame; kept out of dynamo under unet.compile() too (see _on_denoiser_call).
+            self._pre_hook = called.register_forward_pre_hook(self._on_denoiser_call)
             if self.pipe is not None and getattr(self.pipe, "scheduler", None) is not None:
                 self._wrap_scheduler(self.pipe.scheduler)
             setattr(self.denoiser, _HANDLE_ATTR, self)
         except BaseException:
             self.remove()
             raise
+        if called is not self.denoiser or getattr(self.denoiser, "_compiled_call_impl", None) is not None:
+            self._check_whole_compile()
+
+    def _check_whole_compile(self) -> None:
+        """Under a whole-denoiser torch.compile, dynamo specialises on each block's action row: one graph per
+        distinct row pattern (compiled during the first call, reused after). Warn when that exceeds dynamo's
+        recompile limit (fullgraph=True then raises FailOnRecompileLimitHit, otherwise later patterns run eager)."""
+        patterns = self.row_patterns()
+        config = torch._dynamo.config
+        limit = int(getattr(config, "recompile_limit", getattr(config, "cache_size_limit", 8)))
+        if patterns > limit:
+            warnings.warn(
+                f"schedule {self.schedule.name!r} has {patterns} distinct step patterns, more than "
+                f"torch._dynamo.config.recompile_limit ({limit}): a torch.compile'd denoiser compiles one graph per "
+                f"pattern; use apply(pipe, compile=True) (regional) on an uncompiled denoiser instead",
+                stacklevel=4,
+            )
+
+    def row_patterns(self) -> int:
+        """Distinct action rows of a full-length run (with and without CFG, whichever has more): the number of
+        graphs a whole-denoiser ``torch.compile`` builds for this schedule."""
+        return max(len(set(self._table_for(0, cfg))) for cfg in (False, True))
 
     # -- checks ------------------------------------------------------------------------------------------
     def _check_fingerprint(self, force: bool) -> None:
@@ -156,8 +188,9 @@ class AppliedSchedule:
         """Replace ``obj.attr`` on the instance by ``make(original)``; :meth:`remove` restores it exactly."""
         had_attr = attr in obj.__dict__
         original = getattr(obj, attr)
-        setattr(obj, attr, functools.wraps(original)(make(original)))
-        self._patches.append((obj, attr, had_attr, original))
+        wrapper = functools.wraps(original)(make(original))
+        setattr(obj, attr, wrapper)
+        self._patches.append((obj, attr, had_attr, original, wrapper))
 
     def _wrap(self, i: int, module: torch.nn.Module, compile: bool | dict[str, Any]) -> None:
         def make(original: Callable) -> Callable:
@@ -227,12 +260,21 @@ class AppliedSchedule:
             self._patch(self.pipe, "get_timesteps", get_timesteps)
 
     def remove(self) -> None:
-        """Restore every wrapped module and scheduler/pipeline method exactly as it was; safe to call twice."""
+        """Restore every wrapped module and scheduler/pipeline method exactly as it was; safe to call twice.
+
+        A hook installed on a wrapped block *after* the schedule (diffusers' ``apply_group_offloading``
+        block level, accelerate's ``add_hook_to_module``) wraps our wrapper: it is kept, and our wrapper is
+        taken out from under it. Anything else that replaced a patched attribute raises :class:`ScheduleError`
+        before anything is restored, so ``remove()`` can be called again once that is undone.
+        """
         if self._removed:
             return
+        splices = [self._splice_plan(obj, attr, wrapper) for obj, attr, _, _, wrapper in self._patches]
         self._removed = True
-        for obj, attr, had_attr, original in reversed(self._patches):
-            if had_attr:
+        for (obj, attr, had_attr, original, _), splice in zip(reversed(self._patches), reversed(splices)):
+            if splice is not None:
+                splice(original)
+            elif had_attr:
                 setattr(obj, attr, original)
             else:
                 obj.__dict__.pop(attr, None)
@@ -242,6 +284,35 @@ class AppliedSchedule:
         if getattr(self.denoiser, _HANDLE_ATTR, None) is self:
             delattr(self.denoiser, _HANDLE_ATTR)
         self._state.store = [None] * len(self._state.store)
+
+    def _splice_plan(self, obj: Any, attr: str, wrapper: Callable) -> Callable[[Callable], None] | None:
+        """``None`` when ``obj.attr`` is still our wrapper; else a function that puts the original in our
+        wrapper's place inside the hook chain installed on top of it; :class:`ScheduleError` if there is none."""
+        if obj.__dict__.get(attr) is wrapper:
+            return None
+        if attr == "forward":
+            # diffusers HookRegistry: each registered hook keeps the forward it wraps in a function reference
+            registry = getattr(obj, "_diffusers_hook", None)
+            for ref in getattr(registry, "_fn_refs", ()):
+                for field in ("forward", "original_forward"):
+                    if getattr(ref, field, None) is wrapper:
+                        return lambda original, ref=ref, field=field: setattr(ref, field, original)
+            # accelerate add_hook_to_module: the wrapped forward is module._old_forward
+            if obj.__dict__.get("_old_forward") is wrapper:
+                return lambda original: setattr(obj, "_old_forward", original)
+        current = obj.__dict__.get(attr)
+        by = getattr(current, "__qualname__", type(current).__name__)
+        raise ScheduleError(
+            f"remove(): {self._where(obj)}.{attr} was replaced after the schedule was applied by something "
+            f"cachesearch cannot unwrap ({by}); "
+            f"undo that replacement, then call remove() again (or install such hooks before applying the schedule)"
+        )
+
+    def _where(self, obj: Any) -> str:
+        for name, module in zip(self._names, self._modules):
+            if module is obj:
+                return f"{type(self.denoiser).__name__}.{name}"
+        return type(obj).__name__
 
     def __enter__(self) -> AppliedSchedule:
         return self
@@ -273,7 +344,10 @@ class AppliedSchedule:
     def _table(self, first_row: int) -> list[tuple]:
         """Action rows for a run that starts at ``first_row``; that row recomputes every block (nothing is
         stored yet), the rows after it follow the masks."""
-        key = (first_row, self._cfg_now())
+        return self._table_for(first_row, self._cfg_now())
+
+    def _table_for(self, first_row: int, cfg: bool) -> list[tuple]:
+        key = (first_row, cfg)
         if key not in self._tables:
             def forced(mask: str) -> list[int]:
                 return _actions(mask[:first_row] + "R" + mask[first_row + 1 :])
@@ -301,7 +375,10 @@ class AppliedSchedule:
         st.call = begin_call - 1
         st.rows = self._table(st.step_of_call[begin_call])
 
+    @torch.compiler.disable(recursive=True)
     def _on_denoiser_call(self, module: torch.nn.Module, args: tuple) -> None:
+        # Host-side bookkeeping: traced by dynamo (unet.compile() compiles the hook as a frame of its own) it
+        # would guard on the call counter and recompile at every step.
         st = self._state
         if self.pipe is not None and self.pipe.scheduler is not self._scheduler:
             raise ScheduleError(
