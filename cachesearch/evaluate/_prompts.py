@@ -237,8 +237,12 @@ def _read_prompt_file(path: Path) -> dict[str, list[tuple[str, int | None]]]:
     if path.suffix.lower() in (".yaml", ".yml"):
         import yaml
 
+        from cachesearch.schedule._yaml import UntrustedYAMLError, strict_yaml_load
+
         try:
-            data = yaml.safe_load(text)
+            data = strict_yaml_load(text)
+        except UntrustedYAMLError as e:
+            raise PromptFileError(f"{path}: {e}") from e
         except yaml.YAMLError as e:
             raise PromptFileError(f"{path}: not valid YAML: {e}") from e
         if isinstance(data, dict):

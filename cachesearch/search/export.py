@@ -24,6 +24,7 @@ from .._compile import default_name
 from .._util import atomic_write, utc_now
 from .._version import __version__
 from ..schedule import Policy, Provenance, Schedule, save_schedule
+from ..schedule._yaml import read_yaml_file
 from .objective import mask_key, result_attr
 from .study import ATTR_BASELINE, ATTR_BASELINE_KIND, ATTR_BASELINES, pareto_trials
 
@@ -404,7 +405,7 @@ def load_export(run_dir: Path) -> ExportResult:
     if not index_path.is_file():
         raise FileNotFoundError(f"{index_path}: the run has not been exported; run `cachesearch export --name "
                                 f"{Path(run_dir).name}` first")
-    doc = yaml.safe_load(index_path.read_text(encoding="utf-8"))
+    doc = read_yaml_file(index_path, what="front index", max_bytes=16 << 20)
     if not isinstance(doc, dict) or doc.get("format") != INDEX_FORMAT:
         raise ValueError(f"{index_path}: format: expected {INDEX_FORMAT!r}")
     return ExportResult(schedules_dir=index_path.parent, index_path=index_path,

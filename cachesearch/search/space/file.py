@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from ...schedule import BlockSpace
-from ...schedule._yaml import DuplicateKeyError, strict_yaml_load
+from ...schedule import BlockSpace, ScheduleError
+from ...schedule._yaml import read_yaml_file, strict_yaml_load
 from .context import SpaceContext
 from .families import Family, MaskFamily, Steps, baseline_families, mask_families
 from .params import Fields, SpaceError
@@ -86,7 +86,7 @@ class SearchSpace:
 
     def without(self, names: Sequence[str], why: str) -> SearchSpace:
         """This space without the mask families ``names`` (and their sections and baselines)."""
-        data = yaml.safe_load(self.text)
+        data = strict_yaml_load(self.text)
         mask = data["mask"]
         mask["families"] = [f for f in mask["families"] if f not in names]
         for n in names:
@@ -179,19 +179,13 @@ def _parse_baselines(f: Fields, value: Any, has_steps: bool, families: tuple[str
 def load_space(path: str | Path) -> SearchSpace:
     """Load and validate a space file (raises :class:`SpaceError` naming the file and field)."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpaceError(f"{p}: no such search-space file; built-in spaces: {', '.join(builtin_space_names())}")\
-            from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SpaceError(f"{p}: cannot read the file ({e})") from e
-    try:
-        data = strict_yaml_load(text)
-    except DuplicateKeyError as e:
-        raise SpaceError(f"{p}: {e}") from e
-    except yaml.YAMLError as e:
-        raise SpaceError(f"{p}: not valid YAML: {e}") from e
+    if not p.exists():
+        raise SpaceError(f"{p}: no such search-space file; built-in spaces: {', '.join(builtin_space_names())}")
+    try:  # untrusted input: bounded size and depth, no anchors/aliases, duplicate keys refused
+        data = read_yaml_file(p, what="search-space file")
+    except ScheduleError as e:
+        raise SpaceError(str(e)) from None
+    text = p.read_text(encoding="utf-8")
     return parse_space(data, source=str(p), text=text)
 
 
