@@ -149,3 +149,37 @@ def test_controlnet_all_r_is_exact_and_cached_runs_keep_the_residuals_live(contr
     print(f"control-image effect: cached {diff_cached:.6f}, vanilla {diff_vanilla:.6f}")
     assert diff_cached > 0.25 * diff_vanilla > 0
     assert all("forward" not in m.__dict__ for m in pipe.unet.modules())
+
+
+def test_sdxl_controlnet_all_r_is_exact_and_cached_runs_follow_the_control_image():
+    from diffusers import ControlNetModel, StableDiffusionXLControlNetPipeline
+
+    from tests._tiny import tiny_sdxl_pipeline
+
+    base = tiny_sdxl_pipeline(seed=0)
+    torch.manual_seed(0)
+    controlnet = ControlNetModel.from_unet(base.unet, conditioning_embedding_out_channels=(16, 32))
+    with torch.no_grad():
+        for name, p in controlnet.named_parameters():
+            if name.startswith(("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding")):
+                p.copy_(torch.randn_like(p) * 0.3)
+    comps = {k: v for k, v in base.components.items() if k in (
+        "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "unet", "scheduler")}
+    pipe = StableDiffusionXLControlNetPipeline(**comps, controlnet=controlnet)
+    pipe.set_progress_bar_config(disable=True)
+    size = 8 * pipe.vae_scale_factor
+
+    def run(control):
+        return pipe("a red circle", image=control, num_inference_steps=6, height=size, width=size, guidance_scale=5.0,
+                    generator=torch.Generator().manual_seed(0), output_type="pt").images
+
+    a = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1))
+    b = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(2))
+    vanilla_a, vanilla_b = run(a), run(b)
+    with cs.compile_schedule(pipe, cs.Full(), num_inference_steps=6).applied(pipe):
+        assert torch.equal(run(a), vanilla_a)
+    with cs.compile_schedule(pipe, cs.DeepCache(interval=3, branch=0), num_inference_steps=6).applied(pipe):
+        cached_a, cached_b = run(a), run(b)
+    assert not torch.equal(cached_a, vanilla_a)
+    effect, vanilla_effect = (cached_a - cached_b).abs().mean().item(), (vanilla_a - vanilla_b).abs().mean().item()
+    assert effect > 0.25 * vanilla_effect > 0
