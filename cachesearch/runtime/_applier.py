@@ -9,6 +9,7 @@ the hot path never synchronises with the device.
 from __future__ import annotations
 
 import functools
+import types
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +38,26 @@ def fingerprint_module(module: torch.nn.Module) -> str:
     config = dict(getattr(module, "config", {}) or {})
     params = ((n, tuple(p.shape)) for n, p in module.named_parameters())
     return architecture_fingerprint(type(module).__name__, config, params)
+
+
+def _compile_scope(compile: bool | str | dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """``(scope, torch.compile options)`` of ``apply(..., compile=...)``: ``False`` → no compile; ``True`` or a
+    dict → the hooked blocks (regional); ``"denoiser"`` or ``{"scope": "denoiser", ...}`` → the whole denoiser."""
+    if compile is False or compile is None:
+        return None, {}
+    if compile is True:
+        return "blocks", {}
+    if compile in ("blocks", "denoiser"):
+        return str(compile), {}
+    if isinstance(compile, dict):
+        options = dict(compile)
+        scope = options.pop("scope", "blocks")
+        if scope not in ("blocks", "denoiser"):
+            raise ScheduleError(f"compile: scope must be 'blocks' or 'denoiser', got {scope!r}")
+        return scope, options
+    raise ScheduleError(
+        f"compile: expected True, 'blocks', 'denoiser' or a dict of torch.compile options, got {compile!r}"
+    )
 
 
 def _actions(mask: str) -> list[int]:
@@ -87,7 +108,7 @@ class AppliedSchedule:
         target: Any,
         *,
         force: bool = False,
-        compile: bool | dict[str, Any] = False,
+        compile: bool | str | dict[str, Any] = False,
         cfg: bool | None = None,
     ) -> None:
         self.schedule = schedule
@@ -121,9 +142,17 @@ class AppliedSchedule:
         self._patches: list[tuple[Any, str, bool, Callable, Callable]] = []
         self._scheduler = None
         self._pre_hook = None
+        scope, options = _compile_scope(compile)
         try:
             for i, module in enumerate(self._modules):
-                self._wrap(i, module, compile)
+                self._wrap(i, module, options if scope == "blocks" else False)
+            if scope == "denoiser":
+                if called is not self.denoiser or "forward" in self.denoiser.__dict__:
+                    raise ScheduleError(
+                        "compile='denoiser' compiles the denoiser itself: apply it to an uncompiled denoiser whose "
+                        "forward nothing else has replaced"
+                    )
+                self._compile_denoiser(options)
             # On the module the pipeline calls, so that under torch.compile(unet) the step counting runs outside
             # the compiled frame; kept out of dynamo under unet.compile() too (see _on_denoiser_call).
             self._pre_hook = called.register_forward_pre_hook(self._on_denoiser_call)
@@ -192,14 +221,43 @@ class AppliedSchedule:
         setattr(obj, attr, wrapper)
         self._patches.append((obj, attr, had_attr, original, wrapper))
 
-    def _wrap(self, i: int, module: torch.nn.Module, compile: bool | dict[str, Any]) -> None:
+    def _wrap(self, i: int, module: torch.nn.Module, compile: dict[str, Any] | bool) -> None:
         def make(original: Callable) -> Callable:
-            if compile:
+            if compile is not False:
                 options = {"dynamic": False, **(compile if isinstance(compile, dict) else {})}
                 return self._make_forward(i, torch.compile(original, **options))
             return self._make_forward(i, original)
 
         self._patch(module, "forward", make)
+
+    def _compile_denoiser(self, options: dict[str, Any]) -> None:
+        """Compile the whole denoiser once per distinct step pattern, each on a code object of its own.
+
+        Dynamo caches compiled graphs per code object and guards on what the block wrappers read (the action
+        row), so one compiled ``forward`` would recompile whenever the pattern changes. Each pattern gets its own
+        copy of the forward's code object instead (same bytecode, own cache), chosen outside dynamo from the
+        current row: every variant compiles once, on its first step, and nothing ever recompiles.
+        """
+        module = self.denoiser
+        fn = type(module).forward
+        state = self._state
+        variants: dict[tuple, Callable] = {}
+        options = {"fullgraph": True, "dynamic": False, **options}
+
+        def make(original: Callable) -> Callable:
+            def forward(*args: Any, **kwargs: Any) -> Any:
+                run = variants.get(state.row)
+                if run is None:
+                    code = fn.__code__.replace(co_name=f"{fn.__code__.co_name}_cachesearch_pattern{len(variants)}")
+                    variant = types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
+                    variant.__kwdefaults__ = fn.__kwdefaults__
+                    run = variants[state.row] = torch.compile(types.MethodType(variant, module), **options)
+                return run(*args, **kwargs)
+
+            return forward
+
+        self._patch(module, "forward", make)
+        self.compiled_variants = variants
 
     def _make_forward(self, i: int, run: Callable) -> Callable:
         state = self._state
@@ -460,15 +518,17 @@ def apply_schedule(
     target: Any,
     *,
     force: bool = False,
-    compile: bool | dict[str, Any] = False,
+    compile: bool | str | dict[str, Any] = False,
     cfg: bool | None = None,
 ) -> AppliedSchedule:
     """Install ``schedule`` on a pipeline or denoiser (see :class:`AppliedSchedule`).
 
     Args:
         force: apply even if the denoiser's architecture fingerprint differs (warns).
-        compile: ``torch.compile`` each hooked block's original forward (regional compilation; the schedule
-            logic stays outside compiled code). ``True`` or a dict of ``torch.compile`` options.
+        compile: ``True`` (or a dict of ``torch.compile`` options): compile each hooked block's original forward
+            (regional; the schedule logic stays outside compiled code). ``"denoiser"`` (or a dict with
+            ``"scope": "denoiser"``): compile the whole denoiser, one graph per distinct step pattern, each on
+            its own code object, so nothing recompiles across steps or calls (``fullgraph=True`` by default).
         cfg: whether denoiser batches are CFG batches ``[uncond; cond]``; ``None`` asks the pipeline
             (``do_classifier_free_guidance``) at every call; bare denoisers default to no CFG.
     """

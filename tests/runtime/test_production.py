@@ -309,6 +309,38 @@ def test_whole_denoiser_fullgraph_compiles_one_graph_per_step_pattern(dynamo_cle
     torch.testing.assert_close(second, eager, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("policy", [cs.DeepCache(interval=3, branch=0),
+                                    cs.BlockMask({"mid_block": "R.R..R", "up_blocks.0": "R..R.R"})])
+def test_compile_denoiser_scope_never_recompiles_across_steps_or_calls(dynamo_clean, policy):
+    """apply(pipe, compile="denoiser"): the whole denoiser, fullgraph, one variant per step pattern on a code
+    object of its own, so with error_on_recompile dynamo never recompiles — in the first call or after."""
+    pipe = tiny_sd_pipeline(seed=0, blocks=2)
+    sched = cs.compile_schedule(pipe, policy, num_inference_steps=STEPS)
+    with sched.applied(pipe):
+        eager = generate(pipe)
+    cc = _counter()
+    with dynamo_clean.config.patch(error_on_recompile=True):
+        with sched.applied(pipe, compile={"scope": "denoiser", "backend": cc}) as h:
+            first = generate(pipe)
+            patterns = len(h.compiled_variants)
+            assert patterns == h.row_patterns() and cc.frame_count == patterns  # one graph each, no recompile
+            second = generate(pipe)
+            assert cc.frame_count == patterns
+    torch.testing.assert_close(first, eager, atol=1e-5, rtol=0)
+    torch.testing.assert_close(second, eager, atol=1e-5, rtol=0)
+    assert "forward" not in pipe.unet.__dict__  # removed exactly
+
+
+def test_compile_denoiser_scope_refuses_a_compiled_or_rewrapped_denoiser(dynamo_clean):
+    pipe = tiny_sd_pipeline(seed=0, blocks=2)
+    sched = cs.compile_schedule(pipe, cs.DeepCache(interval=3, branch=0), num_inference_steps=STEPS)
+    pipe.unet = torch.compile(pipe.unet, backend="eager")
+    with pytest.raises(cs.ScheduleError, match="compile='denoiser' compiles the denoiser itself"):
+        sched.apply(pipe, compile="denoiser")
+    with pytest.raises(cs.ScheduleError, match="compile: scope must be 'blocks' or 'denoiser'"):
+        sched.apply(pipe, compile={"scope": "everything"})
+
+
 def test_whole_denoiser_fullgraph_with_more_patterns_than_the_recompile_limit_warns_then_fails(dynamo_clean):
     from torch._dynamo.exc import FailOnRecompileLimitHit
 
