@@ -80,7 +80,8 @@ class RichProgress:
     """Draws search progress with rich: a status line for preparation, then a bar with trials done, front size,
     elapsed time and ETA (from the trial budget and ``--timeout``, whichever ends first). When the search
     stops, the bar ends at the number of trials actually finished; finishing stages with parts (held-out
-    evaluations) show a bar, the others a status line; on exit every spinner stops."""
+    evaluations) show a bar, the others a status line, on one line below the trials bar; on exit every spinner
+    stops."""
 
     def __init__(self, console: Any, *, quiet: bool = False) -> None:
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -134,14 +135,6 @@ class RichProgress:
     def stage(self, text: str, done: int | None = None, total: int | None = None) -> None:
         if self.stage_task is None:
             return
-        if self.task is not None:  # after the search: each finishing step is a line of its own
-            current = self.bar.tasks[self.stage_task]
-            if current.description != text:
-                if current.description != "finishing":
-                    self._finish(self.stage_task)
-                else:
-                    self.bar.update(self.stage_task, visible=False)
-                self.stage_task = self._new_stage(text)
         counts = f"{done}/{total}" if done is not None and total else ""
         self.bar.update(self.stage_task, description=text, counts=counts, total=total or None,
                         completed=done or 0, visible=True, parts=bool(total))
@@ -168,8 +161,8 @@ class RichProgress:
             stopped = f" (of {self.total})" if self.total is not None and self.done < self.total else ""
             self.bar.update(self.task, total=self.done or 1, counts=f"{self.done} trials{stopped}", eta="")
             self._finish(self.task)
-        self.bar.update(self.stage_task, visible=True, description="finishing", counts="", completed=0, total=None,
-                        parts=False)
+        self.bar.update(self.stage_task, visible=False)
+        self.stage_task = self._new_stage("finishing")  # one line below the trials bar for every finishing step
 
     # -- helpers ------------------------------------------------------------------------------------------
     def _new_stage(self, text: str) -> Any:
