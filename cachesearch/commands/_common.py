@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.progress import BarColumn, Task
+from rich.text import Text
 
 from ..schedule import ScheduleError
 
 if TYPE_CHECKING:
     from ..search import Outcome
 
-__all__ = ["RichProgress", "fail", "quiet_libraries", "set_threads", "user_errors"]
+__all__ = ["EVAL_FLAGS", "RichProgress", "check_device", "fail", "quiet_libraries", "set_threads", "user_errors"]
+
+EVAL_FLAGS = {"model": "--model", "device": "--device", "dtype": "--dtype", "scheduler": "--scheduler",
+              "num_inference_steps": "--steps", "guidance_scale": "--guidance-scale", "n_train": "--n-train",
+              "n_heldout": "--n-heldout", "prompts_file": "--prompts", "metric": "--metric", "latency": "--latency",
+              "latency_repeats": "--repeats", "batch_size": "--batch-size", "cache_dir": "--cache-dir"}
+"""The option of each EvalConfig field in commands that build one (a command passes its own differences)."""
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -24,35 +32,70 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 @contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn the errors users cause (bad files, bad specs) into a one-line message and exit code 2."""
+def user_errors(flags: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Turn the errors users cause (bad files, bad specs) into a one-line message and exit code 2.
+
+    ``flags``: the command's option for each EvalConfig field, so a message names ``--scheduler``, not
+    ``EvalConfig.scheduler`` (default :data:`EVAL_FLAGS`)."""
+    from ..search.settings import option_names
+
     try:
         yield
     except (ScheduleError, FileNotFoundError) as e:
         raise fail(str(e)) from None
     except ValueError as e:  # ModelLoadError and friends subclass ValueError
         if type(e).__module__.startswith("cachesearch"):
-            raise fail(str(e)) from None
+            raise fail(option_names(str(e), EVAL_FLAGS if flags is None else flags)) from None
         raise
+
+
+def check_device(device: str, option: str = "--device") -> None:
+    """Refuse a device this machine cannot use, in one line (exit code 2), before anything is loaded."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise fail(f"{option}: expected cpu, cuda or cuda:N, got {device!r}") from None
+    if dev.type != "cuda":
+        return
+    if not torch.cuda.is_available():
+        raise fail(f"{option} {device}: CUDA is not available on this machine (torch.cuda.is_available() is "
+                   f"False); use {option} cpu")
+    count = torch.cuda.device_count()
+    if dev.index is not None and dev.index >= count:
+        raise fail(f"{option} {device}: this machine has {count} CUDA device(s) (cuda:0 to cuda:{count - 1})")
+
+
+class _StageBar(BarColumn):
+    """The bar of a task with parts; nothing for a stage without (a status line, not an empty bar)."""
+
+    def render(self, task: Task) -> Any:
+        if task.fields.get("stage") and not task.fields.get("parts"):
+            return Text("")
+        return super().render(task)
 
 
 class RichProgress:
     """Draws search progress with rich: a status line for preparation, then a bar with trials done, front size,
-    elapsed time and ETA (from the trial budget and ``--timeout``, whichever ends first)."""
+    elapsed time and ETA (from the trial budget and ``--timeout``, whichever ends first). When the search
+    stops, the bar ends at the number of trials actually finished; finishing stages with parts (held-out
+    evaluations) show a bar, the others a status line, on one line below the trials bar; on exit every spinner
+    stops."""
 
     def __init__(self, console: Any, *, quiet: bool = False) -> None:
-        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         self.console = console
         self.quiet = quiet
         self.bar = Progress(
-            SpinnerColumn(),
+            SpinnerColumn(finished_text="[green]✓[/]"),
             TextColumn("{task.description}"),
-            BarColumn(),
+            _StageBar(),
             TextColumn("{task.fields[counts]}"),
-            TextColumn("front [bold]{task.fields[front]}[/]"),
+            TextColumn("{task.fields[front]}"),
             TimeElapsedColumn(),
-            TextColumn("ETA {task.fields[eta]}"),
+            TextColumn("{task.fields[eta]}"),
             console=console,
             transient=False,
             disable=quiet,
@@ -64,15 +107,29 @@ class RichProgress:
         self.t_start = time.monotonic()
         self.session_done = 0
         self.first_done = 0
-        self.last: str = ""
+        self.done = 0
+        self.front = 0
 
     def __enter__(self) -> RichProgress:
         self.bar.start()
-        self.stage_task = self.bar.add_task("preparing", total=None, counts="", front="–", eta="–")
+        self.stage_task = self._new_stage("preparing")
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.bar.stop()
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        self.stop(ok=exc_type is None)
+
+    def stop(self, *, ok: bool = False) -> None:
+        """Stop the display: the current stage is marked done (``ok``) or left as it was; no spinner spins on."""
+        if self.bar.live.is_started:
+            if self.stage_task is not None:
+                task = self.bar.tasks[self.stage_task]
+                if task.description == "finishing":  # nothing came after the search (--no-export)
+                    self.bar.update(self.stage_task, visible=False)
+                elif ok or task.total is not None:
+                    self._finish(self.stage_task)
+                else:
+                    self.bar.update(self.stage_task, visible=False)
+            self.bar.stop()
 
     # -- Progress protocol --------------------------------------------------------------------------------
     def stage(self, text: str, done: int | None = None, total: int | None = None) -> None:
@@ -80,30 +137,43 @@ class RichProgress:
             return
         counts = f"{done}/{total}" if done is not None and total else ""
         self.bar.update(self.stage_task, description=text, counts=counts, total=total or None,
-                        completed=done or 0, visible=True)
+                        completed=done or 0, visible=True, parts=bool(total))
 
     def start(self, *, total: int | None, done: int, timeout: float | None) -> None:
         self.bar.update(self.stage_task, visible=False)
-        self.total, self.first_done = total, done
+        self.total, self.first_done, self.done = total, done, done
         self.t_start = time.monotonic()
         self.deadline = self.t_start + timeout if timeout else None
         self.task = self.bar.add_task("searching", total=total, completed=done, counts=self._counts(done),
-                                      front="–", eta=self._eta(done))
+                                      front="front [bold]–[/]", eta=f"ETA {self._eta(done)}")
 
     def trial(self, *, number: int, done: int, front: int, outcome: Outcome) -> None:
         self.session_done = done - self.first_done
-        self.bar.update(self.task, completed=done, counts=self._counts(done), front=str(front), eta=self._eta(done))
+        self.done, self.front = done, front
+        self.bar.update(self.task, completed=done, counts=self._counts(done), front=f"front [bold]{front}[/]",
+                        eta=f"ETA {self._eta(done)}")
 
     def note(self, text: str) -> None:
-        if not self.quiet:
-            self.console.print(f"[yellow]•[/] {text}")
+        self.console.print(f"[yellow]•[/] {text}")
 
     def end(self) -> None:
-        if self.task is not None:
-            self.bar.update(self.task, eta="0:00")
-        self.bar.update(self.stage_task, visible=True, description="finishing", counts="", completed=0, total=None)
+        if self.task is not None:  # the bar ends at the trials actually finished (a timeout stops it early)
+            stopped = f" (of {self.total})" if self.total is not None and self.done < self.total else ""
+            self.bar.update(self.task, total=self.done or 1, counts=f"{self.done} trials{stopped}", eta="")
+            self._finish(self.task)
+        self.bar.update(self.stage_task, visible=False)
+        self.stage_task = self._new_stage("finishing")  # one line below the trials bar for every finishing step
 
     # -- helpers ------------------------------------------------------------------------------------------
+    def _new_stage(self, text: str) -> Any:
+        return self.bar.add_task(text, total=None, counts="", front="", eta="", stage=True, parts=False)
+
+    def _finish(self, task_id: Any) -> None:
+        task = self.bar.tasks[task_id]
+        total = task.total if task.total is not None else 1
+        self.bar.update(task_id, total=total, completed=total)
+        self.bar.stop_task(task_id)
+
     def _counts(self, done: int) -> str:
         return f"{done}/{self.total} trials" if self.total else f"{done} trials"
 

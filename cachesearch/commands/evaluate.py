@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ._common import fail, user_errors
+from ._common import check_device, fail, user_errors
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -54,11 +54,11 @@ def progress_bars(console: Console) -> Iterator[Callable[[str, int, int], None]]
 
 
 @contextlib.contextmanager
-def evaluation_errors() -> Iterator[None]:
-    """``user_errors()`` plus a clean message when no perceptual metric can be built offline."""
+def evaluation_errors(flags: Mapping[str, str] | None = None) -> Iterator[None]:
+    """``user_errors(flags)`` plus a clean message when no perceptual metric can be built offline."""
     from ..evaluate import PerceptualMetricUnavailableError
 
-    with user_errors():
+    with user_errors(flags):
         try:
             yield
         except PerceptualMetricUnavailableError as e:
@@ -160,6 +160,7 @@ def register(app: typer.Typer) -> None:
         console = Console(stderr=True)
         out = Console()
         with evaluation_errors():
+            check_device(device)
             schedule = load_schedule(schedule_file)
             spec = model or default_model(schedule)
             if spec is None:

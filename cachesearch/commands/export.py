@@ -34,7 +34,7 @@ def export(
             try:
                 result, report = export_run(name, out, progress, cache_dir=cache_dir, report=not no_report)
             except (SearchError, SpaceError) as e:
-                progress.bar.stop()
+                progress.stop()
                 raise fail(str(e)) from None
     for e in result.entries:
         console.print(f"  {e.file:<48} cost {e.objective:.3f}  {result.metric} train "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from ._common import user_errors
+from ._common import check_device, user_errors
 
 
 def generate(
@@ -39,6 +39,7 @@ def generate(
 
     with user_errors():
         # Everything that can be checked without the model is checked first.
+        check_device(device)
         if out.exists() and not overwrite:
             raise typer.BadParameter(f"{out} exists; pass --overwrite to replace it", param_hint="--out")
         sched = load_schedule(schedule) if schedule is not None else None
@@ -96,6 +97,8 @@ def train_embedded(
     """Train the embedded shapes model from scratch (reproducible; see README for the shipped run)."""
     from ..models.shapes._train import main as train_main
 
+    with user_errors():
+        check_device(device)
     argv = ["--out", str(out), "--seed", str(seed), "--steps", str(steps), "--vae-steps", str(vae_steps),
             "--device", device]
     if minutes is not None:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import fail
+from ._common import EVAL_FLAGS, check_device, fail
 from .evaluate import _default_steps, evaluation_errors, progress_bars
 
 __all__ = ["register"]
@@ -53,7 +53,9 @@ def register(app: typer.Typer) -> None:
         from ..evaluate import EvalConfig, Evaluator, profile_blocks, save_profile
 
         console = Console(stderr=True)
-        with evaluation_errors():
+        flags = {k: v for k, v in EVAL_FLAGS.items() if k != "n_heldout"} | {"n_train": "--n"}
+        with evaluation_errors(flags):
+            check_device(device)
             if granularity not in ("stage", "layer"):
                 raise fail(f"--granularity: expected 'stage' or 'layer', got {granularity!r}")
             config = EvalConfig(

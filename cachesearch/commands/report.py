@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from ..search.settings import default, option_help
@@ -22,7 +20,7 @@ def report(
     front changed."""
     from rich.console import Console
 
-    from ..search import SearchError, SpaceError, open_run, write_report
+    from ..search import SearchError, SpaceError, find_run, open_run, write_report
     from ..search.export import load_export
     from ..search.study import run_lock
 
@@ -32,12 +30,12 @@ def report(
         quiet_libraries()
         with RichProgress(console) as progress:
             try:
-                with run_lock(Path(out).expanduser() / name):
+                with run_lock(find_run(name, out)):
                     prep = open_run(name, out, progress, cache_dir=cache_dir)
                     export = load_export(prep.run_dir)
                     path = write_report(prep, export, progress)
             except (SearchError, SpaceError) as e:
-                progress.bar.stop()
+                progress.stop()
                 raise fail(str(e)) from None
     console.print(f"report: {path}")
     console.print(f"plots:  {path.parent / 'pareto.png'}, {path.parent / 'profile.png'}")

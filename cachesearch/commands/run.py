@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ._common import RichProgress, fail, quiet_libraries, set_threads, user_errors
+from ._common import RichProgress, check_device, fail, quiet_libraries, set_threads, user_errors
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -116,6 +116,7 @@ def run(
     from rich.console import Console
 
     from ..search import RunSettings, SearchError, SpaceError, resolve_settings, run_search
+    from ..search.settings import eval_flags
 
     console = Console(stderr=False)
     setting_names = {f.name for f in fields(RunSettings)} - {"name", "out"}
@@ -123,13 +124,14 @@ def run(
     no_timeout = timeout is not None and timeout == 0
     if no_timeout:
         explicit.pop("timeout")
-    with user_errors():
+    with user_errors(eval_flags()):
         try:
             settings = resolve_settings(name, explicit, out=out)
             if no_timeout:
                 settings = replace(settings, timeout=None)
         except (SearchError, SpaceError) as e:
             raise fail(str(e)) from None
+        check_device(settings.device)
         set_threads(threads, settings.device)
         quiet_libraries()
         with RichProgress(console, quiet=quiet) as progress:
@@ -137,7 +139,7 @@ def run(
                 summary = run_search(settings, progress, space_given=space is not None, cache_dir=cache_dir,
                                      export=not no_export)
             except (SearchError, SpaceError) as e:
-                progress.bar.stop()
+                progress.stop()
                 raise fail(str(e)) from None
     _summary(console, summary)
     if summary.stopped == "interrupted":

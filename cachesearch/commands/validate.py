@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from ._common import fail, quiet_libraries, user_errors
+from ._common import check_device, fail, quiet_libraries, user_errors
 
 __all__ = ["register"]
 
 
 def validate(
-    files: Annotated[list[str], typer.Argument(help="One or more cachesearch/schedule@1 YAML files.")],
+    files: Annotated[list[str], typer.Argument(
+        metavar="FILE_OR_DIR...",
+        help="Schedule files (cachesearch/schedule@1, @2), index files (a run's schedules/index.yaml: every "
+             "schedule it lists must exist and load) or folders (their index.yaml and every schedule in them).")],
     model: str = typer.Option(None, "--model", "-m", help="Model spec to check against (embedded, a pipeline "
                                                            "folder, a cached hub id, arch:sd15). Without it only "
                                                            "the file format is checked."),
@@ -24,16 +28,11 @@ def validate(
     timesteps, and a dry apply/remove of the hooks on the model's pipeline. Exit code 2 on the first problem."""
     from rich.console import Console
 
-    from ..schedule import load_schedule
-
     console = Console()
     with user_errors():
-        schedules = []
-        for file in files:
-            schedule = load_schedule(file)
-            console.print(f"format ok: {file} — schedule {schedule.name!r}, {len(schedule.blocks)} block(s), "
-                          f"{schedule.num_steps} steps, made for {schedule.model.source} ({schedule.model.cls})")
-            schedules.append((file, schedule))
+        if model is not None:
+            check_device(device)
+        schedules = _load_all(console, files)
         if model is None:
             return
         from ..models._loaders import load_model
@@ -42,6 +41,61 @@ def validate(
         loaded = load_model(model, device=device)
         for file, schedule in schedules:
             _check_against(console, file, schedule, model, loaded, run)
+
+
+def _is_index(path: Path) -> bool:
+    """True for a front index file (``format: cachesearch/index@1``); reads it with the schedule files' bounds."""
+    from collections.abc import Mapping
+
+    from ..schedule._front import INDEX_FORMAT
+    from ..schedule._yaml import read_yaml_file
+
+    data = read_yaml_file(path, what="schedule or index file")
+    return isinstance(data, Mapping) and data.get("format") == INDEX_FORMAT
+
+
+def _load_all(console: Any, args: list[str]) -> list[tuple[str, Any]]:
+    """Every schedule named by ``args`` (files, index files, folders), each loaded once, in order."""
+    from ..schedule import ScheduleError, load_front, load_schedule
+
+    loaded: dict[Path, tuple[str, Any]] = {}
+
+    def one(file: Path) -> None:
+        key = file.resolve()
+        if key in loaded:
+            return
+        schedule = load_schedule(file)
+        console.print(f"format ok: {file} — schedule {schedule.name!r}, {len(schedule.blocks)} block(s), "
+                      f"{schedule.num_steps} steps, made for {schedule.model.source} ({schedule.model.cls})")
+        loaded[key] = (str(file), schedule)
+
+    def index(path: Path) -> set[Path]:
+        front = load_front(path)
+        listed = set()
+        for entry in front.entries:
+            file = front.path.parent / entry.file
+            if not file.is_file():
+                raise ScheduleError(f"{front.path}: lists {entry.file}, which is not in {front.path.parent}")
+            one(file)
+            listed.add(file.resolve())
+        console.print(f"index ok: {front.path} — {len(front.entries)} schedule(s), every listed file present "
+                      f"and valid")
+        return listed
+
+    for arg in args:
+        path = Path(arg)
+        if path.is_dir():
+            if not (path / "index.yaml").is_file() and not any(path.glob("*.yaml")):
+                raise ScheduleError(f"{path}: a folder with no index.yaml and no schedule files")
+            listed = index(path / "index.yaml") if (path / "index.yaml").is_file() else set()
+            for file in sorted(path.glob("*.yaml")):
+                if file.name != "index.yaml" and file.resolve() not in listed:
+                    one(file)
+        elif path.is_file() and _is_index(path):
+            index(path)
+        else:
+            one(path)
+    return list(loaded.values())
 
 
 def _check_against(console: Any, file: str, schedule: Any, model: str, loaded: Any, run: bool) -> None:

@@ -14,7 +14,7 @@ from .executors.base import LoopResult, Prepared, Progress
 from .export import BaselineRow, ExportEntry, ExportResult, export_front
 from .objective import Objectives, Outcome, TrialAttrs, evaluate_candidate, mask_key
 from .report import Comparison, compare_with_baselines, headline, write_report
-from .run import RunSummary, export_run, open_run, prepare, resolve_settings, run_search
+from .run import RunSummary, export_run, find_run, open_run, prepare, resolve_settings, run_search
 from .settings import RunSettings, SearchError
 from .space import (
     SPACE_FORMAT,
@@ -55,6 +55,7 @@ __all__ = [
     "evaluate_candidate",
     "export_front",
     "export_run",
+    "find_run",
     "find_space",
     "headline",
     "load_space",

@@ -58,7 +58,7 @@ class Objectives:
 
     def __post_init__(self) -> None:
         if self.kind not in OBJECTIVE_KINDS:
-            raise ValueError(f"objective: expected one of {list(OBJECTIVE_KINDS)}, got {self.kind!r}")
+            raise ValueError(f"--objective: expected one of {list(OBJECTIVE_KINDS)}, got {self.kind!r}")
         if self.max_quality is not None and not (math.isfinite(self.max_quality) and self.max_quality > 0):
             raise ValueError(f"--max-lpips: expected a positive number, got {self.max_quality}")
         if self.min_speedup is not None and not (math.isfinite(self.min_speedup) and self.min_speedup > 0):

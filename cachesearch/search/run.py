@@ -6,6 +6,7 @@ executors; only the trial loop differs (:mod:`.executors`, which never import th
 
 from __future__ import annotations
 
+import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -35,8 +36,10 @@ from .study import (
     pareto_trials,
     recover_orphans,
     relative_storage,
+    resume_refused,
     run_lock,
     save_settings,
+    settings_conflicts,
 )
 
 if TYPE_CHECKING:
@@ -48,6 +51,7 @@ __all__ = [
     "RunSummary",
     "enqueue_baselines",
     "export_run",
+    "find_run",
     "open_run",
     "prepare",
     "resolve_settings",
@@ -90,8 +94,26 @@ def resolve_settings(name: str | None, explicit: dict[str, Any], out: str | None
     run_dir = Path(out).expanduser() / name
     stored = load_settings(run_dir)
     if stored is not None:
-        return stored.merged({**explicit, "name": name, "out": out})
+        settings = stored.merged({**explicit, "name": name, "out": out})
+        problems = settings_conflicts(stored, settings)
+        if problems:  # refused before anything is loaded (the study checks the same again when it opens)
+            raise resume_refused(name, problems)
+        return settings
     return RunSettings(name=name, out=out, **explicit)
+
+
+def find_run(name: str, out: str | None = None) -> Path:
+    """The folder of the existing run ``name`` under ``out``; nothing is created.
+
+    Raises:
+        SearchError: there is no such run (the message lists the runs there).
+    """
+    out = default("out") if out is None else out
+    run_dir = Path(out).expanduser() / name
+    if not (run_dir / "run.yaml").is_file():
+        known = sorted(p.parent.name for p in Path(out).expanduser().glob("*/run.yaml"))
+        raise SearchError(f"no run named {name!r} under {out} (runs: {', '.join(known) or 'none'})")
+    return run_dir
 
 
 def _build_evaluator(settings: RunSettings, cache_dir: str | None, progress: Progress) -> Evaluator:
@@ -188,6 +210,8 @@ def prepare(settings: RunSettings, progress: Progress, *, space_given: bool = Fa
     handle = open_study(settings, fingerprint=evaluator.fingerprint, metric=evaluator.metric_name,
                         space_digest=space.digest, weights=evaluator.weights_id())
     offset = finished_count(handle.study)
+    if not handle.created:
+        progress.note(f"resuming run {settings.name} ({offset} finished trials)")
     handle.study.sampler = make_sampler(settings.sampler, seed=settings.seed, population=settings.population,
                                         offset=offset)
     progress.stage("reference images (train)")
@@ -231,8 +255,16 @@ def run_search(settings: RunSettings, progress: Progress | None = None, *, space
 
     progress = progress or Progress()
     t0 = time.monotonic()
+    if evaluator is None:
+        settings.eval_config(cache_dir)  # invalid evaluation settings fail here, before the run folder exists
+    new = not settings.run_dir.exists()
     with run_lock(settings.run_dir):
-        prep = prepare(settings, progress, space_given=space_given, cache_dir=cache_dir, evaluator=evaluator)
+        try:
+            prep = prepare(settings, progress, space_given=space_given, cache_dir=cache_dir, evaluator=evaluator)
+        except BaseException:
+            if new:  # nothing was searched: leave no folder behind (a wrong model, space or option)
+                shutil.rmtree(settings.run_dir, ignore_errors=True)
+            raise
         if on_prepared is not None:
             on_prepared(prep)
         loop = executors.get(settings.executor)(prep, progress)
@@ -261,12 +293,10 @@ def open_run(name: str, out: str | None = None, progress: Progress | None = None
     ``evaluator``: an already built evaluator for the run's settings (else one is built)."""
     out = default("out") if out is None else out
     progress = progress or Progress()
-    run_dir = Path(out).expanduser() / name
+    run_dir = find_run(name, out)
     settings = load_settings(run_dir)
-    if settings is None:
-        known = sorted(p.parent.name for p in Path(out).expanduser().glob("*/run.yaml"))
-        raise SearchError(f"no run named {name!r} in {out} (no {run_dir / 'run.yaml'}); runs there: "
-                          f"{', '.join(known) or 'none'}")
+    if settings is None:  # removed since find_run looked
+        raise SearchError(f"run {name!r} under {out} has no run.yaml any more")
     settings = settings.merged({"name": name, "out": out})
     space = load_space(run_dir / "space.yaml")
     progress.stage(f"loading {settings.model}")
@@ -287,7 +317,7 @@ def export_run(name: str, out: str | None = None, progress: Progress | None = No
     """Re-export the front of an existing run (and rewrite its report); returns (ExportResult, report path)."""
     out = default("out") if out is None else out
     progress = progress or Progress()
-    with run_lock(Path(out).expanduser() / name):
+    with run_lock(find_run(name, out)):
         prep = open_run(name, out, progress, cache_dir=cache_dir, evaluator=evaluator)
         result = export_front(prep, progress)
         path = write_report(prep, result, progress) if report else None

@@ -8,6 +8,7 @@ its flag (``--steps``) and its key in ``run.yaml`` and in a study's identity sta
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from pathlib import Path
@@ -28,6 +29,7 @@ __all__ = [
     "default_name",
     "flag",
     "option_help",
+    "option_names",
 ]
 
 SAMPLERS = ("nsga2", "tpe", "random")
@@ -87,7 +89,13 @@ class RunSettings:
     out: str = _opt("artifacts/runs", "--out", "Directory of run directories.")
 
     IDENTITY = ("model", "num_steps", "scheduler", "guidance_scale", "n_train", "n_heldout", "metric", "objective",
-                "latency", "max_quality", "min_speedup", "prompts_file")
+                "latency", "max_quality", "min_speedup", "prompts_file", "device")
+
+    EVAL_FIELDS = {"model": "model", "device": "device", "scheduler": "scheduler",
+                   "num_inference_steps": "num_steps", "guidance_scale": "guidance_scale", "n_train": "n_train",
+                   "n_heldout": "n_heldout", "prompts_file": "prompts_file", "metric": "metric",
+                   "latency": "latency"}
+    """The evaluator's :class:`~cachesearch.evaluate.EvalConfig` fields these settings set, by setting name."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or "/" in self.name or self.name.startswith("."):
@@ -143,15 +151,16 @@ class RunSettings:
 
     def eval_config(self, cache_dir: str | None = None) -> EvalConfig:
         """The evaluator's configuration for these settings (``cache_dir``: the reference cache, else
-        EvalConfig's default)."""
-        from ..evaluate import EvalConfig
+        EvalConfig's default). An invalid value raises :class:`SearchError` naming the option (``--scheduler``),
+        not the EvalConfig field."""
+        from ..evaluate import EvalConfig, EvalConfigError
 
         kwargs: dict[str, Any] = {} if cache_dir is None else {"cache_dir": cache_dir}
-        return EvalConfig(
-            model=self.model, device=self.device, scheduler=self.scheduler, num_inference_steps=self.num_steps,
-            guidance_scale=self.guidance_scale, n_train=self.n_train, n_heldout=self.n_heldout,
-            prompts_file=self.prompts_file, metric=self.metric, latency=self.latency, **kwargs,
-        )
+        kwargs.update({ev: getattr(self, run) for ev, run in self.EVAL_FIELDS.items()})
+        try:
+            return EvalConfig(**kwargs)
+        except EvalConfigError as e:
+            raise SearchError(option_names(str(e), eval_flags())) from e
 
 
 def _field(name: str) -> Field[Any]:
@@ -191,3 +200,35 @@ def default_name(model: str, scheduler: str | None, num_steps: int) -> str:
     base = model.removeprefix("path:").removeprefix("hub:").rstrip("/").replace("embedded:shapes", "embedded")
     base = base.replace(":", "-").replace("/", "-").strip("-.") or "model"
     return f"{base}-{(scheduler or 'default').lower()}{num_steps}"
+
+
+def eval_flags() -> dict[str, str]:
+    """The ``cachesearch run`` option of each EvalConfig field it sets (``num_inference_steps`` → ``--steps``)."""
+    return {ev: flag(run) for ev, run in RunSettings.EVAL_FIELDS.items()} | {"cache_dir": "--cache-dir"}
+
+
+_SET_FIELD = re.compile(r"(?:set )?EvalConfig\.(\w+)=('[^']*'|\S+?)(?: \((--[\w-]+)\))?(?=[\s,;)]|$)")
+_FIELD_AND_FLAG = re.compile(r"EvalConfig\.(\w+) / (--[\w-]+)")
+_FIELD = re.compile(r"EvalConfig\.(\w+)")
+
+
+def option_names(message: str, flags: Mapping[str, str]) -> str:
+    """``message`` with each ``EvalConfig.<field>`` that ``flags`` maps written as its command-line option:
+    ``EvalConfig.scheduler: expected …`` → ``--scheduler: expected …``, ``set EvalConfig.guidance_scale=5``
+    → ``pass --guidance-scale 5`` (fields without an option stay as they are)."""
+
+    def assign(m: re.Match[str]) -> str:
+        opt = flags.get(m.group(1)) or m.group(3)
+        if opt is None:
+            return m.group(0)
+        value = m.group(2)
+        if value.startswith("'") and value.endswith("'") and " " not in value:
+            value = value[1:-1]
+        return f"pass {opt} {value}" if m.group(0).startswith("set ") else f"{opt} {value}"
+
+    message = _SET_FIELD.sub(assign, message)
+    message = _FIELD_AND_FLAG.sub(lambda m: flags.get(m.group(1), m.group(2)), message)
+    mapped = _FIELD.sub(lambda m: flags.get(m.group(1), m.group(0)), message)
+    if mapped != message:
+        mapped = mapped.replace(" or None, got ", ", got ")
+    return mapped

@@ -39,8 +39,10 @@ __all__ = [
     "pareto_trials",
     "recover_orphans",
     "relative_storage",
+    "resume_refused",
     "run_lock",
     "save_settings",
+    "settings_conflicts",
     "storage_spec",
 ]
 
@@ -214,13 +216,33 @@ def open_study(settings: RunSettings, *, fingerprint: str, metric: str, space_di
         )
     problems = check_compatible(stored, config, study)
     if problems:
-        raise SearchError(
-            f"cannot resume study {settings.name!r}: it was created with different settings:\n  - "
-            + "\n  - ".join(problems)
-            + "\nResume with the original options (omit them: they are read from the study) or start a new run "
-              "with another --name."
-        )
+        raise resume_refused(settings.name, problems)
     return StudyHandle(study=study, storage_spec=spec, settings=settings, created=False, config=dict(stored))
+
+
+def resume_refused(name: str, problems: Sequence[str]) -> SearchError:
+    """The error of a resume whose settings differ from the study's (one line per difference)."""
+    return SearchError(
+        f"cannot resume study {name!r}: it was created with different settings:\n  - " + "\n  - ".join(problems)
+        + "\nResume with the original options (omit them: they are read from the study) or start a new run "
+          "with another --name."
+    )
+
+
+def settings_conflicts(stored: RunSettings, wanted: RunSettings) -> list[str]:
+    """Differences in :attr:`RunSettings.IDENTITY` between a run's stored settings and those asked for, worded
+    as :func:`check_compatible` words them (checked before anything is loaded)."""
+    s_id, w_id = stored.identity(), wanted.identity()
+    problems = []
+    for key in ("max_quality", "min_speedup"):
+        if s_id[key] != w_id[key]:
+            problems.append(f"objective {key}: study has {s_id[key]!r}, this run has {w_id[key]!r}")
+    if s_id["objective"] != w_id["objective"]:
+        problems.append(f"objective kind: study has {s_id['objective']!r}, this run has {w_id['objective']!r}")
+    for key in sorted(set(s_id) - {"max_quality", "min_speedup", "objective"}):
+        if s_id[key] != w_id[key]:
+            problems.append(f"{key}: study has {s_id[key]!r}, this run has {w_id[key]!r}")
+    return problems
 
 
 def check_compatible(stored: Mapping[str, Any], wanted: Mapping[str, Any], study: Any) -> list[str]:
@@ -247,6 +269,8 @@ def check_compatible(stored: Mapping[str, Any], wanted: Mapping[str, Any], study
     s_id, w_id = stored.get("identity", {}), wanted["identity"]
     for key in sorted(set(s_id) | set(w_id)):
         if key in ("max_quality", "min_speedup", "objective"):
+            continue
+        if key not in s_id:  # a setting checked since a later version (device): studies before it cannot say
             continue
         if s_id.get(key) != w_id.get(key):
             problems.append(f"{key}: study has {s_id.get(key)!r}, this run has {w_id.get(key)!r}")

@@ -279,4 +279,32 @@ def test_baseline_kinds_reach_export_and_report_whatever_their_names(settings, m
     assert compared == {"steps", "deepcache"}
     report = (s.run_dir / "report.md").read_text()
     assert any(line.startswith("- Fewer steps: ") for line in report.splitlines())
-    assert any(line.startswith("- DeepCache N=3, best branch `b") for line in report.splitlines())
+    assert any(line.startswith("- DeepCache N=3 b0 (the papers' default) `b") for line in report.splitlines())
+
+
+def test_a_resumed_run_says_so_with_its_finished_trials(settings, make_evaluator) -> None:
+    from cachesearch.search.executors.base import Progress
+
+    class Notes(Progress):
+        def __init__(self) -> None:
+            self.notes: list[str] = []
+
+        def note(self, text: str) -> None:
+            self.notes.append(text)
+
+    s = settings(trials=3)
+    first = Notes()
+    run_search(s, first, evaluator=make_evaluator(), export=False)
+    assert not any(n.startswith("resuming") for n in first.notes)
+    again = Notes()
+    run_search(replace(s, trials=4), again, evaluator=make_evaluator(), export=False)
+    assert "resuming run unit (3 finished trials)" in again.notes
+
+
+def test_a_run_whose_preparation_fails_leaves_no_folder(settings, make_evaluator, tmp_path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("format: cachesearch/space@1\nname: bad\nmask:\n  families: [nosuch]\n")
+    s = settings(space=str(bad))
+    with pytest.raises(Exception, match="nosuch"):
+        run_search(s, evaluator=make_evaluator(), export=False, space_given=True)
+    assert not s.run_dir.exists()
