@@ -319,13 +319,13 @@ def test_compile_denoiser_scope_never_recompiles_across_steps_or_calls(dynamo_cl
     with sched.applied(pipe):
         eager = generate(pipe)
     cc = _counter()
-    with dynamo_clean.config.patch(error_on_recompile=True):
-        with sched.applied(pipe, compile={"scope": "denoiser", "backend": cc}) as h:
-            first = generate(pipe)
-            patterns = len(h.compiled_variants)
-            assert patterns == h.row_patterns() and cc.frame_count == patterns  # one graph each, no recompile
-            second = generate(pipe)
-            assert cc.frame_count == patterns
+    denoiser_scope = {"scope": "denoiser", "backend": cc}
+    with dynamo_clean.config.patch(error_on_recompile=True), sched.applied(pipe, compile=denoiser_scope) as h:
+        first = generate(pipe)
+        patterns = len(h.compiled_variants)
+        assert patterns == h.row_patterns() and cc.frame_count == patterns  # one graph each, no recompile
+        second = generate(pipe)
+        assert cc.frame_count == patterns
     torch.testing.assert_close(first, eager, atol=1e-5, rtol=0)
     torch.testing.assert_close(second, eager, atol=1e-5, rtol=0)
     assert "forward" not in pipe.unet.__dict__  # removed exactly
