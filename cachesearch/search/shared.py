@@ -165,7 +165,10 @@ def _make_retrying_class() -> type:
         inner = self._inner
         return getattr(inner, "_backend", inner)
 
-    ns.update(__init__=__init__, backend=property(backend), __doc__=(
+    def __reduce__(self: Any) -> tuple[Any, tuple[str]]:  # noqa: N807 - pickled (Ray Tune state): reopened by URL
+        return open_rdb, (self.backend.url,)
+
+    ns.update(__init__=__init__, __reduce__=__reduce__, backend=property(backend), __doc__=(
         "An Optuna storage that retries calls failing with an unreachable database (see the module docs)."))
     return type("RetryingStorage", (BaseStorage, BaseHeartbeat), ns)
 
