@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -291,12 +292,15 @@ def evaluate_candidate(
     number: int | None = None,
     study: str | None = None,
     remeasure_spread: float = 0.1,
+    claim: Callable[[str], None] | None = None,
 ) -> Outcome:
     """Compile and evaluate ``policy`` on the train split. Never raises for a bad candidate.
 
     Exceptions (including out-of-memory), invalid outputs (NaN/inf) and non-finite metrics become a failed
     :class:`Outcome` with the reason. A candidate whose compiled mask is in ``known`` is not evaluated: it
     takes the recorded values and ``duplicate_of`` names the trial that was evaluated.
+    ``claim(key)``, called for a mask not in ``known``, reserves it in a shared study (:class:`~.shared.Claims`):
+    it returns once this trial holds the mask, or once another process's evaluation of it is in ``known``.
     Under measured latency a noisy measurement (relative spread above ``remeasure_spread``) is taken again and
     the tighter one kept.
     """
@@ -309,6 +313,8 @@ def evaluate_candidate(
         return Outcome(values=None, reason=attrs["reason"], user_attrs=attrs)
     key = mask_key(schedule)
     attrs.update(mask_key=key, schedule=schedule_attr(schedule))
+    if claim is not None and (known is None or key not in known.entries):
+        claim(key)
     if known is not None and key in known.entries:
         first, values, constraints, extra = known.entries[key]
         attrs.update(extra)

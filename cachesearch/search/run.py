@@ -22,6 +22,7 @@ from .export import ExportResult, export_front
 from .objective import git_revision
 from .report import write_report
 from .settings import RunSettings, SearchError, default, default_name
+from .shared import Claims
 from .space import SearchSpace, SpaceContext, default_space, find_space, load_space
 from .study import (
     ATTR_BASELINE,
@@ -212,6 +213,9 @@ def prepare(settings: RunSettings, progress: Progress, *, space_given: bool = Fa
     offset = finished_count(handle.study)
     if not handle.created:
         progress.note(f"resuming run {settings.name} ({offset} finished trials)")
+    claims = Claims(handle.study)
+    if claims.enabled:  # a shared study: each process samples with its own seed (worker 0 as one process would)
+        offset += 1_000_000 * claims.index("worker")
     handle.study.sampler = make_sampler(settings.sampler, seed=settings.seed, population=settings.population,
                                         offset=offset)
     progress.stage("reference images (train)")
@@ -223,7 +227,8 @@ def prepare(settings: RunSettings, progress: Progress, *, space_given: bool = Fa
                     profile=profile, notes=list(resolved.notes))
     for n in resolved.notes:
         progress.note(n)
-    if handle.created or ATTR_BASELINES not in handle.study.user_attrs:
+    if (handle.created or ATTR_BASELINES not in handle.study.user_attrs) and (
+            not claims.enabled or claims.first("baselines")):  # one process of a shared study enqueues them
         enqueue_baselines(prep, progress)
     if recover and settings.executor == "ray" and ray_experiment_unfinished(run_dir):
         recover = False  # Tuner.restore resumes those trials; the restored searcher fails the rest
@@ -279,11 +284,21 @@ def run_search(settings: RunSettings, progress: Progress | None = None, *, space
             front=pareto_trials(study), notes=list(prep.notes), objective=settings.objective,
         )
         if export and loop.stopped != "interrupted":
-            summary.export = export_front(prep, progress)
-            summary.report = write_report(prep, summary.export, progress)
+            try:
+                summary.export = export_front(prep, progress)
+                summary.report = write_report(prep, summary.export, progress)
+            except OSError as e:
+                raise _export_error(e, settings) from e
             summary.front = summary.export.front_trials
         summary.seconds = time.monotonic() - t0
         return summary
+
+
+def _export_error(e: OSError, settings: RunSettings) -> SearchError:
+    """A failed export (disk full, …) as one line naming the file; files already there are whole (atomic writes)."""
+    what = f"cannot write {e.filename}: {e.strerror}" if e.filename else f"{type(e).__name__}: {e}"
+    return SearchError(f"export failed: {what}; the study is intact and no partial file was left: free space and "
+                       f"run `cachesearch export --name {settings.name}`")
 
 
 def open_run(name: str, out: str | None = None, progress: Progress | None = None, *,
@@ -319,6 +334,9 @@ def export_run(name: str, out: str | None = None, progress: Progress | None = No
     progress = progress or Progress()
     with run_lock(find_run(name, out)):
         prep = open_run(name, out, progress, cache_dir=cache_dir, evaluator=evaluator)
-        result = export_front(prep, progress)
-        path = write_report(prep, result, progress) if report else None
+        try:
+            result = export_front(prep, progress)
+            path = write_report(prep, result, progress) if report else None
+        except OSError as e:
+            raise _export_error(e, prep.settings) from e
     return result, path

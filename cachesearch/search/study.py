@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import os
 import socket
+import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -74,13 +75,19 @@ def relative_storage(spec: str, run_dir: Path) -> str:
 
 def open_storage(spec: str) -> Any:
     """An Optuna storage for ``spec``: an RDB URL (``postgresql://…``, ``mysql://…``, ``sqlite:///…``) or the
-    path of a journal file (safe for processes on one host; not on NFS)."""
+    path of a journal file (safe for processes on one host; not on NFS). A server URL (not SQLite) gets
+    :func:`~.shared.open_rdb`: heartbeats, retries while the server is unreachable, and mask claims, so many
+    ``cachesearch run`` processes on many hosts can share the study."""
     import optuna
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     if "://" in spec:
         try:
-            return optuna.storages.RDBStorage(spec)
+            if spec.startswith("sqlite"):
+                return optuna.storages.RDBStorage(spec)
+            from .shared import open_rdb
+
+            return open_rdb(spec)  # many processes or hosts: heartbeats, claims, retries
         except Exception as e:  # noqa: BLE001 - driver missing, bad URL, server down
             raise SearchError(f"--storage: cannot open {spec!r}: {type(e).__name__}: {e}") from e
     path = Path(spec).expanduser()
@@ -209,6 +216,11 @@ def open_study(settings: RunSettings, *, fingerprint: str, metric: str, space_di
             return StudyHandle(study=study, storage_spec=spec, settings=settings, created=True, config=config)
     study = optuna.load_study(study_name=settings.name, storage=storage, sampler=sampler)
     stored = study.user_attrs.get(ATTR_CONFIG)
+    for _ in range(50):  # created by a process starting at the same time that has not stored its config yet
+        if stored is not None or study.trials:
+            break
+        time.sleep(0.2)
+        stored = study.user_attrs.get(ATTR_CONFIG)
     if not isinstance(stored, Mapping) or stored.get("format") != STUDY_FORMAT:
         raise SearchError(
             f"study {settings.name!r} in {spec} was not created by cachesearch (no {ATTR_CONFIG!r} attribute); "
@@ -309,31 +321,30 @@ def recover_orphans(study: Any, *, run_dir: Path, keep: Sequence[int] = ()) -> l
     that is no longer alive, or carries no runner information. Trials of other hosts, of live processes of
     other run directories, and those in ``keep`` (about to be resumed by Ray Tune) are left alone. The orphan
     becomes FAIL with ``reason`` and ``requeued: true`` (it does not count toward the budget), and its
-    parameters are enqueued so the candidate is evaluated once, by the resumed run.
+    parameters are enqueued so the candidate is evaluated once, by the resumed run. In a shared RDB study
+    (:mod:`.shared`) trials without runner information belong to a process that just asked them, and trials of
+    other hosts are failed by the heartbeat keeper of any live process once they go stale.
     """
     from optuna.trial import TrialState
 
+    from .shared import is_shared, requeue
+
     host = socket.gethostname()
     here = str(Path(run_dir).resolve())
+    shared = is_shared(study._storage)
     orphans: list[int] = []
-    storage = study._storage
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if t.number in keep:
             continue
         t_host, pid = t.user_attrs.get("host"), t.user_attrs.get("pid")
+        if t_host is None and shared:
+            continue  # just asked by another process of a shared study; heartbeats catch it if it dies
         if t_host is not None and t_host != host:
             continue
         if t_host is not None and t.user_attrs.get("run_dir") != here and _pid_alive(pid) and pid != os.getpid():
             continue
-        params = dict(t.system_attrs.get("fixed_params") or {})
-        params.update(t.params)
-        storage.set_trial_user_attr(t._trial_id, "reason", "orphaned: the process running it died before it "
-                                                           "finished; re-enqueued")
-        storage.set_trial_user_attr(t._trial_id, "requeued", True)
-        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        user_attrs = {"requeued_from": t.number, **baseline_attrs(t.user_attrs)}
-        study.enqueue_trial(params, user_attrs=user_attrs)
-        orphans.append(t.number)
+        if requeue(study, t, "orphaned: the process running it died before it finished; re-enqueued"):
+            orphans.append(t.number)
     return orphans
 
 

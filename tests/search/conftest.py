@@ -23,6 +23,7 @@ from cachesearch.models._loaders import LoadedModel
 from cachesearch.schedule import Schedule
 from cachesearch.search import RunSettings
 from tests._tiny import tiny_sd_pipeline
+from tests.postgres import pg_server  # noqa: F401 - a PostgreSQL server for the session (test_postgres.py)
 
 TINY_STEPS = 8
 
