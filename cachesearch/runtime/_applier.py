@@ -252,6 +252,8 @@ class AppliedSchedule:
                 raise ScheduleError(f"scale_shift: block {block!r} never reuses in this schedule")
             if affine[i] is None:
                 affine[i] = [None] * self.schedule.num_steps
+                if self._io[i] is None:
+                    self._io[i] = block_io_of(self._modules[i], path=block)
             affine[i][step] = (scale.to(device=device, dtype=dtype), shift.to(device=device, dtype=dtype))
         self._affine = affine
 
