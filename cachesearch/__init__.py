@@ -21,6 +21,7 @@ from .schedule import (
     Joint,
     PeriodicMask,
     ReuseMode,
+    ScaleShift,
     Schedule,
     ScheduleError,
     StepSet,
@@ -39,12 +40,24 @@ __all__ = [
     "Joint",
     "PeriodicMask",
     "ReuseMode",
+    "ScaleShift",
     "Schedule",
     "ScheduleError",
     "StepSet",
     "__version__",
     "apply_schedule",
     "compile_schedule",
+    "fit_scale_shift",
     "load_front",
     "load_schedule",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # Heavy, off the runtime path: loaded on first use only.
+    if name == "fit_scale_shift":
+        from .evaluate._scale_shift import fit_scale_shift
+
+        globals()[name] = fit_scale_shift
+        return fit_scale_shift
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -42,6 +42,9 @@ _EXPORTS: dict[str, str] = {
     "save_profile": "._profile",
     "load_profile": "._profile",
     "profile_id": "._profile",
+    # scale-shift fitting
+    "FitMethod": "._scale_shift",
+    "fit_scale_shift": "._scale_shift",
     # baselines
     "Baseline": "._baselines",
     "baselines": "._baselines",
@@ -68,6 +71,7 @@ __all__ = [
     "EvalConfigError",
     "EvalResult",
     "Evaluator",
+    "FitMethod",
     "InvalidOutputError",
     "LatencyStats",
     "PerceptualMetric",
@@ -80,6 +84,7 @@ __all__ = [
     "baselines",
     "builtin_prompts",
     "device_description",
+    "fit_scale_shift",
     "get_perceptual_metric",
     "load_profile",
     "load_prompt_file",
@@ -107,6 +112,7 @@ if TYPE_CHECKING:
     from ._quality import PerceptualMetric, get_perceptual_metric, psnr, quality_report, ssim
     from ._reference import ReferenceCache, ReferenceInfo
     from ._result import EvalResult
+    from ._scale_shift import FitMethod, fit_scale_shift
 
 
 def __getattr__(name: str) -> Any:

@@ -42,8 +42,9 @@ def profile_blocks(
     Args:
         evaluator: supplies the pipeline, sampler (steps, guidance, size), prompts and initial latents.
         split: prompt split to average over.
-        granularity: ``"stage"`` (``down_blocks.i``, ``mid_block``, ``up_blocks.i``) or ``"layer"`` (every
-            resnet / attention / sampler).
+        granularity: ``"stage"`` (``down_blocks.i``, ``mid_block``, ``up_blocks.i``), ``"layer"`` (every
+            resnet / attention / sampler) or ``"component"`` (``attn1``/``attn2``/``ff`` inside the attention
+            layers' transformer blocks).
         n: use only the first ``n`` prompts of the split (default: all).
 
     Returns:
@@ -55,7 +56,7 @@ def profile_blocks(
     try:
         kind = BlockKind(granularity)
     except ValueError:
-        raise ValueError(f"granularity: expected 'stage' or 'layer', got {granularity!r}") from None
+        raise ValueError(f"granularity: expected 'stage', 'layer' or 'component', got {granularity!r}") from None
     evaluator.check_no_schedule()
     blocks = evaluator.space.names(kind)
     modules = [evaluator.denoiser.get_submodule(b) for b in blocks]

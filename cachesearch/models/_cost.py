@@ -179,11 +179,13 @@ def denoiser_costs(
         ``(macs, other_macs)``: ``macs`` maps every block of the adapter's block space (stages and their
         layers) to its MACs; ``other_macs`` is the total minus the stages (embeddings, input/output layers).
     """
+    from ..schedule import BlockKind
     from .adapters import adapter_for
 
     adapter = adapter_for(denoiser)
     model = _meta_replica(denoiser) if on_meta else denoiser
-    paths = list(adapter.block_space(model).names())
+    space = adapter.block_space(model)
+    paths = list(space.names()) + list(space.names(BlockKind.COMPONENT))
     inputs = adapter.example_inputs(model, height=height, width=width, batch_size=batch_size)
     report = module_macs(model, lambda: model(**inputs, return_dict=False), paths)
     return report.per_module, report.other_macs

@@ -83,10 +83,11 @@ def _merge(a_uncond: int, a_cond: int) -> int | tuple[int, int]:
 class _State:
     """Mutable per-run state shared by the wrappers of one applied schedule."""
 
-    __slots__ = ("call", "row", "rows", "step_of_call", "store")
+    __slots__ = ("call", "row", "rows", "step", "step_of_call", "store")
 
     def __init__(self, n_blocks: int) -> None:
         self.call = -1
+        self.step = 0
         self.row: tuple = ()
         self.rows: list[tuple] = []
         self.step_of_call: list[int] | None = None
@@ -130,11 +131,18 @@ class AppliedSchedule:
         self._names = [bm.block for bm in hooked]
         self._modules = [self._module(bm.block) for bm in hooked]
         # Residual reuse and per-branch masks read the hidden state: the adapter's I/O contract says where.
+        adjusted = set(schedule.scale_shift.blocks()) if schedule.scale_shift is not None else set()
         self._io: list[BlockIO | None] = [
-            block_io_of(m, path=bm.block) if self._residual or not bm.shared else None
+            block_io_of(m, path=bm.block) if self._residual or not bm.shared or bm.block in adjusted else None
             for bm, m in zip(hooked, self._modules)
         ]
         self._hooked = hooked
+        # Scale-shift: per hooked block, per step, (scale, shift) already on the denoiser's device and dtype.
+        self._affine: list[list[tuple[torch.Tensor, torch.Tensor] | None] | None] = [None] * len(hooked)
+        self._probe: Callable | None = None  # fit_scale_shift's observer of reuse steps (None: never called)
+        if schedule.scale_shift is not None:
+            self._set_affine({k: tuple(torch.from_numpy(a.copy()) for a in v)
+                              for k, v in schedule.scale_shift.entries.items()})
         self._tables: dict[tuple[int, bool], list[tuple]] = {}  # (first row run, cfg) -> action rows
         self._state = _State(len(hooked))
 
@@ -230,6 +238,40 @@ class AppliedSchedule:
 
         self._patch(module, "forward", make)
 
+    def _set_affine(self, table: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Install per (block, step) 1-D scale and shift tensors, moved once to the denoiser's device/dtype
+        (``fit_scale_shift`` passes trainable ones; they are used as given when already there)."""
+        param = next(self.denoiser.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+        dtype = param.dtype if param is not None else torch.float32
+        index = {name: i for i, name in enumerate(self._names)}
+        affine: list[list | None] = [None] * len(self._names)
+        for (block, step), (scale, shift) in table.items():
+            i = index.get(block)
+            if i is None:
+                raise ScheduleError(f"scale_shift: block {block!r} never reuses in this schedule")
+            if affine[i] is None:
+                affine[i] = [None] * self.schedule.num_steps
+                if self._io[i] is None:
+                    self._io[i] = block_io_of(self._modules[i], path=block)
+            affine[i][step] = (scale.to(device=device, dtype=dtype), shift.to(device=device, dtype=dtype))
+        self._affine = affine
+
+    def _adjust(self, i: int, out: Any) -> Any:
+        """``out`` with Block Caching's per-channel ``scale * y + shift`` at this step, if the schedule has one."""
+        table = self._affine[i]
+        if table is None:
+            return out
+        pair = table[self._state.step]
+        if pair is None:
+            return out
+        io = self._io[i]
+        y = io.hidden_output(out)
+        shape = [1] * y.ndim
+        shape[io.channel_dim] = -1
+        scale, shift = pair
+        return io.replace_hidden_output(out, torch.addcmul(shift.view(shape), y, scale.view(shape)))
+
     def _compile_denoiser(self, options: dict[str, Any]) -> None:
         """Compile the whole denoiser once per distinct step pattern, each on a code object of its own.
 
@@ -244,14 +286,17 @@ class AppliedSchedule:
         variants: dict[tuple, Callable] = {}
         options = {"fullgraph": True, "dynamic": False, **options}
 
+        per_step = any(t is not None for t in self._affine)  # affine tensors differ per step: one graph each
+
         def make(original: Callable) -> Callable:
             def forward(*args: Any, **kwargs: Any) -> Any:
-                run = variants.get(state.row)
+                key = (state.row, state.step) if per_step else state.row
+                run = variants.get(key)
                 if run is None:
                     code = fn.__code__.replace(co_name=f"{fn.__code__.co_name}_cachesearch_pattern{len(variants)}")
                     variant = types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
                     variant.__kwdefaults__ = fn.__kwdefaults__
-                    run = variants[state.row] = torch.compile(types.MethodType(variant, module), **options)
+                    run = variants[key] = torch.compile(types.MethodType(variant, module), **options)
                 return run(*args, **kwargs)
 
             return forward
@@ -272,7 +317,7 @@ class AppliedSchedule:
                 state.store[i] = self._delta(i, out, args, kwargs) if residual else out
                 return out
             if act == REUSE:
-                return self._reuse(i, args, kwargs)
+                return self._reuse(i, run, args, kwargs)
             return self._split(i, act, run, args, kwargs)
 
         return forward
@@ -459,7 +504,8 @@ class AppliedSchedule:
                 )
             self._new_run(self.schedule.num_steps, self.schedule.num_steps)  # bare denoiser: next loop
             st.call = 0
-        st.row = st.rows[st.step_of_call[st.call]]
+        st.step = st.step_of_call[st.call]
+        st.row = st.rows[st.step]
 
     # -- reuse -------------------------------------------------------------------------------------------
     def _delta(self, i: int, out: Any, args: tuple, kwargs: dict) -> tuple[Any, torch.Tensor]:
@@ -475,15 +521,19 @@ class AppliedSchedule:
             )
         return (out, y - x)
 
-    def _reuse(self, i: int, args: tuple, kwargs: dict) -> Any:
+    def _reuse(self, i: int, run: Callable, args: tuple, kwargs: dict) -> Any:
         stored = self._state.store[i]
         if stored is None:
             raise ScheduleError(f'blocks["{self._names[i]}"]: nothing stored to reuse (internal error)')
         if not self._residual:
-            return stored
-        out, delta = stored
-        io = self._io[i]
-        return io.replace_hidden_output(out, io.hidden_input(args, kwargs) + delta)
+            out = stored
+        else:
+            out, delta = stored
+            io = self._io[i]
+            out = io.replace_hidden_output(out, io.hidden_input(args, kwargs) + delta)
+        if self._probe is not None:
+            self._probe(i, self._state.step, out, run, args, kwargs)
+        return self._adjust(i, out)
 
     def _split(self, i: int, acts: tuple[int, int], run: Callable, args: tuple, kwargs: dict) -> Any:
         # CFG batch = [uncond rows; cond rows]. One branch runs on its rows, the other reuses its rows.
@@ -503,6 +553,7 @@ class AppliedSchedule:
                     part = io.replace_hidden_output(tree_slice(out, lo, hi, batch), x[lo:hi] + delta[lo:hi])
                 else:
                     part = tree_slice(stored, lo, hi, batch)
+                part = self._adjust(i, part)
             else:
                 part = run(*tree_slice(args, lo, hi, batch), **tree_slice(kwargs, lo, hi, batch))
                 store = store or act == STORE

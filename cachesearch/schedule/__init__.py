@@ -1,6 +1,6 @@
 """The schedule IR, policy families, the YAML format and the architecture fingerprint.
 
-Pure data: this layer imports only pyyaml and numpy.
+Pure data: this layer imports only pyyaml, numpy and (for scale-shift sidecars) ``safetensors.numpy``.
 """
 
 from ._blockspace import BlockInfo, BlockKind, BlockSpace
@@ -21,6 +21,7 @@ from ._ir import (
     SamplerInfo,
     Schedule,
 )
+from ._scale_shift import ScaleShift
 from ._yaml import dump_schedule, load_schedule, parse_schedule, save_schedule
 from .policies import (
     BlockCachingAuto,
@@ -62,6 +63,7 @@ __all__ = [
     "ReferenceRun",
     "ReuseMode",
     "SamplerInfo",
+    "ScaleShift",
     "Schedule",
     "ScheduleError",
     "StepSet",

@@ -20,6 +20,7 @@ class BlockKind(str, enum.Enum):
 
     STAGE = "stage"  # down_blocks.i, mid_block, up_blocks.i, transformer_blocks.i
     LAYER = "layer"  # a resnet / attention / sampler inside a stage
+    COMPONENT = "component"  # attn1 / attn2 / ff inside an attention layer's transformer blocks
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,6 +34,8 @@ class BlockInfo:
         macs: multiply-accumulates of one call of this block (batch 1, the adapter's reference resolution),
             or ``None`` when unknown.
         residual_ok: whether ``reuse: residual`` is meaningful (output has the input's shape).
+        role: what the block is, for policies that select by role (``"resnet"``, ``"attention"``,
+            ``"attn1"``, ``"attn2"``, ``"ff"``, ``"stage"``...), or ``None``.
     """
 
     name: str
@@ -40,6 +43,7 @@ class BlockInfo:
     parent: str | None = None
     macs: int | None = None
     residual_ok: bool = False
+    role: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,12 +89,21 @@ class BlockSpace:
             ) from None
 
     def names(self, kind: BlockKind | None = None) -> tuple[str, ...]:
-        """Block names in execution order, optionally only of one granularity."""
-        return tuple(b.name for b in self.blocks if kind is None or b.kind is kind)
+        """Block names in execution order, optionally only of one granularity.
+
+        Without ``kind``: stages and layers. Components (finer than layers) are listed only when asked for
+        with ``BlockKind.COMPONENT``, so code that walks "every block" keeps seeing disjoint layers."""
+        if kind is None:
+            return tuple(b.name for b in self.blocks if b.kind is not BlockKind.COMPONENT)
+        return tuple(b.name for b in self.blocks if b.kind is kind)
 
     def children(self, stage: str) -> tuple[str, ...]:
-        """Layer-level blocks inside ``stage`` in execution order."""
+        """Blocks directly inside ``stage`` (a stage's layers, an attention layer's components), in order."""
         return tuple(b.name for b in self.blocks if b.parent == stage)
+
+    def with_role(self, *roles: str) -> tuple[str, ...]:
+        """Names of the blocks whose role is one of ``roles``, in execution order."""
+        return tuple(b.name for b in self.blocks if b.role in roles)
 
     def order(self, names: Sequence[str]) -> tuple[str, ...]:
         """Sort block names into execution order (raises on unknown names)."""
@@ -104,7 +117,9 @@ class BlockSpace:
         chosen = set(names)
         for n in names:
             parent = self.get(n).parent
-            if parent is not None and parent in chosen:
+            while parent is not None and parent not in chosen:
+                parent = self.get(parent).parent
+            if parent is not None:
                 raise ScheduleError(
                     f'blocks["{n}"] is inside blocks["{parent}"], which is also listed; list either the '
                     f"stage or its layers, not both"
@@ -120,6 +135,11 @@ class BlockSpace:
         done: set[str] = set()
         for name in self.order(list(masks)):
             info = self.get(name)
+            if info.kind is BlockKind.COMPONENT:
+                # never merged: an attention layer whose components all reuse still recomputes its
+                # projections and norms around them, which is not the same as reusing the layer
+                out[name] = masks[name]
+                continue
             if info.parent is None or info.parent in done:
                 if info.parent is None:
                     out[name] = masks[name]
@@ -144,23 +164,25 @@ class BlockSpace:
         full = self.other_macs + sum(b.macs or 0 for b in stages)
         if full <= 0:
             return None
+        listed_below: set[str] = set()  # blocks with a listed block somewhere inside them
+        for name in masks:
+            parent = self.get(name).parent
+            while parent is not None:
+                listed_below.add(parent)
+                parent = self.get(parent).parent
+
+        def cost(name: str, step: int) -> float:
+            info = self.get(name)
+            if name in masks:
+                return float(info.macs or 0) if masks[name][step] == "R" else 0.0
+            if name not in listed_below:
+                return float(info.macs or 0)
+            kids = self.children(name)
+            # Work in the block outside its children (concats, norms, projections) always runs.
+            rest = max((info.macs or 0) - sum(self.get(k).macs or 0 for k in kids), 0)
+            return rest + sum(cost(k, step) for k in kids)
+
         total = 0.0
         for step in range(num_steps):
-            cost = float(self.other_macs)
-            for stage in stages:
-                if stage.name in masks:
-                    cost += (stage.macs or 0) if masks[stage.name][step] == "R" else 0
-                    continue
-                kids = self.children(stage.name)
-                listed = [k for k in kids if k in masks]
-                if not listed:
-                    cost += stage.macs or 0
-                    continue
-                kid_macs = sum(self.get(k).macs or 0 for k in kids)
-                # Work in the stage outside its listed layers (concats, un-listed layers) always runs.
-                cost += max((stage.macs or 0) - kid_macs, 0)
-                for k in kids:
-                    if k not in masks or masks[k][step] == "R":
-                        cost += self.get(k).macs or 0
-            total += cost
+            total += float(self.other_macs) + sum(cost(stage.name, step) for stage in stages)
         return total / (full * num_steps)

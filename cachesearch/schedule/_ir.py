@@ -12,6 +12,7 @@ from ._apply import AppliedHandle, get_applier
 from ._calls import call_starts_for
 from ._errors import ScheduleError, short_repr
 from ._mask import RECOMPUTE, REUSE, check_block_name, check_mask
+from ._scale_shift import ScaleShift
 from .policies import policy_from_dict
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "ReferenceRun",
     "ReuseMode",
     "SamplerInfo",
+    "ScaleShift",
     "Schedule",
 ]
 
@@ -172,6 +174,9 @@ class Schedule:
     metrics: Metrics | None = None
     provenance: Provenance | None = None
     reference: ReferenceRun | None = None
+    scale_shift: ScaleShift | None = None
+    """Per (block, step, channel) scale and shift applied to reused outputs (format @2; a safetensors sidecar
+    beside the file). Made by :func:`cachesearch.fit_scale_shift`."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -204,13 +209,33 @@ class Schedule:
                         f'blocks["{bm.block}"] is inside blocks["{".".join(parts[:i])}"], which is also '
                         f"listed; list either the stage or its layers, not both"
                     )
+        if self.scale_shift is not None:
+            self._check_scale_shift()
+
+    def _check_scale_shift(self) -> None:
+        ss = self.scale_shift
+        if not isinstance(ss, ScaleShift):
+            raise ScheduleError(f"scale_shift: expected a ScaleShift or None, got {short_repr(ss)}")
+        masks = {bm.block: bm for bm in self.blocks}
+        for block, step in ss:
+            bm = masks.get(block)
+            if bm is None:
+                raise ScheduleError(f"scale_shift: block {block!r} is not listed in blocks")
+            if step >= self.num_steps:
+                raise ScheduleError(f"scale_shift[{block!r}, {step}]: the schedule has {self.num_steps} steps")
+            if REUSE not in (bm.cond[step], bm.uncond[step]):
+                raise ScheduleError(
+                    f"scale_shift[{block!r}, {step}]: the block recomputes at step {step}; only reused outputs "
+                    f"are adjusted"
+                )
 
     # -- views ---------------------------------------------------------------------------------------
     @property
     def format(self) -> str:
         """The format version this schedule is written in: the oldest that can express it."""
         derived = self.provenance is not None and self.provenance.note is not None
-        return FORMAT_V2 if self.reference is not None or derived else FORMAT_V1
+        newer = self.reference is not None or derived or self.scale_shift is not None
+        return FORMAT_V2 if newer else FORMAT_V1
 
     @property
     def num_steps(self) -> int:
@@ -266,6 +291,8 @@ class Schedule:
         ref = self.reference
         same_steps = ref is not None and ref.num_inference_steps == self.num_steps
         note = f"for_steps({num_steps}) of {self.name!r} ({self.num_steps} steps); metrics dropped"
+        if self.scale_shift is not None:
+            note += "; scale-shift dropped (fit it again with cs.fit_scale_shift)"
         old = self.provenance
         return replace(
             self,
@@ -275,6 +302,7 @@ class Schedule:
             blocks=tuple(BlockEntry(block=b, cond=c, uncond=u) for b, (c, u) in new_masks.items()),
             policy=new_policy.to_dict(),
             metrics=None,
+            scale_shift=None,
             reference=replace(ref, num_inference_steps=num_steps) if same_steps else None,
             provenance=Provenance(cachesearch=old.cachesearch, created=old.created, note=note) if old else
             Provenance(cachesearch="unknown", created="unknown", note=note),
@@ -292,7 +320,10 @@ class Schedule:
         return dump_schedule(self)
 
     def save(self, path: str | Path) -> Path:
-        """Write the schedule to ``path`` atomically (temp file + rename); returns the path."""
+        """Write the schedule to ``path`` atomically (temp file + rename); returns the path.
+
+        A schedule with :attr:`scale_shift` also writes its sidecar ``<stem>.scale_shift.safetensors`` beside it
+        (written first, so the YAML never names a file that is not there)."""
         from ._yaml import save_schedule
 
         return save_schedule(self, path)

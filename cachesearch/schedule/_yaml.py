@@ -1,10 +1,12 @@
-"""Read and write ``cachesearch/schedule@1`` files: strict on input, stable on output."""
+"""Read and write ``cachesearch/schedule@1``/``@2`` files: strict on input, stable on output."""
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from ._ir import (
     SamplerInfo,
     Schedule,
 )
+from ._scale_shift import ScaleShift
 from .policies import policy_from_dict
 
 __all__ = [
@@ -40,6 +43,7 @@ __all__ = [
     "parse_schedule",
     "read_yaml_file",
     "save_schedule",
+    "sidecar_name",
     "strict_yaml_load",
 ]
 
@@ -47,6 +51,11 @@ MAX_FILE_BYTES = 1 << 20
 """Largest schedule or search-space file read (1 MiB; real ones are a few KB). Index files allow more."""
 MAX_DEPTH = 32
 """Deepest nesting of mappings/sequences accepted (the formats need 4)."""
+MAX_SIDECAR_BYTES = 256 << 20
+"""Largest scale-shift sidecar read (256 MiB; SD 1.5 attention layers × 50 steps need a few MB)."""
+SIDECAR_SUFFIX = ".scale_shift.safetensors"
+"""A schedule ``s.yaml`` keeps its scale-shift in ``s.scale_shift.safetensors`` beside it."""
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 # -- loading ---------------------------------------------------------------------------------------------
@@ -307,11 +316,57 @@ def _parse_reference(d: Any) -> ReferenceRun | None:
 
 
 _TOP_REQUIRED = {"format", "name", "model", "sampler", "reuse", "blocks", "policy"}
-_TOP_OPTIONAL = {FORMAT_V1: {"metrics", "provenance"}, FORMAT: {"metrics", "provenance", "reference"}}
+def _parse_scale_shift(d: Any, base_dir: Path | None) -> ScaleShift | None:
+    """Read the sidecar named by ``scale_shift: {file, sha256}``, relative to the schedule file's folder."""
+    if d is None:
+        return None
+    m = _mapping("scale_shift", d, {"file", "sha256"})
+    name = _str("scale_shift.file", m["file"])
+    digest = _str("scale_shift.sha256", m["sha256"])
+    if not _HEX64.fullmatch(digest):
+        raise ScheduleError(f"scale_shift.sha256: expected 64 lower-case hex digits, got {short_repr(digest)}")
+    rel = Path(name)
+    if rel.is_absolute() or name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in rel.parts:
+        raise ScheduleError(
+            f"scale_shift.file: {short_repr(name)} must be a path relative to the schedule file's folder, inside it"
+        )
+    if base_dir is None:
+        raise ScheduleError("scale_shift.file: a schedule with a sidecar must be read from a file (load_schedule)")
+    base = base_dir.resolve()
+    target = (base / rel).resolve()
+    if target == base or base not in target.parents:
+        raise ScheduleError(f"scale_shift.file: {short_repr(name)} leaves the schedule file's folder")
+    try:
+        size = target.stat().st_size
+    except FileNotFoundError:
+        raise ScheduleError(f"scale_shift.file: the sidecar {name} is missing (expected at {target})") from None
+    except OSError as e:
+        raise ScheduleError(f"scale_shift.file: cannot read the sidecar {name}: {e.strerror or e}") from None
+    if not target.is_file():
+        raise ScheduleError(f"scale_shift.file: {name} is not a regular file")
+    if size > MAX_SIDECAR_BYTES:
+        raise ScheduleError(f"scale_shift.file: {size} bytes, more than the {MAX_SIDECAR_BYTES} a sidecar may have")
+    data = target.read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != digest:
+        raise ScheduleError(
+            f"scale_shift.sha256: the sidecar {name} has sha256 {actual}, the schedule names {digest} "
+            f"(the sidecar was replaced or edited)"
+        )
+    return ScaleShift.from_bytes(data, path="scale_shift.file")
 
 
-def parse_schedule(data: Any) -> Schedule:
-    """Validate a parsed YAML document and build a :class:`Schedule` (raises :class:`ScheduleError`)."""
+_TOP_OPTIONAL = {
+    FORMAT_V1: {"metrics", "provenance"},
+    FORMAT: {"metrics", "provenance", "reference", "scale_shift"},
+}
+
+
+def parse_schedule(data: Any, *, base_dir: str | os.PathLike[str] | None = None) -> Schedule:
+    """Validate a parsed YAML document and build a :class:`Schedule` (raises :class:`ScheduleError`).
+
+    ``base_dir`` is the folder the document's ``scale_shift.file`` is relative to (the schedule file's folder).
+    """
     if not isinstance(data, Mapping):
         raise ScheduleError(f"the document must be a mapping starting with 'format: {FORMAT}'")
     fmt = data.get("format")
@@ -335,6 +390,7 @@ def parse_schedule(data: Any) -> Schedule:
         metrics=_parse_metrics(d.get("metrics")),
         provenance=_parse_provenance(d.get("provenance"), fmt),
         reference=_parse_reference(d.get("reference")),
+        scale_shift=_parse_scale_shift(d.get("scale_shift"), None if base_dir is None else Path(base_dir)),
     )
 
 
@@ -343,7 +399,7 @@ def load_schedule(path: str | os.PathLike[str]) -> Schedule:
     p = Path(path)
     data = read_yaml_file(p, what="schedule file")
     try:
-        return parse_schedule(data)
+        return parse_schedule(data, base_dir=p.parent)
     except ScheduleError as e:
         raise ScheduleError(f"{p}: {e}") from e
 
@@ -369,8 +425,17 @@ def _flow(value: dict[str, Any]) -> str:
     return yaml.dump(value, Dumper=_Dumper, default_flow_style=True, sort_keys=False, width=1 << 16).strip()
 
 
-def dump_schedule(schedule: Schedule) -> str:
-    """Serialise a schedule; the output is byte-stable for equal schedules (blocks in stored order)."""
+def sidecar_name(path: str | os.PathLike[str]) -> str:
+    """File name of the scale-shift sidecar of a schedule written to ``path`` (``s.yaml`` →
+    ``s.scale_shift.safetensors``)."""
+    return Path(path).stem + SIDECAR_SUFFIX
+
+
+def dump_schedule(schedule: Schedule, *, sidecar: str | None = None) -> str:
+    """Serialise a schedule; the output is byte-stable for equal schedules (blocks in stored order).
+
+    ``sidecar`` is the file name recorded for a scale-shift (default ``<name>.scale_shift.safetensors``);
+    :func:`save_schedule` passes the one it writes."""
     s = schedule
     lines = [f"format: {s.format}", _block_scalar("name", s.name)]
     model = {"family": s.model.family, "class": s.model.cls, "fingerprint": s.model.fingerprint,
@@ -406,6 +471,9 @@ def dump_schedule(schedule: Schedule) -> str:
             lines.append("  latency: " + _flow(_drop_none(s.metrics.latency.__dict__.copy())))
     if s.provenance is not None:
         lines.append("provenance: " + _flow(_drop_none(s.provenance.__dict__.copy())))
+    if s.scale_shift is not None:
+        file = sidecar if sidecar is not None else sidecar_name(s.name + ".yaml")
+        lines.append("scale_shift: " + _flow({"file": file, "sha256": s.scale_shift.sha256}))
     return "\n".join(lines) + "\n"
 
 
@@ -416,6 +484,12 @@ def _block_scalar(key: str, value: str) -> str:
 def save_schedule(schedule: Schedule, path: str | os.PathLike[str]) -> Path:
     """Write atomically: a crash never leaves a partial file behind."""
     p = Path(path)
-    text = dump_schedule(schedule)
-    parse_schedule(strict_yaml_load(text))  # never write what we cannot read
+    if schedule.scale_shift is None:
+        text = dump_schedule(schedule)
+        parse_schedule(strict_yaml_load(text))  # never write what we cannot read
+        return atomic_write(p, text)
+    name = sidecar_name(p)
+    text = dump_schedule(schedule, sidecar=name)
+    atomic_write(p.parent / name, schedule.scale_shift.to_bytes())  # the sidecar first: never a dangling name
+    parse_schedule(strict_yaml_load(text), base_dir=p.parent)  # never write what we cannot read
     return atomic_write(p, text)

@@ -46,12 +46,15 @@ class BlockIO:
         return_hidden_states_index: element of a tuple (or ``BaseOutput``) output that is the hidden state;
             ``None`` when the block returns the hidden-state tensor itself.
         return_encoder_hidden_states_index: element that is the updated text stream, for dual-stream blocks.
+        channel_dim: the channel dimension of the hidden-state output (a scale-shift is per channel): 1 for
+            ``[B, C, H, W]`` feature maps, -1 for ``[B, L, C]`` token sequences.
     """
 
     hidden_states_argument: str = "hidden_states"
     hidden_states_position: int = 0
     return_hidden_states_index: int | None = None
     return_encoder_hidden_states_index: int | None = None
+    channel_dim: int = 1
 
     def hidden_input(self, args: tuple, kwargs: Mapping[str, Any]) -> torch.Tensor | None:
         """The hidden-state input of one call, or ``None`` when it was not passed as a tensor."""

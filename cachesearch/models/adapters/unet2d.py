@@ -1,6 +1,7 @@
 """Adapter for ``UNet2DConditionModel`` denoisers (SD 1.x/2.x, SDXL, the embedded model).
 
-It lists the cacheable blocks at stage and layer granularity in execution order, maps DeepCache branch ids
+It lists the cacheable blocks at stage, layer and component granularity (``attn1``/``attn2``/``ff`` of each
+transformer block inside an attention layer) in execution order, maps DeepCache branch ids
 to the layers that still run on a cached step, registers the I/O contracts of diffusers' UNet block classes
 and knows the UNet's example inputs, latent shape, default size and CFG behaviour.
 """
@@ -28,6 +29,22 @@ for _name in ("UNetMidBlock2DCrossAttn", "UNetMidBlock2D", "UpBlock2D", "CrossAt
     register_block_io(_name, BlockIO())
 register_block_io("ResnetBlock2D", BlockIO(hidden_states_argument="input_tensor"))
 register_block_io("Transformer2DModel", BlockIO(return_hidden_states_index=0))
+# Components inside BasicTransformerBlock: plain [B, L, C] tensors in and out (channels last).
+register_block_io("Attention", BlockIO(channel_dim=-1))
+register_block_io("FeedForward", BlockIO(channel_dim=-1))
+
+COMPONENTS = ("attn1", "attn2", "ff")
+"""The cacheable components of each transformer block inside an attention layer (self-attn, cross-attn, MLP)."""
+
+
+def _components(path: str, attention: torch.nn.Module) -> list[tuple[str, str]]:
+    """``(path, role)`` of the attn1/attn2/ff modules inside one attention layer, in execution order."""
+    out = []
+    for k, block in enumerate(getattr(attention, "transformer_blocks", None) or []):
+        for role in COMPONENTS:
+            if isinstance(getattr(block, role, None), torch.nn.Module):
+                out.append((f"{path}.transformer_blocks.{k}.{role}", role))
+    return out
 
 
 def _stage_layers(stage_name: str, stage: torch.nn.Module, mid: bool = False) -> list[tuple[str, str, int]]:
@@ -68,12 +85,15 @@ def unet2d_layers(unet: torch.nn.Module) -> list[tuple[str, str | None, str, tor
     for name, stage, mid in stages:
         out.append((name, None, "stage", stage))
         for path, role, _ in _stage_layers(name, stage, mid):
-            out.append((path, name, role, unet.get_submodule(path)))
+            module = unet.get_submodule(path)
+            out.append((path, name, role, module))
+            if role == "attention":
+                out += [(c, path, r, unet.get_submodule(c)) for c, r in _components(path, module)]
     return out
 
 
 def _residual_ok(role: str, module: torch.nn.Module) -> bool:
-    if role == "attention":
+    if role in ("attention", "attn1", "attn2", "ff"):
         return True
     if role == "resnet":
         same = getattr(module, "in_channels", None) == getattr(module, "out_channels", None)
@@ -132,13 +152,15 @@ def unet2d_block_space(
         raise ScheduleError(f"{type(unet).__name__} is not a UNet2D denoiser (no down_blocks/up_blocks)")
     blocks = []
     for path, parent, role, module in unet2d_layers(unet):
+        kind = BlockKind.STAGE if parent is None else (BlockKind.COMPONENT if role in COMPONENTS else BlockKind.LAYER)
         blocks.append(
             BlockInfo(
                 name=path,
-                kind=BlockKind.STAGE if parent is None else BlockKind.LAYER,
+                kind=kind,
                 parent=parent,
                 macs=None if macs is None else macs.get(path),
                 residual_ok=_residual_ok(role, module),
+                role=role,
             )
         )
     return BlockSpace(

@@ -13,7 +13,7 @@ from .base import (
     policy_kinds,
     register_policy,
 )
-from .block_caching import BlockCachingAuto, BlockProfile
+from .block_caching import BlockCachingAuto, BlockProfile, CachedBlocks
 from .block_mask import BlockMask
 from .deepcache import DeepCache
 from .full import Full
@@ -25,6 +25,7 @@ __all__ = [
     "BlockCachingAuto",
     "BlockMask",
     "BlockProfile",
+    "CachedBlocks",
     "DeepCache",
     "Full",
     "Joint",

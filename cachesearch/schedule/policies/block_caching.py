@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,7 +13,15 @@ from .._errors import ScheduleError
 from .._mask import RECOMPUTE, REUSE
 from .base import MaskPolicy, Masks, check_float, register_policy
 
-__all__ = ["BlockCachingAuto", "BlockProfile"]
+__all__ = ["BlockCachingAuto", "BlockProfile", "CachedBlocks"]
+
+
+class CachedBlocks(str, enum.Enum):
+    """Which profiled blocks :class:`BlockCachingAuto` may cache (the rest recompute every step)."""
+
+    PROFILE = "profile"  # every block of the profile (stages or layers, as profiled)
+    ATTENTIONS = "attentions"  # only attention (SpatialTransformer) layers: the paper's choice
+    COMPONENTS = "components"  # only attn1 / attn2 / ff inside the attention layers
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,9 +64,18 @@ class BlockCachingAuto(MaskPolicy):
     threshold: float
     profile: BlockProfile | None = field(default=None, compare=False)
     profile_id: str | None = None
+    blocks: CachedBlocks = CachedBlocks.PROFILE
+    """``"attentions"``: cache only the attention layers of a layer-level profile (ResBlocks recompute);
+    ``"components"``: only the attn1/attn2/ff components of a component-level profile."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "threshold", check_float("policy.threshold", self.threshold, lo=0.0))
+        try:
+            object.__setattr__(self, "blocks", CachedBlocks(self.blocks))
+        except ValueError:
+            raise ScheduleError(
+                f"policy.blocks: expected one of {[b.value for b in CachedBlocks]}, got {self.blocks!r}"
+            ) from None
 
     def masks(self, space: BlockSpace, num_steps: int, *, call_starts: Sequence[int] | None = None) -> Masks:
         if self.profile is None:
@@ -69,9 +87,19 @@ class BlockCachingAuto(MaskPolicy):
             raise ScheduleError(
                 f"policy.profile: profiled {self.profile.num_steps} steps but the schedule has {num_steps}"
             )
-        space.check_disjoint(list(self.profile.blocks))
+        rows = list(zip(self.profile.blocks, self.profile.changes))
+        if self.blocks is not CachedBlocks.PROFILE:
+            roles = ("attention",) if self.blocks is CachedBlocks.ATTENTIONS else ("attn1", "attn2", "ff")
+            wanted = set(space.with_role(*roles))
+            rows = [(n, r) for n, r in rows if n in wanted]
+            if not rows:
+                raise ScheduleError(
+                    f"policy.blocks: {self.blocks.value!r} needs a profile of those blocks; profile with "
+                    f"granularity={'layer' if self.blocks is CachedBlocks.ATTENTIONS else 'component'!r}"
+                )
+        space.check_disjoint([n for n, _ in rows])
         out = {}
-        for name, row in zip(self.profile.blocks, self.profile.changes):
+        for name, row in rows:
             acc, chars = 0.0, [RECOMPUTE]
             for s in range(1, num_steps):
                 acc += row[s]
@@ -85,4 +113,7 @@ class BlockCachingAuto(MaskPolicy):
         return {n: out[n] for n in space.order(list(out))}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "threshold": self.threshold, "profile_id": self.profile_id}
+        out = {"kind": self.kind, "threshold": self.threshold, "profile_id": self.profile_id}
+        if self.blocks is not CachedBlocks.PROFILE:  # files of the default stay as they were
+            out["blocks"] = self.blocks.value
+        return out
