@@ -8,8 +8,6 @@ the hot path never synchronises with the device.
 
 from __future__ import annotations
 
-import functools
-import types
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -18,12 +16,14 @@ import torch
 
 from ..models.adapters import BlockIO, block_io_of, denoiser_of
 from ..schedule import ReuseMode, Schedule, ScheduleError, architecture_fingerprint, fingerprint_mismatch
+from ._compiling import compile_scope, pattern_compiled_forward, warn_if_too_many_patterns
+from ._patches import Patches
 from ._steps import steps_of_calls
+from ._table import REUSE, RUN, STORE, action_rows
 from ._tree import tree_cat, tree_slice
 
 __all__ = ["AppliedSchedule", "apply_schedule", "denoiser_of", "fingerprint_module"]
 
-RUN, STORE, REUSE = 0, 1, 2
 _HANDLE_ATTR = "_cachesearch_applied"
 
 
@@ -38,46 +38,6 @@ def fingerprint_module(module: torch.nn.Module) -> str:
     config = dict(getattr(module, "config", {}) or {})
     params = ((n, tuple(p.shape)) for n, p in module.named_parameters())
     return architecture_fingerprint(type(module).__name__, config, params)
-
-
-def _compile_scope(compile: bool | str | dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
-    """``(scope, torch.compile options)`` of ``apply(..., compile=...)``: ``False`` → no compile; ``True`` or a
-    dict → the hooked blocks (regional); ``"denoiser"`` or ``{"scope": "denoiser", ...}`` → the whole denoiser."""
-    if compile is False or compile is None:
-        return None, {}
-    if compile is True:
-        return "blocks", {}
-    if compile in ("blocks", "denoiser"):
-        return str(compile), {}
-    if isinstance(compile, dict):
-        options = dict(compile)
-        scope = options.pop("scope", "blocks")
-        if scope not in ("blocks", "denoiser"):
-            raise ScheduleError(f"compile: scope must be 'blocks' or 'denoiser', got {scope!r}")
-        return scope, options
-    raise ScheduleError(
-        f"compile: expected True, 'blocks', 'denoiser' or a dict of torch.compile options, got {compile!r}"
-    )
-
-
-def _actions(mask: str) -> list[int]:
-    out = []
-    for s, ch in enumerate(mask):
-        if ch == ".":
-            out.append(REUSE)
-        elif s + 1 < len(mask) and mask[s + 1] == ".":
-            out.append(STORE)
-        else:
-            out.append(RUN)
-    return out
-
-
-def _merge(a_uncond: int, a_cond: int) -> int | tuple[int, int]:
-    if a_uncond == a_cond:
-        return a_uncond
-    if REUSE not in (a_uncond, a_cond):
-        return STORE  # both run; one of them needs the output later
-    return (a_uncond, a_cond)
 
 
 class _State:
@@ -146,11 +106,10 @@ class AppliedSchedule:
         self._tables: dict[tuple[int, bool], list[tuple]] = {}  # (first row run, cfg) -> action rows
         self._state = _State(len(hooked))
 
-        # (object, attribute, had_attr, original, our wrapper)
-        self._patches: list[tuple[Any, str, bool, Callable, Callable]] = []
+        self._patches = Patches(describe=self._where)
         self._scheduler = None
         self._pre_hook = None
-        scope, options = _compile_scope(compile)
+        scope, options = compile_scope(compile)
         try:
             for i, module in enumerate(self._modules):
                 self._wrap(i, module, options if scope == "blocks" else False)
@@ -160,7 +119,12 @@ class AppliedSchedule:
                         "compile='denoiser' compiles the denoiser itself: apply it to an uncompiled denoiser whose "
                         "forward nothing else has replaced"
                     )
-                self._compile_denoiser(options)
+                per_step = any(t is not None for t in self._affine)  # affine tensors differ per step
+                state = self._state
+                make, self.compiled_variants = pattern_compiled_forward(
+                    self.denoiser, (lambda: (state.row, state.step)) if per_step else (lambda: state.row), options
+                )
+                self._patches.patch(self.denoiser, "forward", make)
             # On the module the pipeline calls, so that under torch.compile(unet) the step counting runs outside
             # the compiled frame; kept out of dynamo under unet.compile() too (see _on_denoiser_call).
             self._pre_hook = called.register_forward_pre_hook(self._on_denoiser_call)
@@ -171,22 +135,7 @@ class AppliedSchedule:
             self.remove()
             raise
         if called is not self.denoiser or getattr(self.denoiser, "_compiled_call_impl", None) is not None:
-            self._check_whole_compile()
-
-    def _check_whole_compile(self) -> None:
-        """Under a whole-denoiser torch.compile, dynamo specialises on each block's action row: one graph per
-        distinct row pattern (compiled during the first call, reused after). Warn when that exceeds dynamo's
-        recompile limit (fullgraph=True then raises FailOnRecompileLimitHit, otherwise later patterns run eager)."""
-        patterns = self.row_patterns()
-        config = torch._dynamo.config
-        limit = int(getattr(config, "recompile_limit", getattr(config, "cache_size_limit", 8)))
-        if patterns > limit:
-            warnings.warn(
-                f"schedule {self.schedule.name!r} has {patterns} distinct step patterns, more than "
-                f"torch._dynamo.config.recompile_limit ({limit}): a torch.compile'd denoiser compiles one graph per "
-                f"pattern; use apply(pipe, compile=True) (regional) on an uncompiled denoiser instead",
-                stacklevel=4,
-            )
+            warn_if_too_many_patterns(self.schedule.name, self.row_patterns())
 
     def row_patterns(self) -> int:
         """Distinct action rows of a full-length run (with and without CFG, whichever has more): the number of
@@ -221,14 +170,6 @@ class AppliedSchedule:
             ) from None
 
     # -- installation ------------------------------------------------------------------------------------
-    def _patch(self, obj: Any, attr: str, make: Callable[[Callable], Callable]) -> None:
-        """Replace ``obj.attr`` on the instance by ``make(original)``; :meth:`remove` restores it exactly."""
-        had_attr = attr in obj.__dict__
-        original = getattr(obj, attr)
-        wrapper = functools.wraps(original)(make(original))
-        setattr(obj, attr, wrapper)
-        self._patches.append((obj, attr, had_attr, original, wrapper))
-
     def _wrap(self, i: int, module: torch.nn.Module, compile: dict[str, Any] | bool) -> None:
         def make(original: Callable) -> Callable:
             if compile is not False:
@@ -236,7 +177,7 @@ class AppliedSchedule:
                 return self._make_forward(i, torch.compile(original, **options))
             return self._make_forward(i, original)
 
-        self._patch(module, "forward", make)
+        self._patches.patch(module, "forward", make)
 
     def _set_affine(self, table: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]]) -> None:
         """Install per (block, step) 1-D scale and shift tensors, moved once to the denoiser's device/dtype
@@ -272,38 +213,6 @@ class AppliedSchedule:
         scale, shift = pair
         return io.replace_hidden_output(out, torch.addcmul(shift.view(shape), y, scale.view(shape)))
 
-    def _compile_denoiser(self, options: dict[str, Any]) -> None:
-        """Compile the whole denoiser once per distinct step pattern, each on a code object of its own.
-
-        Dynamo caches compiled graphs per code object and guards on what the block wrappers read (the action
-        row), so one compiled ``forward`` would recompile whenever the pattern changes. Each pattern gets its own
-        copy of the forward's code object instead (same bytecode, own cache), chosen outside dynamo from the
-        current row: every variant compiles once, on its first step, and nothing ever recompiles.
-        """
-        module = self.denoiser
-        fn = type(module).forward
-        state = self._state
-        variants: dict[tuple, Callable] = {}
-        options = {"fullgraph": True, "dynamic": False, **options}
-
-        per_step = any(t is not None for t in self._affine)  # affine tensors differ per step: one graph each
-
-        def make(original: Callable) -> Callable:
-            def forward(*args: Any, **kwargs: Any) -> Any:
-                key = (state.row, state.step) if per_step else state.row
-                run = variants.get(key)
-                if run is None:
-                    code = fn.__code__.replace(co_name=f"{fn.__code__.co_name}_cachesearch_pattern{len(variants)}")
-                    variant = types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
-                    variant.__kwdefaults__ = fn.__kwdefaults__
-                    run = variants[key] = torch.compile(types.MethodType(variant, module), **options)
-                return run(*args, **kwargs)
-
-            return forward
-
-        self._patch(module, "forward", make)
-        self.compiled_variants = variants
-
     def _make_forward(self, i: int, run: Callable) -> Callable:
         state = self._state
         residual = self._residual
@@ -333,7 +242,7 @@ class AppliedSchedule:
 
             return wrapper
 
-        self._patch(scheduler, "set_timesteps", set_timesteps)
+        self._patches.patch(scheduler, "set_timesteps", set_timesteps)
         # img2img / inpaint (strength < 1) run only the tail of the timesteps: pipelines announce where it starts
         # through scheduler.set_begin_index(call index) where the scheduler has it, and return the tail from
         # pipe.get_timesteps(...) everywhere (its length is a shape: no device sync).
@@ -347,7 +256,7 @@ class AppliedSchedule:
 
                 return wrapper
 
-            self._patch(scheduler, "set_begin_index", set_begin_index)
+            self._patches.patch(scheduler, "set_begin_index", set_begin_index)
         if callable(getattr(self.pipe, "get_timesteps", None)):
 
             def get_timesteps(original: Callable) -> Callable:
@@ -360,7 +269,7 @@ class AppliedSchedule:
 
                 return wrapper
 
-            self._patch(self.pipe, "get_timesteps", get_timesteps)
+            self._patches.patch(self.pipe, "get_timesteps", get_timesteps)
 
     def remove(self) -> None:
         """Restore every wrapped module and scheduler/pipeline method exactly as it was; safe to call twice.
@@ -372,44 +281,13 @@ class AppliedSchedule:
         """
         if self._removed:
             return
-        splices = [self._splice_plan(obj, attr, wrapper) for obj, attr, _, _, wrapper in self._patches]
+        self._patches.restore()  # raises (restoring nothing) if a later hook cannot be unwrapped
         self._removed = True
-        for (obj, attr, had_attr, original, _), splice in zip(reversed(self._patches), reversed(splices)):
-            if splice is not None:
-                splice(original)
-            elif had_attr:
-                setattr(obj, attr, original)
-            else:
-                obj.__dict__.pop(attr, None)
-        self._patches.clear()
         if self._pre_hook is not None:
             self._pre_hook.remove()
         if getattr(self.denoiser, _HANDLE_ATTR, None) is self:
             delattr(self.denoiser, _HANDLE_ATTR)
         self._state.store = [None] * len(self._state.store)
-
-    def _splice_plan(self, obj: Any, attr: str, wrapper: Callable) -> Callable[[Callable], None] | None:
-        """``None`` when ``obj.attr`` is still our wrapper; else a function that puts the original in our
-        wrapper's place inside the hook chain installed on top of it; :class:`ScheduleError` if there is none."""
-        if obj.__dict__.get(attr) is wrapper:
-            return None
-        if attr == "forward":
-            # diffusers HookRegistry: each registered hook keeps the forward it wraps in a function reference
-            registry = getattr(obj, "_diffusers_hook", None)
-            for ref in getattr(registry, "_fn_refs", ()):
-                for field in ("forward", "original_forward"):
-                    if getattr(ref, field, None) is wrapper:
-                        return lambda original, ref=ref, field=field: setattr(ref, field, original)
-            # accelerate add_hook_to_module: the wrapped forward is module._old_forward
-            if obj.__dict__.get("_old_forward") is wrapper:
-                return lambda original: setattr(obj, "_old_forward", original)
-        current = obj.__dict__.get(attr)
-        by = getattr(current, "__qualname__", type(current).__name__)
-        raise ScheduleError(
-            f"remove(): {self._where(obj)}.{attr} was replaced after the schedule was applied by something "
-            f"cachesearch cannot unwrap ({by}); "
-            f"undo that replacement, then call remove() again (or install such hooks before applying the schedule)"
-        )
 
     def _where(self, obj: Any) -> str:
         for name, module in zip(self._names, self._modules):
@@ -452,17 +330,7 @@ class AppliedSchedule:
     def _table_for(self, first_row: int, cfg: bool) -> list[tuple]:
         key = (first_row, cfg)
         if key not in self._tables:
-            def forced(mask: str) -> list[int]:
-                return _actions(mask[:first_row] + "R" + mask[first_row + 1 :])
-
-            cond = [forced(bm.cond) for bm in self._hooked]
-            uncond = [forced(bm.uncond) for bm in self._hooked]
-            n = self.schedule.num_steps
-            if key[1]:
-                rows = [tuple(_merge(u[s], c[s]) for u, c in zip(uncond, cond)) for s in range(n)]
-            else:
-                rows = [tuple(c[s] for c in cond) for s in range(n)]
-            self._tables[key] = rows
+            self._tables[key] = action_rows(self._hooked, self.schedule.num_steps, first_row, cfg)
         return self._tables[key]
 
     def _begin_at(self, begin_call: int) -> None:

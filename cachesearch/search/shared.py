@@ -31,6 +31,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from .attrs import baseline_attrs
 from .settings import SearchError
 
 __all__ = [
@@ -214,7 +215,6 @@ def requeue(study: Any, trial: Any, reason: str) -> bool:
     import optuna
     from optuna.trial import TrialState
 
-    from .study import baseline_attrs
 
     storage = study._storage
     params = dict(trial.system_attrs.get("fixed_params") or {})

@@ -24,6 +24,15 @@ import yaml
 
 from .._util import atomic_write, utc_now
 from .._version import __version__
+from .attrs import (  # noqa: F401 - re-exported
+    ATTR_BASELINE,
+    ATTR_BASELINE_KIND,
+    ATTR_BASELINES,
+    ATTR_CONFIG,
+    ATTR_PROFILE,
+    ATTR_SPACE,
+    baseline_attrs,
+)
 from .settings import SAMPLERS, RunSettings, SearchError
 
 if TYPE_CHECKING:
@@ -49,12 +58,6 @@ __all__ = [
 
 STUDY_FORMAT = "cachesearch/study@1"
 JOURNAL_NAME = "study.journal"
-ATTR_CONFIG = "cachesearch.config"
-ATTR_SPACE = "cachesearch.space"
-ATTR_PROFILE = "cachesearch.profile"
-ATTR_BASELINES = "cachesearch.baselines"
-ATTR_BASELINE = "baseline"
-ATTR_BASELINE_KIND = "baseline_kind"
 
 
 # -- storage -----------------------------------------------------------------------------------------------
@@ -346,12 +349,6 @@ def recover_orphans(study: Any, *, run_dir: Path, keep: Sequence[int] = ()) -> l
         if requeue(study, t, "orphaned: the process running it died before it finished; re-enqueued"):
             orphans.append(t.number)
     return orphans
-
-
-def baseline_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    """The user attributes that mark a trial as a baseline (``baseline``: its name, ``baseline_kind``: its
-    family), carried over when the trial is re-enqueued."""
-    return {k: attrs[k] for k in (ATTR_BASELINE, ATTR_BASELINE_KIND) if k in attrs}
 
 
 def pareto_trials(study: Any) -> list[Any]:

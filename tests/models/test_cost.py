@@ -20,11 +20,22 @@ def _stages(unet: torch.nn.Module) -> list[str]:
 
 
 def _children(unet: torch.nn.Module) -> dict[str, list[str]]:
+    """Layers per stage (components inside an attention layer are checked separately)."""
+    stages = set(_stages(unet))
     kids: dict[str, list[str]] = {}
     for path, parent, _role, _module in unet2d_layers(unet):
-        if parent is not None:
+        if parent in stages:
             kids.setdefault(parent, []).append(path)
     return kids
+
+
+def _components(unet: torch.nn.Module) -> dict[str, list[str]]:
+    stages = set(_stages(unet))
+    out: dict[str, list[str]] = {}
+    for path, parent, _role, _module in unet2d_layers(unet):
+        if parent is not None and parent not in stages:
+            out.setdefault(parent, []).append(path)
+    return out
 
 
 def _check_sums(unet: torch.nn.Module, report: MacsReport) -> None:
@@ -36,6 +47,8 @@ def _check_sums(unet: torch.nn.Module, report: MacsReport) -> None:
     for stage, kids in _children(unet).items():
         kid_sum = sum(report.per_module[k] for k in kids)
         assert abs(kid_sum - report.per_module[stage]) <= 0.02 * report.per_module[stage], stage
+    for layer, parts in _components(unet).items():  # attn1 + attn2 + ff: all but the norms and projections
+        assert 0 < sum(report.per_module[c] for c in parts) < report.per_module[layer], layer
         # Nothing with a FLOP formula runs between a stage's layers (skip concatenation and up-sampling
         # interpolation are element-wise), so the layers account for the stage exactly.
         assert kid_sum == report.per_module[stage], stage

@@ -1,0 +1,45 @@
+"""The applier's step × block action table: what each hooked block does at each step (a tuple lookup per call)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..schedule import BlockEntry
+
+__all__ = ["REUSE", "RUN", "STORE", "action_rows"]
+
+RUN, STORE, REUSE = 0, 1, 2
+
+
+def _actions(mask: str) -> list[int]:
+    out = []
+    for s, ch in enumerate(mask):
+        if ch == ".":
+            out.append(REUSE)
+        elif s + 1 < len(mask) and mask[s + 1] == ".":
+            out.append(STORE)
+        else:
+            out.append(RUN)
+    return out
+
+
+def _merge(a_uncond: int, a_cond: int) -> int | tuple[int, int]:
+    if a_uncond == a_cond:
+        return a_uncond
+    if REUSE not in (a_uncond, a_cond):
+        return STORE  # both run; one of them needs the output later
+    return (a_uncond, a_cond)
+
+
+def action_rows(blocks: Sequence[BlockEntry], num_steps: int, first_row: int, cfg: bool) -> list[tuple]:
+    """Action rows of a run that starts at ``first_row``: that row recomputes every block (nothing is stored
+    yet), the rows after it follow the masks. With ``cfg`` a row merges the uncond and cond halves' actions."""
+
+    def forced(mask: str) -> list[int]:
+        return _actions(mask[:first_row] + "R" + mask[first_row + 1 :])
+
+    cond = [forced(bm.cond) for bm in blocks]
+    uncond = [forced(bm.uncond) for bm in blocks]
+    if cfg:
+        return [tuple(_merge(u[s], c[s]) for u, c in zip(uncond, cond)) for s in range(num_steps)]
+    return [tuple(c[s] for c in cond) for s in range(num_steps)]
