@@ -251,14 +251,20 @@ def baseline_rows(study: optuna.Study) -> list[BaselineRow]:
     from optuna.trial import TrialState
 
     rows = []
-    for t in study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    by_number = {t.number: t for t in trials}
+    for t in trials:
         name = t.user_attrs.get(ATTR_BASELINE)
         if name is None or t.user_attrs.get("requeued"):
             continue
         common = {"name": name, "kind": baseline_kind(t.user_attrs), "trial": t.number,
                   "state": t.state.name.lower(), "policy": dict(t.user_attrs.get("policy") or {})}
-        if t.state == TrialState.COMPLETE and t.values is not None:
-            rows.append(BaselineRow(**common, quality=t.values[0], cost=t.values[1],
+        scored = t
+        if t.state == TrialState.PRUNED and "duplicate_of" in t.user_attrs:  # its mask's values are on that trial
+            scored = by_number.get(t.user_attrs["duplicate_of"], t)
+            common["state"] = "complete" if scored.state == TrialState.COMPLETE else common["state"]
+        if scored.state == TrialState.COMPLETE and scored.values is not None:
+            rows.append(BaselineRow(**common, quality=scored.values[0], cost=scored.values[1],
                                     speedup=t.user_attrs.get("speedup"), mask_key=t.user_attrs.get("mask_key")))
         else:
             rows.append(BaselineRow(**common, reason=t.user_attrs.get("reason")))

@@ -86,8 +86,9 @@ class TrialAttrs(TypedDict, total=False):
 
     Set by :func:`evaluate_candidate`: ``policy`` (``Policy.to_dict()``), ``git``, ``device``, ``mask_key``,
     ``schedule`` (:func:`schedule_attr`), ``result`` (the train ``EvalResult`` as a dict), ``speedup``,
-    ``remeasured``, ``duplicate_of`` (the trial whose evaluation this one reuses), ``reason`` and ``traceback``
-    of a failure; by the executors: ``params_error``, ``worker`` (``{"host", "pid"}``), ``already_recorded``,
+    ``remeasured``, ``duplicate_of`` (the trial whose evaluation this one reuses; the duplicate is told PRUNED),
+    ``reason`` and ``traceback`` of a failure; by the executors: ``params_error``, ``worker``
+    (``{"host", "pid"}``), ``already_recorded``,
     the runner (``host``, ``pid``, ``session``, ``run_dir``); by the study: ``baseline``, ``baseline_kind``,
     ``requeued``, ``requeued_from``.
     """

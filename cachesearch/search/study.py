@@ -354,8 +354,9 @@ def recover_orphans(study: Any, *, run_dir: Path, keep: Sequence[int] = ()) -> l
 def pareto_trials(study: Any) -> list[Any]:
     """Pareto-optimal finished trials (feasible ones when constrained), one per distinct compiled mask.
 
-    Uses ``study.best_trials``; trials that replayed an earlier evaluation (``duplicate_of``) or share its mask
-    are dropped in favour of the first evaluated one.
+    Uses ``study.best_trials``. Duplicates are PRUNED trials (not in it); studies written before that recorded
+    them as COMPLETE copies marked ``duplicate_of``: those, and any trial sharing an earlier one's mask, are
+    dropped in favour of the first evaluated one.
     """
     seen: set[str] = set()
     out = []

@@ -66,13 +66,14 @@ def test_candidates_with_an_evaluated_mask_are_not_run_again(settings, make_eval
     run_search(s, evaluator=ev, export=False)
     study = _study(s)
     done = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
-    dups = [t for t in done if "duplicate_of" in t.user_attrs]
+    dups = [t for t in study.get_trials() if "duplicate_of" in t.user_attrs]
     assert dups, "expected repeated candidates"
     by_number = {t.number: t for t in done}
-    for t in dups:
+    for t in dups:  # a duplicate is PRUNED, without values: its mask's values are on the evaluated trial
         first = by_number[t.user_attrs["duplicate_of"]]
-        assert first.user_attrs["mask_key"] == t.user_attrs["mask_key"] and first.values == t.values
-    assert ev.calls["train"] == len({t.user_attrs["mask_key"] for t in done}) == len(done) - len(dups)
+        assert t.state == TrialState.PRUNED and t.values is None
+        assert first.user_attrs["mask_key"] == t.user_attrs["mask_key"] and "duplicate_of" not in first.user_attrs
+    assert ev.calls["train"] == len({t.user_attrs["mask_key"] for t in done}) == len(done)
 
 
 def test_failing_candidates_become_failed_trials_with_reasons(settings, make_evaluator) -> None:
@@ -144,7 +145,7 @@ def test_orphaned_running_trial_is_failed_and_requeued(settings, make_evaluator)
     rerun = [t for t in study.get_trials() if t.user_attrs.get("requeued_from") == orphan.number]
     assert len(rerun) == 1 and rerun[0].state == TrialState.COMPLETE and rerun[0].params == params
     assert finished_count(study) == 8  # the orphan does not count; nothing finished was lost or repeated
-    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 8
+    assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 8  # PRUNED: duplicates
 
 
 def test_ctrl_c_finishes_the_trial_then_a_second_one_aborts_it(settings, make_evaluator) -> None:

@@ -98,8 +98,13 @@ Executor = Callable[[Prepared, Progress], LoopResult]
 
 
 def record_outcome(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
-    """Store an outcome on its (RUNNING) trial and tell the study: COMPLETE with values, or FAIL with reason.
+    """Store an outcome on its (RUNNING) trial and tell the study: COMPLETE with values, PRUNED for a duplicate,
+    or FAIL with reason.
 
+    A duplicate (``duplicate_of``: its compiled mask was evaluated by that trial) is told PRUNED without values,
+    so the study holds each mask's values once: ``best_trials`` and the samplers see distinct candidates only
+    (NSGA-II builds its generations from COMPLETE trials, so a duplicate does not take a place in the
+    population and the generation keeps proposing until it has enough distinct children).
     Never leaves the trial RUNNING: if Optuna refuses the values, the trial fails with that reason.
     Attributes are made JSON-safe first (NaN → None).
     """
@@ -110,6 +115,9 @@ def record_outcome(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -
         attrs["reason"] = outcome.reason or "failed"
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
+    if outcome.ok and "duplicate_of" in attrs:
+        study.tell(trial, state=TrialState.PRUNED)
+        return
     if outcome.ok:
         for key, value in outcome.constraints.items():
             trial.set_constraint(key, float(value))

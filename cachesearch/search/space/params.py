@@ -8,6 +8,7 @@ trial is asked for.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -196,6 +197,9 @@ class Dist:
     step: int = 1
     log: bool = False
     choices: tuple[Any, ...] = ()
+    when: tuple[str, Any] | None = None
+    """``(parameter, value)``: the parameter is suggested only when that earlier parameter took that value
+    (a conditional parameter, e.g. ``deepcache.center`` only under ``deepcache.schedule == "nonuniform"``)."""
 
     @classmethod
     def integer(cls, fields: Fields, name: str, field_path: str, p: IntParam, symbols: Mapping[str, int], *,
@@ -222,6 +226,14 @@ class Dist:
     def choice(cls, name: str, choices: Sequence[Any]) -> Dist:
         """A categorical distribution."""
         return cls(name, "choice", choices=tuple(choices))
+
+    def only_when(self, name: str, value: Any) -> Dist:
+        """This distribution, suggested only when parameter ``name`` took ``value``."""
+        return dataclasses.replace(self, when=(name, value))
+
+    def active(self, values: Mapping[str, Any]) -> bool:
+        """Whether a trial whose earlier parameters took ``values`` has this parameter."""
+        return self.when is None or values.get(self.when[0]) == self.when[1]
 
     def suggest(self, trial: Trial) -> Any:
         if self.kind == "int":

@@ -1,9 +1,11 @@
-"""A space tied to one model and sampler: the flat list of Optuna distributions and the pure trial → policy map.
+"""A space tied to one model and sampler: its Optuna distributions and the pure trial → policy map.
 
-Every family's parameters are suggested in every trial (a flat space), so NSGA-II's crossover sees all of them
-in all trials; parameters that the chosen family does not use are ignored, and the resulting duplicates are
-caught by the study's mask deduplication. The order of the suggestions is fixed: the step set, ``mask.family``,
-then each mask family in registration order (it is part of what a seed reproduces).
+The space is conditional (Optuna's define-by-run): a trial is asked for the step set's parameters, then
+``mask.family``, then only the chosen family's parameters, and a parameter with a condition (``Dist.when``:
+``steps.power`` under ``steps.spacing == "power"``, DeepCache's ``center``/``power`` under the non-uniform
+schedule) only when it holds. So a trial's ``params`` hold exactly what defines its policy, and candidates that
+differ only in unused parameters are not proposed as different trials. The order of the suggestions is fixed
+(it is part of what a seed reproduces).
 """
 
 from __future__ import annotations
@@ -36,21 +38,36 @@ class ResolvedSpace:
         self.ctx = ctx
         self.notes: list[str] = []
         fields = Fields(space.source)
-        dists: list[Dist] = []
+        shared: list[Dist] = []
         if space.steps is not None:
-            dists += space.steps.dists(ctx, fields)
+            shared += space.steps.dists(ctx, fields)
             self.notes += space.steps.notes(ctx)
         if len(space.families) > 1:
-            dists.append(Dist.choice("mask.family", space.families))
+            shared.append(Dist.choice("mask.family", space.families))
+        self._shared = shared
+        self._by_family: dict[str, list[Dist]] = {}
         for family in space.masks.values():
-            dists += family.dists(ctx, fields)
+            self._by_family[family.name] = family.dists(ctx, fields)
             self.notes += family.notes(ctx)
-        self._dists: dict[str, Dist] = {d.name: d for d in dists}
+        self._dists: dict[str, Dist] = {d.name: d for d in shared}
+        for dists in self._by_family.values():
+            self._dists.update((d.name, d) for d in dists)
 
     @property
     def param_names(self) -> tuple[str, ...]:
-        """Every parameter a trial of this space has, in suggestion order."""
+        """Every parameter a trial of this space may have (each trial has those of its family), in order."""
         return tuple(self._dists)
+
+    def _active(self, values: Mapping[str, Any], get: Any) -> dict[str, Any]:
+        """The parameters a trial has, in suggestion order: ``get(dist, values_so_far)`` gives each value."""
+        out: dict[str, Any] = {}
+        for d in self._shared:
+            if d.active(out):
+                out[d.name] = get(d, out)
+        for d in self._by_family[self.family_of(out).name]:
+            if d.active(out):
+                out[d.name] = get(d, out)
+        return out
 
     def distributions(self) -> dict[str, str]:
         """Parameter → readable range (for reports and docs)."""
@@ -60,10 +77,9 @@ class ResolvedSpace:
     def suggest(self, trial: Trial) -> Policy:
         """Map a trial to a policy. Pure: the result depends only on the trial's parameter values.
 
-        Every parameter of the space is suggested (flat space), whichever family is chosen.
+        Only the chosen family's parameters are suggested, and conditional ones only when their condition holds.
         """
-        values = {name: d.suggest(trial) for name, d in self._dists.items()}
-        return self.policy_from_params(values)
+        return self.policy_from_params(self._active({}, lambda d, _: d.suggest(trial)))
 
     def family_of(self, values: Mapping[str, Any]) -> MaskFamily:
         """The mask family a parameter assignment chooses."""
@@ -91,7 +107,8 @@ class ResolvedSpace:
     def params_for(self, policy: Policy) -> dict[str, Any] | None:
         """Parameters under which :meth:`suggest` yields ``policy`` (a baseline), or None if the space cannot.
 
-        Parameters the policy does not use get their range's lower bound (or first choice).
+        Only the parameters a trial of that family has are returned; those the policy does not use get their
+        range's lower bound (or first choice).
         """
         sp = self.space
         if isinstance(policy, StepSet):
@@ -116,15 +133,12 @@ class ResolvedSpace:
             values["mask.family"] = family.name
         elif sp.families[0] != family.name:
             return None
-        params = {n: d.neutral() for n, d in self._dists.items()}
         for name, value in values.items():
             d = self._dists.get(name)
-            if d is None:  # fixed by the space: the replay check below catches a mismatch
-                continue
-            if not d.contains(value):
-                return None
-            params[name] = value
+            if d is not None and not d.contains(value):  # not a Dist: fixed by the space; the replay check below
+                return None                             # catches a mismatch
         try:
+            params = self._active(values, lambda d, _: values.get(d.name, d.neutral()))
             replayed = self.policy_from_params(params)
         except (ScheduleError, KeyError):
             return None

@@ -3,11 +3,12 @@ non-uniform placement of the full steps. Baselines: the uniform grid over interv
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ....schedule import BlockSpace, DeepCache, Policy
+from ....schedule import BlockSpace, DeepCache, Policy, ScheduleError
 from ..context import SpaceContext
 from ..params import ChoiceParam, Dist, Fields, FloatParam, IntParam
 from .base import BaselineGrid, MaskFamily
@@ -15,7 +16,27 @@ from .base import BaselineGrid, MaskFamily
 if TYPE_CHECKING:
     from ....evaluate._baselines import Baseline
 
-__all__ = ["DeepCacheFamily"]
+__all__ = ["DeepCacheFamily", "feasible_center"]
+
+
+@functools.lru_cache(maxsize=4096)
+def feasible_center(num_steps: int, interval: int, center: int, power: float) -> int:
+    """The step nearest ``center`` (the lower one on a tie) around which DeepCache's non-uniform schedule can
+    place its full steps (``DeepCache.full_steps`` raises for some centers, e.g. the middle of an even step
+    count at interval 2); ``center`` itself when it is feasible, or when no step is (compile reports why).
+
+    A pure function of its arguments, so a trial's parameters still replay to one policy (``FixedTrial``):
+    the space maps an infeasible combination to the nearest feasible one instead of failing the trial.
+    """
+    for offset in range(num_steps):
+        for c in (center - offset, center + offset) if offset else (center,):
+            if 0 <= c < num_steps:
+                try:
+                    DeepCache(interval=interval, schedule="nonuniform", center=c, power=power).full_steps(num_steps)
+                except ScheduleError:
+                    continue
+                return c
+    return center
 
 
 @dataclass(frozen=True)
@@ -64,17 +85,21 @@ class DeepCacheFamily(MaskFamily):
         if len(self.schedule.choices) > 1:
             out.append(Dist.choice("deepcache.schedule", self.schedule.choices))
         if "nonuniform" in self.schedule.choices:
-            out += [Dist.real("deepcache.center", self.center), Dist.real("deepcache.power", self.power)]
+            shape = [Dist.real("deepcache.center", self.center), Dist.real("deepcache.power", self.power)]
+            if len(self.schedule.choices) > 1:
+                shape = [d.only_when("deepcache.schedule", "nonuniform") for d in shape]
+            out += shape
         return out
 
     def policy(self, values: Mapping[str, Any], ctx: SpaceContext, num_steps: int) -> DeepCache:
         schedule = values.get("deepcache.schedule", self.schedule.choices[0])
         kwargs: dict[str, Any] = {}
+        interval = int(values["deepcache.interval"])
         if schedule == "nonuniform":
             center = min(int(round(float(values["deepcache.center"]) * num_steps)), max(num_steps - 1, 0))
-            kwargs = {"center": center, "power": float(values["deepcache.power"])}
-        return DeepCache(interval=int(values["deepcache.interval"]), branch=int(values["deepcache.branch"]),
-                         schedule=schedule, **kwargs)
+            power = float(values["deepcache.power"])
+            kwargs = {"center": feasible_center(num_steps, interval, center, power), "power": power}
+        return DeepCache(interval=interval, branch=int(values["deepcache.branch"]), schedule=schedule, **kwargs)
 
     def params(self, policy: Policy | None, ctx: SpaceContext) -> dict[str, Any] | None:
         """Uniform DeepCache only (a non-uniform center is rounded to a step: no exact inverse)."""

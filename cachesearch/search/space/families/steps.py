@@ -71,7 +71,8 @@ class Steps(Family):
         if len(spacing) > 1:
             out.append(Dist.choice("steps.spacing", spacing))
         if "power" in spacing:
-            out.append(Dist.real("steps.power", self.power))
+            power = Dist.real("steps.power", self.power)
+            out.append(power.only_when("steps.spacing", "power") if len(spacing) > 1 else power)
         return out
 
     def policy(self, values: Mapping[str, Any], ctx: SpaceContext, num_steps: int) -> StepSet | None:
