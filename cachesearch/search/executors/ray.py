@@ -369,7 +369,7 @@ def run_ray(prep: Prepared, progress: Progress) -> LoopResult:
 
     settings, study = prep.settings, prep.study
     run_dir = prep.run_dir.resolve()
-    use_gpu = settings.device.startswith("cuda") and torch.cuda.is_available()
+    local_gpu = settings.device.startswith("cuda") and torch.cuda.is_available()
     started_ray = False
     if not ray.is_initialized():
         kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
@@ -378,10 +378,13 @@ def run_ray(prep: Prepared, progress: Progress) -> LoopResult:
             kwargs["address"] = settings.address
         else:
             kwargs["num_cpus"] = settings.workers
-            if use_gpu:
+            if local_gpu:
                 kwargs["num_gpus"] = torch.cuda.device_count()
         ray.init(**kwargs)
         started_ray = True
+    # On a cluster the GPUs are the workers' (the driver's host may have none): one GPU per trial if any
+    use_gpu = settings.device.startswith("cuda") and (
+        ray.cluster_resources().get("GPU", 0) >= 1 if settings.address else local_gpu)
     cpus = ray.cluster_resources().get("CPU", settings.workers)
     cpus_per_trial = max(1, int(cpus // settings.workers)) if not settings.address else 1
     resources = {"cpu": cpus_per_trial, "gpu": 1 if use_gpu else 0}
@@ -402,7 +405,7 @@ def run_ray(prep: Prepared, progress: Progress) -> LoopResult:
     evaluator_config = prep.ev.config
     prep.evaluator = None
     gc.collect()
-    if use_gpu:
+    if local_gpu:
         torch.cuda.empty_cache()
 
     resolved = prep.space
