@@ -30,13 +30,14 @@ from typing import TYPE_CHECKING, Any
 import optuna
 import yaml
 from optuna.trial import FixedTrial, Trial, TrialState
+from ray.tune import Callback
 from ray.tune.search.optuna import OptunaSearch
 
 from ...evaluate import Evaluator
 from ...schedule import BlockProfile
 from ..objective import KnownMasks, Objectives, Outcome, evaluate_candidate, runner_attrs
 from ..space import ResolvedSpace, SpaceContext, parse_space
-from ..study import finished_count, make_sampler, open_storage, pareto_trials, recover_orphans
+from ..study import baseline_attrs, finished_count, make_sampler, open_storage, pareto_trials, recover_orphans
 from .base import FINISHED_MARK, RAY_DIR, LoopResult, Prepared, Progress, record_outcome
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ __all__ = ["StudySearcher", "run_ray"]
 
 _RESULT_KEY = "cachesearch"
 _NUMBER_KEY = "__cachesearch_trial_number"
+_MAX_FAILURES = 2
+"""``FailureConfig.max_failures``: a trial whose worker (or node) died is retried this many times."""
 _ID_KEY = "__cachesearch_trial_id"
 
 # Driver-side state the (pickled) searcher and callback look up at call time, so a searcher restored by
@@ -120,10 +123,67 @@ def _trainable(config: dict[str, Any], setup: _WorkerSetup) -> None:
             outcome = evaluate_candidate(ev, policy, setup.objectives, known=known, number=number,
                                          study=setup.study_name)
         # ``loads``: evaluators (model + references) this worker process built so far
+        # ``node``: the Ray node id (hosts may share a name, e.g. containers or several raylets on one machine)
         outcome.user_attrs["worker"] = {"host": os.uname().nodename, "pid": os.getpid(),
-                                        "loads": _WORKER.get("loads", 0)}
+                                        "loads": _WORKER.get("loads", 0), "node": _node_id()}
     values = outcome.values or (None, None)
     tune.report({names[0]: values[0], names[1]: values[1], _RESULT_KEY: outcome.to_json()})
+
+
+def _node_id() -> str | None:
+    import ray
+
+    try:
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001 - not in a Ray worker (tests call the trainable directly)
+        return None
+
+
+def _error_text(trial: Any) -> str:
+    """The last error of a Tune trial (its ``error.txt`` holds one entry per failure)."""
+    path = getattr(trial, "error_file", None)
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace") if path else ""
+    except OSError:
+        return ""
+    return "\n".join(text.rsplit("Failure # ", 1)[-1].splitlines()[1:]) if "Failure # " in text else text
+
+
+def _error_summary(text: str) -> str:
+    """One line: Ray's cause lines (e.g. "The actor died because its node has died. Node Id: …; the actor's
+    node was terminated unexpectedly: health check failed …"), else the error's last line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    cause = [line for line in lines if "because" in line or "terminated" in line or "node" in line.lower()
+             and ":" in line and not line.startswith(("File ", "class_name", "actor_id"))]
+    return " ".join("; ".join(cause or lines[-1:]).split())[:400] or "unknown error"
+
+
+def _worker_lost(text: str) -> bool:
+    """Whether the error is the worker process (or its node) dying, not the trial raising."""
+    return "The actor died" in text or "ActorDiedError" in text or "RayActorError" in text
+
+
+class _TrialEvents(Callback):
+    """Tune callback (driver side): records each retried failure (``FailureConfig``) on its Optuna trial, so a
+    lost worker or node is visible in the study, and keeps the Tune trials for the searcher's failure reason.
+
+    Stateless (it reads ``_DRIVER``): it is pickled with the experiment and works after ``Tuner.restore``."""
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        _DRIVER.setdefault("tune_trials", {})[trial.trial_id] = trial
+
+    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        study, trial_id = _DRIVER.get("study"), trial.config.get(_ID_KEY)
+        if study is None or not isinstance(trial_id, int):
+            return
+        error = _error_summary(_error_text(trial))
+        retries = list(study._storage.get_trial(trial_id).user_attrs.get("ray_retries", []))
+        retries.append({"failure": trial.run_metadata.num_failures, "error": error})
+        study._storage.set_trial_user_attr(trial_id, "ray_retries", retries)
+        progress = _DRIVER.get("progress")
+        if progress is not None:
+            progress.note(f"trial {trial.config.get(_NUMBER_KEY)}: its worker failed ({error}); retrying "
+                          f"(failure {len(retries)} of {_MAX_FAILURES + 1} allowed)")
 
 
 class _DefineByRun:
@@ -188,6 +248,10 @@ class StudySearcher(OptunaSearch):
     # -- asking and telling ------------------------------------------------------------------------------
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         self._reopen()
+        if trial_id not in self._ot_trials:  # re-enqueued trials (lost workers, orphans) first
+            requeued = self._pop_requeued()
+            if requeued is not None:
+                self._ot_trials[trial_id] = requeued
         config = super().suggest(trial_id)
         if config is None:
             return None
@@ -211,10 +275,16 @@ class StudySearcher(OptunaSearch):
                 outcome = Outcome.from_json(result[_RESULT_KEY])
             except (ValueError, KeyError, TypeError) as e:
                 outcome = Outcome(values=None, reason=f"unreadable worker result: {e}")
+        if outcome is None and error:
+            tune_trial = _DRIVER.get("tune_trials", {}).get(trial_id)
+            text = _error_text(tune_trial) if tune_trial is not None else ""
+            cause = _error_summary(text) if text else "the trial raised or its worker died"
+            lost = _worker_lost(text)
+            if lost and self._requeue(ot_trial, cause):
+                return
+            outcome = Outcome(values=None, reason=f"worker error (FailureConfig retries exhausted): {cause}")
         if outcome is None:
-            outcome = Outcome(values=None, reason=(
-                "worker error: the trial raised or its worker died, also after FailureConfig retries"
-                if error else "the worker reported no result"))
+            outcome = Outcome(values=None, reason="the worker reported no result")
         frozen = self._ot_study._storage.get_trial(ot_trial._trial_id)
         if outcome.user_attrs.get("already_recorded") or frozen.state != TrialState.RUNNING:
             return
@@ -224,6 +294,43 @@ class StudySearcher(OptunaSearch):
         if progress is not None:
             progress.trial(number=ot_trial.number, done=_DRIVER["done"],
                            front=len(pareto_trials(self._ot_study)), outcome=outcome)
+
+
+    def _requeue(self, ot_trial: Trial, cause: str) -> bool:
+        """A trial whose worker or node was lost: FAIL with the reason (``requeued``: it does not count toward
+        the budget) and enqueue its parameters, asked before any other waiting trial (:meth:`suggest`), so
+        the candidate is still evaluated. Ray Tune's own retry (FailureConfig) does not always happen: one
+        lost node can count as two failures of the trial, the second while it is PENDING for its retry, which
+        errors it. At most ``_MAX_FAILURES`` requeues along a chain; returns whether it requeued."""
+        frozen = self._ot_study._storage.get_trial(ot_trial._trial_id)
+        lost = int(frozen.user_attrs.get("workers_lost", 0)) + 1
+        if lost > _MAX_FAILURES:
+            return False
+        storage = self._ot_study._storage
+        storage.set_trial_user_attr(ot_trial._trial_id, "reason", f"worker lost: {cause}; re-enqueued")
+        storage.set_trial_user_attr(ot_trial._trial_id, "requeued", True)
+        storage.set_trial_state_values(ot_trial._trial_id, TrialState.FAIL)
+        params = dict(frozen.system_attrs.get("fixed_params") or {})
+        params.update(frozen.params)
+        self._ot_study.enqueue_trial(params, user_attrs={"requeued_from": frozen.number, "workers_lost": lost,
+                                                         **baseline_attrs(frozen.user_attrs)})
+        progress = _DRIVER.get("progress")
+        if progress is not None:
+            progress.note(f"trial {frozen.number}: worker lost ({cause}); re-enqueued")
+        return True
+
+    def _pop_requeued(self) -> Trial | None:
+        """The oldest waiting re-enqueued trial, set RUNNING (as ``Study.ask`` pops a waiting trial)."""
+        storage = self._ot_study._storage
+        for t in self._ot_study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            if "requeued_from" not in t.user_attrs:
+                continue
+            try:
+                if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+                    return Trial(self._ot_study, t._trial_id)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+        return None
 
 
 def _trial_dirname(trial: Any) -> str:
@@ -262,7 +369,7 @@ def run_ray(prep: Prepared, progress: Progress) -> LoopResult:
 
     settings, study = prep.settings, prep.study
     run_dir = prep.run_dir.resolve()
-    use_gpu = settings.device.startswith("cuda") and torch.cuda.is_available()
+    local_gpu = settings.device.startswith("cuda") and torch.cuda.is_available()
     started_ray = False
     if not ray.is_initialized():
         kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
@@ -271,10 +378,13 @@ def run_ray(prep: Prepared, progress: Progress) -> LoopResult:
             kwargs["address"] = settings.address
         else:
             kwargs["num_cpus"] = settings.workers
-            if use_gpu:
+            if local_gpu:
                 kwargs["num_gpus"] = torch.cuda.device_count()
         ray.init(**kwargs)
         started_ray = True
+    # On a cluster the GPUs are the workers' (the driver's host may have none): one GPU per trial if any
+    use_gpu = settings.device.startswith("cuda") and (
+        ray.cluster_resources().get("GPU", 0) >= 1 if settings.address else local_gpu)
     cpus = ray.cluster_resources().get("CPU", settings.workers)
     cpus_per_trial = max(1, int(cpus // settings.workers)) if not settings.address else 1
     resources = {"cpu": cpus_per_trial, "gpu": 1 if use_gpu else 0}
@@ -288,13 +398,14 @@ def run_ray(prep: Prepared, progress: Progress) -> LoopResult:
         study_name=settings.name, threads=cpus_per_trial,
     )
     trainable = tune.with_resources(tune.with_parameters(_trainable, setup=setup), resources)
-    _DRIVER.update(progress=progress, runner=runner_attrs(prep.session, run_dir), sampler=study.sampler)
+    _DRIVER.update(progress=progress, runner=runner_attrs(prep.session, run_dir), sampler=study.sampler,
+                   study=study, tune_trials={})
 
     # The driver's model is not needed while workers run (and would hold GPU memory): release it.
     evaluator_config = prep.ev.config
     prep.evaluator = None
     gc.collect()
-    if use_gpu:
+    if local_gpu:
         torch.cuda.empty_cache()
 
     resolved = prep.space
@@ -331,7 +442,8 @@ def run_ray(prep: Prepared, progress: Progress) -> LoopResult:
                     ),
                     run_config=tune.RunConfig(
                         name=exp.name, storage_path=str(exp.parent),
-                        failure_config=tune.FailureConfig(max_failures=2), verbose=0,
+                        failure_config=tune.FailureConfig(max_failures=_MAX_FAILURES), verbose=0,
+                        callbacks=[_TrialEvents()],
                     ),
                 )
             tuner.fit()
@@ -342,7 +454,7 @@ def run_ray(prep: Prepared, progress: Progress) -> LoopResult:
                 break
             (exp / FINISHED_MARK).write_text("done\n", encoding="utf-8")
     finally:
-        _DRIVER.update(progress=None)
+        _DRIVER.update(progress=None, study=None, tune_trials={})
         if started_ray:
             ray.shutdown()
         progress.end()
