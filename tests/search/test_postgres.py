@@ -229,7 +229,8 @@ def test_postgres_different_settings_on_one_study_name_are_refused(pg_server, se
     with pytest.raises(SearchError, match=r"\n  - steps: study has 8, this run has 6\n"):
         run_search(replace(other, num_steps=6), evaluator=make_evaluator(num_inference_steps=6), export=False)
     summary = run_search(replace(other, trials=5), evaluator=make_evaluator(), export=False)  # same settings: joins
-    assert summary.completed == 5
+    assert summary.trials_total == 5  # the study went on to the new budget (duplicates are PRUNED, not COMPLETE)
+    assert summary.completed + summary.duplicates == 5 and summary.failed == 0
 
 
 def test_fault_disk_full_while_exporting_leaves_no_partial_yaml(settings, make_evaluator, monkeypatch) -> None:
