@@ -39,7 +39,7 @@ if [ -z "$OUTDIR" ]; then
 fi
 mkdir -p "$OUTDIR"
 PY=${PYTHON:-python3}
-export PYTHONUNBUFFERED=1 PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$REPO/src:$REPO${PYTHONPATH:+:$PYTHONPATH}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false HF_HUB_DISABLE_PROGRESS_BARS=1
 export DIFFUSERS_VERBOSITY=error TRANSFORMERS_VERBOSITY=error
 exec > >(tee "$OUTDIR/suite.log") 2>&1
@@ -111,7 +111,7 @@ print("  cachesearch", cachesearch.__version__, os.path.relpath(cachesearch.__fi
 EOF
 }
 [ -d /tmp/gpu_suite_site ] || mkdir -p /tmp/gpu_suite_site
-export PYTHONPATH="$REPO:/tmp/gpu_suite_site${PYTHONPATH#"$REPO"}"
+export PYTHONPATH="$REPO/src:$REPO:/tmp/gpu_suite_site${PYTHONPATH#"$REPO/src:$REPO"}"
 part install 120 install
 
 # Per-block time shares -> time-share bound; torch.profiler summary of one full and one cached step.

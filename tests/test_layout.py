@@ -1,0 +1,34 @@
+"""The package is importable from anywhere, including from the folder that holds a clone named ``cachesearch``.
+
+With the old flat layout and an editable install, ``import cachesearch`` there found the clone's root folder
+first and made it a namespace package without ``load_schedule``. The ``src/`` layout puts ``src`` itself on
+``sys.path`` (a plain ``.pth`` entry), so the real package always wins.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cachesearch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_package_lives_under_src():
+    assert (REPO / "src" / "cachesearch" / "__init__.py").is_file()
+    assert not (REPO / "cachesearch").exists()
+    assert Path(cachesearch.__file__).name == "__init__.py"  # a regular package, not a namespace
+
+
+def test_import_from_the_parent_of_a_clone_named_cachesearch(tmp_path):
+    (tmp_path / "cachesearch" / "src").mkdir(parents=True)  # what `git clone …/cachesearch` leaves there
+    (tmp_path / "cachesearch" / "README.md").write_text("a clone\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    code = "import cachesearch as cs; print(cs.load_schedule.__module__, cs.__file__)"
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split()[0] == "cachesearch.schedule._yaml"
