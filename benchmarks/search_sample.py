@@ -125,6 +125,16 @@ def trial_stats(study: Any, loop_start_dt: Any) -> dict[str, Any]:
             "evaluation_median_s": statistics.median(evals) if evals else None, "fail_reasons": reasons}
 
 
+_FLAGS = {"num_steps": "steps"}  # RunSettings field -> its `cachesearch run` flag, where they differ
+
+
+def explicit_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The run options this sample sets, by :class:`~cachesearch.search.RunSettings` field name."""
+    return {"model": args.model, "device": args.device, "latency": args.latency, "timeout": args.timeout,
+            "num_steps": args.steps, "scheduler": args.scheduler, "n_train": args.n_train,
+            "n_heldout": args.n_heldout, "trials": args.trials}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="arch:sd15")
@@ -148,11 +158,10 @@ def main() -> int:
     from cachesearch.search import resolve_settings, run_search
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="cachesearch-sample-"))
-    explicit = {"model": args.model, "device": args.device, "latency": args.latency, "timeout": args.timeout,
-                "steps": args.steps, "scheduler": args.scheduler, "n_train": args.n_train,
-                "n_heldout": args.n_heldout, "trials": args.trials}
+    explicit = explicit_options(args)
     cli = ["cachesearch", "run", "--name", "gpu-sample", "--out", str(work / "runs"), "--cache-dir",
-           str(work / "cache")] + [f"--{k.replace('_', '-')} {v}" for k, v in explicit.items() if v is not None] \
+           str(work / "cache")] + [f"--{_FLAGS.get(k, k).replace('_', '-')} {v}" for k, v in explicit.items()
+                                   if v is not None] \
         + (["--no-export"] if args.no_export else [])
     doc: dict[str, Any] = {"env": environment(args.device), "equivalent_cli": " ".join(cli), "errors": []}
     progress = TimedProgress()
@@ -160,7 +169,7 @@ def main() -> int:
     summary = None
     try:
         settings = resolve_settings("gpu-sample", explicit, out=str(work / "runs"))
-        doc["settings"] = {k: getattr(settings, k) for k in ("model", "steps", "scheduler", "n_train", "n_heldout",
+        doc["settings"] = {k: getattr(settings, k) for k in ("model", "num_steps", "scheduler", "n_train", "n_heldout",
                                                               "metric", "latency", "objective", "timeout", "device")}
         summary = run_search(settings, progress, cache_dir=str(work / "cache"), export=not args.no_export,
                              on_prepared=lambda p: prepared.__setitem__("prep", p))

@@ -34,3 +34,25 @@ def test_no_machine_paths_in_benchmarks():
     for f in (ROOT / "benchmarks").rglob("*"):
         if f.is_file() and f.suffix in (".py", ".sh", ".json", ".md", ".log"):
             assert "/work/" not in f.read_text(errors="replace"), f
+
+
+def test_search_sample_options_are_run_settings(tmp_path):
+    """The sample's options must be RunSettings fields (a rename there broke the dry run's search part once)."""
+    import argparse
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import search_sample
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    from cachesearch.search import resolve_settings
+
+    ns = argparse.Namespace(model="embedded", device="cpu", latency="analytic", timeout=5.0, steps=4,
+                            scheduler=None, n_train=2, n_heldout=2, trials=3)
+    settings = resolve_settings("sample", search_sample.explicit_options(ns), out=str(tmp_path))
+    assert settings.num_steps == 4 and settings.trials == 3
+
+
+def test_committed_dry_run_ran_every_part_without_errors():
+    doc = json.loads((DRY / "summary.json").read_text())
+    assert not doc.get("errors"), doc.get("errors")
