@@ -163,7 +163,9 @@ def main() -> int:
            str(work / "cache")] + [f"--{_FLAGS.get(k, k).replace('_', '-')} {v}" for k, v in explicit.items()
                                    if v is not None] \
         + (["--no-export"] if args.no_export else [])
-    doc: dict[str, Any] = {"env": environment(args.device), "equivalent_cli": " ".join(cli), "errors": []}
+    # the temporary work folder is named by a placeholder: results never carry this machine's paths
+    doc: dict[str, Any] = {"env": environment(args.device), "errors": [],
+                           "equivalent_cli": " ".join(cli).replace(str(work), "<workdir>")}
     progress = TimedProgress()
     prepared: dict[str, Any] = {}
     summary = None
