@@ -23,7 +23,7 @@ def pick(
     """Print the file of the schedule with the lowest loss within a budget (--max-cost, --max-latency-ms,
     --min-speedup), or, with only --max-loss, the cheapest one within that loss. Nothing fits: exit code 2 and
     the closest option."""
-    from ..schedule import load_front
+    from ..schedule import load_front, load_schedule
 
     with user_errors():
         front = load_front(index)
@@ -31,7 +31,7 @@ def pick(
                   "max_loss": max_loss, "split": split}
         entry = front.choose(**bounds)
         path = front.path.parent / entry.file
-        front.pick(**bounds)  # the file itself must load
+        load_schedule(path)  # the chosen file itself must load
     typer.echo(str(path))
     typer.echo(f"  {entry.describe(split)}", err=True)
 

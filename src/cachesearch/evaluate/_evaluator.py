@@ -13,7 +13,6 @@ Failures of a candidate (NaN/inf outputs, CUDA out-of-memory, any exception) bec
 
 from __future__ import annotations
 
-import copy
 import gc
 import logging
 import math
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from cachesearch.runtime import count_calls
 from cachesearch.schedule import (
     BlockSpace,
     Metrics,
@@ -246,15 +246,11 @@ class Evaluator:
     def num_calls(self, kwargs: Mapping[str, Any]) -> tuple[int, int]:
         """``(steps, denoiser calls)`` the pipeline's scheduler makes for these pipeline kwargs
         (``num_inference_steps`` or ``timesteps``); Heun, for example, makes 2N-1 calls for N steps."""
-        key = (kwargs.get("num_inference_steps"), tuple(kwargs.get("timesteps") or ()))
+        timesteps = kwargs.get("timesteps")
+        steps = len(timesteps) if timesteps is not None else int(kwargs["num_inference_steps"])
+        key = (steps, tuple(timesteps or ()))
         if key not in self._calls_cache:
-            sched = copy.deepcopy(self.pipe.scheduler)
-            if kwargs.get("timesteps") is not None:
-                sched.set_timesteps(timesteps=list(kwargs["timesteps"]), device="cpu")
-            else:
-                sched.set_timesteps(int(kwargs["num_inference_steps"]), device="cpu")
-            self._calls_cache[key] = len(sched.timesteps)
-        steps = len(kwargs["timesteps"]) if kwargs.get("timesteps") is not None else int(kwargs["num_inference_steps"])
+            self._calls_cache[key] = count_calls(self.pipe.scheduler, steps, timesteps)
         return steps, self._calls_cache[key]
 
     def cost_ratio(self, schedule: Schedule) -> float | None:

@@ -3,7 +3,7 @@
 from ..models.adapters import denoiser_of
 from ..schedule._apply import register_applier
 from ._applier import AppliedSchedule, apply_schedule, fingerprint_module
-from ._steps import call_starts, steps_of_calls
+from ._steps import call_starts, count_calls, steps_of_calls
 
 register_applier(apply_schedule)  # Schedule.apply / .applied delegate here; the schedule layer never imports us
 
@@ -11,6 +11,7 @@ __all__ = [
     "AppliedSchedule",
     "apply_schedule",
     "call_starts",
+    "count_calls",
     "denoiser_of",
     "fingerprint_module",
     "steps_of_calls",

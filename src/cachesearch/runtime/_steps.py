@@ -18,7 +18,7 @@ from typing import Any
 from ..schedule import ScheduleError
 from ..schedule._calls import first_calls, rows_of_calls
 
-__all__ = ["call_starts", "steps_of_calls"]
+__all__ = ["call_starts", "count_calls", "steps_of_calls"]
 
 
 def _pattern(scheduler: Any, num_steps: int, num_calls: int) -> str:
@@ -41,6 +41,17 @@ def steps_of_calls(scheduler: Any, num_steps: int, num_calls: int) -> list[int]:
     return rows_of_calls(_pattern(scheduler, num_steps, num_calls), num_steps)
 
 
+def count_calls(scheduler: Any, num_steps: int, timesteps: Sequence[int] | None = None) -> int:
+    """Denoiser calls one sampling loop of ``scheduler`` makes for ``num_steps`` steps (or explicit
+    ``timesteps``): ``set_timesteps`` on a copy, so the pipeline's scheduler is untouched."""
+    probe = copy.deepcopy(scheduler)
+    if timesteps is not None:
+        probe.set_timesteps(timesteps=list(timesteps), device="cpu")
+    else:
+        probe.set_timesteps(num_steps, device="cpu")
+    return len(probe.timesteps)
+
+
 def call_starts(
     scheduler: Any, num_steps: int, timesteps: Sequence[int] | None = None
 ) -> tuple[int, ...] | None:
@@ -57,12 +68,7 @@ def call_starts(
     """
     if scheduler is None or not hasattr(scheduler, "set_timesteps"):
         return None
-    probe = copy.deepcopy(scheduler)
-    if timesteps is not None:
-        probe.set_timesteps(timesteps=list(timesteps))
-    else:
-        probe.set_timesteps(num_steps)
-    pattern = _pattern(probe, num_steps, len(probe.timesteps))
+    pattern = _pattern(scheduler, num_steps, count_calls(scheduler, num_steps, timesteps))
     if pattern == "order2":
         return None
     return first_calls(rows_of_calls(pattern, num_steps))

@@ -41,6 +41,8 @@ __all__ = [
     "dump_schedule",
     "load_schedule",
     "parse_schedule",
+    "parse_untrusted_yaml",
+    "read_untrusted_text",
     "read_yaml_file",
     "save_schedule",
     "sidecar_name",
@@ -118,9 +120,9 @@ def strict_yaml_load(text: str, *, max_bytes: int = MAX_FILE_BYTES) -> Any:
     return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
 
 
-def read_yaml_file(path: str | os.PathLike[str], *, what: str = "file", max_bytes: int = MAX_FILE_BYTES) -> Any:
-    """Read and :func:`strict_yaml_load` one untrusted file; every failure is one :class:`ScheduleError` that
-    names the file (missing, too large — checked before reading —, not UTF-8, not valid or unsafe YAML)."""
+def read_untrusted_text(path: str | os.PathLike[str], *, what: str = "file", max_bytes: int = MAX_FILE_BYTES) -> str:
+    """The text of one untrusted file: missing, too large (checked before reading) or not UTF-8 → one
+    :class:`ScheduleError` that names the file."""
     p = Path(path)
     try:
         size = p.stat().st_size
@@ -131,19 +133,30 @@ def read_yaml_file(path: str | os.PathLike[str], *, what: str = "file", max_byte
     if size > max_bytes:
         raise ScheduleError(f"{p}: {size} bytes, more than the {max_bytes} a {what} may have")
     try:
-        text = p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise ScheduleError(f"{p}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
     except OSError as e:
         raise ScheduleError(f"{p}: cannot read the {what}: {e.strerror or e}") from None
+
+
+def parse_untrusted_yaml(path: str | os.PathLike[str], text: str, *, max_bytes: int = MAX_FILE_BYTES) -> Any:
+    """:func:`strict_yaml_load` the text of ``path``; invalid or unsafe YAML → one :class:`ScheduleError`."""
     try:
         return strict_yaml_load(text, max_bytes=max_bytes)
     except (DuplicateKeyError, UntrustedYAMLError) as e:
-        raise ScheduleError(f"{p}: {e}") from None
+        raise ScheduleError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
-        raise ScheduleError(f"{p}: not valid YAML: {_first_line(e)}") from None
+        raise ScheduleError(f"{path}: not valid YAML: {_first_line(e)}") from None
     except RecursionError:
-        raise ScheduleError(f"{p}: nested too deeply") from None
+        raise ScheduleError(f"{path}: nested too deeply") from None
+
+
+def read_yaml_file(path: str | os.PathLike[str], *, what: str = "file", max_bytes: int = MAX_FILE_BYTES) -> Any:
+    """Read and :func:`strict_yaml_load` one untrusted file; every failure is one :class:`ScheduleError` that
+    names the file (missing, too large — checked before reading —, not UTF-8, not valid or unsafe YAML)."""
+    text = read_untrusted_text(path, what=what, max_bytes=max_bytes)
+    return parse_untrusted_yaml(Path(path), text, max_bytes=max_bytes)
 
 
 def _first_line(e: Exception) -> str:

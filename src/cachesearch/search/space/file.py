@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from ...schedule import BlockSpace, ScheduleError
-from ...schedule._yaml import read_yaml_file, strict_yaml_load
+from ...schedule._yaml import parse_untrusted_yaml, read_untrusted_text, strict_yaml_load
 from .context import SpaceContext
 from .families import Family, MaskFamily, Steps, baseline_families, mask_families
 from .params import Fields, SpaceError
@@ -182,10 +182,10 @@ def load_space(path: str | Path) -> SearchSpace:
     if not p.exists():
         raise SpaceError(f"{p}: no such search-space file; built-in spaces: {', '.join(builtin_space_names())}")
     try:  # untrusted input: bounded size and depth, no anchors/aliases, duplicate keys refused
-        data = read_yaml_file(p, what="search-space file")
+        text = read_untrusted_text(p, what="search-space file")
+        data = parse_untrusted_yaml(p, text)
     except ScheduleError as e:
         raise SpaceError(str(e)) from None
-    text = p.read_text(encoding="utf-8")
     return parse_space(data, source=str(p), text=text)
 
 
