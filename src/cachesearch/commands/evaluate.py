@@ -227,8 +227,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _default_steps(spec: str) -> int:
-    if spec.startswith("embedded"):
-        from ..models.shapes import DEFAULT_STEPS
+    from ..models._embedded import embedded_package
 
-        return int(DEFAULT_STEPS)
-    return 50
+    package = embedded_package(spec)
+    return int(package.DEFAULT_STEPS) if package is not None else 50

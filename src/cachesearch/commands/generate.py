@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from ..models._embedded import embedded_package
 from ._common import check_device, user_errors
 
 
@@ -53,10 +54,9 @@ def generate(
         pipe = loaded.pipe
         pipe.set_progress_bar_config(disable=True)
         kwargs: dict = {}
-        if loaded.source.startswith("embedded"):
-            from ..models.shapes import DEFAULT_GUIDANCE_SCALE, DEFAULT_STEPS
-
-            kwargs = {"num_inference_steps": DEFAULT_STEPS, "guidance_scale": DEFAULT_GUIDANCE_SCALE}
+        package = embedded_package(loaded.source)
+        if package is not None:
+            kwargs = {"num_inference_steps": package.DEFAULT_STEPS, "guidance_scale": package.DEFAULT_GUIDANCE_SCALE}
         if sched is not None and reference:
             kwargs["num_inference_steps"] = sched.reference.num_inference_steps
             if sched.reference.guidance_scale is not None:

@@ -2,11 +2,11 @@
 
 Built-in sets
 -------------
-``embedded:shapes``
-    Procedural captions ``a {color} {shape} on a {color} background``. The 360 valid captions are shuffled
-    once with a fixed generator; the train split draws from the first half of that order and the held-out
-    split from the second half, so the two are disjoint for every ``n`` (at most 180 each) and a smaller set
-    is a prefix of a larger one.
+``embedded:shapes``, ``embedded:scenes``
+    The model's procedural captions (``a {color} {shape} on a {color} background``: 360; scenes'
+    ``a {color} {shape} and a {color} {shape} on a {color} background``: 11,520) are shuffled once with a
+    fixed generator; the train split draws from the first half of that order and the held-out split from the
+    second half, so the two are disjoint for every ``n`` and a smaller set is a prefix of a larger one.
 other models
     A fixed list of 48 generic photographic prompts, 24 per split. Use a prompt file for anything serious.
 
@@ -30,6 +30,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from cachesearch.models._embedded import embedded_name
 
 __all__ = [
     "GENERIC_PROMPTS",
@@ -161,16 +163,12 @@ class PromptSet:
         return PromptSet(name=self.name, prompts=self.prompts[:n], seeds=self.seeds[:n])
 
 
-def _is_embedded(model_source: str) -> bool:
-    return model_source in ("embedded", "embedded:shapes")
-
-
-def _embedded_order() -> list[str]:
+def _embedded_order(model_source: str) -> list[str]:
     import numpy as np
 
-    from cachesearch.models.shapes._data import all_captions
+    from cachesearch.models._embedded import embedded_package
 
-    captions = [c.text() for c in all_captions()]
+    captions = [c.text() for c in embedded_package(model_source).all_captions()]
     order = np.random.default_rng(_SHUFFLE_SEED).permutation(len(captions))
     return [captions[int(i)] for i in order]
 
@@ -184,11 +182,12 @@ def builtin_prompts(model_source: str, split: str, n: int) -> PromptSet:
     """
     _check_split(split)
     _check_n(n)
-    if _is_embedded(model_source):
-        pool = _embedded_order()
+    embedded = embedded_name(model_source)
+    if embedded is not None:
+        pool = _embedded_order(model_source)
         half = len(pool) // 2
         prompts = pool[:half] if split == "train" else pool[half:]
-        name = f"embedded-shapes-{split}"
+        name = f"embedded-{embedded}-{split}"
     else:
         half = len(GENERIC_PROMPTS) // 2
         prompts = list(GENERIC_PROMPTS[:half] if split == "train" else GENERIC_PROMPTS[half:])

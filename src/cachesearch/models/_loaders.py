@@ -7,6 +7,7 @@ spec                        source                       what is loaded
 ==========================  ===========================  ==================================================
 ``embedded``                ``embedded:shapes``          the shipped ``shapes`` model (trained weights)
 ``embedded:shapes``         ``embedded:shapes``          same
+``embedded:scenes``         ``embedded:scenes``          the shipped 64 px ``scenes`` model (trained weights)
 ``arch:sd15``/``arch:sdxl`` ``arch:sd15``/``arch:sdxl``  real architecture, **random weights** (latency only)
 ``/abs``, ``./rel``, ``~/x`` ``path:/abs``               a diffusers pipeline folder (``model_index.json``)
 ``path:<folder>``           ``path:/abs``                same, explicitly
@@ -30,12 +31,13 @@ from typing import Any
 import torch
 from diffusers import DiffusionPipeline
 
+from cachesearch.models._embedded import DEFAULT_EMBEDDED, EMBEDDED_PACKAGES, embedded_package
 from cachesearch.models._errors import ModelLoadError
 from cachesearch.models._presets import ARCH_PRESETS, build_arch_pipeline
 
 __all__ = ["EMBEDDED_MODELS", "LoadedModel", "load_model", "normalize_spec"]
 
-EMBEDDED_MODELS: tuple[str, ...] = ("shapes",)
+EMBEDDED_MODELS: tuple[str, ...] = tuple(EMBEDDED_PACKAGES)
 """Names accepted after ``embedded:``."""
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
@@ -82,7 +84,7 @@ def normalize_spec(spec: str) -> tuple[str, str]:
         raise ModelLoadError(f"model spec must be a str, got {type(spec).__name__}; valid: {_valid_forms()}")
     text = spec.strip()
     if text in ("embedded", "embedded:"):
-        return "embedded", EMBEDDED_MODELS[0]
+        return "embedded", DEFAULT_EMBEDDED
     if text.startswith("embedded:"):
         name = text.removeprefix("embedded:")
         if name not in EMBEDDED_MODELS:
@@ -228,11 +230,9 @@ def load_model(
         raise ValueError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
 
     if kind == "embedded":
-        from cachesearch.models.shapes import load_pipeline
-
         source = f"embedded:{value}"
         try:
-            pipe = load_pipeline(device=dev, dtype=dtype)
+            pipe = embedded_package(source).load_pipeline(device=dev, dtype=dtype)
         except FileNotFoundError as e:
             raise ModelLoadError(f"the embedded model's weights are missing from the package: {e}") from e
         random_weights = bool(getattr(pipe, "_cachesearch_random_weights", False))

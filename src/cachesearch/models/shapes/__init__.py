@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ._checker import CheckResult, check
-from ._data import COLORS, PALETTE, SHAPES, Caption, caption, parse_caption, random_caption, render
+from ._data import COLORS, PALETTE, SHAPES, Caption, all_captions, caption, parse_caption, random_caption, render
 from ._gate import DEFAULT_GUIDANCE_SCALE, DEFAULT_STEPS
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ __all__ = [
     "SHAPES",
     "Caption",
     "CheckResult",
+    "all_captions",
     "caption",
     "check",
     "load_pipeline",

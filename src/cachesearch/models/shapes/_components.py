@@ -33,7 +33,7 @@ def _bpe(symbols: list[str], merges: list[tuple[str, str]]) -> list[str]:
     return syms
 
 
-def build_tokenizer_files(folder: Path) -> None:
+def build_tokenizer_files(folder: Path, words: tuple[str, ...] = WORDS) -> None:
     """Write a CLIP BPE tokenizer (vocab.json, merges.txt, configs) where every word in ``WORDS`` is one token.
 
     The base vocabulary is CLIP's 256 byte symbols and their end-of-word forms (so any text still tokenizes);
@@ -44,7 +44,7 @@ def build_tokenizer_files(folder: Path) -> None:
     vocab_list: list[str] = base + [b + "</w>" for b in base]
     merges: list[tuple[str, str]] = []
     seen = set(vocab_list)
-    for word in WORDS:
+    for word in words:
         # run BPE with the merges so far; join whatever pieces remain left to right with new (last-ranked)
         # merges. A new merge is only picked once no earlier merge applies, so words done before stay done.
         syms = _bpe(list(word[:-1]) + [word[-1] + "</w>"], merges)
@@ -77,12 +77,12 @@ def build_tokenizer_files(folder: Path) -> None:
     (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n", encoding="utf-8")
 
 
-def load_tokenizer(folder: Path):  # -> CLIPTokenizer
+def load_tokenizer(folder: Path, words: tuple[str, ...] = WORDS):  # -> CLIPTokenizer
     """Load the tokenizer written by :func:`build_tokenizer_files` and check that every word is one token."""
     from transformers import CLIPTokenizer
 
     tok = CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
-    for word in WORDS:
+    for word in words:
         ids = tok(word, add_special_tokens=False).input_ids
         if len(ids) != 1:
             raise RuntimeError(f"tokenizer splits {word!r} into {ids}; expected one token")

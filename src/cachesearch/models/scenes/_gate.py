@@ -1,0 +1,106 @@
+"""Quality gate of the embedded ``scenes`` model: attribute accuracy on held-out prompt x seed pairs.
+
+Prompts come from ``np.random.default_rng([seed, EVAL_STREAM])``, image ``i`` uses generator seed
+``EVAL_SEED_BASE + 100_000 * seed + i``; training uses neither. Set 0 is the gate. Pass: both object colors
+and the background right (``color_both_acc``) on at least 90 % of 200 images at DDIM 50.
+
+Usage::
+
+    python -m cachesearch.models.scenes._gate [--pipeline DIR] [--out artifacts/embedded-scenes] [--n 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..shapes._gate import generate, save_grid
+from . import DEFAULT_GUIDANCE_SCALE, DEFAULT_STEPS
+from ._checker import check
+from ._data import EVAL_SEED_BASE, EVAL_STREAM, random_caption
+
+__all__ = ["PASS_THRESHOLD", "eval_pairs", "quality_gate"]
+
+PASS_THRESHOLD = 0.9
+"""Minimum ``color_both_acc`` of the gate."""
+
+_SEEDS_PER_SET = 100_000
+
+
+def eval_pairs(n: int, *, seed: int = 0) -> list[tuple[str, int]]:
+    """The first ``n`` held-out (caption, generator seed) pairs of evaluation set ``seed``."""
+    if not 1 <= n <= _SEEDS_PER_SET:
+        raise ValueError(f"n must be in [1, {_SEEDS_PER_SET}], got {n}")
+    rng = np.random.default_rng([seed, EVAL_STREAM])
+    base = EVAL_SEED_BASE + _SEEDS_PER_SET * seed
+    return [(random_caption(rng), base + i) for i in range(n)]
+
+
+def quality_gate(
+    pipe: object, n: int = 200, steps: int = DEFAULT_STEPS, guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
+    seed: int = 0, *, batch_size: int = 50, return_images: bool = False,
+) -> dict:
+    """Generate ``n`` held-out images and score them with :func:`~._checker.check`."""
+    pairs = eval_pairs(n, seed=seed)
+    captions = [c for c, _ in pairs]
+    t0 = time.time()
+    images = generate(pipe, captions, [s for _, s in pairs], steps=steps, guidance_scale=guidance_scale,
+                      batch_size=batch_size)
+    seconds = time.time() - t0
+    results = [check(im, c) for im, c in zip(images, captions, strict=True)]
+
+    def acc(flags: Sequence[bool]) -> float:
+        return round(float(np.mean(flags)), 4)
+
+    out: dict = {
+        "model": "scenes", "n": n, "steps": steps, "guidance_scale": guidance_scale, "seed": seed,
+        "scheduler": type(getattr(pipe, "scheduler", None)).__name__,
+        "color_both_acc": acc([r.colors_ok for r in results]),
+        "bg_acc": acc([r.bg_ok for r in results]),
+        "fg_acc": acc([r.fg_ok for r in results]),
+        "shape_acc": acc([r.shape_ok for r in results]),
+        "all_acc": acc([r.all_ok for r in results]),
+        "generation_seconds": round(seconds, 1),
+    }
+    if return_images:
+        out["images"], out["captions"] = images, captions
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the gate; write ``quality_gate.json``, ``samples.png`` and ``samples.txt`` to ``--out``."""
+    import torch
+
+    from ..._util import relative_path
+    from . import load_pipeline, pipeline_path
+
+    ap = argparse.ArgumentParser(description="quality gate of the embedded scenes model")
+    ap.add_argument("--pipeline", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=Path("artifacts/embedded-scenes"))
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    ap.add_argument("--guidance-scale", type=float, default=DEFAULT_GUIDANCE_SCALE)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    folder = args.pipeline or pipeline_path()
+    res = quality_gate(load_pipeline(path=folder), n=args.n, steps=args.steps, guidance_scale=args.guidance_scale,
+                       seed=args.seed, return_images=True)
+    images, captions = res.pop("images"), res.pop("captions")
+    res["pipeline"] = relative_path(folder)
+    res["pass"] = res["color_both_acc"] >= PASS_THRESHOLD
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "quality_gate.json").write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+    save_grid(images[:100], args.out / "samples.png", scale=2)
+    (args.out / "samples.txt").write_text("".join(f"{c}\n" for c in captions[:100]), encoding="utf-8")
+    print(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()

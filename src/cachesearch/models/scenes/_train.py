@@ -1,0 +1,277 @@
+"""Train the embedded ``scenes`` text-to-image model from scratch (seeded, CPU-friendly).
+
+Phase 1 trains the autoencoder (64 px <-> 16x16x4) on procedural scenes; phase 2 renders a fixed training set
+once, encodes it once (the autoencoder is frozen by then, so per-step encoding would recompute the same
+latents), and trains the UNet + text encoder on those latents with fresh noise every step: v-prediction,
+zero-terminal-SNR DDIM schedule, 10 % empty-prompt dropout and an EMA of the weights, which is what ships.
+Architecture and recipe are those of ``shapes`` (``cachesearch.models.shapes._train``) except the data and
+the autoencoder's extra stage.
+
+Usage::
+
+    python -m cachesearch.models.scenes._train --out /tmp/scenes-run [--minutes 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..shapes._components import (
+    build_tokenizer_files,
+    load_tokenizer,
+    scheduler_config,
+    text_encoder_config,
+    unet_config,
+)
+from ..shapes._train import _fit_steps, _hardware, _lr_at, _save_ckpt
+from ._components import LATENT_FACTOR, WORDS, vae_config
+from ._data import DEFAULT_SIZE, TRAIN_STREAM, sample
+
+__all__ = ["train"]
+
+_VAE_PHASE, _SET_PHASE, _UNET_PHASE = 0, 1, 2
+_PACE = 40
+
+
+def _batch(rng: np.random.Generator, n: int, size: int) -> tuple[torch.Tensor, list[str]]:
+    imgs = np.empty((n, size, size, 3), dtype=np.uint8)
+    texts = []
+    for i in range(n):
+        imgs[i], t = sample(rng, size=size)
+        texts.append(t)
+    return torch.from_numpy(imgs).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).contiguous(), texts
+
+
+def _train_vae(vae, *, seed, steps, seconds, batch_size, size, log) -> dict:
+    """L1 + MSE reconstruction with a small KL; returns stats incl. the latent std (the scaling factor)."""
+    rng = np.random.default_rng([seed, TRAIN_STREAM, _VAE_PHASE])
+    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
+    t0, run, planned, step = time.time(), 0.0, steps, 0
+    vae.train()
+    while step < steps:
+        if step == _PACE:
+            left = None if seconds is None else seconds - (time.time() - t0)
+            steps = _fit_steps(planned, step, (time.time() - t0) / step, left)
+            log(f"[vae] schedule laid out over {steps} steps (planned {planned})")
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, steps, 1e-3, 50)
+        x, _ = _batch(rng, batch_size, size)
+        post = vae.encode(x).latent_dist
+        rec = vae.decode(post.sample()).sample
+        kl = post.kl().mean() / post.mean[0].numel()
+        loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + 1e-4 * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        run = loss.item() if step == 0 else 0.98 * run + 0.02 * loss.item()
+        step += 1
+        if step % 50 == 0 or step == steps:
+            log(f"[vae] step {step}/{steps} loss {run:.4f} ({time.time() - t0:.0f}s)")
+    vae.eval()
+    with torch.no_grad():
+        x, _ = _batch(np.random.default_rng([seed, TRAIN_STREAM, 99]), 256, size)
+        z = vae.encode(x).latent_dist.mean
+        mse = F.mse_loss(vae.decode(z).sample.clamp(-1, 1), x).item()
+    return {"steps": step, "steps_planned": planned, "seconds": round(time.time() - t0, 1),
+            "final_loss": round(run, 5), "heldout_mse": round(mse, 6),
+            "latent_mean": round(z.mean().item(), 4), "latent_std": round(z.std().item(), 4)}
+
+
+def train(
+    out_dir: Path,
+    *,
+    seed: int = 0,
+    minutes: float | None = None,
+    steps: int = 3000,
+    vae_steps: int = 600,
+    train_set: int = 16384,
+    batch_size: int = 64,
+    vae_batch_size: int = 32,
+    lr: float = 1e-3,
+    cfg_dropout: float = 0.1,
+    ema_decay: float = 0.995,
+    checkpoint_every: int = 250,
+    size: int = DEFAULT_SIZE,
+    threads: int | None = 2,
+    log: Callable[[str], None] = print,
+) -> None:
+    """Train the autoencoder, then UNet + text encoder; write ``out_dir/pipeline`` and ``training.json``.
+
+    ``minutes`` caps the whole run (the autoencoder gets at most 20 % of it); the steps actually run are
+    recorded, and re-running with them and no time budget reproduces the run on the same hardware/threads.
+    A run checkpoints into ``out_dir/checkpoint.pt`` and resumes from it.
+    """
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    t_start = time.time()
+    deadline = None if minutes is None else t_start + 60.0 * minutes
+    torch.manual_seed(seed)
+    tok_dir = out_dir / "pipeline" / "tokenizer"
+    build_tokenizer_files(tok_dir, WORDS)
+    tokenizer = load_tokenizer(tok_dir, WORDS)
+
+    vae_path = out_dir / "vae.pt"
+    vae = AutoencoderKL(**vae_config(size))
+    if vae_path.exists():
+        blob = torch.load(vae_path, weights_only=False)
+        vae.load_state_dict(blob["state_dict"])
+        vae_stats = blob["stats"]
+        log(f"[vae] loaded {vae_path}")
+    else:
+        vae_stats = _train_vae(vae, seed=seed, steps=vae_steps, seconds=None if minutes is None else 12.0 * minutes,
+                               batch_size=vae_batch_size, size=size, log=log)
+        _save_ckpt(vae_path, {"state_dict": vae.state_dict(), "stats": vae_stats})
+        log(f"[vae] done {vae_stats}")
+    vae.eval().requires_grad_(False)
+    scaling = round(1.0 / vae_stats["latent_std"], 5)
+    vae.register_to_config(scaling_factor=scaling)
+
+    # fixed training set, encoded once
+    set_path = out_dir / "latents.pt"
+    if set_path.exists():
+        blob = torch.load(set_path, weights_only=False)
+        latents, captions = blob["latents"], blob["captions"]
+    else:
+        t0 = time.time()
+        rng = np.random.default_rng([seed, TRAIN_STREAM, _SET_PHASE])
+        chunks, captions = [], []
+        with torch.no_grad():
+            for start in range(0, train_set, 256):
+                x, caps = _batch(rng, min(256, train_set - start), size)
+                chunks.append(vae.encode(x).latent_dist.mean * scaling)
+                captions += caps
+        latents = torch.cat(chunks)
+        _save_ckpt(set_path, {"latents": latents, "captions": captions})
+        log(f"[set] {len(captions)} scenes encoded in {time.time() - t0:.0f}s")
+    uniq = [""] + sorted(set(captions))
+    ids = tokenizer(uniq, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids
+    row_of = {t: i for i, t in enumerate(uniq)}
+    rows_all = torch.tensor([row_of[c] for c in captions])
+
+    torch.manual_seed(seed + 1)
+    te_cfg = CLIPTextConfig(**text_encoder_config(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id))
+    text_encoder = CLIPTextModel(te_cfg)
+    unet = UNet2DConditionModel(**unet_config(size // LATENT_FACTOR, te_cfg.hidden_size))
+    scheduler = DDIMScheduler(**scheduler_config())
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    ema = [p.detach().clone() for p in params]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    gen = torch.Generator().manual_seed(seed + 2)
+    start_step, run_loss, elapsed_before, scheduled = 0, 0.0, 0.0, None
+    ckpt_path = out_dir / "checkpoint.pt"
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, weights_only=False)
+        unet.load_state_dict(ck["unet"])
+        text_encoder.load_state_dict(ck["text_encoder"])
+        for e, v in zip(ema, ck["ema"], strict=True):
+            e.copy_(v)
+        opt.load_state_dict(ck["opt"])
+        gen.set_state(ck["gen"])
+        start_step, run_loss, elapsed_before, scheduled = ck["step"], ck["run_loss"], ck["elapsed"], ck["steps"]
+        log(f"[unet] resumed from step {start_step}")
+
+    def make_pipe() -> StableDiffusionPipeline:
+        u = UNet2DConditionModel.from_config(unet.config)
+        te = CLIPTextModel(te_cfg)
+        with torch.no_grad():
+            for s, e in zip(list(u.parameters()) + list(te.parameters()), ema, strict=True):
+                s.copy_(e)
+        return StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tokenizer, unet=u, scheduler=scheduler,
+                                       safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+
+    t0 = time.time()
+    step, planned, stopped_early = start_step, steps, False
+    steps = scheduled or steps
+    n = latents.shape[0]
+    unet.train()
+    text_encoder.train()
+    while step < steps:
+        if step == start_step + _PACE and scheduled is None:
+            left = None if deadline is None else deadline - time.time()
+            steps = _fit_steps(planned, step, (time.time() - t0) / (step - start_step), left)
+            scheduled = steps
+            log(f"[unet] schedule laid out over {steps} steps (planned {planned})")
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, steps, lr, 200)
+        idx = torch.randint(0, n, (batch_size,), generator=gen)
+        z = latents[idx]
+        drop = torch.rand(batch_size, generator=gen) < cfg_dropout
+        rows = torch.where(drop, torch.zeros_like(idx), rows_all[idx])
+        noise = torch.randn(z.shape, generator=gen)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (batch_size,), generator=gen)
+        zt = scheduler.add_noise(z, noise, t)
+        target = scheduler.get_velocity(z, noise, t)
+        pred = unet(zt, t, encoder_hidden_states=text_encoder(ids[rows])[0]).sample
+        loss = F.mse_loss(pred, target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        d = min(ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            torch._foreach_lerp_(ema, [p.detach() for p in params], 1.0 - d)
+        run_loss = loss.item() if step == start_step else 0.99 * run_loss + 0.01 * loss.item()
+        step += 1
+        elapsed = elapsed_before + time.time() - t0
+        if step % 50 == 0 or step == steps:
+            log(f"[unet] step {step}/{steps} loss {run_loss:.4f} ({elapsed:.0f}s, "
+                f"{(time.time() - t0) / (step - start_step):.2f}s/step)")
+        timeout = deadline is not None and time.time() > deadline
+        if step % checkpoint_every == 0 or step == steps or timeout:
+            _save_ckpt(ckpt_path, {"unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(), "ema": ema,
+                                   "opt": opt.state_dict(), "gen": gen.get_state(), "step": step, "steps": steps,
+                                   "run_loss": run_loss, "elapsed": elapsed})
+            make_pipe().save_pretrained(out_dir / "pipeline", safe_serialization=True)
+            log(f"[unet] checkpoint at step {step}")
+        if timeout:
+            stopped_early = True
+            log(f"[unet] time budget reached at step {step}")
+            break
+
+    info = {
+        "model": "scenes", "seed": seed, "size": size, "vae": vae_stats, "vae_scaling_factor": scaling,
+        "train_set": n, "unet_steps": step, "unet_steps_scheduled": steps, "unet_steps_planned": planned,
+        "stopped_early": stopped_early, "batch_size": batch_size, "lr": lr, "cfg_dropout": cfg_dropout,
+        "ema_decay": ema_decay, "final_loss_unet": round(run_loss, 5),
+        "unet_seconds": round(elapsed_before + time.time() - t0, 1),
+        "wall_seconds_this_invocation": round(time.time() - t_start, 1), "hardware": _hardware("cpu"),
+        "params": {"unet": sum(p.numel() for p in unet.parameters()),
+                   "text_encoder": sum(p.numel() for p in text_encoder.parameters()),
+                   "vae": sum(p.numel() for p in vae.parameters())},
+    }
+    (out_dir / "training.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    log(f"[done] {json.dumps(info)}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry: ``python -m cachesearch.models.scenes._train --out DIR``."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--vae-steps", type=int, default=600)
+    ap.add_argument("--train-set", type=int, default=16384)
+    ap.add_argument("--minutes", type=float, default=None)
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
+    args = ap.parse_args(argv)
+    train(args.out, seed=args.seed, minutes=args.minutes, steps=args.steps, vae_steps=args.vae_steps,
+          train_set=args.train_set, threads=args.threads, log=lambda s: print(s, flush=True))
+
+
+if __name__ == "__main__":
+    main()

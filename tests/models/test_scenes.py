@@ -1,0 +1,85 @@
+"""Tests of the embedded ``scenes`` model's data and checker (the shipped pipeline: test_scenes_pipeline.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cachesearch.models import scenes
+from cachesearch.models._embedded import EMBEDDED_PACKAGES, embedded_name, embedded_package
+from cachesearch.models.scenes._checker import check
+from cachesearch.models.scenes._components import WORDS
+from cachesearch.models.scenes._data import TEXTURES, max_mix, sample
+from cachesearch.models.shapes._checker import palette_labels
+from cachesearch.models.shapes._data import COLORS, PALETTE
+
+
+def test_captions_parse_round_trip_and_are_all_distinct() -> None:
+    caps = scenes.all_captions()
+    assert len(caps) == 10 * 9 * 8 * 16 == len({c.text() for c in caps})
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        text = scenes.random_caption(rng)
+        assert scenes.parse_caption(text).text() == text
+        assert set(text.split()) <= set(WORDS)
+
+
+@pytest.mark.parametrize("bad", [
+    "a red circle and a red square on a blue background",  # repeated color
+    "a red circle and a blue square on a red background",
+    "a red blob and a blue square on a green background",
+    "a red circle on a blue background",  # a shapes caption
+])
+def test_parse_caption_rejects_invalid(bad: str) -> None:
+    with pytest.raises(ValueError):
+        scenes.parse_caption(bad)
+
+
+def test_every_render_is_recovered_by_the_checker() -> None:
+    rng = np.random.default_rng(123)
+    for _ in range(300):
+        image, text = sample(rng)
+        assert image.shape == (64, 64, 3) and image.dtype == np.uint8
+        result = check(image, text)
+        assert result.all_ok, (text, result)
+
+
+def test_textures_and_gradients_vary_pixels_but_never_the_palette_label() -> None:
+    rng = np.random.default_rng(7)
+    distinct = []
+    for _ in range(50):
+        image, text = sample(rng)
+        cap = scenes.parse_caption(text)
+        labels = set(np.unique(palette_labels(image)).tolist())
+        assert labels <= {COLORS.index(c) for c in (cap.c1, cap.c2, cap.bg)}
+        distinct.append(len(np.unique(image.reshape(-1, 3), axis=0)))
+    assert np.median(distinct) > 10  # far from the 3 flat colors of a shapes-like render
+    for color in PALETTE:
+        assert max(max_mix(color, "black"), max_mix(color, "white")) >= 0.2
+    assert TEXTURES == ("solid", "stripes", "checker")
+
+
+def test_same_seed_same_scene_and_the_caption_leaves_the_layout_open() -> None:
+    text = "a red circle and a blue square on a green background"
+    a = scenes.render(text, seed=1)
+    assert np.array_equal(a, scenes.render(text, seed=1))
+    assert not np.array_equal(a, scenes.render(text, seed=2))
+
+
+def test_checker_rejects_wrong_colors_and_shapes() -> None:
+    text = "a red circle and a blue square on a green background"
+    image = scenes.render(text, seed=3)
+    assert not check(image, "a red circle and a yellow square on a green background").fg_ok
+    assert not check(image, "a red circle and a blue square on a white background").bg_ok
+    assert not check(image, "a red cross and a blue square on a green background").shape_ok
+    flat = np.zeros_like(image)
+    flat[:] = PALETTE["green"]
+    assert not check(flat, text).colors_ok
+
+
+def test_embedded_registry() -> None:
+    assert set(EMBEDDED_PACKAGES) >= {"shapes", "scenes"}
+    assert embedded_name("embedded") == "shapes"
+    assert embedded_name("embedded:scenes") == "scenes"
+    assert embedded_name("arch:sd15") is None and embedded_name("embedded:nope") is None
+    assert embedded_package("embedded:scenes") is scenes
