@@ -39,11 +39,14 @@ class FakeEvaluator(Evaluator):
         super().__init__(config, model=model)
         self.calls: dict[str, int] = {"train": 0, "heldout": 0}
         self.evaluated: list[str] = []
+        self.ranges: list[tuple[str, slice | None]] = []
         self.fail_when: Callable[[Schedule], str | None] = lambda s: None
         self.before_evaluate: Callable[[Schedule], None] = lambda s: None
 
-    def evaluate(self, schedule: Schedule, *, split: str = "train", measure: bool | None = None) -> EvalResult:
+    def evaluate(self, schedule: Schedule, *, split: str = "train", measure: bool | None = None,
+                 images: slice | None = None) -> EvalResult:
         self.calls[split] += 1
+        self.ranges.append((split, images))
         self.evaluated.append(schedule.name)
         self.before_evaluate(schedule)
         cost = self.cost_ratio(schedule)
@@ -57,11 +60,17 @@ class FakeEvaluator(Evaluator):
         valid = mode != "invalid"
         if mode == "nan":
             quality = math.nan
+        total = len(self.prompt_set(split))
+        first, stop, _ = (images or slice(None)).indices(total)
+        # per-image losses that differ (image i weighs 0.5 + i / total), averaged over the range scored
+        weights = [0.5 + i / total for i in range(first, stop)]
+        quality = quality * sum(weights) / len(weights) / (0.5 + (total - 1) / (2 * total))
         return EvalResult(
             schedule=schedule.name, split=split, valid=valid, reason=None if valid else "2 of 2 images contain NaN",
             metric=self.metric_name, quality=quality if valid else None, psnr=30.0, ssim=0.9, accuracy=None,
-            cost_ratio=cost, latency_ms=None, baseline_ms=None, speedup=None, latency_spread=None, n_images=2,
-            seconds=0.0, prompts=self.prompt_set(split).digest(), random_weights=True,
+            cost_ratio=cost, latency_ms=None, baseline_ms=None, speedup=None, latency_spread=None,
+            n_images=stop - first, seconds=0.0, prompts=self.prompt_set(split).digest(), random_weights=True,
+            images=None if (first, stop) == (0, total) else [first, stop],
         )
 
 
@@ -98,7 +107,7 @@ def settings(tmp_path: Path) -> Callable[..., RunSettings]:
 
     def make(name: str = "unit", **overrides: Any) -> RunSettings:
         cfg = dict(name=name, model="tiny", num_steps=TINY_STEPS, n_train=2, n_heldout=2, trials=12, timeout=None,
-                   population=4, seed=0, out=str(tmp_path / "runs"))
+                   population=4, seed=0, out=str(tmp_path / "runs"), workers=1)
         cfg.update(overrides)
         return RunSettings(**cfg)
 

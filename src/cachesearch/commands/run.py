@@ -48,7 +48,8 @@ def _summary(console: Console, summary: RunSummary) -> None:
         for line in headline(export):
             console.print(f"  • {line}")
     console.print(
-        f"trials: {summary.trials_total} in the study ({summary.completed} complete, {summary.failed} failed, "
+        f"trials: {summary.trials_total} in the study ({summary.completed} complete, {summary.screened} screened "
+        f"out, {summary.failed} failed, "
         f"{summary.duplicates} duplicates not re-run); {summary.trials_this_session} evaluated in this session; "
         f"stopped: {summary.stopped}; {summary.seconds:.0f} s"
     )

@@ -348,13 +348,17 @@ class Evaluator:
         if self.device.type == "cuda" and torch.cuda.is_available():
             torch.cuda.empty_cache()
 
-    def evaluate(self, schedule: Schedule, *, split: str = "train", measure: bool | None = None) -> EvalResult:
+    def evaluate(
+        self, schedule: Schedule, *, split: str = "train", measure: bool | None = None, images: slice | None = None
+    ) -> EvalResult:
         """Run ``schedule`` on the prompts of ``split`` and score it against the reference.
 
         Args:
             schedule: a schedule for this evaluator's denoiser (see :meth:`compile`).
             split: ``"train"`` or ``"heldout"``.
             measure: also measure latency (default: ``config.latency == "measured"``).
+            images: score only this range of the split's images (multi-fidelity screening); results of
+                disjoint ranges combine with :meth:`EvalResult.merge` into the result of their union.
 
         Returns:
             An :class:`EvalResult`; ``valid=False`` with a reason when the candidate produced NaN/inf, ran out
@@ -365,13 +369,18 @@ class Evaluator:
         kwargs = self._check_schedule(schedule)
         ps = self.prompt_set(split)
         reference = self.reference(split)
+        first, stop, _ = (images or slice(None)).indices(len(ps))
+        if first >= stop:
+            raise ValueError(f"images: empty range {images} of the {len(ps)} {split} images")
+        reference = reference[first:stop]
         t0 = time.perf_counter()
         common: dict[str, Any] = {
             "schedule": schedule.name,
             "split": split,
             "metric": self.metric_name,
-            "n_images": len(ps),
+            "n_images": stop - first,
             "prompts": ps.digest(),
+            "images": None if (first, stop) == (0, len(ps)) else [first, stop],
             "random_weights": self.random_weights,
         }
 
@@ -387,7 +396,7 @@ class Evaluator:
         stats = None
         try:
             with schedule.applied(self.pipe):
-                images = self.fixtures.generate(split, kwargs, f"{schedule.name} ({split})")
+                generated = self.fixtures.generate(split, kwargs, f"{schedule.name} ({split})", slice(first, stop))
                 if measure:
                     stats = self._measure(kwargs, f"latency ({schedule.name})")
         except torch.cuda.OutOfMemoryError as e:
@@ -401,7 +410,7 @@ class Evaluator:
             return invalid(f"candidate raised {_reason(e)}")
 
         try:
-            scores = self._score(images, reference)
+            scores = self._score(generated, reference)
         except InvalidOutputError as e:
             return invalid(f"invalid output: {e}")
 
@@ -419,7 +428,7 @@ class Evaluator:
             valid=True,
             reason=None,
             **scores,
-            accuracy=self.accuracy(images, split),
+            accuracy=self.accuracy(generated, split, slice(first, stop)),
             seconds=time.perf_counter() - t0,
             **common,
             **latency,
@@ -442,15 +451,18 @@ class Evaluator:
             "ssim": float(ssim(images, reference).mean()) if min(images.shape[-2:]) >= 11 else None,
         }
 
-    def accuracy(self, images: torch.Tensor, split: str) -> float | None:
+    def accuracy(self, images: torch.Tensor, split: str, which: slice | None = None) -> float | None:
         """Embedded model: fraction of images matching their caption's colors and shape; else ``None``."""
-        if not self.source.startswith("embedded:"):
+        from cachesearch.models._embedded import embedded_package
+
+        package = embedded_package(self.source)
+        if package is None:
             return None
-        from cachesearch.models.shapes import check, parse_caption
+        check, parse_caption = package.check, package.parse_caption
 
         ps = self.prompt_set(split)
         try:
-            captions = [parse_caption(p) for p in ps.prompts]
+            captions = [parse_caption(p) for p in ps.prompts[which or slice(None)]]
         except ValueError:
             return None  # a user prompt file with free text: no ground truth
         ok = [check(img, cap).all_ok for img, cap in zip(images, captions)]

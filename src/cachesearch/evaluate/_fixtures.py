@@ -62,10 +62,11 @@ class ReferenceSampler:
 
 
 def _default_guidance(pipe: Any, source: str) -> float:
-    if source.startswith("embedded:"):
-        from cachesearch.models.shapes import DEFAULT_GUIDANCE_SCALE
+    from cachesearch.models._embedded import embedded_package
 
-        return float(DEFAULT_GUIDANCE_SCALE)
+    package = embedded_package(source)
+    if package is not None:
+        return float(package.DEFAULT_GUIDANCE_SCALE)
     param = inspect.signature(type(pipe).__call__).parameters.get("guidance_scale")
     if param is None or not isinstance(param.default, (int, float)):
         return 7.5
@@ -249,29 +250,35 @@ class Fixtures:
         )
         return out.images.detach().to("cpu", torch.float32), holder.get("latents")
 
-    def generate(self, split: str, kwargs: Mapping[str, Any], stage: str) -> torch.Tensor:
-        """Images of every prompt of ``split``, in batches of ``config.batch_size``, reported as ``stage``.
+    def generate(
+        self, split: str, kwargs: Mapping[str, Any], stage: str, images: slice | None = None
+    ) -> torch.Tensor:
+        """Images of the prompts of ``split`` (all, or the range ``images``), in batches of
+        ``config.batch_size``, reported as ``stage``. Image ``i`` depends only on its prompt, latents and seed,
+        so a range gives the same images as the whole set.
 
         Raises:
             InvalidOutputError: an image or its final latents contain NaN/inf.
         """
         ps = self.prompt_set(split)
         latents = self.latents(split)
-        n, bs = len(ps), self.config.batch_size
-        images = []
-        self.report_progress(stage, 0, n)
-        for lo in range(0, n, bs):
+        first, n, _ = (images or slice(None)).indices(len(ps))
+        bs = self.config.batch_size
+        out = []
+        self.report_progress(stage, 0, n - first)
+        for lo in range(first, n, bs):
             hi = min(lo + bs, n)
             imgs, final = self.generate_batch(list(ps.prompts[lo:hi]), latents[lo:hi], list(ps.seeds[lo:hi]), kwargs)
             bad = ~torch.isfinite(imgs).flatten(1).all(dim=1)
             if final is not None:
                 bad |= ~torch.isfinite(final.detach().float()).flatten(1).all(dim=1).cpu()
             if bool(bad.any()):
-                batches = -(-n // bs)
-                raise InvalidOutputError(int(bad.sum()), hi - lo, f"images in batch {lo // bs + 1} of {batches}")
-            images.append(imgs)
-            self.report_progress(stage, hi, n)
-        return torch.cat(images)
+                batches = -(-(n - first) // bs)
+                where = f"images in batch {(lo - first) // bs + 1} of {batches}"
+                raise InvalidOutputError(int(bad.sum()), hi - lo, where)
+            out.append(imgs)
+            self.report_progress(stage, hi - first, n - first)
+        return torch.cat(out)
 
     # -- references --------------------------------------------------------------------------------------
     def check_no_schedule(self) -> None:

@@ -36,6 +36,8 @@ class EvalResult:
         device: description of the device latency was measured on.
         prompts: digest of the prompt set.
         random_weights: the model has random weights; quality numbers describe nothing real.
+        images: ``[first, stop)`` of the split's images when only that range was scored (multi-fidelity
+            screening), ``None`` for the whole split.
     """
 
     schedule: str
@@ -57,6 +59,48 @@ class EvalResult:
     device: str | None = None
     prompts: str | None = None
     random_weights: bool = False
+    images: list[int] | None = None
+
+    @classmethod
+    def merge(cls, parts: list[EvalResult], *, total: int | None = None) -> EvalResult:
+        """The result of the union of consecutive image ranges of one schedule and split: scores are the
+        image-weighted means (exactly the means over the union's images), seconds add up. ``total``: the
+        split's size, so that a union covering it gets ``images=None``.
+
+        Raises:
+            ValueError: a part is invalid, or the parts are of different schedules/splits/metrics or not
+                consecutive ranges.
+        """
+        if not parts:
+            raise ValueError("merge: no results")
+        first = parts[0]
+        for p in parts:
+            if not p.valid:
+                raise ValueError(f"merge: the result on images {p.images} is invalid ({p.reason})")
+            if (p.schedule, p.split, p.metric, p.prompts) != (first.schedule, first.split, first.metric, first.prompts):
+                raise ValueError("merge: results of different schedules, splits, metrics or prompt sets")
+        ranges = [p.images or [0, p.n_images] for p in parts]
+        for (_, stop), (start, _) in zip(ranges, ranges[1:], strict=False):
+            if stop != start:
+                raise ValueError(f"merge: image ranges {ranges} are not consecutive")
+        n = sum(p.n_images for p in parts)
+
+        def mean(name: str) -> float | None:
+            values = [getattr(p, name) for p in parts]
+            if any(v is None for v in values):
+                return None
+            return sum(v * p.n_images for v, p in zip(values, parts, strict=True)) / n
+
+        union = [ranges[0][0], ranges[-1][1]]
+        timed = next((p for p in parts if p.latency_ms is not None), first)
+        return cls(
+            schedule=first.schedule, split=first.split, valid=True, reason=None, metric=first.metric,
+            quality=mean("quality"), psnr=mean("psnr"), ssim=mean("ssim"), accuracy=mean("accuracy"),
+            cost_ratio=first.cost_ratio, latency_ms=timed.latency_ms, baseline_ms=timed.baseline_ms,
+            speedup=timed.speedup, latency_spread=timed.latency_spread, n_images=n,
+            seconds=sum(p.seconds for p in parts), device=timed.device, prompts=first.prompts,
+            random_weights=first.random_weights, images=None if union == [0, total] else union,
+        )
 
     def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
         """Plain-value dict. ``psnr`` may be ``inf``; with ``json_safe`` non-finite floats become the strings

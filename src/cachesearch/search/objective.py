@@ -31,6 +31,7 @@ __all__ = [
     "OBJECTIVE_KINDS",
     "Objectives",
     "Outcome",
+    "Screening",
     "TrialAttrs",
     "evaluate_candidate",
     "git_revision",
@@ -87,7 +88,8 @@ class TrialAttrs(TypedDict, total=False):
     Set by :func:`evaluate_candidate`: ``policy`` (``Policy.to_dict()``), ``git``, ``device``, ``mask_key``,
     ``schedule`` (:func:`schedule_attr`), ``result`` (the train ``EvalResult`` as a dict), ``speedup``,
     ``remeasured``, ``duplicate_of`` (the trial whose evaluation this one reuses; the duplicate is told PRUNED),
-    ``reason`` and ``traceback`` of a failure; by the executors: ``params_error``, ``worker``
+    ``screened`` (multi-fidelity: the image count, partial loss, bound and the front point that dominates it;
+    the trial is told PRUNED), ``reason`` and ``traceback`` of a failure; by the executors: ``params_error``, ``worker``
     (``{"host", "pid"}``), ``already_recorded``,
     the runner (``host``, ``pid``, ``session``, ``run_dir``); by the study: ``baseline``, ``baseline_kind``,
     ``requeued``, ``requeued_from``.
@@ -102,6 +104,7 @@ class TrialAttrs(TypedDict, total=False):
     speedup: float
     remeasured: bool
     duplicate_of: int
+    screened: dict[str, Any]
     reason: str
     traceback: str
     params_error: str
@@ -262,15 +265,28 @@ class KnownMasks:
     entries: dict[str, tuple[int, tuple[float, float], dict[str, float], TrialAttrs]] = field(default_factory=dict)
 
     def add(self, number: int, outcome: Outcome) -> None:
-        """Record a completed, non-duplicate trial."""
+        """Record a completed or screened-out, non-duplicate trial."""
         key = outcome.user_attrs.get("mask_key")
         if outcome.ok and key and "duplicate_of" not in outcome.user_attrs and key not in self.entries:
             extra = TrialAttrs()
-            if "result" in outcome.user_attrs:
-                extra["result"] = outcome.user_attrs["result"]
-            if "speedup" in outcome.user_attrs:
-                extra["speedup"] = outcome.user_attrs["speedup"]
+            for name in ("result", "speedup", "screened"):
+                if name in outcome.user_attrs:
+                    extra[name] = outcome.user_attrs[name]  # type: ignore[literal-required]
             self.entries[key] = (number, outcome.values, dict(outcome.constraints), extra)
+
+    def front(self) -> list[tuple[float, float]]:
+        """``(quality, cost)`` of the feasible, fully evaluated (not screened-out) entries that no other
+        entry dominates."""
+        points = sorted(
+            (values[0], values[1])
+            for _, values, constraints, extra in self.entries.values()
+            if "screened" not in extra and all(v <= 0 for v in constraints.values())
+        )
+        out: list[tuple[float, float]] = []
+        for q, c in points:  # by quality; keep a point only if it is cheaper than every better one
+            if not out or c < out[-1][1]:
+                out.append((q, c))
+        return out
 
     def add_trial(self, trial: FrozenTrial) -> None:
         """Record a finished Optuna trial (``FrozenTrial``) if it completed and was evaluated."""
@@ -284,6 +300,83 @@ class KnownMasks:
         self.add(trial.number, outcome)
 
 
+@dataclass(frozen=True)
+class Screening:
+    """Multi-fidelity evaluation without approximation: score a candidate on the first ``stages[0]`` train
+    images, then the first ``stages[1]``, …, then all ``N``; stop as soon as it provably cannot reach the front.
+
+    Losses are non-negative, so after ``k`` of ``N`` images with mean loss ``q_k`` the full mean is at least
+    ``k / N * q_k``. If a front point (fully evaluated, feasible) costs no more and already has a lower loss
+    than that bound, the candidate is dominated whatever its other images give (or, with ``--max-lpips``, it
+    is certain to break the constraint): it is told PRUNED with ``screened`` recorded. Candidates that finish
+    get exactly the values a single full evaluation gives (the images of a range equal those of the full
+    batch; the means are image-weighted).
+
+    Only under the analytic cost objective (a measured latency is not known before the images are made).
+    """
+
+    stages: tuple[int, ...] = (2, 4)
+
+    def __post_init__(self) -> None:
+        if any(not isinstance(k, int) or isinstance(k, bool) or k < 1 for k in self.stages) or list(
+            self.stages
+        ) != sorted(set(self.stages)):
+            raise ValueError(f"--screen: expected increasing positive image counts like 2,4, got {self.stages}")
+
+    @classmethod
+    def parse(cls, text: str | None) -> Screening | None:
+        """``"2,4"`` → ``Screening((2, 4))``; ``None``, ``""`` or ``"off"`` → ``None``."""
+        if text is None or text.strip().lower() in ("", "off", "none"):
+            return None
+        try:
+            stages = tuple(int(p) for p in text.split(","))
+        except ValueError:
+            raise ValueError(f"--screen: expected image counts like 2,4 or 'off', got {text!r}") from None
+        return cls(stages)
+
+    def dominated(
+        self, bound: float, cost: float, front: list[tuple[float, float]], objectives: Objectives
+    ) -> tuple[float, float] | None:
+        """The front point that dominates any candidate of ``cost`` whose loss is at least ``bound`` (or
+        ``(bound, inf)`` when the bound already breaks ``--max-lpips``); ``None`` if none does."""
+        if objectives.max_quality is not None and bound > objectives.max_quality:
+            return (bound, math.inf)
+        for q, c in front:
+            if c <= cost and q < bound:
+                return (q, c)
+        return None
+
+
+def _screened(
+    evaluator: Evaluator, schedule: Schedule, screening: Screening, known: KnownMasks, objectives: Objectives,
+    attrs: TrialAttrs,
+) -> tuple[EvalResult, bool]:
+    """Evaluate ``schedule`` stage by stage (see :class:`Screening`); ``(result, screened_out)``."""
+    from ..evaluate import EvalResult
+
+    total = len(evaluator.prompt_set("train"))
+    front = known.front()
+    parts: list[EvalResult] = []
+    start = 0
+    cuts = [s for s in screening.stages if s < total] if front else []  # nothing to compare with yet: one go
+    for k in (*cuts, total):
+        res = evaluator.evaluate(schedule, split="train", measure=False, images=slice(start, k))
+        if not res.valid:
+            return res, False
+        parts.append(res)
+        start = k
+        merged = EvalResult.merge(parts, total=total)
+        if k == total or merged.cost_ratio is None:
+            continue
+        bound = float(merged.quality) * k / total
+        by = screening.dominated(bound, float(merged.cost_ratio), front, objectives)
+        if by is not None:
+            attrs["screened"] = {"images": k, "of": total, "quality": merged.quality, "bound": bound,
+                                 "dominated_by": list(by) if math.isfinite(by[1]) else None}
+            return merged, True
+    return merged, False
+
+
 def evaluate_candidate(
     evaluator: Evaluator,
     policy: Policy,
@@ -294,6 +387,7 @@ def evaluate_candidate(
     study: str | None = None,
     remeasure_spread: float = 0.1,
     claim: Callable[[str], None] | None = None,
+    screening: Screening | None = None,
 ) -> Outcome:
     """Compile and evaluate ``policy`` on the train split. Never raises for a bad candidate.
 
@@ -303,7 +397,8 @@ def evaluate_candidate(
     ``claim(key)``, called for a mask not in ``known``, reserves it in a shared study (:class:`~.shared.Claims`):
     it returns once this trial holds the mask, or once another process's evaluation of it is in ``known``.
     Under measured latency a noisy measurement (relative spread above ``remeasure_spread``) is taken again and
-    the tighter one kept.
+    the tighter one kept. With ``screening`` (cost objective only) the candidate is scored on growing image
+    subsets and stops once it provably cannot reach the front of ``known`` (:class:`Screening`).
     """
     attrs = TrialAttrs(policy=policy.to_dict(), git=git_revision(), device=device_description(evaluator.device))
     try:
@@ -322,8 +417,12 @@ def evaluate_candidate(
         attrs["duplicate_of"] = first
         return Outcome(values=values, constraints=dict(constraints), user_attrs=attrs)
     measure = objectives.kind == "latency"
+    screened_out = False
     try:
-        res = evaluator.evaluate(schedule, split="train", measure=measure)
+        if screening is not None and not measure and known is not None:
+            res, screened_out = _screened(evaluator, schedule, screening, known, objectives, attrs)
+        else:
+            res = evaluator.evaluate(schedule, split="train", measure=measure)
         if not res.valid:
             raise _Invalid(res.reason or "the evaluator marked the result invalid")
         values, speedup = objective_values(res, objectives)
@@ -345,6 +444,8 @@ def evaluate_candidate(
         attrs["traceback"] = traceback.format_exc(limit=8)[-4000:]
         return Outcome(values=None, reason=attrs["reason"], user_attrs=attrs)
     attrs.update(result=result_attr(res), speedup=speedup)
+    if screened_out:
+        return Outcome(values=values, user_attrs=attrs)
     if res.device:
         attrs["device"] = res.device  # where latency was measured
     return Outcome(values=values, constraints=constraint_values(values[0], speedup, objectives), user_attrs=attrs)

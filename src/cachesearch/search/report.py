@@ -203,7 +203,9 @@ def write_report(prep: Prepared, export: ExportResult, progress: Progress | None
         f"{settings.population}, seed {settings.seed}), executor `{settings.executor}`",
         f"- **prompts**: {settings.n_train} train / {settings.n_heldout} held-out images (different prompts and seeds)",
         f"- **trials**: {len(trials)} ({', '.join(f'{v} {k}' for k, v in sorted(states.items()))}); "
-        f"{dups} duplicates of an evaluated mask were not re-run",
+        f"{dups} duplicates of an evaluated mask were not re-run; "
+        f"{sum('screened' in t.user_attrs and 'duplicate_of' not in t.user_attrs for t in trials)} candidates were "
+        f"screened out on their first images (provably off the front)",
         f"- **storage**: {_storage_lines(storage, run_dir)}",
         "",
     ]

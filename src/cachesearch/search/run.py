@@ -75,6 +75,7 @@ class RunSummary:
     front: list[FrozenTrial]
     export: ExportResult | None = None
     report: Path | None = None
+    screened: int = 0
     stopped: str = "budget"
     objective: str = "cost"
     seconds: float = 0.0
@@ -281,6 +282,7 @@ def run_search(settings: RunSettings, progress: Progress | None = None, *, space
             completed=sum(t.state == TrialState.COMPLETE for t in trials),
             failed=sum(t.state == TrialState.FAIL for t in trials),
             duplicates=sum("duplicate_of" in t.user_attrs for t in trials),
+            screened=sum("screened" in t.user_attrs and "duplicate_of" not in t.user_attrs for t in trials),
             front=pareto_trials(study), notes=list(prep.notes), objective=settings.objective,
         )
         if export and loop.stopped != "interrupted":

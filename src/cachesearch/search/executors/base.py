@@ -105,6 +105,8 @@ def record_outcome(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -
     so the study holds each mask's values once: ``best_trials`` and the samplers see distinct candidates only
     (NSGA-II builds its generations from COMPLETE trials, so a duplicate does not take a place in the
     population and the generation keeps proposing until it has enough distinct children).
+    A candidate screened out by multi-fidelity evaluation (``screened``) is PRUNED likewise: its partial loss
+    is recorded in its attributes, not as objective values.
     Never leaves the trial RUNNING: if Optuna refuses the values, the trial fails with that reason.
     Attributes are made JSON-safe first (NaN → None).
     """
@@ -115,7 +117,7 @@ def record_outcome(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -
         attrs["reason"] = outcome.reason or "failed"
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
-    if outcome.ok and "duplicate_of" in attrs:
+    if outcome.ok and ("duplicate_of" in attrs or "screened" in attrs):
         study.tell(trial, state=TrialState.PRUNED)
         return
     if outcome.ok:
