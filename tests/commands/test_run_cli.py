@@ -5,6 +5,7 @@ two CPU workers, and a clear message for a broken space file."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -179,6 +180,11 @@ def _ray_restore_scenario(out: Path, cache: str, ray_tmp: str) -> None:
             proc.kill()
         _kill_cluster(ray_tmp)
     before = {t.number: t.values for t in _study(out, "ray").get_trials(states=(TrialState.COMPLETE,))}
+    # both splits' references were built on the Ray workers before the first trial and merged into the cache
+    metas = [json.loads(p.read_text()) for p in Path(cache, "references").glob("*.json")]
+    made = {(m["key"]["n_images"], m["key"]["num_inference_steps"]) for m in metas}
+    assert {(3, 6), (2, 6)} <= made
+    assert not list(Path(cache, "references").glob("*.tmp"))
 
     text = _invoke(["run", "--name", "ray", "--out", str(out), "--cache-dir", cache, "--timeout", "0"])
     assert "restoring the Ray Tune experiment tune-1" in text

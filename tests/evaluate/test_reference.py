@@ -161,3 +161,31 @@ def test_reference_key_covers_sampler_prompts_and_seeds(embedded: LoadedModel, t
     assert key_digest(other_steps.reference_key("train")) != key_digest(key)
     other_n = Evaluator(_config(tmp_path, n_train=3), model=embedded)
     assert other_n.reference_key("train")["prompts"] != key["prompts"]
+
+
+@needs_embedded
+def test_a_sharded_reference_equals_the_whole_one_and_is_stored_once(embedded: LoadedModel, tmp_path: Path) -> None:
+    whole = Evaluator(_config(tmp_path / "a", n_train=4), model=embedded).reference("train")
+    ev = Evaluator(_config(tmp_path / "b", n_train=4), model=embedded)
+    assert ev.fixtures.shards("train") == [slice(0, 2), slice(2, 4)]
+    builder = Evaluator(_config(tmp_path / "c", n_train=4), model=embedded)  # as on a worker
+    seen: list[list[slice]] = []
+
+    def shard(split: str, ranges: list[slice]) -> list[torch.Tensor]:
+        seen.append(ranges)
+        return [builder.fixtures.build_reference_shard(split, r) for r in ranges]
+
+    merged = ev.reference("train", shard)
+    assert seen == [[slice(0, 2), slice(2, 4)]] and torch.equal(merged, whole)
+    files = sorted(p.name.rsplit(".", 1)[-1] for p in (tmp_path / "b" / "references").iterdir())
+    assert files == ["json", "lock", "safetensors"]  # one merged entry, no partial or per-shard file
+    again = Evaluator(_config(tmp_path / "b", n_train=4), model=embedded)
+    assert torch.equal(again.reference("train"), whole) and again.reference_info("train").hit
+
+
+@needs_embedded
+def test_a_shard_of_the_wrong_size_is_refused_and_nothing_is_stored(embedded: LoadedModel, tmp_path: Path) -> None:
+    ev = Evaluator(_config(tmp_path, n_train=4), model=embedded)
+    with pytest.raises(RuntimeError, match="sharded reference"):
+        ev.reference("train", lambda split, ranges: [torch.zeros(1, 3, ev.height, ev.width)] * len(ranges))
+    assert not list((tmp_path / "references").glob("*.safetensors"))

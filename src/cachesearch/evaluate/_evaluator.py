@@ -35,7 +35,7 @@ from cachesearch.schedule import (
 
 from ._config import SCHEDULER_NAMES, EvalConfig, EvalConfigError, make_scheduler
 from ._errors import InvalidOutputError
-from ._fixtures import Fixtures, ProgressFn, ReferenceSampler, resolve_sampler
+from ._fixtures import Fixtures, ProgressFn, ReferenceSampler, ShardFn, resolve_sampler
 from ._result import EvalResult, schedule_metrics
 
 if TYPE_CHECKING:
@@ -212,9 +212,10 @@ class Evaluator:
         """Everything the reference images of ``split`` depend on."""
         return self.fixtures.reference_key(split)
 
-    def reference(self, split: str) -> torch.Tensor:
-        """Full-compute images [N, 3, H, W] in [0, 1] (float32, CPU) of ``split``, from disk when cached."""
-        return self.fixtures.reference(split)
+    def reference(self, split: str, shard: ShardFn | None = None) -> torch.Tensor:
+        """Full-compute images [N, 3, H, W] in [0, 1] (float32, CPU) of ``split``, from disk when cached;
+        ``shard`` builds its ranges elsewhere when it must be built (see :meth:`Fixtures.reference`)."""
+        return self.fixtures.reference(split, shard)
 
     def reference_info(self, split: str) -> ReferenceInfo:
         """Where the reference of ``split`` came from (file, cache hit or rebuilt); computes it if needed."""

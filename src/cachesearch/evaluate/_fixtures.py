@@ -51,6 +51,10 @@ LATENTS_RECIPE = "cpu-randn-per-seed@1"
 """How initial latents are drawn (part of every reference key)."""
 
 
+ShardFn = Callable[[str, list[slice]], list[torch.Tensor]]
+"""Builds the given image ranges of a split's reference and returns their images (in order)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class ReferenceSampler:
     """The resolved sampler settings of the full-compute reference (no ``None`` defaults left)."""
@@ -339,11 +343,39 @@ class Fixtures:
                 f"correctly in {self.dtype} on {self.device} (try EvalConfig.dtype='float32')"
             ) from e
 
-    def reference(self, split: str) -> torch.Tensor:
-        """Full-compute images [N, 3, H, W] in [0, 1] (float32, CPU) of ``split``, from disk when cached."""
+    def shards(self, split: str) -> list[slice]:
+        """The image ranges of ``split`` that :meth:`generate` runs as one pipeline call each (batch-aligned, so
+        generating them apart gives the images of one :meth:`build_reference`)."""
+        n, bs = len(self.prompt_set(split)), self.config.batch_size
+        return [slice(lo, min(lo + bs, n)) for lo in range(0, n, bs)]
+
+    def build_reference_shard(self, split: str, images: slice) -> torch.Tensor:
+        """The full-compute images of one range of ``split`` (a worker's part of a sharded reference)."""
+        self.check_no_schedule()
+        return self.generate(split, {"num_inference_steps": self.sampler.num_inference_steps},
+                             f"reference ({split}, images {images.start}-{images.stop})", images)
+
+    def _merge_shards(self, split: str, shard: ShardFn) -> torch.Tensor:
+        self.check_no_schedule()
+        ranges = self.shards(split)
+        parts = shard(split, ranges)
+        if len(parts) != len(ranges) or any(p.shape[0] != r.stop - r.start for p, r in zip(parts, ranges)):
+            raise RuntimeError(f"sharded reference ({split}): the workers returned {[p.shape[0] for p in parts]} "
+                               f"images for ranges {[(r.start, r.stop) for r in ranges]}")
+        return torch.cat([p.detach().to("cpu", torch.float32) for p in parts])
+
+    def reference(self, split: str, shard: ShardFn | None = None) -> torch.Tensor:
+        """Full-compute images [N, 3, H, W] in [0, 1] (float32, CPU) of ``split``, from disk when cached.
+
+        ``shard(split, ranges) -> [images per range]``: when the reference must be built, build its ranges
+        (:meth:`shards`) elsewhere (e.g. on Ray workers, with :meth:`build_reference_shard`) and merge them here;
+        the merged tensor is stored once, atomically, under the same key.
+        """
         if split not in self._refs:
             key = self.reference_key(split)
-            images, info = self._cache.get_or_build(key, lambda: self.build_reference(split))
+            build = (lambda: self.build_reference(split)) if shard is None else (
+                lambda: self._merge_shards(split, shard))
+            images, info = self._cache.get_or_build(key, build)
             self._refs[split] = images
             self._ref_info[split] = info
         return self._refs[split]

@@ -219,6 +219,14 @@ def prepare(settings: RunSettings, progress: Progress, *, space_given: bool = Fa
         offset += 1_000_000 * claims.index("worker")
     handle.study.sampler = make_sampler(settings.sampler, seed=settings.seed, population=settings.population,
                                         offset=offset)
+    if settings.executor == "ray":  # both splits, one batch per Ray task, merged into the cache once
+        from .executors.ray_cluster import shard_references
+
+        progress.stage("reference images (sharded on the Ray workers)")
+        shards = shard_references(settings, evaluator)
+        if shards:
+            progress.note("reference images built on the Ray workers: "
+                          + ", ".join(f"{split} in {n} shards" for split, n in shards.items()))
     progress.stage("reference images (train)")
     evaluator.reference("train")
     profile, pid = _profile(evaluator, handle, run_dir, progress)

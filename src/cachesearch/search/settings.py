@@ -14,7 +14,7 @@ from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .objective import Objectives
+from .objective import Objectives, Screening
 
 if TYPE_CHECKING:
     from ..evaluate import EvalConfig
@@ -63,6 +63,10 @@ class RunSettings:
     guidance_scale: float | None = _opt(None, "--guidance-scale", "CFG scale.", default_text="the model's")
     n_train: int = _opt(8, "--n-train", "Train images per evaluation.")
     n_heldout: int = _opt(8, "--n-heldout", "Held-out images for validation.")
+    screen: str = _opt("2,4", "--screen", "Multi-fidelity screening: score a candidate on this many train images "
+                                          "first (comma-separated, cumulative) and stop once it provably cannot "
+                                          "reach the front (exact: losses are >= 0); 'off' disables. Cost "
+                                          "objective only.")
     metric: str = _opt("lpips-alex", "--metric", "Perceptual metric (falls back offline to stlpips-alex; the "
                                                  "metric used is recorded).")
     objective: str = _opt("cost", "--objective", "Second objective: cost (analytic MACs ratio) or latency "
@@ -80,7 +84,8 @@ class RunSettings:
     storage: str | None = _opt(None, "--storage", "Optuna storage URL (postgresql://… for many hosts) or a "
                                                   "journal file path.", default_text="<run>/study.journal")
     executor: str = _opt("local", "--executor", "local (in-process) or ray (Ray Tune).")
-    workers: int = _opt(2, "--workers", "Ray: concurrent trials.")
+    workers: int = _opt(2, "--workers", "Concurrent trials: local worker processes (1 = evaluate in this "
+                                       "process) or Ray trials.")
     address: str | None = _opt(None, "--address", "Ray: address of an existing cluster (e.g. auto or "
                                                   "ray://host:10001).", default_text="start a local one")
     device: str = _opt("cpu", "--device", "cpu or cuda[:N].")
@@ -118,6 +123,7 @@ class RunSettings:
             raise SearchError("--objective latency needs --latency measured (analytic mode measures nothing)")
         try:
             self.objectives  # noqa: B018 - validates objective and constraints
+            self.screening  # noqa: B018
         except ValueError as e:
             raise SearchError(str(e)) from None
 
@@ -125,6 +131,11 @@ class RunSettings:
     def objectives(self) -> Objectives:
         """The objectives and constraints of the study."""
         return Objectives(kind=self.objective, max_quality=self.max_quality, min_speedup=self.min_speedup)
+
+    @property
+    def screening(self) -> Screening | None:
+        """Multi-fidelity screening (``None`` when off or under the latency objective)."""
+        return None if self.objective != "cost" else Screening.parse(self.screen)
 
     @property
     def run_dir(self) -> Path:

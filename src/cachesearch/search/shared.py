@@ -266,14 +266,15 @@ def _has_heartbeat(storage: Any, trial: Any) -> bool:
 
 
 class Keeper:
-    """A thread that records the heartbeat of this process's current trial every ``interval`` seconds and
-    fails stale trials of the study (see the module docs). A no-op for storages that are not shared."""
+    """A thread that records the heartbeat of this process's running trials (one, or one per pool worker)
+    every ``interval`` seconds and fails stale trials of the study (see the module docs). A no-op for storages
+    that are not shared."""
 
     def __init__(self, study: Any, on_stale: Callable[[list[int]], None] | None = None) -> None:
         self.study = study
         self.enabled = is_shared(study._storage)
         self.interval, self.grace = heartbeat_settings() if self.enabled else (0, 0)
-        self.trial_id: int | None = None
+        self.trial_ids: set[int] = set()
         self.on_stale = on_stale
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -286,8 +287,7 @@ class Keeper:
             return
         storage = self.study._storage
         with self._lock:
-            trial_id = self.trial_id
-            if trial_id is not None:
+            for trial_id in sorted(self.trial_ids):
                 storage.record_heartbeat(trial_id)
             stale = fail_stale(self.study, storage._health)
         if stale and self.on_stale is not None:
@@ -296,13 +296,23 @@ class Keeper:
     @contextlib.contextmanager
     def running(self, trial_id: int) -> Iterator[None]:
         """Beat for ``trial_id`` while the block runs (the first beat before it starts)."""
-        self.trial_id = trial_id
-        if self.enabled:
-            with_retry(lambda: self.study._storage.record_heartbeat(trial_id), "heartbeat")
+        self.start(trial_id)
         try:
             yield
         finally:
-            self.trial_id = None
+            self.stop(trial_id)
+
+    def start(self, trial_id: int) -> None:
+        """Beat for ``trial_id`` from now on (the first beat at once)."""
+        with self._lock:
+            self.trial_ids.add(trial_id)
+        if self.enabled:
+            with_retry(lambda: self.study._storage.record_heartbeat(trial_id), "heartbeat")
+
+    def stop(self, trial_id: int) -> None:
+        """Stop beating for ``trial_id``."""
+        with self._lock:
+            self.trial_ids.discard(trial_id)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

@@ -25,7 +25,7 @@ from .base import LoopResult, Prepared, Progress, record_outcome
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["StopFlag", "run_local"]
+__all__ = ["StopFlag", "run_in_process", "run_local"]
 
 
 class StopFlag:
@@ -61,13 +61,14 @@ def _signals(flag: StopFlag, progress: Progress) -> Iterator[None]:
         signal.signal(signal.SIGTERM, old_term)
 
 
-def _abort_trial(prep: Prepared, trial: optuna.Trial) -> None:
+def _abort_trial(prep: Prepared, trial: optuna.Trial,
+                 reason: str = "interrupted before it finished; re-enqueued") -> None:
     """Fail an interrupted trial and re-enqueue its parameters so the resumed run evaluates it."""
     from optuna.trial import TrialState
 
     study = prep.study
     params = dict(trial.params)
-    trial.set_user_attr("reason", "interrupted before it finished; re-enqueued")
+    trial.set_user_attr("reason", reason)
     trial.set_user_attr("requeued", True)
     marks = baseline_attrs(trial.user_attrs)
     study.tell(trial, state=TrialState.FAIL)
@@ -110,6 +111,15 @@ WAIT_FOR_OTHERS_S = 3600.0
 
 
 def run_local(prep: Prepared, progress: Progress, *, flag: StopFlag | None = None) -> LoopResult:
+    """The local executor: the in-process loop below, or :func:`~.pool.run_pool` with ``--workers`` > 1."""
+    if prep.settings.workers > 1:
+        from .pool import run_pool
+
+        return run_pool(prep, progress, flag=flag)
+    return run_in_process(prep, progress, flag=flag)
+
+
+def run_in_process(prep: Prepared, progress: Progress, *, flag: StopFlag | None = None) -> LoopResult:
     """Run trials until ``--trials`` finished trials exist in the study, ``--timeout`` passes, or Ctrl-C.
 
     In a shared study (:mod:`..shared`) the budget counts every process's trials; a process does not ask a new
@@ -172,6 +182,7 @@ def run_local(prep: Prepared, progress: Progress, *, flag: StopFlag | None = Non
                             outcome = evaluate_candidate(
                                 prep.ev, policy, prep.objectives, known=known, number=trial.number,
                                 study=settings.name,
+                                screening=None if baseline_attrs(trial.user_attrs) else settings.screening,
                                 claim=_claimer(prep, claims, known, trial) if claims is not None else None,
                             )
                 except KeyboardInterrupt:

@@ -18,30 +18,25 @@
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import os
 import pickle
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
-import yaml
 from optuna.trial import FixedTrial, Trial, TrialState
 from ray.tune import Callback
 from ray.tune.search.optuna import OptunaSearch
 
 from ...evaluate import Evaluator
-from ...schedule import BlockProfile
-from ..objective import KnownMasks, Objectives, Outcome, evaluate_candidate, runner_attrs
-from ..space import ResolvedSpace, SpaceContext, parse_space
+from ..objective import KnownMasks, Outcome, evaluate_candidate, runner_attrs
+from ..space import ResolvedSpace
 from ..study import baseline_attrs, finished_count, make_sampler, open_storage, pareto_trials, recover_orphans
 from .base import FINISHED_MARK, RAY_DIR, LoopResult, Prepared, Progress, record_outcome
-
-if TYPE_CHECKING:
-    from ...evaluate import EvalConfig
+from .ray_cluster import init_ray
+from .worker import WORKER, WorkerSetup, worker_setup, worker_state
 
 __all__ = ["StudySearcher", "run_ray"]
 
@@ -54,40 +49,11 @@ _ID_KEY = "__cachesearch_trial_id"
 # Driver-side state the (pickled) searcher and callback look up at call time, so a searcher restored by
 # Tuner.restore reports to this process's progress bar and tags trials with this process's runner.
 _DRIVER: dict[str, Any] = {"progress": None, "runner": {}, "done": 0}
-# Worker-side caches: evaluator + resolved space per configuration, and the study handle per storage.
-_WORKER: dict[str, Any] = {}
+# Worker-side caches (evaluator + resolved space per configuration, the study handle per storage): WORKER.
+_WORKER = WORKER
 
 
-@dataclass(frozen=True)
-class _WorkerSetup:
-    """What a worker needs to evaluate trials (plain, picklable values)."""
-
-    key: str
-    eval_config: EvalConfig
-    space_text: str
-    space_source: str
-    profile: BlockProfile | None
-    profile_id: str | None
-    objectives: Objectives
-    storage: str
-    study_name: str
-    threads: int
-
-
-def _worker_state(setup: _WorkerSetup) -> tuple[Evaluator, ResolvedSpace]:
-    """The evaluator and resolved space of this worker process (built once per configuration)."""
-    cached = _WORKER.get(setup.key)
-    if cached is None:
-        ev = Evaluator(setup.eval_config)
-        _WORKER["loads"] = _WORKER.get("loads", 0) + 1
-        ev.reference("train")
-        space = parse_space(yaml.safe_load(setup.space_text), source=setup.space_source, text=setup.space_text)
-        resolved = space.resolve(SpaceContext.of(ev, setup.profile, setup.profile_id))
-        cached = _WORKER[setup.key] = (ev, resolved)
-    return cached
-
-
-def _worker_study(setup: _WorkerSetup) -> optuna.Study:
+def _worker_study(setup: WorkerSetup) -> optuna.Study:
     key = f"study:{setup.storage}:{setup.study_name}"
     if key not in _WORKER:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -95,7 +61,7 @@ def _worker_study(setup: _WorkerSetup) -> optuna.Study:
     return _WORKER[key]
 
 
-def _trainable(config: dict[str, Any], setup: _WorkerSetup) -> None:
+def _trainable(config: dict[str, Any], setup: WorkerSetup) -> None:
     """Ray Tune function trainable: evaluate one trial's candidate and report its outcome."""
     import torch
     from ray import tune
@@ -111,7 +77,7 @@ def _trainable(config: dict[str, Any], setup: _WorkerSetup) -> None:
         # Tuner.restore re-ran a trial that the crashed driver had already recorded: report, do not evaluate.
         outcome = Outcome(values=None, reason="already recorded", user_attrs={"already_recorded": True})
     else:
-        ev, space = _worker_state(setup)
+        ev, space = worker_state(setup)
         known = KnownMasks()
         for t in trials:
             known.add_trial(t)
@@ -121,7 +87,9 @@ def _trainable(config: dict[str, Any], setup: _WorkerSetup) -> None:
             outcome = Outcome(values=None, reason=f"policy: {type(e).__name__}: {e}")
         else:
             outcome = evaluate_candidate(ev, policy, setup.objectives, known=known, number=number,
-                                         study=setup.study_name)
+                                         study=setup.study_name,
+                                         screening=None if frozen is not None and baseline_attrs(frozen.user_attrs)
+                                         else setup.screening)
         # ``loads``: evaluators (model + references) this worker process built so far
         # ``node``: the Ray node id (hosts may share a name, e.g. containers or several raylets on one machine)
         outcome.user_attrs["worker"] = {"host": os.uname().nodename, "pid": os.getpid(),
@@ -370,18 +338,7 @@ def run_ray(prep: Prepared, progress: Progress) -> LoopResult:
     settings, study = prep.settings, prep.study
     run_dir = prep.run_dir.resolve()
     local_gpu = settings.device.startswith("cuda") and torch.cuda.is_available()
-    started_ray = False
-    if not ray.is_initialized():
-        kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
-                                  "log_to_driver": False, "configure_logging": True}
-        if settings.address:
-            kwargs["address"] = settings.address
-        else:
-            kwargs["num_cpus"] = settings.workers
-            if local_gpu:
-                kwargs["num_gpus"] = torch.cuda.device_count()
-        ray.init(**kwargs)
-        started_ray = True
+    started_ray = init_ray(settings) or bool(_DRIVER.pop("started_ray", False))
     # On a cluster the GPUs are the workers' (the driver's host may have none): one GPU per trial if any
     use_gpu = settings.device.startswith("cuda") and (
         ray.cluster_resources().get("GPU", 0) >= 1 if settings.address else local_gpu)
@@ -389,14 +346,7 @@ def run_ray(prep: Prepared, progress: Progress) -> LoopResult:
     cpus_per_trial = max(1, int(cpus // settings.workers)) if not settings.address else 1
     resources = {"cpu": cpus_per_trial, "gpu": 1 if use_gpu else 0}
 
-    eval_config = settings.eval_config(cache_dir=str(Path(prep.ev.config.cache_dir).resolve()))
-    space = prep.space.space
-    setup = _WorkerSetup(
-        key=json.dumps({"eval": eval_config.to_dict(), "space": space.digest}, sort_keys=True, default=str),
-        eval_config=eval_config, space_text=space.text, space_source=space.source, profile=prep.profile,
-        profile_id=prep.space.ctx.profile_id, objectives=prep.objectives, storage=prep.handle.storage_spec,
-        study_name=settings.name, threads=cpus_per_trial,
-    )
+    setup = worker_setup(prep, threads=cpus_per_trial)
     trainable = tune.with_resources(tune.with_parameters(_trainable, setup=setup), resources)
     _DRIVER.update(progress=progress, runner=runner_attrs(prep.session, run_dir), sampler=study.sampler,
                    study=study, tune_trials={})

@@ -1,0 +1,231 @@
+"""The local executor with ``--workers N > 1``: this process asks and tells, N worker processes evaluate.
+
+One torch process on a small model leaves most of a CPU idle (the per-call work is short kernels and Python
+between them, which extra intra-op threads do not speed up); N single-threaded processes evaluating N
+candidates at once do use N cores. The driver owns the study exactly as the in-process loop does (ask, the
+space's suggestions, tell, heartbeats and mask claims of a shared study) and keeps its own model only to compile
+candidates, so it can tell duplicates (of evaluated masks, or of a mask a worker is evaluating right now)
+without sending them out.
+
+Workers are ``spawn``ed (no CUDA or thread-pool state inherited), ignore Ctrl-C (the driver decides: the
+first one stops asking and lets running trials finish, a second fails and re-enqueues them) and build their
+evaluator once from the reference cache the driver filled. A worker that dies (killed, out of memory) fails
+its trial with the reason and re-enqueues it; the pool is restarted.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..attrs import baseline_attrs
+from ..objective import KnownMasks, Outcome, evaluate_candidate, mask_key, runner_attrs
+from ..shared import Claims, Keeper
+from ..study import finished_count, pareto_trials
+from .base import LoopResult, Prepared, Progress, record_outcome
+from .local import WAIT_FOR_OTHERS_S, StopFlag, _abort_trial, _claimer, _running, _signals
+from .worker import WORKER, WorkerSetup, worker_setup, worker_state
+
+if TYPE_CHECKING:
+    import optuna
+
+    from ...schedule import Policy
+
+__all__ = ["run_pool"]
+
+
+def _init_worker(setup: WorkerSetup) -> None:
+    """Process-pool initializer: ignore Ctrl-C, one torch thread, build the evaluator now."""
+    import torch
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(max(1, setup.threads))
+    WORKER["setup"] = setup
+    worker_state(setup)
+
+
+def _evaluate(policy: Policy, number: int, entries: dict[str, Any], screen: bool) -> str:
+    """Evaluate one candidate in a worker; returns the :class:`Outcome` as JSON."""
+    import os
+
+    setup: WorkerSetup = WORKER["setup"]
+    ev, _ = worker_state(setup)
+    known = KnownMasks(entries=dict(entries))
+    outcome = evaluate_candidate(ev, policy, setup.objectives, known=known, number=number,
+                                 study=setup.study_name, screening=setup.screening if screen else None)
+    outcome.user_attrs["worker"] = {"host": os.uname().nodename, "pid": os.getpid(), "loads": WORKER.get("loads", 0)}
+    return outcome.to_json()
+
+
+@dataclass
+class _Task:
+    trial: optuna.Trial
+    policy: Policy
+    key: str | None
+
+
+def _new_pool(workers: int, setup: WorkerSetup) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(setup,))
+
+
+def run_pool(prep: Prepared, progress: Progress, *, flag: StopFlag | None = None) -> LoopResult:
+    """Run trials on ``--workers`` local processes until the budget, the timeout or Ctrl-C (as
+    :func:`~.local.run_local`: the timeout stops asking; running trials finish)."""
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    study, settings = prep.study, prep.settings
+    workers = settings.workers
+    flag = flag or StopFlag()
+    known = KnownMasks()
+    for t in study.get_trials(deepcopy=False):
+        known.add_trial(t)
+    keeper = Keeper(study, on_stale=lambda numbers: progress.note(
+        f"failed and re-enqueued trial(s) {', '.join(map(str, numbers))}: no heartbeat from their process"))
+    shared = keeper.enabled
+    claims = Claims(study) if shared else None
+    setup = worker_setup(prep, threads=1)
+    done = finished_count(study)
+    budget = settings.trials
+    deadline = time.monotonic() + settings.timeout if settings.timeout else None
+    progress.start(total=budget, done=done, timeout=settings.timeout)
+    runner = runner_attrs(prep.session, prep.run_dir)
+    running: dict[Future[str], _Task] = {}
+    parked: list[_Task] = []  # same mask as a running trial: recorded as its duplicate once it is done
+    evaluated = 0
+    stopped = "done"
+
+    def record(task: _Task, outcome: Outcome) -> None:
+        nonlocal done, evaluated
+        keeper.stop(task.trial._trial_id)
+        try:
+            record_outcome(study, task.trial, outcome)
+        except UpdateFinishedTrialError:
+            progress.note(f"trial {task.trial.number} was failed by another process (no heartbeat within the "
+                          f"grace period) while this one ran it; its re-enqueued copy runs it again")
+            return
+        known.add(task.trial.number, outcome)
+        done += 1
+        evaluated += 0 if "duplicate_of" in outcome.user_attrs else 1
+        progress.trial(number=task.trial.number, done=done, front=len(pareto_trials(study)), outcome=outcome)
+
+    def in_driver(task: _Task) -> None:
+        """A duplicate or a candidate that fails before any image: settled here without a worker."""
+        record(task, evaluate_candidate(prep.ev, task.policy, prep.objectives, known=known,
+                                        number=task.trial.number, study=settings.name))
+
+    def ask() -> _Task | None:
+        trial = study.ask()
+        keeper.start(trial._trial_id)
+        for k, v in runner.items():
+            trial.set_user_attr(k, v)
+        try:
+            policy = prep.space.suggest(trial)
+        except Exception as e:  # noqa: BLE001 - a parameter combination the policy refuses
+            record(_Task(trial, None, None), Outcome(values=None, reason=f"policy: {type(e).__name__}: {e}",  # type: ignore[arg-type]
+                                                     user_attrs={"params_error": str(e)}))
+            return None
+        try:
+            key = mask_key(prep.ev.compile(policy, name=f"{settings.name}-t{trial.number}"))
+        except Exception:  # noqa: BLE001 - evaluate_candidate records the compile error with its reason
+            key = None
+        return _Task(trial, policy, key)
+
+    def submit(task: _Task) -> None:
+        if claims is not None and task.key is not None:
+            _claimer(prep, claims, known, task.trial)(task.key)
+        if task.key is None or task.key in known.entries:
+            in_driver(task)
+            return
+        screen = not baseline_attrs(task.trial.user_attrs)  # baselines get full values for the report
+        running[pool.submit(_evaluate, task.policy, task.trial.number, dict(known.entries), screen)] = task
+
+    def lost(task: _Task) -> None:
+        keeper.stop(task.trial._trial_id)
+        _abort_trial(prep, task.trial, reason="its worker process died before it finished; re-enqueued")
+        progress.note(f"trial {task.trial.number}: its worker process died; re-enqueued")
+
+    pool = _new_pool(workers, setup)
+    waiting_since: float | None = None
+    with _signals(flag, progress), keeper:
+        try:
+            while True:
+                if shared:
+                    done = finished_count(study)
+                mine = len(running) + len(parked)
+                pending = _running(study) if shared else mine
+                over_time = deadline is not None and time.monotonic() >= deadline
+                over_budget = budget is not None and done + pending >= budget
+                if flag.requested or over_time or over_budget:
+                    if not mine:
+                        if over_budget and shared and not flag.requested and not over_time and pending:
+                            waiting_since = waiting_since or time.monotonic()
+                            if time.monotonic() - waiting_since <= WAIT_FOR_OTHERS_S:
+                                time.sleep(min(1.0, keeper.interval / 2))  # other processes' trials still run
+                                continue
+                            progress.note("stopped waiting for other processes' running trials")
+                        stopped = "interrupted" if flag.requested else "timeout" if over_time else "budget"
+                        break
+                else:
+                    waiting_since = None
+                    while len(running) < workers and not flag.requested:
+                        if budget is not None and done + (_running(study) if shared else
+                                                          len(running) + len(parked)) >= budget:
+                            break
+                        task = ask()
+                        if task is None:
+                            continue
+                        if task.key is not None and task.key in {t.key for t in running.values()}:
+                            parked.append(task)
+                        else:
+                            submit(task)
+                if not running:
+                    for task in parked:
+                        submit(task)
+                    parked.clear()
+                    if not running:
+                        continue
+                finished, _ = wait(list(running), timeout=1.0, return_when=FIRST_COMPLETED)
+                broken = False
+                for fut in finished:
+                    task = running.pop(fut)
+                    try:
+                        outcome = Outcome.from_json(fut.result())
+                    except BrokenProcessPool:
+                        broken = True
+                        lost(task)
+                        continue
+                    except Exception as e:  # noqa: BLE001 - an error outside evaluate_candidate's own handling
+                        outcome = Outcome(values=None, reason=f"worker: {type(e).__name__}: {e}")
+                    record(task, outcome)
+                    same = [t for t in parked if t.key == task.key]
+                    for other in same:
+                        parked.remove(other)
+                    if same and task.key not in known.entries:  # it failed: the next copy is evaluated anew
+                        submit(same[0])
+                        parked.extend(same[1:])
+                    else:
+                        for other in same:
+                            in_driver(other)
+                if broken:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    for task in running.values():
+                        lost(task)
+                    running.clear()
+                    pool = _new_pool(workers, setup)
+        except KeyboardInterrupt:
+            stopped = "interrupted"
+            for task in [*running.values(), *parked]:
+                keeper.stop(task.trial._trial_id)
+                _abort_trial(prep, task.trial)
+            running.clear()
+            parked.clear()
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+    progress.end()
+    return LoopResult(evaluated=evaluated, stopped=stopped)

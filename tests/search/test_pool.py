@@ -1,0 +1,86 @@
+"""The local process pool (``--workers N > 1``): trials run in worker processes, each mask is evaluated once,
+the values equal the in-process loop's, and a worker killed mid-trial costs only a re-enqueued trial."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from cachesearch.models import shapes
+from cachesearch.search import RunSettings, run_search
+from cachesearch.search.study import open_storage
+
+pytestmark = pytest.mark.skipif(
+    not (shapes.pipeline_path() / "unet" / "diffusion_pytorch_model.safetensors").is_file(),
+    reason="embedded weights are absent",
+)
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _settings(tmp_path: Path, name: str, workers: int, trials: int = 14) -> RunSettings:
+    return RunSettings(name=name, model="embedded", num_steps=4, n_train=2, n_heldout=2, trials=trials, timeout=None,
+                       sampler="random", seed=0, workers=workers, space="deepcache", out=str(tmp_path / "runs"))
+
+
+def _by_mask(s: RunSettings) -> dict[str, tuple[float, float]]:
+    study = optuna.load_study(study_name=s.name, storage=open_storage(str(s.run_dir / "study.journal")))
+    return {t.user_attrs["mask_key"]: tuple(t.values) for t in study.get_trials(states=(TrialState.COMPLETE,))}
+
+
+def test_pool_trials_run_in_workers_with_the_in_process_values(tmp_path: Path) -> None:
+    cache = str(tmp_path / "cache")
+    one = _settings(tmp_path, "one", workers=1)
+    two = _settings(tmp_path, "two", workers=2)
+    run_search(one, cache_dir=cache, export=False)
+    summary = run_search(two, cache_dir=cache, export=False)
+    study = optuna.load_study(study_name=two.name, storage=open_storage(str(two.run_dir / "study.journal")))
+    trials = study.get_trials()
+    assert len(trials) == 14 and not [t for t in trials if t.state not in (TrialState.COMPLETE, TrialState.PRUNED)]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    pids = {t.user_attrs["worker"]["pid"] for t in complete}
+    assert len(pids) == 2 and os.getpid() not in pids  # both workers evaluated, the driver did not
+    keys = [t.user_attrs["mask_key"] for t in complete]
+    assert len(keys) == len(set(keys))  # no mask evaluated twice, even while two ran at once
+    a, b = _by_mask(one), _by_mask(two)
+    assert set(a) == set(b)  # random proposals do not depend on results: the same masks
+    for key, (q, c) in a.items():
+        assert b[key][1] == c and b[key][0] == pytest.approx(q, rel=1e-6, abs=1e-9)
+    assert summary.trials_this_session == len(complete) + summary.screened
+
+
+def test_a_worker_killed_mid_trial_is_re_enqueued_and_the_run_completes(tmp_path: Path) -> None:
+    s = _settings(tmp_path, "kill", workers=2, trials=10)
+    killed: list[int] = []
+
+    def kill_one_worker() -> None:
+        import psutil
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            kids = [p for p in psutil.Process().children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+            busy = [p for p in kids if p.cpu_percent(interval=0.2) > 20]
+            if busy:
+                killed.append(busy[0].pid)
+                os.kill(busy[0].pid, signal.SIGKILL)
+                return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_one_worker, daemon=True)
+    killer.start()
+    run_search(s, cache_dir=str(tmp_path / "cache"), export=False)
+    killer.join(timeout=5)
+    assert killed
+    study = optuna.load_study(study_name=s.name, storage=open_storage(str(s.run_dir / "study.journal")))
+    trials = study.get_trials()
+    lost = [t for t in trials if t.state == TrialState.FAIL]
+    assert lost and all("worker process died" in t.user_attrs["reason"] and t.user_attrs.get("requeued") for t in lost)
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) >= 10 - len(lost)
