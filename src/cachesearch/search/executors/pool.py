@@ -131,7 +131,7 @@ def run_pool(prep: Prepared, progress: Progress, *, flag: StopFlag | None = None
                                                      user_attrs={"params_error": str(e)}))
             return None
         try:
-            key = mask_key(prep.ev.compile(policy, name=f"{settings.name}-t{trial.number}"))
+            key = mask_key(prep.ev.compile(policy, name=f"{settings.name}-t{trial.number}", fit=False))
         except Exception:  # noqa: BLE001 - evaluate_candidate records the compile error with its reason
             key = None
         return _Task(trial, policy, key)
