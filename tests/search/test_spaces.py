@@ -85,7 +85,8 @@ def test_baselines_map_to_parameters_that_replay_to_them() -> None:
 def test_periodic_family_compiles_windows_and_phase_modulo_period() -> None:
     resolved = load_space(find_space("blocks")).resolve(ctx())
     params = {n: 0 for n in resolved.param_names}
-    params.update({"mask.family": "periodic", "blockcaching.threshold": 0.1})
+    params.update({"mask.family": "periodic", "blockcaching.threshold": 0.1, "mask.cfg": "shared",
+                   "mask.scale_shift": "off"})
     for b in STAGES:
         params.update({f"periodic.{b}.period": 3, f"periodic.{b}.phase": 4, f"periodic.{b}.start": 0.2,
                        f"periodic.{b}.end": 0.8})

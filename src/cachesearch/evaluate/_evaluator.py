@@ -37,6 +37,7 @@ from ._config import SCHEDULER_NAMES, EvalConfig, EvalConfigError, make_schedule
 from ._errors import InvalidOutputError
 from ._fixtures import Fixtures, ProgressFn, ReferenceSampler, ShardFn, resolve_sampler
 from ._result import EvalResult, schedule_metrics
+from ._scale_shift import FitCache
 
 if TYPE_CHECKING:
     from cachesearch.models._loaders import LoadedModel
@@ -135,6 +136,8 @@ class Evaluator:
         )
         self._baseline: LatencyStats | None = None
         self._calls_cache: dict[tuple, int] = {}
+        self.scale_shifts = FitCache()
+        """Scale-shifts fitted for policies that ask for one, by mask and method (with their fit times)."""
 
     # -- resolved settings ------------------------------------------------------------------------------
     def report_progress(self, stage: str, done: int, total: int) -> None:
@@ -222,12 +225,18 @@ class Evaluator:
         return self.fixtures.reference_info(split)
 
     # -- compile and cost --------------------------------------------------------------------------------
-    def compile(self, policy: Policy, *, name: str | None = None) -> Schedule:
-        """Compile ``policy`` for this evaluator's pipeline, steps and guidance."""
+    def compile(self, policy: Policy, *, name: str | None = None, fit: bool = True) -> Schedule:
+        """Compile ``policy`` for this evaluator's pipeline, steps and guidance.
+
+        A policy that asks for a scale-shift (:class:`~cachesearch.schedule.WithScaleShift`) gets it fitted on
+        the train prompts (once per mask and method in this evaluator; later compiles of the same mask reuse
+        it), unless ``fit=False`` (only the masks are wanted, e.g. to recognise a duplicate).
+        """
         from cachesearch._compile import compile_schedule
+        from cachesearch.schedule.policies import scale_shift_request
 
         carries_steps = policy.step_set() is not None
-        return compile_schedule(
+        schedule = compile_schedule(
             self.pipe,
             policy,
             num_inference_steps=None if carries_steps else self.num_inference_steps,
@@ -237,6 +246,11 @@ class Evaluator:
             space=self.space,
             reference=self.reference_run,
         )
+        method = scale_shift_request(policy)
+        if method is None or not fit:
+            return schedule
+        return self.scale_shifts.apply(self.pipe, schedule, method, list(self.prompt_set("train").prompts),
+                                       height=self.height, width=self.width)
 
     @property
     def reference_run(self) -> ReferenceRun:

@@ -19,6 +19,8 @@ Not on the runtime path: ``import cachesearch`` does not load this module (``cs.
 from __future__ import annotations
 
 import enum
+import json
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -254,3 +256,32 @@ def fit_scale_shift(
     prov = (replace(old, note=note) if old is not None
             else Provenance(cachesearch=__version__, created=utc_now(), note=note))
     return replace(schedule, scale_shift=ScaleShift(entries), metrics=None, provenance=prov)
+
+
+class FitCache:
+    """Scale-shifts fitted once per (mask, method) and reused for every later schedule with the same masks (a
+    search meets the same mask again under other names); ``seconds`` records each fit's time."""
+
+    def __init__(self) -> None:
+        self._fitted: dict[str, ScaleShift] = {}
+        self.seconds: dict[str, float] = {}
+
+    @staticmethod
+    def key(schedule: Schedule, method: str) -> str:
+        """What a fit depends on besides the model and prompts: method, steps and masks."""
+        s = schedule.sampler
+        return json.dumps([method, s.num_inference_steps, list(s.timesteps or ()),
+                           sorted((b.block, b.cond, b.uncond) for b in schedule.blocks)])
+
+    def apply(self, pipe: Any, schedule: Schedule, method: str, prompts: Sequence[str], *,
+              height: int | None = None, width: int | None = None) -> Schedule:
+        """``schedule`` with the scale-shift fitted for its masks (fitted now on ``prompts`` if not yet)."""
+        key = self.key(schedule, method)
+        fitted = self._fitted.get(key)
+        if fitted is None:
+            t0 = time.perf_counter()
+            fitted = fit_scale_shift(pipe, schedule, prompts=list(prompts), n_images=len(prompts), method=method,
+                                     height=height, width=width).scale_shift
+            self.seconds[key] = time.perf_counter() - t0
+            self._fitted[key] = fitted
+        return replace(schedule, scale_shift=fitted)

@@ -31,9 +31,11 @@ from .policies import (
     Full,
     Joint,
     MaskPolicy,
+    PerBranch,
     PeriodicMask,
     Policy,
     StepSet,
+    WithScaleShift,
     policy_from_dict,
 )
 
@@ -56,6 +58,7 @@ __all__ = [
     "MaskPolicy",
     "Metrics",
     "ModelInfo",
+    "PerBranch",
     "PeriodicMask",
     "Policy",
     "Provenance",
@@ -67,6 +70,7 @@ __all__ = [
     "Schedule",
     "ScheduleError",
     "StepSet",
+    "WithScaleShift",
     "architecture_fingerprint",
     "fingerprint_mismatch",
     "dump_schedule",

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from .._util import device_description, json_safe
 from ..schedule import Policy, Schedule
+from ..schedule.policies import scale_shift_request
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -187,7 +188,8 @@ def mask_key(schedule: Schedule) -> str:
     """Identity of what a schedule computes: steps run, reuse mode and the masks of blocks that ever reuse.
 
     Blocks whose mask is all ``R`` are dropped (they equal unlisted blocks), so e.g. a periodic mask with
-    period 1 everywhere has the key of full compute.
+    period 1 everywhere has the key of full compute. A policy that asks for a fitted scale-shift adds its method
+    (the key is the same whether or not the fit has been made yet).
     """
     blocks = sorted(
         (bm.block, bm.cond, bm.uncond) for bm in schedule.blocks if "." in bm.cond or "." in bm.uncond
@@ -198,6 +200,9 @@ def mask_key(schedule: Schedule) -> str:
         "reuse": schedule.reuse.value if blocks else None,
         "blocks": blocks,
     }
+    method = scale_shift_request(schedule.policy) if blocks else None
+    if method is not None:  # the same masks with a fitted scale-shift are another candidate (older keys unchanged)
+        key["scale_shift"] = method
     return "sha256:" + hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
@@ -403,12 +408,13 @@ def evaluate_candidate(
     attrs = TrialAttrs(policy=policy.to_dict(), git=git_revision(), device=device_description(evaluator.device))
     try:
         name = f"{study}-t{number}" if study is not None and number is not None else None
-        schedule = evaluator.compile(policy, name=name)
+        schedule = evaluator.compile(policy, name=name, fit=False)  # the masks: enough to spot a duplicate
     except Exception as e:  # noqa: BLE001 - every failure is the candidate's, recorded with its reason
         attrs["reason"] = f"compile: {_reason(e)}"
         return Outcome(values=None, reason=attrs["reason"], user_attrs=attrs)
     key = mask_key(schedule)
     attrs.update(mask_key=key, schedule=schedule_attr(schedule))
+
     if claim is not None and (known is None or key not in known.entries):
         claim(key)
     if known is not None and key in known.entries:
@@ -418,7 +424,12 @@ def evaluate_candidate(
         return Outcome(values=values, constraints=dict(constraints), user_attrs=attrs)
     measure = objectives.kind == "latency"
     screened_out = False
+    method = scale_shift_request(policy)
     try:
+        if method is not None:  # fitted now, inside the trial (its time counts), once per mask in this process
+            schedule = evaluator.compile(policy, name=name)
+            secs = evaluator.scale_shifts.seconds.get(evaluator.scale_shifts.key(schedule, method))
+            attrs["scale_shift"] = {"method": method, "fit_s": None if secs is None else round(secs, 3)}
         if screening is not None and not measure and known is not None:
             res, screened_out = _screened(evaluator, schedule, screening, known, objectives, attrs)
         else:

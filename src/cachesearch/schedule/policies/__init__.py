@@ -18,7 +18,9 @@ from .block_mask import BlockMask
 from .deepcache import DeepCache
 from .full import Full
 from .joint import Joint
+from .per_branch import PerBranch
 from .periodic import PeriodicMask
+from .scale_shifted import WithScaleShift, scale_shift_request
 from .step_set import StepSet
 
 __all__ = [
@@ -31,11 +33,14 @@ __all__ = [
     "Joint",
     "MaskPolicy",
     "Masks",
+    "PerBranch",
     "PeriodicMask",
     "Policy",
     "StepSet",
+    "WithScaleShift",
     "policy_class",
     "policy_from_dict",
     "policy_kinds",
     "register_policy",
+    "scale_shift_request",
 ]

@@ -25,7 +25,7 @@ from .base import LoopResult, Prepared, Progress, record_outcome
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["StopFlag", "run_in_process", "run_local"]
+__all__ = ["StopFlag", "run_local"]
 
 
 class StopFlag:
@@ -111,15 +111,6 @@ WAIT_FOR_OTHERS_S = 3600.0
 
 
 def run_local(prep: Prepared, progress: Progress, *, flag: StopFlag | None = None) -> LoopResult:
-    """The local executor: the in-process loop below, or :func:`~.pool.run_pool` with ``--workers`` > 1."""
-    if prep.settings.workers > 1:
-        from .pool import run_pool
-
-        return run_pool(prep, progress, flag=flag)
-    return run_in_process(prep, progress, flag=flag)
-
-
-def run_in_process(prep: Prepared, progress: Progress, *, flag: StopFlag | None = None) -> LoopResult:
     """Run trials until ``--trials`` finished trials exist in the study, ``--timeout`` passes, or Ctrl-C.
 
     In a shared study (:mod:`..shared`) the budget counts every process's trials; a process does not ask a new

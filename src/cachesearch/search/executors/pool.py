@@ -131,7 +131,7 @@ def run_pool(prep: Prepared, progress: Progress, *, flag: StopFlag | None = None
                                                      user_attrs={"params_error": str(e)}))
             return None
         try:
-            key = mask_key(prep.ev.compile(policy, name=f"{settings.name}-t{trial.number}"))
+            key = mask_key(prep.ev.compile(policy, name=f"{settings.name}-t{trial.number}", fit=False))
         except Exception:  # noqa: BLE001 - evaluate_candidate records the compile error with its reason
             key = None
         return _Task(trial, policy, key)
@@ -142,8 +142,23 @@ def run_pool(prep: Prepared, progress: Progress, *, flag: StopFlag | None = None
         if task.key is None or task.key in known.entries:
             in_driver(task)
             return
+        nonlocal pool
         screen = not baseline_attrs(task.trial.user_attrs)  # baselines get full values for the report
-        running[pool.submit(_evaluate, task.policy, task.trial.number, dict(known.entries), screen)] = task
+        args = (_evaluate, task.policy, task.trial.number, dict(known.entries), screen)
+        try:
+            fut = pool.submit(*args)
+        except BrokenProcessPool:  # a worker died while idle: its running peers are lost too; start afresh
+            restart()
+            fut = pool.submit(*args)
+        running[fut] = task
+
+    def restart() -> None:
+        nonlocal pool
+        pool.shutdown(wait=False, cancel_futures=True)
+        for t in running.values():
+            lost(t)
+        running.clear()
+        pool = _new_pool(workers, setup)
 
     def lost(task: _Task) -> None:
         keeper.stop(task.trial._trial_id)
@@ -213,11 +228,7 @@ def run_pool(prep: Prepared, progress: Progress, *, flag: StopFlag | None = None
                         for other in same:
                             in_driver(other)
                 if broken:
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    for task in running.values():
-                        lost(task)
-                    running.clear()
-                    pool = _new_pool(workers, setup)
+                    restart()
         except KeyboardInterrupt:
             stopped = "interrupted"
             for task in [*running.values(), *parked]:

@@ -35,7 +35,7 @@ from ..objective import KnownMasks, Outcome, evaluate_candidate, runner_attrs
 from ..space import ResolvedSpace
 from ..study import baseline_attrs, finished_count, make_sampler, open_storage, pareto_trials, recover_orphans
 from .base import FINISHED_MARK, RAY_DIR, LoopResult, Prepared, Progress, record_outcome
-from .ray_cluster import init_ray
+from .ray_cluster import STARTED, init_ray
 from .worker import WORKER, WorkerSetup, worker_setup, worker_state
 
 __all__ = ["StudySearcher", "run_ray"]
@@ -338,7 +338,7 @@ def run_ray(prep: Prepared, progress: Progress) -> LoopResult:
     settings, study = prep.settings, prep.study
     run_dir = prep.run_dir.resolve()
     local_gpu = settings.device.startswith("cuda") and torch.cuda.is_available()
-    started_ray = init_ray(settings) or bool(_DRIVER.pop("started_ray", False))
+    started_ray = init_ray(settings) or STARTED.pop("by_references", False)
     # On a cluster the GPUs are the workers' (the driver's host may have none): one GPU per trial if any
     use_gpu = settings.device.startswith("cuda") and (
         ray.cluster_resources().get("GPU", 0) >= 1 if settings.address else local_gpu)

@@ -20,7 +20,10 @@ if TYPE_CHECKING:
     from ...evaluate import EvalConfig, Evaluator
     from ..settings import RunSettings
 
-__all__ = ["init_ray", "shard_references"]
+__all__ = ["STARTED", "init_ray", "shard_references"]
+
+STARTED: dict[str, bool] = {}
+"""``by_references``: :func:`shard_references` started Ray in this process (the executor shuts it down)."""
 
 
 def init_ray(settings: RunSettings) -> bool:
@@ -63,10 +66,8 @@ def shard_references(settings: RunSettings, evaluator: Evaluator, splits: tuple[
     """
     import ray
 
-    from .ray import _DRIVER
-
     if init_ray(settings):
-        _DRIVER["started_ray"] = True
+        STARTED["by_references"] = True
     use_gpu = settings.device.startswith("cuda") and ray.cluster_resources().get("GPU", 0) >= 1
     task = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0, max_retries=2)(_shard)
     config = settings.eval_config(cache_dir=os.path.abspath(evaluator.config.cache_dir))

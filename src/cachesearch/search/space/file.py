@@ -51,6 +51,10 @@ class SearchSpace:
         baseline_options: per kind, the grid the file gives (``{"deepcache": {"intervals": [2, 3]}}``).
         steps: the step-set family, if the file has a ``steps`` section.
         masks: the listed mask families by name, in registration (suggestion) order.
+        scale_shift: ``mask.scale_shift``: the choices of a trial whose family caches (``off`` first when listed;
+            ``lstsq``/``distill`` fit Block Caching's scale-shift on the train prompts inside the trial).
+        cfg: ``mask.cfg``: ``shared`` (one mask for both guidance branches) and/or ``uncond`` (the family's mask
+            on the unconditional branch only; the conditional one recomputes), ``shared`` first when listed.
     """
 
     name: str
@@ -62,6 +66,8 @@ class SearchSpace:
     baseline_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     steps: Steps | None = None
     masks: Mapping[str, MaskFamily] = field(default_factory=dict)
+    scale_shift: tuple[str, ...] = ("off",)
+    cfg: tuple[str, ...] = ("shared",)
 
     @property
     def digest(self) -> str:
@@ -120,9 +126,16 @@ def parse_space(data: Any, *, source: str = "<space>", text: str | None = None) 
         steps = Steps.parse(f, "steps", f.section("steps", d["steps"], Steps.defaults, Steps.required))
 
     registry = mask_families()
-    mask = f.mapping("mask", d["mask"], {"families"}, {n for n, c in registry.items() if c.section})
+    modifiers = {"scale_shift": ("off", "lstsq", "distill"), "cfg": ("shared", "uncond")}
+    mask = f.mapping("mask", d["mask"], {"families"}, {n for n, c in registry.items() if c.section} | set(modifiers))
     families = f.choice("mask.families", mask["families"], tuple(registry)).choices
-    for fam in sorted(set(mask) - {"families"}):
+    chosen: dict[str, tuple[str, ...]] = {}
+    for key, allowed in modifiers.items():
+        given = mask.get(key, [allowed[0]])
+        given = [("off" if v is False else v) for v in given] if isinstance(given, list) else given  # YAML: off→False
+        picked = f.choice(f"mask.{key}", "off" if given is False else given, allowed).choices
+        chosen[key] = tuple(sorted(picked, key=allowed.index))  # the neutral choice first (baselines use it)
+    for fam in sorted(set(mask) - {"families"} - set(modifiers)):
         if fam not in families:
             raise f.error(f"mask.{fam}", f"configures family {fam!r}, which mask.families does not list")
     if families == ("none",) and steps is None:
@@ -140,6 +153,7 @@ def parse_space(data: Any, *, source: str = "<space>", text: str | None = None) 
     return SearchSpace(
         name=name.strip(), description=description.strip(), source=source, text=text, families=families,
         baselines=baselines, baseline_options=baseline_options, steps=steps, masks=masks,
+        scale_shift=chosen["scale_shift"], cfg=chosen["cfg"],
     )
 
 

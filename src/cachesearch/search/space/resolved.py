@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ...schedule import Full, Joint, Policy, ScheduleError, StepSet
+from ...schedule import Full, Joint, PerBranch, Policy, ScheduleError, StepSet, WithScaleShift
 from .context import SpaceContext
 from .families import MaskFamily, baseline_families
 from .params import Dist, Fields, Trial
@@ -49,9 +49,18 @@ class ResolvedSpace:
         for family in space.masks.values():
             self._by_family[family.name] = family.dists(ctx, fields)
             self.notes += family.notes(ctx)
+        # modifiers of a caching trial (not of 'none'): the CFG branches it caches, then a fitted scale-shift
+        # (only for shared masks: the closed-form fit observes the whole batch)
+        self._modifiers: list[Dist] = []
+        if len(space.cfg) > 1:
+            self._modifiers.append(Dist.choice("mask.cfg", space.cfg))
+        if len(space.scale_shift) > 1:
+            d = Dist.choice("mask.scale_shift", space.scale_shift)
+            self._modifiers.append(d.only_when("mask.cfg", "shared") if len(space.cfg) > 1 else d)
         self._dists: dict[str, Dist] = {d.name: d for d in shared}
         for dists in self._by_family.values():
             self._dists.update((d.name, d) for d in dists)
+        self._dists.update((d.name, d) for d in self._modifiers)
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -64,7 +73,8 @@ class ResolvedSpace:
         for d in self._shared:
             if d.active(out):
                 out[d.name] = get(d, out)
-        for d in self._by_family[self.family_of(out).name]:
+        family = self.family_of(out)
+        for d in [*self._by_family[family.name], *(self._modifiers if family.name != "none" else [])]:
             if d.active(out):
                 out[d.name] = get(d, out)
         return out
@@ -101,6 +111,12 @@ class ResolvedSpace:
         mask = family.policy(values, ctx, steps.count if steps is not None else ctx.num_steps)
         if mask is None:
             return steps if steps is not None else Full()
+        cfg = values.get("mask.cfg", self.space.cfg[0])
+        if cfg != "shared":
+            mask = PerBranch(mask=mask, branch=cfg)
+        method = values.get("mask.scale_shift", self.space.scale_shift[0]) if cfg == "shared" else "off"
+        if method != "off":
+            mask = WithScaleShift(mask=mask, method=method)
         return Joint(steps=steps, mask=mask) if steps is not None else mask
 
     # -- policies → parameters ------------------------------------------------------------------------
