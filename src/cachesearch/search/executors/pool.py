@@ -137,12 +137,12 @@ def run_pool(prep: Prepared, progress: Progress, *, flag: StopFlag | None = None
         return _Task(trial, policy, key)
 
     def submit(task: _Task) -> None:
+        nonlocal pool
         if claims is not None and task.key is not None:
             _claimer(prep, claims, known, task.trial)(task.key)
         if task.key is None or task.key in known.entries:
             in_driver(task)
             return
-        nonlocal pool
         screen = not baseline_attrs(task.trial.user_attrs)  # baselines get full values for the report
         args = (_evaluate, task.policy, task.trial.number, dict(known.entries), screen)
         try:
