@@ -17,8 +17,10 @@ SHIPPED = {
     "deepcache": cs.DeepCache,
     "full": cs.Full,
     "joint": cs.Joint,
+    "middle": cs.MiddleCache,
     "periodic": cs.PeriodicMask,
     "steps": cs.StepSet,
+    "taylorseer": cs.TaylorSeer,
 }
 
 
@@ -41,8 +43,8 @@ def test_unknown_kind_lists_the_registered_ones():
     with pytest.raises(cs.ScheduleError) as e:
         policy_from_dict({"kind": "nope"})
     assert str(e.value) == (
-        "policy.kind: expected one of ['blockcaching', 'blockmask', 'deepcache', 'full', 'joint', 'periodic', "
-        "'steps'], got 'nope'"
+        "policy.kind: expected one of ['blockcaching', 'blockmask', 'deepcache', 'full', 'joint', 'middle', "
+        "'periodic', 'steps', 'taylorseer'], got 'nope'"
     )
     with pytest.raises(cs.ScheduleError, match=r"^policy.mask.kind: expected one of \['blockcaching'"):
         policy_from_dict({"kind": "joint", "steps": {"kind": "steps", "count": 4}, "mask": {"kind": "?"}})

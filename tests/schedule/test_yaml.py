@@ -82,8 +82,9 @@ _DELETE = object()
 
 # (mutation path, value, expected fragment of the message: the field path and what is expected)
 MALFORMED = [
-    ("format", "cachesearch/schedule@3", "format: expected one of ['cachesearch/schedule@1', "
-     "'cachesearch/schedule@2'], got 'cachesearch/schedule@3'; this file needs a newer cachesearch"),
+    ("format", "cachesearch/schedule@9", "format: expected one of ['cachesearch/schedule@1', "
+     "'cachesearch/schedule@2', 'cachesearch/schedule@3'], got 'cachesearch/schedule@9'; this file needs a newer "
+     "cachesearch"),
     ("format", _DELETE, "format: expected"),
     ("name", _DELETE, "missing required key(s) ['name']"),
     ("extra_key", 1, "unknown key(s) ['extra_key']"),

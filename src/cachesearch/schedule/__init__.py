@@ -31,9 +31,11 @@ from .policies import (
     Full,
     Joint,
     MaskPolicy,
+    MiddleCache,
     PeriodicMask,
     Policy,
     StepSet,
+    TaylorSeer,
     policy_from_dict,
 )
 
@@ -55,6 +57,7 @@ __all__ = [
     "LatencyMetrics",
     "MaskPolicy",
     "Metrics",
+    "MiddleCache",
     "ModelInfo",
     "PeriodicMask",
     "Policy",
@@ -67,6 +70,7 @@ __all__ = [
     "Schedule",
     "ScheduleError",
     "StepSet",
+    "TaylorSeer",
     "architecture_fingerprint",
     "fingerprint_mismatch",
     "dump_schedule",

@@ -21,6 +21,8 @@ from ._errors import ScheduleError, short_repr
 from ._ir import (
     FORMAT,
     FORMAT_V1,
+    FORMAT_V2,
+    FORMAT_V3,
     FORMATS,
     BlockEntry,
     LatencyMetrics,
@@ -44,7 +46,7 @@ from ._untrusted import (
     read_yaml_file,
     strict_yaml_load,
 )
-from .policies import policy_from_dict
+from .policies import policy_format, policy_from_dict
 
 __all__ = [
     "MAX_DEPTH",
@@ -276,8 +278,32 @@ def _parse_scale_shift(d: Any, base_dir: Path | None) -> ScaleShift | None:
 
 _TOP_OPTIONAL = {
     FORMAT_V1: {"metrics", "provenance"},
-    FORMAT: {"metrics", "provenance", "reference", "scale_shift"},
+    FORMAT_V2: {"metrics", "provenance", "reference", "scale_shift"},
+    FORMAT_V3: {"metrics", "provenance", "reference", "scale_shift", "taylor_order"},
 }
+_REUSE = {  # the reuse modes each format version knows
+    FORMAT_V1: (ReuseMode.OUTPUT.value, ReuseMode.RESIDUAL.value),
+    FORMAT_V2: (ReuseMode.OUTPUT.value, ReuseMode.RESIDUAL.value),
+    FORMAT_V3: tuple(m.value for m in ReuseMode),
+}
+
+
+def _parse_reuse(d: Mapping[str, Any], fmt: str) -> tuple[ReuseMode, int | None]:
+    reuse = d["reuse"]
+    if reuse not in _REUSE[fmt]:
+        later = ReuseMode.TAYLOR.value if reuse == ReuseMode.TAYLOR.value else None
+        raise ScheduleError(
+            f"reuse: expected one of {list(_REUSE[fmt])}, got {short_repr(reuse)}"
+            + (f"; reuse: {later} needs format: {FORMAT_V3}" if later else "")
+        )
+    mode = ReuseMode(reuse)
+    if "taylor_order" in d:
+        if mode is not ReuseMode.TAYLOR:
+            raise ScheduleError(f"taylor_order: only allowed with reuse: taylor, not reuse: {mode.value}")
+        return mode, _int("taylor_order", d["taylor_order"], lo=1)
+    if mode is ReuseMode.TAYLOR:
+        raise ScheduleError("taylor_order: missing; reuse: taylor needs the forecast's order (1 or 2)")
+    return mode, None
 
 
 def parse_schedule(data: Any, *, base_dir: str | os.PathLike[str] | None = None) -> Schedule:
@@ -295,16 +321,18 @@ def parse_schedule(data: Any, *, base_dir: str | os.PathLike[str] | None = None)
             + ("; this file needs a newer cachesearch" if newer else "")
         )
     d = _mapping("<top level>", data, _TOP_REQUIRED, _TOP_OPTIONAL[fmt])
-    reuse = d["reuse"]
-    if reuse not in [m.value for m in ReuseMode]:
-        raise ScheduleError(f"reuse: expected one of {[m.value for m in ReuseMode]}, got {short_repr(reuse)}")
+    reuse, taylor_order = _parse_reuse(d, fmt)
+    policy = _parse_policy(d["policy"])
+    if fmt != FORMAT_V3 and policy_format(policy) >= 3:
+        raise ScheduleError(f"policy.kind: {short_repr(policy['kind'])} schedules need format: {FORMAT_V3}")
     return Schedule(
         name=_str("name", d["name"]),
         model=_parse_model(d["model"]),
         sampler=_parse_sampler(d["sampler"]),
-        reuse=ReuseMode(reuse),
+        reuse=reuse,
+        taylor_order=taylor_order,
         blocks=_parse_blocks(d["blocks"]),
-        policy=_parse_policy(d["policy"]),
+        policy=policy,
         metrics=_parse_metrics(d.get("metrics")),
         provenance=_parse_provenance(d.get("provenance"), fmt),
         reference=_parse_reference(d.get("reference")),
@@ -369,6 +397,8 @@ def dump_schedule(schedule: Schedule, *, sidecar: str | None = None) -> str:
     if s.reference is not None:
         lines.append("reference: " + _flow(_drop_none(s.reference.__dict__.copy())))
     lines.append(f"reuse: {s.reuse.value}")
+    if s.taylor_order is not None:
+        lines.append(f"taylor_order: {s.taylor_order}")
     lines.append("blocks:")
     width = max(len(bm.block) for bm in s.blocks) + 1
     for bm in s.blocks:

@@ -9,6 +9,7 @@ from .base import (
     Masks,
     Policy,
     policy_class,
+    policy_format,
     policy_from_dict,
     policy_kinds,
     register_policy,
@@ -18,8 +19,10 @@ from .block_mask import BlockMask
 from .deepcache import DeepCache
 from .full import Full
 from .joint import Joint
+from .middle import MiddleCache
 from .periodic import PeriodicMask
 from .step_set import StepSet
+from .taylorseer import TaylorSeer
 
 __all__ = [
     "BlockCachingAuto",
@@ -31,10 +34,13 @@ __all__ = [
     "Joint",
     "MaskPolicy",
     "Masks",
+    "MiddleCache",
     "PeriodicMask",
     "Policy",
     "StepSet",
+    "TaylorSeer",
     "policy_class",
+    "policy_format",
     "policy_from_dict",
     "policy_kinds",
     "register_policy",

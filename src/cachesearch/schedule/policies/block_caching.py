@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .._blockspace import BlockSpace
+from .._blockspace import BlockKind, BlockSpace
 from .._errors import ScheduleError
 from .._mask import RECOMPUTE, REUSE
 from .base import MaskPolicy, Masks, check_float, register_policy
@@ -20,8 +20,8 @@ class CachedBlocks(str, enum.Enum):
     """Which profiled blocks :class:`BlockCachingAuto` may cache (the rest recompute every step)."""
 
     PROFILE = "profile"  # every block of the profile (stages or layers, as profiled)
-    ATTENTIONS = "attentions"  # only attention (SpatialTransformer) layers: the paper's choice
-    COMPONENTS = "components"  # only attn1 / attn2 / ff inside the attention layers
+    ATTENTIONS = "attentions"  # only attention (SpatialTransformer) layers, the paper's choice; or attention modules
+    COMPONENTS = "components"  # only components (attn1 / attn2 / ff in a UNet; a DiT block's attn, ff, ...)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,8 +65,9 @@ class BlockCachingAuto(MaskPolicy):
     profile: BlockProfile | None = field(default=None, compare=False)
     profile_id: str | None = None
     blocks: CachedBlocks = CachedBlocks.PROFILE
-    """``"attentions"``: cache only the attention layers of a layer-level profile (ResBlocks recompute);
-    ``"components"``: only the attn1/attn2/ff components of a component-level profile."""
+    """``"attentions"``: cache only the attention layers of a layer-level profile (ResBlocks recompute), or only
+    the attention modules of a component-level profile; ``"components"``: only the components (attn1/attn2/ff
+    of a UNet, a DiT block's attn/ff/...) of a component-level profile."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "threshold", check_float("policy.threshold", self.threshold, lo=0.0))
@@ -89,8 +90,10 @@ class BlockCachingAuto(MaskPolicy):
             )
         rows = list(zip(self.profile.blocks, self.profile.changes))
         if self.blocks is not CachedBlocks.PROFILE:
-            roles = ("attention",) if self.blocks is CachedBlocks.ATTENTIONS else ("attn1", "attn2", "ff")
-            wanted = set(space.with_role(*roles))
+            if self.blocks is CachedBlocks.ATTENTIONS:  # attention layers, or attention modules in a component profile
+                wanted = set(space.with_role("attention")) | set(space.attention_components())
+            else:
+                wanted = set(space.names(BlockKind.COMPONENT))
             rows = [(n, r) for n, r in rows if n in wanted]
             if not rows:
                 raise ScheduleError(
