@@ -130,8 +130,8 @@ def compile_schedule(
         raise ScheduleError(f"num_inference_steps: expected a positive integer, got {num_inference_steps!r}")
 
     masks = policy.masks(space, num_inference_steps, call_starts=call_starts(scheduler, num_inference_steps, timesteps))
+    space.check_names(list(masks))
     for block in masks:
-        space.get(block)
         if reuse is ReuseMode.RESIDUAL and not space.get(block).residual_ok:
             raise ScheduleError(
                 f'blocks["{block}"]: reuse: residual needs a block whose output has its input\'s shape; '

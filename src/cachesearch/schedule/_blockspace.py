@@ -90,9 +90,20 @@ class BlockSpace:
             finer = self.names(BlockKind.LAYER)[:3] or self.names(BlockKind.COMPONENT)[:3]
             inside = "layers" if self.names(BlockKind.LAYER) else "components"
             raise ScheduleError(
-                f"unknown block {name!r} for this {self.family} denoiser; valid blocks: {shown} (stages) or "
-                f"their {inside}, e.g. {', '.join(finer)}"
+                f"unknown block {name!r}: not a cacheable block of this {self.family} denoiser; valid blocks: "
+                f"{shown} (stages) or their {inside}, e.g. {', '.join(finer)}"
             ) from None
+
+    def check_names(self, names: Sequence[str], path: str = "blocks") -> None:
+        """Refuse names that are not blocks of this space: one :class:`ScheduleError` whose message starts with
+        the field (``blocks["x"]`` for ``path="blocks"`` with a mapping, ``policy.blocks[i]`` for a list)."""
+        for i, name in enumerate(names):
+            if name not in self._index:
+                field = f'{path}["{name}"]' if path == "blocks" else f"{path}[{i}]"
+                try:
+                    self.get(name)
+                except ScheduleError as e:
+                    raise ScheduleError(f"{field}: {e}") from None
 
     def names(self, kind: BlockKind | None = None) -> tuple[str, ...]:
         """Block names in execution order, optionally only of one granularity.

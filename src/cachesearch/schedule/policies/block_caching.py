@@ -20,7 +20,7 @@ class CachedBlocks(str, enum.Enum):
     """Which profiled blocks :class:`BlockCachingAuto` may cache (the rest recompute every step)."""
 
     PROFILE = "profile"  # every block of the profile (stages or layers, as profiled)
-    ATTENTIONS = "attentions"  # only attention (SpatialTransformer) layers, the paper's choice; or attention modules
+    ATTENTIONS = "attentions"  # only attention (SpatialTransformer) layers: the paper's choice
     COMPONENTS = "components"  # only components (attn1 / attn2 / ff in a UNet; a DiT block's attn, ff, ...)
 
 
@@ -65,9 +65,9 @@ class BlockCachingAuto(MaskPolicy):
     profile: BlockProfile | None = field(default=None, compare=False)
     profile_id: str | None = None
     blocks: CachedBlocks = CachedBlocks.PROFILE
-    """``"attentions"``: cache only the attention layers of a layer-level profile (ResBlocks recompute), or only
-    the attention modules of a component-level profile; ``"components"``: only the components (attn1/attn2/ff
-    of a UNet, a DiT block's attn/ff/...) of a component-level profile."""
+    """``"attentions"``: cache only the attention layers of a layer-level profile (ResBlocks recompute);
+    ``"components"``: only the components (attn1/attn2/ff of a UNet, a DiT block's attn/ff/...) of a
+    component-level profile (a profile of some components only caches just those)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "threshold", check_float("policy.threshold", self.threshold, lo=0.0))
@@ -90,8 +90,8 @@ class BlockCachingAuto(MaskPolicy):
             )
         rows = list(zip(self.profile.blocks, self.profile.changes))
         if self.blocks is not CachedBlocks.PROFILE:
-            if self.blocks is CachedBlocks.ATTENTIONS:  # attention layers, or attention modules in a component profile
-                wanted = set(space.with_role("attention")) | set(space.attention_components())
+            if self.blocks is CachedBlocks.ATTENTIONS:
+                wanted = set(space.with_role("attention"))
             else:
                 wanted = set(space.names(BlockKind.COMPONENT))
             rows = [(n, r) for n, r in rows if n in wanted]

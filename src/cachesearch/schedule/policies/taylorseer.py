@@ -73,12 +73,7 @@ class TaylorSeer(MaskPolicy):
                     f"list the blocks: TaylorSeer(..., blocks=[...])"
                 )
             return names
-        for i, name in enumerate(self.blocks):
-            if name not in space:
-                try:
-                    space.get(name)
-                except ScheduleError as e:
-                    raise ScheduleError(f"policy.blocks[{i}]: {e}") from None
+        space.check_names(self.blocks, "policy.blocks")
         space.check_disjoint(self.blocks)
         return space.order(self.blocks)
 
