@@ -25,6 +25,7 @@ from diffusers import (
     SD3Transformer2DModel,
     StableDiffusion3Pipeline,
 )
+from diffusers.hooks.hooks import CacheContext, _set_cache_context
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
 
 from cachesearch.models._tokenizer import char_clip_tokenizer, char_t5_tokenizer
@@ -85,8 +86,8 @@ def flow_loop(model: torch.nn.Module, family: str, steps: int, *, seed: int = 0,
               batch: int = 1) -> torch.Tensor:
     """Flow-matching Euler from noise with ``steps`` calls of ``model`` (one per step); the final latents.
 
-    ``context=True`` wraps each call in ``model.cache_context("cond")``, which diffusers' stateful hooks
-    (TaylorSeer) need outside a pipeline that sets one.
+    ``context=True`` sets diffusers' cache context ``"cond"`` around each call (``model.cache_context``), which
+    its stateful hooks (TaylorSeer) need outside a pipeline that sets one.
     """
     inputs = dit_inputs(family, batch, seed)
     x = inputs.pop("hidden_states")
@@ -94,9 +95,12 @@ def flow_loop(model: torch.nn.Module, family: str, steps: int, *, seed: int = 0,
     with torch.no_grad():
         for s in range(steps):
             t = sigmas[s].expand(batch) * (1.0 if family == "flux" else 1000.0)
-            if context:
-                with model.cache_context("cond"):
+            if context:  # what CacheMixin.cache_context does (SD3 and PixArt transformers have no CacheMixin)
+                _set_cache_context(model, CacheContext("cond"))
+                try:
                     out = model(hidden_states=x, timestep=t, return_dict=False, **inputs)[0]
+                finally:
+                    _set_cache_context(model, None)
             else:
                 out = model(hidden_states=x, timestep=t, return_dict=False, **inputs)[0]
             v = out[:, :4] if family == "pixart" else out  # PixArt also predicts a variance
