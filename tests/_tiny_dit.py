@@ -123,12 +123,14 @@ def _t5(seed: int) -> T5EncoderModel:
     return T5EncoderModel(config).eval()
 
 
-def _vae(latent_channels: int, seed: int) -> AutoencoderKL:
+def _vae(latent_channels: int, seed: int, shift: float | None = None) -> AutoencoderKL:
+    """A two-stage VAE; FLUX's and SD3's decode with a ``shift_factor`` and no quant convs, as theirs do."""
     torch.manual_seed(seed)
     return AutoencoderKL(block_out_channels=(8, 16), in_channels=3, out_channels=3,
                          down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
                          latent_channels=latent_channels, layers_per_block=1, norm_num_groups=4, sample_size=16,
-                         use_quant_conv=latent_channels == 4, use_post_quant_conv=latent_channels == 4).eval()
+                         use_quant_conv=shift is None, use_post_quant_conv=shift is None, shift_factor=shift,
+                         scaling_factor=1.5035 if shift is not None else 0.18215).eval()
 
 
 def tiny_dit_pipeline(family: str, seed: int = 0) -> Any:
@@ -141,13 +143,13 @@ def tiny_dit_pipeline(family: str, seed: int = 0) -> Any:
     with torch.random.fork_rng(devices=[]):
         transformer = tiny_transformer(family, seed)
         if family == "flux":
-            pipe = FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=_vae(1, seed),
+            pipe = FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=_vae(1, seed, 0.0609),
                                 text_encoder=_clip(16, False, seed), tokenizer=char_clip_tokenizer(),
                                 text_encoder_2=_t5(seed), tokenizer_2=char_t5_tokenizer(model_max_length=16),
                                 transformer=transformer)
         elif family == "sd3":
             pipe = StableDiffusion3Pipeline(
-                scheduler=FlowMatchEulerDiscreteScheduler(), vae=_vae(4, seed),
+                scheduler=FlowMatchEulerDiscreteScheduler(), vae=_vae(4, seed, 0.0609),
                 text_encoder=_clip(16, True, seed), tokenizer=char_clip_tokenizer(),
                 text_encoder_2=_clip(16, True, seed + 1), tokenizer_2=char_clip_tokenizer(pad_token="!"),
                 text_encoder_3=_t5(seed), tokenizer_3=char_t5_tokenizer(model_max_length=16),
