@@ -1,4 +1,4 @@
-"""The schedule formats (@1, @2): golden files of each, exact round trips, strict validation."""
+"""The schedule formats (@1, @2, @3): golden files of each, exact round trips, strict validation."""
 
 from __future__ import annotations
 
@@ -53,6 +53,14 @@ def test_golden_content_is_read_as_written():
     assert d.metrics.quality.heldout == 0.045 and d.metrics.latency.speedup == 2.31
     assert d.provenance.trial == 17
     assert d.pipeline_kwargs() == {"num_inference_steps": 10, "guidance_scale": 7.5}
+
+
+def test_v3_golden_file_forecasts_with_taylor():
+    s = load_schedule(GOLDEN / "v3_taylorseer.yaml")
+    assert s.reuse is cs.ReuseMode.TAYLOR and s.taylor_order == 2 and s.model.family == "flux"
+    assert s.policy == {"kind": "taylorseer", "interval": 3, "warmup": 3, "order": 2, "blocks": None}
+    assert s.masks()["single_transformer_blocks.1.attn"] == "RRR.R..R.."
+    assert s.for_steps(13).masks()["transformer_blocks.0.attn"] == "RRR.R..R..R.."
 
 
 def test_save_is_atomic_and_round_trips(tmp_path):
