@@ -302,3 +302,16 @@ def test_block_caching_auto_at_block_and_component_granularity(pipes, granularit
         only = cs.compile_schedule(pipe, cs.BlockCachingAuto(threshold=0.12, profile=profile, blocks="components"),
                                    num_inference_steps=STEPS)
         assert only.masks() == masks
+
+
+@pytest.mark.parametrize("reuse", ["output", "residual"])
+def test_per_branch_masks_on_cfg_transformers(pipes, reuse):
+    """SD3 batches [uncond; cond]: a block recomputing for one branch runs on that half only (both streams)."""
+    pipe = pipes["sd3"]
+    masks = {"transformer_blocks.0": {"cond": "RR.R..R.", "uncond": "R..R..R."},
+             "transformer_blocks.1.ff": {"cond": "R.R.R.R.", "uncond": "RRR.RRR."}}
+    sched = cs.compile_schedule(pipe, cs.BlockMask(masks), num_inference_steps=STEPS, reuse=reuse)
+    assert sched.per_branch
+    with sched.applied(pipe):
+        out = generate(pipe, "sd3")
+    assert torch.isfinite(out).all() and not torch.equal(out, generate(pipe, "sd3"))
