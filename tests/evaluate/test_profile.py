@@ -70,7 +70,7 @@ def test_layer_profile_lists_every_layer(ev: Evaluator) -> None:
     assert profile.blocks == ev.space.names(BlockKind.LAYER)
     assert all(v >= 0 for row in profile.changes for v in row)
     with pytest.raises(ValueError, match="granularity"):
-        profile_blocks(ev, granularity="block")
+        profile_blocks(ev, granularity="blocks")  # "block" is an alias of "stage" (a DiT's blocks)
 
 
 def test_save_and_load_profile(stage_profile: BlockProfile, ev: Evaluator, tmp_path: Path) -> None:
