@@ -3,7 +3,7 @@
 Modules, one job each: ``_config`` (:class:`EvalConfig`, scheduler choice), ``_result`` (:class:`EvalResult`),
 ``_fixtures`` (prompt sets, initial latents, references), ``_evaluator`` (:class:`Evaluator`: compile, cost,
 latency, evaluate, score), ``_quality``, ``_latency``, ``_profile``, ``_baselines``, ``_prompts``,
-``_reference``.
+``_reference``, ``_frechet`` (Fréchet distance in the shipped perceptual network's feature space).
 
 Typical use::
 
@@ -45,6 +45,10 @@ _EXPORTS: dict[str, str] = {
     # scale-shift fitting
     "FitMethod": "._scale_shift",
     "fit_scale_shift": "._scale_shift",
+    # distribution-level score (an FID analogue in the shipped perceptual network's feature space)
+    "FEATURE_SPACE": "._frechet",
+    "frechet_distance": "._frechet",
+    "perceptual_features": "._frechet",
     # baselines
     "Baseline": "._baselines",
     "baselines": "._baselines",
@@ -66,6 +70,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "FEATURE_SPACE",
     "SCHEDULER_NAMES",
     "EvalConfig",
     "EvalConfigError",
@@ -85,11 +90,13 @@ __all__ = [
     "builtin_prompts",
     "device_description",
     "fit_scale_shift",
+    "frechet_distance",
     "get_perceptual_metric",
     "load_profile",
     "load_prompt_file",
     "measure_latency",
     "peak_memory",
+    "perceptual_features",
     "profile_blocks",
     "profile_id",
     "psnr",
@@ -106,6 +113,7 @@ if TYPE_CHECKING:
     from ._config import SCHEDULER_NAMES, EvalConfig, EvalConfigError
     from ._errors import InvalidOutputError, PerceptualMetricUnavailableError
     from ._evaluator import Evaluator
+    from ._frechet import FEATURE_SPACE, frechet_distance, perceptual_features
     from ._latency import LatencyStats, measure_latency, peak_memory, remeasure_if_noisy
     from ._profile import load_profile, profile_blocks, profile_id, save_profile
     from ._prompts import PromptFileError, PromptSet, builtin_prompts, load_prompt_file
