@@ -166,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
                             "wall_s": round(info["wall_s"], 1), **stats, "front_size": len(rows),
                             "heldout_train_ratio_median": round(statistics.median(ratios), 3) if ratios else None,
                             "within_20pct": f"{sum(0.8 <= r <= 1.2 for r in ratios)}/{len(ratios)}",
-                            "stdout_tail": info["stdout_tail"]}
+                            "stdout_tail": info["stdout_tail"].replace(str(root), "<work>")
+                            .replace(str(REPO), "<repo>")}
             print(json.dumps({k: v for k, v in results[arm].items() if k != "stdout_tail"}, indent=1), flush=True)
         torch.set_num_threads(1)
         pts = _rescore({arm: root / "runs" / name for arm, (_, name) in arms.items()}, args.heldout)
