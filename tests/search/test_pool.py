@@ -3,6 +3,7 @@ the values equal the in-process loop's, and a worker killed mid-trial costs only
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -64,19 +65,21 @@ def test_a_worker_killed_mid_trial_is_re_enqueued_and_the_run_completes(tmp_path
     def kill_one_worker() -> None:
         import psutil
 
-        deadline = time.monotonic() + 180
-        seen: dict[int, float] = {}
-        while time.monotonic() < deadline and not killed:
-            for p in psutil.Process().children(recursive=True):
-                if "spawn_main" in " ".join(p.cmdline()):
-                    seen.setdefault(p.pid, time.monotonic())
-            ready = [pid for pid, t0 in seen.items() if time.monotonic() - t0 > 8]  # past loading the model
-            busy = [pid for pid in ready if psutil.Process(pid).cpu_percent(interval=0.3) > 30]
-            if busy:
-                killed.append(busy[0])
-                os.kill(busy[0], signal.SIGKILL)
+        deadline = time.monotonic() + 300
+        journal = s.run_dir / "study.journal"
+        while time.monotonic() < deadline and not killed:  # once a trial completed, the workers are loaded and busy
+            done = 0
+            if journal.is_file():
+                with contextlib.suppress(Exception):
+                    study = optuna.load_study(study_name=s.name, storage=open_storage(str(journal)))
+                    done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+            kids = [p for p in psutil.Process().children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+            if done >= 1 and kids:
+                busiest = max(kids, key=lambda p: p.cpu_percent(interval=0.2))
+                killed.append(busiest.pid)
+                os.kill(busiest.pid, signal.SIGKILL)
                 return
-            time.sleep(0.1)
+            time.sleep(0.2)
 
     killer = threading.Thread(target=kill_one_worker, daemon=True)
     killer.start()
