@@ -47,7 +47,7 @@ def test_refuses_what_is_not_a_policy(pipe):
 def test_refuses_an_unknown_reuse_mode(pipe):
     with pytest.raises(cs.ScheduleError) as e:
         cs.compile_schedule(pipe, cs.Full(), num_inference_steps=STEPS, reuse="sometimes")
-    assert str(e.value) == "reuse: expected one of ['output', 'residual'], got 'sometimes'"
+    assert str(e.value) == "reuse: expected one of ['output', 'residual', 'taylor'], got 'sometimes'"
 
 
 def test_step_count_comes_from_the_step_set_or_the_caller(pipe):

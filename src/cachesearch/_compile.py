@@ -48,13 +48,38 @@ def _accepts_timesteps(scheduler: Any) -> bool:
     return "timesteps" in inspect.signature(scheduler.set_timesteps).parameters
 
 
+def _reuse_of(policy: Policy, reuse: ReuseMode | str | None, order: int | None) -> tuple[ReuseMode, int | None]:
+    """The reuse mode and Taylor order of a compiled schedule: the caller's, else the policy's, else output."""
+    preferred = policy.reuse()
+    if reuse is None:
+        reuse = preferred[0] if preferred is not None else ReuseMode.OUTPUT
+    try:
+        reuse = ReuseMode(reuse)
+    except ValueError:
+        raise ScheduleError(f"reuse: expected one of {[m.value for m in ReuseMode]}, got {reuse!r}") from None
+    if preferred is not None and preferred[0] == ReuseMode.TAYLOR.value:
+        if reuse is not ReuseMode.TAYLOR:
+            raise ScheduleError(
+                f"reuse: a {policy.kind} policy forecasts its reused steps (reuse='taylor'), got {reuse.value!r}"
+            )
+        if order is not None and order != preferred[1]:
+            raise ScheduleError(f"taylor_order: the policy's order is {preferred[1]}, got {order!r}")
+        order = preferred[1]
+    if reuse is ReuseMode.TAYLOR:
+        return reuse, 1 if order is None else order
+    if order is not None:
+        raise ScheduleError(f"taylor_order: only meaningful with reuse='taylor', got reuse={reuse.value!r}")
+    return reuse, None
+
+
 def compile_schedule(
     target: Any,
     policy: Policy,
     *,
     num_inference_steps: int | None = None,
     guidance_scale: float | None = None,
-    reuse: ReuseMode | str = ReuseMode.OUTPUT,
+    reuse: ReuseMode | str | None = None,
+    taylor_order: int | None = None,
     name: str | None = None,
     source: str | None = None,
     space: BlockSpace | None = None,
@@ -68,7 +93,10 @@ def compile_schedule(
         num_inference_steps: sampler steps; required unless the policy carries a step set.
         guidance_scale: recorded in the schedule and returned by ``pipeline_kwargs()``; ``None`` leaves the
             pipeline default.
-        reuse: ``"output"`` or ``"residual"``.
+        reuse: ``"output"``, ``"residual"`` or ``"taylor"``; ``None`` (default): what the policy is made for
+            (``TaylorSeer``: taylor, ``MiddleCache``: residual), else ``"output"``. A TaylorSeer policy refuses
+            any other mode.
+        taylor_order: order (1 or 2) of the ``taylor`` forecast; default the policy's, else 1.
         name: schedule name (default derived from the policy).
         source: model source recorded in the file (default: what the loader recorded, else the path).
         space: a precomputed block space (skips rebuilding it).
@@ -78,10 +106,7 @@ def compile_schedule(
     """
     if not isinstance(policy, Policy):
         raise ScheduleError(f"policy: expected a cachesearch policy (DeepCache, BlockMask, ...), got {policy!r}")
-    try:
-        reuse = ReuseMode(reuse)
-    except ValueError:
-        raise ScheduleError(f"reuse: expected one of {[m.value for m in ReuseMode]}, got {reuse!r}") from None
+    reuse, taylor_order = _reuse_of(policy, reuse, taylor_order)
     denoiser = denoiser_of(target)
     scheduler = getattr(target, "scheduler", None) if target is not denoiser else None
     space = space or block_space(denoiser)
@@ -105,8 +130,8 @@ def compile_schedule(
         raise ScheduleError(f"num_inference_steps: expected a positive integer, got {num_inference_steps!r}")
 
     masks = policy.masks(space, num_inference_steps, call_starts=call_starts(scheduler, num_inference_steps, timesteps))
+    space.check_names(list(masks))
     for block in masks:
-        space.get(block)
         if reuse is ReuseMode.RESIDUAL and not space.get(block).residual_ok:
             raise ScheduleError(
                 f'blocks["{block}"]: reuse: residual needs a block whose output has its input\'s shape; '
@@ -127,6 +152,7 @@ def compile_schedule(
         sampler=sampler,
         blocks=tuple(BlockEntry(block=b, cond=c, uncond=u) for b, (c, u) in masks.items()),
         reuse=reuse,
+        taylor_order=taylor_order,
         policy=policy.to_dict(),
         reference=reference,
         provenance=Provenance(

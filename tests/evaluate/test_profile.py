@@ -70,7 +70,7 @@ def test_layer_profile_lists_every_layer(ev: Evaluator) -> None:
     assert profile.blocks == ev.space.names(BlockKind.LAYER)
     assert all(v >= 0 for row in profile.changes for v in row)
     with pytest.raises(ValueError, match="granularity"):
-        profile_blocks(ev, granularity="block")
+        profile_blocks(ev, granularity="blocks")  # "block" is an alias of "stage" (a DiT's blocks)
 
 
 def test_save_and_load_profile(stage_profile: BlockProfile, ev: Evaluator, tmp_path: Path) -> None:
@@ -147,3 +147,24 @@ def test_tuple_outputs_are_read_through_the_block_io_contract(tmp_path: Path) ->
         ]
         profile = profiles[kind]
         assert profile.changes[profile.blocks.index(b)] == pytest.approx(expected, rel=1e-9), b
+
+
+@pytest.mark.parametrize("family", ["flux", "sd3"])
+def test_transformer_profiles_at_block_and_component_granularity_feed_block_caching(family, tmp_path):
+    """A DiT's blocks (``granularity="block"``, its stages) and components profile through the evaluator, and
+    Block Caching's threshold schedule compiles from either."""
+    from cachesearch.models._loaders import LoadedModel
+    from tests._tiny_dit import tiny_dit_pipeline
+
+    pipe = tiny_dit_pipeline(family)
+    model = LoadedModel(pipe=pipe, denoiser=pipe.transformer, source="test", random_weights=True, family=family)
+    config = EvalConfig(num_inference_steps=STEPS, n_train=2, n_heldout=1, batch_size=2, cache_dir=str(tmp_path),
+                        height=16, width=16)
+    ev = Evaluator(config, model=model)
+    for granularity, kind in (("block", BlockKind.STAGE), ("component", BlockKind.COMPONENT)):
+        profile = profile_blocks(ev, granularity=granularity)
+        assert profile.blocks == ev.space.names(kind) and profile.num_steps == STEPS
+        values = torch.tensor(profile.changes)
+        assert bool((values[:, 0] == 0).all()) and bool((values[:, 1:] > 0).all())
+        sched = ev.compile(cs.BlockCachingAuto(threshold=0.15, profile=profile))
+        assert set(sched.masks()) == set(profile.blocks) and "." in "".join(sched.masks().values())

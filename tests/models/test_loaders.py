@@ -97,8 +97,9 @@ def test_partly_cached_hub_model_is_a_load_error(tiny_folder: Path, tmp_path: Pa
 
 
 def test_unknown_arch_and_bad_specs() -> None:
-    with pytest.raises(ModelLoadError, match=r"unknown arch preset 'sd3'.*'arch:sd15', 'arch:sdxl'"):
-        load_model("arch:sd3")
+    with pytest.raises(ModelLoadError, match=r"unknown arch preset 'sd4'.*'arch:sd15', 'arch:sdxl', 'arch:flux', "
+                                             r"'arch:sd3', 'arch:pixart-sigma'"):
+        load_model("arch:sd4")
     with pytest.raises(ModelLoadError, match="unknown embedded model"):
         load_model("embedded:cats")
     for bad in ("", "not a spec!", "hub:a/b/c", "path:"):

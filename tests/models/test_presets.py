@@ -69,12 +69,12 @@ def test_param_counts_match_published_without_allocating(name: str, expected: di
 
 
 def test_arch_prefix_and_unknown_names() -> None:
-    assert ARCH_PRESETS == ("sd15", "sdxl")
+    assert ARCH_PRESETS == ("sd15", "sdxl", "flux", "sd3", "pixart-sigma")
     assert arch_param_counts("arch:sd15") == SD15_COUNTS
-    with pytest.raises(ValueError, match=r"arch:sd15, arch:sdxl"):
-        arch_param_counts("sd3")
+    with pytest.raises(ValueError, match=r"arch:sd15, arch:sdxl, arch:flux, arch:sd3, arch:pixart-sigma"):
+        arch_param_counts("sd4")
     with pytest.raises(ValueError, match="unknown arch preset"):
-        build_arch_pipeline("arch:flux", device="meta")
+        build_arch_pipeline("arch:flux2", device="meta")
 
 
 def test_configs_are_copies() -> None:
@@ -136,6 +136,9 @@ def test_unet_component_and_argument_errors() -> None:
     assert unet._cachesearch_random_weights is True and unet.dtype == torch.bfloat16
     with pytest.raises(ValueError, match="components"):
         build_arch_pipeline("sd15", device="meta", components="vae")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="components must be 'full', 'denoiser' or 'unet' for arch:sd15"):
+        build_arch_pipeline("sd15", device="meta", components="transformer")
+    assert isinstance(build_arch_pipeline("sd15", device="meta", components="denoiser"), UNet2DConditionModel)
     with pytest.raises(ValueError, match="dtype"):
         build_arch_pipeline("sd15", device="meta", dtype=torch.int8)
 
@@ -249,3 +252,50 @@ def test_tiny_pipeline_options() -> None:
         tiny_sd_pipeline(blocks=5)
     with pytest.raises(ValueError, match="scheduler"):
         tiny_sd_pipeline(scheduler="lms")
+
+
+# -- transformer presets (FLUX.1-dev, SD3.5-medium, PixArt-Sigma), on meta only ------------------------------
+DIT_COUNTS = {
+    "flux": {"transformer": 11_901_408_320, "vae": 83_819_683, "text_encoder": 123_060_480,
+             "text_encoder_2": 4_762_310_656},
+    "sd3": {"transformer": 2_243_171_520, "vae": 83_819_683, "text_encoder": 123_650_304,
+            "text_encoder_2": 694_659_840, "text_encoder_3": 4_762_310_656},
+    "pixart-sigma": {"transformer": 610_856_096, "vae": 83_653_863, "text_encoder": 4_762_310_656},
+}
+DIT_PIPELINES = {"flux": ("FluxPipeline", "FlowMatchEulerDiscreteScheduler", 16),
+                 "sd3": ("StableDiffusion3Pipeline", "FlowMatchEulerDiscreteScheduler", 16),
+                 "pixart-sigma": ("PixArtSigmaPipeline", "DPMSolverMultistepScheduler", 4)}
+
+
+@pytest.mark.parametrize("name", sorted(DIT_COUNTS))
+def test_dit_presets_are_the_published_architectures_built_on_meta(name: str) -> None:
+    from cachesearch.models import load_model
+
+    assert arch_param_counts(f"arch:{name}") == DIT_COUNTS[name]
+    pipe_cls, scheduler_cls, latent_channels = DIT_PIPELINES[name]
+    loaded = load_model(f"arch:{name}", device="meta")
+    pipe = loaded.pipe
+    assert type(pipe).__name__ == pipe_cls and type(pipe.scheduler).__name__ == scheduler_cls
+    assert loaded.random_weights is True and loaded.family == name.split("-")[0]
+    assert loaded.denoiser is pipe.transformer and pipe._cachesearch_random_weights is True
+    for component in DIT_COUNTS[name]:
+        module = getattr(pipe, component)
+        assert module._cachesearch_random_weights is True
+        assert all(p.device.type == "meta" for p in module.parameters())
+    assert pipe.vae.config.latent_channels == latent_channels
+    t5 = pipe.tokenizer if name == "pixart-sigma" else getattr(pipe, "tokenizer_2" if name == "flux" else "tokenizer_3")
+    ids = t5("a cat", padding="max_length", max_length=t5.model_max_length, truncation=True).input_ids
+    assert len(ids) == {"flux": 512, "sd3": 256, "pixart-sigma": 300}[name]
+    assert max(ids) < pipe.text_encoder.config.vocab_size if name == "pixart-sigma" else True
+    configs = arch_configs(name)
+    assert set(configs) == {*DIT_COUNTS[name], "scheduler"}
+    configs["transformer"]["num_attention_heads"] = 1
+    assert arch_configs(name)["transformer"]["num_attention_heads"] != 1
+
+
+def test_dit_preset_components() -> None:
+    model = build_arch_pipeline("arch:flux", device="meta", components="transformer", dtype=torch.bfloat16)
+    assert type(model).__name__ == "FluxTransformer2DModel" and model.dtype == torch.bfloat16
+    assert model.config.num_layers == 19 and model.config.num_single_layers == 38 and model.config.guidance_embeds
+    with pytest.raises(ValueError, match="components must be 'full', 'denoiser' or 'transformer' for arch:sd3"):
+        build_arch_pipeline("sd3", device="meta", components="unet")

@@ -351,8 +351,8 @@ def _residual_toy(block: torch.nn.Module) -> tuple[torch.nn.Module, cs.Schedule]
 
 
 def test_residual_reuse_on_an_unregistered_block_class_is_refused_at_apply():
-    net, sched = _residual_toy(torch.nn.Linear(4, 4))
-    expected = r'blocks\["blk"\]: no I/O contract is registered for Linear.*register_block_io'
+    net, sched = _residual_toy(torch.nn.Bilinear(4, 4, 4))
+    expected = r'blocks\["blk"\]: no I/O contract is registered for Bilinear.*register_block_io'
     with pytest.raises(cs.ScheduleError, match=expected):
         sched.apply(net)
     assert "forward" not in net.blk.__dict__  # nothing left installed

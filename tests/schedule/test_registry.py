@@ -18,9 +18,11 @@ SHIPPED = {
     "full": cs.Full,
     "joint": cs.Joint,
     "perbranch": cs.PerBranch,
+    "middle": cs.MiddleCache,
     "periodic": cs.PeriodicMask,
     "scaleshift": cs.WithScaleShift,
     "steps": cs.StepSet,
+    "taylorseer": cs.TaylorSeer,
 }
 
 
@@ -43,8 +45,8 @@ def test_unknown_kind_lists_the_registered_ones():
     with pytest.raises(cs.ScheduleError) as e:
         policy_from_dict({"kind": "nope"})
     assert str(e.value) == (
-        "policy.kind: expected one of ['blockcaching', 'blockmask', 'deepcache', 'full', 'joint', 'perbranch', "
-        "'periodic', 'scaleshift', 'steps'], got 'nope'"
+        "policy.kind: expected one of ['blockcaching', 'blockmask', 'deepcache', 'full', 'joint', 'middle', "
+        "'perbranch', 'periodic', 'scaleshift', 'steps', 'taylorseer'], got 'nope'"
     )
     with pytest.raises(cs.ScheduleError, match=r"^policy.mask.kind: expected one of \['blockcaching'"):
         policy_from_dict({"kind": "joint", "steps": {"kind": "steps", "count": 4}, "mask": {"kind": "?"}})

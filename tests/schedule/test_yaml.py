@@ -1,4 +1,4 @@
-"""The schedule formats (@1, @2): golden files of each, exact round trips, strict validation."""
+"""The schedule formats (@1, @2, @3): golden files of each, exact round trips, strict validation."""
 
 from __future__ import annotations
 
@@ -55,6 +55,14 @@ def test_golden_content_is_read_as_written():
     assert d.pipeline_kwargs() == {"num_inference_steps": 10, "guidance_scale": 7.5}
 
 
+def test_v3_golden_file_forecasts_with_taylor():
+    s = load_schedule(GOLDEN / "v3_taylorseer.yaml")
+    assert s.reuse is cs.ReuseMode.TAYLOR and s.taylor_order == 2 and s.model.family == "flux"
+    assert s.policy == {"kind": "taylorseer", "interval": 3, "warmup": 3, "order": 2, "blocks": None}
+    assert s.masks()["single_transformer_blocks.1.attn"] == "RRR.R..R.."
+    assert s.for_steps(13).masks()["transformer_blocks.0.attn"] == "RRR.R..R..R.."
+
+
 def test_save_is_atomic_and_round_trips(tmp_path):
     s = load_schedule(GOLDEN / "v1_deepcache.yaml")
     out = s.save(tmp_path / "sub" / "s.yaml")
@@ -82,8 +90,9 @@ _DELETE = object()
 
 # (mutation path, value, expected fragment of the message: the field path and what is expected)
 MALFORMED = [
-    ("format", "cachesearch/schedule@3", "format: expected one of ['cachesearch/schedule@1', "
-     "'cachesearch/schedule@2'], got 'cachesearch/schedule@3'; this file needs a newer cachesearch"),
+    ("format", "cachesearch/schedule@9", "format: expected one of ['cachesearch/schedule@1', "
+     "'cachesearch/schedule@2', 'cachesearch/schedule@3'], got 'cachesearch/schedule@9'; this file needs a newer "
+     "cachesearch"),
     ("format", _DELETE, "format: expected"),
     ("name", _DELETE, "missing required key(s) ['name']"),
     ("extra_key", 1, "unknown key(s) ['extra_key']"),

@@ -33,7 +33,9 @@ ROOT = Path(__file__).resolve().parents[2]
 INTERVAL, GRACE = 1, 4
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
        "OMP_NUM_THREADS": "1", "CACHESEARCH_HEARTBEAT": f"{INTERVAL}:{GRACE}", "CACHESEARCH_DB_RETRY": "60"}
-SMALL = ["--steps", "4", "--n-train", "2", "--n-heldout", "2", "--timeout", "0", "--population", "4", "--seed", "0"]
+# one process per "host", evaluating in-process (the local pool is tested in test_pool.py)
+SMALL = ["--steps", "4", "--n-train", "2", "--n-heldout", "2", "--timeout", "0", "--population", "4", "--seed", "0",
+         "--workers", "1"]
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ __all__ = ["register"]
 def validate(
     files: Annotated[list[str], typer.Argument(
         metavar="FILE_OR_DIR...",
-        help="Schedule files (cachesearch/schedule@1, @2), index files (a run's schedules/index.yaml: every "
+        help="Schedule files (cachesearch/schedule@1, @2, @3), index files (a run's schedules/index.yaml: every "
              "schedule it lists must exist and load) or folders (their index.yaml and every schedule in them).")],
     model: str = typer.Option(None, "--model", "-m", help="Model spec to check against (embedded, a pipeline "
                                                            "folder, a cached hub id, arch:sd15). Without it only "

@@ -42,9 +42,10 @@ def profile_blocks(
     Args:
         evaluator: supplies the pipeline, sampler (steps, guidance, size), prompts and initial latents.
         split: prompt split to average over.
-        granularity: ``"stage"`` (``down_blocks.i``, ``mid_block``, ``up_blocks.i``), ``"layer"`` (every
-            resnet / attention / sampler) or ``"component"`` (``attn1``/``attn2``/``ff`` inside the attention
-            layers' transformer blocks).
+        granularity: ``"stage"`` (``down_blocks.i``, ``mid_block``, ``up_blocks.i``; a DiT's
+            ``transformer_blocks.i``, also called ``"block"``), ``"layer"`` (every resnet / attention / sampler)
+            or ``"component"`` (``attn1``/``attn2``/``ff`` inside the attention layers' transformer blocks; a DiT
+            block's ``attn``/``ff``/...).
         n: use only the first ``n`` prompts of the split (default: all).
 
     Returns:
@@ -54,9 +55,11 @@ def profile_blocks(
     from cachesearch.runtime import steps_of_calls
 
     try:
-        kind = BlockKind(granularity)
+        kind = BlockKind("stage" if granularity == "block" else granularity)  # a DiT's blocks are its stages
     except ValueError:
-        raise ValueError(f"granularity: expected 'stage', 'layer' or 'component', got {granularity!r}") from None
+        raise ValueError(
+            f"granularity: expected 'stage' (or 'block'), 'layer' or 'component', got {granularity!r}"
+        ) from None
     evaluator.check_no_schedule()
     blocks = evaluator.space.names(kind)
     modules = [evaluator.denoiser.get_submodule(b) for b in blocks]

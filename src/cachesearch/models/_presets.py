@@ -1,4 +1,5 @@
-"""Random-weight ``arch:`` presets: the real SD 1.5 and SDXL-base architectures, for latency work.
+"""Random-weight ``arch:`` presets: the real SD 1.5 and SDXL-base architectures, for latency work (the
+transformer presets ``arch:flux``, ``arch:sd3`` and ``arch:pixart-sigma`` are in :mod:`._presets_dit`).
 
 The configurations below are the published ``config.json`` files of ``runwayml/stable-diffusion-v1-5`` and
 ``stabilityai/stable-diffusion-xl-base-1.0`` written out as Python dicts (nothing is downloaded). Weights are
@@ -23,11 +24,8 @@ inside ``components="full"`` (on the same device type).
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import math
-import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -43,11 +41,19 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
+from cachesearch.models._arch_build import (  # noqa: F401  (_allocate_, _init_random_: re-exported for tests)
+    CLIP_BIGG_TEXT,
+    CLIP_L_TEXT,
+    _allocate_,
+    _build,
+    _init_random_,
+)
+from cachesearch.models._presets_dit import DIT_PRESETS, build_dit, dit_configs, dit_param_counts
 from cachesearch.models._tokenizer import char_clip_tokenizer
 
 __all__ = ["ARCH_PRESETS", "arch_configs", "arch_param_counts", "build_arch_pipeline"]
 
-Components = Literal["full", "unet"]
+Components = Literal["full", "denoiser", "unet", "transformer"]
 
 # ----------------------------------------------------------------------------------------------------
 # Published configurations
@@ -91,25 +97,7 @@ _SD_VAE: dict[str, Any] = {
     "up_block_types": ["UpDecoderBlock2D"] * 4,
 }
 
-# openai/clip-vit-large-patch14 text tower (SD 1.x text_encoder, SDXL text_encoder).
-_CLIP_L_TEXT: dict[str, Any] = {
-    "attention_dropout": 0.0,
-    "bos_token_id": 0,
-    "dropout": 0.0,
-    "eos_token_id": 2,
-    "hidden_act": "quick_gelu",
-    "hidden_size": 768,
-    "initializer_factor": 1.0,
-    "initializer_range": 0.02,
-    "intermediate_size": 3072,
-    "layer_norm_eps": 1e-05,
-    "max_position_embeddings": 77,
-    "num_attention_heads": 12,
-    "num_hidden_layers": 12,
-    "pad_token_id": 1,
-    "projection_dim": 768,
-    "vocab_size": 49408,
-}
+_CLIP_L_TEXT = CLIP_L_TEXT  # openai/clip-vit-large-patch14 text tower, in ._arch_build
 
 # SD 1.5 scheduler/scheduler_config.json (its "clip_sample": false is not a PNDMScheduler argument).
 _SD15_SCHEDULER: dict[str, Any] = {
@@ -178,25 +166,7 @@ _SDXL_VAE: dict[str, Any] = {
     "scaling_factor": 0.13025,
 }
 
-# laion/CLIP-ViT-bigG-14 text tower (SDXL text_encoder_2).
-_CLIP_BIGG_TEXT: dict[str, Any] = {
-    "attention_dropout": 0.0,
-    "bos_token_id": 0,
-    "dropout": 0.0,
-    "eos_token_id": 2,
-    "hidden_act": "gelu",
-    "hidden_size": 1280,
-    "initializer_factor": 1.0,
-    "initializer_range": 0.02,
-    "intermediate_size": 5120,
-    "layer_norm_eps": 1e-05,
-    "max_position_embeddings": 77,
-    "num_attention_heads": 20,
-    "num_hidden_layers": 32,
-    "pad_token_id": 1,
-    "projection_dim": 1280,
-    "vocab_size": 49408,
-}
+_CLIP_BIGG_TEXT = CLIP_BIGG_TEXT  # laion/CLIP-ViT-bigG-14 text tower, in ._arch_build
 
 # SDXL scheduler/scheduler_config.json, keeping the keys EulerDiscreteScheduler accepts (the published file
 # also carries DDIM/PNDM leftovers: clip_sample, sample_max_value, set_alpha_to_one, skip_prk_steps).
@@ -267,23 +237,31 @@ _ARCHS: dict[str, _ArchSpec] = {
     ),
 }
 
-ARCH_PRESETS: tuple[str, ...] = tuple(_ARCHS)
-"""Names accepted by :func:`build_arch_pipeline` (also with an ``arch:`` prefix)."""
+ARCH_PRESETS: tuple[str, ...] = tuple(_ARCHS) + DIT_PRESETS
+"""Names accepted by :func:`build_arch_pipeline` (also with an ``arch:`` prefix): the UNets here, the
+transformers (FLUX.1-dev, SD3.5-medium, PixArt-Σ) in :mod:`._presets_dit`."""
 
 
-def _spec(name: str) -> tuple[str, _ArchSpec]:
+def _key(name: str) -> str:
     if not isinstance(name, str):
         raise TypeError(f"arch preset name must be a str, got {type(name).__name__}")
     key = name.removeprefix("arch:")
-    if key not in _ARCHS:
+    if key not in ARCH_PRESETS:
         valid = ", ".join(f"arch:{n}" for n in ARCH_PRESETS)
         raise ValueError(f"unknown arch preset {name!r}; valid presets: {valid}")
+    return key
+
+
+def _spec(name: str) -> tuple[str, _ArchSpec]:
+    key = _key(name)
     return key, _ARCHS[key]
 
 
 def arch_configs(name: str) -> dict[str, dict[str, Any]]:
-    """Deep copies of the configs of preset ``name``, keyed by pipeline component (``unet``, ``vae``,
-    ``text_encoder``[, ``text_encoder_2``], ``scheduler``)."""
+    """Deep copies of the configs of preset ``name``, keyed by pipeline component (``unet`` or
+    ``transformer``, ``vae``, ``text_encoder``[, ``text_encoder_2``[, ``text_encoder_3``]], ``scheduler``)."""
+    if _key(name) in DIT_PRESETS:
+        return dit_configs(_key(name))
     _, spec = _spec(name)
     configs: dict[str, dict[str, Any]] = {"unet": copy.deepcopy(dict(spec.unet))}
     configs["vae"] = copy.deepcopy(dict(spec.vae))
@@ -292,105 +270,6 @@ def arch_configs(name: str) -> dict[str, dict[str, Any]]:
     configs["scheduler"] = copy.deepcopy(dict(spec.scheduler))
     return configs
 
-
-# ----------------------------------------------------------------------------------------------------
-# Cheap construction: parameters on meta, then allocated on the target device and initialised once
-# ----------------------------------------------------------------------------------------------------
-
-_CONSTRUCT_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _parameters_on_meta() -> Iterator[None]:
-    """Create every ``nn.Parameter`` on the meta device while buffers are built normally.
-
-    This is the technique of ``accelerate.init_empty_weights(include_buffers=False)``: it patches
-    ``nn.Module.register_parameter`` for the duration of the block (process-wide; our own constructions are
-    serialised by a lock). The default initialisers then run on meta tensors, i.e. cost nothing.
-    """
-    original = torch.nn.Module.register_parameter
-
-    def register_parameter(module: torch.nn.Module, name: str, param: torch.nn.Parameter | None) -> None:
-        original(module, name, param)
-        if param is not None and param.device.type != "meta":
-            meta = param.to("meta")
-            module._parameters[name] = type(param)(meta, requires_grad=param.requires_grad)
-
-    with _CONSTRUCT_LOCK:
-        torch.nn.Module.register_parameter = register_parameter  # type: ignore[method-assign]
-        try:
-            yield
-        finally:
-            torch.nn.Module.register_parameter = original  # type: ignore[method-assign]
-
-
-def _fan_in(param: torch.Tensor) -> int:
-    return max(1, param[0].numel())
-
-
-@torch.no_grad()
-def _allocate_(module: torch.nn.Module, *, device: torch.device, dtype: torch.dtype) -> None:
-    """Replace every parameter by an uninitialised one on ``device``/``dtype`` (tied parameters stay tied) and
-    move buffers there (floating buffers cast to ``dtype``; CLIP's int64 ``position_ids`` stay int64)."""
-    replaced: dict[int, torch.nn.Parameter] = {}
-    for sub in module.modules():
-        for name, param in list(sub._parameters.items()):
-            if param is None:
-                continue
-            if id(param) not in replaced:
-                target = dtype if param.is_floating_point() else param.dtype
-                replaced[id(param)] = torch.nn.Parameter(
-                    torch.empty(param.shape, device=device, dtype=target), requires_grad=param.requires_grad
-                )
-            sub._parameters[name] = replaced[id(param)]
-        for name, buf in list(sub._buffers.items()):
-            if buf is not None:
-                target = dtype if buf.is_floating_point() else buf.dtype
-                sub._buffers[name] = buf.to(device=device, dtype=target)
-
-
-@torch.no_grad()
-def _init_random_(module: torch.nn.Module, *, seed: int) -> None:
-    """Seeded variance-preserving init of every parameter of ``module`` (all on one device).
-
-    Weights (ndim >= 2, fan-in = elements per output row): ``U(-sqrt(3/fan_in), sqrt(3/fan_in))`` (LeCun
-    variance, uniform because ``uniform_`` is ~1.5x cheaper than ``normal_`` on CPU); 1-D ``weight`` scales
-    (GroupNorm/LayerNorm): 1; biases and other parameters: 0. One generator, parameters in registration order.
-    """
-    params = list(module.parameters())
-    if not params:
-        return
-    generator = torch.Generator(device=params[0].device).manual_seed(seed)
-    seen: set[int] = set()
-    for sub_name, sub in module.named_modules():
-        for name, param in sub.named_parameters(recurse=False):
-            if id(param) in seen:
-                continue
-            seen.add(id(param))
-            if not param.is_floating_point():
-                raise TypeError(f"cannot initialise non-float parameter {sub_name}.{name} ({param.dtype})")
-            if param.ndim >= 2:
-                bound = math.sqrt(3.0 / _fan_in(param))
-                param.uniform_(-bound, bound, generator=generator)
-            else:
-                param.fill_(1.0 if name == "weight" else 0.0)
-
-
-def _build(
-    factory: Callable[[], torch.nn.Module], *, device: torch.device, dtype: torch.dtype, seed: int
-) -> torch.nn.Module:
-    if device.type == "meta":
-        with torch.device("meta"):
-            module = factory()
-        _allocate_(module, device=device, dtype=dtype)
-    else:
-        with _parameters_on_meta():
-            module = factory()
-        _allocate_(module, device=device, dtype=dtype)
-        _init_random_(module, seed=seed)
-    module.eval()
-    module._cachesearch_random_weights = True
-    return module
 
 
 def _unet_factory(spec: _ArchSpec) -> Callable[[], torch.nn.Module]:
@@ -412,8 +291,9 @@ def build_arch_pipeline(
     dtype: torch.dtype = torch.float32,
     components: Components = "full",
     seed: int = 0,
-) -> DiffusionPipeline | UNet2DConditionModel:
-    """Build preset ``name`` (``"sd15"``/``"sdxl"``, optionally ``"arch:"``-prefixed) with random weights.
+) -> DiffusionPipeline | torch.nn.Module:
+    """Build preset ``name`` (``"sd15"``, ``"sdxl"``, ``"flux"``, ``"sd3"``, ``"pixart-sigma"``, optionally
+    ``"arch:"``-prefixed) with random weights.
 
     Args:
         name: One of :data:`ARCH_PRESETS`.
@@ -421,27 +301,32 @@ def build_arch_pipeline(
             :func:`cachesearch.models._cost.module_macs`.
         dtype: Floating dtype of all parameters (float16 is typical on GPU; the SDXL VAE upcasts itself for
             decoding because its config has ``force_upcast=True``, as the real one does).
-        components: ``"full"`` for the whole pipeline (UNet, VAE, text encoder(s), generated tokenizer(s),
-            scheduler) or ``"unet"`` for the denoiser only.
+        components: ``"full"`` for the whole pipeline (denoiser, VAE, text encoder(s), generated tokenizer(s),
+            scheduler) or ``"denoiser"`` for the denoiser only (also ``"unet"`` for the UNet presets and
+            ``"transformer"`` for the transformer ones).
         seed: Weight seed; the same seed gives the same weights on the same device type. The global RNG
             is not touched.
 
     Returns:
-        A ``StableDiffusionPipeline`` / ``StableDiffusionXLPipeline`` (``components="full"``) or a
-        ``UNet2DConditionModel`` (``components="unet"``), in eval mode. The pipeline, and every model in it,
-        has ``_cachesearch_random_weights = True``.
+        A ``StableDiffusionPipeline`` / ``StableDiffusionXLPipeline`` / ``FluxPipeline`` /
+        ``StableDiffusion3Pipeline`` / ``PixArtSigmaPipeline`` (``components="full"``) or its denoiser, in eval
+        mode. The pipeline, and every model in it, has ``_cachesearch_random_weights = True``.
 
     Raises:
         ValueError: unknown preset, ``components`` or non-floating ``dtype``.
     """
-    _, spec = _spec(name)
-    if components not in ("full", "unet"):
-        raise ValueError(f"components must be 'full' or 'unet', got {components!r}")
+    key = _key(name)
+    denoiser = "transformer" if key in DIT_PRESETS else "unet"
+    if components not in ("full", "denoiser", denoiser):
+        raise ValueError(f"components must be 'full', 'denoiser' or {denoiser!r} for arch:{key}, got {components!r}")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating torch.dtype, got {dtype!r}")
     dev = torch.device(device)
+    if key in DIT_PRESETS:
+        return build_dit(key, device=dev, dtype=dtype, full=components == "full", seed=seed)
+    spec = _ARCHS[key]
     unet = _build(_unet_factory(spec), device=dev, dtype=dtype, seed=seed)
-    if components == "unet":
+    if components != "full":
         return unet
     parts: dict[str, Any] = {
         "unet": unet,
@@ -461,7 +346,9 @@ def build_arch_pipeline(
 
 def arch_param_counts(name: str) -> dict[str, int]:
     """Parameter counts per component of preset ``name``, from models built on the meta device (no
-    allocation). Keys: ``unet``, ``vae``, ``text_encoder`` and, for SDXL, ``text_encoder_2``."""
+    allocation). Keys: ``unet`` (``transformer``), ``vae``, ``text_encoder`` and the further text encoders."""
+    if _key(name) in DIT_PRESETS:
+        return dit_param_counts(_key(name))
     _, spec = _spec(name)
     factories: dict[str, Callable[[], torch.nn.Module]] = {
         "unet": _unet_factory(spec),

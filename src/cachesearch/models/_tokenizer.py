@@ -1,4 +1,4 @@
-"""A CLIP tokenizer built offline from a generated character-level vocabulary.
+"""CLIP and T5 tokenizers built offline from generated character-level vocabularies.
 
 Real CLIP tokenizers (``vocab.json`` + ``merges.txt``, ~49 k entries) can only be downloaded from the hub.
 For random-weight latency presets (``arch:sd15``, ``arch:sdxl``) and tiny test pipelines we only need a
@@ -12,6 +12,11 @@ prompt tokenizes to one id per character (per byte, for non-ASCII text). Sequenc
 exactly those of the real tokenizer (``max_length`` padding to 77), so the cost of the text encoder and of
 cross-attention is unchanged; the token ids themselves are meaningless, which is fine for latency work and
 never for quality work.
+
+The T5 tokenizer (FLUX's ``tokenizer_2``, SD3's ``tokenizer_3``, PixArt's ``tokenizer``; real ones need a
+SentencePiece model from the hub) is built the same way with the ``tokenizers`` library: ``<pad>`` = 0,
+``</s>`` = 1, ``<unk>`` = 2, then one id per printable ASCII character and ``</s>`` appended, padded and
+truncated to ``max_length`` like T5's.
 """
 
 from __future__ import annotations
@@ -21,9 +26,9 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from transformers import CLIPTokenizer
+from transformers import CLIPTokenizer, PreTrainedTokenizerFast
 
-__all__ = ["char_clip_tokenizer", "char_vocab_size"]
+__all__ = ["char_clip_tokenizer", "char_t5_tokenizer", "char_vocab_size"]
 
 _BOS = "<|startoftext|>"
 _EOS = "<|endoftext|>"
@@ -91,3 +96,24 @@ def char_clip_tokenizer(*, model_max_length: int = 77, pad_token: str = _EOS) ->
             model_max_length=model_max_length,
             pad_token=pad_token,
         )
+
+
+def char_t5_tokenizer(*, model_max_length: int = 512) -> PreTrainedTokenizerFast:
+    """A T5-style tokenizer (``<pad>`` 0, ``</s>`` 1, ``<unk>`` 2, one id per printable ASCII character, 98 ids)
+    built offline; prompts end with ``</s>`` and pad with ``<pad>`` as T5's do. A text encoder's
+    ``vocab_size`` must be >= 98."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import T5TokenizerFast
+
+    if model_max_length < 2:
+        raise ValueError(f"model_max_length must be >= 2 (one token + </s>), got {model_max_length}")
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+    for code in range(32, 127):
+        vocab[chr(code)] = len(vocab)
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
+                                                       special_tokens=[("</s>", 1)])
+    tok.decoder = decoders.Fuse()
+    return T5TokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+                           extra_ids=0, model_max_length=model_max_length)

@@ -14,12 +14,14 @@ from typing import Any
 
 import torch
 
-from ..models.adapters import BlockIO, block_io_of, denoiser_of
+from ..models.adapters import BlockIO, adapter_for, block_io_of, denoiser_of
 from ..schedule import ReuseMode, Schedule, ScheduleError, architecture_fingerprint, fingerprint_mismatch
 from ._compiling import compile_scope, pattern_compiled_forward, warn_if_too_many_patterns
 from ._patches import Patches
+from ._residual import Residual, add_residual, residual_of
 from ._steps import steps_of_calls
 from ._table import REUSE, RUN, STORE, action_rows
+from ._taylor import taylor_forecast, taylor_update
 from ._tree import tree_cat, tree_slice
 
 __all__ = ["AppliedSchedule", "apply_schedule", "denoiser_of", "fingerprint_module"]
@@ -82,10 +84,12 @@ class AppliedSchedule:
         self._check_fingerprint(force)
         self._check_scheduler()
         self._residual = schedule.reuse is ReuseMode.RESIDUAL
+        self._taylor = schedule.taylor_order if schedule.reuse is ReuseMode.TAYLOR else None
         self._removed = False
 
         for bm in schedule.blocks:  # every listed block must exist, hooked or not
             self._module(bm.block)
+        self._check_blocks()
         # Only blocks that ever reuse need a wrapper: an all-R block runs untouched.
         hooked = [bm for bm in schedule.blocks if "." in bm.cond or "." in bm.uncond]
         self._names = [bm.block for bm in hooked]
@@ -119,7 +123,8 @@ class AppliedSchedule:
                         "compile='denoiser' compiles the denoiser itself: apply it to an uncompiled denoiser whose "
                         "forward nothing else has replaced"
                     )
-                per_step = any(t is not None for t in self._affine)  # affine tensors differ per step
+                # affine tensors and Taylor coefficients differ per step
+                per_step = self._taylor is not None or any(t is not None for t in self._affine)
                 state = self._state
                 make, self.compiled_variants = pattern_compiled_forward(
                     self.denoiser, (lambda: (state.row, state.step)) if per_step else (lambda: state.row), options
@@ -160,6 +165,16 @@ class AppliedSchedule:
                 f"{type(scheduler).__name__}; masks still align by step, but quality may differ",
                 stacklevel=3,
             )
+
+    def _check_blocks(self) -> None:
+        """Every listed block must be a block of the denoiser's adapter (a module that is not one, such as a norm
+        inside a transformer block, has no registered I/O contract nor cost). Denoisers no adapter covers (custom
+        modules) are taken as they are."""
+        try:
+            space = adapter_for(self.denoiser).block_space(self.denoiser)
+        except ScheduleError:
+            return
+        space.check_names([bm.block for bm in self.schedule.blocks])
 
     def _module(self, name: str) -> torch.nn.Module:
         try:
@@ -216,6 +231,7 @@ class AppliedSchedule:
     def _make_forward(self, i: int, run: Callable) -> Callable:
         state = self._state
         residual = self._residual
+        order = self._taylor
 
         def forward(*args: Any, **kwargs: Any) -> Any:
             act = state.row[i]
@@ -223,7 +239,10 @@ class AppliedSchedule:
                 return run(*args, **kwargs)
             if act == STORE:
                 out = run(*args, **kwargs)
-                state.store[i] = self._delta(i, out, args, kwargs) if residual else out
+                if order is not None:
+                    state.store[i] = taylor_update(state.store[i], out, state.step, order)
+                else:
+                    state.store[i] = self._delta(i, out, args, kwargs) if residual else out
                 return out
             if act == REUSE:
                 return self._reuse(i, run, args, kwargs)
@@ -330,7 +349,8 @@ class AppliedSchedule:
     def _table_for(self, first_row: int, cfg: bool) -> list[tuple]:
         key = (first_row, cfg)
         if key not in self._tables:
-            self._tables[key] = action_rows(self._hooked, self.schedule.num_steps, first_row, cfg)
+            self._tables[key] = action_rows(self._hooked, self.schedule.num_steps, first_row, cfg,
+                                            store_every_recompute=self._taylor is not None)
         return self._tables[key]
 
     def _begin_at(self, begin_call: int) -> None:
@@ -376,29 +396,24 @@ class AppliedSchedule:
         st.row = st.rows[st.step]
 
     # -- reuse -------------------------------------------------------------------------------------------
-    def _delta(self, i: int, out: Any, args: tuple, kwargs: dict) -> tuple[Any, torch.Tensor]:
-        io = self._io[i]
-        name = self._names[i]
-        x = io.hidden_input(args, kwargs)
-        y = io.hidden_output(out)
-        if x is None or x.shape != y.shape:
-            raise ScheduleError(
-                f'blocks["{name}"]: reuse: residual needs a block whose output has its input\'s shape '
-                f"(got {None if x is None else tuple(x.shape)} → {tuple(y.shape)}); "
-                f"use reuse: output or list finer blocks (attentions, equal-width resnets)"
-            )
-        return (out, y - x)
+    def _delta(self, i: int, out: Any, args: tuple, kwargs: dict) -> Residual:
+        return residual_of(self._io[i], self._names[i], out, args, kwargs)
+
+    def _add_residual(self, i: int, out: Any, delta: torch.Tensor, enc: torch.Tensor | None, args: tuple,
+                      kwargs: dict, rows: slice | None = None) -> Any:
+        return add_residual(self._io[i], out, delta, enc, args, kwargs, rows)
 
     def _reuse(self, i: int, run: Callable, args: tuple, kwargs: dict) -> Any:
         stored = self._state.store[i]
         if stored is None:
             raise ScheduleError(f'blocks["{self._names[i]}"]: nothing stored to reuse (internal error)')
-        if not self._residual:
+        if self._taylor is not None:
+            out = taylor_forecast(stored, self._state.step)
+        elif not self._residual:
             out = stored
         else:
-            out, delta = stored
-            io = self._io[i]
-            out = io.replace_hidden_output(out, io.hidden_input(args, kwargs) + delta)
+            out, delta, enc = stored
+            out = self._add_residual(i, out, delta, enc, args, kwargs)
         if self._probe is not None:
             self._probe(i, self._state.step, out, run, args, kwargs)
         return self._adjust(i, out)
@@ -417,8 +432,9 @@ class AppliedSchedule:
         for (lo, hi), act in zip(((0, half), (half, batch)), acts):
             if act == REUSE:
                 if self._residual:
-                    out, delta = stored
-                    part = io.replace_hidden_output(tree_slice(out, lo, hi, batch), x[lo:hi] + delta[lo:hi])
+                    out, delta, enc = stored
+                    part = self._add_residual(i, tree_slice(out, lo, hi, batch), delta, enc, args, kwargs,
+                                              slice(lo, hi))
                 else:
                     part = tree_slice(stored, lo, hi, batch)
                 part = self._adjust(i, part)

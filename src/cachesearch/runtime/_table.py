@@ -11,12 +11,15 @@ __all__ = ["REUSE", "RUN", "STORE", "action_rows"]
 RUN, STORE, REUSE = 0, 1, 2
 
 
-def _actions(mask: str) -> list[int]:
+def _actions(mask: str, every_recompute: bool = False) -> list[int]:
+    """RUN, STORE or REUSE per step. A recompute stores when the next step reuses; with ``every_recompute``
+    (Taylor forecasts difference the recomputes) whenever any later step reuses."""
     out = []
+    last_reuse = mask.rfind(".")
     for s, ch in enumerate(mask):
         if ch == ".":
             out.append(REUSE)
-        elif s + 1 < len(mask) and mask[s + 1] == ".":
+        elif (s < last_reuse) if every_recompute else (s + 1 < len(mask) and mask[s + 1] == "."):
             out.append(STORE)
         else:
             out.append(RUN)
@@ -31,12 +34,15 @@ def _merge(a_uncond: int, a_cond: int) -> int | tuple[int, int]:
     return (a_uncond, a_cond)
 
 
-def action_rows(blocks: Sequence[BlockEntry], num_steps: int, first_row: int, cfg: bool) -> list[tuple]:
+def action_rows(
+    blocks: Sequence[BlockEntry], num_steps: int, first_row: int, cfg: bool, *, store_every_recompute: bool = False
+) -> list[tuple]:
     """Action rows of a run that starts at ``first_row``: that row recomputes every block (nothing is stored
-    yet), the rows after it follow the masks. With ``cfg`` a row merges the uncond and cond halves' actions."""
+    yet), the rows after it follow the masks. With ``cfg`` a row merges the uncond and cond halves' actions.
+    ``store_every_recompute``: every recompute before a block's last reuse stores (``reuse: taylor``)."""
 
     def forced(mask: str) -> list[int]:
-        return _actions(mask[:first_row] + "R" + mask[first_row + 1 :])
+        return _actions(mask[:first_row] + "R" + mask[first_row + 1 :], store_every_recompute)
 
     cond = [forced(bm.cond) for bm in blocks]
     uncond = [forced(bm.uncond) for bm in blocks]

@@ -18,9 +18,9 @@ __all__ = ["BlockInfo", "BlockKind", "BlockSpace"]
 class BlockKind(str, enum.Enum):
     """Granularity of a cacheable block."""
 
-    STAGE = "stage"  # down_blocks.i, mid_block, up_blocks.i, transformer_blocks.i
+    STAGE = "stage"  # down_blocks.i, mid_block, up_blocks.i; a DiT's blocks (transformer_blocks.i, ...)
     LAYER = "layer"  # a resnet / attention / sampler inside a stage
-    COMPONENT = "component"  # attn1 / attn2 / ff inside an attention layer's transformer blocks
+    COMPONENT = "component"  # attn1 / attn2 / ff inside a transformer block (a DiT block's attn, ff, ...)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,6 +36,8 @@ class BlockInfo:
         residual_ok: whether ``reuse: residual`` is meaningful (output has the input's shape).
         role: what the block is, for policies that select by role (``"resnet"``, ``"attention"``,
             ``"attn1"``, ``"attn2"``, ``"ff"``, ``"stage"``...), or ``None``.
+        attention: whether the block is an attention module (a component such as ``attn1``, ``attn2`` or a
+            DiT block's ``attn``): what TaylorSeer and Pyramid Attention Broadcast cache by default.
     """
 
     name: str
@@ -44,6 +46,7 @@ class BlockInfo:
     macs: int | None = None
     residual_ok: bool = False
     role: str | None = None
+    attention: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,11 +85,25 @@ class BlockSpace:
         try:
             return self._index[name]
         except KeyError:
+            stages = self.names(BlockKind.STAGE)
+            shown = ", ".join(stages[:12]) + (f", … ({len(stages)} in all)" if len(stages) > 12 else "")
+            finer = self.names(BlockKind.LAYER)[:3] or self.names(BlockKind.COMPONENT)[:3]
+            inside = "layers" if self.names(BlockKind.LAYER) else "components"
             raise ScheduleError(
-                f"unknown block {name!r} for this {self.family} denoiser; valid blocks: "
-                f"{', '.join(self.names(BlockKind.STAGE))} (stages) or their layers, e.g. "
-                f"{', '.join(self.names(BlockKind.LAYER)[:3])}"
+                f"unknown block {name!r}: not a cacheable block of this {self.family} denoiser; valid blocks: "
+                f"{shown} (stages) or their {inside}, e.g. {', '.join(finer)}"
             ) from None
+
+    def check_names(self, names: Sequence[str], path: str = "blocks") -> None:
+        """Refuse names that are not blocks of this space: one :class:`ScheduleError` whose message starts with
+        the field (``blocks["x"]`` for ``path="blocks"`` with a mapping, ``policy.blocks[i]`` for a list)."""
+        for i, name in enumerate(names):
+            if name not in self._index:
+                field = f'{path}["{name}"]' if path == "blocks" else f"{path}[{i}]"
+                try:
+                    self.get(name)
+                except ScheduleError as e:
+                    raise ScheduleError(f"{field}: {e}") from None
 
     def names(self, kind: BlockKind | None = None) -> tuple[str, ...]:
         """Block names in execution order, optionally only of one granularity.
@@ -104,6 +121,10 @@ class BlockSpace:
     def with_role(self, *roles: str) -> tuple[str, ...]:
         """Names of the blocks whose role is one of ``roles``, in execution order."""
         return tuple(b.name for b in self.blocks if b.role in roles)
+
+    def attention_components(self) -> tuple[str, ...]:
+        """Names of the attention modules among the components (``attention=True``), in execution order."""
+        return tuple(b.name for b in self.blocks if b.kind is BlockKind.COMPONENT and b.attention)
 
     def order(self, names: Sequence[str]) -> tuple[str, ...]:
         """Sort block names into execution order (raises on unknown names)."""

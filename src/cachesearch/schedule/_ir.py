@@ -13,13 +13,14 @@ from ._calls import call_starts_for
 from ._errors import ScheduleError, short_repr
 from ._mask import RECOMPUTE, REUSE, check_block_name, check_mask
 from ._scale_shift import ScaleShift
-from .policies import policy_from_dict
+from .policies import policy_format, policy_from_dict
 
 __all__ = [
     "FORMAT",
     "FORMATS",
     "FORMAT_V1",
     "FORMAT_V2",
+    "FORMAT_V3",
     "RECOMPUTE",
     "REUSE",
     "BlockEntry",
@@ -33,19 +34,26 @@ __all__ = [
     "SamplerInfo",
     "ScaleShift",
     "Schedule",
+    "TAYLOR_ORDERS",
 ]
 
 FORMAT_V1 = "cachesearch/schedule@1"
 FORMAT_V2 = "cachesearch/schedule@2"
-FORMATS = (FORMAT_V1, FORMAT_V2)
+FORMAT_V3 = "cachesearch/schedule@3"
+FORMATS = (FORMAT_V1, FORMAT_V2, FORMAT_V3)
 """Every format version this release reads. A file is written in the oldest version that can express it."""
-FORMAT = FORMAT_V2
+FORMAT = FORMAT_V3
 """The newest format version."""
+TAYLOR_ORDERS = (1, 2)
+"""Orders of the ``taylor`` forecast the runtime implements."""
+
+
 class ReuseMode(str, enum.Enum):
     """How a block that is not recomputed produces its output."""
 
     OUTPUT = "output"  # return the stored output
     RESIDUAL = "residual"  # input + (stored output - stored input)
+    TAYLOR = "taylor"  # Taylor forecast from the last recomputes (TaylorSeer; format @3)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,6 +178,9 @@ class Schedule:
     sampler: SamplerInfo
     blocks: tuple[BlockEntry, ...]
     reuse: ReuseMode = ReuseMode.OUTPUT
+    taylor_order: int | None = None
+    """Order (1 or 2) of the forecast when :attr:`reuse` is ``taylor`` (format @3; ``None`` otherwise): a reused
+    block returns ``y(s) = Σ_k Δᵏy · (s − s_last)ᵏ / k!`` from its finite differences over its last recomputes."""
     policy: Mapping[str, Any] = field(default_factory=dict)
     metrics: Metrics | None = None
     provenance: Provenance | None = None
@@ -188,6 +199,7 @@ class Schedule:
                 raise ScheduleError(
                     f"reuse: expected one of {[m.value for m in ReuseMode]}, got {short_repr(self.reuse)}"
                 ) from None
+        self._check_taylor_order()
         if not self.blocks:
             raise ScheduleError("blocks: expected at least one block")
         seen: set[str] = set()
@@ -209,8 +221,32 @@ class Schedule:
                         f'blocks["{bm.block}"] is inside blocks["{".".join(parts[:i])}"], which is also '
                         f"listed; list either the stage or its layers, not both"
                     )
+        if self.reuse is ReuseMode.TAYLOR:
+            for bm in self.blocks:
+                if not bm.shared:
+                    raise ScheduleError(
+                        f'blocks["{bm.block}"]: reuse: taylor forecasts the whole batch from its own recomputes; '
+                        f"per-branch (cond/uncond) masks are not supported with it: give both branches one mask"
+                    )
         if self.scale_shift is not None:
             self._check_scale_shift()
+
+    def _check_taylor_order(self) -> None:
+        order = self.taylor_order
+        if self.reuse is not ReuseMode.TAYLOR:
+            if order is not None:
+                raise ScheduleError(
+                    f"taylor_order: only meaningful with reuse: taylor (this schedule reuses "
+                    f"{self.reuse.value!r}); leave it unset"
+                )
+            return
+        if order is None:
+            order = 1
+        if isinstance(order, bool) or not isinstance(order, int) or order not in TAYLOR_ORDERS:
+            raise ScheduleError(
+                f"taylor_order: expected 1 or 2 (the order of the Taylor forecast), got {short_repr(order)}"
+            )
+        object.__setattr__(self, "taylor_order", order)
 
     def _check_scale_shift(self) -> None:
         ss = self.scale_shift
@@ -233,6 +269,8 @@ class Schedule:
     @property
     def format(self) -> str:
         """The format version this schedule is written in: the oldest that can express it."""
+        if self.reuse is ReuseMode.TAYLOR or policy_format(self.policy) >= 3:
+            return FORMAT_V3
         derived = self.provenance is not None and self.provenance.note is not None
         newer = self.reference is not None or derived or self.scale_shift is not None
         return FORMAT_V2 if newer else FORMAT_V1
@@ -314,7 +352,7 @@ class Schedule:
 
     # -- files ---------------------------------------------------------------------------------------
     def to_yaml(self) -> str:
-        """Serialise to ``cachesearch/schedule@1`` YAML text (stable, diff-friendly)."""
+        """Serialise to YAML text in :attr:`format` (stable, diff-friendly)."""
         from ._yaml import dump_schedule
 
         return dump_schedule(self)

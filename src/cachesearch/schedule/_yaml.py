@@ -1,4 +1,7 @@
-"""Read and write ``cachesearch/schedule@1``/``@2`` files: strict on input, stable on output."""
+"""Read and write ``cachesearch/schedule@1``/``@2``/``@3`` files: strict on input, stable on output.
+
+The untrusted-YAML reader they share with the other file formats lives in :mod:`._untrusted` (re-exported here).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ from ._errors import ScheduleError, short_repr
 from ._ir import (
     FORMAT,
     FORMAT_V1,
+    FORMAT_V2,
+    FORMAT_V3,
     FORMATS,
     BlockEntry,
     LatencyMetrics,
@@ -31,7 +36,17 @@ from ._ir import (
     Schedule,
 )
 from ._scale_shift import ScaleShift
-from .policies import policy_from_dict
+from ._untrusted import (
+    MAX_DEPTH,
+    MAX_FILE_BYTES,
+    DuplicateKeyError,
+    UntrustedYAMLError,
+    parse_untrusted_yaml,
+    read_untrusted_text,
+    read_yaml_file,
+    strict_yaml_load,
+)
+from .policies import policy_format, policy_from_dict
 
 __all__ = [
     "MAX_DEPTH",
@@ -49,119 +64,11 @@ __all__ = [
     "strict_yaml_load",
 ]
 
-MAX_FILE_BYTES = 1 << 20
-"""Largest schedule or search-space file read (1 MiB; real ones are a few KB). Index files allow more."""
-MAX_DEPTH = 32
-"""Deepest nesting of mappings/sequences accepted (the formats need 4)."""
 MAX_SIDECAR_BYTES = 256 << 20
 """Largest scale-shift sidecar read (256 MiB; SD 1.5 attention layers × 50 steps need a few MB)."""
 SIDECAR_SUFFIX = ".scale_shift.safetensors"
 """A schedule ``s.yaml`` keeps its scale-shift in ``s.scale_shift.safetensors`` beside it."""
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-# -- loading ---------------------------------------------------------------------------------------------
-class DuplicateKeyError(yaml.YAMLError):
-    """A YAML mapping repeats a key (``yaml.safe_load`` would silently keep the last value)."""
-
-
-class UntrustedYAMLError(yaml.YAMLError):
-    """A YAML document uses a feature cachesearch files never need and that untrusted input can abuse:
-    anchors/aliases (an alias "bomb" expands a 600-byte file into gigabytes) or excessive nesting."""
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that also refuses duplicate keys, anchors, aliases and nesting beyond ``MAX_DEPTH``.
-
-    Anchors and aliases are refused while composing, before anything is expanded, so a hostile file costs
-    no more than reading it.
-    """
-
-    def __init__(self, stream: Any) -> None:
-        super().__init__(stream)
-        self._depth = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()
-        line = event.start_mark.line + 1
-        if isinstance(event, yaml.AliasEvent):
-            raise UntrustedYAMLError(f"line {line}: aliases (*{event.anchor}) are not allowed in cachesearch files")
-        if getattr(event, "anchor", None) is not None:
-            raise UntrustedYAMLError(f"line {line}: anchors (&{event.anchor}) are not allowed in cachesearch files")
-        self._depth += 1
-        try:
-            if self._depth > MAX_DEPTH:
-                raise UntrustedYAMLError(f"line {line}: nested more than {MAX_DEPTH} levels deep")
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise DuplicateKeyError(f"line {key_node.start_mark.line + 1}: key {short_repr(key)} appears twice")
-        seen.add(key)
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def strict_yaml_load(text: str, *, max_bytes: int = MAX_FILE_BYTES) -> Any:
-    """Parse YAML like ``yaml.safe_load``, refusing repeated keys (:class:`DuplicateKeyError`), anchors, aliases,
-    nesting deeper than :data:`MAX_DEPTH` and text over ``max_bytes`` (:class:`UntrustedYAMLError`).
-
-    Shared by every file format of cachesearch (schedules, search spaces, front indexes)."""
-    if len(text) > max_bytes:
-        raise UntrustedYAMLError(f"{len(text)} characters, more than the {max_bytes} this file format allows")
-    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-
-
-def read_untrusted_text(path: str | os.PathLike[str], *, what: str = "file", max_bytes: int = MAX_FILE_BYTES) -> str:
-    """The text of one untrusted file: missing, too large (checked before reading) or not UTF-8 → one
-    :class:`ScheduleError` that names the file."""
-    p = Path(path)
-    try:
-        size = p.stat().st_size
-    except FileNotFoundError:
-        raise ScheduleError(f"{p}: no such {what}") from None
-    except OSError as e:
-        raise ScheduleError(f"{p}: cannot read the {what}: {e.strerror or e}") from None
-    if size > max_bytes:
-        raise ScheduleError(f"{p}: {size} bytes, more than the {max_bytes} a {what} may have")
-    try:
-        return p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise ScheduleError(f"{p}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
-    except OSError as e:
-        raise ScheduleError(f"{p}: cannot read the {what}: {e.strerror or e}") from None
-
-
-def parse_untrusted_yaml(path: str | os.PathLike[str], text: str, *, max_bytes: int = MAX_FILE_BYTES) -> Any:
-    """:func:`strict_yaml_load` the text of ``path``; invalid or unsafe YAML → one :class:`ScheduleError`."""
-    try:
-        return strict_yaml_load(text, max_bytes=max_bytes)
-    except (DuplicateKeyError, UntrustedYAMLError) as e:
-        raise ScheduleError(f"{path}: {e}") from None
-    except yaml.YAMLError as e:
-        raise ScheduleError(f"{path}: not valid YAML: {_first_line(e)}") from None
-    except RecursionError:
-        raise ScheduleError(f"{path}: nested too deeply") from None
-
-
-def read_yaml_file(path: str | os.PathLike[str], *, what: str = "file", max_bytes: int = MAX_FILE_BYTES) -> Any:
-    """Read and :func:`strict_yaml_load` one untrusted file; every failure is one :class:`ScheduleError` that
-    names the file (missing, too large — checked before reading —, not UTF-8, not valid or unsafe YAML)."""
-    text = read_untrusted_text(path, what=what, max_bytes=max_bytes)
-    return parse_untrusted_yaml(Path(path), text, max_bytes=max_bytes)
-
-
-def _first_line(e: Exception) -> str:
-    text = " ".join(str(e).split())
-    return text if len(text) <= 300 else text[:299] + "…"
 
 
 def _mapping(path: str, value: Any, required: set[str], optional: set[str] = frozenset()) -> dict[str, Any]:
@@ -371,8 +278,32 @@ def _parse_scale_shift(d: Any, base_dir: Path | None) -> ScaleShift | None:
 
 _TOP_OPTIONAL = {
     FORMAT_V1: {"metrics", "provenance"},
-    FORMAT: {"metrics", "provenance", "reference", "scale_shift"},
+    FORMAT_V2: {"metrics", "provenance", "reference", "scale_shift"},
+    FORMAT_V3: {"metrics", "provenance", "reference", "scale_shift", "taylor_order"},
 }
+_REUSE = {  # the reuse modes each format version knows
+    FORMAT_V1: (ReuseMode.OUTPUT.value, ReuseMode.RESIDUAL.value),
+    FORMAT_V2: (ReuseMode.OUTPUT.value, ReuseMode.RESIDUAL.value),
+    FORMAT_V3: tuple(m.value for m in ReuseMode),
+}
+
+
+def _parse_reuse(d: Mapping[str, Any], fmt: str) -> tuple[ReuseMode, int | None]:
+    reuse = d["reuse"]
+    if reuse not in _REUSE[fmt]:
+        later = ReuseMode.TAYLOR.value if reuse == ReuseMode.TAYLOR.value else None
+        raise ScheduleError(
+            f"reuse: expected one of {list(_REUSE[fmt])}, got {short_repr(reuse)}"
+            + (f"; reuse: {later} needs format: {FORMAT_V3}" if later else "")
+        )
+    mode = ReuseMode(reuse)
+    if "taylor_order" in d:
+        if mode is not ReuseMode.TAYLOR:
+            raise ScheduleError(f"taylor_order: only allowed with reuse: taylor, not reuse: {mode.value}")
+        return mode, _int("taylor_order", d["taylor_order"], lo=1)
+    if mode is ReuseMode.TAYLOR:
+        raise ScheduleError("taylor_order: missing; reuse: taylor needs the forecast's order (1 or 2)")
+    return mode, None
 
 
 def parse_schedule(data: Any, *, base_dir: str | os.PathLike[str] | None = None) -> Schedule:
@@ -390,16 +321,18 @@ def parse_schedule(data: Any, *, base_dir: str | os.PathLike[str] | None = None)
             + ("; this file needs a newer cachesearch" if newer else "")
         )
     d = _mapping("<top level>", data, _TOP_REQUIRED, _TOP_OPTIONAL[fmt])
-    reuse = d["reuse"]
-    if reuse not in [m.value for m in ReuseMode]:
-        raise ScheduleError(f"reuse: expected one of {[m.value for m in ReuseMode]}, got {short_repr(reuse)}")
+    reuse, taylor_order = _parse_reuse(d, fmt)
+    policy = _parse_policy(d["policy"])
+    if fmt != FORMAT_V3 and policy_format(policy) >= 3:
+        raise ScheduleError(f"policy.kind: {short_repr(policy['kind'])} schedules need format: {FORMAT_V3}")
     return Schedule(
         name=_str("name", d["name"]),
         model=_parse_model(d["model"]),
         sampler=_parse_sampler(d["sampler"]),
-        reuse=ReuseMode(reuse),
+        reuse=reuse,
+        taylor_order=taylor_order,
         blocks=_parse_blocks(d["blocks"]),
-        policy=_parse_policy(d["policy"]),
+        policy=policy,
         metrics=_parse_metrics(d.get("metrics")),
         provenance=_parse_provenance(d.get("provenance"), fmt),
         reference=_parse_reference(d.get("reference")),
@@ -464,6 +397,8 @@ def dump_schedule(schedule: Schedule, *, sidecar: str | None = None) -> str:
     if s.reference is not None:
         lines.append("reference: " + _flow(_drop_none(s.reference.__dict__.copy())))
     lines.append(f"reuse: {s.reuse.value}")
+    if s.taylor_order is not None:
+        lines.append(f"taylor_order: {s.taylor_order}")
     lines.append("blocks:")
     width = max(len(bm.block) for bm in s.blocks) + 1
     for bm in s.blocks:

@@ -179,6 +179,7 @@ def schedule_attr(schedule: Schedule) -> dict[str, Any]:
         "num_inference_steps": schedule.sampler.num_inference_steps,
         "timesteps": list(schedule.sampler.timesteps) if schedule.sampler.timesteps is not None else None,
         "reuse": schedule.reuse.value,
+        **({"taylor_order": schedule.taylor_order} if schedule.taylor_order is not None else {}),
         "blocks": blocks,
         "policy": dict(schedule.policy),
     }
@@ -203,6 +204,8 @@ def mask_key(schedule: Schedule) -> str:
     method = scale_shift_request(schedule.policy) if blocks else None
     if method is not None:  # the same masks with a fitted scale-shift are another candidate (older keys unchanged)
         key["scale_shift"] = method
+    if blocks and schedule.taylor_order is not None:  # order 1 and 2 forecasts compute different things
+        key["taylor_order"] = schedule.taylor_order
     return "sha256:" + hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 

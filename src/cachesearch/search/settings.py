@@ -61,9 +61,9 @@ class RunSettings:
     scheduler: str | None = _opt(None, "--scheduler", "Sampler: ddim, dpmsolver++, euler, pndm, heun or a "
                                                       "diffusers class name.", default_text="the model's own")
     guidance_scale: float | None = _opt(None, "--guidance-scale", "CFG scale.", default_text="the model's")
-    n_train: int = _opt(16, "--n-train", "Train images per evaluation.")
+    n_train: int = _opt(8, "--n-train", "Train images per evaluation.")
     n_heldout: int = _opt(16, "--n-heldout", "Held-out images for validation.")
-    screen: str = _opt("4,8", "--screen", "Multi-fidelity screening: score a candidate on this many train images "
+    screen: str = _opt("4", "--screen", "Multi-fidelity screening: score a candidate on this many train images "
                                           "first (comma-separated, cumulative) and stop once it provably cannot "
                                           "reach the front (exact: losses are >= 0); 'off' disables. Cost "
                                           "objective only.")

@@ -1,11 +1,11 @@
 """Denoiser adapters: one module per family; each registers a :class:`DenoiserAdapter` and its block I/O.
 
-Adding a family = one new module here plus its import below.
+Adding a family = one new module here plus its import below (transformer families share :mod:`._dit`).
 """
 
 from __future__ import annotations
 
-from . import unet2d  # noqa: F401  (registers the UNet2D adapter)
+from . import flux, pixart, sd3, unet2d  # noqa: F401  (importing a family registers its adapter)
 from .base import (
     BlockIO,
     DenoiserAdapter,

@@ -44,8 +44,13 @@ class BlockIO:
         hidden_states_argument: keyword name of the hidden-state input.
         hidden_states_position: its position when passed positionally.
         return_hidden_states_index: element of a tuple (or ``BaseOutput``) output that is the hidden state;
-            ``None`` when the block returns the hidden-state tensor itself.
-        return_encoder_hidden_states_index: element that is the updated text stream, for dual-stream blocks.
+            ``None`` when the block returns the hidden-state tensor itself. A block that returns a bare tensor
+            although an index is set (FLUX's attention returns a pair in double-stream blocks, one tensor in
+            single-stream ones) returns its hidden state.
+        return_encoder_hidden_states_index: element that is the updated text stream, for dual-stream blocks
+            (FLUX and SD3 blocks return ``(encoder_hidden_states, hidden_states)``); ``None`` otherwise.
+        encoder_hidden_states_argument: keyword name of the text-stream input of dual-stream blocks.
+        encoder_hidden_states_position: its position when passed positionally (``None``: keyword only).
         channel_dim: the channel dimension of the hidden-state output (a scale-shift is per channel): 1 for
             ``[B, C, H, W]`` feature maps, -1 for ``[B, L, C]`` token sequences.
     """
@@ -54,6 +59,8 @@ class BlockIO:
     hidden_states_position: int = 0
     return_hidden_states_index: int | None = None
     return_encoder_hidden_states_index: int | None = None
+    encoder_hidden_states_argument: str = "encoder_hidden_states"
+    encoder_hidden_states_position: int | None = None
     channel_dim: int = 1
 
     def hidden_input(self, args: tuple, kwargs: Mapping[str, Any]) -> torch.Tensor | None:
@@ -63,30 +70,58 @@ class BlockIO:
             value = args[self.hidden_states_position]
         return value if isinstance(value, torch.Tensor) else None
 
+    def encoder_input(self, args: tuple, kwargs: Mapping[str, Any]) -> torch.Tensor | None:
+        """The text-stream input of one call of a dual-stream block, or ``None``."""
+        value = kwargs.get(self.encoder_hidden_states_argument)
+        pos = self.encoder_hidden_states_position
+        if value is None and pos is not None and len(args) > pos:
+            value = args[pos]
+        return value if isinstance(value, torch.Tensor) else None
+
+    @staticmethod
+    def _items(out: Any) -> tuple:
+        return tuple(out.values()) if isinstance(out, Mapping) else tuple(out)
+
     def hidden_output(self, out: Any) -> torch.Tensor:
         """The hidden-state tensor of one output."""
         idx = self.return_hidden_states_index
-        if idx is None:
-            if not isinstance(out, torch.Tensor):
-                raise TypeError(f"expected the block to return a tensor, got {type(out).__name__}")
+        if isinstance(out, torch.Tensor):
             return out
-        items = tuple(out.values()) if isinstance(out, Mapping) else out
-        value = items[idx]
+        if idx is None:
+            raise TypeError(f"expected the block to return a tensor, got {type(out).__name__}")
+        value = self._items(out)[idx]
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"output element {idx} is a {type(value).__name__}, not the hidden-state tensor")
         return value
 
-    def replace_hidden_output(self, out: Any, new: torch.Tensor) -> Any:
-        """``out`` with its hidden-state tensor replaced by ``new`` (structure kept)."""
-        idx = self.return_hidden_states_index
-        if idx is None:
-            return new
+    def encoder_output(self, out: Any) -> torch.Tensor | None:
+        """The text-stream tensor of one output of a dual-stream block; ``None`` for single-stream blocks,
+        bare-tensor outputs and a ``None`` element (SD3's last block returns no text stream)."""
+        idx = self.return_encoder_hidden_states_index
+        if idx is None or isinstance(out, torch.Tensor):
+            return None
+        value = self._items(out)[idx]
+        return value if isinstance(value, torch.Tensor) else None
+
+    def replace_outputs(self, out: Any, hidden: torch.Tensor, encoder: torch.Tensor | None = None) -> Any:
+        """``out`` with its hidden-state tensor replaced by ``hidden`` and, when given, its text-stream tensor by
+        ``encoder`` (structure kept)."""
+        if isinstance(out, torch.Tensor):
+            return hidden
+        new = {self.return_hidden_states_index: hidden}
+        if encoder is not None:
+            new[self.return_encoder_hidden_states_index] = encoder
         if isinstance(out, Mapping):  # diffusers BaseOutput: rebuild with keyword arguments
             keys = list(out)
-            return type(out)(**{k: (new if i == idx else out[k]) for i, k in enumerate(keys)})
-        items = list(out)
-        items[idx] = new
+            return type(out)(**{k: new.get(i, out[k]) for i, k in enumerate(keys)})
+        items = [new.get(i, v) for i, v in enumerate(out)]
         return type(out)(items) if isinstance(out, list) else tuple(items)
+
+    def replace_hidden_output(self, out: Any, new: torch.Tensor) -> Any:
+        """``out`` with its hidden-state tensor replaced by ``new`` (structure kept)."""
+        if self.return_hidden_states_index is None and not isinstance(out, torch.Tensor):
+            return new
+        return self.replace_outputs(out, new)
 
 
 _BLOCK_IO: dict[str, BlockIO] = {}
@@ -218,7 +253,7 @@ def denoiser_of(target: Any) -> torch.nn.Module:
             return module
     if isinstance(target, torch.nn.Module):
         return target
-    attrs = "/".join(f"`{a.pipeline_attribute}`" for a in _ADAPTERS.values())
+    attrs = "/".join(dict.fromkeys(f"`{a.pipeline_attribute}`" for a in _ADAPTERS.values()))
     raise ScheduleError(
         f"expected a diffusers pipeline with a {attrs} or a denoiser module, got {type(target).__name__}"
     )

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from ...schedule import BlockInfo, BlockKind, BlockSpace, ScheduleError
+from . import _blocks  # noqa: F401  (registers the Attention / FeedForward contracts)
 from .base import BlockIO, DenoiserAdapter, register_adapter, register_block_io
 
 __all__ = ["FAMILY", "UNet2DAdapter", "unet2d_block_space", "unet2d_example_inputs", "unet2d_layers"]
@@ -29,9 +30,7 @@ for _name in ("UNetMidBlock2DCrossAttn", "UNetMidBlock2D", "UpBlock2D", "CrossAt
     register_block_io(_name, BlockIO())
 register_block_io("ResnetBlock2D", BlockIO(hidden_states_argument="input_tensor"))
 register_block_io("Transformer2DModel", BlockIO(return_hidden_states_index=0))
-# Components inside BasicTransformerBlock: plain [B, L, C] tensors in and out (channels last).
-register_block_io("Attention", BlockIO(channel_dim=-1))
-register_block_io("FeedForward", BlockIO(channel_dim=-1))
+# Components inside BasicTransformerBlock (Attention, FeedForward) are registered by ._blocks.
 
 COMPONENTS = ("attn1", "attn2", "ff")
 """The cacheable components of each transformer block inside an attention layer (self-attn, cross-attn, MLP)."""
@@ -161,6 +160,7 @@ def unet2d_block_space(
                 macs=None if macs is None else macs.get(path),
                 residual_ok=_residual_ok(role, module),
                 role=role,
+                attention=role in ("attn1", "attn2"),
             )
         )
     return BlockSpace(

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ..shapes._gate import generate, save_grid
+from ..shapes._gate import accuracy, generate_and_check, save_grid
 from . import DEFAULT_GUIDANCE_SCALE, DEFAULT_STEPS
 from ._checker import check
 from ._data import EVAL_SEED_BASE, EVAL_STREAM, random_caption
@@ -46,16 +44,9 @@ def quality_gate(
     seed: int = 0, *, batch_size: int = 50, return_images: bool = False,
 ) -> dict:
     """Generate ``n`` held-out images and score them with :func:`~._checker.check`."""
-    pairs = eval_pairs(n, seed=seed)
-    captions = [c for c, _ in pairs]
-    t0 = time.time()
-    images = generate(pipe, captions, [s for _, s in pairs], steps=steps, guidance_scale=guidance_scale,
-                      batch_size=batch_size)
-    seconds = time.time() - t0
-    results = [check(im, c) for im, c in zip(images, captions, strict=True)]
-
-    def acc(flags: Sequence[bool]) -> float:
-        return round(float(np.mean(flags)), 4)
+    images, captions, results, seconds = generate_and_check(
+        pipe, eval_pairs(n, seed=seed), check, steps=steps, guidance_scale=guidance_scale, batch_size=batch_size)
+    acc = accuracy
 
     out: dict = {
         "model": "scenes", "n": n, "steps": steps, "guidance_scale": guidance_scale, "seed": seed,

@@ -14,8 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -83,6 +84,25 @@ def generate(
     return np.stack(out)
 
 
+def generate_and_check(
+    pipe: object, pairs: Sequence[tuple[str, int]], check_fn: Callable[[np.ndarray, str], Any], *, steps: int,
+    guidance_scale: float, batch_size: int,
+) -> tuple[np.ndarray, list[str], list[Any], float]:
+    """Generate one image per (caption, seed) pair and check each: ``(images, captions, results, seconds)``
+    (the seconds are the generation's). Shared by the embedded models' gates."""
+    captions = [c for c, _ in pairs]
+    t0 = time.time()
+    images = generate(pipe, captions, [s for _, s in pairs], steps=steps, guidance_scale=guidance_scale,
+                      batch_size=batch_size)
+    seconds = time.time() - t0
+    return images, captions, [check_fn(im, c) for im, c in zip(images, captions, strict=True)], seconds
+
+
+def accuracy(flags: Sequence[bool]) -> float:
+    """Mean of ``flags`` rounded to 4 digits (NaN for none)."""
+    return round(float(np.mean(flags)), 4) if flags else float("nan")
+
+
 def quality_gate(
     pipe: object,
     n: int = 200,
@@ -99,16 +119,9 @@ def quality_gate(
     ``shape_acc``, ``all_acc``, per-shape accuracy, the settings and the wall time. With ``return_images`` the
     dict also holds ``images`` (uint8 array) and ``captions``.
     """
-    pairs = eval_pairs(n, seed=seed)
-    captions = [c for c, _ in pairs]
-    t0 = time.time()
-    images = generate(pipe, captions, [s for _, s in pairs], steps=steps, guidance_scale=guidance_scale,
-                      batch_size=batch_size)
-    seconds = time.time() - t0
-    results = [check(im, c) for im, c in zip(images, captions, strict=True)]
-
-    def acc(flags: Sequence[bool]) -> float:
-        return round(float(np.mean(flags)), 4) if flags else float("nan")
+    images, captions, results, seconds = generate_and_check(
+        pipe, eval_pairs(n, seed=seed), check, steps=steps, guidance_scale=guidance_scale, batch_size=batch_size)
+    acc = accuracy
 
     out: dict = {
         "n": n,

@@ -9,6 +9,7 @@ from .base import (
     Masks,
     Policy,
     policy_class,
+    policy_format,
     policy_from_dict,
     policy_kinds,
     register_policy,
@@ -18,10 +19,12 @@ from .block_mask import BlockMask
 from .deepcache import DeepCache
 from .full import Full
 from .joint import Joint
+from .middle import MiddleCache
 from .per_branch import PerBranch
 from .periodic import PeriodicMask
 from .scale_shifted import WithScaleShift, scale_shift_request
 from .step_set import StepSet
+from .taylorseer import TaylorSeer
 
 __all__ = [
     "BlockCachingAuto",
@@ -33,12 +36,15 @@ __all__ = [
     "Joint",
     "MaskPolicy",
     "Masks",
+    "MiddleCache",
     "PerBranch",
     "PeriodicMask",
     "Policy",
     "StepSet",
+    "TaylorSeer",
     "WithScaleShift",
     "policy_class",
+    "policy_format",
     "policy_from_dict",
     "policy_kinds",
     "register_policy",

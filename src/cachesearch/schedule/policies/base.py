@@ -37,6 +37,7 @@ __all__ = [
     "check_float",
     "check_int",
     "policy_class",
+    "policy_format",
     "policy_from_dict",
     "policy_kinds",
     "register_policy",
@@ -78,6 +79,9 @@ class Policy:
     """Base of all policy families (see the module docstring)."""
 
     kind: ClassVar[str]
+    since_format: ClassVar[int] = 1
+    """The schedule-file format version (``cachesearch/schedule@N``) that introduced this kind: a schedule made
+    by it is written in at least that version, so older readers refuse it by its format, not its policy."""
 
     def masks(
         self, space: BlockSpace, num_steps: int, *, call_starts: Sequence[int] | None = None
@@ -86,6 +90,12 @@ class Policy:
 
     def step_set(self) -> StepSet | None:
         """The step set this policy carries (it decides the sampler's steps), or ``None``."""
+        return None
+
+    def reuse(self) -> tuple[str, int | None] | None:
+        """The reuse mode (and Taylor order) this policy's masks are made for, or ``None`` (any; default
+        ``output``). :func:`cachesearch.compile_schedule` uses it when no ``reuse`` is given; a ``taylor``
+        policy (TaylorSeer) refuses any other."""
         return None
 
     def retime(
@@ -166,6 +176,20 @@ def policy_class(kind: str) -> type[Policy]:
         return _REGISTRY[kind]
     except (KeyError, TypeError):
         raise ScheduleError(f"policy.kind: expected one of {sorted(_REGISTRY)}, got {kind!r}") from None
+
+
+def policy_format(data: Mapping[str, Any]) -> int:
+    """The format version a schedule with this ``policy`` mapping needs: the newest ``since_format`` of the kinds
+    in it (nested ones too, e.g. a joint policy's mask); 1 for unknown kinds (the parser refuses those)."""
+    version = 1
+    if isinstance(data, Mapping):
+        cls = _REGISTRY.get(data.get("kind")) if isinstance(data.get("kind"), str) else None
+        if cls is not None:
+            version = cls.since_format
+        for value in data.values():
+            if isinstance(value, Mapping):
+                version = max(version, policy_format(value))
+    return version
 
 
 def policy_from_dict(data: Mapping[str, Any], path: str = "policy") -> Policy:

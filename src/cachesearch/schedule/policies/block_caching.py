@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .._blockspace import BlockSpace
+from .._blockspace import BlockKind, BlockSpace
 from .._errors import ScheduleError
 from .._mask import RECOMPUTE, REUSE
 from .base import MaskPolicy, Masks, check_float, register_policy
@@ -21,7 +21,7 @@ class CachedBlocks(str, enum.Enum):
 
     PROFILE = "profile"  # every block of the profile (stages or layers, as profiled)
     ATTENTIONS = "attentions"  # only attention (SpatialTransformer) layers: the paper's choice
-    COMPONENTS = "components"  # only attn1 / attn2 / ff inside the attention layers
+    COMPONENTS = "components"  # only components (attn1 / attn2 / ff in a UNet; a DiT block's attn, ff, ...)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,7 +66,8 @@ class BlockCachingAuto(MaskPolicy):
     profile_id: str | None = None
     blocks: CachedBlocks = CachedBlocks.PROFILE
     """``"attentions"``: cache only the attention layers of a layer-level profile (ResBlocks recompute);
-    ``"components"``: only the attn1/attn2/ff components of a component-level profile."""
+    ``"components"``: only the components (attn1/attn2/ff of a UNet, a DiT block's attn/ff/...) of a
+    component-level profile (a profile of some components only caches just those)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "threshold", check_float("policy.threshold", self.threshold, lo=0.0))
@@ -89,8 +90,10 @@ class BlockCachingAuto(MaskPolicy):
             )
         rows = list(zip(self.profile.blocks, self.profile.changes))
         if self.blocks is not CachedBlocks.PROFILE:
-            roles = ("attention",) if self.blocks is CachedBlocks.ATTENTIONS else ("attn1", "attn2", "ff")
-            wanted = set(space.with_role(*roles))
+            if self.blocks is CachedBlocks.ATTENTIONS:
+                wanted = set(space.with_role("attention"))
+            else:
+                wanted = set(space.names(BlockKind.COMPONENT))
             rows = [(n, r) for n, r in rows if n in wanted]
             if not rows:
                 raise ScheduleError(

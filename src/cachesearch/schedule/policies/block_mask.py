@@ -48,6 +48,7 @@ class BlockMask(MaskPolicy):
 
     def masks(self, space: BlockSpace, num_steps: int, *, call_starts: Sequence[int] | None = None) -> Masks:
         names = [n for n, _, _ in self.blocks]
+        space.check_names(names)
         space.check_disjoint(names)
         out = {}
         for name, c, u in self.blocks:

@@ -35,6 +35,9 @@ class Joint(Policy):
     def step_set(self) -> StepSet:
         return self.steps
 
+    def reuse(self) -> tuple[str, int | None] | None:
+        return self.mask.reuse()
+
     def retime(self, masks, num_steps, *, call_starts=None):  # noqa: D102 - see Policy.retime
         steps, _ = self.steps.retime(masks, num_steps)
         mask, new = self.mask.retime(masks, num_steps, call_starts=call_starts)

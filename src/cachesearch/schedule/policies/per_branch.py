@@ -26,6 +26,7 @@ class PerBranch(MaskPolicy):
     """
 
     kind: ClassVar[str] = "perbranch"
+    since_format: ClassVar[int] = 3  # readers before @3 do not know the kind
     mask: MaskPolicy
     branch: str = "uncond"
 

@@ -45,6 +45,7 @@ class PeriodicMask(MaskPolicy):
 
     def masks(self, space: BlockSpace, num_steps: int, *, call_starts: Sequence[int] | None = None) -> Masks:
         names = [b[0] for b in self.blocks]
+        space.check_names(names, "policy.blocks")
         space.check_disjoint(names)
         out = self._masks(num_steps)
         return {n: out[n] for n in space.order(names)}

@@ -26,6 +26,7 @@ class WithScaleShift(MaskPolicy):
     """
 
     kind: ClassVar[str] = "scaleshift"
+    since_format: ClassVar[int] = 3  # readers before @3 do not know the kind
     mask: MaskPolicy
     method: str = "lstsq"
 

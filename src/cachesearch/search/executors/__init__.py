@@ -13,7 +13,7 @@ from .local import run_local
 __all__ = ["Executor", "LoopResult", "Prepared", "Progress", "get", "record_outcome"]
 
 
-def local(prep: Prepared, progress: Progress) -> LoopResult:
+def run_local_or_pool(prep: Prepared, progress: Progress) -> LoopResult:
     """The local executor: the in-process loop, or the process pool (:func:`~.pool.run_pool`) with
     ``--workers`` > 1."""
     if prep.settings.workers > 1:
@@ -30,5 +30,5 @@ def get(name: str) -> Executor:
 
         return run_ray
     if name == "local":
-        return local
+        return run_local_or_pool
     raise ValueError(f"--executor: expected 'local' or 'ray', got {name!r}")

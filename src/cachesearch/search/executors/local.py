@@ -75,6 +75,18 @@ def _abort_trial(prep: Prepared, trial: optuna.Trial,
     study.enqueue_trial(params, user_attrs={"requeued_from": trial.number, **marks})
 
 
+def loop_state(prep: Prepared, progress: Progress) -> tuple[KnownMasks, Keeper, Claims | None]:
+    """What a trial loop keeps: the evaluated masks so far, the heartbeat keeper and, in a shared study, the mask
+    claims."""
+    study = prep.study
+    known = KnownMasks()
+    for t in study.get_trials(deepcopy=False):
+        known.add_trial(t)
+    keeper = Keeper(study, on_stale=lambda numbers: progress.note(
+        f"failed and re-enqueued trial(s) {', '.join(map(str, numbers))}: no heartbeat from their process"))
+    return known, keeper, (Claims(study) if keeper.enabled else None)
+
+
 def _claimer(prep: Prepared, claims: Claims, known: KnownMasks, trial: optuna.Trial) -> Callable[[str], None]:
     """``claim(key)`` for :func:`evaluate_candidate` in a shared study: returns when this trial holds the mask,
     or once the trial of another process that holds it completed (its result is then in ``known``)."""
@@ -121,13 +133,8 @@ def run_local(prep: Prepared, progress: Progress, *, flag: StopFlag | None = Non
 
     study, settings = prep.study, prep.settings
     flag = flag or StopFlag()
-    known = KnownMasks()
-    for t in study.get_trials(deepcopy=False):
-        known.add_trial(t)
-    keeper = Keeper(study, on_stale=lambda numbers: progress.note(
-        f"failed and re-enqueued trial(s) {', '.join(map(str, numbers))}: no heartbeat from their process"))
+    known, keeper, claims = loop_state(prep, progress)
     shared = keeper.enabled
-    claims = Claims(study) if shared else None
     done = finished_count(study)
     budget = settings.trials
     deadline = time.monotonic() + settings.timeout if settings.timeout else None

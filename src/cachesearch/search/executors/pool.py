@@ -25,10 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..attrs import baseline_attrs
 from ..objective import KnownMasks, Outcome, evaluate_candidate, mask_key, runner_attrs
-from ..shared import Claims, Keeper
 from ..study import finished_count, pareto_trials
 from .base import LoopResult, Prepared, Progress, record_outcome
-from .local import WAIT_FOR_OTHERS_S, StopFlag, _abort_trial, _claimer, _running, _signals
+from .local import WAIT_FOR_OTHERS_S, StopFlag, _abort_trial, _claimer, _running, _signals, loop_state
 from .worker import WORKER, WorkerSetup, worker_setup, worker_state
 
 if TYPE_CHECKING:
@@ -82,13 +81,8 @@ def run_pool(prep: Prepared, progress: Progress, *, flag: StopFlag | None = None
     study, settings = prep.study, prep.settings
     workers = settings.workers
     flag = flag or StopFlag()
-    known = KnownMasks()
-    for t in study.get_trials(deepcopy=False):
-        known.add_trial(t)
-    keeper = Keeper(study, on_stale=lambda numbers: progress.note(
-        f"failed and re-enqueued trial(s) {', '.join(map(str, numbers))}: no heartbeat from their process"))
+    known, keeper, claims = loop_state(prep, progress)
     shared = keeper.enabled
-    claims = Claims(study) if shared else None
     setup = worker_setup(prep, threads=1)
     done = finished_count(study)
     budget = settings.trials
@@ -137,12 +131,12 @@ def run_pool(prep: Prepared, progress: Progress, *, flag: StopFlag | None = None
         return _Task(trial, policy, key)
 
     def submit(task: _Task) -> None:
+        nonlocal pool
         if claims is not None and task.key is not None:
             _claimer(prep, claims, known, task.trial)(task.key)
         if task.key is None or task.key in known.entries:
             in_driver(task)
             return
-        nonlocal pool
         screen = not baseline_attrs(task.trial.user_attrs)  # baselines get full values for the report
         args = (_evaluate, task.policy, task.trial.number, dict(known.entries), screen)
         try:
