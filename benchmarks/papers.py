@@ -431,9 +431,16 @@ def main(argv: list[str] | None = None) -> int:
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.disable_progress_bar()
+    from cachesearch.models import ModelLoadError
+
+    skipped = []
     for model in [m for m in args.model.split(",") if m]:
-        run_model(model, args)
-    return 0
+        try:
+            run_model(model, args)
+        except ModelLoadError as e:  # e.g. embedded:scenes before its weights ship: go on with the next model
+            _log(f"{model}: skipped: {e}")
+            skipped.append(model)
+    return 1 if skipped else 0
 
 
 if __name__ == "__main__":
