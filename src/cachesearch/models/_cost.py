@@ -153,8 +153,12 @@ def _meta_replica(denoiser: torch.nn.Module) -> torch.nn.Module:
     config = getattr(denoiser, "config", None)
     if from_config is None or config is None:
         raise TypeError(f"{type(denoiser).__name__} has no diffusers config; cannot build a meta replica")
+    from .adapters._dit import TEXT_TOKENS_ATTR
+
     with torch.device("meta"):
         replica = from_config(dict(config))
+    if getattr(denoiser, TEXT_TOKENS_ATTR, None) is not None:
+        setattr(replica, TEXT_TOKENS_ATTR, getattr(denoiser, TEXT_TOKENS_ATTR))
     return replica.eval()
 
 

@@ -16,6 +16,7 @@ __all__ = ["DEFAULT_EMBEDDED", "EMBEDDED_PACKAGES", "embedded_name", "embedded_p
 EMBEDDED_PACKAGES: dict[str, str] = {
     "shapes": "cachesearch.models.shapes",
     "scenes": "cachesearch.models.scenes",
+    "shapes-flux": "cachesearch.models.shapes_flux",
 }
 """Name after ``embedded:`` -> package."""
 

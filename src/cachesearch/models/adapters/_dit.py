@@ -105,6 +105,10 @@ def check_sizes(**sizes: int) -> None:
         raise ValueError("sizes must be positive: " + ", ".join(f"{k}={v}" for k, v in sizes.items()))
 
 
+TEXT_TOKENS_ATTR = "cachesearch_text_tokens"
+"""Attribute of a transformer that overrides its family's text length in MAC counts (copied to meta replicas)."""
+
+
 class DiTAdapter(DenoiserAdapter):
     """Base of the transformer-denoiser adapters: a subclass sets ``family``, ``description``,
     ``class_names``, ``stacks`` and ``text_len`` and implements the example inputs and latent shape."""
@@ -115,6 +119,11 @@ class DiTAdapter(DenoiserAdapter):
     stacks: tuple[Stack, ...] = ()
     text_len: int = 77
     """Text tokens of one call in the family's pipeline (for example inputs: MACs scale with it)."""
+
+    def text_tokens(self, denoiser: torch.nn.Module) -> int:
+        """Text tokens of one call of ``denoiser``: its :data:`TEXT_TOKENS_ATTR` attribute where the pipeline
+        that owns it runs shorter prompts (the embedded FLUX model: 16), else the family's :attr:`text_len`."""
+        return int(getattr(denoiser, TEXT_TOKENS_ATTR, None) or self.text_len)
 
     def matches(self, denoiser: torch.nn.Module) -> bool:
         return any(cls.__name__ in self.class_names for cls in type(denoiser).__mro__)

@@ -62,6 +62,7 @@ class FluxAdapter(DiTAdapter):
     ) -> dict[str, Any]:
         """Inputs of one call for ``height × width`` VAE latents (default 128 × 128 = 1024 px), packed 2×2."""
         cfg = denoiser.config
+        text_len = self.text_tokens(denoiser)
         h = 128 if height is None else height
         w = 128 if width is None else width
         check_sizes(batch=batch_size, latent_height=h, latent_width=w)
@@ -69,11 +70,11 @@ class FluxAdapter(DiTAdapter):
         kw = place(denoiser, device, dtype)
         inputs: dict[str, Any] = {
             "hidden_states": torch.zeros(batch_size, tokens, cfg["in_channels"], **kw),
-            "encoder_hidden_states": torch.zeros(batch_size, self.text_len, cfg["joint_attention_dim"], **kw),
+            "encoder_hidden_states": torch.zeros(batch_size, text_len, cfg["joint_attention_dim"], **kw),
             "pooled_projections": torch.zeros(batch_size, cfg["pooled_projection_dim"], **kw),
             "timestep": torch.full((batch_size,), 0.5, **kw),
             "img_ids": torch.zeros(tokens, 3, **kw),
-            "txt_ids": torch.zeros(self.text_len, 3, **kw),
+            "txt_ids": torch.zeros(text_len, 3, **kw),
         }
         if cfg.get("guidance_embeds"):
             inputs["guidance"] = torch.full((batch_size,), 3.5, **kw)

@@ -48,13 +48,14 @@ class SD3Adapter(DiTAdapter):
     ) -> dict[str, Any]:
         """Inputs of one call for ``height × width`` latents (default ``config.sample_size``: 128 = 1024 px)."""
         cfg = denoiser.config
+        text_len = self.text_tokens(denoiser)
         h = cfg["sample_size"] if height is None else height
         w = cfg["sample_size"] if width is None else width
         check_sizes(batch=batch_size, latent_height=h, latent_width=w)
         kw = place(denoiser, device, dtype)
         return {
             "hidden_states": torch.zeros(batch_size, cfg["in_channels"], h, w, **kw),
-            "encoder_hidden_states": torch.zeros(batch_size, self.text_len, cfg["joint_attention_dim"], **kw),
+            "encoder_hidden_states": torch.zeros(batch_size, text_len, cfg["joint_attention_dim"], **kw),
             "pooled_projections": torch.zeros(batch_size, cfg["pooled_projection_dim"], **kw),
             "timestep": torch.full((batch_size,), 500.0, **kw),
         }

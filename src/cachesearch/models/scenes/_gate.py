@@ -11,13 +11,11 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
-from ..shapes._gate import accuracy, generate_and_check, save_grid
+from ..shapes._gate import accuracy, gate_cli, generate_and_check
 from . import DEFAULT_GUIDANCE_SCALE, DEFAULT_STEPS
 from ._checker import check
 from ._data import EVAL_SEED_BASE, EVAL_STREAM, random_caption
@@ -41,7 +39,7 @@ def eval_pairs(n: int, *, seed: int = 0) -> list[tuple[str, int]]:
 
 def quality_gate(
     pipe: object, n: int = 200, steps: int = DEFAULT_STEPS, guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
-    seed: int = 0, *, batch_size: int = 50, return_images: bool = False,
+    seed: int = 0, *, batch_size: int = 50, return_images: bool = False, model: str = "scenes",
 ) -> dict:
     """Generate ``n`` held-out images and score them with :func:`~._checker.check`."""
     images, captions, results, seconds = generate_and_check(
@@ -49,7 +47,7 @@ def quality_gate(
     acc = accuracy
 
     out: dict = {
-        "model": "scenes", "n": n, "steps": steps, "guidance_scale": guidance_scale, "seed": seed,
+        "model": model, "n": n, "steps": steps, "guidance_scale": guidance_scale, "seed": seed,
         "scheduler": type(getattr(pipe, "scheduler", None)).__name__,
         "color_both_acc": acc([r.colors_ok for r in results]),
         "bg_acc": acc([r.bg_ok for r in results]),
@@ -65,32 +63,12 @@ def quality_gate(
 
 def main(argv: list[str] | None = None) -> None:
     """Run the gate; write ``quality_gate.json``, ``samples.png`` and ``samples.txt`` to ``--out``."""
-    import torch
-
-    from ..._util import relative_path
     from . import load_pipeline, pipeline_path
 
-    ap = argparse.ArgumentParser(description="quality gate of the embedded scenes model")
-    ap.add_argument("--pipeline", type=Path, default=None)
-    ap.add_argument("--out", type=Path, default=Path("artifacts/embedded-scenes"))
-    ap.add_argument("--n", type=int, default=200)
-    ap.add_argument("--steps", type=int, default=DEFAULT_STEPS)
-    ap.add_argument("--guidance-scale", type=float, default=DEFAULT_GUIDANCE_SCALE)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    folder = args.pipeline or pipeline_path()
-    res = quality_gate(load_pipeline(path=folder), n=args.n, steps=args.steps, guidance_scale=args.guidance_scale,
-                       seed=args.seed, return_images=True)
-    images, captions = res.pop("images"), res.pop("captions")
-    res["pipeline"] = relative_path(folder)
-    res["pass"] = res["color_both_acc"] >= PASS_THRESHOLD
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "quality_gate.json").write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
-    save_grid(images[:100], args.out / "samples.png", scale=2)
-    (args.out / "samples.txt").write_text("".join(f"{c}\n" for c in captions[:100]), encoding="utf-8")
-    print(json.dumps(res, indent=2))
+    gate_cli(argv, model="scenes", load_pipeline=load_pipeline, pipeline_path=pipeline_path,
+             quality_gate=quality_gate, passed=lambda r: r["color_both_acc"] >= PASS_THRESHOLD,
+             default_out=Path("artifacts/embedded-scenes"), steps=DEFAULT_STEPS,
+             guidance_scale=DEFAULT_GUIDANCE_SCALE, grid_scale=2)
 
 
 if __name__ == "__main__":

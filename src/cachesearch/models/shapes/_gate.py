@@ -161,35 +161,56 @@ def save_grid(images: np.ndarray, path: Path, *, ncols: int = 10, scale: int = 3
     Image.fromarray(grid).save(path)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command-line entry: run the gate, write ``quality_gate.json`` and ``samples.png`` to ``--out``."""
+def gate_cli(
+    argv: list[str] | None,
+    *,
+    model: str,
+    load_pipeline: Callable[..., Any],
+    pipeline_path: Callable[[], Path],
+    quality_gate: Callable[..., dict],
+    passed: Callable[[dict], bool],
+    default_out: Path,
+    steps: int,
+    guidance_scale: float,
+    grid_scale: int = 3,
+) -> dict:
+    """The gate command line of an embedded model: run ``quality_gate`` on the shipped (or ``--pipeline``)
+    folder, write ``quality_gate.json`` (with ``pass`` from ``passed``), ``samples.png`` and ``samples.txt``."""
     import torch
 
     from ..._util import relative_path
-    from . import load_pipeline, pipeline_path
 
-    ap = argparse.ArgumentParser(description="quality gate of the embedded shapes model")
+    ap = argparse.ArgumentParser(description=f"quality gate of the embedded {model} model")
     ap.add_argument("--pipeline", type=Path, default=None, help="pipeline folder (default: the shipped one)")
-    ap.add_argument("--out", type=Path, default=Path("artifacts/embedded"))
+    ap.add_argument("--out", type=Path, default=default_out)
     ap.add_argument("--n", type=int, default=200)
-    ap.add_argument("--steps", type=int, default=DEFAULT_STEPS)
-    ap.add_argument("--guidance-scale", type=float, default=DEFAULT_GUIDANCE_SCALE)
+    ap.add_argument("--steps", type=int, default=steps)
+    ap.add_argument("--guidance-scale", type=float, default=guidance_scale)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     folder = args.pipeline or pipeline_path()
-    pipe = load_pipeline(path=folder)
-    res = quality_gate(pipe, n=args.n, steps=args.steps, guidance_scale=args.guidance_scale, seed=args.seed,
-                       return_images=True)
+    res = quality_gate(load_pipeline(path=folder), n=args.n, steps=args.steps, guidance_scale=args.guidance_scale,
+                       seed=args.seed, return_images=True)
     images, captions = res.pop("images"), res.pop("captions")
     res["pipeline"] = relative_path(folder)  # relative to where the gate was run (the repo root)
-    res["pass"] = res["color_both_acc"] >= 0.9
+    res["pass"] = bool(passed(res))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "quality_gate.json").write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
-    save_grid(images[:100], args.out / "samples.png")
+    save_grid(images[:100], args.out / "samples.png", scale=grid_scale)
     (args.out / "samples.txt").write_text("".join(f"{c}\n" for c in captions[:100]), encoding="utf-8")
     print(json.dumps(res, indent=2))
+    return res
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry: run the gate, write ``quality_gate.json`` and ``samples.png`` to ``--out``."""
+    from . import load_pipeline, pipeline_path
+
+    gate_cli(argv, model="shapes", load_pipeline=load_pipeline, pipeline_path=pipeline_path,
+             quality_gate=quality_gate, passed=lambda r: r["color_both_acc"] >= 0.9,
+             default_out=Path("artifacts/embedded"), steps=DEFAULT_STEPS, guidance_scale=DEFAULT_GUIDANCE_SCALE)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,247 @@
+"""Train the embedded ``shapes-flux`` model (FLUX architecture) on the ``scenes`` data, from scratch, on CPU.
+
+The autoencoder is the trained ``scenes`` one (frozen, copied into the pipeline), and so is the encoded
+training set: the 16,384 scenes a ``scenes`` training run renders and encodes once (``latents.pt`` of that
+run's folder; ``--scenes-run``). Without such a folder the same set is rendered and encoded here with the
+shipped ``scenes`` autoencoder. The transformer and both text encoders are trained by rectified flow
+(x_t = (1 − σ)·x₀ + σ·ε, target ε − x₀, σ logit-normal as in SD3), with an EMA of the weights, which is what
+ships. No classifier-free guidance: FLUX.1 pipelines make one denoiser call per step, and so does this one.
+
+Usage::
+
+    python -m cachesearch.models.shapes_flux._train --out DIR [--scenes-run SCENES_DIR] [--minutes 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..scenes._components import WORDS
+from ..scenes._data import DEFAULT_SIZE, TRAIN_STREAM
+from ..shapes._components import build_tokenizer_files, load_tokenizer, text_encoder_config
+from ..shapes._train import _fit_steps, _hardware, _lr_at, _save_ckpt
+from ._components import scheduler_config, t5_config, transformer_config
+from ._pipeline import TEXT_TOKENS, EmbeddedFluxPipeline
+
+__all__ = ["train"]
+
+_PACE = 40
+_SET_PHASE = 1  # the scenes trainer's phase id of its fixed training set (same rng stream, same scenes)
+
+
+def _training_set(scenes_run: Path | None, vae, *, seed: int, n: int, size: int, log) -> tuple[torch.Tensor, list]:
+    """Scaled latents [n, 4, 16, 16] and captions: from a scenes run's ``latents.pt`` or encoded here."""
+    if scenes_run is not None and (scenes_run / "latents.pt").is_file():
+        blob = torch.load(scenes_run / "latents.pt", weights_only=False)
+        log(f"[set] {len(blob['captions'])} encoded scenes from {scenes_run / 'latents.pt'}")
+        return blob["latents"], blob["captions"]
+    from ..scenes._train import _batch
+
+    t0, rng, chunks, captions = time.time(), np.random.default_rng([seed, TRAIN_STREAM, _SET_PHASE]), [], []
+    with torch.no_grad():
+        for start in range(0, n, 256):
+            x, caps = _batch(rng, min(256, n - start), size)
+            chunks.append(vae.encode(x).latent_dist.mean * vae.config.scaling_factor)
+            captions += caps
+    log(f"[set] {n} scenes encoded in {time.time() - t0:.0f}s")
+    return torch.cat(chunks), captions
+
+
+def _load_vae(scenes_run: Path | None):
+    from diffusers import AutoencoderKL
+
+    from ..scenes import pipeline_path
+    from ..scenes._components import vae_config
+
+    if scenes_run is not None and (scenes_run / "vae.pt").is_file():
+        blob = torch.load(scenes_run / "vae.pt", weights_only=False)
+        vae = AutoencoderKL(**vae_config(DEFAULT_SIZE))
+        vae.load_state_dict(blob["state_dict"])
+        vae.register_to_config(scaling_factor=round(1.0 / blob["stats"]["latent_std"], 5))
+    else:
+        vae = AutoencoderKL.from_pretrained(str(pipeline_path() / "vae"), local_files_only=True)
+    vae.register_to_config(shift_factor=0.0)  # FluxPipeline decodes latents / scaling + shift
+    return vae.eval().requires_grad_(False)
+
+
+def _save_pipeline(pipe, folder: Path) -> None:
+    """``save_pretrained``, then name the folder's class ``FluxPipeline`` so that diffusers alone loads it
+    (``FluxPipeline.from_pretrained(folder)``; pass ``max_sequence_length=16`` as the subclass does)."""
+    pipe.save_pretrained(folder, safe_serialization=True)
+    index = folder / "model_index.json"
+    meta = json.loads(index.read_text(encoding="utf-8"))
+    meta["_class_name"] = "FluxPipeline"
+    index.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+def train(
+    out_dir: Path,
+    *,
+    scenes_run: Path | None = None,
+    seed: int = 0,
+    minutes: float | None = None,
+    steps: int = 3000,
+    train_set: int = 16384,
+    batch_size: int = 64,
+    lr: float = 5e-4,
+    ema_decay: float = 0.995,
+    checkpoint_every: int = 250,
+    threads: int | None = 1,
+    log: Callable[[str], None] = print,
+) -> None:
+    """Train transformer + text encoders; write ``out_dir/pipeline`` (an ``EmbeddedFluxPipeline``) and
+    ``training.json``. ``minutes`` caps the run (the steps run are recorded; re-running with them and no budget
+    reproduces it on the same hardware/threads). Checkpoints into ``out_dir/checkpoint.pt`` and resumes."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    t_start = time.time()
+    deadline = None if minutes is None else t_start + 60.0 * minutes
+    tok_dirs = [out_dir / "pipeline" / "tokenizer", out_dir / "pipeline" / "tokenizer_2"]
+    for d in tok_dirs:
+        build_tokenizer_files(d, WORDS)
+    tokenizer, tokenizer_2 = (load_tokenizer(d, WORDS) for d in tok_dirs)
+    vae = _load_vae(scenes_run)
+    latents, captions = _training_set(scenes_run, vae, seed=seed, n=train_set, size=DEFAULT_SIZE, log=log)
+    uniq = sorted(set(captions))
+    ids = tokenizer(uniq, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids
+    ids_2 = tokenizer_2(uniq, padding="max_length", max_length=TEXT_TOKENS, truncation=True,
+                        return_tensors="pt").input_ids
+    row_of = {t: i for i, t in enumerate(uniq)}
+    rows_all = torch.tensor([row_of[c] for c in captions])
+
+    torch.manual_seed(seed + 1)
+    te_cfg = CLIPTextConfig(**text_encoder_config(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id))
+    t5_cfg = T5Config(**t5_config(len(tokenizer_2), tokenizer_2.pad_token_id, tokenizer_2.eos_token_id))
+    text_encoder, text_encoder_2 = CLIPTextModel(te_cfg), T5EncoderModel(t5_cfg)
+    transformer = FluxTransformer2DModel(**transformer_config(te_cfg.hidden_size))
+    scheduler = FlowMatchEulerDiscreteScheduler(**scheduler_config())
+    modules = (transformer, text_encoder, text_encoder_2)
+    params = [p for m in modules for p in m.parameters()]
+    ema = [p.detach().clone() for p in params]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    gen = torch.Generator().manual_seed(seed + 2)
+    start_step, run_loss, elapsed_before, scheduled = 0, 0.0, 0.0, None
+    ckpt_path = out_dir / "checkpoint.pt"
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, weights_only=False)
+        for m, key in zip(modules, ("transformer", "text_encoder", "text_encoder_2"), strict=True):
+            m.load_state_dict(ck[key])
+        for e, v in zip(ema, ck["ema"], strict=True):
+            e.copy_(v)
+        opt.load_state_dict(ck["opt"])
+        gen.set_state(ck["gen"])
+        start_step, run_loss, elapsed_before, scheduled = ck["step"], ck["run_loss"], ck["elapsed"], ck["steps"]
+        log(f"[flux] resumed from step {start_step}")
+
+    n, c, h, w = latents.shape
+    img_ids = FluxPipeline._prepare_latent_image_ids(batch_size, h // 2, w // 2, "cpu", torch.float32)
+    txt_ids = torch.zeros(TEXT_TOKENS, 3)
+
+    def make_pipe() -> EmbeddedFluxPipeline:
+        copies = [type(m)(m.config) if not isinstance(m, FluxTransformer2DModel)
+                  else FluxTransformer2DModel.from_config(m.config) for m in modules]
+        with torch.no_grad():
+            for s, e in zip([p for m in copies for p in m.parameters()], ema, strict=True):
+                s.copy_(e)
+        tr, te, te2 = (m.eval() for m in copies)
+        return EmbeddedFluxPipeline(scheduler=scheduler, vae=vae, text_encoder=te, tokenizer=tokenizer,
+                                    text_encoder_2=te2, tokenizer_2=tokenizer_2, transformer=tr)
+
+    t0 = time.time()
+    step, planned, stopped_early = start_step, steps, False
+    steps = scheduled or steps
+    for m in modules:
+        m.train()
+    while step < steps:
+        if step == start_step + _PACE and scheduled is None:
+            left = None if deadline is None else deadline - time.time()
+            steps = _fit_steps(planned, step, (time.time() - t0) / (step - start_step), left)
+            scheduled = steps
+            log(f"[flux] schedule laid out over {steps} steps (planned {planned})")
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, steps, lr, 200)
+        idx = torch.randint(0, n, (batch_size,), generator=gen)
+        x0 = FluxPipeline._pack_latents(latents[idx], batch_size, c, h, w)
+        noise = torch.randn(x0.shape, generator=gen)
+        sigma = torch.sigmoid(torch.randn(batch_size, generator=gen))
+        xt = (1 - sigma[:, None, None]) * x0 + sigma[:, None, None] * noise
+        rows = rows_all[idx]
+        pooled = text_encoder(ids[rows]).pooler_output
+        tokens = text_encoder_2(ids_2[rows])[0]
+        pred = transformer(hidden_states=xt, timestep=sigma, pooled_projections=pooled,
+                           encoder_hidden_states=tokens, txt_ids=txt_ids, img_ids=img_ids, return_dict=False)[0]
+        loss = F.mse_loss(pred, noise - x0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        d = min(ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            torch._foreach_lerp_(ema, [p.detach() for p in params], 1.0 - d)
+        run_loss = loss.item() if step == start_step else 0.99 * run_loss + 0.01 * loss.item()
+        step += 1
+        elapsed = elapsed_before + time.time() - t0
+        if step % 50 == 0 or step == steps:
+            log(f"[flux] step {step}/{steps} loss {run_loss:.4f} ({elapsed:.0f}s, "
+                f"{(time.time() - t0) / (step - start_step):.2f}s/step)")
+        timeout = deadline is not None and time.time() > deadline
+        if step % checkpoint_every == 0 or step == steps or timeout:
+            _save_ckpt(ckpt_path, {"transformer": transformer.state_dict(), "text_encoder": text_encoder.state_dict(),
+                                   "text_encoder_2": text_encoder_2.state_dict(), "ema": ema,
+                                   "opt": opt.state_dict(), "gen": gen.get_state(), "step": step, "steps": steps,
+                                   "run_loss": run_loss, "elapsed": elapsed})
+            _save_pipeline(make_pipe(), out_dir / "pipeline")
+            log(f"[flux] checkpoint at step {step}")
+        if timeout:
+            stopped_early = True
+            log(f"[flux] time budget reached at step {step}")
+            break
+
+    info = {
+        "model": "shapes-flux", "seed": seed, "size": DEFAULT_SIZE, "data": "scenes", "train_set": n,
+        "vae": "scenes (frozen)", "vae_scaling_factor": vae.config.scaling_factor,
+        "steps": step, "steps_scheduled": steps, "steps_planned": planned, "stopped_early": stopped_early,
+        "batch_size": batch_size, "lr": lr, "ema_decay": ema_decay, "objective": "rectified flow, logit-normal sigma",
+        "final_loss": round(run_loss, 5), "seconds": round(elapsed_before + time.time() - t0, 1),
+        "wall_seconds_this_invocation": round(time.time() - t_start, 1), "hardware": _hardware("cpu"),
+        "params": {"transformer": sum(p.numel() for p in transformer.parameters()),
+                   "text_encoder": sum(p.numel() for p in text_encoder.parameters()),
+                   "text_encoder_2": sum(p.numel() for p in text_encoder_2.parameters()),
+                   "vae": sum(p.numel() for p in vae.parameters())},
+    }
+    (out_dir / "training.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    log(f"[done] {json.dumps(info)}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry: ``python -m cachesearch.models.shapes_flux._train --out DIR``."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--scenes-run", type=Path, default=None, help="a scenes training run folder (vae.pt, latents.pt)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--train-set", type=int, default=16384)
+    ap.add_argument("--minutes", type=float, default=None)
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
+    args = ap.parse_args(argv)
+    train(args.out, scenes_run=args.scenes_run, seed=args.seed, minutes=args.minutes, steps=args.steps,
+          train_set=args.train_set, threads=args.threads, log=lambda s: print(s, flush=True))
+
+
+if __name__ == "__main__":
+    main()
