@@ -114,11 +114,14 @@ class Evaluator:
         if config.scheduler is not None:
             self.pipe.scheduler = make_scheduler(config.scheduler, self.pipe.scheduler)
         self.pipe.set_progress_bar_config(disable=True)
-        self.space: BlockSpace = block_space(self.denoiser, with_costs=True)
+        self.sampler: ReferenceSampler = resolve_sampler(config, self.pipe, self.adapter, self.source)
+        factor = int(getattr(self.pipe, "vae_scale_factor", 8) or 8)
+        self.space: BlockSpace = block_space(
+            self.denoiser, with_costs=True, latent_size=(self.sampler.height // factor, self.sampler.width // factor)
+        )
         self.fingerprint: str = fingerprint_module(self.denoiser)
         self.metric: PerceptualMetric = get_perceptual_metric(config.metric, device=self.device)
         self.metric_name: str = self.metric.name
-        self.sampler: ReferenceSampler = resolve_sampler(config, self.pipe, self.adapter, self.source)
         self.num_inference_steps: int = self.sampler.num_inference_steps
         self.guidance_scale: float = self.sampler.guidance_scale
         self.height: int = self.sampler.height

@@ -1,0 +1,138 @@
+"""The embedded FLUX-architecture model ``embedded:shapes-flux``: package, shipped pipeline, gate, trainer."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cachesearch.models import shapes_flux
+from cachesearch.models._embedded import EMBEDDED_PACKAGES, embedded_package
+
+
+def test_registered_as_an_embedded_model_that_shares_the_scenes_data() -> None:
+    from cachesearch.models import scenes
+
+    assert EMBEDDED_PACKAGES["shapes-flux"] == "cachesearch.models.shapes_flux"
+    assert embedded_package("embedded:shapes-flux") is shapes_flux
+    assert shapes_flux.check is scenes.check and shapes_flux.all_captions is scenes.all_captions
+
+
+def test_shipped_weights_are_small_and_a_complete_flux_folder() -> None:
+    folder = shapes_flux.pipeline_path()
+    files = list(folder.rglob("*.safetensors"))
+    assert {f.parent.name for f in files} == {"transformer", "vae", "text_encoder", "text_encoder_2"}
+    assert sum(f.stat().st_size for f in files) <= 20_000_000
+    assert json.loads((folder / "model_index.json").read_text())["_class_name"] == "FluxPipeline"
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return shapes_flux.load_pipeline()
+
+
+def test_pipeline_is_flux_with_the_embedded_defaults(pipe) -> None:
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+
+    from cachesearch.models.adapters import adapter_for
+
+    assert isinstance(pipe, FluxPipeline) and isinstance(pipe.transformer, FluxTransformer2DModel)
+    assert isinstance(pipe.scheduler, FlowMatchEulerDiscreteScheduler)
+    assert not pipe.transformer.config.guidance_embeds
+    assert pipe.default_sample_size == 16
+    assert adapter_for(pipe.transformer).default_size(pipe) == (64, 64)
+    tok = pipe.tokenizer_2
+    longest = max((c.text() for c in shapes_flux.all_captions()), key=lambda t: len(t.split()))
+    assert len(tok(longest).input_ids) <= 16
+
+
+def test_diffusers_alone_loads_the_folder_and_gives_the_same_image(pipe) -> None:
+    from diffusers import FluxPipeline
+
+    plain = FluxPipeline.from_pretrained(str(shapes_flux.pipeline_path()), local_files_only=True)
+    plain.set_progress_bar_config(disable=True)
+    prompt = "a red circle and a blue square on a green background"
+
+    def run(p, **kw) -> np.ndarray:
+        return p(prompt, num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="np",
+                 **kw).images[0]
+
+    ours = run(pipe)
+    assert ours.shape == (64, 64, 3) and np.isfinite(ours).all()
+    np.testing.assert_array_equal(ours, run(plain, height=64, width=64, max_sequence_length=16))
+
+
+def test_mac_counts_use_the_pipelines_16_text_tokens(pipe) -> None:
+    from cachesearch.models._cost import denoiser_costs
+    from cachesearch.models.adapters._dit import TEXT_TOKENS_ATTR
+
+    assert getattr(pipe.transformer, TEXT_TOKENS_ATTR) == 16
+    macs16, _ = denoiser_costs(pipe.transformer, height=16, width=16)
+    replica = type(pipe.transformer).from_config(dict(pipe.transformer.config))
+    macs512, _ = denoiser_costs(replica, height=16, width=16)
+    attn, ff = "transformer_blocks.0.attn", "transformer_blocks.0.ff"
+    assert macs16[ff] == macs512[ff]  # the image stream's MLP: 64 tokens either way
+    assert macs512[attn] > 6 * macs16[attn]  # joint attention over 64 + 512 vs 64 + 16 tokens
+
+
+def test_the_evaluator_costs_blocks_at_the_reference_size(pipe) -> None:
+    from cachesearch.evaluate import EvalConfig, Evaluator
+    from cachesearch.models._cost import denoiser_costs
+    from cachesearch.models._loaders import LoadedModel
+
+    model = LoadedModel(pipe=pipe, denoiser=pipe.transformer, source="embedded:shapes-flux", family="flux",
+                        random_weights=False)
+    ev = Evaluator(EvalConfig(model="embedded:shapes-flux", n_train=1, n_heldout=1), model=model)
+    macs, _ = denoiser_costs(pipe.transformer, height=16, width=16)  # 64 px / VAE factor 4
+    assert ev.height == 64 and ev.space.get("transformer_blocks.0.attn").macs == macs["transformer_blocks.0.attn"]
+
+
+def test_held_out_images_have_the_right_colors(pipe) -> None:
+    from cachesearch.models.shapes_flux._gate import quality_gate
+
+    res = quality_gate(pipe, n=8, seed=0)
+    assert res["model"] == "shapes-flux" and res["steps"] == shapes_flux.DEFAULT_STEPS and res["n"] == 8
+    assert res["fg_acc"] >= 0.75, res
+
+
+def _fake_scenes_run(folder) -> None:
+    from diffusers import AutoencoderKL
+
+    from cachesearch.models.scenes._components import vae_config
+    from cachesearch.models.scenes._train import _batch
+    from cachesearch.models.shapes._train import _save_ckpt
+
+    folder.mkdir()
+    torch.manual_seed(0)
+    vae = AutoencoderKL(**vae_config(64))
+    _save_ckpt(folder / "vae.pt", {"state_dict": vae.state_dict(), "stats": {"latent_std": 1.0}})
+    x, caps = _batch(np.random.default_rng(0), 4, 64)
+    with torch.no_grad():
+        z = vae.encode(x).latent_dist.mean
+    _save_ckpt(folder / "latents.pt", {"latents": z, "captions": caps})
+
+
+def test_training_script_is_seeded_reproducible_and_resumes(tmp_path) -> None:
+    from safetensors.torch import load_file
+
+    from cachesearch.models.shapes_flux._train import train
+
+    _fake_scenes_run(tmp_path / "scenes")
+
+    def run(name: str, minutes: float | None = None) -> dict[str, torch.Tensor]:
+        out = tmp_path / name
+        train(out, scenes_run=tmp_path / "scenes", steps=2, batch_size=2, checkpoint_every=5, minutes=minutes,
+              log=lambda _: None)
+        info = json.loads((out / "training.json").read_text())
+        assert info["data"] == "scenes" and "hardware" in info
+        assert info["steps"] == (1 if minutes == 0 else 2) and info["stopped_early"] == (minutes == 0)
+        return load_file(out / "pipeline" / "transformer" / "diffusion_pytorch_model.safetensors")
+
+    a, b = run("a"), run("b")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    stopped = run("c", minutes=0)  # out of time after one step: checkpointed
+    assert any(not torch.equal(a[k], stopped[k]) for k in a)
+    resumed = run("c")  # picks up at step 1: the same weights as the uninterrupted run
+    assert all(torch.equal(a[k], resumed[k]) for k in a)
