@@ -301,7 +301,8 @@ class Evaluator:
         k = min(self.config.latency_batch, len(ps))
         prompts = list(ps.prompts[:k])
         latents = self.latents("train")[:k].to(self.device, self.dtype)
-        size = {"height": self.height, "width": self.width, "guidance_scale": self.guidance_scale}
+        size = {"height": self.height, "width": self.width, "guidance_scale": self.guidance_scale,
+                **self.adapter.call_kwargs(self.pipe)}
 
         def run() -> object:
             return self.pipe(prompt=prompts, latents=latents, output_type="pt", **size, **kwargs)

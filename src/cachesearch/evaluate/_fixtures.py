@@ -250,6 +250,7 @@ class Fixtures:
             guidance_scale=self.sampler.guidance_scale,
             output_type="pt",
             callback_on_step_end=on_step_end,
+            **self.adapter.call_kwargs(self.pipe),
             **kwargs,
         )
         return out.images.detach().to("cpu", torch.float32), holder.get("latents")

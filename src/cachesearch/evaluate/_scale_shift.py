@@ -242,6 +242,9 @@ def fit_scale_shift(
     texts, seeds, source = _prompts(schedule, prompts, n_images, seed)
     base = replace(schedule, scale_shift=None)
     call = {k: v for k, v in (("height", height), ("width", width)) if v is not None}
+    from cachesearch.models.adapters import adapter_for, denoiser_of
+
+    call.update(adapter_for(denoiser_of(pipe)).call_kwargs(pipe))
     if m is FitMethod.LSTSQ:
         entries = _fit_lstsq(pipe, base, texts, seeds, call)
     else:

@@ -198,6 +198,11 @@ class DenoiserAdapter:
         """Whether a call with ``guidance_scale`` batches ``[uncond; cond]`` (classifier-free guidance)."""
         raise NotImplementedError
 
+    def call_kwargs(self, pipe: Any) -> dict[str, Any]:
+        """Pipeline arguments every evaluation call needs so that it runs at exactly the given size and
+        latents (default: none; PixArt turns its resolution binning off)."""
+        return {}
+
 
 _ADAPTERS: dict[str, DenoiserAdapter] = {}
 

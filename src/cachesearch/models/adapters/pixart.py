@@ -57,5 +57,13 @@ class PixArtAdapter(DiTAdapter):
             "added_cond_kwargs": {"resolution": None, "aspect_ratio": None},
         }
 
+    def call_kwargs(self, pipe: Any) -> dict[str, Any]:
+        """``use_resolution_binning=False``: binning would render at the nearest trained aspect bin and resize,
+        so the evaluator's latents (and a 16 px test image) would not be the ones denoised."""
+        import inspect
+
+        params = inspect.signature(type(pipe).__call__).parameters
+        return {"use_resolution_binning": False} if "use_resolution_binning" in params else {}
+
 
 register_adapter(PixArtAdapter())
