@@ -83,3 +83,30 @@ def test_embedded_registry() -> None:
     assert embedded_name("embedded:scenes") == "scenes"
     assert embedded_name("arch:sd15") is None and embedded_name("embedded:nope") is None
     assert embedded_package("embedded:scenes") is scenes
+
+
+def test_training_script_is_seeded_reproducible_and_resumes(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    import torch
+    from safetensors.torch import load_file
+
+    from cachesearch.models.scenes import _train
+
+    monkeypatch.setattr(_train, "_VAE_STATS_N", 4)
+    train = _train.train
+
+    def run(name: str, minutes: float | None = None) -> dict[str, torch.Tensor]:
+        out = tmp_path / name
+        train(out, steps=2, vae_steps=1, train_set=4, batch_size=2, vae_batch_size=2, checkpoint_every=5,
+              minutes=minutes, log=lambda _: None)
+        info = json.loads((out / "training.json").read_text())
+        assert info["vae"]["steps"] == 1 and info["train_set"] == 4 and "hardware" in info
+        assert info["unet_steps"] == (1 if minutes == 0 else 2) and info["stopped_early"] == (minutes == 0)
+        return load_file(out / "pipeline" / "unet" / "diffusion_pytorch_model.safetensors")
+
+    a, b = run("a"), run("b")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    run("c", minutes=0)  # out of time after one UNet step (the autoencoder gets 20 % of 0 s: one step)
+    resumed = run("c")  # resumes at UNet step 1 with the stored autoencoder and set: the same weights
+    assert all(torch.equal(a[k], resumed[k]) for k in a)

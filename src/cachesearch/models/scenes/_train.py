@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._training import load_checkpoint, train_loop
 from ..shapes._components import (
     build_tokenizer_files,
     load_tokenizer,
@@ -39,7 +40,8 @@ from ._data import DEFAULT_SIZE, TRAIN_STREAM, sample
 __all__ = ["train"]
 
 _VAE_PHASE, _SET_PHASE, _UNET_PHASE = 0, 1, 2
-_PACE = 40
+_PACE = 40  # VAE phase (the UNet phase paces in _training)
+_VAE_STATS_N = 256  # held-out scenes for the autoencoder's MSE and latent std
 
 
 def _batch(rng: np.random.Generator, n: int, size: int) -> tuple[torch.Tensor, list[str]]:
@@ -78,7 +80,7 @@ def _train_vae(vae, *, seed, steps, seconds, batch_size, size, log) -> dict:
             log(f"[vae] step {step}/{steps} loss {run:.4f} ({time.time() - t0:.0f}s)")
     vae.eval()
     with torch.no_grad():
-        x, _ = _batch(np.random.default_rng([seed, TRAIN_STREAM, 99]), 256, size)
+        x, _ = _batch(np.random.default_rng([seed, TRAIN_STREAM, 99]), _VAE_STATS_N, size)
         z = vae.encode(x).latent_dist.mean
         mse = F.mse_loss(vae.decode(z).sample.clamp(-1, 1), x).item()
     return {"steps": step, "steps_planned": planned, "seconds": round(time.time() - t0, 1),
@@ -172,18 +174,10 @@ def train(
     ema = [p.detach().clone() for p in params]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     gen = torch.Generator().manual_seed(seed + 2)
-    start_step, run_loss, elapsed_before, scheduled = 0, 0.0, 0.0, None
-    ckpt_path = out_dir / "checkpoint.pt"
-    if ckpt_path.exists():
-        ck = torch.load(ckpt_path, weights_only=False)
-        unet.load_state_dict(ck["unet"])
-        text_encoder.load_state_dict(ck["text_encoder"])
-        for e, v in zip(ema, ck["ema"], strict=True):
-            e.copy_(v)
-        opt.load_state_dict(ck["opt"])
-        gen.set_state(ck["gen"])
-        start_step, run_loss, elapsed_before, scheduled = ck["step"], ck["run_loss"], ck["elapsed"], ck["steps"]
-        log(f"[unet] resumed from step {start_step}")
+    named = {"unet": unet, "text_encoder": text_encoder}
+    state = load_checkpoint(out_dir / "checkpoint.pt", named, ema, opt, gen)
+    if state.step:
+        log(f"[unet] resumed from step {state.step}")
 
     def make_pipe() -> StableDiffusionPipeline:
         u = UNet2DConditionModel.from_config(unet.config)
@@ -194,61 +188,30 @@ def train(
         return StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tokenizer, unet=u, scheduler=scheduler,
                                        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
 
-    t0 = time.time()
-    step, planned, stopped_early = start_step, steps, False
-    steps = scheduled or steps
     n = latents.shape[0]
-    unet.train()
-    text_encoder.train()
-    while step < steps:
-        if step == start_step + _PACE and scheduled is None:
-            left = None if deadline is None else deadline - time.time()
-            steps = _fit_steps(planned, step, (time.time() - t0) / (step - start_step), left)
-            scheduled = steps
-            log(f"[unet] schedule laid out over {steps} steps (planned {planned})")
-        for g in opt.param_groups:
-            g["lr"] = _lr_at(step, steps, lr, 200)
+
+    def loss_fn() -> torch.Tensor:
         idx = torch.randint(0, n, (batch_size,), generator=gen)
         z = latents[idx]
         drop = torch.rand(batch_size, generator=gen) < cfg_dropout
         rows = torch.where(drop, torch.zeros_like(idx), rows_all[idx])
         noise = torch.randn(z.shape, generator=gen)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (batch_size,), generator=gen)
-        zt = scheduler.add_noise(z, noise, t)
-        target = scheduler.get_velocity(z, noise, t)
-        pred = unet(zt, t, encoder_hidden_states=text_encoder(ids[rows])[0]).sample
-        loss = F.mse_loss(pred, target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        d = min(ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            torch._foreach_lerp_(ema, [p.detach() for p in params], 1.0 - d)
-        run_loss = loss.item() if step == start_step else 0.99 * run_loss + 0.01 * loss.item()
-        step += 1
-        elapsed = elapsed_before + time.time() - t0
-        if step % 50 == 0 or step == steps:
-            log(f"[unet] step {step}/{steps} loss {run_loss:.4f} ({elapsed:.0f}s, "
-                f"{(time.time() - t0) / (step - start_step):.2f}s/step)")
-        timeout = deadline is not None and time.time() > deadline
-        if step % checkpoint_every == 0 or step == steps or timeout:
-            _save_ckpt(ckpt_path, {"unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(), "ema": ema,
-                                   "opt": opt.state_dict(), "gen": gen.get_state(), "step": step, "steps": steps,
-                                   "run_loss": run_loss, "elapsed": elapsed})
-            make_pipe().save_pretrained(out_dir / "pipeline", safe_serialization=True)
-            log(f"[unet] checkpoint at step {step}")
-        if timeout:
-            stopped_early = True
-            log(f"[unet] time budget reached at step {step}")
-            break
+        pred = unet(scheduler.add_noise(z, noise, t), t, encoder_hidden_states=text_encoder(ids[rows])[0]).sample
+        return F.mse_loss(pred, scheduler.get_velocity(z, noise, t))
+
+    state = train_loop(tag="unet", loss_fn=loss_fn, modules=named, params=params, ema=ema, opt=opt, gen=gen,
+                       state=state, planned=steps, lr=lr, ema_decay=ema_decay, deadline=deadline,
+                       checkpoint_every=checkpoint_every, ckpt_path=out_dir / "checkpoint.pt",
+                       on_checkpoint=lambda: make_pipe().save_pretrained(out_dir / "pipeline",
+                                                                         safe_serialization=True), log=log)
 
     info = {
         "model": "scenes", "seed": seed, "size": size, "vae": vae_stats, "vae_scaling_factor": scaling,
-        "train_set": n, "unet_steps": step, "unet_steps_scheduled": steps, "unet_steps_planned": planned,
-        "stopped_early": stopped_early, "batch_size": batch_size, "lr": lr, "cfg_dropout": cfg_dropout,
-        "ema_decay": ema_decay, "final_loss_unet": round(run_loss, 5),
-        "unet_seconds": round(elapsed_before + time.time() - t0, 1),
+        "train_set": n, "unet_steps": state.step, "unet_steps_scheduled": state.steps, "unet_steps_planned": steps,
+        "stopped_early": state.stopped_early, "batch_size": batch_size, "lr": lr, "cfg_dropout": cfg_dropout,
+        "ema_decay": ema_decay, "final_loss_unet": round(state.run_loss, 5),
+        "unet_seconds": round(state.elapsed, 1),
         "wall_seconds_this_invocation": round(time.time() - t_start, 1), "hardware": _hardware("cpu"),
         "params": {"unet": sum(p.numel() for p in unet.parameters()),
                    "text_encoder": sum(p.numel() for p in text_encoder.parameters()),

@@ -25,16 +25,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._training import load_checkpoint, train_loop
 from ..scenes._components import WORDS
 from ..scenes._data import DEFAULT_SIZE, TRAIN_STREAM
 from ..shapes._components import build_tokenizer_files, load_tokenizer, text_encoder_config
-from ..shapes._train import _fit_steps, _hardware, _lr_at, _save_ckpt
+from ..shapes._train import _hardware
 from ._components import scheduler_config, t5_config, transformer_config
 from ._pipeline import TEXT_TOKENS, EmbeddedFluxPipeline
 
 __all__ = ["train"]
 
-_PACE = 40
 _SET_PHASE = 1  # the scenes trainer's phase id of its fixed training set (same rng stream, same scenes)
 
 
@@ -135,26 +135,18 @@ def train(
     ema = [p.detach().clone() for p in params]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     gen = torch.Generator().manual_seed(seed + 2)
-    start_step, run_loss, elapsed_before, scheduled = 0, 0.0, 0.0, None
-    ckpt_path = out_dir / "checkpoint.pt"
-    if ckpt_path.exists():
-        ck = torch.load(ckpt_path, weights_only=False)
-        for m, key in zip(modules, ("transformer", "text_encoder", "text_encoder_2"), strict=True):
-            m.load_state_dict(ck[key])
-        for e, v in zip(ema, ck["ema"], strict=True):
-            e.copy_(v)
-        opt.load_state_dict(ck["opt"])
-        gen.set_state(ck["gen"])
-        start_step, run_loss, elapsed_before, scheduled = ck["step"], ck["run_loss"], ck["elapsed"], ck["steps"]
-        log(f"[flux] resumed from step {start_step}")
+    named = dict(zip(("transformer", "text_encoder", "text_encoder_2"), modules, strict=True))
+    state = load_checkpoint(out_dir / "checkpoint.pt", named, ema, opt, gen)
+    if state.step:
+        log(f"[flux] resumed from step {state.step}")
 
     n, c, h, w = latents.shape
     img_ids = FluxPipeline._prepare_latent_image_ids(batch_size, h // 2, w // 2, "cpu", torch.float32)
     txt_ids = torch.zeros(TEXT_TOKENS, 3)
 
     def make_pipe() -> EmbeddedFluxPipeline:
-        copies = [type(m)(m.config) if not isinstance(m, FluxTransformer2DModel)
-                  else FluxTransformer2DModel.from_config(m.config) for m in modules]
+        copies = [type(m).from_config(m.config) if isinstance(m, FluxTransformer2DModel) else type(m)(m.config)
+                  for m in modules]
         with torch.no_grad():
             for s, e in zip([p for m in copies for p in m.parameters()], ema, strict=True):
                 s.copy_(e)
@@ -162,62 +154,30 @@ def train(
         return EmbeddedFluxPipeline(scheduler=scheduler, vae=vae, text_encoder=te, tokenizer=tokenizer,
                                     text_encoder_2=te2, tokenizer_2=tokenizer_2, transformer=tr)
 
-    t0 = time.time()
-    step, planned, stopped_early = start_step, steps, False
-    steps = scheduled or steps
-    for m in modules:
-        m.train()
-    while step < steps:
-        if step == start_step + _PACE and scheduled is None:
-            left = None if deadline is None else deadline - time.time()
-            steps = _fit_steps(planned, step, (time.time() - t0) / (step - start_step), left)
-            scheduled = steps
-            log(f"[flux] schedule laid out over {steps} steps (planned {planned})")
-        for g in opt.param_groups:
-            g["lr"] = _lr_at(step, steps, lr, 200)
+    def loss_fn() -> torch.Tensor:
         idx = torch.randint(0, n, (batch_size,), generator=gen)
         x0 = FluxPipeline._pack_latents(latents[idx], batch_size, c, h, w)
         noise = torch.randn(x0.shape, generator=gen)
         sigma = torch.sigmoid(torch.randn(batch_size, generator=gen))
         xt = (1 - sigma[:, None, None]) * x0 + sigma[:, None, None] * noise
         rows = rows_all[idx]
-        pooled = text_encoder(ids[rows]).pooler_output
-        tokens = text_encoder_2(ids_2[rows])[0]
-        pred = transformer(hidden_states=xt, timestep=sigma, pooled_projections=pooled,
-                           encoder_hidden_states=tokens, txt_ids=txt_ids, img_ids=img_ids, return_dict=False)[0]
-        loss = F.mse_loss(pred, noise - x0)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        d = min(ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            torch._foreach_lerp_(ema, [p.detach() for p in params], 1.0 - d)
-        run_loss = loss.item() if step == start_step else 0.99 * run_loss + 0.01 * loss.item()
-        step += 1
-        elapsed = elapsed_before + time.time() - t0
-        if step % 50 == 0 or step == steps:
-            log(f"[flux] step {step}/{steps} loss {run_loss:.4f} ({elapsed:.0f}s, "
-                f"{(time.time() - t0) / (step - start_step):.2f}s/step)")
-        timeout = deadline is not None and time.time() > deadline
-        if step % checkpoint_every == 0 or step == steps or timeout:
-            _save_ckpt(ckpt_path, {"transformer": transformer.state_dict(), "text_encoder": text_encoder.state_dict(),
-                                   "text_encoder_2": text_encoder_2.state_dict(), "ema": ema,
-                                   "opt": opt.state_dict(), "gen": gen.get_state(), "step": step, "steps": steps,
-                                   "run_loss": run_loss, "elapsed": elapsed})
-            _save_pipeline(make_pipe(), out_dir / "pipeline")
-            log(f"[flux] checkpoint at step {step}")
-        if timeout:
-            stopped_early = True
-            log(f"[flux] time budget reached at step {step}")
-            break
+        pred = transformer(hidden_states=xt, timestep=sigma, pooled_projections=text_encoder(ids[rows]).pooler_output,
+                           encoder_hidden_states=text_encoder_2(ids_2[rows])[0], txt_ids=txt_ids, img_ids=img_ids,
+                           return_dict=False)[0]
+        return F.mse_loss(pred, noise - x0)
+
+    state = train_loop(tag="flux", loss_fn=loss_fn, modules=named, params=params, ema=ema, opt=opt, gen=gen,
+                       state=state, planned=steps, lr=lr, ema_decay=ema_decay, deadline=deadline,
+                       checkpoint_every=checkpoint_every, ckpt_path=out_dir / "checkpoint.pt",
+                       on_checkpoint=lambda: _save_pipeline(make_pipe(), out_dir / "pipeline"), log=log)
 
     info = {
         "model": "shapes-flux", "seed": seed, "size": DEFAULT_SIZE, "data": "scenes", "train_set": n,
         "vae": "scenes (frozen)", "vae_scaling_factor": vae.config.scaling_factor,
-        "steps": step, "steps_scheduled": steps, "steps_planned": planned, "stopped_early": stopped_early,
+        "steps": state.step, "steps_scheduled": state.steps, "steps_planned": steps,
+        "stopped_early": state.stopped_early,
         "batch_size": batch_size, "lr": lr, "ema_decay": ema_decay, "objective": "rectified flow, logit-normal sigma",
-        "final_loss": round(run_loss, 5), "seconds": round(elapsed_before + time.time() - t0, 1),
+        "final_loss": round(state.run_loss, 5), "seconds": round(state.elapsed, 1),
         "wall_seconds_this_invocation": round(time.time() - t_start, 1), "hardware": _hardware("cpu"),
         "params": {"transformer": sum(p.numel() for p in transformer.parameters()),
                    "text_encoder": sum(p.numel() for p in text_encoder.parameters()),

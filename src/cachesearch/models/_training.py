@@ -1,0 +1,117 @@
+"""The training loop the embedded models share: paced schedule, warm-up + cosine LR, EMA, checkpoints, resume.
+
+A model's trainer supplies the loss of one step (``loss_fn``) and what a checkpoint writes besides the shared
+state (its pipeline folder); this module does the rest identically for every model, so a run that is stopped by
+its time budget and resumed gives the same weights as one that was not (tested per model).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .shapes._train import _fit_steps, _lr_at, _save_ckpt
+
+__all__ = ["LoopState", "load_checkpoint", "train_loop"]
+
+PACE = 40
+"""Steps timed before the schedule is laid out over the time budget."""
+
+
+@dataclass
+class LoopState:
+    """Where a training run is: steps done, the laid-out total (``None`` until paced), loss, seconds."""
+
+    step: int = 0
+    steps: int | None = None
+    run_loss: float = 0.0
+    elapsed: float = 0.0
+    stopped_early: bool = False
+
+
+def load_checkpoint(path: Path, modules: Mapping[str, torch.nn.Module], ema: Sequence[torch.Tensor],
+                    opt: torch.optim.Optimizer, gen: torch.Generator) -> LoopState:
+    """Restore ``modules``, EMA, optimizer and noise generator from ``path`` if it exists (else a fresh state)."""
+    if not path.exists():
+        return LoopState()
+    ck = torch.load(path, weights_only=False)
+    for key, module in modules.items():
+        module.load_state_dict(ck[key])
+    for e, v in zip(ema, ck["ema"], strict=True):
+        e.copy_(v)
+    opt.load_state_dict(ck["opt"])
+    gen.set_state(ck["gen"])
+    return LoopState(step=ck["step"], steps=ck["steps"], run_loss=ck["run_loss"], elapsed=ck["elapsed"])
+
+
+def train_loop(
+    *,
+    tag: str,
+    loss_fn: Callable[[], torch.Tensor],
+    modules: Mapping[str, torch.nn.Module],
+    params: Sequence[torch.nn.Parameter],
+    ema: Sequence[torch.Tensor],
+    opt: torch.optim.Optimizer,
+    gen: torch.Generator,
+    state: LoopState,
+    planned: int,
+    lr: float,
+    ema_decay: float,
+    deadline: float | None,
+    checkpoint_every: int,
+    ckpt_path: Path,
+    on_checkpoint: Callable[[], None],
+    log: Callable[[str], None],
+    warmup: int = 200,
+) -> LoopState:
+    """Run steps until the laid-out total or the ``deadline`` (``time.time()`` seconds); returns the state.
+
+    After :data:`PACE` steps of a fresh run the total becomes ``planned`` or fewer to fit the deadline (recorded
+    in the checkpoint, so a resumed run keeps it). Each step: LR at the step, ``loss_fn()``, backward, gradient
+    clip 1.0, optimizer step, EMA lerp. Every ``checkpoint_every`` steps, at the end and at the deadline the
+    checkpoint is written and ``on_checkpoint()`` called (the trainer saves its pipeline from the EMA there).
+    """
+    t0, start = time.time(), state.step
+    steps = state.steps or planned
+    for m in modules.values():
+        m.train()
+    while state.step < steps:
+        if state.step == start + PACE and state.steps is None:
+            left = None if deadline is None else deadline - time.time()
+            steps = _fit_steps(planned, state.step, (time.time() - t0) / (state.step - start), left)
+            state.steps = steps
+            log(f"[{tag}] schedule laid out over {steps} steps (planned {planned})")
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(state.step, steps, lr, warmup)
+        loss = loss_fn()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        d = min(ema_decay, (1 + state.step) / (10 + state.step))
+        with torch.no_grad():
+            torch._foreach_lerp_(list(ema), [p.detach() for p in params], 1.0 - d)
+        state.run_loss = loss.item() if state.step == start else 0.99 * state.run_loss + 0.01 * loss.item()
+        state.step += 1
+        elapsed = state.elapsed + time.time() - t0
+        if state.step % 50 == 0 or state.step == steps:
+            log(f"[{tag}] step {state.step}/{steps} loss {state.run_loss:.4f} ({elapsed:.0f}s, "
+                f"{(time.time() - t0) / (state.step - start):.2f}s/step)")
+        timeout = deadline is not None and time.time() > deadline
+        if state.step % checkpoint_every == 0 or state.step == steps or timeout:
+            _save_ckpt(ckpt_path, {**{k: m.state_dict() for k, m in modules.items()}, "ema": list(ema),
+                                   "opt": opt.state_dict(), "gen": gen.get_state(), "step": state.step,
+                                   "steps": steps, "run_loss": state.run_loss, "elapsed": elapsed})
+            on_checkpoint()
+            log(f"[{tag}] checkpoint at step {state.step}")
+        if timeout:
+            state.stopped_early = True
+            log(f"[{tag}] time budget reached at step {state.step}")
+            break
+    state.steps = steps
+    state.elapsed += time.time() - t0
+    return state
