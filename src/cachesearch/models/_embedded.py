@@ -9,9 +9,14 @@ built-in prompt sets, the evaluator's attribute accuracy and the default guidanc
 from __future__ import annotations
 
 import importlib
+import warnings
+from pathlib import Path
 from types import ModuleType
+from typing import Any
 
-__all__ = ["DEFAULT_EMBEDDED", "EMBEDDED_PACKAGES", "embedded_name", "embedded_package"]
+import torch
+
+__all__ = ["DEFAULT_EMBEDDED", "EMBEDDED_PACKAGES", "embedded_name", "embedded_package", "load_folder"]
 
 EMBEDDED_PACKAGES: dict[str, str] = {
     "shapes": "cachesearch.models.shapes",
@@ -37,3 +42,26 @@ def embedded_package(source: str) -> ModuleType | None:
     """The package of an embedded source (imported), or ``None`` when ``source`` is not an embedded model."""
     name = embedded_name(source)
     return None if name is None else importlib.import_module(EMBEDDED_PACKAGES[name])
+
+
+def load_folder(
+    pipeline_class: Any, folder: str | Path, *, device: str | torch.device, dtype: torch.dtype, progress_bar: bool,
+    **kwargs: Any,
+) -> Any:
+    """``pipeline_class.from_pretrained(folder)`` offline (``local_files_only``), cast to ``dtype`` (weights are
+    stored in float32), on ``device``, with diffusers' progress bar off unless ``progress_bar``.
+
+    Raises:
+        FileNotFoundError: the folder has no ``model_index.json``.
+    """
+    folder = Path(folder)
+    if not (folder / "model_index.json").is_file():
+        raise FileNotFoundError(f"no diffusers pipeline at {folder} (model_index.json missing)")
+    if dtype != torch.float32:
+        # ``torch_dtype=`` works in every diffusers version (newer ones prefer ``dtype=`` and warn)
+        kwargs["torch_dtype"] = dtype
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch_dtype.*")
+        pipe = pipeline_class.from_pretrained(str(folder), local_files_only=True, **kwargs)
+    pipe.set_progress_bar_config(disable=not progress_bar)
+    return pipe.to(device)

@@ -10,7 +10,6 @@ Importing this package loads numpy and torch only; diffusers is imported by :fun
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -67,22 +66,8 @@ def load_pipeline(
     """
     from diffusers import StableDiffusionPipeline
 
-    folder = Path(path) if path is not None else pipeline_path()
-    if not (folder / "model_index.json").is_file():
-        raise FileNotFoundError(f"no diffusers pipeline at {folder} (model_index.json missing)")
-    kwargs = {}
-    if dtype != torch.float32:  # weights are stored in float32
-        # ``torch_dtype=`` works in every diffusers version (newer ones prefer ``dtype=`` and warn)
-        kwargs["torch_dtype"] = dtype
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch_dtype.*")
-        pipe = StableDiffusionPipeline.from_pretrained(
-            str(folder),
-            local_files_only=True,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-            **kwargs,
-        )
-    pipe.set_progress_bar_config(disable=not progress_bar)
-    return pipe.to(device)
+    from .._embedded import load_folder
+
+    return load_folder(StableDiffusionPipeline, path if path is not None else pipeline_path(), device=device,
+                       dtype=dtype, progress_bar=progress_bar, safety_checker=None, feature_extractor=None,
+                       requires_safety_checker=False)

@@ -9,7 +9,6 @@ The pipeline class is :class:`EmbeddedFluxPipeline`, ``FluxPipeline`` with this 
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,15 +61,10 @@ def load_pipeline(
     Raises:
         FileNotFoundError: if the folder has no ``model_index.json``.
     """
+    from .._embedded import load_folder
     from ._pipeline import EmbeddedFluxPipeline, mark_text_tokens
 
-    folder = Path(path) if path is not None else pipeline_path()
-    if not (folder / "model_index.json").is_file():
-        raise FileNotFoundError(f"no diffusers pipeline at {folder} (model_index.json missing)")
-    kwargs = {"torch_dtype": dtype} if dtype != torch.float32 else {}
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch_dtype.*")
-        pipe = EmbeddedFluxPipeline.from_pretrained(str(folder), local_files_only=True, **kwargs)
-    pipe.set_progress_bar_config(disable=not progress_bar)
+    pipe = load_folder(EmbeddedFluxPipeline, path if path is not None else pipeline_path(), device=device,
+                       dtype=dtype, progress_bar=progress_bar)
     mark_text_tokens(pipe)
-    return pipe.to(device)
+    return pipe
