@@ -112,7 +112,8 @@ def test_suggestion_order_is_fixed() -> None:
         "steps.count", "steps.spacing", "steps.power", "mask.family", "deepcache.interval", "deepcache.branch",
         "deepcache.schedule", "deepcache.center", "deepcache.power", *periodic, "blockcaching.threshold",
     )
-    assert list(mask_families()) == ["none", "deepcache", "periodic", "blockcaching"]
+    assert list(mask_families()) == ["none", "deepcache", "periodic", "blockcaching", "taylorseer", "middle",
+                                     "components"]
 
 
 def test_baselines_come_with_their_kind_in_enqueue_order() -> None:
@@ -137,6 +138,7 @@ def test_default_space_has_deepcache_only_where_the_block_space_has_branches() -
     assert without.families == ("none", "periodic", "blockcaching")
     assert "deepcache" not in without.masks and without.baselines == ("steps", "blockcaching")
     assert without.text.startswith("# ") and "without deepcache" in without.text.splitlines()[0]
+    assert without.text.startswith("# search_spaces/joint.yaml without")  # repo-relative: no machine path
     assert parse_space(yaml.safe_load(without.text), text=without.text).digest == without.digest
     without.resolve(ctx(n_branches=0))  # fits the model it was made for
 

@@ -24,6 +24,20 @@ def ctx(accepts_timesteps: bool = True, num_steps: int = 10) -> SpaceContext:
                         blocks=STAGES + ("up_blocks.1.resnets.0",), n_branches=6, profile=PROFILE, profile_id="p")
 
 
+DIT_STAGES = ("transformer_blocks.0", "transformer_blocks.1", "single_transformer_blocks.0")
+DIT_COMPONENTS = tuple(f"transformer_blocks.{i}.{c}" for i in range(2) for c in ("attn", "ff", "ff_context")) + tuple(
+    f"single_transformer_blocks.0.{c}" for c in ("proj_mlp", "attn", "proj_out"))
+
+
+def dit_ctx(num_steps: int = 10) -> SpaceContext:
+    """A FLUX-like transformer: 2 double-stream and 1 single-stream block and their components."""
+    profile = BlockProfile(blocks=DIT_STAGES, changes=tuple((0.0,) + (0.1,) * (num_steps - 1) for _ in DIT_STAGES))
+    return SpaceContext(num_steps=num_steps, scheduler="FlowMatchEulerDiscreteScheduler", accepts_timesteps=False,
+                        stages=DIT_STAGES, blocks=DIT_STAGES, n_branches=0, profile=profile, profile_id="p",
+                        family="flux", transformer=True, components=DIT_COMPONENTS,
+                        attention=tuple(c for c in DIT_COMPONENTS if c.endswith(".attn")))
+
+
 def space_doc(**changes: object) -> dict:
     doc = yaml.safe_load((REPO / "search_spaces" / "joint.yaml").read_text())
     doc.update(changes)
@@ -31,14 +45,19 @@ def space_doc(**changes: object) -> dict:
 
 
 def test_builtin_spaces_are_the_top_level_files_stored_once() -> None:
-    assert builtin_space_names() == ["blocks", "deepcache", "joint", "steps"]
+    assert builtin_space_names() == ["blocks", "deepcache", "dit", "ecad", "joint", "steps"]
     packaged = REPO / "src" / "cachesearch" / "search" / "spaces"
     assert packaged.is_symlink() and packaged.resolve() == (REPO / "search_spaces").resolve()  # one copy
     for name in builtin_space_names():
         assert find_space(name).resolve() == (REPO / "search_spaces" / f"{name}.yaml").resolve()
         space = load_space(find_space(name))
         assert space.name == name
-        space.resolve(ctx())
+        transformer = name in ("dit", "ecad")  # the transformer-denoiser spaces (UNets: the others)
+        resolved = space.resolve(dit_ctx(20) if transformer else ctx())  # 20: the run's default steps
+        missing = [b.name for b in resolved.baselines() if resolved.params_for(b.policy) is None]
+        assert not missing, (name, missing)
+        assert space.label == f"search_spaces/{name}.yaml"  # how run folders name it: no machine path
+    assert len(load_space(find_space("ecad")).resolve(dit_ctx()).param_names) == 9 * 9  # components x steps 1..9
 
 
 def test_suggest_is_pure_and_replays_with_fixed_trial() -> None:

@@ -10,7 +10,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -193,7 +193,8 @@ def prepare(settings: RunSettings, progress: Progress, *, space_given: bool = Fa
     recover orphaned trials. Call while holding :func:`run_lock` on the run directory.
 
     ``evaluator``: an already built :class:`~cachesearch.evaluate.Evaluator` for ``settings`` (else one is built).
-    Without ``--space`` a new run uses :func:`~cachesearch.search.space.default_space` for the model.
+    Without ``--space`` a new run uses :func:`~cachesearch.search.space.default_space` for the model (``dit``
+    for a transformer denoiser, else ``joint``) and records its name as the run's ``space`` setting.
     """
     run_dir = settings.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -206,8 +207,9 @@ def prepare(settings: RunSettings, progress: Progress, *, space_given: bool = Fa
     if evaluator.metric_name != settings.metric:
         progress.note(f"quality metric {settings.metric!r} is unavailable here; using {evaluator.metric_name!r} "
                       f"(recorded in every trial and schedule file; values are not comparable across metrics)")
-    if space is None:
+    if space is None:  # the model's default: dit for a transformer denoiser, joint otherwise (run.yaml says which)
         space = default_space(evaluator.space)
+        settings = replace(settings, space=space.name)
     space.resolve(SpaceContext.of(evaluator, _placeholder_profile(evaluator)))  # model-specific checks first
     handle = open_study(settings, fingerprint=evaluator.fingerprint, metric=evaluator.metric_name,
                         space_digest=space.digest, weights=evaluator.weights_id())

@@ -4,10 +4,11 @@ module per policy family (:mod:`.families`), and the space tied to a model (:mod
 trial replays exactly with ``optuna.trial.FixedTrial(trial.params)``.
 """
 
-from .context import SpaceContext
+from .context import TRANSFORMER_FAMILIES, SpaceContext, is_transformer
 from .families import Family, MaskFamily, mask_families, register
 from .file import (
     DEFAULT_SPACE,
+    DEFAULT_TRANSFORMER_SPACE,
     SPACE_FORMAT,
     SearchSpace,
     builtin_space_names,
@@ -21,6 +22,7 @@ from .resolved import ResolvedSpace
 
 __all__ = [
     "DEFAULT_SPACE",
+    "DEFAULT_TRANSFORMER_SPACE",
     "SPACE_FORMAT",
     "Family",
     "MaskFamily",
@@ -28,9 +30,11 @@ __all__ = [
     "SearchSpace",
     "SpaceContext",
     "SpaceError",
+    "TRANSFORMER_FAMILIES",
     "builtin_space_names",
     "default_space",
     "find_space",
+    "is_transformer",
     "load_space",
     "mask_families",
     "parse_space",

@@ -20,13 +20,14 @@ import yaml
 
 from ...schedule import BlockSpace, ScheduleError
 from ...schedule._yaml import parse_untrusted_yaml, read_untrusted_text, strict_yaml_load
-from .context import SpaceContext
+from .context import SpaceContext, is_transformer
 from .families import Family, MaskFamily, Steps, baseline_families, mask_families
 from .params import Fields, SpaceError
 from .resolved import ResolvedSpace
 
 __all__ = [
     "DEFAULT_SPACE",
+    "DEFAULT_TRANSFORMER_SPACE",
     "SPACE_FORMAT",
     "SearchSpace",
     "builtin_space_names",
@@ -38,6 +39,9 @@ __all__ = [
 
 SPACE_FORMAT = "cachesearch/space@1"
 DEFAULT_SPACE = "joint"
+"""The default space of a UNet (any denoiser that is not a stack of transformer blocks)."""
+DEFAULT_TRANSFORMER_SPACE = "dit"
+"""The default space of a transformer denoiser (:func:`~.context.is_transformer`: FLUX, SD3, PixArt)."""
 SHIPPED_SPACES = Path(__file__).resolve().parents[1] / "spaces"
 
 
@@ -74,6 +78,24 @@ class SearchSpace:
         """``sha256:`` of the file text: a resumed study refuses a space whose text changed."""
         return "sha256:" + hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
+    @property
+    def label(self) -> str:
+        """How files written from this space name it: ``search_spaces/<name>.yaml`` for a shipped space, else
+        its source as given (never an absolute path of this machine: results stay relocatable)."""
+        p = Path(self.source)
+        try:
+            shipped = p.resolve().parent == SHIPPED_SPACES.resolve()
+        except OSError:
+            shipped = False
+        if shipped:
+            return f"search_spaces/{p.name}"
+        if p.is_absolute():
+            try:
+                return str(p.resolve().relative_to(Path.cwd().resolve()))
+            except ValueError:
+                return f"space {self.name!r} ({p.name})"
+        return str(p)
+
     def family(self, kind: str) -> Family:
         """The family of a baseline kind or mask family name."""
         if kind == Steps.name and self.steps is not None:
@@ -101,7 +123,7 @@ class SearchSpace:
             data["baselines"] = {k: v for k, v in data["baselines"].items() if k not in names}
         elif isinstance(data.get("baselines"), list):
             data["baselines"] = [k for k in data["baselines"] if k not in names]
-        text = f"# {self.source} without {', '.join(names)}: {why}\n" + yaml.safe_dump(data, sort_keys=False)
+        text = f"# {self.label} without {', '.join(names)}: {why}\n" + yaml.safe_dump(data, sort_keys=False)
         return parse_space(data, source=self.source, text=text)
 
 
@@ -204,7 +226,7 @@ def load_space(path: str | Path) -> SearchSpace:
 
 
 def builtin_space_names() -> list[str]:
-    """Names of the shipped spaces (``joint``, ``deepcache``, ``blocks``, ``steps``)."""
+    """Names of the shipped spaces (``blocks``, ``deepcache``, ``dit``, ``ecad``, ``joint``, ``steps``)."""
     return sorted(p.stem for p in SHIPPED_SPACES.glob("*.yaml"))
 
 
@@ -225,9 +247,11 @@ def find_space(spec: str | Path) -> Path:
 
 
 def default_space(blocks: BlockSpace | None = None) -> SearchSpace:
-    """The space of a run that names none: the shipped ``joint`` space without the mask families the
-    denoiser cannot run (DeepCache needs skip branches: ``blocks.deepcache_branches``)."""
-    space = load_space(find_space(DEFAULT_SPACE))
+    """The space of a run that names none: the shipped ``dit`` space for a transformer denoiser (a stack of
+    transformer blocks: flux, sd3, pixart), else ``joint``, without the mask families the denoiser cannot run
+    (DeepCache needs skip branches: ``blocks.deepcache_branches``)."""
+    name = DEFAULT_TRANSFORMER_SPACE if blocks is not None and is_transformer(blocks) else DEFAULT_SPACE
+    space = load_space(find_space(name))
     if blocks is None:
         return space
     drop = [n for n, cls in mask_families().items() if n in space.families and not cls.supports(blocks)]

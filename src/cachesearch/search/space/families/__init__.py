@@ -6,15 +6,21 @@ registration order is the order in which its parameters are suggested, after tho
 
 from .base import BaselineGrid, Family, MaskFamily, mask_families, register
 from .blockcaching import BlockCachingFamily
+from .components import ComponentsFamily
 from .deepcache import DeepCacheFamily
+from .middle import MiddleFamily
 from .none import NoCaching
 from .periodic import PeriodicFamily
 from .steps import SPACINGS, Steps
+from .taylorseer import TaylorSeerFamily
 
 register(NoCaching)
 register(DeepCacheFamily)
 register(PeriodicFamily)
 register(BlockCachingFamily)
+register(TaylorSeerFamily)  # the transformer-denoiser families (refused on other denoisers)
+register(MiddleFamily)
+register(ComponentsFamily)
 
 
 def baseline_families() -> dict[str, type[Family]]:
@@ -29,12 +35,15 @@ __all__ = [
     "SPACINGS",
     "BaselineGrid",
     "BlockCachingFamily",
+    "ComponentsFamily",
     "DeepCacheFamily",
     "Family",
     "MaskFamily",
+    "MiddleFamily",
     "NoCaching",
     "PeriodicFamily",
     "Steps",
+    "TaylorSeerFamily",
     "baseline_families",
     "mask_families",
     "register",

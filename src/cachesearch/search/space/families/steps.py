@@ -58,8 +58,11 @@ class Steps(Family):
     def notes(self, ctx: SpaceContext) -> list[str]:
         if self.spacings(ctx) == self.spacing.choices:
             return []
-        return [f"steps.spacing restricted to 'scheduler': {ctx.scheduler} does not accept explicit timesteps "
-                f"(linear/power spacing needs e.g. DPMSolverMultistepScheduler: --scheduler dpmsolver++)"]
+        sampler = f"{ctx.scheduler} in {ctx.pipeline}" if ctx.pipeline else ctx.scheduler
+        hint = ("a pipeline whose __call__ takes timesteps=" if ctx.transformer else
+                "e.g. DPMSolverMultistepScheduler: --scheduler dpmsolver++")
+        return [f"steps.spacing restricted to 'scheduler': {sampler} does not accept explicit timesteps "
+                f"(linear/power spacing needs {hint})"]
 
     def _count(self, ctx: SpaceContext, fields: Fields) -> Dist:
         return Dist.integer(fields, "steps.count", "steps.count", self.count, {"steps": ctx.num_steps},
