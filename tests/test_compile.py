@@ -260,3 +260,12 @@ def test_the_reference_run_is_recorded(pipe, tmp_path):
     ref = cs.schedule.ReferenceRun(scheduler="DDIMScheduler", num_inference_steps=20, guidance_scale=5.0)
     j20 = cs.compile_schedule(pipe, cs.Joint(steps=cs.StepSet(count=4), mask=cs.Full()), reference=ref)
     assert j20.reference == ref and j20.num_steps == 4
+
+
+def test_explicit_timesteps_are_refused_on_a_pipeline_that_takes_none() -> None:
+    from tests._tiny_dit import tiny_dit_pipeline
+
+    pipe = tiny_dit_pipeline("flux")  # FlowMatchEuler accepts timesteps=, FluxPipeline.__call__ does not
+    with pytest.raises(cs.ScheduleError, match=r"policy\.steps: FluxPipeline takes no explicit timesteps"):
+        cs.compile_schedule(pipe, cs.StepSet(count=3, spacing="linear"))
+    assert cs.compile_schedule(pipe, cs.StepSet(count=3)).num_steps == 3

@@ -124,6 +124,12 @@ def compile_schedule(
                 f"StepSet(count=..., spacing='scheduler') or a scheduler that does (DPMSolverMultistepScheduler, "
                 f"EulerDiscreteScheduler, DDPMScheduler, ...)"
             )
+        call = getattr(type(target), "__call__", None) if target is not denoiser else None
+        if timesteps is not None and call is not None and "timesteps" not in inspect.signature(call).parameters:
+            raise ScheduleError(
+                f"policy.steps: {type(target).__name__} takes no explicit timesteps (FluxPipeline takes sigmas); "
+                f"use StepSet(count=..., spacing='scheduler')"
+            )
     if num_inference_steps is None:
         raise ScheduleError("num_inference_steps: required (the number of sampler steps the masks cover)")
     if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:

@@ -162,10 +162,15 @@ def git_revision() -> str | None:
     return out.stdout.strip() or None
 
 
+def run_dir_id(run_dir: str | Path) -> str:
+    """A run directory's identity in trial attributes: a digest of its resolved path, so a study (which may be
+    shared or committed) holds no path of the machine that ran it."""
+    return "sha256:" + hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:16]
+
+
 def runner_attrs(session: str, run_dir: str | Path) -> dict[str, Any]:
     """Who is running a trial (used to tell orphaned RUNNING trials from live ones)."""
-    return {"host": socket.gethostname(), "pid": os.getpid(), "session": session,
-            "run_dir": str(Path(run_dir).resolve())}
+    return {"host": socket.gethostname(), "pid": os.getpid(), "session": session, "run_dir": run_dir_id(run_dir)}
 
 
 def schedule_attr(schedule: Schedule) -> dict[str, Any]:

@@ -330,10 +330,11 @@ def recover_orphans(study: Any, *, run_dir: Path, keep: Sequence[int] = ()) -> l
     """
     from optuna.trial import TrialState
 
+    from .objective import run_dir_id
     from .shared import is_shared, requeue
 
     host = socket.gethostname()
-    here = str(Path(run_dir).resolve())
+    here = run_dir_id(run_dir)
     shared = is_shared(study._storage)
     orphans: list[int] = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
