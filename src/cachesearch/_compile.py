@@ -124,8 +124,10 @@ def compile_schedule(
                 f"StepSet(count=..., spacing='scheduler') or a scheduler that does (DPMSolverMultistepScheduler, "
                 f"EulerDiscreteScheduler, DDPMScheduler, ...)"
             )
-        call = getattr(type(target), "__call__", None) if target is not denoiser else None
-        if timesteps is not None and call is not None and "timesteps" not in inspect.signature(call).parameters:
+        pipeline_call = type(target).__call__ if target is not denoiser else None
+        if timesteps is not None and pipeline_call is not None and (
+            "timesteps" not in inspect.signature(pipeline_call).parameters
+        ):
             raise ScheduleError(
                 f"policy.steps: {type(target).__name__} takes no explicit timesteps (FluxPipeline takes sigmas); "
                 f"use StepSet(count=..., spacing='scheduler')"
