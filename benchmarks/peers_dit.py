@@ -356,8 +356,9 @@ def run(ev: Any, *, methods: tuple[str, ...] | list[str] = METHODS, quick: bool 
     if front is not None:
         doc["front"] = measure_front(ev, counter, front, repeats, ref_calls)
         doc["matches"] = ms = match(rows, doc["front"]["schedules"])
-        doc["summary"] = {"peer_points": len(ms), "wins": sum(m["verdict"] == "win" for m in ms), "losses": [
-            f"{m['method']} {m['setting']}: {m['verdict']}" for m in ms if m["verdict"].startswith("LOSS")]}
+        doc["summary"] = {"peer_points": sum(not m["verdict"].startswith("n/a") for m in ms), "wins": sum(
+            m["verdict"] == "win" for m in ms), "exact_peers": sum(m["verdict"].startswith("n/a") for m in ms),
+            "losses": [f"{m['method']} {m['setting']}: {m['verdict']}" for m in ms if m["verdict"].startswith("LOSS")]}
     if ecad_front is not None:
         if front is None:
             raise ValueError("--ecad-front needs --front (the default-space run to compare with)")
@@ -409,7 +410,7 @@ def tables(doc: dict[str, Any]) -> str:
                             rows)
     if s := doc.get("summary"):
         lines += ["", f"goal (ours <= {GOAL} x peer LPIPS at <= peer cost): {s['wins']} of {s['peer_points']} peer "
-                  "points"] + [f"  {loss}" for loss in s["losses"]]
+                  f"points ({s['exact_peers']} more skipped nothing)"] + [f"  {loss}" for loss in s["losses"]]
     return "\n".join(lines)
 
 

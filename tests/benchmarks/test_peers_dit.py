@@ -84,7 +84,8 @@ def test_core_on_the_tiny_flux_pipeline(ev, tmp_path):
     for m in doc["matches"]:
         assert m["ours"] is None or m["ours_cost"] <= m["peer_cost"] + 1e-9
         assert m["verdict"] == "win" or m["verdict"].startswith(("LOSS", "n/a"))
-    assert doc["summary"]["peer_points"] == len(rows)
+    s = doc["summary"]
+    assert s["peer_points"] + s["exact_peers"] == len(rows) and s["wins"] + len(s["losses"]) == s["peer_points"]
 
     cmp = doc["ecad_vs_default"]
     assert cmp["equal_budget"] and cmp["hypervolume_ratio_ecad_over_default"] == pytest.approx(1.0)
