@@ -1,0 +1,499 @@
+"""Peer caches side by side with a cachesearch front on a FLUX-architecture model (issue 12, point 7).
+
+Every point goes through the evaluator's own pipeline call (same prompts, initial latents, step-noise seeds and
+steps) and is scored against its full-compute references: diffusers' FirstBlockCache, TaylorSeer, MagCache (its
+own calibration on the train prompts, then thresholds), PyramidAttentionBroadcast, FasterCache (attention half
+only: FLUX is guidance-distilled, there is no uncond branch for CFG-Cache) and cache-dit's DBCache. Per point:
+cost = MACs of what actually ran over full compute (``cachesearch.models._executed_cost``: the blocks and
+components that computed in each denoiser call, at the shapes that ran; our schedules are counted the same way,
+the evaluator's analytic ratio beside it); ms per image (one-prompt call end to end, median of ``--repeats``
+after a warm-up, ``--threads`` torch threads); held-out LPIPS (the evaluator's metric) and PSNR.
+
+``--front RUN_DIR``: every schedule the search exported, scored on train and held-out; for each peer point the
+schedule with the lowest *train* LPIPS among those costing at most the peer's (no peeking at held-out) and the
+held-out LPIPS ratio ours/peer (goal <= 0.7). ``--ecad-front RUN_DIR``: that run's front (ECAD's space) against
+``--front`` (default space): trials, hypervolume of (held-out LPIPS, cost) up to (``--hv-ref-loss``, 1), best
+held-out LPIPS at a few costs.
+
+Usage (writes ``benchmarks/results/peers_dit.json`` and ``.png``; ``--quick``: ``peers_dit_quick.*``)::
+
+    python benchmarks/peers_dit.py --model embedded:shapes-flux --steps 28 --n-heldout 8 \\
+        --front artifacts/runs/<name> [--ecad-front artifacts/runs/<ecad>] [--quick] [--peers fbcache,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import math
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+METHODS = ("fbcache", "taylorseer", "magcache", "pab", "fastercache", "dbcache")
+GRID: dict[str, list[tuple]] = {
+    "fbcache": [(0.05,), (0.1,), (0.2,), (0.4,)],                              # threshold
+    "taylorseer": [(i, o) for i in (2, 3, 5) for o in (1, 2)],                 # cache_interval, max_order
+    "magcache": [(0.06,), (0.12,), (0.24,)],                                   # threshold (K=3, retention 0.2)
+    "pab": [(2,), (3,), (4,)],                                                 # spatial block skip range
+    "fastercache": [(2,), (3,)],                                               # spatial attention skip range
+    "dbcache": [(1, 0, 0.08), (1, 0, 0.16), (1, 0, 0.32), (2, 1, 0.16), (2, 1, 0.32)],  # Fn, Bn, threshold
+}
+QUICK_GRID: dict[str, list[tuple]] = {
+    "fbcache": [(0.1,), (0.4,)], "taylorseer": [(3, 1), (5, 2)], "magcache": [(0.06,), (0.24,)],
+    "pab": [(2,), (4,)], "fastercache": [(2,)], "dbcache": [(1, 0, 0.16), (2, 1, 0.32)],
+}
+GOAL = 0.7
+CACHE_DIT_INSTALL = "pip install --no-deps cache-dit==1.5.3  # needs only torch, diffusers, transformers, pyyaml"
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _rel(path: str | Path) -> str:
+    """``path`` relative to the repository when inside it, else its name (results carry no machine paths)."""
+    p = Path(path).expanduser().resolve()
+    return p.relative_to(ROOT).as_posix() if p.is_relative_to(ROOT) else p.name
+
+
+@dataclass
+class Peer:
+    """One peer setting: ``enable(pipe)`` is a context manager with the peer active on ``pipe``."""
+
+    method: str
+    setting: str
+    params: dict[str, Any]
+    enable: Callable[[Any], contextlib.AbstractContextManager]
+
+
+@contextlib.contextmanager
+def _diffusers(pipe: Any, config: Any) -> Iterator[None]:
+    pipe.transformer.enable_cache(config)
+    try:
+        yield
+    finally:
+        pipe.transformer._reset_stateful_cache()
+        pipe.transformer.disable_cache()
+
+
+@contextlib.contextmanager
+def _cache_dit(pipe: Any, fn: int, bn: int, threshold: float, steps: int, warmup: int) -> Iterator[None]:
+    """cache-dit's DBCache through its own FLUX BlockAdapter (built for ``pipe`` directly: its registry matches
+    pipeline class names starting with ``Flux``, and ours is ``EmbeddedFluxPipeline``). Afterwards the modules are
+    put back as they were: its patched forwards stay after ``disable_cache``, and each call's ``mock.patch`` of the
+    block lists re-inserts them, which reorders the parameters (and so changes the architecture fingerprint)."""
+    os.environ.setdefault("CACHE_DIT_LOG_LEVEL", "error")
+    import cache_dit
+    from cache_dit.caching.block_adapters.adapters import flux_adapter
+
+    mods = list(pipe.transformer.modules())
+    had, order = {id(m) for m in mods if "forward" in m.__dict__}, [list(m._modules) for m in mods]
+    config = cache_dit.DBCacheConfig(Fn_compute_blocks=fn, Bn_compute_blocks=bn, residual_diff_threshold=threshold,
+                                     max_warmup_steps=warmup, num_inference_steps=steps)
+    with redirect_stdout(io.StringIO()):
+        cache_dit.enable_cache(flux_adapter(pipe), cache_config=config)
+    try:
+        yield
+    finally:
+        with redirect_stdout(io.StringIO()):
+            cache_dit.disable_cache(pipe)
+        for m, names in zip(mods, order):
+            if id(m) not in had:
+                m.__dict__.pop("forward", None)
+            for name in names:
+                m._modules[name] = m._modules.pop(name)
+        pipe.transformer.__dict__.pop("_is_patched", None)
+
+
+def cache_dit_status() -> dict[str, Any]:
+    """Whether cache-dit imports here (its version) or why not (DBCache runs on CPU once it is installed)."""
+    os.environ.setdefault("CACHE_DIT_LOG_LEVEL", "error")
+    try:
+        import cache_dit
+    except Exception as e:  # noqa: BLE001 - any import failure is the reason
+        return {"available": False, "reason": f"{type(e).__name__}: {e}", "install": CACHE_DIT_INSTALL}
+    return {"available": True, "version": getattr(cache_dit, "__version__", None)}
+
+
+def magcache_ratios(ev: Any, steps: int) -> list[float]:
+    """diffusers' own MagCache calibration (``MagCacheConfig(calibrate=True)``) on the train prompts: the
+    per-step ratios it prints, averaged over the pipeline calls."""
+    from diffusers.hooks import MagCacheConfig
+
+    buf = io.StringIO()
+    with _diffusers(ev.pipe, MagCacheConfig(calibrate=True, num_inference_steps=steps)), redirect_stdout(buf):
+        ev.fixtures.generate("train", {"num_inference_steps": steps}, "magcache calibration")
+    runs = [[float(x) for x in m.split(",")] for m in re.findall(r"^\[([-0-9., eE+naif]*)\]$", buf.getvalue(), re.M)]
+    if not runs or any(len(r) != steps for r in runs):
+        raise RuntimeError(f"MagCache calibration printed no {steps}-step ratios: {buf.getvalue()[-500:]!r}")
+    return [sum(col) / len(col) for col in zip(*runs)]
+
+
+def peer_grid(pipe: Any, steps: int, methods: list[str], grid: dict[str, list[tuple]],
+              mag_ratios: Callable[[], list[float]]) -> list[Peer]:
+    """The settings ``grid[method]`` of each of ``methods`` for ``pipe`` at ``steps`` steps. TaylorSeer: diffusers'
+    default warm-up (3 steps), float32 factors (the model is float32); PAB: diffusers' default timestep range
+    (100, 800); FasterCache: attention broadcast only, weight 0.5 (its default); DBCache: cache-dit's default
+    warm-up (8 steps), scaled down below 28 steps."""
+    from diffusers.hooks import FasterCacheConfig as Fc
+    from diffusers.hooks import FirstBlockCacheConfig as Fbc
+    from diffusers.hooks import MagCacheConfig as Mc
+    from diffusers.hooks import PyramidAttentionBroadcastConfig as Pab
+    from diffusers.hooks import TaylorSeerCacheConfig as Ts
+
+    def now() -> Any:
+        return pipe.current_timestep
+
+    def half(_module: Any) -> float:
+        return 0.5
+
+    warm, f32 = (8 if steps >= 28 else max(1, steps // 4)), torch.float32
+    specs: dict[str, Callable[[tuple], tuple[str, dict, Callable[..., Any]]]] = {
+        "fbcache": lambda s: (f"t={s[0]}", {"threshold": s[0]}, Fbc),
+        "taylorseer": lambda s: (f"N={s[0]} O={s[1]}", {"cache_interval": s[0], "max_order": s[1],
+                                 "disable_cache_before_step": 3}, lambda **k: Ts(**k, taylor_factors_dtype=f32)),
+        "magcache": lambda s: (f"t={s[0]}", {"threshold": s[0], "max_skip_steps": 3, "retention_ratio": 0.2,
+                               "num_inference_steps": steps}, lambda **k: Mc(**k, mag_ratios=mag_ratios())),
+        "pab": lambda s: (f"skip={s[0]}", {"spatial_attention_block_skip_range": s[0],
+                          "spatial_attention_timestep_skip_range": (100, 800)},
+                          lambda **k: Pab(**k, current_timestep_callback=now)),
+        "fastercache": lambda s: (f"skip={s[0]}", {"spatial_attention_block_skip_range": s[0],
+                                  "spatial_attention_timestep_skip_range": (-1, 681), "is_guidance_distilled": True},
+                                  lambda **k: Fc(**k, current_timestep_callback=now, attention_weight_callback=half)),
+    }
+    peers: list[Peer] = []
+    for method in methods:
+        for s in grid[method]:
+            if method == "dbcache":
+                p = {"Fn_compute_blocks": s[0], "Bn_compute_blocks": s[1], "residual_diff_threshold": s[2],
+                     "max_warmup_steps": warm}
+                peers.append(Peer(method, f"F{s[0]}B{s[1]} t={s[2]}", p,
+                                  lambda pp, s=s: _cache_dit(pp, s[0], s[1], s[2], steps, warm)))
+            else:
+                name, p, make = specs[method](s)
+                peers.append(Peer(method, name, p, lambda pp, p=p, make=make: _diffusers(pp, make(**p))))
+    return peers
+
+
+def _latency_ms(ev: Any, kwargs: dict[str, Any], repeats: int) -> float:
+    """Median ms of a one-prompt pipeline call (first train prompt and its latents), after one warm-up."""
+    from cachesearch.evaluate import measure_latency
+
+    prompt = [ev.prompt_set("train").prompts[0]]
+    latents = ev.latents("train")[:1].to(ev.device, ev.dtype)
+    size = {"height": ev.height, "width": ev.width, "guidance_scale": ev.guidance_scale}
+    stats = measure_latency(lambda: ev.pipe(prompt=prompt, latents=latents, output_type="pt", **size, **kwargs),
+                            warmup=1, repeats=repeats, device=ev.device)
+    return float(stats.median_ms)
+
+
+def _finite(v: float | None) -> float | None:
+    return v if v is not None and math.isfinite(v) else None
+
+
+def _score(ev: Any, images: torch.Tensor, split: str) -> dict[str, Any]:
+    s = ev._score(images, ev.reference(split))
+    return {"lpips": s["quality"], "psnr": _finite(s["psnr"]), "accuracy": ev.accuracy(images, split)}
+
+
+def measure_peer(ev: Any, counter: Any, peer: Peer, split: str, repeats: int) -> dict[str, Any]:
+    """One peer point: counted cost, held-out scores, latency (``repeats`` = 0: not timed)."""
+    from cachesearch.evaluate import InvalidOutputError
+
+    steps = ev.num_inference_steps
+    row: dict[str, Any] = {"method": peer.method, "setting": peer.setting, "params": peer.params}
+    try:
+        with peer.enable(ev.pipe):
+            counter.reset()
+            with counter.counting():
+                images = ev.fixtures.generate(split, {"num_inference_steps": steps}, peer.method)
+            report = counter.report()
+            row["ms_per_image"] = _latency_ms(ev, {"num_inference_steps": steps}, repeats) if repeats else None
+    except InvalidOutputError as e:
+        return {**row, "valid": False, "reason": f"invalid output: {e}"}
+    return {**row, "valid": True, "cost_ratio": report.ratio(), "calls": report.calls, "runs": report.runs,
+            **_score(ev, images, split)}
+
+
+def measure_schedule(ev: Any, counter: Any, path: Path, repeats: int, ref_calls: int) -> dict[str, Any]:
+    """One exported schedule: counted cost (held-out run), train and held-out scores, latency."""
+    import cachesearch as cs
+
+    sched = cs.load_schedule(path)
+    row: dict[str, Any] = {"file": path.name, "name": sched.name, "policy": dict(sched.policy)}
+    ref = sched.reference
+    if ref is not None and ref.num_inference_steps != ev.num_inference_steps:
+        return {**row, "valid": False, "reason": f"made for {ref.num_inference_steps} reference steps"}
+    train = ev.evaluate(sched, split="train", measure=False)
+    counter.reset()
+    with counter.counting():
+        held = ev.evaluate(sched, split="heldout", measure=False)
+    if not (train.valid and held.valid):
+        return {**row, "valid": False, "reason": train.reason or held.reason}
+    kwargs = {k: v for k, v in sched.pipeline_kwargs().items() if k != "guidance_scale"}
+    with sched.applied(ev.pipe):
+        ms = _latency_ms(ev, kwargs, repeats) if repeats else None
+    return {**row, "valid": True, "cost_ratio": counter.report().ratio(ref_calls), "analytic_cost_ratio":
+            held.cost_ratio, "train_lpips": train.quality, "lpips": held.quality, "psnr": _finite(held.psnr),
+            "accuracy": held.accuracy, "ms_per_image": ms}
+
+
+def measure_front(ev: Any, counter: Any, run_dir: Path, repeats: int, ref_calls: int) -> dict[str, Any]:
+    """Every schedule exported to ``run_dir/schedules`` (index excluded) and the run's trial counts."""
+    files = sorted(p for p in (run_dir / "schedules").glob("*.yaml") if p.name != "index.yaml")
+    if not files:
+        raise FileNotFoundError(f"{run_dir}/schedules has no schedule files; is it a `cachesearch run` directory?")
+    rows = []
+    for i, f in enumerate(files):
+        rows.append(r := measure_schedule(ev, counter, f, repeats, ref_calls))
+        _log(f"[front {run_dir.name} {i + 1}/{len(files)}] {f.name}: cost {r.get('cost_ratio')} lpips {r.get('lpips')}")
+    return {"run": _rel(run_dir), "trials": trial_counts(run_dir), "schedules": rows}
+
+
+def trial_counts(run_dir: Path) -> dict[str, Any]:
+    """Trials the run's Optuna journal created (op code 4, CREATE_TRIAL); ``None`` without a journal."""
+    journal = run_dir / "study.journal"
+    total = sum('"op_code":4,' in line for line in journal.open()) if journal.is_file() else None
+    return {"total": total}
+
+
+def best_at(front: list[dict[str, Any]], cost: float) -> dict[str, Any] | None:
+    """The valid front schedule with the lowest train LPIPS among those costing at most ``cost``."""
+    ok = [r for r in front if r.get("valid") and r["cost_ratio"] <= cost + 1e-9]
+    return min(ok, key=lambda r: (r["train_lpips"], r["cost_ratio"])) if ok else None
+
+
+def match(peers: list[dict[str, Any]], front: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For each valid peer point: our schedule at its cost, LPIPS ratio ours/peer and the verdict."""
+    out = []
+    for p in peers:
+        if not p.get("valid"):
+            continue
+        o = best_at(front, p["cost_ratio"]) or {}
+        m: dict[str, Any] = {"method": p["method"], "setting": p["setting"], "peer_cost": p["cost_ratio"],
+                             "peer_lpips": p["lpips"], "ours": o.get("file"), "ours_cost": o.get("cost_ratio"),
+                             "ours_lpips": o.get("lpips"), "ratio": None}
+        if not o:
+            m["verdict"] = "LOSS: no front schedule this cheap"
+        elif p["lpips"] <= 0:
+            m["verdict"] = "n/a: the peer matched full compute exactly"
+        else:
+            m["ratio"] = o["lpips"] / p["lpips"]
+            m["verdict"] = "win" if m["ratio"] <= GOAL else ("LOSS: worse" if m["ratio"] > 1 else "LOSS: < 30 % better")
+        out.append(m)
+    return out
+
+
+def hypervolume(points: list[tuple[float, float]], ref: tuple[float, float]) -> float:
+    """Area dominated by (loss, cost) ``points`` (both minimised) inside the box up to ``ref``."""
+    hv, best_c = 0.0, ref[1]
+    for q, c in sorted((min(q, ref[0]), min(c, ref[1])) for q, c in points):
+        hv, best_c = (hv + (ref[0] - q) * (best_c - c), c) if c < best_c else (hv, best_c)
+    return hv
+
+
+def compare_spaces(default: dict[str, Any], ecad: dict[str, Any], ref_loss: float,
+                   costs: tuple[float, ...] = (0.25, 0.4, 0.5, 0.75)) -> dict[str, Any]:
+    """ECAD's space vs the default space: trial budgets, hypervolume, best held-out LPIPS at fixed costs."""
+    out: dict[str, Any] = {"ref": [ref_loss, 1.0]}
+    for key, run in (("default", default), ("ecad", ecad)):
+        pts = [(r["lpips"], r["cost_ratio"]) for r in run["schedules"] if r.get("valid")]
+        out[key] = {"run": run["run"], "trials": run["trials"], "front_size": len(pts),
+                    "hypervolume": hypervolume(pts, (ref_loss, 1.0)),
+                    "at_cost": {str(c): (b or {}).get("lpips") for c in costs for b in [best_at(run["schedules"], c)]}}
+    a, b = out["default"]["trials"].get("total"), out["ecad"]["trials"].get("total")
+    out["equal_budget"] = a is not None and b is not None and abs(a - b) <= 0.05 * max(a, b)
+    hv_a, hv_b = out["default"]["hypervolume"], out["ecad"]["hypervolume"]
+    out["hypervolume_ratio_ecad_over_default"] = hv_b / hv_a if hv_a > 0 else None
+    return out
+
+
+def run(ev: Any, *, methods: tuple[str, ...] | list[str] = METHODS, quick: bool = False, front: Path | None = None,
+        ecad_front: Path | None = None, repeats: int = 3, hv_ref_loss: float = 0.1) -> dict[str, Any]:
+    """The whole comparison on evaluator ``ev`` (held-out split): the result document (no environment). ``repeats``
+    0: no latency; ``quick``: :data:`QUICK_GRID`."""
+    from cachesearch.models._executed_cost import ExecutedCost
+
+    steps, split = ev.num_inference_steps, "heldout"
+    counter = ExecutedCost(ev.denoiser)
+    with counter.counting():  # full compute: primes the per-call MACs at the shapes that run; must be exactly 1
+        full = ev.fixtures.generate(split, {"num_inference_steps": steps}, "full")
+    ref_calls = (full_report := counter.report()).calls
+    full_ms = _latency_ms(ev, {"num_inference_steps": steps}, repeats) if repeats else None
+    doc: dict[str, Any] = {
+        "full_compute": {"cost_ratio": full_report.ratio(), "calls": ref_calls, "ms_per_image": full_ms,
+                         "equals_reference": bool(torch.equal(full, ev.reference(split))),
+                         "macs_per_call": full_report.full_macs // max(ref_calls, 1)},
+        "cache_dit": cache_dit_status() if "dbcache" in methods else None,
+        "fastercache_note": "FLUX is guidance-distilled (no CFG batch): FasterCache's CFG-Cache half does not apply; "
+                            "its attention broadcast (t_i ~ t_{i-1} + w (t_{i-1} - t_{i-2}), w = 0.5) does.",
+    }
+    methods = [m for m in methods if m != "dbcache" or doc["cache_dit"]["available"]]
+    cal: dict[str, list[float]] = {}
+    ratios = lambda: cal["r"] if "r" in cal else cal.setdefault("r", magcache_ratios(ev, steps))  # noqa: E731
+    peers = peer_grid(ev.pipe, steps, methods, QUICK_GRID if quick else GRID, ratios)
+    rows = []
+    for i, peer in enumerate(peers):
+        rows.append(r := measure_peer(ev, counter, peer, split, repeats))
+        _log(f"[peer {i + 1}/{len(peers)}] {peer.method} {peer.setting}: cost {r.get('cost_ratio')} "
+             f"lpips {r.get('lpips')} ms {r.get('ms_per_image')}")
+    doc["magcache_ratios"] = cal.get("r")
+    doc["peers"] = rows
+    after = ev.fixtures.generate(split, {"num_inference_steps": steps}, "full (after peers)")
+    doc["full_compute"]["equals_reference_after_peers"] = bool(torch.equal(after, ev.reference(split)))
+    if front is not None:
+        doc["front"] = measure_front(ev, counter, front, repeats, ref_calls)
+        doc["matches"] = ms = match(rows, doc["front"]["schedules"])
+        doc["summary"] = {"peer_points": sum(not m["verdict"].startswith("n/a") for m in ms), "wins": sum(
+            m["verdict"] == "win" for m in ms), "exact_peers": sum(m["verdict"].startswith("n/a") for m in ms),
+            "losses": [f"{m['method']} {m['setting']}: {m['verdict']}" for m in ms if m["verdict"].startswith("LOSS")]}
+    if ecad_front is not None:
+        if front is None:
+            raise ValueError("--ecad-front needs --front (the default-space run to compare with)")
+        ecad = measure_front(ev, counter, ecad_front, 0, ref_calls)
+        doc["ecad_vs_default"] = {**compare_spaces(doc["front"], ecad, hv_ref_loss), "ecad_front": ecad}
+    return doc
+
+
+def _fmt(v: Any, spec: str = ".3g") -> str:
+    return "-" if v is None else format(v, spec) if isinstance(v, (int, float)) else str(v)
+
+
+def _md(head: str, rows: list[list[str]]) -> list[str]:
+    """A markdown table: ``head`` is ``"name|cost:|..."`` (a trailing ``:`` right-aligns the column)."""
+    cols = head.split("|")
+    return ["| " + " | ".join(c.rstrip(":") for c in cols) + " |",
+            "|" + "|".join("---:" if c.endswith(":") else "---" for c in cols) + "|"] + \
+        ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def tables(doc: dict[str, Any]) -> str:
+    """The markdown tables of ``doc``: peers with our match, our front, ECAD vs default."""
+    full_ms = doc["full_compute"]["ms_per_image"]
+    by_peer = {(m["method"], m["setting"]): m for m in doc.get("matches", [])}
+    rows = [["full compute", "-", "1.000", _fmt(full_ms, ".1f"), "1.00", "0", "inf", "", "", "", "", ""]]
+    for p in doc["peers"]:
+        m = by_peer.get((p["method"], p["setting"]), {})
+        sp = full_ms / p["ms_per_image"] if full_ms and p.get("ms_per_image") else None
+        rows.append([p["method"], p["setting"], f"invalid: {p['reason']}"] + [""] * 9 if not p.get("valid") else [
+            p["method"], p["setting"], _fmt(p["cost_ratio"], ".3f"), _fmt(p.get("ms_per_image"), ".1f"),
+            _fmt(sp, ".2f"), _fmt(p["lpips"]), _fmt(p["psnr"], ".1f"), _fmt(m.get("ours")), _fmt(m.get("ours_cost"),
+            ".3f"), _fmt(m.get("ours_lpips")), _fmt(m.get("ratio"), ".2f"), m.get("verdict", "")])
+    lines = _md("peer|setting|cost:|ms/img:|speedup:|LPIPS:|PSNR:|ours (cost <= peer)|cost:|LPIPS:|ratio:|verdict",
+                rows)
+    if "front" in doc:
+        rows = [[r["file"], f"invalid: {r['reason']}", "", "", "", "", ""] if not r.get("valid") else [
+            r["file"], _fmt(r["cost_ratio"], ".3f"), _fmt(r["analytic_cost_ratio"], ".3f"),
+            _fmt(r["ms_per_image"], ".1f"), _fmt(r["train_lpips"]), _fmt(r["lpips"]), _fmt(r["psnr"], ".1f")]
+            for r in sorted(doc["front"]["schedules"], key=lambda r: r.get("cost_ratio") or 9)]
+        lines += [""] + _md("our schedule|cost (executed):|cost (evaluator's MAC table):|ms/img:|train LPIPS:|"
+                            "held-out LPIPS:|PSNR:", rows)
+    if "ecad_vs_default" in doc:
+        c = doc["ecad_vs_default"]
+        costs = list(c["default"]["at_cost"])
+        rows = [[key, str(c[key]["run"]), _fmt(c[key]["trials"].get("total")), str(c[key]["front_size"]),
+                 _fmt(c[key]["hypervolume"], ".5f")] + [_fmt(c[key]["at_cost"][k]) for k in costs]
+                for key in ("default", "ecad")]
+        lines += [""] + _md("space|run|trials:|front:|hypervolume:|" + "|".join(f"LPIPS @ <= {k}:" for k in costs),
+                            rows)
+    if s := doc.get("summary"):
+        lines += ["", f"goal (ours <= {GOAL} x peer LPIPS at <= peer cost): {s['wins']} of {s['peer_points']} peer "
+                  f"points ({s['exact_peers']} more skipped nothing)"] + [f"  {loss}" for loss in s["losses"]]
+    return "\n".join(lines)
+
+
+def plot(doc: dict[str, Any], path: Path) -> Path:
+    """Held-out LPIPS (log; 0 drawn at 1e-6) vs executed-MAC cost: a marker per peer method, our fronts as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for method, marker in zip(METHODS, "os^Dvx"):
+        pts = [(p["cost_ratio"], max(p["lpips"], 1e-6)) for p in doc["peers"]
+               if p.get("valid") and p["method"] == method]
+        if pts:
+            ax.scatter(*zip(*pts), marker=marker, label=method, s=40)
+    for run, style in ((doc.get("front"), "k-"), ((doc.get("ecad_vs_default") or {}).get("ecad_front"), "g--")):
+        pts = sorted((r["cost_ratio"], max(r["lpips"], 1e-6)) for r in (run or {}).get("schedules", [])
+                     if r.get("valid"))
+        if pts:
+            ax.plot(*zip(*pts), style, marker=".", label=f"cachesearch ({run['run']})", drawstyle="steps-post")
+    ax.set(yscale="log", xlabel="cost ratio (MACs of what ran / full compute)",
+           ylabel=f"held-out {doc.get('metric', 'LPIPS')} to full compute",
+           title=f"{doc.get('model')}: peers vs cachesearch ({doc.get('steps')} steps)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, run the comparison, print the tables, write JSON and plot; returns the exit code."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="embedded:shapes-flux")
+    p.add_argument("--steps", type=int, default=28, help="reference flow-matching Euler steps (default 28)")
+    p.add_argument("--n-train", type=int, default=4, help="train prompts (MagCache calibration, our selection)")
+    p.add_argument("--n-heldout", type=int, default=8, help="held-out prompts every point is scored on")
+    p.add_argument("--peers", default=",".join(METHODS), help=f"subset of {','.join(METHODS)} (dbcache: cache-dit)")
+    p.add_argument("--front", type=Path, default=None, help="a `cachesearch run` directory (default space)")
+    p.add_argument("--ecad-front", type=Path, default=None, help="a run directory searched in ECAD's space")
+    p.add_argument("--hv-ref-loss", type=float, default=0.1, help="hypervolume reference LPIPS (cost ref: 1.0)")
+    p.add_argument("--repeats", type=int, default=3, help="timed one-prompt calls per latency median (0: no timing)")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--cache-dir", default=str(ROOT / ".cache" / "cachesearch"))
+    p.add_argument("--out", type=Path, default=None, help="JSON path (default results/peers_dit[_quick].json)")
+    p.add_argument("--quick", action="store_true", help="two settings per method (one for FasterCache), 2 repeats")
+    args = p.parse_args(argv)
+    methods = [m for m in args.peers.split(",") if m]
+    if bad := sorted(set(methods) - set(METHODS)):
+        p.error(f"--peers: unknown {bad}; choose from {','.join(METHODS)}")
+    torch.set_num_threads(args.threads)
+    from _bench import environment, write_json
+    from diffusers.utils import logging as diffusers_logging
+
+    from cachesearch.evaluate import EvalConfig, Evaluator
+
+    diffusers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+    t0 = time.perf_counter()
+    ev = Evaluator(EvalConfig(model=args.model, device=args.device, num_inference_steps=args.steps,
+                              n_train=args.n_train, n_heldout=args.n_heldout, cache_dir=args.cache_dir,
+                              batch_size=max(args.n_train, args.n_heldout)))
+    doc = {"benchmark": "peers_dit", "model": args.model, "steps": args.steps, "metric": ev.metric_name,
+           "random_weights": ev.random_weights, "environment": environment(args.device),
+           "config": {**{k: (_rel(v) if isinstance(v, Path) or k == "cache_dir" else v)
+                         for k, v in vars(args).items() if k != "out"}, "grid": QUICK_GRID if args.quick else GRID},
+           "evaluator": ev.describe(), "prompts": {s: ev.prompt_set(s).digest() for s in ("train", "heldout")},
+           **run(ev, methods=methods, quick=args.quick, front=args.front, ecad_front=args.ecad_front,
+                  repeats=min(args.repeats, 2) if args.quick else args.repeats, hv_ref_loss=args.hv_ref_loss)}
+    doc["seconds"] = round(time.perf_counter() - t0, 1)
+    stem = "peers_dit_quick" if args.quick else "peers_dit"
+    out = args.out or RESULTS / f"{stem}.json"
+    write_json(out, doc)
+    png = plot(doc, out.with_suffix(".png"))
+    print(tables(doc))
+    _log(f"wrote {_rel(out)} and {_rel(png)} in {doc['seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,130 @@
+"""`benchmarks/peers_dit.py`'s core on the tiny FLUX pipeline (4 steps, 2 + 2 images): peers through the
+evaluator's pipeline call, costs counted from what ran, a fake run directory as our front and as the "ECAD"
+front, the matching and its verdicts, the tables, the plot and the JSON; and the CLI's help and refusals."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+import cachesearch as cs
+from cachesearch.evaluate import EvalConfig, Evaluator
+from cachesearch.models._loaders import LoadedModel
+from cachesearch.runtime import fingerprint_module
+from cachesearch.schedule import save_schedule
+from tests._tiny_dit import tiny_dit_pipeline
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import peers_dit  # noqa: E402
+
+STEPS = 4
+HAS_CACHE_DIT = importlib.util.find_spec("cache_dit") is not None
+
+
+@pytest.fixture(scope="module")
+def ev(tmp_path_factory):
+    pipe = tiny_dit_pipeline("flux", seed=1)
+    model = LoadedModel(pipe=pipe, denoiser=pipe.transformer, source="test", random_weights=True, family="flux")
+    config = EvalConfig(num_inference_steps=STEPS, n_train=2, n_heldout=2, batch_size=2, height=16, width=16,
+                        cache_dir=str(tmp_path_factory.mktemp("refs")))
+    return Evaluator(config, model=model)
+
+
+def _run_dir(ev, path: Path, trials: int) -> Path:
+    (path / "schedules").mkdir(parents=True)
+    attn = ev.space.attention_components()
+    for name, policy in [("full", cs.Full()), ("steps2", cs.StepSet(count=2)),
+                         ("attn", cs.BlockMask(dict.fromkeys(attn, "R.R."))),
+                         ("middle", cs.MiddleCache(interval=2, front=1, back=1))]:
+        save_schedule(ev.compile(policy, name=name), path / "schedules" / f"{name}.yaml")
+    (path / "schedules" / "index.yaml").write_text("format: cachesearch/index@1\n")  # skipped, not a schedule
+    (path / "study.journal").write_text('{"op_code":4,"study_id":0}\n' * trials + '{"op_code":5}\n')
+    return path
+
+
+def test_core_on_the_tiny_flux_pipeline(ev, tmp_path):
+    fp = fingerprint_module(ev.denoiser)
+    front, ecad = _run_dir(ev, tmp_path / "default-run", 5), _run_dir(ev, tmp_path / "ecad-run", 5)
+    methods = ["fbcache", "taylorseer", "magcache"] + (["dbcache"] if HAS_CACHE_DIT else [])
+    doc = peers_dit.run(ev, methods=methods, quick=True, front=front, ecad_front=ecad, repeats=1)
+
+    full = doc["full_compute"]
+    assert full["cost_ratio"] == 1.0 and full["calls"] == STEPS and full["ms_per_image"] > 0
+    assert full["equals_reference"] and full["equals_reference_after_peers"]
+    assert fingerprint_module(ev.denoiser) == fp  # no peer left anything behind (cache-dit reorders modules)
+    assert not ev.pipe.transformer.is_cache_enabled
+
+    rows = {(r["method"], r["setting"]): r for r in doc["peers"]}
+    assert {m for m, _ in rows} == set(methods) and len(rows) == sum(len(peers_dit.QUICK_GRID[m]) for m in methods)
+    for r in rows.values():
+        assert r["valid"], r
+        assert 0 < r["cost_ratio"] <= 1 and r["lpips"] >= 0 and r["ms_per_image"] > 0 and r["calls"] == STEPS
+    # TaylorSeer, warm-up 3 of 4 steps: the attention modules forecast step 3, everything else computes
+    for setting in ("N=3 O=1", "N=5 O=2"):
+        r = rows[("taylorseer", setting)]
+        assert r["runs"]["transformer_blocks.0.attn"] == 3 and r["runs"]["transformer_blocks.0.ff"] == STEPS
+        assert r["cost_ratio"] < 1 and r["lpips"] > 0
+    assert len(doc["magcache_ratios"]) == STEPS and doc["magcache_ratios"][0] == 1.0
+    assert doc["cache_dit"] is None or doc["cache_dit"]["available"] == HAS_CACHE_DIT
+
+    ours = {r["file"]: r for r in doc["front"]["schedules"]}
+    assert set(ours) == {"full.yaml", "steps2.yaml", "attn.yaml", "middle.yaml"}
+    assert all(r["valid"] for r in ours.values()), ours
+    assert ours["full.yaml"]["cost_ratio"] == 1.0 and ours["full.yaml"]["lpips"] == 0
+    assert ours["steps2.yaml"]["cost_ratio"] == pytest.approx(0.5)  # 2 of the reference's 4 calls
+    assert ours["attn.yaml"]["cost_ratio"] < 1 and ours["middle.yaml"]["cost_ratio"] < 1
+    assert doc["front"]["trials"] == {"total": 5} and doc["front"]["run"] == "default-run"
+
+    assert len(doc["matches"]) == len(rows)
+    for m in doc["matches"]:
+        assert m["ours"] is None or m["ours_cost"] <= m["peer_cost"] + 1e-9
+        assert m["verdict"] == "win" or m["verdict"].startswith(("LOSS", "n/a"))
+    s = doc["summary"]
+    assert s["peer_points"] + s["exact_peers"] == len(rows) and s["wins"] + len(s["losses"]) == s["peer_points"]
+
+    cmp = doc["ecad_vs_default"]
+    assert cmp["equal_budget"] and cmp["hypervolume_ratio_ecad_over_default"] == pytest.approx(1.0)
+    assert cmp["default"]["at_cost"] == cmp["ecad"]["at_cost"]
+
+    text = peers_dit.tables(doc)
+    for needle in ("| peer | setting | cost |", "| our schedule |", "| space | run | trials |", "goal (ours <= 0.7"):
+        assert needle in text
+    png = peers_dit.plot(doc, tmp_path / "out" / "peers.png")
+    assert png.stat().st_size > 1000
+    blob = json.dumps(doc, default=str)
+    assert str(tmp_path) not in blob and str(ROOT) not in blob  # run directories by name only
+
+
+def test_matching_and_verdicts():
+    front = [{"valid": True, "file": "a", "cost_ratio": 0.3, "train_lpips": 0.02, "lpips": 0.010},
+             {"valid": True, "file": "b", "cost_ratio": 0.5, "train_lpips": 0.01, "lpips": 0.006},
+             {"valid": True, "file": "c", "cost_ratio": 0.5, "train_lpips": 0.03, "lpips": 0.001},  # better held-out
+             {"valid": False, "file": "d", "reason": "x"}]
+    peers = [{"valid": True, "method": "p", "setting": s, "cost_ratio": c, "lpips": q}
+             for s, c, q in [("win", 0.5, 0.01), ("worse", 0.35, 0.005), ("close", 0.5, 0.008),
+                             ("cheap", 0.2, 0.1), ("exact", 1.0, 0.0)]] + [{"valid": False}]
+    got = {m["setting"]: m for m in peers_dit.match(peers, front)}
+    assert got["win"]["ours"] == "b" and got["win"]["ratio"] == pytest.approx(0.6) and got["win"]["verdict"] == "win"
+    assert got["worse"]["ours"] == "a" and got["worse"]["verdict"] == "LOSS: worse"  # chosen by train, not held-out
+    assert got["close"]["verdict"] == "LOSS: < 30 % better"
+    assert got["cheap"]["ours"] is None and got["cheap"]["verdict"].startswith("LOSS: no front")
+    assert got["exact"]["verdict"].startswith("n/a")
+    assert peers_dit.hypervolume([(0.05, 0.5)], (0.1, 1.0)) == pytest.approx(0.025)
+    assert peers_dit.hypervolume([(0.05, 0.5), (0.02, 0.8), (0.2, 0.1)], (0.1, 1.0)) == pytest.approx(0.016 + 0.015)
+
+
+def test_cli_help_documents_the_run_and_refuses_unknown_peers(capsys):
+    with pytest.raises(SystemExit) as e:
+        peers_dit.main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for needle in ("--front", "--ecad-front", "--quick", "--peers", "embedded:shapes-flux", "0.7"):
+        assert needle in out
+    with pytest.raises(SystemExit) as e:
+        peers_dit.main(["--peers", "fbcache,teacache"])
+    assert e.value.code == 2 and "teacache" in capsys.readouterr().err
