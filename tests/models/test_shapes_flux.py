@@ -48,20 +48,62 @@ def test_pipeline_is_flux_with_the_embedded_defaults(pipe) -> None:
     assert len(tok(longest).input_ids) <= 16
 
 
-def test_diffusers_alone_loads_the_folder_and_gives_the_same_image(pipe) -> None:
-    from diffusers import FluxPipeline
+def test_diffusers_alone_loads_the_folder_and_gives_the_unguided_image(pipe) -> None:
+    from diffusers import FluxPipeline, FluxTransformer2DModel
+
+    from cachesearch.models.shapes_flux._guided import GuidedFluxTransformer2DModel
 
     plain = FluxPipeline.from_pretrained(str(shapes_flux.pipeline_path()), local_files_only=True)
     plain.set_progress_bar_config(disable=True)
+    assert type(plain.transformer) is FluxTransformer2DModel
+    assert isinstance(pipe.transformer, GuidedFluxTransformer2DModel)
     prompt = "a red circle and a blue square on a green background"
 
     def run(p, **kw) -> np.ndarray:
         return p(prompt, num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="np",
                  **kw).images[0]
 
-    ours = run(pipe)
-    assert ours.shape == (64, 64, 3) and np.isfinite(ours).all()
-    np.testing.assert_array_equal(ours, run(plain, height=64, width=64, max_sequence_length=16))
+    guided = run(pipe)  # default guidance 3.5: CFG inside the transformer's call
+    assert guided.shape == (64, 64, 3) and np.isfinite(guided).all()
+    unguided = run(pipe, guidance_scale=1.0)
+    np.testing.assert_array_equal(unguided, run(plain, height=64, width=64, max_sequence_length=16))
+    assert not np.array_equal(guided, unguided)
+
+
+def test_guided_transformer_runs_cfg_as_one_batched_call() -> None:
+    from diffusers import FluxTransformer2DModel
+
+    from cachesearch.models.adapters import adapter_for
+    from cachesearch.models.shapes_flux._guided import GuidedFluxTransformer2DModel
+
+    torch.manual_seed(0)
+    model = GuidedFluxTransformer2DModel(in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=8,
+                                         num_attention_heads=2, joint_attention_dim=8, pooled_projection_dim=6,
+                                         axes_dims_rope=(2, 2, 4), null_text_tokens=3).eval()
+    with torch.no_grad():
+        model.null_text.normal_()
+        model.null_pooled.normal_()
+    g = torch.Generator().manual_seed(1)
+    x, text = torch.randn(2, 4, 4, generator=g), torch.randn(2, 3, 8, generator=g)
+    pooled = torch.randn(2, 6, generator=g)
+    kw = {"timestep": torch.tensor([0.5, 0.5]), "img_ids": torch.zeros(4, 3), "txt_ids": torch.zeros(3, 3),
+          "return_dict": False}
+    batches = []
+    model.transformer_blocks[0].register_forward_hook(
+        lambda m, a, kw_, o: batches.append(kw_["hidden_states"].shape[0]), with_kwargs=True)
+    model.cfg_scale = 3.0
+    with torch.no_grad():
+        guided = model(x, text, pooled, **kw)[0]
+        plain = FluxTransformer2DModel.forward
+        cond = plain(model, x, text, pooled, **kw)[0]
+        uncond = plain(model, x, model.null_text.expand(2, -1, -1), model.null_pooled.expand(2, -1), **kw)[0]
+    assert batches[0] == 4  # [null; cond] in one call
+    torch.testing.assert_close(guided, uncond + 3.0 * (cond - uncond), rtol=1e-5, atol=1e-5)
+
+    class Pipe:
+        transformer = model
+
+    assert adapter_for(model).uses_cfg(Pipe(), 3.0) and not adapter_for(model).uses_cfg(Pipe(), 1.0)
 
 
 def test_mac_counts_use_the_pipelines_16_text_tokens(pipe) -> None:

@@ -91,7 +91,9 @@ class FluxAdapter(DiTAdapter):
         return sample * vae_factor(pipe), sample * vae_factor(pipe)
 
     def uses_cfg(self, pipe: Any, guidance_scale: float) -> bool:
-        return False  # guidance-distilled: the scale is an embedding
+        # FLUX.1 is guidance-distilled (the scale is an embedding); a transformer class that batches CFG inside
+        # its one call per step (``cfg_batch``, e.g. the embedded model's) runs its blocks on [uncond; cond]
+        return bool(getattr(pipe.transformer, "cfg_batch", False)) and guidance_scale > 1
 
 
 register_adapter(FluxAdapter())

@@ -104,6 +104,8 @@ def train(
     checkpoint_every: int = 250,
     size: int = DEFAULT_SIZE,
     threads: int | None = 2,
+    init_from: Path | None = None,
+    warmup: int = 200,
     log: Callable[[str], None] = print,
 ) -> None:
     """Train the autoencoder, then UNet + text encoder; write ``out_dir/pipeline`` and ``training.json``.
@@ -169,6 +171,10 @@ def train(
     te_cfg = CLIPTextConfig(**text_encoder_config(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id))
     text_encoder = CLIPTextModel(te_cfg)
     unet = UNet2DConditionModel(**unet_config(size // LATENT_FACTOR, te_cfg.hidden_size))
+    if init_from is not None:  # continue from an earlier run's pipeline (its EMA weights), fresh optimizer
+        unet.load_state_dict(UNet2DConditionModel.from_pretrained(str(Path(init_from) / "unet")).state_dict())
+        text_encoder.load_state_dict(CLIPTextModel.from_pretrained(str(Path(init_from) / "text_encoder")).state_dict())
+        log(f"[unet] initialised from {init_from}")
     scheduler = DDIMScheduler(**scheduler_config())
     params = list(unet.parameters()) + list(text_encoder.parameters())
     ema = [p.detach().clone() for p in params]
@@ -201,7 +207,7 @@ def train(
         return F.mse_loss(pred, scheduler.get_velocity(z, noise, t))
 
     state = train_loop(tag="unet", loss_fn=loss_fn, modules=named, params=params, ema=ema, opt=opt, gen=gen,
-                       state=state, planned=steps, lr=lr, ema_decay=ema_decay, deadline=deadline,
+                       state=state, planned=steps, lr=lr, ema_decay=ema_decay, deadline=deadline, warmup=warmup,
                        checkpoint_every=checkpoint_every, ckpt_path=out_dir / "checkpoint.pt",
                        on_checkpoint=lambda: make_pipe().save_pretrained(out_dir / "pipeline",
                                                                          safe_serialization=True), log=log)
@@ -210,6 +216,7 @@ def train(
         "model": "scenes", "seed": seed, "size": size, "vae": vae_stats, "vae_scaling_factor": scaling,
         "train_set": n, "unet_steps": state.step, "unet_steps_scheduled": state.steps, "unet_steps_planned": steps,
         "stopped_early": state.stopped_early, "batch_size": batch_size, "lr": lr, "cfg_dropout": cfg_dropout,
+        "warmup": warmup, "init_from": None if init_from is None else Path(init_from).name,
         "ema_decay": ema_decay, "final_loss_unet": round(state.run_loss, 5),
         "unet_seconds": round(state.elapsed, 1),
         "wall_seconds_this_invocation": round(time.time() - t_start, 1), "hardware": _hardware("cpu"),
@@ -229,11 +236,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--vae-steps", type=int, default=600)
     ap.add_argument("--train-set", type=int, default=16384)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--init-from", type=Path, default=None, help="start from this pipeline folder's weights")
     ap.add_argument("--minutes", type=float, default=None)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     args = ap.parse_args(argv)
     train(args.out, seed=args.seed, minutes=args.minutes, steps=args.steps, vae_steps=args.vae_steps,
-          train_set=args.train_set, threads=args.threads, log=lambda s: print(s, flush=True))
+          train_set=args.train_set, threads=args.threads, lr=args.lr, warmup=args.warmup, init_from=args.init_from,
+          log=lambda s: print(s, flush=True))
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
 Same captions, renders and checker as ``scenes`` (two textured objects on a gradient, 64 px) and the same
 frozen autoencoder; the denoiser is a ``FluxTransformer2DModel`` (double- and single-stream blocks, joint
 text-image attention, RoPE) trained from scratch by rectified flow (``cachesearch.models.shapes_flux._train``)
-and sampled by ``FluxPipeline``'s flow-matching Euler loop, one denoiser call per step (no CFG batch).
-The pipeline class is :class:`EmbeddedFluxPipeline`, ``FluxPipeline`` with this model's two defaults.
+and sampled by ``FluxPipeline``'s flow-matching Euler loop, one denoiser call per step. The transformer is
+``GuidedFluxTransformer2DModel`` (FLUX's blocks plus learned null conditioning: CFG batched inside the call,
+the blocks see ``[uncond; cond]``); the pipeline class is :class:`EmbeddedFluxPipeline`, ``FluxPipeline`` with
+this model's defaults.
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ DEFAULT_SIZE = 64
 DEFAULT_STEPS = 28
 """Default number of flow-matching Euler steps (FLUX.1-dev's default)."""
 
-DEFAULT_GUIDANCE_SCALE = 1.0
-"""No guidance: the transformer has no guidance embedding and the pipeline makes no CFG batch."""
+DEFAULT_GUIDANCE_SCALE = 3.5
+"""Classifier-free guidance scale, batched inside the transformer's one call per step (see ``_guided``)."""
 
 
 def pipeline_path() -> Path:
@@ -62,9 +64,15 @@ def load_pipeline(
         FileNotFoundError: if the folder has no ``model_index.json``.
     """
     from .._embedded import load_folder
+    from ._guided import GuidedFluxTransformer2DModel
     from ._pipeline import EmbeddedFluxPipeline, mark_text_tokens
 
-    pipe = load_folder(EmbeddedFluxPipeline, path if path is not None else pipeline_path(), device=device,
-                       dtype=dtype, progress_bar=progress_bar)
+    folder = Path(path) if path is not None else pipeline_path()
+    extra = {}
+    if (folder / "transformer" / "config.json").is_file():  # else load_folder names the missing folder
+        cast = {"torch_dtype": dtype} if dtype != torch.float32 else {}
+        extra["transformer"] = GuidedFluxTransformer2DModel.from_pretrained(
+            str(folder / "transformer"), local_files_only=True, **cast)
+    pipe = load_folder(EmbeddedFluxPipeline, folder, device=device, dtype=dtype, progress_bar=progress_bar, **extra)
     mark_text_tokens(pipe)
     return pipe

@@ -1,7 +1,9 @@
-"""``EmbeddedFluxPipeline``: diffusers' ``FluxPipeline`` with the embedded model's defaults, nothing else.
+"""``EmbeddedFluxPipeline``: diffusers' ``FluxPipeline`` with the embedded model's defaults and CFG scale.
 
-The subclass exists only because two ``FluxPipeline`` defaults are FLUX.1's and cannot be stored in a
-pipeline folder: the T5 prompt length (``max_sequence_length=512``; our captions are 13 tokens, so the
+The subclass exists because two ``FluxPipeline`` defaults are FLUX.1's and cannot be stored in a pipeline
+folder, and because the transformer (:class:`~._guided.GuidedFluxTransformer2DModel`) takes its CFG scale from
+the call's ``guidance_scale`` (FLUX.1 reads it as a distilled embedding). The two defaults: the T5 prompt
+length (``max_sequence_length=512``; our captions are 13 tokens, so the
 joint attention would run over 512 mostly-padding text tokens) and the default image side
 (``default_sample_size=128`` latent pixels; ours is 16, i.e. 64 px). Every other behaviour — prompt encoding,
 2×2 latent packing, the flow-matching loop, decoding with ``scaling_factor``/``shift_factor`` — is
@@ -15,10 +17,14 @@ from typing import Any
 
 from diffusers import FluxPipeline
 
-__all__ = ["TEXT_TOKENS", "EmbeddedFluxPipeline", "mark_text_tokens"]
+__all__ = ["GUIDANCE_SCALE", "TEXT_TOKENS", "EmbeddedFluxPipeline", "mark_text_tokens"]
 
 TEXT_TOKENS = 16
 """T5 prompt length (``max_sequence_length``) of the embedded model; captions are at most 14 tokens."""
+
+GUIDANCE_SCALE = 3.5
+"""Default classifier-free guidance scale (FluxPipeline's default ``guidance_scale``), applied by the guided
+transformer inside its one call per step."""
 
 
 class EmbeddedFluxPipeline(FluxPipeline):
@@ -36,6 +42,9 @@ class EmbeddedFluxPipeline(FluxPipeline):
     @functools.wraps(FluxPipeline.__call__)
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("max_sequence_length", TEXT_TOKENS)
+        kwargs.setdefault("guidance_scale", GUIDANCE_SCALE)
+        if hasattr(self.transformer, "cfg_scale"):  # the guided transformer batches CFG inside its call
+            self.transformer.cfg_scale = float(kwargs["guidance_scale"])
         return super().__call__(*args, **kwargs)
 
 

@@ -31,6 +31,7 @@ from ..scenes._data import DEFAULT_SIZE, TRAIN_STREAM
 from ..shapes._components import build_tokenizer_files, load_tokenizer, text_encoder_config
 from ..shapes._train import _hardware
 from ._components import scheduler_config, t5_config, transformer_config
+from ._guided import GuidedFluxTransformer2DModel
 from ._pipeline import TEXT_TOKENS, EmbeddedFluxPipeline
 
 __all__ = ["train"]
@@ -73,13 +74,34 @@ def _load_vae(scenes_run: Path | None):
     return vae.eval().requires_grad_(False)
 
 
+def _init_from(folder: Path, transformer, text_encoder, text_encoder_2, tokenizer, tokenizer_2, log) -> None:
+    """Start from an earlier run's pipeline folder (its EMA weights); the null conditioning starts as that
+    pipeline's encoding of the empty caption."""
+    from safetensors.torch import load_file
+
+    (path,) = (folder / "transformer").glob("*.safetensors")
+    missing, unexpected = transformer.load_state_dict(load_file(path), strict=False)
+    if unexpected or [k for k in missing if k not in ("null_text", "null_pooled")]:
+        raise ValueError(f"{path}: does not fit this architecture (missing {missing}, unexpected {unexpected})")
+    for module, sub in ((text_encoder, "text_encoder"), (text_encoder_2, "text_encoder_2")):
+        module.load_state_dict(type(module).from_pretrained(str(folder / sub), local_files_only=True).state_dict())
+    with torch.no_grad():
+        empty = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
+        empty_2 = tokenizer_2([""], padding="max_length", max_length=TEXT_TOKENS, return_tensors="pt")
+        transformer.null_pooled.copy_(text_encoder(empty.input_ids).pooler_output[0])
+        transformer.null_text.copy_(text_encoder_2(empty_2.input_ids)[0][0])
+    log(f"[flux] initialised from {folder}")
+
+
 def _save_pipeline(pipe, folder: Path) -> None:
     """``save_pretrained``, then name the folder's class ``FluxPipeline`` so that diffusers alone loads it
-    (``FluxPipeline.from_pretrained(folder)``; pass ``max_sequence_length=16`` as the subclass does)."""
+    (``FluxPipeline.from_pretrained(folder)`` gives FLUX's own transformer class: the same blocks and weights
+    without the guided wrapper, i.e. the model at ``guidance_scale=1``; pass ``max_sequence_length=16``)."""
     pipe.save_pretrained(folder, safe_serialization=True)
     index = folder / "model_index.json"
     meta = json.loads(index.read_text(encoding="utf-8"))
     meta["_class_name"] = "FluxPipeline"
+    meta["transformer"] = ["diffusers", "FluxTransformer2DModel"]  # diffusers alone: FLUX's class, unguided
     index.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
 
@@ -93,6 +115,9 @@ def train(
     train_set: int = 16384,
     batch_size: int = 64,
     lr: float = 5e-4,
+    cfg_dropout: float = 0.1,
+    init_from: Path | None = None,
+    warmup: int = 200,
     ema_decay: float = 0.995,
     checkpoint_every: int = 250,
     threads: int | None = 1,
@@ -101,7 +126,7 @@ def train(
     """Train transformer + text encoders; write ``out_dir/pipeline`` (an ``EmbeddedFluxPipeline``) and
     ``training.json``. ``minutes`` caps the run (the steps run are recorded; re-running with them and no budget
     reproduces it on the same hardware/threads). Checkpoints into ``out_dir/checkpoint.pt`` and resumes."""
-    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
     out_dir = Path(out_dir)
@@ -128,7 +153,9 @@ def train(
     te_cfg = CLIPTextConfig(**text_encoder_config(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id))
     t5_cfg = T5Config(**t5_config(len(tokenizer_2), tokenizer_2.pad_token_id, tokenizer_2.eos_token_id))
     text_encoder, text_encoder_2 = CLIPTextModel(te_cfg), T5EncoderModel(t5_cfg)
-    transformer = FluxTransformer2DModel(**transformer_config(te_cfg.hidden_size))
+    transformer = GuidedFluxTransformer2DModel(**transformer_config(te_cfg.hidden_size))
+    if init_from is not None:
+        _init_from(Path(init_from), transformer, text_encoder, text_encoder_2, tokenizer, tokenizer_2, log)
     scheduler = FlowMatchEulerDiscreteScheduler(**scheduler_config())
     modules = (transformer, text_encoder, text_encoder_2)
     params = [p for m in modules for p in m.parameters()]
@@ -145,7 +172,7 @@ def train(
     txt_ids = torch.zeros(TEXT_TOKENS, 3)
 
     def make_pipe() -> EmbeddedFluxPipeline:
-        copies = [type(m).from_config(m.config) if isinstance(m, FluxTransformer2DModel) else type(m)(m.config)
+        copies = [type(m).from_config(m.config) if isinstance(m, GuidedFluxTransformer2DModel) else type(m)(m.config)
                   for m in modules]
         with torch.no_grad():
             for s, e in zip([p for m in copies for p in m.parameters()], ema, strict=True):
@@ -161,13 +188,15 @@ def train(
         sigma = torch.sigmoid(torch.randn(batch_size, generator=gen))
         xt = (1 - sigma[:, None, None]) * x0 + sigma[:, None, None] * noise
         rows = rows_all[idx]
-        pred = transformer(hidden_states=xt, timestep=sigma, pooled_projections=text_encoder(ids[rows]).pooler_output,
-                           encoder_hidden_states=text_encoder_2(ids_2[rows])[0], txt_ids=txt_ids, img_ids=img_ids,
-                           return_dict=False)[0]
+        drop = torch.rand(batch_size, generator=gen) < cfg_dropout
+        tokens, pooled = transformer.with_null(text_encoder_2(ids_2[rows])[0], text_encoder(ids[rows]).pooler_output,
+                                               drop)
+        pred = transformer(hidden_states=xt, timestep=sigma, pooled_projections=pooled, encoder_hidden_states=tokens,
+                           txt_ids=txt_ids, img_ids=img_ids, return_dict=False)[0]
         return F.mse_loss(pred, noise - x0)
 
     state = train_loop(tag="flux", loss_fn=loss_fn, modules=named, params=params, ema=ema, opt=opt, gen=gen,
-                       state=state, planned=steps, lr=lr, ema_decay=ema_decay, deadline=deadline,
+                       state=state, planned=steps, lr=lr, ema_decay=ema_decay, deadline=deadline, warmup=warmup,
                        checkpoint_every=checkpoint_every, ckpt_path=out_dir / "checkpoint.pt",
                        on_checkpoint=lambda: _save_pipeline(make_pipe(), out_dir / "pipeline"), log=log)
 
@@ -176,7 +205,9 @@ def train(
         "vae": "scenes (frozen)", "vae_scaling_factor": vae.config.scaling_factor,
         "steps": state.step, "steps_scheduled": state.steps, "steps_planned": steps,
         "stopped_early": state.stopped_early,
-        "batch_size": batch_size, "lr": lr, "ema_decay": ema_decay, "objective": "rectified flow, logit-normal sigma",
+        "batch_size": batch_size, "lr": lr, "warmup": warmup, "cfg_dropout": cfg_dropout,
+        "init_from": None if init_from is None else Path(init_from).name, "ema_decay": ema_decay,
+        "objective": "rectified flow, logit-normal sigma",
         "final_loss": round(state.run_loss, 5), "seconds": round(state.elapsed, 1),
         "wall_seconds_this_invocation": round(time.time() - t_start, 1), "hardware": _hardware("cpu"),
         "params": {"transformer": sum(p.numel() for p in transformer.parameters()),
@@ -197,10 +228,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--train-set", type=int, default=16384)
     ap.add_argument("--minutes", type=float, default=None)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--cfg-dropout", type=float, default=0.1)
+    ap.add_argument("--init-from", type=Path, default=None, help="start from this pipeline folder's weights")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     args = ap.parse_args(argv)
     train(args.out, scenes_run=args.scenes_run, seed=args.seed, minutes=args.minutes, steps=args.steps,
-          train_set=args.train_set, threads=args.threads, log=lambda s: print(s, flush=True))
+          train_set=args.train_set, threads=args.threads, lr=args.lr, warmup=args.warmup,
+          cfg_dropout=args.cfg_dropout, init_from=args.init_from, log=lambda s: print(s, flush=True))
 
 
 if __name__ == "__main__":
