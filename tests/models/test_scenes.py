@@ -110,3 +110,30 @@ def test_training_script_is_seeded_reproducible_and_resumes(tmp_path, monkeypatc
     run("c", minutes=0)  # out of time after one UNet step (the autoencoder gets 20 % of 0 s: one step)
     resumed = run("c")  # resumes at UNet step 1 with the stored autoencoder and set: the same weights
     assert all(torch.equal(a[k], resumed[k]) for k in a)
+
+
+def test_shipped_pipeline_is_small_loads_offline_and_generates_64px(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from diffusers import DDIMScheduler, UNet2DConditionModel
+
+    folder = scenes.pipeline_path()
+    files = list(folder.rglob("*.safetensors"))
+    assert {f.parent.name for f in files} == {"unet", "vae", "text_encoder"}
+    assert sum(f.stat().st_size for f in files) <= 20_000_000
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pipe = scenes.load_pipeline()
+    assert isinstance(pipe.unet, UNet2DConditionModel) and isinstance(pipe.scheduler, DDIMScheduler)
+    image = pipe("a red circle and a blue square on a green background", num_inference_steps=3,
+                 guidance_scale=scenes.DEFAULT_GUIDANCE_SCALE, generator=torch.Generator().manual_seed(0),
+                 output_type="np").images[0]
+    assert image.shape == (64, 64, 3) and np.isfinite(image).all()
+
+
+def test_gate_on_a_few_held_out_pairs_gets_the_backgrounds_right() -> None:
+    from cachesearch.models.scenes._gate import quality_gate
+
+    res = quality_gate(scenes.load_pipeline(), n=8, seed=0)
+    assert res["model"] == "scenes" and res["n"] == 8 and res["steps"] == 50
+    # floors under the shipped weights' measured accuracy (artifacts/embedded-scenes/quality_gate.json), so a
+    # broken pipeline, scheduler or tokenizer fails here
+    assert res["bg_acc"] >= 0.875 and res["fg_acc"] >= 0.25, res

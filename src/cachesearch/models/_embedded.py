@@ -49,7 +49,7 @@ def load_folder(
     **kwargs: Any,
 ) -> Any:
     """``pipeline_class.from_pretrained(folder)`` offline (``local_files_only``), cast to ``dtype`` (weights are
-    stored in float32), on ``device``, with diffusers' progress bar off unless ``progress_bar``.
+    stored in float32 or float16), on ``device``, with diffusers' progress bar off unless ``progress_bar``.
 
     Raises:
         FileNotFoundError: the folder has no ``model_index.json``.
@@ -57,9 +57,9 @@ def load_folder(
     folder = Path(folder)
     if not (folder / "model_index.json").is_file():
         raise FileNotFoundError(f"no diffusers pipeline at {folder} (model_index.json missing)")
-    if dtype != torch.float32:
-        # ``torch_dtype=`` works in every diffusers version (newer ones prefer ``dtype=`` and warn)
-        kwargs["torch_dtype"] = dtype
+    # always cast: a folder may store float16 weights to stay small (``scenes``) and run in float32;
+    # ``torch_dtype=`` works in every diffusers version (newer ones prefer ``dtype=`` and warn)
+    kwargs["torch_dtype"] = dtype
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch_dtype.*")
         pipe = pipeline_class.from_pretrained(str(folder), local_files_only=True, **kwargs)

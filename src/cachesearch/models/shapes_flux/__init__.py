@@ -70,9 +70,8 @@ def load_pipeline(
     folder = Path(path) if path is not None else pipeline_path()
     extra = {}
     if (folder / "transformer" / "config.json").is_file():  # else load_folder names the missing folder
-        cast = {"torch_dtype": dtype} if dtype != torch.float32 else {}
         extra["transformer"] = GuidedFluxTransformer2DModel.from_pretrained(
-            str(folder / "transformer"), local_files_only=True, **cast)
+            str(folder / "transformer"), local_files_only=True, torch_dtype=dtype)
     pipe = load_folder(EmbeddedFluxPipeline, folder, device=device, dtype=dtype, progress_bar=progress_bar, **extra)
     mark_text_tokens(pipe)
     return pipe
