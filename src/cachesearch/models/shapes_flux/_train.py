@@ -75,8 +75,8 @@ def _load_vae(scenes_run: Path | None):
 
 
 def _init_from(folder: Path, transformer, text_encoder, text_encoder_2, tokenizer, tokenizer_2, log) -> None:
-    """Start from an earlier run's pipeline folder (its EMA weights); the null conditioning starts as that
-    pipeline's encoding of the empty caption."""
+    """Start from an earlier run's pipeline folder (its EMA weights); a folder without null conditioning (an
+    unguided run) gets that pipeline's encoding of the empty caption as its start."""
     from safetensors.torch import load_file
 
     (path,) = (folder / "transformer").glob("*.safetensors")
@@ -85,6 +85,9 @@ def _init_from(folder: Path, transformer, text_encoder, text_encoder_2, tokenize
         raise ValueError(f"{path}: does not fit this architecture (missing {missing}, unexpected {unexpected})")
     for module, sub in ((text_encoder, "text_encoder"), (text_encoder_2, "text_encoder_2")):
         module.load_state_dict(type(module).from_pretrained(str(folder / sub), local_files_only=True).state_dict())
+    if not missing:
+        log(f"[flux] initialised from {folder} (with its null conditioning)")
+        return
     with torch.no_grad():
         empty = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
         empty_2 = tokenizer_2([""], padding="max_length", max_length=TEXT_TOKENS, return_tensors="pt")
