@@ -44,8 +44,36 @@ def default_name(policy: Policy, num_steps: int) -> str:
     return policy.default_name(num_steps)
 
 
-def _accepts_timesteps(scheduler: Any) -> bool:
-    return "timesteps" in inspect.signature(scheduler.set_timesteps).parameters
+def _takes(fn: Any, name: str) -> bool:
+    """Whether callable ``fn`` takes a parameter ``name`` (False when it has no inspectable signature)."""
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def scheduler_takes_timesteps(scheduler: Any) -> bool:
+    """Whether a scheduler's ``set_timesteps`` takes explicit ``timesteps=`` (linear/power step sets need it)."""
+    return _takes(scheduler.set_timesteps, "timesteps")
+
+
+def pipeline_takes_timesteps(pipe: Any) -> bool:
+    """Whether a pipeline's ``__call__`` takes ``timesteps=``: the first ``__call__`` along its MRO that names
+    its parameters decides (a subclass that only forwards ``**kwargs``, as the embedded FLUX pipeline, is looked
+    through); True for an object without an inspectable ``__call__`` (a bare sampler loop)."""
+    for cls in type(pipe).__mro__:
+        call = cls.__dict__.get("__call__")
+        if call is None or cls is object:
+            continue
+        try:
+            params = inspect.signature(call).parameters
+        except (TypeError, ValueError):
+            return True
+        if "timesteps" in params:
+            return True
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return False
+    return True
 
 
 def _reuse_of(policy: Policy, reuse: ReuseMode | str | None, order: int | None) -> tuple[ReuseMode, int | None]:
@@ -118,16 +146,13 @@ def compile_schedule(
             raise ScheduleError("num_inference_steps: leave it unset when the policy carries a step set")
         n_train = int(getattr(getattr(scheduler, "config", None), "num_train_timesteps", 1000) or 1000)
         num_inference_steps, timesteps = steps.resolve(n_train)
-        if timesteps is not None and scheduler is not None and not _accepts_timesteps(scheduler):
+        if timesteps is not None and scheduler is not None and not scheduler_takes_timesteps(scheduler):
             raise ScheduleError(
                 f"policy.steps: {type(scheduler).__name__} does not accept explicit timesteps; use "
                 f"StepSet(count=..., spacing='scheduler') or a scheduler that does (DPMSolverMultistepScheduler, "
                 f"EulerDiscreteScheduler, DDPMScheduler, ...)"
             )
-        pipeline_call = type(target).__call__ if target is not denoiser else None
-        if timesteps is not None and pipeline_call is not None and (
-            "timesteps" not in inspect.signature(pipeline_call).parameters
-        ):
+        if timesteps is not None and target is not denoiser and not pipeline_takes_timesteps(target):
             raise ScheduleError(
                 f"policy.steps: {type(target).__name__} takes no explicit timesteps (FluxPipeline takes sigmas); "
                 f"use StepSet(count=..., spacing='scheduler')"

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..._compile import pipeline_takes_timesteps, scheduler_takes_timesteps
 from ...schedule import BlockKind, BlockProfile, BlockSpace
 
 if TYPE_CHECKING:
@@ -22,33 +22,6 @@ def is_transformer(blocks: BlockSpace) -> bool:
     a transformer block (role ``block``) and the blocks have components (``attn``, ``ff``, ...)."""
     stages = [b for b in blocks.blocks if b.kind is BlockKind.STAGE]
     return bool(stages) and all(b.role == "block" for b in stages) and bool(blocks.names(BlockKind.COMPONENT))
-
-
-def _takes(fn: Any, name: str) -> bool:
-    """Whether callable ``fn`` takes a parameter ``name`` (False when it has no inspectable signature)."""
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def _pipeline_takes_timesteps(pipe: Any) -> bool:
-    """Whether a pipeline's ``__call__`` takes ``timesteps=``: the first ``__call__`` along its MRO that names
-    its parameters decides (a subclass that only forwards ``**kwargs``, as the embedded FLUX pipeline, is looked
-    through); True for an object without an inspectable ``__call__`` (a bare sampler loop)."""
-    for cls in type(pipe).__mro__:
-        call = cls.__dict__.get("__call__")
-        if call is None or cls is object:
-            continue
-        try:
-            params = inspect.signature(call).parameters
-        except (TypeError, ValueError):
-            return True
-        if "timesteps" in params:
-            return True
-        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-            return False
-    return True
 
 
 @dataclass(frozen=True)
@@ -97,7 +70,7 @@ class SpaceContext:
         and ``space``)."""
         pipe = evaluator.pipe
         scheduler = pipe.scheduler
-        accepts = _takes(scheduler.set_timesteps, "timesteps") and _pipeline_takes_timesteps(pipe)
+        accepts = scheduler_takes_timesteps(scheduler) and pipeline_takes_timesteps(pipe)
         space = evaluator.space
         return cls(
             num_steps=evaluator.num_inference_steps, scheduler=type(scheduler).__name__, accepts_timesteps=accepts,
