@@ -25,6 +25,7 @@ from ....schedule import BlockMask, BlockSpace, PeriodicMask, Policy
 from ..context import SpaceContext, is_transformer
 from ..params import Dist, Fields, FloatParam, IntParam
 from ._dit import check_component_spec, kind_of, kinds, nonempty, require_transformer, select_components
+from ._window import decode_window, encode_window, parse_window, window_dists
 from .base import BaselineGrid, MaskFamily
 
 if TYPE_CHECKING:
@@ -78,10 +79,7 @@ class ComponentsFamily(MaskFamily):
             form=form,
             components=check_component_spec(fields, f"{path}.components", section["components"]),
             groups=groups,
-            period=fields.int(f"{path}.period", section["period"], lo=1),
-            phase=fields.int(f"{path}.phase", section["phase"], lo=0),
-            start=fields.float(f"{path}.start", section["start"], lo=0.0, hi=1.0),
-            end=fields.float(f"{path}.end", section["end"], lo=0.0, hi=1.0),
+            **parse_window(fields, path, section),
         )
 
     @classmethod
@@ -116,12 +114,7 @@ class ComponentsFamily(MaskFamily):
                     for k in range(1, ctx.num_steps)]
         out = []
         for g in self.group_names(ctx):
-            out += [
-                Dist.integer(fields, f"components.{g}.period", "mask.components.period", self.period, {}),
-                Dist.integer(fields, f"components.{g}.phase", "mask.components.phase", self.phase, {}),
-                Dist.real(f"components.{g}.start", self.start),
-                Dist.real(f"components.{g}.end", self.end),
-            ]
+            out += window_dists(fields, f"components.{g}", "mask.components", self)
         return out
 
     def notes(self, ctx: SpaceContext) -> list[str]:
@@ -138,13 +131,7 @@ class ComponentsFamily(MaskFamily):
                               for c in self.selected(ctx)})
         entries = []
         for c in self.selected(ctx):
-            g = self.group_of(c)
-            period = int(values[f"components.{g}.period"])
-            phase = int(values[f"components.{g}.phase"]) % period
-            start, end = float(values[f"components.{g}.start"]), float(values[f"components.{g}.end"])
-            if start > end:
-                start, end = end, start
-            entries.append((c, period, phase, start, end))
+            entries.append((c, *decode_window(values, f"components.{self.group_of(c)}")))
         return PeriodicMask(blocks=tuple(entries))
 
     def params(self, policy: Policy | None, ctx: SpaceContext) -> dict[str, Any] | None:
@@ -160,10 +147,8 @@ class ComponentsFamily(MaskFamily):
             return out
         if not isinstance(policy, PeriodicMask) or [e[0] for e in policy.blocks] != list(chosen):
             return None
-        for c, period, phase, start, end in policy.blocks:
-            g = self.group_of(c)
-            values = {f"components.{g}.period": period, f"components.{g}.phase": phase,
-                      f"components.{g}.start": start, f"components.{g}.end": end}
+        for c, *window in policy.blocks:
+            values = encode_window(f"components.{self.group_of(c)}", *window)
             if any(out.get(k, v) != v for k, v in values.items()):
                 return None  # the components of one kind differ: not a per-kind policy
             out.update(values)

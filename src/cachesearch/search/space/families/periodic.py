@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from ....schedule import PeriodicMask, Policy
 from ..context import SpaceContext
 from ..params import Dist, Fields, FloatParam, IntParam
+from ._window import decode_window, encode_window, parse_window, window_dists
 from .base import MaskFamily
 
 __all__ = ["PeriodicFamily"]
@@ -50,10 +51,7 @@ class PeriodicFamily(MaskFamily):
                                                  f"names like ['up_blocks.1', 'mid_block'], got {blocks!r}")
         return cls(
             blocks=blocks,
-            period=fields.int(f"{path}.period", section["period"], lo=1),
-            phase=fields.int(f"{path}.phase", section["phase"], lo=0),
-            start=fields.float(f"{path}.start", section["start"], lo=0.0, hi=1.0),
-            end=fields.float(f"{path}.end", section["end"], lo=0.0, hi=1.0),
+            **parse_window(fields, path, section),
         )
 
     def block_names(self, ctx: SpaceContext) -> tuple[str, ...]:
@@ -79,30 +77,19 @@ class PeriodicFamily(MaskFamily):
                                                                      f"listed; list the stage or its layers")
         out = []
         for b in self.block_names(ctx):
-            out += [
-                Dist.integer(fields, f"periodic.{b}.period", "mask.periodic.period", self.period, {}),
-                Dist.integer(fields, f"periodic.{b}.phase", "mask.periodic.phase", self.phase, {}),
-                Dist.real(f"periodic.{b}.start", self.start),
-                Dist.real(f"periodic.{b}.end", self.end),
-            ]
+            out += window_dists(fields, f"periodic.{b}", "mask.periodic", self)
         return out
 
     def policy(self, values: Mapping[str, Any], ctx: SpaceContext, num_steps: int) -> PeriodicMask:
         entries = []
         for b in self.block_names(ctx):
-            period = int(values[f"periodic.{b}.period"])
-            phase = int(values[f"periodic.{b}.phase"]) % period
-            start, end = float(values[f"periodic.{b}.start"]), float(values[f"periodic.{b}.end"])
-            if start > end:
-                start, end = end, start
-            entries.append((b, period, phase, start, end))
+            entries.append((b, *decode_window(values, f"periodic.{b}")))
         return PeriodicMask(blocks=tuple(entries))
 
     def params(self, policy: Policy | None, ctx: SpaceContext) -> dict[str, Any] | None:
         if not isinstance(policy, PeriodicMask) or [e[0] for e in policy.blocks] != list(self.block_names(ctx)):
             return None
         out: dict[str, Any] = {}
-        for b, period, phase, start, end in policy.blocks:
-            out.update({f"periodic.{b}.period": period, f"periodic.{b}.phase": phase,
-                        f"periodic.{b}.start": start, f"periodic.{b}.end": end})
+        for b, *window in policy.blocks:
+            out.update(encode_window(f"periodic.{b}", *window))
         return out
