@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import signal
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -57,21 +59,25 @@ def test_pool_trials_run_in_workers_with_the_in_process_values(tmp_path: Path) -
 
 
 class _KillAfterFirstTrial(Progress):
-    """Kills the busiest pool worker when the driver records its first trial (the other is still running one)."""
+    """When the driver records its first worker-evaluated trial, kills the other pool worker (the one still running
+    a trial) and notes the time: trials asked after it must run on the restarted pool."""
 
     def __init__(self) -> None:
         self.killed: list[int] = []
+        self.at: datetime | None = None
 
-    def trial(self, *, number: int, done: int, front: int, outcome: object) -> None:
+    def trial(self, *, number: int, done: int, front: int, outcome: Any) -> None:
         import psutil
 
-        if self.killed:
+        finisher = outcome.user_attrs.get("worker", {}).get("pid")
+        if self.killed or finisher is None:
             return
-        kids = [p for p in psutil.Process().children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+        kids = [p for p in psutil.Process().children(recursive=True)
+                if "spawn_main" in " ".join(p.cmdline()) and p.pid != finisher]
         if kids:
-            busiest = max(kids, key=lambda p: p.cpu_percent(interval=0.3))
-            self.killed.append(busiest.pid)
-            os.kill(busiest.pid, signal.SIGKILL)
+            self.at = datetime.now()
+            self.killed.append(kids[0].pid)
+            os.kill(kids[0].pid, signal.SIGKILL)
 
 
 def test_a_worker_killed_mid_trial_is_re_enqueued_and_the_run_completes(tmp_path: Path) -> None:
@@ -86,5 +92,5 @@ def test_a_worker_killed_mid_trial_is_re_enqueued_and_the_run_completes(tmp_path
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) >= 12 - len(lost)
-    later = [t for t in finished if t.number > max(x.number for x in lost)]
+    later = [t for t in finished if progress.at is not None and t.datetime_start > progress.at]
     assert later and all(t.user_attrs["worker"]["pid"] != progress.killed[0] for t in later if "worker" in t.user_attrs)
