@@ -91,3 +91,26 @@ def test_an_index_written_before_objective_existed_reads_the_cost_ratio() -> Non
     old = ENTRIES[0].to_dict()
     del old["objective"], old["baseline_kind"]
     assert ExportEntry.from_dict(old) == ENTRIES[0]
+
+
+def test_front_composition_counts_each_categorical_choice_on_evaluated_trials_and_on_the_front() -> None:
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from cachesearch.search.report import _composition_lines, front_composition
+
+    cat = {"mask.scale_shift": CategoricalDistribution(["off", "lstsq"]), "x": FloatDistribution(0, 1)}
+
+    def t(number: int, ss: str, state=TrialState.COMPLETE, **attrs) -> optuna.trial.FrozenTrial:
+        tr = create_trial(params={"mask.scale_shift": ss, "x": 0.5}, distributions=cat, values=[0.1, 0.5],
+                          user_attrs=attrs, state=state)
+        tr.number = number
+        return tr
+
+    trials = [t(0, "off"), t(1, "lstsq"), t(2, "lstsq"), t(3, "lstsq", duplicate_of=1),
+              t(4, "off", state=TrialState.PRUNED)]
+    exp = replace(export(), front_trials=[trials[1], trials[0]])
+    assert front_composition(trials, exp) == {"mask.scale_shift": {"lstsq": (2, 1), "off": (1, 1)}}
+    assert "| `mask.scale_shift` | `lstsq` | 2 | 1 |" in _composition_lines(trials, exp)
+    assert _composition_lines([], exp) == []

@@ -15,9 +15,11 @@ from .export import REFERENCE_INTERVAL, ExportEntry, ExportResult, baseline_rows
 from .study import relative_storage, storage_spec
 
 if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
+
     from .executors.base import Prepared, Progress
 
-__all__ = ["Comparison", "compare_with_baselines", "headline", "plot_pareto", "write_report"]
+__all__ = ["Comparison", "compare_with_baselines", "front_composition", "headline", "plot_pareto", "write_report"]
 
 
 @dataclass
@@ -166,6 +168,37 @@ def _storage_lines(storage: str, run_dir: Path) -> str:
     return f"`{rel}` (relative to this folder) — browse with `optuna-dashboard {rel}` from this folder"
 
 
+def front_composition(trials: list[FrozenTrial], export: ExportResult) -> dict[str, dict[str, tuple[int, int]]]:
+    """For each categorical parameter of the space (family, CFG branches, scale-shift, ...): value ->
+    (evaluated trials with it, front schedules with it). Duplicates count once; baselines count as trials."""
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import TrialState
+
+    evaluated = [t for t in trials if t.state == TrialState.COMPLETE and "duplicate_of" not in t.user_attrs]
+    front = {t.number for t in export.front_trials}
+    out: dict[str, dict[str, list[int]]] = {}
+    for t in evaluated:
+        for name, value in t.params.items():
+            if isinstance(t.distributions.get(name), CategoricalDistribution):
+                row = out.setdefault(name, {}).setdefault(str(value), [0, 0])
+                row[0] += 1
+                row[1] += t.number in front
+    return {n: {v: (a, b) for v, (a, b) in sorted(rows.items())} for n, rows in sorted(out.items())}
+
+
+def _composition_lines(trials: list[FrozenTrial], export: ExportResult) -> list[str]:
+    comp = front_composition(trials, export)
+    if not comp:
+        return []
+    lines = ["", "## What enters the front", "",
+             "Each categorical choice of the space: how many evaluated trials took each value and how many of the "
+             f"{len(export.front_trials)} front schedules have it.", "",
+             "| parameter | value | evaluated | on the front |", "|---|---|---:|---:|"]
+    for name, rows in comp.items():
+        lines += [f"| `{name}` | `{v}` | {a} | {b} |" for v, (a, b) in rows.items()]
+    return lines
+
+
 def write_report(prep: Prepared, export: ExportResult, progress: Progress | None = None) -> Path:
     """Write ``report.md`` and ``pareto.png`` into the run directory; returns the report path."""
     from optuna.trial import TrialState
@@ -243,6 +276,7 @@ def write_report(prep: Prepared, export: ExportResult, progress: Progress | None
         lines.append(f"| `{c.baseline}` | {_f(c.baseline_cost, 3)} | {_f(c.baseline_heldout)} | "
                      f"{'`' + c.schedule + '`' if c.schedule else '–'} | {_f(c.schedule_cost, 3)} | "
                      f"{_f(c.schedule_heldout)} | {verdict} |")
+    lines += _composition_lines(trials, export)
     lines += ["", "![Pareto plot](pareto.png)", "",
               "Grey: every evaluated trial (train prompts). Blue: the exported front (train); red squares: the same "
               "schedules on the held-out prompts. Baselines: filled = train, hollow = held-out.", "",
