@@ -110,6 +110,14 @@ def test_training_script_is_seeded_reproducible_and_resumes(tmp_path, monkeypatc
     run("c", minutes=0)  # out of time after one UNet step (the autoencoder gets 20 % of 0 s: one step)
     resumed = run("c")  # resumes at UNet step 1 with the stored autoencoder and set: the same weights
     assert all(torch.equal(a[k], resumed[k]) for k in a)
+    # continuing from a pipeline folder keeps its autoencoder (no new one is trained) and starts from its UNet
+    d = tmp_path / "d"
+    train(d, steps=1, train_set=4, batch_size=2, init_from=tmp_path / "a" / "pipeline", log=lambda _: None)
+    info = json.loads((d / "training.json").read_text())
+    assert info["vae"]["from"] == "pipeline/vae" and not (d / "vae.pt").exists() and info["init_from"] == "pipeline"
+    vae_a, vae_d = (load_file(run_dir / "pipeline" / "vae" / "diffusion_pytorch_model.safetensors")
+                    for run_dir in (tmp_path / "a", d))
+    assert vae_a.keys() == vae_d.keys() and all(torch.equal(vae_a[k], vae_d[k]) for k in vae_a)
 
 
 def test_shipped_pipeline_is_small_loads_offline_and_generates_64px(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -137,3 +145,37 @@ def test_gate_on_a_few_held_out_pairs_gets_the_backgrounds_right() -> None:
     # floors under the shipped weights' measured accuracy (artifacts/embedded-scenes/quality_gate.json), so a
     # broken pipeline, scheduler or tokenizer fails here
     assert res["bg_acc"] >= 0.875 and res["fg_acc"] >= 0.25, res
+
+
+def test_decoder_fine_tune_keeps_the_encoder_and_resumes_bit_exact(tmp_path) -> None:
+    import json
+
+    import torch
+    from diffusers import AutoencoderKL
+    from safetensors.torch import load_file
+
+    from cachesearch.models.scenes._components import vae_config
+    from cachesearch.models.scenes._decoder import train_decoder
+
+    torch.manual_seed(0)
+    src = tmp_path / "pipe"
+    AutoencoderKL(**vae_config(64)).save_pretrained(src / "vae")
+    start = load_file(src / "vae" / "diffusion_pytorch_model.safetensors")
+
+    def run(name: str, minutes: float | None = None) -> dict[str, torch.Tensor]:
+        out = tmp_path / name
+        info = train_decoder(src, out, steps=2, batch_size=2, checkpoint_every=5, minutes=minutes, ceiling_n=2,
+                             log=lambda _: None)
+        assert json.loads((out / "decoder.json").read_text())["steps"] == info["steps"]
+        assert info["steps"] == (1 if minutes == 0 else 2) and set(info["ceiling_after"]) >= {"fg_acc", "rgb_rmse"}
+        return load_file(out / "vae" / "diffusion_pytorch_model.safetensors")
+
+    a = run("a")
+    enc = [k for k in a if k.startswith(("encoder.", "quant_conv."))]
+    dec = [k for k in a if k.startswith(("decoder.", "post_quant_conv."))]
+    assert enc and dec and len(enc) + len(dec) == len(a)
+    assert all(torch.equal(a[k], start[k]) for k in enc)  # latents, scaling and the denoisers stay valid
+    assert any(not torch.equal(a[k], start[k]) for k in dec)
+    run("c", minutes=0)  # out of time after one step
+    resumed = run("c")
+    assert all(torch.equal(a[k], resumed[k]) for k in a)

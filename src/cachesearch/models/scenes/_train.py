@@ -130,7 +130,11 @@ def train(
 
     vae_path = out_dir / "vae.pt"
     vae = AutoencoderKL(**vae_config(size))
-    if vae_path.exists():
+    if init_from is not None and not vae_path.exists():  # continue on the earlier run's (frozen) autoencoder
+        vae = AutoencoderKL.from_pretrained(str(Path(init_from) / "vae"), torch_dtype=torch.float32)
+        vae_stats = {"from": f"{Path(init_from).name}/vae", "latent_std": round(1.0 / vae.config.scaling_factor, 4)}
+        log(f"[vae] loaded {Path(init_from) / 'vae'}")
+    elif vae_path.exists():
         blob = torch.load(vae_path, weights_only=False)
         vae.load_state_dict(blob["state_dict"])
         vae_stats = blob["stats"]
@@ -141,7 +145,7 @@ def train(
         _save_ckpt(vae_path, {"state_dict": vae.state_dict(), "stats": vae_stats})
         log(f"[vae] done {vae_stats}")
     vae.eval().requires_grad_(False)
-    scaling = round(1.0 / vae_stats["latent_std"], 5)
+    scaling = vae.config.scaling_factor if "from" in vae_stats else round(1.0 / vae_stats["latent_std"], 5)
     vae.register_to_config(scaling_factor=scaling)
 
     # fixed training set, encoded once
