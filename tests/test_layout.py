@@ -32,3 +32,17 @@ def test_import_from_the_parent_of_a_clone_named_cachesearch(tmp_path):
                          timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split()[0] == "cachesearch.schedule._yaml"
+
+
+def test_no_machine_paths_in_committed_data() -> None:
+    """Shipped pipeline configs (diffusers writes ``_name_or_path``), artifacts, docs and spaces name no folder
+    of the machine they were made on."""
+    root = Path(__file__).resolve().parents[1]
+    folders = [root / "artifacts", root / "docs", root / "search_spaces",
+               *(root / "src/cachesearch/models").glob("*/pipeline")]
+    files = [f for d in folders for f in d.rglob("*")
+             if f.is_file() and f.suffix in (".json", ".md", ".yaml", ".txt")]
+    assert len(files) > 20
+    for f in [*files, root / "README.md"]:
+        text = f.read_text(errors="replace")
+        assert "/work/" not in text and "/tmp/" not in text and "/root/" not in text, f
