@@ -16,7 +16,7 @@ import torch
 
 from .shapes._train import _fit_steps, _lr_at, _save_ckpt
 
-__all__ = ["LoopState", "load_checkpoint", "train_loop"]
+__all__ = ["LoopState", "load_checkpoint", "start_run", "train_loop"]
 
 PACE = 40
 """Steps timed before the schedule is laid out over the time budget."""
@@ -31,6 +31,17 @@ class LoopState:
     run_loss: float = 0.0
     elapsed: float = 0.0
     stopped_early: bool = False
+
+
+def start_run(out_dir: Path | str, *, threads: int | None, minutes: float | None) -> tuple[Path, float, float | None]:
+    """Create ``out_dir``, set torch's CPU threads (``None``: leave them) and return ``(out_dir, start time,
+    deadline)``; the deadline is ``minutes`` after the start (``None``: no time budget)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    t_start = time.time()
+    return out, t_start, None if minutes is None else t_start + 60.0 * minutes
 
 
 def load_checkpoint(path: Path, modules: Mapping[str, torch.nn.Module], ema: Sequence[torch.Tensor],

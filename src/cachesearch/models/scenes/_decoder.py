@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._training import load_checkpoint, train_loop
+from .._training import load_checkpoint, start_run, train_loop
 from ..shapes._data import COLORS, PALETTE
 from ..shapes._train import _hardware
 from ._data import TRAIN_STREAM
@@ -86,12 +86,7 @@ def train_decoder(
 
     from ._train import _batch
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if threads is not None:
-        torch.set_num_threads(threads)
-    t_start = time.time()
-    deadline = None if minutes is None else t_start + 60.0 * minutes
+    out_dir, t_start, deadline = start_run(out_dir, threads=threads, minutes=minutes)
     vae = AutoencoderKL.from_pretrained(str(Path(pipeline) / "vae"), torch_dtype=torch.float32)
     vae.requires_grad_(False).eval()
     before = ceiling(vae, ceiling_n)

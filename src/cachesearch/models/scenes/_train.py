@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._training import load_checkpoint, train_loop
+from .._training import load_checkpoint, start_run, train_loop
 from ..shapes._components import (
     build_tokenizer_files,
     load_tokenizer,
@@ -117,12 +117,7 @@ def train(
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if threads is not None:
-        torch.set_num_threads(threads)
-    t_start = time.time()
-    deadline = None if minutes is None else t_start + 60.0 * minutes
+    out_dir, t_start, deadline = start_run(out_dir, threads=threads, minutes=minutes)
     torch.manual_seed(seed)
     tok_dir = out_dir / "pipeline" / "tokenizer"
     build_tokenizer_files(tok_dir, WORDS)

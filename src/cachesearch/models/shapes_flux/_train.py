@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._training import load_checkpoint, train_loop
+from .._training import load_checkpoint, start_run, train_loop
 from ..scenes._components import WORDS
 from ..scenes._data import DEFAULT_SIZE, TRAIN_STREAM
 from ..shapes._components import build_tokenizer_files, load_tokenizer, text_encoder_config
@@ -132,12 +132,7 @@ def train(
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if threads is not None:
-        torch.set_num_threads(threads)
-    t_start = time.time()
-    deadline = None if minutes is None else t_start + 60.0 * minutes
+    out_dir, t_start, deadline = start_run(out_dir, threads=threads, minutes=minutes)
     tok_dirs = [out_dir / "pipeline" / "tokenizer", out_dir / "pipeline" / "tokenizer_2"]
     for d in tok_dirs:
         build_tokenizer_files(d, WORDS)
