@@ -119,6 +119,21 @@ def test_periodic_family_compiles_windows_and_phase_modulo_period() -> None:
     assert resolved.policy_from_params(params).blocks[0] == ("down_blocks.0", 3, 1, 0.2, 0.6)
 
 
+def test_modifiers_apply_to_the_reference_step_family_blockcaching() -> None:
+    """`mask.cfg` and `mask.scale_shift` are suggested for every caching family, so they must change its policy
+    (they were once dropped for blockcaching: the trials were silent duplicates of the shared, unfitted mask)."""
+    from cachesearch.schedule.policies import PerBranch, WithScaleShift
+
+    resolved = load_space(find_space("blocks")).resolve(ctx())
+    base = {"mask.family": "blockcaching", "blockcaching.threshold": 0.1}
+    plain = resolved.policy_from_params({**base, "mask.cfg": "shared", "mask.scale_shift": "off"})
+    assert isinstance(plain, BlockCachingAuto) and plain.threshold == 0.1
+    fitted = resolved.policy_from_params({**base, "mask.cfg": "shared", "mask.scale_shift": "lstsq"})
+    assert isinstance(fitted, WithScaleShift) and fitted.method == "lstsq" and fitted.mask == plain
+    uncond = resolved.policy_from_params({**base, "mask.cfg": "uncond"})
+    assert isinstance(uncond, PerBranch) and uncond.branch == "uncond" and uncond.mask == plain
+
+
 def _space():
     from cachesearch.schedule import BlockInfo, BlockKind, BlockSpace
 

@@ -104,13 +104,14 @@ class ResolvedSpace:
         """The policy of a complete parameter assignment (what :meth:`suggest` returns for those values)."""
         ctx = self.ctx
         family = self.family_of(values)
-        steps = self.space.steps.policy(values, ctx, ctx.num_steps) if self.space.steps is not None else None
-        if family.reference_steps:
-            policy = family.policy(values, ctx, ctx.num_steps)
-            return policy if policy is not None else Full()
-        mask = family.policy(values, ctx, steps.count if steps is not None else ctx.num_steps)
+        if family.reference_steps:  # the family's schedule is on the reference steps: no step set joins it
+            steps, mask = None, family.policy(values, ctx, ctx.num_steps)
+        else:
+            steps = self.space.steps.policy(values, ctx, ctx.num_steps) if self.space.steps is not None else None
+            mask = family.policy(values, ctx, steps.count if steps is not None else ctx.num_steps)
         if mask is None:
             return steps if steps is not None else Full()
+        # the modifiers apply to every caching family (they were suggested for it): CFG branches, scale-shift
         cfg = values.get("mask.cfg", self.space.cfg[0])
         if cfg != "shared":
             mask = PerBranch(mask=mask, branch=cfg)
