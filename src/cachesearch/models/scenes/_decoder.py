@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from .._training import load_checkpoint, start_run, train_loop
 from ..shapes._data import COLORS, PALETTE
-from ..shapes._train import _hardware
+from ..shapes._train import _hardware, to_model_input
 from ._data import TRAIN_STREAM
 
 __all__ = ["ceiling", "train_decoder"]
@@ -41,6 +41,7 @@ _DECODER_PHASE = 3  # the training stream's phases 0-2 are the first VAE, the tr
 def ceiling(vae: torch.nn.Module, n: int = 200, *, batch_size: int = 50) -> dict:
     """The scenes checker on the gate's ``n`` held-out ground-truth renders sent through encode (mean) -> decode:
     the best colour/shape accuracy a denoiser that reproduced the encoder's latents exactly could reach."""
+    from ..shapes._gate import accuracy
     from ._checker import check
     from ._data import render
     from ._gate import eval_pairs
@@ -51,13 +52,13 @@ def ceiling(vae: torch.nn.Module, n: int = 200, *, batch_size: int = 50) -> dict
         for start in range(0, n, batch_size):
             chunk = pairs[start:start + batch_size]
             imgs = np.stack([render(c, seed=s) for c, s in chunk])
-            x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+            x = to_model_input(imgs)
             rec = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
             out = rec.add(1).mul(127.5).round().byte().permute(0, 2, 3, 1).numpy()
             results += [check(o, c) for o, (c, _) in zip(out, chunk, strict=True)]
             se += float(((out.astype(np.float64) - imgs) ** 2).sum())
             count += imgs.size
-    acc = lambda flags: round(float(np.mean(flags)), 4)  # noqa: E731
+    acc = accuracy
     return {"n": n, "color_both_acc": acc([r.colors_ok for r in results]), "fg_acc": acc([r.fg_ok for r in results]),
             "shape_acc": acc([r.shape_ok for r in results]), "rgb_rmse": round((se / count) ** 0.5, 2)}
 

@@ -33,7 +33,7 @@ from ..shapes._components import (
     text_encoder_config,
     unet_config,
 )
-from ..shapes._train import _fit_steps, _hardware, _lr_at, _save_ckpt
+from ..shapes._train import _fit_steps, _hardware, _lr_at, _save_ckpt, to_model_input
 from ._components import LATENT_FACTOR, WORDS, vae_config
 from ._data import DEFAULT_SIZE, TRAIN_STREAM, sample
 
@@ -50,7 +50,7 @@ def _batch(rng: np.random.Generator, n: int, size: int) -> tuple[torch.Tensor, l
     for i in range(n):
         imgs[i], t = sample(rng, size=size)
         texts.append(t)
-    return torch.from_numpy(imgs).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).contiguous(), texts
+    return to_model_input(imgs), texts
 
 
 def _train_vae(vae, *, seed, steps, seconds, batch_size, size, log) -> dict:
@@ -124,23 +124,26 @@ def train(
     tokenizer = load_tokenizer(tok_dir, WORDS)
 
     vae_path = out_dir / "vae.pt"
-    vae = AutoencoderKL(**vae_config(size))
     if init_from is not None and not vae_path.exists():  # continue on the earlier run's (frozen) autoencoder
         vae = AutoencoderKL.from_pretrained(str(Path(init_from) / "vae"), torch_dtype=torch.float32)
-        vae_stats = {"from": f"{Path(init_from).name}/vae", "latent_std": round(1.0 / vae.config.scaling_factor, 4)}
+        scaling = vae.config.scaling_factor
+        vae_stats = {"from": f"{Path(init_from).name}/vae", "latent_std": round(1.0 / scaling, 4)}
         log(f"[vae] loaded {Path(init_from) / 'vae'}")
-    elif vae_path.exists():
-        blob = torch.load(vae_path, weights_only=False)
-        vae.load_state_dict(blob["state_dict"])
-        vae_stats = blob["stats"]
-        log(f"[vae] loaded {vae_path}")
     else:
-        vae_stats = _train_vae(vae, seed=seed, steps=vae_steps, seconds=None if minutes is None else 12.0 * minutes,
-                               batch_size=vae_batch_size, size=size, log=log)
-        _save_ckpt(vae_path, {"state_dict": vae.state_dict(), "stats": vae_stats})
-        log(f"[vae] done {vae_stats}")
+        vae = AutoencoderKL(**vae_config(size))
+        if vae_path.exists():
+            blob = torch.load(vae_path, weights_only=False)
+            vae.load_state_dict(blob["state_dict"])
+            vae_stats = blob["stats"]
+            log(f"[vae] loaded {vae_path}")
+        else:
+            vae_stats = _train_vae(vae, seed=seed, steps=vae_steps,
+                                   seconds=None if minutes is None else 12.0 * minutes,
+                                   batch_size=vae_batch_size, size=size, log=log)
+            _save_ckpt(vae_path, {"state_dict": vae.state_dict(), "stats": vae_stats})
+            log(f"[vae] done {vae_stats}")
+        scaling = round(1.0 / vae_stats["latent_std"], 5)
     vae.eval().requires_grad_(False)
-    scaling = vae.config.scaling_factor if "from" in vae_stats else round(1.0 / vae_stats["latent_std"], 5)
     vae.register_to_config(scaling_factor=scaling)
 
     # fixed training set, encoded once

@@ -55,6 +55,11 @@ _VAE_STATS_N = 256  # renders used for the VAE's held-out MSE and latent statist
 _PACE_STEPS = 150  # same for the UNet (< its 200 warm-up steps, so the schedule so far does not depend on it)
 
 
+def to_model_input(imgs: np.ndarray) -> torch.Tensor:
+    """uint8 images (n, H, W, 3) as the autoencoder's input: float (n, 3, H, W) in [-1, 1], contiguous."""
+    return torch.from_numpy(imgs).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).contiguous()
+
+
 def _batch(rng: np.random.Generator, n: int, size: int) -> tuple[torch.Tensor, list[str]]:
     """Render ``n`` random pairs as a float tensor (n, 3, size, size) in [-1, 1] and their captions."""
     imgs = np.empty((n, size, size, 3), dtype=np.uint8)
@@ -62,8 +67,7 @@ def _batch(rng: np.random.Generator, n: int, size: int) -> tuple[torch.Tensor, l
     for i in range(n):
         imgs[i], t = sample(rng, size=size)
         texts.append(t)
-    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-    return x.contiguous(), texts
+    return to_model_input(imgs), texts
 
 
 def _lr_at(step: int, total: int, peak: float, warmup: int) -> float:
