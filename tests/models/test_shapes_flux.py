@@ -40,6 +40,10 @@ def test_pipeline_is_flux_with_the_embedded_defaults(pipe) -> None:
 
     assert isinstance(pipe, FluxPipeline) and isinstance(pipe.transformer, FluxTransformer2DModel)
     assert isinstance(pipe.scheduler, FlowMatchEulerDiscreteScheduler)
+    # the shipped folder samples with the trainer's scheduler (shift chosen on evaluation set 1)
+    from cachesearch.models.shapes_flux._components import scheduler_config
+
+    assert {k: pipe.scheduler.config[k] for k in scheduler_config()} == scheduler_config()
     assert not pipe.transformer.config.guidance_embeds
     assert pipe.default_sample_size == 16
     assert adapter_for(pipe.transformer).default_size(pipe) == (64, 64)

@@ -47,6 +47,12 @@ def t5_config(vocab_size: int, pad_id: int, eos_id: int) -> dict:
     }
 
 
+SAMPLING_SHIFT = 4.0
+"""Sampling-time shift of the flow-matching sigmas (training draws sigma from a logit-normal, independent of it).
+Chosen on evaluation set 1, not the gate's set 0: both colours right 92.5 / 93.5 / 94 / 94.5 / 94.5 / 94.5 % at
+shift 1 / 2 / 3 / 4 / 6 / 9 (phase-4 weights, 28 steps, guidance 3.5); the smallest shift at the plateau."""
+
+
 def scheduler_config() -> dict:
-    """``FlowMatchEulerDiscreteScheduler`` kwargs: shift 1 (64 px), no resolution-dependent shifting."""
-    return {"num_train_timesteps": 1000, "shift": 1.0, "use_dynamic_shifting": False}
+    """``FlowMatchEulerDiscreteScheduler`` kwargs: :data:`SAMPLING_SHIFT`, no resolution-dependent shifting."""
+    return {"num_train_timesteps": 1000, "shift": SAMPLING_SHIFT, "use_dynamic_shifting": False}
