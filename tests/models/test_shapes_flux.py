@@ -140,6 +140,7 @@ def test_held_out_images_have_the_right_colors(pipe) -> None:
 
     res = quality_gate(pipe, n=8, seed=0)
     assert res["model"] == "shapes-flux" and res["steps"] == shapes_flux.DEFAULT_STEPS and res["n"] == 8
+    assert res["scheduler_shift"] == pipe.scheduler.config.shift
     # floors under the shipped weights' accuracy on these 8 pairs (0.875 / 1.0; 200 pairs:
     # artifacts/embedded-shapes-flux/quality_gate.json), so a broken pipeline, guidance or tokenizer fails here
     assert res["fg_acc"] >= 0.5 and res["bg_acc"] >= 0.875, res

@@ -56,6 +56,9 @@ def quality_gate(
         "all_acc": acc([r.all_ok for r in results]),
         "generation_seconds": round(seconds, 1),
     }
+    shift = getattr(getattr(getattr(pipe, "scheduler", None), "config", None), "shift", None)
+    if shift is not None:  # flow-matching sigmas: the sampling shift is part of the setting
+        out["scheduler_shift"] = float(shift)
     if return_images:
         out["images"], out["captions"] = images, captions
     return out
