@@ -38,10 +38,27 @@ if TYPE_CHECKING:
 __all__ = ["run_pool"]
 
 
+def _exit_with_driver(interval_s: float = 1.0) -> None:
+    """Exit this worker once the driver that spawned it is gone (a SIGKILLed driver cannot shut its pool down, and
+    an idle worker would otherwise wait for work forever, holding its model's memory)."""
+    import os
+    import threading
+
+    driver = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == driver:
+            time.sleep(interval_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="cachesearch-driver-watch", daemon=True).start()
+
+
 def _init_worker(setup: WorkerSetup) -> None:
-    """Process-pool initializer: ignore Ctrl-C, one torch thread, build the evaluator now."""
+    """Process-pool initializer: exit with the driver, ignore Ctrl-C, one torch thread, build the evaluator now."""
     import torch
 
+    _exit_with_driver()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(max(1, setup.threads))
     WORKER["setup"] = setup
