@@ -27,6 +27,7 @@ from _bench import RESULTS, environment  # noqa: E402
 
 from cachesearch.models.scenes import _data as D  # noqa: E402
 from cachesearch.models.scenes import load_pipeline  # noqa: E402
+from cachesearch.models.shapes._train import to_model_input  # noqa: E402
 
 _SIDE, _AT = 40, 12  # patch side and offset in the 64 px image; statistics on the inner 32 px
 _INNER = (slice(None), slice(None), slice(16, 48), slice(16, 48))
@@ -41,16 +42,14 @@ def _patches(kind: str, n: int, *, period: int | None = None) -> torch.Tensor:
         base = np.array(D.PALETTE[color], dtype=np.float64)
         t_rgb, t_mix = D._shade(color, rng)
         if kind == "stripes" and period is not None:
-            y, x = np.mgrid[0:_SIDE, 0:_SIDE]
-            coord = (y, x, x + y, x - y + _SIDE)[i % 4]
-            tex = ((coord + int(rng.integers(period))) % period) < period // 2
+            tex = D.stripes(_SIDE, period, int(rng.integers(period)), i % 4)
         else:
             tex = D._texture(kind, _SIDE, rng)
         second = base + rng.uniform(0.6, 1.0) * t_mix * (t_rgb - base)
         img = np.full((64, 64, 3), 255.0)
         img[_AT : _AT + _SIDE, _AT : _AT + _SIDE] = np.where(tex[..., None], second, base)
         out.append(np.clip(np.round(img), 0, 255).astype(np.uint8))
-    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return to_model_input(np.stack(out))
 
 
 @torch.no_grad()

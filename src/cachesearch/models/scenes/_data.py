@@ -143,17 +143,22 @@ def _shade(color: str, rng: np.random.Generator) -> tuple[np.ndarray, float]:
     return options[int(rng.integers(len(options)))] if len(options) > 1 else options[0]
 
 
+def stripes(s: int, period: int, phase: int, angle: int) -> np.ndarray:
+    """Boolean (s, s) stripes of ``period`` px at ``angle`` 0-3 (horizontal, vertical, two diagonals)."""
+    y, x = np.mgrid[0:s, 0:s]
+    coord = (y, x, x + y, x - y + s)[angle]
+    return ((coord + phase) % period) < period // 2
+
+
 def _texture(kind: str, s: int, rng: np.random.Generator) -> np.ndarray:
     """Boolean (s, s) pattern: True where the object takes its shaded second tone."""
-    y, x = np.mgrid[0:s, 0:s]
     if kind == "solid":
         return np.zeros((s, s), dtype=bool)
     if kind == "stripes":
         period = int(rng.integers(4, 9))
         phase = int(rng.integers(period))
-        angle = int(rng.integers(4))
-        coord = (y, x, x + y, x - y + s)[angle]
-        return ((coord + phase) % period) < period // 2
+        return stripes(s, period, phase, int(rng.integers(4)))
+    y, x = np.mgrid[0:s, 0:s]
     cell = int(rng.integers(3, 6))
     return ((y // cell + x // cell) % 2) == 1
 
