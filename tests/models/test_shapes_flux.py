@@ -185,3 +185,16 @@ def test_training_script_is_seeded_reproducible_and_resumes(tmp_path) -> None:
     assert any(not torch.equal(a[k], stopped[k]) for k in a)
     resumed = run("c")  # picks up at step 1: the same weights as the uninterrupted run
     assert all(torch.equal(a[k], resumed[k]) for k in a)
+
+
+def test_training_cli_passes_ema_decay_and_rejects_bad_values(tmp_path, monkeypatch, capsys) -> None:
+    from cachesearch.models.shapes_flux import _train
+
+    seen: dict = {}
+    monkeypatch.setattr(_train, "train", lambda out, **kw: seen.update(kw))
+    _train.main(["--out", str(tmp_path), "--ema-decay", "0.999"])
+    assert seen["ema_decay"] == 0.999
+    for bad in ("1.0", "0", "-0.5"):
+        with pytest.raises(SystemExit) as e:
+            _train.main(["--out", str(tmp_path), "--ema-decay", bad])
+        assert e.value.code == 2 and "--ema-decay must be in (0, 1)" in capsys.readouterr().err

@@ -230,11 +230,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--cfg-dropout", type=float, default=0.1)
     ap.add_argument("--init-from", type=Path, default=None, help="start from this pipeline folder's weights")
+    ap.add_argument("--ema-decay", type=float, default=0.995, help="EMA decay of the shipped weights (0 < d < 1)")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     args = ap.parse_args(argv)
+    if not 0.0 < args.ema_decay < 1.0:
+        ap.error(f"--ema-decay must be in (0, 1), got {args.ema_decay}")
     train(args.out, scenes_run=args.scenes_run, seed=args.seed, minutes=args.minutes, steps=args.steps,
           train_set=args.train_set, threads=args.threads, lr=args.lr, warmup=args.warmup,
-          cfg_dropout=args.cfg_dropout, init_from=args.init_from, log=lambda s: print(s, flush=True))
+          cfg_dropout=args.cfg_dropout, init_from=args.init_from, ema_decay=args.ema_decay,
+          log=lambda s: print(s, flush=True))
 
 
 if __name__ == "__main__":
