@@ -133,3 +133,32 @@ def test_cost_ratio_is_analytic(space):
     assert costed.cost_ratio({"mid_block": "RRRR"}, 4) == 1.0
     # mid_block reused at 2 of 4 steps: saves 2*10 of 4*(30+70) MACs.
     assert costed.cost_ratio({"mid_block": "R.R."}, 4) == pytest.approx(1 - 20 / 400)
+
+
+def test_middle_cache_auto_refuses_what_it_cannot_compile() -> None:
+    from tests._tiny_dit import tiny_transformer
+
+    space = block_space(tiny_transformer("flux"))
+    stages = space.names(BlockKind.STAGE)
+    prof = BlockProfile(blocks=stages, changes=tuple((0.0, 0.2, 0.2, 0.2) for _ in stages))
+    assert cs.MiddleCacheAuto(threshold=0.3, profile=prof).mask(space, 4) == "R.R."
+    assert cs.MiddleCacheAuto(threshold=0.3, front=0, profile=prof).masks(space, 4).keys() == set(stages)
+    with pytest.raises(cs.ScheduleError, match=r"policy.threshold: expected a number > 0"):
+        cs.MiddleCacheAuto(threshold=0.0)
+    with pytest.raises(cs.ScheduleError, match=r"policy.max_skip: expected an integer >= 0"):
+        cs.MiddleCacheAuto(threshold=0.1, max_skip=-1)
+    with pytest.raises(cs.ScheduleError, match=r"policy.profile: MiddleCacheAuto needs a block-change profile"):
+        cs.MiddleCacheAuto(threshold=0.1).masks(space, 4)
+    with pytest.raises(cs.ScheduleError, match=r"policy.profile: profiled 4 steps but the schedule has 6"):
+        cs.MiddleCacheAuto(threshold=0.1, profile=prof).masks(space, 6)
+    partial = BlockProfile(blocks=stages[:2], changes=((0.0, 0.2, 0.2, 0.2),) * 2)
+    with pytest.raises(cs.ScheduleError, match=r"policy.profile: no profiled change for middle block\(s\)"):
+        cs.MiddleCacheAuto(threshold=0.1, profile=partial).masks(space, 4)
+    with pytest.raises(cs.ScheduleError, match=r"policy.front \+ policy.back: 3 \+ 1 blocks always run"):
+        cs.MiddleCacheAuto(threshold=0.1, front=3, back=1, profile=prof).masks(space, 4)
+    # the file keeps the parameters and the profile's id, not the profile
+    p = cs.MiddleCacheAuto(threshold=0.3, warmup=1, max_skip=2, profile=prof, profile_id="sha256:x")
+    d = p.to_dict()
+    assert d == {"kind": "middleauto", "threshold": 0.3, "front": 1, "back": 0, "warmup": 1, "max_skip": 2,
+                 "profile_id": "sha256:x"}
+    assert policy_from_dict(d) == p and policy_from_dict(d).profile is None

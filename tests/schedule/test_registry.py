@@ -19,6 +19,7 @@ SHIPPED = {
     "joint": cs.Joint,
     "perbranch": cs.PerBranch,
     "middle": cs.MiddleCache,
+    "middleauto": cs.MiddleCacheAuto,
     "periodic": cs.PeriodicMask,
     "scaleshift": cs.WithScaleShift,
     "steps": cs.StepSet,
@@ -46,7 +47,7 @@ def test_unknown_kind_lists_the_registered_ones():
         policy_from_dict({"kind": "nope"})
     assert str(e.value) == (
         "policy.kind: expected one of ['blockcaching', 'blockmask', 'deepcache', 'full', 'joint', 'middle', "
-        "'perbranch', 'periodic', 'scaleshift', 'steps', 'taylorseer'], got 'nope'"
+        "'middleauto', 'perbranch', 'periodic', 'scaleshift', 'steps', 'taylorseer'], got 'nope'"
     )
     with pytest.raises(cs.ScheduleError, match=r"^policy.mask.kind: expected one of \['blockcaching'"):
         policy_from_dict({"kind": "joint", "steps": {"kind": "steps", "count": 4}, "mask": {"kind": "?"}})

@@ -24,12 +24,13 @@ from cachesearch.schedule import (
     BlockSpace,
     Joint,
     MiddleCache,
+    MiddleCacheAuto,
     PeriodicMask,
     StepSet,
     TaylorSeer,
 )
 from cachesearch.search import SpaceContext, SpaceError, default_space, find_space, load_space, parse_space
-from cachesearch.search.space.families import ComponentsFamily, MiddleFamily, TaylorSeerFamily
+from cachesearch.search.space.families import ComponentsFamily, MiddleAutoFamily, MiddleFamily, TaylorSeerFamily
 from tests._tiny_dit import FAMILIES, pipeline_kwargs, tiny_dit_pipeline, tiny_transformer
 from tests.search.conftest import FakeEvaluator
 
@@ -92,7 +93,8 @@ def test_flux_context_knows_components_and_refuses_timesteps(flux) -> None:
 @pytest.mark.parametrize("family", FAMILIES)
 def test_default_space_is_dit_for_transformers_and_joint_for_unets(family) -> None:
     space = default_space(block_space(tiny_transformer(family)))
-    assert space.name == "dit" and space.families == ("none", "taylorseer", "middle", "components", "blockcaching")
+    assert space.name == "dit" and space.families == ("none", "taylorseer", "middle", "middleauto", "components",
+                                                   "blockcaching")
     assert space.text == find_space("dit").read_text()  # the shipped file itself (nothing dropped)
     unet = BlockSpace(family="unet2d", blocks=tuple(BlockInfo(name=s, kind=BlockKind.STAGE, role="stage")
                                                     for s in UNET_STAGES))
@@ -129,6 +131,35 @@ def test_middle_family_caches_the_middle_of_the_stack_and_fits_front_and_back(fl
     both = resolved.suggest(FixedTrial({**params, "middle.front": 2, "middle.back": 2}))
     assert both == MiddleCache(interval=3, front=2, back=1)
     assert list(compile_(flux, both).masks()) == ["single_transformer_blocks.0"]
+
+
+def test_middleauto_family_recomputes_the_middle_where_the_profile_adds_up(flux) -> None:
+    ctx = flux_ctx(flux)  # stage i changes 0.1 * (i + 1) per step: the middle of front 1, back 0 averages 0.3
+    resolved = load_space(find_space("dit")).resolve(ctx)
+    params = {"steps.count": 4, "mask.family": "middleauto", "middleauto.threshold": 0.65, "middleauto.front": 1,
+              "middleauto.back": 0, "middleauto.warmup": 0, "middleauto.max_skip": 0}
+    policy = resolved.suggest(FixedTrial(params))
+    assert policy == MiddleCacheAuto(threshold=0.65, front=1, back=0, profile_id="p")
+    assert policy.profile is ctx.profile and policy.step_set() is None  # the reference steps, whatever steps.count
+    sched = compile_(flux, policy)
+    middle = ["transformer_blocks.1", "single_transformer_blocks.0", "single_transformer_blocks.1"]
+    assert sched.reuse.value == "residual" and sched.masks() == {b: "R..R.." for b in middle}  # 0.3, 0.6, 0.9 > t
+    skip1 = compile_(flux, resolved.suggest(FixedTrial({**params, "middleauto.max_skip": 1})))
+    assert set(skip1.masks().values()) == {"R.R.R."}  # at most one reused step in a row
+    warm = compile_(flux, resolved.suggest(FixedTrial({**params, "middleauto.warmup": 2})))
+    assert set(warm.masks().values()) == {"RR..R."}
+    # the same masks as the uniform stack cache give the same images, bit for bit
+    uniform = compile_(flux, MiddleCache(interval=2, front=1, back=0))
+    assert uniform.masks() == skip1.masks()
+    images = []
+    for sch in (skip1, uniform):
+        with sch.applied(flux):
+            images.append(flux("a red circle", num_inference_steps=STEPS, generator=torch.Generator().manual_seed(0),
+                               **pipeline_kwargs("flux")).images)
+    assert torch.equal(images[0], images[1])
+    assert resolved.params_for(policy) == params
+    # baselines: thresholds 0.08-0.2 recompute every step on this profile (0.3 a step): only t=0.3 is kept
+    assert [b.name for b in resolved.baselines() if b.kind == "middleauto"] == ["middleauto-t0.3-f1-b0"]
 
 
 @pytest.mark.parametrize("groups", ["kinds", "components"])
@@ -179,7 +210,7 @@ def test_baselines_of_the_transformer_spaces_replay(flux) -> None:
         resolved = load_space(find_space(name)).resolve(ctx)
         items = resolved.baselines()
         kinds = {b.kind for b in items}
-        assert kinds == ({"steps", "taylorseer", "middle", "components", "blockcaching"} if name == "dit"
+        assert kinds == ({"steps", "taylorseer", "middle", "middleauto", "components", "blockcaching"} if name == "dit"
                          else {"components"})
         for b in items:
             if b.kind == "steps" and b.policy.count < 4:  # dit.yaml: at least 4 steps
@@ -197,7 +228,9 @@ def test_a_schedule_of_each_family_runs_the_pipeline(flux) -> None:
     ctx = flux_ctx(flux)
     resolved = load_space(find_space("dit")).resolve(ctx)
     ecad = load_space(find_space("ecad")).resolve(ctx)
-    fams = {b.kind: b.policy for b in resolved.baselines() if b.kind in ("taylorseer", "middle", "components")}
+    fams = {b.kind: b.policy for b in resolved.baselines()
+            if b.kind in ("taylorseer", "middle", "middleauto", "components")}
+    assert set(fams) == {"taylorseer", "middle", "middleauto", "components"}
     fams["ecad"] = ecad.baselines()[0].policy
     for kind, policy in fams.items():
         sched = compile_(flux, policy)
@@ -208,7 +241,7 @@ def test_a_schedule_of_each_family_runs_the_pipeline(flux) -> None:
 
 
 # -- refusals -------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("family", ["taylorseer", "middle", "components"])
+@pytest.mark.parametrize("family", ["taylorseer", "middle", "middleauto", "components"])
 def test_transformer_families_refuse_a_unet_naming_the_field(family) -> None:
     space = parse_space(doc({"families": ["none", family]}, steps={"count": {"low": 2, "high": "steps"}}),
                         source="s.yaml")
@@ -216,7 +249,8 @@ def test_transformer_families_refuse_a_unet_naming_the_field(family) -> None:
         space.resolve(unet_ctx())
     msg = str(info.value)
     assert msg.startswith("s.yaml: mask.families: ") and f"family {family!r}" in msg and "unet2d" in msg
-    cls = {"taylorseer": TaylorSeerFamily, "middle": MiddleFamily, "components": ComponentsFamily}[family]
+    cls = {"taylorseer": TaylorSeerFamily, "middle": MiddleFamily, "middleauto": MiddleAutoFamily,
+           "components": ComponentsFamily}[family]
     assert not cls.supports(BlockSpace(family="unet2d", blocks=(BlockInfo(name="mid_block", kind=BlockKind.STAGE,
                                                                           role="stage"),)))
 
@@ -239,6 +273,9 @@ def test_the_transformer_spaces_refuse_a_unet() -> None:
          "mask.components.groups: expected one of"),
         ({"families": ["middle"], "middle": {"front": {"low": -1, "high": 2}}},
          "mask.middle.front.low: expected an integer >= 0"),
+        ({"families": ["middleauto"], "middleauto": {"threshold": {"low": 0, "high": 1}}},
+         "mask.middleauto.threshold.low: expected a number > 0.0"),
+        ({"families": ["middleauto"], "middleauto": {"max_skip": -1}}, "mask.middleauto.max_skip: expected an integer"),
     ],
 )
 def test_invalid_transformer_sections_name_the_field(mask, message) -> None:

@@ -20,6 +20,7 @@ from .deepcache import DeepCache
 from .full import Full
 from .joint import Joint
 from .middle import MiddleCache
+from .middle_auto import MiddleCacheAuto
 from .per_branch import PerBranch
 from .periodic import PeriodicMask
 from .scale_shifted import WithScaleShift, scale_shift_request
@@ -37,6 +38,7 @@ __all__ = [
     "MaskPolicy",
     "Masks",
     "MiddleCache",
+    "MiddleCacheAuto",
     "PerBranch",
     "PeriodicMask",
     "Policy",

@@ -9,6 +9,7 @@ from .blockcaching import BlockCachingFamily
 from .components import ComponentsFamily
 from .deepcache import DeepCacheFamily
 from .middle import MiddleFamily
+from .middleauto import MiddleAutoFamily
 from .none import NoCaching
 from .periodic import PeriodicFamily
 from .steps import SPACINGS, Steps
@@ -21,6 +22,7 @@ register(BlockCachingFamily)
 register(TaylorSeerFamily)  # the transformer-denoiser families (refused on other denoisers)
 register(MiddleFamily)
 register(ComponentsFamily)
+register(MiddleAutoFamily)  # last: the suggestion order of the spaces that predate it stays as it was
 
 
 def baseline_families() -> dict[str, type[Family]]:
@@ -39,6 +41,7 @@ __all__ = [
     "DeepCacheFamily",
     "Family",
     "MaskFamily",
+    "MiddleAutoFamily",
     "MiddleFamily",
     "NoCaching",
     "PeriodicFamily",

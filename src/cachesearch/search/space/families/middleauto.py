@@ -1,0 +1,125 @@
+"""Family ``middleauto``: the stack cache with profile-chosen recompute steps
+(:class:`~cachesearch.schedule.MiddleCacheAuto`, a static FirstBlockCache / DBCache / MagCache) — the first
+``front`` and last ``back`` transformer blocks run every step; the middle recomputes where the run's
+block-change profile has added up more than ``threshold`` since its last recompute (or after ``max_skip``
+reused steps), reused as residuals otherwise. Always on the reference steps, which the profile covers.
+Baselines: a grid of thresholds with one front block and no back block (FirstBlockCache's layout)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ....schedule import BlockSpace, MiddleCacheAuto, Policy
+from ....schedule._mask import REUSE
+from ..context import SpaceContext, is_transformer
+from ..params import Dist, Fields, FloatParam, IntParam
+from ._dit import require_transformer
+from .base import BaselineGrid, MaskFamily
+from .middle import fit_front_back
+
+if TYPE_CHECKING:
+    from ....evaluate._baselines import Baseline
+
+__all__ = ["MiddleAutoFamily"]
+
+DEFAULT_THRESHOLDS = (0.08, 0.1, 0.14, 0.2, 0.3)
+"""Baseline thresholds: on the embedded FLUX model's profile (mean change 0.05-0.3 per step) they span
+about 0.8 to 0.4 of full cost."""
+
+
+@dataclass(frozen=True)
+class MiddleAutoFamily(MaskFamily):
+    """Ranges of the profile-driven stack cache's threshold, always-run blocks, warm-up and skip limit."""
+
+    threshold: FloatParam
+    front: IntParam
+    back: IntParam
+    warmup: IntParam
+    max_skip: IntParam
+
+    name: ClassVar[str] = "middleauto"
+    defaults: ClassVar[Mapping[str, Any]] = {
+        "threshold": {"low": 0.02, "high": 1.0, "log": True},
+        "front": {"low": 0, "high": 2},
+        "back": {"low": 0, "high": 2},
+        "warmup": {"low": 0, "high": 3},
+        "max_skip": {"low": 0, "high": 4},
+    }
+    grid: ClassVar[BaselineGrid | None] = BaselineGrid("thresholds", integer=False, lo=0.0)
+    reference_steps: ClassVar[bool] = True
+
+    @classmethod
+    def parse(cls, fields: Fields, path: str, section: Mapping[str, Any]) -> MiddleAutoFamily:
+        return cls(
+            threshold=fields.float(f"{path}.threshold", section["threshold"], lo=0.0, strict_lo=True),
+            front=fields.int(f"{path}.front", section["front"], lo=0),
+            back=fields.int(f"{path}.back", section["back"], lo=0),
+            warmup=fields.int(f"{path}.warmup", section["warmup"], lo=0),
+            max_skip=fields.int(f"{path}.max_skip", section["max_skip"], lo=0),
+        )
+
+    @classmethod
+    def supports(cls, blocks: BlockSpace) -> bool:
+        return is_transformer(blocks)
+
+    def dists(self, ctx: SpaceContext, fields: Fields) -> list[Dist]:
+        require_transformer(self.name, ctx, fields)
+        if ctx.profile is None:
+            raise fields.error("mask.families", "family 'middleauto' needs the run's block-change profile, which "
+                                                "was not computed")
+        hi, why = len(ctx.stages) - 1, f"{ctx.denoiser()}'s stack has {len(ctx.stages)} blocks and one must be cached"
+        return [
+            Dist.real("middleauto.threshold", self.threshold),
+            Dist.integer(fields, "middleauto.front", "mask.middleauto.front", self.front, {}, hi=hi, hi_why=why),
+            Dist.integer(fields, "middleauto.back", "mask.middleauto.back", self.back, {}, hi=hi, hi_why=why),
+            Dist.integer(fields, "middleauto.warmup", "mask.middleauto.warmup", self.warmup, {}),
+            Dist.integer(fields, "middleauto.max_skip", "mask.middleauto.max_skip", self.max_skip, {}),
+        ]
+
+    def policy(self, values: Mapping[str, Any], ctx: SpaceContext, num_steps: int) -> MiddleCacheAuto:
+        front, back = fit_front_back(int(values["middleauto.front"]), int(values["middleauto.back"]),
+                                     len(ctx.stages))
+        return MiddleCacheAuto(threshold=float(values["middleauto.threshold"]), front=front, back=back,
+                               warmup=int(values["middleauto.warmup"]), max_skip=int(values["middleauto.max_skip"]),
+                               profile=ctx.profile, profile_id=ctx.profile_id)
+
+    def params(self, policy: Policy | None, ctx: SpaceContext) -> dict[str, Any] | None:
+        if not isinstance(policy, MiddleCacheAuto) or policy.front + policy.back >= len(ctx.stages):
+            return None
+        return {"middleauto.threshold": policy.threshold, "middleauto.front": policy.front,
+                "middleauto.back": policy.back, "middleauto.warmup": policy.warmup,
+                "middleauto.max_skip": policy.max_skip}
+
+    def same(self, a: Policy, b: Policy) -> bool:
+        """Equal parameters: the profile is the run's own; its id may be spelled differently."""
+        if isinstance(a, MiddleCacheAuto) and isinstance(b, MiddleCacheAuto):
+            return (a.threshold, a.front, a.back, a.warmup, a.max_skip) == (
+                b.threshold, b.front, b.back, b.warmup, b.max_skip)
+        return a == b
+
+    def baselines(self, ctx: SpaceContext, grid: Sequence[Any] | None) -> list[Baseline]:
+        """``middleauto-tT-f1-b0`` for each threshold ``T`` of the grid (default :data:`DEFAULT_THRESHOLDS`);
+        front, back, warm-up and skip limit moved into their ranges."""
+        from ....evaluate._baselines import Baseline
+
+        if not ctx.transformer or len(ctx.stages) < 2 or ctx.profile is None:
+            return []
+
+        def clamp(p: IntParam, v: int) -> int:
+            return min(max(v, int(p.low)), int(p.high))
+
+        front, back = fit_front_back(clamp(self.front, 1), clamp(self.back, 0), len(ctx.stages))
+        out, seen = [], set()
+        lo, hi = float(self.threshold.low), float(self.threshold.high)
+        for t in sorted({min(max(float(t), lo), hi) for t in (grid if grid is not None else DEFAULT_THRESHOLDS)}):
+            p = MiddleCacheAuto(threshold=t, front=front, back=back, warmup=int(self.warmup.low),
+                                max_skip=int(self.max_skip.low), profile=ctx.profile, profile_id=ctx.profile_id)
+            if ctx.block_space is not None:  # drop thresholds that compute everything or repeat a smaller one
+                m = p.mask(ctx.block_space, ctx.num_steps)
+                if REUSE not in m or m in seen:
+                    continue
+                seen.add(m)
+            out.append(Baseline(kind=self.name, name=p.default_name(ctx.num_steps), policy=p))
+        return out
