@@ -147,6 +147,10 @@ def test_middle_cache_auto_refuses_what_it_cannot_compile() -> None:
         cs.MiddleCacheAuto(threshold=0.0)
     with pytest.raises(cs.ScheduleError, match=r"policy.max_skip: expected an integer >= 0"):
         cs.MiddleCacheAuto(threshold=0.1, max_skip=-1)
+    with pytest.raises(cs.ScheduleError, match=r"policy.order: expected an integer <= 2"):
+        cs.MiddleCacheAuto(threshold=0.1, order=3)
+    assert cs.MiddleCacheAuto(threshold=0.1).reuse() == ("residual", None)
+    assert cs.MiddleCacheAuto(threshold=0.1, order=1).reuse() == ("taylor", 1)
     with pytest.raises(cs.ScheduleError, match=r"policy.profile: MiddleCacheAuto needs a block-change profile"):
         cs.MiddleCacheAuto(threshold=0.1).masks(space, 4)
     with pytest.raises(cs.ScheduleError, match=r"policy.profile: profiled 4 steps but the schedule has 6"):
@@ -157,8 +161,8 @@ def test_middle_cache_auto_refuses_what_it_cannot_compile() -> None:
     with pytest.raises(cs.ScheduleError, match=r"policy.front \+ policy.back: 3 \+ 1 blocks always run"):
         cs.MiddleCacheAuto(threshold=0.1, front=3, back=1, profile=prof).masks(space, 4)
     # the file keeps the parameters and the profile's id, not the profile
-    p = cs.MiddleCacheAuto(threshold=0.3, warmup=1, max_skip=2, profile=prof, profile_id="sha256:x")
+    p = cs.MiddleCacheAuto(threshold=0.3, warmup=1, max_skip=2, order=1, profile=prof, profile_id="sha256:x")
     d = p.to_dict()
     assert d == {"kind": "middleauto", "threshold": 0.3, "front": 1, "back": 0, "warmup": 1, "max_skip": 2,
-                 "profile_id": "sha256:x"}
+                 "order": 1, "profile_id": "sha256:x"}
     assert policy_from_dict(d) == p and policy_from_dict(d).profile is None

@@ -137,7 +137,7 @@ def test_middleauto_family_recomputes_the_middle_where_the_profile_adds_up(flux)
     ctx = flux_ctx(flux)  # stage i changes 0.1 * (i + 1) per step: the middle of front 1, back 0 averages 0.3
     resolved = load_space(find_space("dit")).resolve(ctx)
     params = {"steps.count": 4, "mask.family": "middleauto", "middleauto.threshold": 0.65, "middleauto.front": 1,
-              "middleauto.back": 0, "middleauto.warmup": 0, "middleauto.max_skip": 0}
+              "middleauto.back": 0, "middleauto.warmup": 0, "middleauto.max_skip": 0, "middleauto.order": 0}
     policy = resolved.suggest(FixedTrial(params))
     assert policy == MiddleCacheAuto(threshold=0.65, front=1, back=0, profile_id="p")
     assert policy.profile is ctx.profile and policy.step_set() is None  # the reference steps, whatever steps.count
@@ -157,9 +157,12 @@ def test_middleauto_family_recomputes_the_middle_where_the_profile_adds_up(flux)
             images.append(flux("a red circle", num_inference_steps=STEPS, generator=torch.Generator().manual_seed(0),
                                **pipeline_kwargs("flux")).images)
     assert torch.equal(images[0], images[1])
+    taylor = compile_(flux, resolved.suggest(FixedTrial({**params, "middleauto.order": 2})))
+    assert taylor.reuse.value == "taylor" and taylor.taylor_order == 2 and taylor.masks() == sched.masks()
     assert resolved.params_for(policy) == params
     # baselines: thresholds 0.08-0.2 recompute every step on this profile (0.3 a step): only t=0.3 is kept
-    assert [b.name for b in resolved.baselines() if b.kind == "middleauto"] == ["middleauto-t0.3-f1-b0"]
+    assert [b.name for b in resolved.baselines() if b.kind == "middleauto"] == ["middleauto-t0.3-f1-b0",
+                                                                                 "middleauto-t0.3-f1-b0-o1"]
 
 
 @pytest.mark.parametrize("groups", ["kinds", "components"])
@@ -276,6 +279,8 @@ def test_the_transformer_spaces_refuse_a_unet() -> None:
         ({"families": ["middleauto"], "middleauto": {"threshold": {"low": 0, "high": 1}}},
          "mask.middleauto.threshold.low: expected a number > 0.0"),
         ({"families": ["middleauto"], "middleauto": {"max_skip": -1}}, "mask.middleauto.max_skip: expected an integer"),
+        ({"families": ["middleauto"], "middleauto": {"order": {"low": 0, "high": 3}}},
+         "mask.middleauto.order: expected 0 .residual reuse., 1 or 2 .Taylor order.: got up to 3"),
     ],
 )
 def test_invalid_transformer_sections_name_the_field(mask, message) -> None:

@@ -28,7 +28,9 @@ class MiddleCacheAuto(MaskPolicy):
     is added up since the last recompute; the middle recomputes once the sum exceeds ``threshold`` or after
     ``max_skip`` reused steps in a row (MagCache's ``max_skip_steps``; 0: no limit). One mask for all middle
     blocks, so the reused middle adds the residual it last computed as a whole, as the dynamic caches do;
-    unlike them the choice is made once, from the profile, and costs no host sync at run time.
+    unlike them the choice is made once, from the profile, and costs no host sync at run time. With
+    ``order`` 1 or 2 a reused middle block is forecast instead (``reuse: taylor``, TaylorSeer's finite
+    differences over its last recomputes).
 
     Args:
         threshold: accumulated mean change that triggers a recompute of the middle (> 0).
@@ -36,6 +38,8 @@ class MiddleCacheAuto(MaskPolicy):
         back: blocks at the end of the stack that always run (DBCache's ``Bn``).
         warmup: the first steps, where every block runs (at least the first).
         max_skip: at most this many reused steps in a row (0: no limit).
+        order: 0 reuses the middle's residual (``reuse: residual``); 1 or 2 forecasts its blocks' outputs with
+            a Taylor series of that order (``reuse: taylor``).
         profile: the block-change profile of the same model, sampler and steps.
         profile_id: the profile's id (recorded in the file; the profile itself is not).
     """
@@ -47,6 +51,7 @@ class MiddleCacheAuto(MaskPolicy):
     back: int = 0
     warmup: int = 0
     max_skip: int = 0
+    order: int = 0
     profile: BlockProfile | None = field(default=None, compare=False)
     profile_id: str | None = None
 
@@ -55,6 +60,7 @@ class MiddleCacheAuto(MaskPolicy):
                            check_float("policy.threshold", self.threshold, lo=0.0, strict_lo=True))
         for name in ("front", "back", "warmup", "max_skip"):
             object.__setattr__(self, name, check_int(f"policy.{name}", getattr(self, name), lo=0))
+        object.__setattr__(self, "order", check_int("policy.order", self.order, lo=0, hi=2))
 
     def mask(self, space: BlockSpace, num_steps: int) -> str:
         """The one mask of every middle block over ``num_steps`` steps."""
@@ -97,13 +103,14 @@ class MiddleCacheAuto(MaskPolicy):
         return {name: (m, m) for name in self._stack().middle(space)}
 
     def reuse(self) -> tuple[str, int | None]:
-        return ("residual", None)
+        return ("taylor", self.order) if self.order else ("residual", None)
 
     def default_name(self, num_steps: int) -> str:
         warm = f"-w{self.warmup}" if self.warmup else ""
         skip = f"-s{self.max_skip}" if self.max_skip else ""
-        return f"middleauto-t{self.threshold:.3g}-f{self.front}-b{self.back}{warm}{skip}"
+        order = f"-o{self.order}" if self.order else ""
+        return f"middleauto-t{self.threshold:.3g}-f{self.front}-b{self.back}{warm}{skip}{order}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "threshold": self.threshold, "front": self.front, "back": self.back,
-                "warmup": self.warmup, "max_skip": self.max_skip, "profile_id": self.profile_id}
+                "warmup": self.warmup, "max_skip": self.max_skip, "order": self.order, "profile_id": self.profile_id}

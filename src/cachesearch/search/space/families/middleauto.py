@@ -2,11 +2,13 @@
 (:class:`~cachesearch.schedule.MiddleCacheAuto`, a static FirstBlockCache / DBCache / MagCache) — the first
 ``front`` and last ``back`` transformer blocks run every step; the middle recomputes where the run's
 block-change profile has added up more than ``threshold`` since its last recompute (or after ``max_skip``
-reused steps), reused as residuals otherwise. Always on the reference steps, which the profile covers.
+reused steps), reused as residuals (``order`` 0) or forecast by a Taylor series (``order`` 1, 2) otherwise.
+Always on the reference steps, which the profile covers.
 Baselines: a grid of thresholds with one front block and no back block (FirstBlockCache's layout)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -38,6 +40,7 @@ class MiddleAutoFamily(MaskFamily):
     back: IntParam
     warmup: IntParam
     max_skip: IntParam
+    order: IntParam
 
     name: ClassVar[str] = "middleauto"
     defaults: ClassVar[Mapping[str, Any]] = {
@@ -46,18 +49,24 @@ class MiddleAutoFamily(MaskFamily):
         "back": {"low": 0, "high": 2},
         "warmup": {"low": 0, "high": 3},
         "max_skip": {"low": 0, "high": 4},
+        "order": {"low": 0, "high": 2},
     }
     grid: ClassVar[BaselineGrid | None] = BaselineGrid("thresholds", integer=False, lo=0.0)
     reference_steps: ClassVar[bool] = True
 
     @classmethod
     def parse(cls, fields: Fields, path: str, section: Mapping[str, Any]) -> MiddleAutoFamily:
+        order = fields.int(f"{path}.order", section["order"], lo=0)
+        if int(order.high) > 2:
+            raise fields.error(f"{path}.order",
+                               f"expected 0 (residual reuse), 1 or 2 (Taylor order): got up to {order.high}")
         return cls(
             threshold=fields.float(f"{path}.threshold", section["threshold"], lo=0.0, strict_lo=True),
             front=fields.int(f"{path}.front", section["front"], lo=0),
             back=fields.int(f"{path}.back", section["back"], lo=0),
             warmup=fields.int(f"{path}.warmup", section["warmup"], lo=0),
             max_skip=fields.int(f"{path}.max_skip", section["max_skip"], lo=0),
+            order=order,
         )
 
     @classmethod
@@ -76,6 +85,7 @@ class MiddleAutoFamily(MaskFamily):
             Dist.integer(fields, "middleauto.back", "mask.middleauto.back", self.back, {}, hi=hi, hi_why=why),
             Dist.integer(fields, "middleauto.warmup", "mask.middleauto.warmup", self.warmup, {}),
             Dist.integer(fields, "middleauto.max_skip", "mask.middleauto.max_skip", self.max_skip, {}),
+            Dist.integer(fields, "middleauto.order", "mask.middleauto.order", self.order, {}),
         ]
 
     def policy(self, values: Mapping[str, Any], ctx: SpaceContext, num_steps: int) -> MiddleCacheAuto:
@@ -83,25 +93,26 @@ class MiddleAutoFamily(MaskFamily):
                                      len(ctx.stages))
         return MiddleCacheAuto(threshold=float(values["middleauto.threshold"]), front=front, back=back,
                                warmup=int(values["middleauto.warmup"]), max_skip=int(values["middleauto.max_skip"]),
-                               profile=ctx.profile, profile_id=ctx.profile_id)
+                               order=int(values["middleauto.order"]), profile=ctx.profile, profile_id=ctx.profile_id)
 
     def params(self, policy: Policy | None, ctx: SpaceContext) -> dict[str, Any] | None:
         if not isinstance(policy, MiddleCacheAuto) or policy.front + policy.back >= len(ctx.stages):
             return None
         return {"middleauto.threshold": policy.threshold, "middleauto.front": policy.front,
                 "middleauto.back": policy.back, "middleauto.warmup": policy.warmup,
-                "middleauto.max_skip": policy.max_skip}
+                "middleauto.max_skip": policy.max_skip, "middleauto.order": policy.order}
 
     def same(self, a: Policy, b: Policy) -> bool:
         """Equal parameters: the profile is the run's own; its id may be spelled differently."""
         if isinstance(a, MiddleCacheAuto) and isinstance(b, MiddleCacheAuto):
-            return (a.threshold, a.front, a.back, a.warmup, a.max_skip) == (
-                b.threshold, b.front, b.back, b.warmup, b.max_skip)
+            return (a.threshold, a.front, a.back, a.warmup, a.max_skip, a.order) == (
+                b.threshold, b.front, b.back, b.warmup, b.max_skip, b.order)
         return a == b
 
     def baselines(self, ctx: SpaceContext, grid: Sequence[Any] | None) -> list[Baseline]:
-        """``middleauto-tT-f1-b0`` for each threshold ``T`` of the grid (default :data:`DEFAULT_THRESHOLDS`);
-        front, back, warm-up and skip limit moved into their ranges."""
+        """``middleauto-tT-f1-b0`` (residual reuse) and ``middleauto-tT-f1-b0-o1`` (a first-order forecast, as
+        cache-dit's DBCache + TaylorSeer) for each threshold ``T`` of the grid (default
+        :data:`DEFAULT_THRESHOLDS`); front, back, warm-up, skip limit and order moved into their ranges."""
         from ....evaluate._baselines import Baseline
 
         if not ctx.transformer or len(ctx.stages) < 2 or ctx.profile is None:
@@ -113,6 +124,7 @@ class MiddleAutoFamily(MaskFamily):
         front, back = fit_front_back(clamp(self.front, 1), clamp(self.back, 0), len(ctx.stages))
         out, seen = [], set()
         lo, hi = float(self.threshold.low), float(self.threshold.high)
+        orders = sorted({int(self.order.low), clamp(self.order, 1)})  # residual reuse, and cache-dit's + TaylorSeer
         for t in sorted({min(max(float(t), lo), hi) for t in (grid if grid is not None else DEFAULT_THRESHOLDS)}):
             p = MiddleCacheAuto(threshold=t, front=front, back=back, warmup=int(self.warmup.low),
                                 max_skip=int(self.max_skip.low), profile=ctx.profile, profile_id=ctx.profile_id)
@@ -121,5 +133,7 @@ class MiddleAutoFamily(MaskFamily):
                 if REUSE not in m or m in seen:
                     continue
                 seen.add(m)
-            out.append(Baseline(kind=self.name, name=p.default_name(ctx.num_steps), policy=p))
+            for order in orders:
+                q = dataclasses.replace(p, order=order)
+                out.append(Baseline(kind=self.name, name=q.default_name(ctx.num_steps), policy=q))
         return out
