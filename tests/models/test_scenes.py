@@ -179,3 +179,32 @@ def test_decoder_fine_tune_keeps_the_encoder_and_resumes_bit_exact(tmp_path) -> 
     run("c", minutes=0)  # out of time after one step
     resumed = run("c")
     assert all(torch.equal(a[k], resumed[k]) for k in a)
+
+
+def test_training_on_a_given_sub_pixel_autoencoder_follows_its_channels_and_loads(tmp_path) -> None:
+    import json
+
+    import torch
+
+    from cachesearch.models.scenes import _train
+    from cachesearch.models.scenes._components import vae_config
+    from cachesearch.models.scenes._vae import SubpixelAutoencoderKL
+
+    torch.manual_seed(0)
+    SubpixelAutoencoderKL(**vae_config(64, latent_channels=8)).save_pretrained(tmp_path / "ae" / "vae")
+    # a 4-channel pipeline to start from: all its UNet weights but conv_in/conv_out fit the 8-channel UNet
+    _train.train(tmp_path / "four", steps=1, vae_steps=1, train_set=2, batch_size=2, vae_batch_size=2,
+                 log=lambda _: None)
+    out = tmp_path / "eight"
+    _train.train(out, steps=1, train_set=2, batch_size=2, vae_dir=tmp_path / "ae" / "vae",
+                 init_from=tmp_path / "four" / "pipeline", log=lambda _: None)
+    info = json.loads((out / "training.json").read_text())
+    assert info["vae"]["from"] == "ae/vae" and info["latent_channels"] == 8
+    assert sorted(info["init_fresh"]) == ["conv_in.weight", "conv_out.bias", "conv_out.weight"]
+    pipe = scenes.load_pipeline(path=out / "pipeline")
+    assert type(pipe.vae) is SubpixelAutoencoderKL and pipe.unet.config.in_channels == 8
+    image = pipe("a red circle and a blue square on a green background", num_inference_steps=2,
+                 generator=torch.Generator().manual_seed(0), output_type="np").images[0]
+    assert image.shape == (64, 64, 3) and np.isfinite(image).all()
+    with pytest.raises(ValueError, match="do not fit"):
+        _train._load_matching(torch.nn.Linear(2, 2), {"weight": torch.zeros(2, 2)})

@@ -56,5 +56,10 @@ def load_pipeline(
 ) -> StableDiffusionPipeline:
     """Load the shipped pipeline offline as a ``StableDiffusionPipeline`` (see ``shapes.load_pipeline``)."""
     from ..shapes import load_pipeline as _load
+    from ._vae import load_vae
 
-    return _load(device, dtype, path=path if path is not None else pipeline_path(), progress_bar=progress_bar)
+    folder = Path(path) if path is not None else pipeline_path()
+    extra = {}
+    if (folder / "vae" / "config.json").is_file():  # a sub-pixel decoder needs its own class (see ._vae)
+        extra["vae"] = load_vae(str(folder / "vae"), local_files_only=True, torch_dtype=dtype)
+    return _load(device, dtype, path=folder, progress_bar=progress_bar, **extra)

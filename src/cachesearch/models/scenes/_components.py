@@ -16,8 +16,11 @@ LATENT_FACTOR = 4
 """Pixels per latent cell along each side."""
 
 
-def vae_config(size: int) -> dict:
-    """Config kwargs of the ``AutoencoderKL``: two 2x downsamples, (size, size, 3) -> (size/4, size/4, 4)."""
+def vae_config(size: int, *, latent_channels: int = 4) -> dict:
+    """Config kwargs of the ``AutoencoderKL``: two 2x downsamples, (size, size, 3) -> (size/4, size/4, C).
+
+    ``latent_channels`` 4 is the first autoencoder's (still ``shapes-flux``'s); the textured one
+    (:mod:`._autoencoder`) has 8."""
     return {
         "in_channels": 3,
         "out_channels": 3,
@@ -25,7 +28,7 @@ def vae_config(size: int) -> dict:
         "up_block_types": ("UpDecoderBlock2D",) * 3,
         "block_out_channels": (32, 64, 64),
         "layers_per_block": 1,
-        "latent_channels": 4,
+        "latent_channels": latent_channels,
         "norm_num_groups": 16,
         "sample_size": size,
     }

@@ -83,12 +83,11 @@ def train_decoder(
     log: Callable[[str], None] = print,
 ) -> dict:
     """Fine-tune ``pipeline/vae``'s decoder; write ``out_dir/vae`` (EMA weights) and ``out_dir/decoder.json``."""
-    from diffusers import AutoencoderKL
-
     from ._train import _batch
+    from ._vae import load_vae
 
     out_dir, t_start, deadline = start_run(out_dir, threads=threads, minutes=minutes)
-    vae = AutoencoderKL.from_pretrained(str(Path(pipeline) / "vae"), torch_dtype=torch.float32)
+    vae = load_vae(str(Path(pipeline) / "vae"), torch_dtype=torch.float32)
     vae.requires_grad_(False).eval()
     before = ceiling(vae, ceiling_n)
     log(f"[decoder] before: {before}")

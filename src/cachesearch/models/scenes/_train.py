@@ -36,8 +36,9 @@ from ..shapes._components import (
 from ..shapes._train import _fit_steps, _hardware, _lr_at, _save_ckpt, to_model_input
 from ._components import LATENT_FACTOR, WORDS, vae_config
 from ._data import DEFAULT_SIZE, TRAIN_STREAM, sample
+from ._vae import load_vae
 
-__all__ = ["train"]
+__all__ = ["save_pipeline", "train"]
 
 _VAE_PHASE, _SET_PHASE, _UNET_PHASE = 0, 1, 2
 _PACE = 40  # VAE phase (the UNet phase paces in _training)
@@ -88,6 +89,29 @@ def _train_vae(vae, *, seed, steps, seconds, batch_size, size, log) -> dict:
             "latent_mean": round(z.mean().item(), 4), "latent_std": round(z.std().item(), 4)}
 
 
+def save_pipeline(pipe, folder: Path) -> None:
+    """``save_pretrained`` with the autoencoder named by its diffusers base class in ``model_index.json``: a
+    :class:`._vae.SubpixelAutoencoderKL` (its own ``config.json`` names it) must be passed to ``from_pretrained``
+    (``scenes.load_pipeline`` does); diffusers refuses a component whose module path is not a library."""
+    pipe.save_pretrained(folder, safe_serialization=True)
+    index = Path(folder) / "model_index.json"
+    meta = json.loads(index.read_text(encoding="utf-8"))
+    meta["vae"] = ["diffusers", "AutoencoderKL"]
+    index.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _load_matching(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Load the entries of ``state`` whose shapes match ``module``'s (the rest keep their fresh initialisation,
+    e.g. a UNet's ``conv_in``/``conv_out`` when the autoencoder's latent channels changed); returns those kept
+    fresh. Any key ``state`` lacks or ``module`` lacks is an error: only shapes may differ."""
+    own = module.state_dict()
+    if own.keys() != state.keys():
+        raise ValueError(f"init weights do not fit this architecture: {sorted(own.keys() ^ state.keys())[:5]}")
+    fresh = [k for k in own if own[k].shape != state[k].shape]
+    module.load_state_dict({k: (own[k] if k in fresh else v) for k, v in state.items()})
+    return fresh
+
+
 def train(
     out_dir: Path,
     *,
@@ -105,10 +129,16 @@ def train(
     size: int = DEFAULT_SIZE,
     threads: int | None = 2,
     init_from: Path | None = None,
+    vae_dir: Path | None = None,
     warmup: int = 200,
     log: Callable[[str], None] = print,
 ) -> None:
     """Train the autoencoder, then UNet + text encoder; write ``out_dir/pipeline`` and ``training.json``.
+
+    ``vae_dir`` names a trained autoencoder folder (e.g. :mod:`._autoencoder`'s) to use frozen instead of training
+    one; otherwise ``init_from``'s is used, and without either one is trained here. The UNet's latent channels
+    follow the autoencoder's; ``init_from`` weights whose shapes differ (``conv_in``/``conv_out`` after a change
+    of latent channels) start fresh and are listed in ``training.json`` (``init_fresh``).
 
     ``minutes`` caps the whole run (the autoencoder gets at most 20 % of it); the steps actually run are
     recorded, and re-running with them and no time budget reproduces the run on the same hardware/threads.
@@ -124,11 +154,12 @@ def train(
     tokenizer = load_tokenizer(tok_dir, WORDS)
 
     vae_path = out_dir / "vae.pt"
-    if init_from is not None and not vae_path.exists():  # continue on the earlier run's (frozen) autoencoder
-        vae = AutoencoderKL.from_pretrained(str(Path(init_from) / "vae"), torch_dtype=torch.float32)
+    vae_from = Path(vae_dir) if vae_dir is not None else None if init_from is None else Path(init_from) / "vae"
+    if vae_from is not None and not vae_path.exists():  # a trained (frozen) autoencoder: given, or the init's
+        vae = load_vae(str(vae_from), torch_dtype=torch.float32)
         scaling = vae.config.scaling_factor
-        vae_stats = {"from": f"{Path(init_from).name}/vae", "latent_std": round(1.0 / scaling, 4)}
-        log(f"[vae] loaded {Path(init_from) / 'vae'}")
+        vae_stats = {"from": f"{vae_from.parent.name}/{vae_from.name}", "latent_std": round(1.0 / scaling, 4)}
+        log(f"[vae] loaded {vae_from}")
     else:
         vae = AutoencoderKL(**vae_config(size))
         if vae_path.exists():
@@ -172,11 +203,13 @@ def train(
     torch.manual_seed(seed + 1)
     te_cfg = CLIPTextConfig(**text_encoder_config(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id))
     text_encoder = CLIPTextModel(te_cfg)
-    unet = UNet2DConditionModel(**unet_config(size // LATENT_FACTOR, te_cfg.hidden_size))
+    unet = UNet2DConditionModel(**unet_config(size // LATENT_FACTOR, te_cfg.hidden_size,
+                                              latent_channels=vae.config.latent_channels))
+    fresh: list[str] = []
     if init_from is not None:  # continue from an earlier run's pipeline (its EMA weights), fresh optimizer
-        unet.load_state_dict(UNet2DConditionModel.from_pretrained(str(Path(init_from) / "unet")).state_dict())
+        fresh = _load_matching(unet, UNet2DConditionModel.from_pretrained(str(Path(init_from) / "unet")).state_dict())
         text_encoder.load_state_dict(CLIPTextModel.from_pretrained(str(Path(init_from) / "text_encoder")).state_dict())
-        log(f"[unet] initialised from {init_from}")
+        log(f"[unet] initialised from {init_from}" + (f" (kept fresh, other shape: {fresh})" if fresh else ""))
     scheduler = DDIMScheduler(**scheduler_config())
     params = list(unet.parameters()) + list(text_encoder.parameters())
     ema = [p.detach().clone() for p in params]
@@ -211,14 +244,14 @@ def train(
     state = train_loop(tag="unet", loss_fn=loss_fn, modules=named, params=params, ema=ema, opt=opt, gen=gen,
                        state=state, planned=steps, lr=lr, ema_decay=ema_decay, deadline=deadline, warmup=warmup,
                        checkpoint_every=checkpoint_every, ckpt_path=out_dir / "checkpoint.pt",
-                       on_checkpoint=lambda: make_pipe().save_pretrained(out_dir / "pipeline",
-                                                                         safe_serialization=True), log=log)
+                       on_checkpoint=lambda: save_pipeline(make_pipe(), out_dir / "pipeline"), log=log)
 
     info = {
         "model": "scenes", "seed": seed, "size": size, "vae": vae_stats, "vae_scaling_factor": scaling,
         "train_set": n, "unet_steps": state.step, "unet_steps_scheduled": state.steps, "unet_steps_planned": steps,
         "stopped_early": state.stopped_early, "batch_size": batch_size, "lr": lr, "cfg_dropout": cfg_dropout,
         "warmup": warmup, "init_from": None if init_from is None else Path(init_from).name,
+        **({"init_fresh": fresh} if fresh else {}), "latent_channels": vae.config.latent_channels,
         "ema_decay": ema_decay, "final_loss_unet": round(state.run_loss, 5),
         "unet_seconds": round(state.elapsed, 1),
         "wall_seconds_this_invocation": round(time.time() - t_start, 1), "hardware": _hardware("cpu"),
@@ -241,11 +274,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--init-from", type=Path, default=None, help="start from this pipeline folder's weights")
+    ap.add_argument("--vae", type=Path, default=None, help="a trained autoencoder folder to use (frozen)")
     ap.add_argument("--minutes", type=float, default=None)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     args = ap.parse_args(argv)
     train(args.out, seed=args.seed, minutes=args.minutes, steps=args.steps, vae_steps=args.vae_steps,
           train_set=args.train_set, threads=args.threads, lr=args.lr, warmup=args.warmup, init_from=args.init_from,
+          vae_dir=args.vae,
           log=lambda s: print(s, flush=True))
 
 

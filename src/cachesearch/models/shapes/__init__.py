@@ -11,7 +11,7 @@ Importing this package loads numpy and torch only; diffusers is imported by :fun
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -52,6 +52,7 @@ def load_pipeline(
     *,
     path: str | Path | None = None,
     progress_bar: bool = False,
+    **components: Any,
 ) -> StableDiffusionPipeline:
     """Load the shipped pipeline offline (``local_files_only=True``) as a ``StableDiffusionPipeline``.
 
@@ -60,6 +61,7 @@ def load_pipeline(
         dtype: parameter dtype (weights are stored in float32).
         path: another pipeline folder of the same layout (e.g. a training run's output); default: shipped.
         progress_bar: show diffusers' per-call progress bar.
+        components: components to use instead of the folder's (``vae=...``), as ``from_pretrained`` takes them.
 
     Raises:
         FileNotFoundError: if the folder has no ``model_index.json``.
@@ -70,4 +72,4 @@ def load_pipeline(
 
     return load_folder(StableDiffusionPipeline, path if path is not None else pipeline_path(), device=device,
                        dtype=dtype, progress_bar=progress_bar, safety_checker=None, feature_extractor=None,
-                       requires_safety_checker=False)
+                       requires_safety_checker=False, **components)

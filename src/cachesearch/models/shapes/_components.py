@@ -120,7 +120,7 @@ def vae_config(size: int) -> dict:
     }
 
 
-def unet_config(latent_size: int, cross_attention_dim: int = 64) -> dict:
+def unet_config(latent_size: int, cross_attention_dim: int = 64, *, latent_channels: int = 4) -> dict:
     """Config kwargs of the ``UNet2DConditionModel``: 3 down/up stages + cross-attention mid block.
 
     ``layers_per_block=2`` (3 resnets per up block, as DeepCache's branch numbering assumes); cross-attention
@@ -130,8 +130,8 @@ def unet_config(latent_size: int, cross_attention_dim: int = 64) -> dict:
     """
     return {
         "sample_size": latent_size,
-        "in_channels": 4,
-        "out_channels": 4,
+        "in_channels": latent_channels,
+        "out_channels": latent_channels,
         "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         "mid_block_type": "UNetMidBlock2DCrossAttn",
         "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),

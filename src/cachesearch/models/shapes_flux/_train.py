@@ -1,11 +1,13 @@
 """Train the embedded ``shapes-flux`` model (FLUX architecture) on the ``scenes`` data, from scratch, on CPU.
 
-The autoencoder is the trained ``scenes`` one (frozen, copied into the pipeline), and so is the encoded
-training set: the 16,384 scenes a ``scenes`` training run renders and encodes once (``latents.pt`` of that
-run's folder; ``--scenes-run``). Without such a folder the same set is rendered and encoded here with the
-shipped ``scenes`` autoencoder. The transformer and both text encoders are trained by rectified flow
-(x_t = (1 − σ)·x₀ + σ·ε, target ε − x₀, σ logit-normal as in SD3), with an EMA of the weights, which is what
-ships. No classifier-free guidance: FLUX.1 pipelines make one denoiser call per step, and so does this one.
+The autoencoder is the first trained ``scenes`` one (4 latent channels; frozen, copied into the pipeline), and
+so is the encoded training set: the 16,384 scenes a ``scenes`` training run renders and encodes once
+(``latents.pt`` of that run's folder; ``--scenes-run``). Without such a folder the set (``--train-set`` scenes;
+the first 16,384 are always the same) is rendered and encoded here with the autoencoder of ``--init-from``'s
+folder, or of the shipped shapes-flux folder. The transformer and both text encoders are trained by rectified
+flow (x_t = (1 − σ)·x₀ + σ·ε, target ε − x₀, σ logit-normal as in SD3), with an EMA of the weights, which is
+what ships; ``--cfg-dropout`` of the captions train the learned null conditioning that classifier-free guidance
+uses inside the transformer's one call per step (:class:`._guided.GuidedFluxTransformer2DModel`).
 
 Usage::
 
@@ -57,11 +59,14 @@ def _training_set(scenes_run: Path | None, vae, *, seed: int, n: int, size: int,
     return torch.cat(chunks), captions
 
 
-def _load_vae(scenes_run: Path | None):
+def _load_vae(scenes_run: Path | None, init_from: Path | None = None):
+    """The frozen autoencoder: a scenes run's ``vae.pt``, else ``init_from``'s, else the shipped shapes-flux
+    folder's (the first 4-channel scenes autoencoder with its fine-tuned decoder; ``embedded:scenes`` itself has
+    moved to a textured 8-channel one)."""
     from diffusers import AutoencoderKL
 
-    from ..scenes import pipeline_path
     from ..scenes._components import vae_config
+    from . import pipeline_path
 
     if scenes_run is not None and (scenes_run / "vae.pt").is_file():
         blob = torch.load(scenes_run / "vae.pt", weights_only=False)
@@ -69,7 +74,8 @@ def _load_vae(scenes_run: Path | None):
         vae.load_state_dict(blob["state_dict"])
         vae.register_to_config(scaling_factor=round(1.0 / blob["stats"]["latent_std"], 5))
     else:
-        vae = AutoencoderKL.from_pretrained(str(pipeline_path() / "vae"), local_files_only=True)
+        folder = (Path(init_from) if init_from is not None else pipeline_path()) / "vae"
+        vae = AutoencoderKL.from_pretrained(str(folder), local_files_only=True)
     vae.register_to_config(shift_factor=0.0)  # FluxPipeline decodes latents / scaling + shift
     return vae.eval().requires_grad_(False)
 
@@ -137,7 +143,7 @@ def train(
     for d in tok_dirs:
         build_tokenizer_files(d, WORDS)
     tokenizer, tokenizer_2 = (load_tokenizer(d, WORDS) for d in tok_dirs)
-    vae = _load_vae(scenes_run)
+    vae = _load_vae(scenes_run, init_from)
     latents, captions = _training_set(scenes_run, vae, seed=seed, n=train_set, size=DEFAULT_SIZE, log=log)
     uniq = sorted(set(captions))
     ids = tokenizer(uniq, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,

@@ -1,0 +1,109 @@
+"""Tests of the textured ``scenes`` autoencoder: the sub-pixel decoder class and its trainer."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from diffusers import AutoencoderKL
+from diffusers.models.upsampling import Upsample2D
+
+from cachesearch.models.scenes._autoencoder import gradient_l1, palette_loss, train_autoencoder
+from cachesearch.models.scenes._components import vae_config
+from cachesearch.models.scenes._vae import SubpixelAutoencoderKL, SubpixelUpsample2D, load_vae
+
+
+def _uniform_field(channels: int) -> torch.Tensor:
+    """A latent-like feature map that is the same in every cell (what a texture whose period divides the cell
+    gives the decoder), with a varying channel profile."""
+    return torch.linspace(-1, 1, channels)[None, :, None, None].expand(1, channels, 6, 6).contiguous()
+
+
+def test_a_subpixel_upsampler_draws_inside_a_cell_where_nearest_neighbour_cannot() -> None:
+    torch.manual_seed(0)
+    x = _uniform_field(8)
+    inner = (slice(None), slice(None), slice(4, 8), slice(4, 8))  # away from the zero-padded border
+    stock = Upsample2D(8, use_conv=True, out_channels=8)
+    with torch.no_grad():
+        assert stock(x)[inner].std(dim=(2, 3)).max() < 1e-6  # uniform in, uniform out: no pattern possible
+        sub = SubpixelUpsample2D(8)
+        torch.nn.init.normal_(sub.conv.weight)  # trained weights: each sub-position has its own filter
+        y = sub(x)
+    assert y.shape == (1, 8, 12, 12)
+    assert y[inner].std(dim=(2, 3)).min() > 1e-3
+    # a 2-px period pattern: the same value every other pixel
+    assert torch.allclose(y[..., 4:8:2, 4:8:2], y[..., 6:10:2, 6:10:2], atol=1e-6)
+
+
+def test_icnr_start_is_convolution_then_nearest_neighbour() -> None:
+    torch.manual_seed(0)
+    base = torch.nn.Conv2d(4, 4, 3, padding=1)
+    sub = SubpixelUpsample2D(4)
+    sub.icnr_(base)
+    x = torch.randn(2, 4, 5, 7)
+    with torch.no_grad():
+        want = torch.nn.functional.interpolate(base(x), scale_factor=2, mode="nearest")
+        assert torch.allclose(sub(x), want, atol=1e-6)
+
+
+def test_subpixel_autoencoder_round_trips_through_a_folder_and_converts_a_stock_one(tmp_path) -> None:
+    torch.manual_seed(0)
+    stock = AutoencoderKL(**vae_config(64, latent_channels=8)).eval()
+    vae = SubpixelAutoencoderKL.from_nearest(stock).eval()
+    ups = [u for b in vae.decoder.up_blocks for u in (b.upsamplers or ())]
+    assert len(ups) == 2 and all(isinstance(u, SubpixelUpsample2D) for u in ups)
+    kept = {k: v for k, v in stock.state_dict().items() if "upsamplers" not in k}
+    assert all(torch.equal(vae.state_dict()[k], v) for k, v in kept.items())
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        z = vae.encode(x).latent_dist.mean
+        assert z.shape == (2, 8, 16, 16)
+        assert torch.equal(z, stock.encode(x).latent_dist.mean)  # the encoder (so the latents) is the stock one
+        vae.save_pretrained(tmp_path / "vae")
+        assert json.loads((tmp_path / "vae" / "config.json").read_text())["_class_name"] == "SubpixelAutoencoderKL"
+        again = load_vae(str(tmp_path / "vae")).eval()
+        assert type(again) is SubpixelAutoencoderKL
+        assert torch.equal(again.decode(z).sample, vae.decode(z).sample)
+        stock.save_pretrained(tmp_path / "stock")
+        assert type(load_vae(str(tmp_path / "stock"))) is AutoencoderKL
+
+
+def test_losses_are_zero_on_the_input_and_see_a_lost_texture() -> None:
+    import numpy as np
+
+    from cachesearch.models.scenes._train import _batch
+
+    x, _ = _batch(np.random.default_rng(0), 4, 64)
+    assert float(gradient_l1(x, x)) == 0.0
+    blurred = torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1)
+    assert float(gradient_l1(blurred, x)) > 0.01
+    assert float(palette_loss(x, x)) < float(palette_loss(blurred, x))
+
+
+def test_trainer_writes_a_loadable_folder_and_resumes_bit_exact(tmp_path) -> None:
+    from safetensors.torch import load_file
+
+    def run(name: str, minutes: float | None = None, **kw) -> dict:
+        out = tmp_path / name
+        info = train_autoencoder(out, steps=2, batch_size=2, checkpoint_every=5, minutes=minutes, ceiling_n=2,
+                                 log=lambda _: None, **kw)
+        assert json.loads((out / "autoencoder.json").read_text())["steps"] == info["steps"]
+        assert info["steps"] == (1 if minutes == 0 else 2) and info["class"] == "SubpixelAutoencoderKL"
+        assert set(info["roundtrip_checker"]) >= {"fg_acc", "rgb_rmse"} and info["latent_channels"] == 8
+        vae = load_vae(str(out / "vae"))
+        assert vae.config.scaling_factor == pytest.approx(1 / info["latent_std"], rel=1e-3)
+        return load_file(out / "vae" / "diffusion_pytorch_model.safetensors")
+
+    a = run("a")
+    run("c", minutes=0)  # out of time after one step
+    resumed = run("c")
+    assert a.keys() == resumed.keys() and all(torch.equal(a[k], resumed[k]) for k in a)
+    # continuing from a folder (a stock one converts): a fresh run that starts from those weights
+    torch.manual_seed(1)
+    AutoencoderKL(**vae_config(64, latent_channels=8)).save_pretrained(tmp_path / "stock")
+    info = train_autoencoder(tmp_path / "d", steps=1, batch_size=2, ceiling_n=2, init_from=tmp_path / "stock",
+                             log=lambda _: None)
+    assert info["init_from"] == f"{tmp_path.name}/stock"
+    with pytest.raises(ValueError, match="latent_channels"):
+        train_autoencoder(tmp_path / "e", latent_channels=0, log=lambda _: None)
