@@ -1,15 +1,16 @@
-"""Does the shipped scenes autoencoder carry the objects' textures? (Why ``embedded:scenes`` samples look flat.)
+"""Do the scenes-data autoencoders carry the objects' textures? (Why the first ``embedded:scenes`` drew flat objects.)
 
 For each texture of the scenes data (:func:`cachesearch.models.scenes._data._texture`: stripes of period 4-8 px,
 checkerboards of 3-5 px cells) and for solid patches as the floor, it renders ``--n`` 40 px textured squares on a
 flat background exactly as the data mixes them, sends them through encode (posterior mean) -> decode, and compares
 the texture component (each image's inner 32 px minus its mean) of the reconstruction with the ground truth's:
 ``corr`` is their correlation (1: the texture comes back; 0: none of it does), ``rec_std`` the reconstruction's
-texture amplitude next to ``gt_std``. Stripes are also reported per period.
+texture amplitude next to ``gt_std``. Stripes are also reported per period. By default it compares the first
+scenes autoencoder (still ``shapes-flux``'s) with the shipped ``scenes`` one; ``--vae`` names others.
 
 Usage::
 
-    python benchmarks/autoencoder_textures.py [--pipeline DIR] [--n 32] [--out FILE.json]
+    python benchmarks/autoencoder_textures.py [--vae DIR ...] [--n 32] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench import RESULTS, environment  # noqa: E402
 
 from cachesearch.models.scenes import _data as D  # noqa: E402
-from cachesearch.models.scenes import load_pipeline  # noqa: E402
 from cachesearch.models.shapes._train import to_model_input  # noqa: E402
 
 _SIDE, _AT = 40, 12  # patch side and offset in the 64 px image; statistics on the inner 32 px
@@ -64,21 +64,39 @@ def texture_transfer(vae: torch.nn.Module, x: torch.Tensor) -> dict[str, float]:
             "corr": None if corr is None else round(corr, 3)}
 
 
+def _label(folder: str) -> str:
+    """A results key for an autoencoder folder: its path relative to the repository when inside it."""
+    p = Path(folder).resolve()
+    root = Path(__file__).resolve().parent.parent
+    return str(p.relative_to(root)) if p.is_relative_to(root) else p.name
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--pipeline", default=None, help="scenes pipeline folder (default: the shipped one)")
+    p.add_argument("--vae", action="append", default=None,
+                   help="an autoencoder folder (repeatable; default: the shipped shapes-flux one, i.e. the first "
+                        "scenes autoencoder, and the shipped scenes one)")
     p.add_argument("--n", type=int, default=32)
     p.add_argument("--out", type=Path, default=RESULTS / "autoencoder_textures.json")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    vae = load_pipeline(path=args.pipeline).vae.eval()
-    rows = {kind: texture_transfer(vae, _patches(kind, args.n)) for kind in D.TEXTURES}
-    rows.update({f"stripes-period-{k}": texture_transfer(vae, _patches("stripes", args.n, period=k))
-                 for k in (4, 6, 8, 12, 16)})
-    for name, r in rows.items():
-        print(f"{name:20s} corr {r['corr']!s:>6}  rec_std {r['rec_std']:.4f}  gt_std {r['gt_std']:.4f}")
+    from cachesearch.models import scenes, shapes_flux
+    from cachesearch.models.scenes._vae import load_vae
+
+    folders = args.vae or [str(shapes_flux.pipeline_path() / "vae"), str(scenes.pipeline_path() / "vae")]
+    results = {}
+    for folder in folders:
+        vae = load_vae(folder).eval()
+        rows = {kind: texture_transfer(vae, _patches(kind, args.n)) for kind in D.TEXTURES}
+        rows.update({f"stripes-period-{k}": texture_transfer(vae, _patches("stripes", args.n, period=k))
+                     for k in (4, 6, 8, 12, 16)})
+        key = _label(folder)
+        results[key] = {"class": type(vae).__name__, "latent_channels": vae.config.latent_channels, "rows": rows}
+        print(f"## {key} ({type(vae).__name__}, {vae.config.latent_channels} latent channels)")
+        for name, r in rows.items():
+            print(f"{name:20s} corr {r['corr']!s:>6}  rec_std {r['rec_std']:.4f}  gt_std {r['gt_std']:.4f}")
     doc = {"benchmark": "autoencoder_textures", "environment": environment("cpu"), "n": args.n,
-           "pipeline": args.pipeline or "src/cachesearch/models/scenes/pipeline", "results": rows,
+           "results": results,
            "note": "periods 12 and 16 are not in the data (4-8 px); they show what a 4x autoencoder can carry"}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
