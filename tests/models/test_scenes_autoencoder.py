@@ -81,8 +81,12 @@ def test_losses_are_zero_on_the_input_and_see_a_lost_texture() -> None:
     assert float(palette_loss(x, x)) < float(palette_loss(blurred, x))
 
 
-def test_trainer_writes_a_loadable_folder_and_resumes_bit_exact(tmp_path) -> None:
+def test_trainer_writes_a_loadable_folder_and_resumes_bit_exact(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     from safetensors.torch import load_file
+
+    from cachesearch.models.scenes import _autoencoder
+
+    monkeypatch.setattr(_autoencoder, "_STATS_N", 4)
 
     def run(name: str, minutes: float | None = None, **kw) -> dict:
         out = tmp_path / name
@@ -99,11 +103,46 @@ def test_trainer_writes_a_loadable_folder_and_resumes_bit_exact(tmp_path) -> Non
     run("c", minutes=0)  # out of time after one step
     resumed = run("c")
     assert a.keys() == resumed.keys() and all(torch.equal(a[k], resumed[k]) for k in a)
-    # continuing from a folder (a stock one converts): a fresh run that starts from those weights
+    # continuing from a folder: a fresh run that starts from those weights; a stock one converts (sub-pixel
+    # upsamplers), but not into a shortcut autoencoder (its latents would change meaning)
+    info = train_autoencoder(tmp_path / "d", steps=1, batch_size=2, ceiling_n=2, init_from=tmp_path / "a" / "vae",
+                             log=lambda _: None)
+    assert info["init_from"] == "a/vae" and info["residual_shortcut"] is True
     torch.manual_seed(1)
     AutoencoderKL(**vae_config(64, latent_channels=8)).save_pretrained(tmp_path / "stock")
-    info = train_autoencoder(tmp_path / "d", steps=1, batch_size=2, ceiling_n=2, init_from=tmp_path / "stock",
-                             log=lambda _: None)
-    assert info["init_from"] == f"{tmp_path.name}/stock"
+    info = train_autoencoder(tmp_path / "f", steps=1, batch_size=2, ceiling_n=2, init_from=tmp_path / "stock",
+                             shortcut=False, log=lambda _: None)
+    assert info["class"] == "SubpixelAutoencoderKL" and info["residual_shortcut"] is False
+    with pytest.raises(ValueError, match="residual_shortcut"):
+        train_autoencoder(tmp_path / "g", steps=1, init_from=tmp_path / "stock", log=lambda _: None)
     with pytest.raises(ValueError, match="latent_channels"):
         train_autoencoder(tmp_path / "e", latent_channels=0, log=lambda _: None)
+
+
+def test_residual_shortcut_carries_sub_cell_detail_from_the_first_step(tmp_path) -> None:
+    torch.manual_seed(0)
+    vae = SubpixelAutoencoderKL(**vae_config(64, latent_channels=8), residual_shortcut=True).eval()
+    with torch.no_grad():  # silence the learned paths: what is left is the shortcut alone
+        for conv in (vae.quant_conv, vae.decoder.conv_out):
+            conv.weight.zero_()
+            conv.bias.zero_()
+        x = torch.rand(1, 3, 64, 64) * 2 - 1
+        z = vae.encode(x).latent_dist.mean
+        rec = vae.decode(z).sample
+    # the latent is the mean of each group of 6 of a 4x4 cell's 48 (colour, position) values; the decoder puts
+    # each group's mean back on its positions
+    cells = torch.nn.functional.pixel_unshuffle(x, 4).view(1, 8, 6, 16, 16)
+    assert torch.allclose(z, cells.mean(2), atol=1e-6)
+    want = torch.nn.functional.pixel_shuffle(cells.mean(2, keepdim=True).expand(-1, -1, 6, -1, -1)
+                                             .reshape(1, 48, 16, 16), 4)
+    assert torch.allclose(rec, want, atol=1e-6)
+    # so 4 px stripes reach the reconstruction (a stock decoder's nearest-neighbour path cannot draw them)
+    stripes = torch.zeros(1, 3, 64, 64)
+    stripes[:, :, 0::4] = stripes[:, :, 1::4] = 1.0
+    with torch.no_grad():
+        out = vae.decode(vae.encode(stripes * 2 - 1).latent_dist.mean).sample
+    assert out[0, 0, 8:56:4, 8:56].mean() > out[0, 0, 10:56:4, 8:56].mean() + 0.5
+    vae.save_pretrained(tmp_path / "vae")
+    assert load_vae(str(tmp_path / "vae")).config.residual_shortcut is True
+    with pytest.raises(ValueError, match="residual_shortcut"):
+        SubpixelAutoencoderKL(**vae_config(64, latent_channels=5), residual_shortcut=True)

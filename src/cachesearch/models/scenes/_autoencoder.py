@@ -81,6 +81,7 @@ def train_autoencoder(
     warmup: int = 50,
     latent_channels: int = 8,
     subpixel: bool = True,
+    shortcut: bool = True,
     grad_weight: float = 1.0,
     palette_weight: float = 0.1,
     latent_noise: float = 0.1,
@@ -104,12 +105,16 @@ def train_autoencoder(
         raise ValueError(f"latent_channels must be >= 1, got {latent_channels}")
     out_dir, t_start, deadline = start_run(out_dir, threads=threads, minutes=minutes)
     torch.manual_seed(seed)
-    cls = SubpixelAutoencoderKL if subpixel else AutoencoderKL
-    vae = cls(**vae_config(DEFAULT_SIZE, latent_channels=latent_channels))
+    if shortcut and not subpixel:
+        raise ValueError("shortcut needs the sub-pixel class (subpixel=True)")
+    config = vae_config(DEFAULT_SIZE, latent_channels=latent_channels)
+    vae = SubpixelAutoencoderKL(**config, residual_shortcut=shortcut) if subpixel else AutoencoderKL(**config)
     if init_from is not None:  # a stock (nearest-neighbour) autoencoder's weights convert to the sub-pixel class
         start = load_vae(str(init_from), torch_dtype=torch.float32)
         if subpixel and not isinstance(start, SubpixelAutoencoderKL):
             start = SubpixelAutoencoderKL.from_nearest(start)
+        if getattr(start.config, "residual_shortcut", False) != shortcut:
+            raise ValueError(f"--init-from {init_from}: residual_shortcut {not shortcut} there, {shortcut} here")
         vae.load_state_dict(start.state_dict())
         log(f"[ae] initialised from {init_from}")
     params = list(vae.parameters())
@@ -166,7 +171,7 @@ def train_autoencoder(
     roundtrip = ceiling(vae, ceiling_n)
     info = {
         "model": "scenes autoencoder (textures)", "class": type(vae).__name__, "seed": seed,
-        "latent_channels": latent_channels,
+        "latent_channels": latent_channels, "residual_shortcut": shortcut,
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in vae_config(DEFAULT_SIZE,
                                                                                      latent_channels=latent_channels).items()},
         "init_from": None if init_from is None else f"{Path(init_from).parent.name}/{Path(init_from).name}",
@@ -198,6 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--latent-channels", type=int, default=8)
     ap.add_argument("--nearest", action="store_true",
                     help="stock AutoencoderKL decoder (nearest-neighbour upsampling) instead of sub-pixel")
+    ap.add_argument("--no-shortcut", action="store_true",
+                    help="without the residual space-to-channel shortcut (see _vae.SubpixelAutoencoderKL)")
     ap.add_argument("--grad-weight", type=float, default=1.0)
     ap.add_argument("--palette-weight", type=float, default=0.1)
     ap.add_argument("--warmup", type=int, default=50)
@@ -206,6 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     train_autoencoder(a.out, seed=a.seed, steps=a.steps, minutes=a.minutes, batch_size=a.batch_size, lr=a.lr,
                       warmup=a.warmup, latent_channels=a.latent_channels, subpixel=not a.nearest,
+                      shortcut=not (a.nearest or a.no_shortcut),
                       grad_weight=a.grad_weight, palette_weight=a.palette_weight, threads=a.threads,
                       init_from=a.init_from, log=lambda s: print(s, flush=True))
 

@@ -10,6 +10,16 @@ to 4x the channels, then ``pixel_shuffle``) gives each of the four output positi
 so a cell's code maps to a pattern inside it. The upsampling convolutions start as ICNR (Aitken et al. 2017):
 the four positions share weights, i.e. the layer starts as "convolve, then nearest-neighbour upsample".
 
+Sub-pixel upsampling makes such a texture drawable, not learnable: the encoder only keeps a cell's phase if the
+decoder uses it, and the decoder can only use what the encoder keeps, so training sits at that symmetric point
+(a stock 8-channel autoencoder continued for 1,000 steps with sub-pixel upsamplers: 4 px stripes still ~0). With
+``residual_shortcut`` the latent's mean gets a parameter-free path from the pixels and back, as in DC-AE's
+residual autoencoding (Chen et al., ICLR 2025): ``pixel_unshuffle`` of the image averaged over groups of
+``3 * 16 / latent_channels`` values of a cell is added to the encoder's mean, and the decoder adds each latent
+channel back on its group's positions (``pixel_shuffle``). Sub-cell detail then reaches the latent and the
+reconstruction from the first step (from scratch, 100 steps: 4 px stripes 0.36, 6 px 0.49, 8 px 0.66, vs ~0
+without the shortcut).
+
 Everything else — encoder, latent distribution, scaling factor, ``encode``/``decode`` — is ``AutoencoderKL``'s,
 so ``StableDiffusionPipeline`` uses it unchanged. Loading a folder needs this class (its upsampler weights have
 another shape): ``SubpixelAutoencoderKL.from_pretrained(folder / "vae")``, which ``scenes.load_pipeline`` does.
@@ -21,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from diffusers.configuration_utils import register_to_config
+from diffusers.models.autoencoders.vae import DecoderOutput
 from torch import nn
 
 __all__ = ["SubpixelAutoencoderKL", "SubpixelUpsample2D"]
@@ -48,7 +59,8 @@ class SubpixelUpsample2D(nn.Module):
 
 
 class SubpixelAutoencoderKL(AutoencoderKL):
-    """``AutoencoderKL`` with :class:`SubpixelUpsample2D` in place of each decoder upsampler (see the module)."""
+    """``AutoencoderKL`` with :class:`SubpixelUpsample2D` in place of each decoder upsampler and, with
+    ``residual_shortcut``, the parameter-free pixel <-> latent shortcut (see the module)."""
 
     @register_to_config
     def __init__(
@@ -71,7 +83,12 @@ class SubpixelAutoencoderKL(AutoencoderKL):
         use_quant_conv: bool = True,
         use_post_quant_conv: bool = True,
         mid_block_add_attention: bool = True,
+        residual_shortcut: bool = False,
     ) -> None:
+        factor = 2 ** (len(block_out_channels) - 1)
+        if residual_shortcut and (in_channels * factor**2 % latent_channels or out_channels != in_channels):
+            raise ValueError(f"residual_shortcut needs latent_channels ({latent_channels}) to divide "
+                             f"in_channels x {factor}^2 = {in_channels * factor**2} and out_channels == in_channels")
         super().__init__(
             in_channels=in_channels, out_channels=out_channels, down_block_types=down_block_types,
             up_block_types=up_block_types, block_out_channels=block_out_channels, layers_per_block=layers_per_block,
@@ -83,6 +100,29 @@ class SubpixelAutoencoderKL(AutoencoderKL):
         for block in self.decoder.up_blocks:
             if block.upsamplers is not None:
                 block.upsamplers = nn.ModuleList(SubpixelUpsample2D(u.channels) for u in block.upsamplers)
+
+    def _shortcut_groups(self) -> tuple[int, int]:
+        if self.use_tiling:
+            raise NotImplementedError("residual_shortcut autoencoders do not tile (64 px images never need it)")
+        factor = 2 ** (len(self.config.block_out_channels) - 1)
+        return factor, self.config.in_channels * factor**2 // self.config.latent_channels
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        moments = super()._encode(x)
+        if not self.config.residual_shortcut:
+            return moments
+        factor, group = self._shortcut_groups()
+        n, _, h, w = moments.shape
+        c = self.config.latent_channels
+        mean = moments[:, :c] + F.pixel_unshuffle(x, factor).view(n, c, group, h, w).mean(2)
+        return torch.cat([mean, moments[:, c:]], dim=1)
+
+    def _decode(self, z: torch.Tensor, return_dict: bool = True) -> DecoderOutput | tuple[torch.Tensor]:
+        dec = super()._decode(z, return_dict=False)[0]
+        if self.config.residual_shortcut:
+            factor, group = self._shortcut_groups()
+            dec = dec + F.pixel_shuffle(z.repeat_interleave(group, dim=1), factor)
+        return DecoderOutput(sample=dec) if return_dict else (dec,)
 
     @classmethod
     def from_nearest(cls, vae: AutoencoderKL) -> SubpixelAutoencoderKL:
