@@ -289,8 +289,8 @@ def write_report(prep: Prepared, export: ExportResult, progress: Progress | None
         lines += [f"| {r.replace('|', '/')} | {n} |" for r, n in reasons.most_common(10)]
         lines.append("")
     lines += ["## Files", "",
-              "- `schedules/*.yaml` + `schedules/index.yaml`: the front as `cachesearch/schedule@1` files "
-              "(`cachesearch validate FILE --model M` checks one)",
+              "- `schedules/*.yaml` + `schedules/index.yaml`: the front as `cachesearch/schedule` files (each "
+              "file's `format` names its version; `cachesearch validate FILE --model M` checks one)",
               "- `pareto.png`, `profile.png` (+ `profile.json`): plots",
               f"- `run.yaml`, `space.yaml`: the run's settings and search space; resume with "
               f"`cachesearch run --name {settings.name}`",
