@@ -1,8 +1,10 @@
 """Architecture of the embedded ``scenes`` pipeline: vocabulary and component configs (training only).
 
 The UNet, text encoder and DDIM scheduler are those of ``shapes`` (same configs, so DeepCache branches and
-block spaces match); the autoencoder has one more downsampling stage: 64 px RGB <-> 16x16x4 latents (48x
-compression, as Stable Diffusion's VAE).
+block spaces match; the UNet's in/out channels follow the autoencoder's latent channels); the autoencoder has one
+more downsampling stage than ``shapes``': 64 px RGB <-> 16x16xC latents. The first one had C = 4 (48x compression,
+as Stable Diffusion's VAE; still ``shapes-flux``'s), the shipped one C = 8 with a sub-pixel decoder
+(:mod:`._vae`, trained by :mod:`._autoencoder`).
 """
 
 from __future__ import annotations

@@ -1,15 +1,18 @@
-"""Train the embedded ``scenes`` text-to-image model from scratch (seeded, CPU-friendly).
+"""Train the embedded ``scenes`` text-to-image model (seeded, CPU-friendly).
 
-Phase 1 trains the autoencoder (64 px <-> 16x16x4) on procedural scenes; phase 2 renders a fixed training set
-once, encodes it once (the autoencoder is frozen by then, so per-step encoding would recompute the same
-latents), and trains the UNet + text encoder on those latents with fresh noise every step: v-prediction,
+The autoencoder comes first: the shipped one is trained by :mod:`._autoencoder` (sub-pixel decoder with the
+residual shortcut, 64 px <-> 16x16x8, carries the objects' textures) and given here with ``--vae``; without it a
+plain 4-channel one is trained here first (the first ``scenes`` model's recipe). Then a fixed training set is
+rendered once and encoded once (the autoencoder is frozen, so per-step encoding would recompute the same
+latents), and the UNet + text encoder are trained on those latents with fresh noise every step: v-prediction,
 zero-terminal-SNR DDIM schedule, 10 % empty-prompt dropout and an EMA of the weights, which is what ships.
-Architecture and recipe are those of ``shapes`` (``cachesearch.models.shapes._train``) except the data and
-the autoencoder's extra stage.
+Architecture and recipe are those of ``shapes`` (``cachesearch.models.shapes._train``) except the data, the
+autoencoder and the UNet's latent channels (the autoencoder's). ``--init-from`` continues from a pipeline folder.
 
 Usage::
 
-    python -m cachesearch.models.scenes._train --out /tmp/scenes-run [--minutes 60]
+    python -m cachesearch.models.scenes._train --out /tmp/scenes-run [--vae AE_RUN/vae] [--init-from PIPELINE]
+        [--minutes 60]
 """
 
 from __future__ import annotations
