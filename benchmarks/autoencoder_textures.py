@@ -5,8 +5,9 @@ checkerboards of 3-5 px cells) and for solid patches as the floor, it renders ``
 flat background exactly as the data mixes them, sends them through encode (posterior mean) -> decode, and compares
 the texture component (each image's inner 32 px minus its mean) of the reconstruction with the ground truth's:
 ``corr`` is their correlation (1: the texture comes back; 0: none of it does), ``rec_std`` the reconstruction's
-texture amplitude next to ``gt_std``. Stripes are also reported per period. By default it compares the first
-scenes autoencoder (still ``shapes-flux``'s) with the shipped ``scenes`` one; ``--vae`` names others.
+texture amplitude next to ``gt_std``. Stripes are also reported per period. By default it measures the shipped
+``scenes`` autoencoder (``shapes-flux`` ships the same weights); ``--vae`` (repeatable) names others, e.g. a run of
+:mod:`cachesearch.models.scenes._autoencoder`.
 
 Usage::
 
@@ -74,16 +75,16 @@ def _label(folder: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--vae", action="append", default=None,
-                   help="an autoencoder folder (repeatable; default: the shipped shapes-flux one, i.e. the first "
-                        "scenes autoencoder, and the shipped scenes one)")
+                   help="an autoencoder folder (repeatable; default: the shipped scenes one, which shapes-flux "
+                        "shares)")
     p.add_argument("--n", type=int, default=32)
     p.add_argument("--out", type=Path, default=RESULTS / "autoencoder_textures.json")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    from cachesearch.models import scenes, shapes_flux
+    from cachesearch.models import scenes
     from cachesearch.models.scenes._vae import load_vae
 
-    folders = args.vae or [str(shapes_flux.pipeline_path() / "vae"), str(scenes.pipeline_path() / "vae")]
+    folders = args.vae or [str(scenes.pipeline_path() / "vae")]
     results = {}
     for folder in folders:
         vae = load_vae(folder).eval()

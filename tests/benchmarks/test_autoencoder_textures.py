@@ -1,5 +1,5 @@
-"""`benchmarks/autoencoder_textures.py` on the two shipped scenes-data autoencoders: it runs and its JSON has one
-entry per autoencoder (repo-relative keys) with every texture row."""
+"""`benchmarks/autoencoder_textures.py` on the two shipped pipelines' autoencoder folders (given with ``--vae``): it
+runs and its JSON has one entry per folder (repo-relative keys) with every texture row."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_texture_transfer_of_the_shipped_autoencoders(tmp_path):
     out = tmp_path / "tex.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    models = ROOT / "src" / "cachesearch" / "models"
+    vaes = [arg for m in ("shapes_flux", "scenes") for arg in ("--vae", str(models / m / "pipeline" / "vae"))]
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "autoencoder_textures.py"), "--n", "2",
-                           "--out", str(out)], capture_output=True, text=True, env=env, timeout=300)
+                           *vaes, "--out", str(out)], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads(out.read_text())
     assert set(doc["results"]) == {"src/cachesearch/models/shapes_flux/pipeline/vae",

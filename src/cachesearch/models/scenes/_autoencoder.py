@@ -172,8 +172,7 @@ def train_autoencoder(
     info = {
         "model": "scenes autoencoder (textures)", "class": type(vae).__name__, "seed": seed,
         "latent_channels": latent_channels, "residual_shortcut": shortcut,
-        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in vae_config(DEFAULT_SIZE,
-                                                                                     latent_channels=latent_channels).items()},
+        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()},
         "init_from": None if init_from is None else f"{Path(init_from).parent.name}/{Path(init_from).name}",
         "steps": state.step, "steps_scheduled": state.steps, "steps_planned": steps,
         "stopped_early": state.stopped_early, "batch_size": batch_size, "lr": lr, "warmup": warmup,

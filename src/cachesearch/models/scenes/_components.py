@@ -2,9 +2,9 @@
 
 The UNet, text encoder and DDIM scheduler are those of ``shapes`` (same configs, so DeepCache branches and
 block spaces match; the UNet's in/out channels follow the autoencoder's latent channels); the autoencoder has one
-more downsampling stage than ``shapes``': 64 px RGB <-> 16x16xC latents. The first one had C = 4 (48x compression,
-as Stable Diffusion's VAE; still ``shapes-flux``'s), the shipped one C = 8 with a sub-pixel decoder
-(:mod:`._vae`, trained by :mod:`._autoencoder`).
+more downsampling stage than ``shapes``': 64 px RGB <-> 16x16xC latents. The shipped one (shared with
+``shapes-flux``) has C = 4 (48x compression, as Stable Diffusion's VAE); :mod:`._autoencoder` trains one with
+C = 8 and a sub-pixel decoder (:mod:`._vae`) that carries the objects' textures, for a retrained model.
 """
 
 from __future__ import annotations

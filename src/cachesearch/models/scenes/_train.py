@@ -1,8 +1,8 @@
 """Train the embedded ``scenes`` text-to-image model (seeded, CPU-friendly).
 
-The autoencoder comes first: the shipped one is trained by :mod:`._autoencoder` (sub-pixel decoder with the
-residual shortcut, 64 px <-> 16x16x8, carries the objects' textures) and given here with ``--vae``; without it a
-plain 4-channel one is trained here first (the first ``scenes`` model's recipe). Then a fixed training set is
+The autoencoder comes first: without ``--vae`` a plain 4-channel one is trained here (the shipped model's
+recipe); ``--vae`` takes one trained by :mod:`._autoencoder` (sub-pixel decoder with the residual shortcut,
+64 px <-> 16x16x8, carries the objects' textures). Then a fixed training set is
 rendered once and encoded once (the autoencoder is frozen, so per-step encoding would recompute the same
 latents), and the UNet + text encoder are trained on those latents with fresh noise every step: v-prediction,
 zero-terminal-SNR DDIM schedule, 10 % empty-prompt dropout and an EMA of the weights, which is what ships.

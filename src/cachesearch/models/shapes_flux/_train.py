@@ -61,8 +61,8 @@ def _training_set(scenes_run: Path | None, vae, *, seed: int, n: int, size: int,
 
 def _load_vae(scenes_run: Path | None, init_from: Path | None = None):
     """The frozen autoencoder: a scenes run's ``vae.pt``, else ``init_from``'s, else the shipped shapes-flux
-    folder's (the first 4-channel scenes autoencoder with its fine-tuned decoder; ``embedded:scenes`` itself has
-    moved to a textured 8-channel one)."""
+    folder's (the 4-channel scenes autoencoder with its fine-tuned decoder, the same weights as
+    ``embedded:scenes``' own copy, which a retrained ``scenes`` model may replace)."""
     from diffusers import AutoencoderKL
 
     from ..scenes._components import vae_config
