@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 
 from cachesearch.schedule import load_schedule
 from cachesearch.search import SearchError, compare_with_baselines, export_run, mask_key, pareto_trials, run_search
-from cachesearch.search.study import finished_count, open_storage
+from cachesearch.search.study import budget_counts, finished_count, open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -309,3 +309,28 @@ def test_a_run_whose_preparation_fails_leaves_no_folder(settings, make_evaluator
     with pytest.raises(Exception, match="nosuch"):
         run_search(s, evaluator=make_evaluator(), export=False, space_given=True)
     assert not s.run_dir.exists()
+
+
+def test_budget_counts_reads_the_study_once_so_a_trial_finishing_meanwhile_is_counted_once() -> None:
+    """A shared study's trial can finish between two reads; counted from one read it is either finished or
+    running, never neither (two reads made a process ask one trial too many after the others had exported)."""
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    for _ in range(3):
+        study.add_trial(optuna.trial.create_trial(values=[0.1, 0.5]))
+    live = study.ask()
+
+    class FinishesAfterEachRead:
+        def __init__(self) -> None:
+            self.reads = 0
+
+        def get_trials(self, deepcopy: bool = True, states=None):  # noqa: ANN001, ANN202
+            trials = study.get_trials(deepcopy=False, states=states)
+            self.reads += 1
+            if self.reads == 1:
+                study.tell(live, [0.2, 0.4])  # another process finishes its trial right after this read
+            return trials
+
+    view = FinishesAfterEachRead()
+    done, running = budget_counts(view)
+    assert (done, running) == (3, 1) and view.reads == 1
+    assert budget_counts(study) == (4, 0) == (finished_count(study), 0)

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "STUDY_FORMAT",
     "StudyHandle",
+    "budget_counts",
     "finished_count",
     "load_settings",
     "make_sampler",
@@ -301,6 +302,19 @@ def counts_toward_budget(trial: Any) -> bool:
 def finished_count(study: Any) -> int:
     """Number of finished trials that count toward ``--trials``."""
     return sum(1 for t in study.get_trials(deepcopy=False) if counts_toward_budget(t))
+
+
+def budget_counts(study: Any) -> tuple[int, int]:
+    """``(finished trials that count toward --trials, running trials)`` from one read of the study.
+
+    One read, not two: in a shared study another process's trial can finish between two reads, and a process
+    that counted it neither finished nor running would ask one trial too many after the others had stopped and
+    exported without it.
+    """
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    return (sum(1 for t in trials if counts_toward_budget(t)), sum(1 for t in trials if t.state == TrialState.RUNNING))
 
 
 def _pid_alive(pid: Any) -> bool:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..objective import KnownMasks, Outcome, evaluate_candidate, runner_attrs
 from ..shared import Claims, Keeper
-from ..study import baseline_attrs, finished_count, pareto_trials
+from ..study import baseline_attrs, budget_counts, finished_count, pareto_trials
 from .base import LoopResult, Prepared, Progress, record_outcome
 
 if TYPE_CHECKING:
@@ -112,12 +112,6 @@ def _claimer(prep: Prepared, claims: Claims, known: KnownMasks, trial: optuna.Tr
     return claim
 
 
-def _running(study: optuna.Study) -> int:
-    from optuna.trial import TrialState
-
-    return len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-
-
 WAIT_FOR_OTHERS_S = 3600.0
 """How long a process of a shared study that has reached the budget waits for other processes' running trials."""
 
@@ -149,13 +143,14 @@ def run_local(prep: Prepared, progress: Progress, *, flag: StopFlag | None = Non
                 if flag.requested:
                     stopped = "interrupted"
                     break
+                others = 0
                 if shared:
-                    done = finished_count(study)
+                    done, others = budget_counts(study)
                 if deadline is not None and time.monotonic() >= deadline:
                     stopped = "timeout"
                     break
-                if budget is not None and done + (_running(study) if shared else 0) >= budget:
-                    if not shared or _running(study) == 0:
+                if budget is not None and done + others >= budget:
+                    if others == 0:
                         stopped = "budget"
                         break
                     waiting_since = waiting_since or time.monotonic()

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..attrs import baseline_attrs
 from ..objective import KnownMasks, Outcome, evaluate_candidate, mask_key, runner_attrs
-from ..study import finished_count, pareto_trials
+from ..study import budget_counts, finished_count, pareto_trials
 from .base import LoopResult, Prepared, Progress, record_outcome
-from .local import WAIT_FOR_OTHERS_S, StopFlag, _abort_trial, _claimer, _running, _signals, loop_state
+from .local import WAIT_FOR_OTHERS_S, StopFlag, _abort_trial, _claimer, _signals, loop_state
 from .worker import WORKER, WorkerSetup, worker_setup, worker_state
 
 if TYPE_CHECKING:
@@ -181,10 +181,10 @@ def run_pool(prep: Prepared, progress: Progress, *, flag: StopFlag | None = None
     with _signals(flag, progress), keeper:
         try:
             while True:
-                if shared:
-                    done = finished_count(study)
                 mine = len(running) + len(parked)
-                pending = _running(study) if shared else mine
+                pending = mine
+                if shared:
+                    done, pending = budget_counts(study)
                 over_time = deadline is not None and time.monotonic() >= deadline
                 over_budget = budget is not None and done + pending >= budget
                 if flag.requested or over_time or over_budget:
@@ -200,8 +200,11 @@ def run_pool(prep: Prepared, progress: Progress, *, flag: StopFlag | None = None
                 else:
                     waiting_since = None
                     while len(running) < workers and not flag.requested:
-                        if budget is not None and done + (_running(study) if shared else
-                                                          len(running) + len(parked)) >= budget:
+                        if shared:
+                            done, pending = budget_counts(study)
+                        else:
+                            pending = len(running) + len(parked)
+                        if budget is not None and done + pending >= budget:
                             break
                         task = ask()
                         if task is None:
