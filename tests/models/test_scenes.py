@@ -59,6 +59,51 @@ def test_textures_and_gradients_vary_pixels_but_never_the_palette_label() -> Non
     assert TEXTURES == ("solid", "stripes", "checker")
 
 
+def test_coarse_textures_are_wider_still_checked_and_bad_scales_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cachesearch.models.scenes import _data
+    from cachesearch.models.scenes._data import TEXTURE_SCALES
+
+    assert TEXTURE_SCALES["fine"] == ((4, 8), (3, 5))  # the shipped models' data
+    rng = np.random.default_rng(3)
+    for _ in range(100):
+        image, text = sample(rng, textures="coarse")
+        assert check(image, text).all_ok, text
+    text = "a red circle and a blue square on a green background"
+    assert sum(not np.array_equal(scenes.render(text, seed=s), scenes.render(text, seed=s, textures="coarse"))
+               for s in range(10)) >= 5  # same draws, other periods wherever a texture is drawn
+    periods: dict[str, set[int]] = {"fine": set(), "coarse": set()}
+    original = _data.stripes
+    for scale, seen in periods.items():
+        monkeypatch.setattr(_data, "stripes", lambda s, period, *a, seen=seen: seen.add(period)
+                            or original(s, period, *a))
+        for seed in range(60):
+            scenes.render(text, seed=seed, textures=scale)
+    assert periods["fine"] == set(range(4, 9)) and periods["coarse"] <= set(range(8, 17))
+    assert len(periods["coarse"]) >= 6
+    with pytest.raises(ValueError, match="textures must be one of"):
+        scenes.render(text, seed=1, textures="huge")
+
+
+def test_clouds_shade_the_background_at_many_scales_and_keep_its_palette_label() -> None:
+    from cachesearch.models.scenes._data import clouds
+
+    rng = np.random.default_rng(4)
+    for _ in range(100):
+        image, text = sample(rng, textures="coarse", background="clouds")
+        assert check(image, text).all_ok, text
+    field = clouds(64, np.random.default_rng(0))
+    assert field.min() == 0.0 and field.max() == 1.0
+    fine = field - np.kron(field.reshape(8, 8, 8, 8).mean(axis=(1, 3)), np.ones((8, 8)))
+    assert 0.01 < fine.std() < field.std()  # detail below 8 px beside the large-scale shading
+    text = "a red circle and a blue square on a green background"
+    flat_bg = [scenes.render(text, seed=s)[0:2].reshape(-1, 3) for s in range(5)]
+    cloudy_bg = [scenes.render(text, seed=s, background="clouds")[0:2].reshape(-1, 3) for s in range(5)]
+    assert np.mean([len(np.unique(b, axis=0)) for b in cloudy_bg]) > np.mean([len(np.unique(b, axis=0))
+                                                                              for b in flat_bg])
+    with pytest.raises(ValueError, match="background must be one of"):
+        scenes.render(text, seed=1, background="stars")
+
+
 def test_same_seed_same_scene_and_the_caption_leaves_the_layout_open() -> None:
     text = "a red circle and a blue square on a green background"
     a = scenes.render(text, seed=1)
@@ -208,3 +253,27 @@ def test_training_on_a_given_sub_pixel_autoencoder_follows_its_channels_and_load
     assert image.shape == (64, 64, 3) and np.isfinite(image).all()
     with pytest.raises(ValueError, match="do not fit"):
         _train._load_matching(torch.nn.Linear(2, 2), {"weight": torch.zeros(2, 2)})
+
+
+def test_low_t_share_draws_that_share_of_training_noise_levels_below_the_cap(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from diffusers import DDIMScheduler
+
+    from cachesearch.models.scenes import _train
+
+    monkeypatch.setattr(_train, "_VAE_STATS_N", 4)
+    seen: list[int] = []
+    add_noise = DDIMScheduler.add_noise
+    monkeypatch.setattr(DDIMScheduler, "add_noise", lambda self, z, n, t: seen.extend(t.tolist())
+                        or add_noise(self, z, n, t))
+    _train.train(tmp_path / "low", steps=3, vae_steps=1, train_set=4, batch_size=8, vae_batch_size=2,
+                 low_t_frac=1.0, low_t_max=3, textures="coarse", log=lambda _: None)
+    assert len(seen) == 24 and max(seen) < 3
+    info = json.loads((tmp_path / "low" / "training.json").read_text())
+    assert (info["low_t_frac"], info["low_t_max"], info["textures"]) == (1.0, 3, "coarse")
+    seen.clear()
+    _train.train(tmp_path / "all", steps=3, vae_steps=1, train_set=4, batch_size=8, vae_batch_size=2,
+                 log=lambda _: None)
+    assert max(seen) >= 3 and "low_t_frac" not in json.loads((tmp_path / "all" / "training.json").read_text())

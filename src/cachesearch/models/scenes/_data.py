@@ -9,6 +9,8 @@ color, so :mod:`._checker` recovers the ground truth of every render exactly, as
 
 These open choices are what make sampling trajectories curve: the prompt fixes the layout's colors but not its
 details, which a sampler decides late and differently with fewer steps (unlike ``shapes``' flat images).
+``render(..., textures="coarse", background="clouds")`` draws a variant with wider textures and a multi-scale
+random background (:data:`TEXTURE_SCALES`, :data:`BACKGROUNDS`); the defaults are the shipped models' data.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ __all__ = [
     "EVAL_STREAM",
     "TRAIN_STREAM",
     "TEXTURES",
+    "TEXTURE_SCALES",
+    "BACKGROUNDS",
     "SceneCaption",
     "all_captions",
     "parse_caption",
@@ -40,6 +44,20 @@ DEFAULT_SIZE = 64
 
 TEXTURES: tuple[str, ...] = ("solid", "stripes", "checker")
 """Object textures (never named in the caption)."""
+
+TEXTURE_SCALES: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
+    "fine": ((4, 8), (3, 5)),
+    "coarse": ((8, 16), (4, 8)),
+}
+"""Texture scales: (stripe period, checker cell) ranges in px, inclusive. ``fine`` is the shipped models' data;
+``coarse`` (an experiment, README) is what a 4x-per-side autoencoder carries better."""
+
+BACKGROUNDS: tuple[str, ...] = ("gradient", "clouds")
+"""Background shading: a linear ``gradient`` (the shipped models' data), or ``clouds``: that gradient plus a
+multi-scale random field (octaves of 2-16 cells per side, amplitude falling with frequency, as in natural images),
+so that much of the image is detail the caption leaves open and a sampler decides from coarse to fine."""
+
+_CLOUD_OCTAVES = ((2, 1.0), (4, 0.6), (8, 0.36), (16, 0.22))  # (cells per side, amplitude)
 
 TRAIN_STREAM = 0
 """Data-stream id of training renders: ``np.random.default_rng([seed, TRAIN_STREAM, phase])``."""
@@ -150,17 +168,35 @@ def stripes(s: int, period: int, phase: int, angle: int) -> np.ndarray:
     return ((coord + phase) % period) < period // 2
 
 
-def _texture(kind: str, s: int, rng: np.random.Generator) -> np.ndarray:
+def _texture(kind: str, s: int, rng: np.random.Generator, scale: str = "fine") -> np.ndarray:
     """Boolean (s, s) pattern: True where the object takes its shaded second tone."""
+    (p_lo, p_hi), (c_lo, c_hi) = TEXTURE_SCALES[scale]
     if kind == "solid":
         return np.zeros((s, s), dtype=bool)
     if kind == "stripes":
-        period = int(rng.integers(4, 9))
+        period = int(rng.integers(p_lo, p_hi + 1))
         phase = int(rng.integers(period))
         return stripes(s, period, phase, int(rng.integers(4)))
     y, x = np.mgrid[0:s, 0:s]
-    cell = int(rng.integers(3, 6))
+    cell = int(rng.integers(c_lo, c_hi + 1))
     return ((y // cell + x // cell) % 2) == 1
+
+
+def _upsample(grid: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear (size, size) interpolation of a (k + 1, k + 1) grid of values at the cell corners."""
+    k = grid.shape[0] - 1
+    c = np.linspace(0.0, k, size)
+    i = np.minimum(c.astype(int), k - 1)
+    f = c - i
+    rows = grid[i] * (1 - f)[:, None] + grid[i + 1] * f[:, None]
+    return rows[:, i] * (1 - f)[None, :] + rows[:, i + 1] * f[None, :]
+
+
+def clouds(size: int, rng: np.random.Generator) -> np.ndarray:
+    """A (size, size) multi-scale random field in [0, 1] (octaves :data:`_CLOUD_OCTAVES`)."""
+    field = sum(a * _upsample(rng.standard_normal((k + 1, k + 1)), size) for k, a in _CLOUD_OCTAVES)
+    lo, hi = field.min(), field.max()
+    return (field - lo) / (hi - lo)
 
 
 def _place(rng: np.random.Generator, size: int) -> list[tuple[int, int, int]]:
@@ -182,12 +218,20 @@ def _place(rng: np.random.Generator, size: int) -> list[tuple[int, int, int]]:
 
 def render(
     text: str | SceneCaption, *, size: int = DEFAULT_SIZE, rng: np.random.Generator | None = None,
-    seed: int | None = None,
+    seed: int | None = None, textures: str = "fine", background: str = "gradient",
 ) -> np.ndarray:
-    """Render one scene for ``text`` as uint8 (size, size, 3); the open choices come from ``rng`` or ``seed``."""
+    """Render one scene for ``text`` as uint8 (size, size, 3); the open choices come from ``rng`` or ``seed``.
+
+    ``textures`` picks the texture scale (:data:`TEXTURE_SCALES`), ``background`` the shading
+    (:data:`BACKGROUNDS`).
+    """
     cap = text if isinstance(text, SceneCaption) else parse_caption(text)
     if (rng is None) == (seed is None):
         raise ValueError("pass exactly one of rng= or seed=")
+    if textures not in TEXTURE_SCALES:
+        raise ValueError(f"textures must be one of {sorted(TEXTURE_SCALES)}, got {textures!r}")
+    if background not in BACKGROUNDS:
+        raise ValueError(f"background must be one of {list(BACKGROUNDS)}, got {background!r}")
     if rng is None:
         rng = np.random.default_rng(seed)
     if size < _MIN_SIDE + _MAX_SIDE + 3 * _GAP:
@@ -198,12 +242,15 @@ def render(
     strength = rng.uniform(0.3, 1.0) * mix
     y, x = np.mgrid[0:size, 0:size] / (size - 1)
     ramp = (np.cos(theta) * (x - 0.5) + np.sin(theta) * (y - 0.5)) / np.sqrt(0.5) * 0.5 + 0.5  # in [0, 1]
-    img = bg + (strength * ramp)[..., None] * (target - bg)
+    shade = strength * ramp
+    if background == "clouds":  # mix stays <= max_mix, so every pixel keeps its palette label
+        shade = 0.3 * shade + 0.7 * mix * clouds(size, rng)
+    img = bg + shade[..., None] * (target - bg)
     for (color, shape), (s, x0, y0) in zip(((cap.c1, cap.s1), (cap.c2, cap.s2)), _place(rng, size), strict=True):
         base = np.array(PALETTE[color], dtype=np.float64)
         t_rgb, t_mix = _shade(color, rng)
         kind = TEXTURES[int(rng.integers(len(TEXTURES)))]
-        tex = _texture(kind, s, rng)
+        tex = _texture(kind, s, rng, textures)
         second = base + rng.uniform(0.6, 1.0) * t_mix * (t_rgb - base)
         patch = np.where(tex[..., None], second, base)
         m = shape_mask(shape, s, s)
@@ -211,7 +258,9 @@ def render(
     return np.clip(np.round(img), 0, 255).astype(np.uint8)
 
 
-def sample(rng: np.random.Generator, *, size: int = DEFAULT_SIZE) -> tuple[np.ndarray, str]:
-    """One random (image, caption) pair from ``rng``."""
+def sample(
+    rng: np.random.Generator, *, size: int = DEFAULT_SIZE, textures: str = "fine", background: str = "gradient",
+) -> tuple[np.ndarray, str]:
+    """One random (image, caption) pair from ``rng`` (``textures``, ``background``: see :func:`render`)."""
     text = random_caption(rng)
-    return render(text, size=size, rng=rng), text
+    return render(text, size=size, rng=rng, textures=textures, background=background), text

@@ -5,14 +5,16 @@ recipe); ``--vae`` takes one trained by :mod:`._autoencoder` (sub-pixel decoder 
 64 px <-> 16x16x8, carries the objects' textures). Then a fixed training set is
 rendered once and encoded once (the autoencoder is frozen, so per-step encoding would recompute the same
 latents), and the UNet + text encoder are trained on those latents with fresh noise every step: v-prediction,
-zero-terminal-SNR DDIM schedule, 10 % empty-prompt dropout and an EMA of the weights, which is what ships.
+zero-terminal-SNR DDIM schedule, 10 % empty-prompt dropout and an EMA of the weights, which is what ships
+(``--low-t-frac F --low-t-max T`` draws a share F of each batch's noise levels below T, where textures are
+decided; ``--textures``/``--background`` pick the data variant, see ``._data``).
 Architecture and recipe are those of ``shapes`` (``cachesearch.models.shapes._train``) except the data, the
 autoencoder and the UNet's latent channels (the autoencoder's). ``--init-from`` continues from a pipeline folder.
 
 Usage::
 
     python -m cachesearch.models.scenes._train --out /tmp/scenes-run [--vae AE_RUN/vae] [--init-from PIPELINE]
-        [--minutes 60]
+        [--minutes 60] [--textures coarse] [--background clouds] [--low-t-frac 0.25 --low-t-max 150]
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from ..shapes._components import (
 )
 from ..shapes._train import _fit_steps, _hardware, _lr_at, _save_ckpt, to_model_input
 from ._components import LATENT_FACTOR, WORDS, vae_config
-from ._data import DEFAULT_SIZE, TRAIN_STREAM, sample
+from ._data import BACKGROUNDS, DEFAULT_SIZE, TEXTURE_SCALES, TRAIN_STREAM, sample
 from ._vae import load_vae
 
 __all__ = ["save_pipeline", "train"]
@@ -48,11 +50,13 @@ _PACE = 40  # VAE phase (the UNet phase paces in _training)
 _VAE_STATS_N = 256  # held-out scenes for the autoencoder's MSE and latent std
 
 
-def _batch(rng: np.random.Generator, n: int, size: int) -> tuple[torch.Tensor, list[str]]:
+def _batch(
+    rng: np.random.Generator, n: int, size: int, textures: str = "fine", background: str = "gradient",
+) -> tuple[torch.Tensor, list[str]]:
     imgs = np.empty((n, size, size, 3), dtype=np.uint8)
     texts = []
     for i in range(n):
-        imgs[i], t = sample(rng, size=size)
+        imgs[i], t = sample(rng, size=size, textures=textures, background=background)
         texts.append(t)
     return to_model_input(imgs), texts
 
@@ -134,6 +138,10 @@ def train(
     init_from: Path | None = None,
     vae_dir: Path | None = None,
     warmup: int = 200,
+    low_t_frac: float = 0.0,
+    low_t_max: int = 200,
+    textures: str = "fine",
+    background: str = "gradient",
     log: Callable[[str], None] = print,
 ) -> None:
     """Train the autoencoder, then UNet + text encoder; write ``out_dir/pipeline`` and ``training.json``.
@@ -191,7 +199,7 @@ def train(
         chunks, captions = [], []
         with torch.no_grad():
             for start in range(0, train_set, 256):
-                x, caps = _batch(rng, min(256, train_set - start), size)
+                x, caps = _batch(rng, min(256, train_set - start), size, textures, background)
                 chunks.append(vae.encode(x).latent_dist.mean * scaling)
                 captions += caps
         latents = torch.cat(chunks)
@@ -241,6 +249,9 @@ def train(
         rows = torch.where(drop, torch.zeros_like(idx), rows_all[idx])
         noise = torch.randn(z.shape, generator=gen)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (batch_size,), generator=gen)
+        if low_t_frac > 0:  # a share of the batch at low noise, where textures are decided
+            low = torch.rand(batch_size, generator=gen) < low_t_frac
+            t = torch.where(low, torch.randint(0, low_t_max, (batch_size,), generator=gen), t)
         pred = unet(scheduler.add_noise(z, noise, t), t, encoder_hidden_states=text_encoder(ids[rows])[0]).sample
         return F.mse_loss(pred, scheduler.get_velocity(z, noise, t))
 
@@ -250,10 +261,13 @@ def train(
                        on_checkpoint=lambda: save_pipeline(make_pipe(), out_dir / "pipeline"), log=log)
 
     info = {
-        "model": "scenes", "seed": seed, "size": size, "vae": vae_stats, "vae_scaling_factor": scaling,
+        "model": "scenes", "seed": seed, "size": size, **({"textures": textures} if textures != "fine" else {}),
+        **({"background": background} if background != "gradient" else {}),
+        "vae": vae_stats, "vae_scaling_factor": scaling,
         "train_set": n, "unet_steps": state.step, "unet_steps_scheduled": state.steps, "unet_steps_planned": steps,
         "stopped_early": state.stopped_early, "batch_size": batch_size, "lr": lr, "cfg_dropout": cfg_dropout,
-        "warmup": warmup, "init_from": None if init_from is None else Path(init_from).name,
+        "warmup": warmup, **({"low_t_frac": low_t_frac, "low_t_max": low_t_max} if low_t_frac > 0 else {}),
+        "init_from": None if init_from is None else Path(init_from).name,
         **({"init_fresh": fresh} if fresh else {}), "latent_channels": vae.config.latent_channels,
         "ema_decay": ema_decay, "final_loss_unet": round(state.run_loss, 5),
         "unet_seconds": round(state.elapsed, 1),
@@ -279,11 +293,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--init-from", type=Path, default=None, help="start from this pipeline folder's weights")
     ap.add_argument("--vae", type=Path, default=None, help="a trained autoencoder folder to use (frozen)")
     ap.add_argument("--minutes", type=float, default=None)
+    ap.add_argument("--low-t-frac", type=float, default=0.0, help="share of each batch drawn at t < --low-t-max")
+    ap.add_argument("--low-t-max", type=int, default=200)
+    ap.add_argument("--textures", choices=sorted(TEXTURE_SCALES), default="fine", help="texture scale of the data")
+    ap.add_argument("--background", choices=BACKGROUNDS, default="gradient", help="background shading of the data")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     args = ap.parse_args(argv)
     train(args.out, seed=args.seed, minutes=args.minutes, steps=args.steps, vae_steps=args.vae_steps,
           train_set=args.train_set, threads=args.threads, lr=args.lr, warmup=args.warmup, init_from=args.init_from,
-          vae_dir=args.vae,
+          vae_dir=args.vae, low_t_frac=args.low_t_frac, low_t_max=args.low_t_max,
+          textures=args.textures, background=args.background,
           log=lambda s: print(s, flush=True))
 
 
