@@ -33,6 +33,7 @@ __all__ = [
     "BACKGROUNDS",
     "SceneCaption",
     "all_captions",
+    "clouds",
     "parse_caption",
     "random_caption",
     "render",
