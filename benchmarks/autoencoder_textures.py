@@ -5,7 +5,10 @@ checkerboards of 3-5 px cells) and for solid patches as the floor, it renders ``
 flat background exactly as the data mixes them, sends them through encode (posterior mean) -> decode, and compares
 the texture component (each image's inner 32 px minus its mean) of the reconstruction with the ground truth's:
 ``corr`` is their correlation (1: the texture comes back; 0: none of it does), ``rec_std`` the reconstruction's
-texture amplitude next to ``gt_std``. Stripes are also reported per period. By default it measures the shipped
+texture amplitude next to ``gt_std``. Stripes are also reported per period. ``latent`` says how much of the
+latent the textures are: ``--n`` whole scenes per texture scale (``fine``: the shipped data; ``coarse``) are encoded
+as rendered and with every texture made solid (the same draws), and ``texture_rms`` is the RMS of the difference of
+the scaled latents (``std``: their overall std, 1 by the scaling factor's design). By default it measures the shipped
 ``scenes`` autoencoder (``shapes-flux`` ships the same weights); ``--vae`` (repeatable) names others, e.g. a run of
 :mod:`cachesearch.models.scenes._autoencoder`.
 
@@ -17,9 +20,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -65,6 +70,30 @@ def texture_transfer(vae: torch.nn.Module, x: torch.Tensor) -> dict[str, float]:
             "corr": None if corr is None else round(corr, 3)}
 
 
+def _scenes(n: int, textures: str, *, solid: bool) -> torch.Tensor:
+    """``n`` seeded scenes in [-1, 1] (NCHW); ``solid`` renders the same scenes with every texture made solid."""
+    texture = D._texture
+
+    def flat(kind: str, s: int, rng: np.random.Generator, scale: str = "fine") -> np.ndarray:
+        return np.zeros_like(texture(kind, s, rng, scale))  # same draws, no second tone
+
+    with mock.patch.object(D, "_texture", flat) if solid else contextlib.nullcontext():
+        images = [D.sample(np.random.default_rng([12, i]), textures=textures)[0] for i in range(n)]
+    return to_model_input(np.stack(images))
+
+
+@torch.no_grad()
+def latent_texture_share(vae: torch.nn.Module, n: int) -> dict[str, dict[str, float]]:
+    """RMS of (textured - solid) scaled latents per texture scale, next to the scaled latents' std."""
+    out = {}
+    for scale in D.TEXTURE_SCALES:
+        z, z_solid = (vae.encode(_scenes(n, scale, solid=solid)).latent_dist.mean * vae.config.scaling_factor
+                      for solid in (False, True))
+        out[scale] = {"texture_rms": round(float((z - z_solid).pow(2).mean().sqrt()), 4),
+                      "std": round(float(z.std()), 4)}
+    return out
+
+
 def _label(folder: str) -> str:
     """A results key for an autoencoder folder: its path relative to the repository when inside it."""
     p = Path(folder).resolve()
@@ -92,13 +121,18 @@ def main(argv: list[str] | None = None) -> int:
         rows.update({f"stripes-period-{k}": texture_transfer(vae, _patches("stripes", args.n, period=k))
                      for k in (4, 6, 8, 12, 16)})
         key = _label(folder)
-        results[key] = {"class": type(vae).__name__, "latent_channels": vae.config.latent_channels, "rows": rows}
+        latent = latent_texture_share(vae, args.n)
+        results[key] = {"class": type(vae).__name__, "latent_channels": vae.config.latent_channels, "rows": rows,
+                        "latent": latent}
         print(f"## {key} ({type(vae).__name__}, {vae.config.latent_channels} latent channels)")
         for name, r in rows.items():
             print(f"{name:20s} corr {r['corr']!s:>6}  rec_std {r['rec_std']:.4f}  gt_std {r['gt_std']:.4f}")
+        for scale, r in latent.items():
+            print(f"latent, {scale:6s} textures: texture_rms {r['texture_rms']:.4f}  scaled latent std {r['std']:.4f}")
     doc = {"benchmark": "autoencoder_textures", "environment": environment("cpu"), "n": args.n,
            "results": results,
-           "note": "periods 12 and 16 are not in the data (4-8 px); they show what a 4x autoencoder can carry"}
+           "note": "periods 12 and 16 are not in the shipped data (4-8 px; the coarse variant has 8-16 px); they show "
+                   "what a 4x autoencoder can carry"}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {args.out.relative_to(Path.cwd()) if args.out.is_relative_to(Path.cwd()) else args.out}")

@@ -26,4 +26,6 @@ def test_texture_transfer_of_the_shipped_autoencoders(tmp_path):
     for entry in doc["results"].values():
         assert {"solid", "stripes", "checker", "stripes-period-4", "stripes-period-16"} <= set(entry["rows"])
         assert entry["rows"]["solid"]["corr"] is None and -1 <= entry["rows"]["stripes"]["corr"] <= 1
+        assert set(entry["latent"]) == {"fine", "coarse"}
+        assert all(0 < r["texture_rms"] < r["std"] for r in entry["latent"].values())
     assert str(ROOT) not in out.read_text()
