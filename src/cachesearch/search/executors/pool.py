@@ -176,15 +176,17 @@ def run_pool(prep: Prepared, progress: Progress, *, flag: StopFlag | None = None
         _abort_trial(prep, task.trial, reason="its worker process died before it finished; re-enqueued")
         progress.note(f"trial {task.trial.number}: its worker process died; re-enqueued")
 
+    def counts() -> tuple[int, int]:
+        """(finished, pending) toward the budget: the shared study's, or this process's own."""
+        return budget_counts(study) if shared else (done, len(running) + len(parked))
+
     pool = _new_pool(workers, setup)
     waiting_since: float | None = None
     with _signals(flag, progress), keeper:
         try:
             while True:
                 mine = len(running) + len(parked)
-                pending = mine
-                if shared:
-                    done, pending = budget_counts(study)
+                done, pending = counts()
                 over_time = deadline is not None and time.monotonic() >= deadline
                 over_budget = budget is not None and done + pending >= budget
                 if flag.requested or over_time or over_budget:
@@ -200,10 +202,7 @@ def run_pool(prep: Prepared, progress: Progress, *, flag: StopFlag | None = None
                 else:
                     waiting_since = None
                     while len(running) < workers and not flag.requested:
-                        if shared:
-                            done, pending = budget_counts(study)
-                        else:
-                            pending = len(running) + len(parked)
+                        done, pending = counts()
                         if budget is not None and done + pending >= budget:
                             break
                         task = ask()
