@@ -103,12 +103,18 @@ def write_results(name: str, payload: dict[str, Any]) -> Path:
     return write_json(RESULTS / f"{name}.json", payload)
 
 
-def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
+def write_json(path: str | Path, payload: dict[str, Any], *, indent: int = 2) -> Path:
     """Write ``payload`` as JSON (non-finite floats and odd objects as strings), creating folders."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    path.write_text(json.dumps(payload, indent=indent, default=str) + "\n", encoding="utf-8")
     return path
+
+
+def write_and_say(path: Path, payload: dict[str, Any]) -> None:
+    """:func:`write_json` (indent 1) and print where, relative to the working folder when inside it."""
+    write_json(path, payload, indent=1)
+    print(f"wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
 
 
 MODEL_SPECS = {"sd15": "arch:sd15", "sdxl": "arch:sdxl"}

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 from pathlib import Path
 from unittest import mock
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import RESULTS, environment  # noqa: E402
+from _bench import RESULTS, environment, write_and_say  # noqa: E402
 
 from cachesearch.models.scenes import _data as D  # noqa: E402
 from cachesearch.models.shapes._train import to_model_input  # noqa: E402
@@ -133,9 +132,7 @@ def main(argv: list[str] | None = None) -> int:
            "results": results,
            "note": "periods 12 and 16 are not in the shipped data (4-8 px; the coarse variant has 8-16 px); they show "
                    "what a 4x autoencoder can carry"}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {args.out.relative_to(Path.cwd()) if args.out.is_relative_to(Path.cwd()) else args.out}")
+    write_and_say(args.out.resolve(), doc)
     return 0
 
 

@@ -24,7 +24,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import RESULTS, environment  # noqa: E402
+from _bench import RESULTS, environment, write_and_say  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = (30, 20, 10)
@@ -175,9 +174,7 @@ def main(argv: list[str] | None = None) -> int:
            "metric": "stlpips-alex", "rows": rows, "grain_bound": grains,
            "grain_guidance": pkg.DEFAULT_GUIDANCE_SCALE,
            "target": "issue 11: steps-20 >= 0.03 and steps-10 >= 0.1 held-out ST-LPIPS at 50 reference steps"}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {args.out.relative_to(Path.cwd()) if args.out.is_relative_to(Path.cwd()) else args.out}")
+    write_and_say(args.out.resolve(), doc)
     return 0
 
 
