@@ -17,6 +17,13 @@ import cachesearch as cs
 from cachesearch.evaluate import device_description, measure_latency, peak_memory
 
 RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = RESULTS.parent.parent
+
+
+def repo_relative(path: str | Path) -> str:
+    """``path`` relative to the repository when inside it, else its name (results carry no machine paths)."""
+    p = Path(path).expanduser().resolve()
+    return p.relative_to(ROOT).as_posix() if p.is_relative_to(ROOT) else p.name
 
 
 def environment(device: str) -> dict[str, Any]:

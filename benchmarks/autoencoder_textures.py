@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import RESULTS, environment, write_and_say  # noqa: E402
+from _bench import RESULTS, environment, repo_relative, write_and_say  # noqa: E402
 
 from cachesearch.models.scenes import _data as D  # noqa: E402
 from cachesearch.models.shapes._train import to_model_input  # noqa: E402
@@ -93,13 +93,6 @@ def latent_texture_share(vae: torch.nn.Module, n: int) -> dict[str, dict[str, fl
     return out
 
 
-def _label(folder: str) -> str:
-    """A results key for an autoencoder folder: its path relative to the repository when inside it."""
-    p = Path(folder).resolve()
-    root = Path(__file__).resolve().parent.parent
-    return str(p.relative_to(root)) if p.is_relative_to(root) else p.name
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--vae", action="append", default=None,
@@ -119,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = {kind: texture_transfer(vae, _patches(kind, args.n)) for kind in D.TEXTURES}
         rows.update({f"stripes-period-{k}": texture_transfer(vae, _patches("stripes", args.n, period=k))
                      for k in (4, 6, 8, 12, 16)})
-        key = _label(folder)
+        key = repo_relative(folder)
         latent = latent_texture_share(vae, args.n)
         results[key] = {"class": type(vae).__name__, "latent_channels": vae.config.latent_channels, "rows": rows,
                         "latent": latent}

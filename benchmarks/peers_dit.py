@@ -39,6 +39,9 @@ from typing import Any
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench import repo_relative  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 METHODS = ("fbcache", "taylorseer", "magcache", "pab", "fastercache", "dbcache")
@@ -60,12 +63,6 @@ CACHE_DIT_INSTALL = "pip install --no-deps cache-dit==1.5.3  # needs only torch,
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def _rel(path: str | Path) -> str:
-    """``path`` relative to the repository when inside it, else its name (results carry no machine paths)."""
-    p = Path(path).expanduser().resolve()
-    return p.relative_to(ROOT).as_posix() if p.is_relative_to(ROOT) else p.name
 
 
 @dataclass
@@ -259,7 +256,7 @@ def measure_front(ev: Any, counter: Any, run_dir: Path, repeats: int, ref_calls:
     for i, f in enumerate(files):
         rows.append(r := measure_schedule(ev, counter, f, repeats, ref_calls))
         _log(f"[front {run_dir.name} {i + 1}/{len(files)}] {f.name}: cost {r.get('cost_ratio')} lpips {r.get('lpips')}")
-    return {"run": _rel(run_dir), "trials": trial_counts(run_dir), "schedules": rows}
+    return {"run": repo_relative(run_dir), "trials": trial_counts(run_dir), "schedules": rows}
 
 
 def trial_counts(run_dir: Path) -> dict[str, Any]:
@@ -480,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
                               batch_size=max(args.n_train, args.n_heldout)))
     doc = {"benchmark": "peers_dit", "model": args.model, "steps": args.steps, "metric": ev.metric_name,
            "random_weights": ev.random_weights, "environment": environment(args.device),
-           "config": {**{k: (_rel(v) if isinstance(v, Path) or k == "cache_dir" else v)
+           "config": {**{k: (repo_relative(v) if isinstance(v, Path) or k == "cache_dir" else v)
                          for k, v in vars(args).items() if k != "out"}, "grid": QUICK_GRID if args.quick else GRID},
            "evaluator": ev.describe(), "prompts": {s: ev.prompt_set(s).digest() for s in ("train", "heldout")},
            **run(ev, methods=methods, quick=args.quick, front=args.front, ecad_front=args.ecad_front,
@@ -491,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json(out, doc)
     png = plot(doc, out.with_suffix(".png"))
     print(tables(doc))
-    _log(f"wrote {_rel(out)} and {_rel(png)} in {doc['seconds']} s")
+    _log(f"wrote {repo_relative(out)} and {repo_relative(png)} in {doc['seconds']} s")
     return 0
 
 

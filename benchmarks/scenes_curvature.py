@@ -33,9 +33,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import RESULTS, environment, write_and_say  # noqa: E402
+from _bench import RESULTS, environment, repo_relative, write_and_say  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 STEPS = (30, 20, 10)
 
 
@@ -132,11 +131,6 @@ def grain_bound(pipe: Any, metric: Any, prompts: list[str], seeds: list[int], *,
     return rows
 
 
-def _label(folder: Path) -> str:
-    p = folder.resolve()
-    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else p.name
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="embedded:scenes", help="embedded model whose held-out prompts to use")
@@ -168,9 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = curvature_rows(pipe, metric, prompts, seeds, ref_steps=ref_steps, guidance=args.guidance,
                           spacing=[s.strip() for s in args.spacing.split(",") if s.strip()])
     grains = grain_bound(pipe, metric, prompts, seeds, ref_steps=ref_steps, guidance=pkg.DEFAULT_GUIDANCE_SCALE,
-                         grains=args.grain)
+                         grains=args.grain) if args.grain else []  # no reference latents to generate for none
     doc = {"benchmark": "scenes_curvature", "environment": environment("cpu"), "model": args.model,
-           "pipeline": _label(Path(folder)), "n_heldout": args.n, "reference_steps": ref_steps,
+           "pipeline": repo_relative(folder), "n_heldout": args.n, "reference_steps": ref_steps,
            "metric": "stlpips-alex", "rows": rows, "grain_bound": grains,
            "grain_guidance": pkg.DEFAULT_GUIDANCE_SCALE,
            "target": "issue 11: steps-20 >= 0.03 and steps-10 >= 0.1 held-out ST-LPIPS at 50 reference steps"}
