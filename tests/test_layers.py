@@ -17,7 +17,7 @@ PACKAGE = Path(cachesearch.__file__).resolve().parent
 LAYERS: list[tuple[str, int]] = [
     ("_version", 0), ("_atomic", 0), ("_util", 0),
     ("schedule", 1),
-    ("models.adapters", 2),
+    ("adapters", 2),
     ("runtime", 3),
     ("models", 4),
     ("_compile", 5),

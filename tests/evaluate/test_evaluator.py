@@ -10,11 +10,11 @@ import torch
 import yaml
 
 import cachesearch as cs
+from cachesearch.adapters import denoiser_of
+from cachesearch.adapters.unet2d import UNet2DAdapter
 from cachesearch.evaluate import EvalConfig, EvalConfigError, EvalResult, Evaluator
 from cachesearch.models import shapes
 from cachesearch.models._loaders import LoadedModel, load_model
-from cachesearch.models.adapters import denoiser_of
-from cachesearch.models.adapters.unet2d import UNet2DAdapter
 from cachesearch.schedule import ScheduleError, parse_schedule
 from tests._tiny import tiny_sd_pipeline
 
@@ -233,7 +233,7 @@ def _tiny_model() -> LoadedModel:
 
 
 def test_latent_shape_default_size_and_cfg_come_from_the_adapter(monkeypatch: pytest.MonkeyPatch) -> None:
-    from cachesearch.models.adapters import base
+    from cachesearch.adapters import base
 
     model = _tiny_model()
     config = EvalConfig(model="tiny", num_inference_steps=2, n_train=2, guidance_scale=7.5)

@@ -115,8 +115,8 @@ def _first_tensor(out: object) -> torch.Tensor:
 def test_tuple_outputs_are_read_through_the_block_io_contract(tmp_path: Path) -> None:
     # A down stage returns (hidden, skips), an attention layer (sample,): the profile must follow the hidden
     # state, which is the first tensor, as before the adapter owned the output layout.
+    from cachesearch.adapters import denoiser_of
     from cachesearch.models._loaders import LoadedModel
-    from cachesearch.models.adapters import denoiser_of
     from tests._tiny import tiny_sd_pipeline
 
     steps = 3

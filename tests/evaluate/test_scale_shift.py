@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import cachesearch as cs
-from cachesearch.models.adapters import block_io_of
+from cachesearch.adapters import block_io_of
 from tests._tiny import tiny_sd_pipeline
 
 PROMPTS = ["a red circle on a blue background", "a green square"]

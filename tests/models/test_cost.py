@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from cachesearch.adapters.unet2d import unet2d_example_inputs, unet2d_layers
 from cachesearch.models._cost import MacsReport, module_macs, unet2d_costs
 from cachesearch.models._presets import build_arch_pipeline
-from cachesearch.models.adapters.unet2d import unet2d_example_inputs, unet2d_layers
 from tests._tiny import tiny_sd_pipeline
 
 

@@ -36,7 +36,7 @@ def pipe():
 def test_pipeline_is_flux_with_the_embedded_defaults(pipe) -> None:
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
 
-    from cachesearch.models.adapters import adapter_for
+    from cachesearch.adapters import adapter_for
 
     assert isinstance(pipe, FluxPipeline) and isinstance(pipe.transformer, FluxTransformer2DModel)
     assert isinstance(pipe.scheduler, FlowMatchEulerDiscreteScheduler)
@@ -77,7 +77,7 @@ def test_diffusers_alone_loads_the_folder_and_gives_the_unguided_image(pipe) -> 
 def test_guided_transformer_runs_cfg_as_one_batched_call() -> None:
     from diffusers import FluxTransformer2DModel
 
-    from cachesearch.models.adapters import adapter_for
+    from cachesearch.adapters import adapter_for
     from cachesearch.models.shapes_flux._guided import GuidedFluxTransformer2DModel
 
     torch.manual_seed(0)
@@ -111,8 +111,8 @@ def test_guided_transformer_runs_cfg_as_one_batched_call() -> None:
 
 
 def test_mac_counts_use_the_pipelines_16_text_tokens(pipe) -> None:
+    from cachesearch.adapters._dit import TEXT_TOKENS_ATTR
     from cachesearch.models._cost import denoiser_costs
-    from cachesearch.models.adapters._dit import TEXT_TOKENS_ATTR
 
     assert getattr(pipe.transformer, TEXT_TOKENS_ATTR) == 16
     macs16, _ = denoiser_costs(pipe.transformer, height=16, width=16)

@@ -5,7 +5,7 @@ and the :class:`~._fixtures.Fixtures` (prompt sets, initial latents, full-comput
 on-disk cache). It compiles policies for its pipeline, prices them analytically (:meth:`Evaluator.cost_ratio`),
 measures latency and scores candidates against the references. Everything it knows about the denoiser's
 family (latent shape, default size, classifier-free guidance) comes from the denoiser's adapter
-(:func:`cachesearch.models.adapters.adapter_for`).
+(:func:`cachesearch.adapters.adapter_for`).
 
 Failures of a candidate (NaN/inf outputs, CUDA out-of-memory, any exception) become an invalid
 :class:`EvalResult` with the reason; the schedule's hooks are always removed first.
@@ -40,8 +40,8 @@ from ._result import EvalResult, schedule_metrics
 from ._scale_shift import FitCache
 
 if TYPE_CHECKING:
+    from cachesearch.adapters import DenoiserAdapter
     from cachesearch.models._loaders import LoadedModel
-    from cachesearch.models.adapters import DenoiserAdapter
 
     from ._latency import LatencyStats
     from ._prompts import PromptSet

@@ -3,7 +3,7 @@
 :class:`Fixtures` holds the two prompt sets, their initial latents, the one pipeline call that both
 references and candidates go through (:meth:`Fixtures.generate_batch`), and the glue to the on-disk
 reference cache (:mod:`._reference`). The latents of image ``i`` are ``torch.randn`` of one sample's latent
-shape (the denoiser adapter's :meth:`~cachesearch.models.adapters.DenoiserAdapter.latent_shape`) from a
+shape (the denoiser adapter's :meth:`~cachesearch.adapters.DenoiserAdapter.latent_shape`) from a
 CPU generator seeded with the image's seed (what diffusers' ``randn_tensor`` draws for a per-image CPU
 generator), cast to the pipeline's device and dtype, and passed as ``latents=``; stochastic samplers get
 per-image CPU generators seeded ``seed + 2**32`` for their step noise. Reference and candidates use the same
@@ -30,7 +30,7 @@ from ._prompts import SPLITS, PromptSet, builtin_prompts, load_prompt_file
 from ._reference import REFERENCE_FORMAT, ReferenceCache, ReferenceInfo, weights_hash
 
 if TYPE_CHECKING:
-    from cachesearch.models.adapters import DenoiserAdapter
+    from cachesearch.adapters import DenoiserAdapter
 
 __all__ = [
     "LATENTS_RECIPE",

@@ -4,7 +4,7 @@ For every block and sampler step ``s >= 1`` it measures the relative L1 change o
 between consecutive steps, ``||o_s - o_{s-1}||_1 / ||o_{s-1}||_1``, per image (CFG branches count as
 separate rows of the batch) and averages it over a prompt set. Step 0 is 0 by convention. For schedulers
 that call the denoiser more than once per step the first call of each step is used. A block's output is the
-hidden-state element its registered I/O contract names (:func:`cachesearch.models.adapters.block_io_of`).
+hidden-state element its registered I/O contract names (:func:`cachesearch.adapters.block_io_of`).
 
 The profile feeds :class:`cachesearch.BlockCachingAuto`, and :func:`save_profile` writes it as JSON plus a
 heatmap PNG (blocks × steps).
@@ -51,7 +51,7 @@ def profile_blocks(
     Returns:
         A :class:`BlockProfile` with one row per block (execution order) and one column per step.
     """
-    from cachesearch.models.adapters import block_io_of
+    from cachesearch.adapters import block_io_of
     from cachesearch.runtime import steps_of_calls
 
     try:

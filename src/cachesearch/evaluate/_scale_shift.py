@@ -82,7 +82,7 @@ def _channels_first(y: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def _fit_lstsq(pipe: Any, base: Schedule, prompts: list[str], seeds: list[int], call: dict) -> dict:
-    from ..models.adapters import block_io_of
+    from ..adapters import block_io_of
 
     stats: dict[tuple[int, int], list[torch.Tensor]] = {}
     with base.applied(pipe) as handle, torch.no_grad():
@@ -124,7 +124,7 @@ def _denoiser_output(out: Any) -> torch.Tensor:
 
 def _fit_distill(pipe: Any, base: Schedule, prompts: list[str], seeds: list[int], call: dict, *,
                  iterations: int, lr: float) -> dict:
-    from ..models.adapters import block_io_of, denoiser_of
+    from ..adapters import block_io_of, denoiser_of
 
     unet = denoiser_of(pipe)
     n_steps = base.num_steps
@@ -242,7 +242,7 @@ def fit_scale_shift(
     texts, seeds, source = _prompts(schedule, prompts, n_images, seed)
     base = replace(schedule, scale_shift=None)
     call = {k: v for k, v in (("height", height), ("width", width)) if v is not None}
-    from cachesearch.models.adapters import adapter_for, denoiser_of
+    from cachesearch.adapters import adapter_for, denoiser_of
 
     call.update(adapter_for(denoiser_of(pipe)).call_kwargs(pipe))
     if m is FitMethod.LSTSQ:

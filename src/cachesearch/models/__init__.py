@@ -9,8 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ._space import block_space
-from .adapters import (
+from ..adapters import (
     BlockIO,
     DenoiserAdapter,
     adapter_for,
@@ -20,7 +19,8 @@ from .adapters import (
     register_adapter,
     register_block_io,
 )
-from .adapters.unet2d import unet2d_block_space, unet2d_example_inputs
+from ..adapters.unet2d import unet2d_block_space, unet2d_example_inputs
+from ._space import block_space
 
 _LAZY = {
     "ARCH_PRESETS": "._presets",

@@ -153,7 +153,7 @@ def _meta_replica(denoiser: torch.nn.Module) -> torch.nn.Module:
     config = getattr(denoiser, "config", None)
     if from_config is None or config is None:
         raise TypeError(f"{type(denoiser).__name__} has no diffusers config; cannot build a meta replica")
-    from .adapters._dit import TEXT_TOKENS_ATTR
+    from ..adapters._dit import TEXT_TOKENS_ATTR
 
     with torch.device("meta"):
         replica = from_config(dict(config))
@@ -183,8 +183,8 @@ def denoiser_costs(
         ``(macs, other_macs)``: ``macs`` maps every block of the adapter's block space (stages and their
         layers) to its MACs; ``other_macs`` is the total minus the stages (embeddings, input/output layers).
     """
+    from ..adapters import adapter_for
     from ..schedule import BlockKind
-    from .adapters import adapter_for
 
     adapter = adapter_for(denoiser)
     model = _meta_replica(denoiser) if on_meta else denoiser
@@ -204,7 +204,7 @@ def unet2d_costs(
     on_meta: bool = True,
 ) -> tuple[dict[str, int], int]:
     """:func:`denoiser_costs` of a UNet2DConditionModel (refuses other families)."""
-    from .adapters import family_of
+    from ..adapters import family_of
 
     if family_of(unet) != "unet2d":
         raise TypeError(f"{type(unet).__name__} is not a UNet2D denoiser")

@@ -156,7 +156,7 @@ class ExecutedCost:
 
     def __init__(self, denoiser: torch.nn.Module, *, space: BlockSpace | None = None,
                  flop_check: bool = False) -> None:
-        from .adapters import adapter_for
+        from ..adapters import adapter_for
 
         adapter_for(denoiser)  # refuses a denoiser without an adapter, with the adapter's message
         self.denoiser = denoiser

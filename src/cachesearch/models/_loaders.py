@@ -184,7 +184,7 @@ def _from_hub(repo_id: str, *, dtype: torch.dtype, cache_dir: str | None) -> Dif
 
 
 def _denoiser_and_family(pipe: DiffusionPipeline, source: str) -> tuple[torch.nn.Module, str]:
-    from cachesearch.models.adapters import adapters, denoiser_of, family_of
+    from cachesearch.adapters import adapters, denoiser_of, family_of
     from cachesearch.schedule import ScheduleError
 
     try:

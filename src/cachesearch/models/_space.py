@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ..adapters import adapter_for
 from ..schedule import BlockSpace
-from .adapters import adapter_for
 
 __all__ = ["block_space"]
 

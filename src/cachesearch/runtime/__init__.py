@@ -1,6 +1,6 @@
 """The cache applier: install/remove a schedule's hooks on a pipeline's denoiser (torch + diffusers only)."""
 
-from ..models.adapters import denoiser_of
+from ..adapters import denoiser_of
 from ..schedule._apply import register_applier
 from ._applier import AppliedSchedule, apply_schedule, fingerprint_module
 from ._steps import call_starts, count_calls, steps_of_calls

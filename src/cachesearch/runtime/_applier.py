@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..models.adapters import BlockIO, adapter_for, block_io_of, denoiser_of
+from ..adapters import BlockIO, adapter_for, block_io_of, denoiser_of
 from ..schedule import ReuseMode, Schedule, ScheduleError, architecture_fingerprint, fingerprint_mismatch
 from ._compiling import compile_scope, pattern_compiled_forward, warn_if_too_many_patterns
 from ._patches import Patches

@@ -2,7 +2,7 @@
 
 Dual-stream blocks (FLUX, SD3: ``(encoder_hidden_states, hidden_states)``) get the residual of both streams,
 as diffusers' FirstBlockCache and cache-dit's DBCache apply them; which input and output element is which
-stream comes from the block's registered :class:`~cachesearch.models.adapters.BlockIO`.
+stream comes from the block's registered :class:`~cachesearch.adapters.BlockIO`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..models.adapters import BlockIO
+from ..adapters import BlockIO
 from ..schedule import ScheduleError
 
 __all__ = ["Residual", "add_residual", "residual_of"]

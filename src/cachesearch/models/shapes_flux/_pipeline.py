@@ -51,6 +51,6 @@ class EmbeddedFluxPipeline(FluxPipeline):
 def mark_text_tokens(pipe: FluxPipeline, tokens: int = TEXT_TOKENS) -> None:
     """Tell cachesearch's MAC counting that ``pipe.transformer`` sees ``tokens`` text tokens per call, not
     FLUX.1's 512 (joint attention and the text stream's MLPs scale with it)."""
-    from cachesearch.models.adapters._dit import TEXT_TOKENS_ATTR
+    from cachesearch.adapters._dit import TEXT_TOKENS_ATTR
 
     setattr(pipe.transformer, TEXT_TOKENS_ATTR, int(tokens))

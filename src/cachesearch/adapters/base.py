@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ...schedule import BlockSpace, ScheduleError
+from ..schedule import BlockSpace, ScheduleError
 
 __all__ = [
     "BlockIO",
@@ -146,7 +146,7 @@ def block_io_of(module: torch.nn.Module, *, path: str | None = None) -> BlockIO:
     raise ScheduleError(
         f"{where}no I/O contract is registered for {type(module).__name__}; this reuse mode needs to know which "
         f"input and output element is the hidden state: register one with "
-        f"cachesearch.models.adapters.register_block_io({type(module).__name__!r}, BlockIO(...))"
+        f"cachesearch.adapters.register_block_io({type(module).__name__!r}, BlockIO(...))"
     )
 
 

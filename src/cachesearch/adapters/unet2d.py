@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ...schedule import BlockInfo, BlockKind, BlockSpace, ScheduleError
+from ..schedule import BlockInfo, BlockKind, BlockSpace, ScheduleError
 from . import _blocks  # noqa: F401  (registers the Attention / FeedForward contracts)
 from .base import BlockIO, DenoiserAdapter, register_adapter, register_block_io
 

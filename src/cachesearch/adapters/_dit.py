@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ...schedule import BlockInfo, BlockKind, BlockSpace, ScheduleError
+from ..schedule import BlockInfo, BlockKind, BlockSpace, ScheduleError
 from . import _blocks  # noqa: F401  (registers the Attention / FeedForward / Linear contracts)
 from .base import DenoiserAdapter
 
