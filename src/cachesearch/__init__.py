@@ -8,9 +8,9 @@ Production code needs only this module's runtime path (torch + diffusers + pyyam
         image = pipe(prompt, **sched.pipeline_kwargs()).images[0]
 """
 
-from ._compile import compile_schedule
+from typing import TYPE_CHECKING
+
 from ._version import __version__
-from .runtime import AppliedSchedule, apply_schedule  # importing the runtime registers Schedule.apply's applier
 from .schedule import (
     BlockCachingAuto,
     BlockMask,
@@ -63,11 +63,26 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    # Heavy, off the runtime path: loaded on first use only.
-    if name == "fit_scale_shift":
-        from .evaluate._scale_shift import fit_scale_shift
+if TYPE_CHECKING:
+    from ._compile import compile_schedule
+    from .evaluate._scale_shift import fit_scale_shift
+    from .runtime import AppliedSchedule, apply_schedule
 
-        globals()[name] = fit_scale_shift
-        return fit_scale_shift
+# Names that need torch load on first use, so `import cachesearch` (and the CLI's --help) stays light; the
+# runtime registers Schedule.apply's applier when it is imported (Schedule.apply also loads it on first use).
+_LAZY = {"AppliedSchedule": "runtime", "apply_schedule": "runtime", "compile_schedule": "_compile",
+         "fit_scale_shift": "evaluate._scale_shift"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import typer
 
-from ..models._embedded import embedded_package
 from ._common import check_device, user_errors
 
 
@@ -36,6 +35,7 @@ def generate(
 
     from .. import load_schedule
     from ..models import load_model
+    from ..models._embedded import embedded_package
     from .evaluate import default_model
 
     with user_errors():

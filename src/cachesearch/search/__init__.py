@@ -10,25 +10,69 @@ family under :mod:`.space.families`), :mod:`.objective` (one candidate → objec
 index entries), :mod:`.report`, and :mod:`.run`, which ties them together and is imported by none of them.
 """
 
-from .executors.base import LoopResult, Prepared, Progress
-from .export import BaselineRow, ExportEntry, ExportResult, export_front
-from .objective import Objectives, Outcome, TrialAttrs, evaluate_candidate, mask_key
-from .report import Comparison, compare_with_baselines, headline, write_report
-from .run import RunSummary, export_run, find_run, open_run, prepare, resolve_settings, run_search
-from .settings import RunSettings, SearchError
-from .space import (
-    SPACE_FORMAT,
-    ResolvedSpace,
-    SearchSpace,
-    SpaceContext,
-    SpaceError,
-    builtin_space_names,
-    default_space,
-    find_space,
-    load_space,
-    parse_space,
-)
-from .study import pareto_trials
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .executors.base import LoopResult, Prepared, Progress
+    from .export import BaselineRow, ExportEntry, ExportResult, export_front
+    from .objective import Objectives, Outcome, TrialAttrs, evaluate_candidate, mask_key
+    from .report import Comparison, compare_with_baselines, headline, write_report
+    from .run import RunSummary, export_run, find_run, open_run, prepare, resolve_settings, run_search
+    from .settings import RunSettings, SearchError
+    from .space import (
+        SPACE_FORMAT,
+        ResolvedSpace,
+        SearchSpace,
+        SpaceContext,
+        SpaceError,
+        builtin_space_names,
+        default_space,
+        find_space,
+        load_space,
+        parse_space,
+    )
+    from .study import pareto_trials
+
+# Every name loads its module on first use: `cachesearch.search.settings` (the CLI's options) does not pull in
+# the evaluator, torch or optuna through this package.
+_LAZY = {
+    "LoopResult": "executors.base",
+    "Prepared": "executors.base",
+    "Progress": "executors.base",
+    "BaselineRow": "export",
+    "ExportEntry": "export",
+    "ExportResult": "export",
+    "export_front": "export",
+    "Objectives": "objective",
+    "Outcome": "objective",
+    "TrialAttrs": "objective",
+    "evaluate_candidate": "objective",
+    "mask_key": "objective",
+    "Comparison": "report",
+    "compare_with_baselines": "report",
+    "headline": "report",
+    "write_report": "report",
+    "RunSummary": "run",
+    "export_run": "run",
+    "find_run": "run",
+    "open_run": "run",
+    "prepare": "run",
+    "resolve_settings": "run",
+    "run_search": "run",
+    "RunSettings": "settings",
+    "SearchError": "settings",
+    "SPACE_FORMAT": "space",
+    "ResolvedSpace": "space",
+    "SearchSpace": "space",
+    "SpaceContext": "space",
+    "SpaceError": "space",
+    "builtin_space_names": "space",
+    "default_space": "space",
+    "find_space": "space",
+    "load_space": "space",
+    "parse_space": "space",
+    "pareto_trials": "study",
+}
 
 __all__ = [
     "SPACE_FORMAT",
@@ -68,3 +112,17 @@ __all__ = [
     "run_search",
     "write_report",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
