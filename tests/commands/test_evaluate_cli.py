@@ -43,7 +43,8 @@ def test_evaluate_prints_quality_latency_and_cost(schedule_file: Path, tmp_path:
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     text = result.output
-    needles = ("train", "held-out", "PSNR", "SSIM", "latency ms", "speedup", "analytic cost ratio", "DDIMScheduler")
+    needles = ("train", "held-out", "PSNR", "SSIM", "latency ms", "speedup", "analytic cost ratio", "DDIMScheduler",
+               "mean: 95 % interval", "p90", "max", "images over 0.05")
     for needle in needles:
         assert needle in text, needle
     doc = json.loads(out_json.read_text())
@@ -51,6 +52,8 @@ def test_evaluate_prints_quality_latency_and_cost(schedule_file: Path, tmp_path:
     assert doc["train"]["metric"] in text  # the metric actually used is shown and recorded
     assert doc["train"]["latency_ms"] > 0 and doc["train"]["speedup"] > 0
     assert doc["train"]["cost_ratio"] < 1 and doc["heldout"]["n_images"] == 1
+    losses = doc["train"]["losses"]
+    assert len(losses) == 2 and sum(losses) / 2 == pytest.approx(doc["train"]["quality"])
     assert doc["evaluator"]["model"]["source"] == "embedded:shapes"
     assert (tmp_path / "cache" / "references").is_dir()
 

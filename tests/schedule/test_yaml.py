@@ -1,4 +1,4 @@
-"""The schedule formats (@1, @2, @3): golden files of each, exact round trips, strict validation."""
+"""The schedule formats (@1 to @4): golden files of each, exact round trips, strict validation."""
 
 from __future__ import annotations
 
@@ -91,7 +91,8 @@ _DELETE = object()
 # (mutation path, value, expected fragment of the message: the field path and what is expected)
 MALFORMED = [
     ("format", "cachesearch/schedule@9", "format: expected one of ['cachesearch/schedule@1', "
-     "'cachesearch/schedule@2', 'cachesearch/schedule@3'], got 'cachesearch/schedule@9'; this file needs a newer "
+     "'cachesearch/schedule@2', 'cachesearch/schedule@3', 'cachesearch/schedule@4'], got 'cachesearch/schedule@9'; "
+     "this file needs a newer "
      "cachesearch"),
     ("format", _DELETE, "format: expected"),
     ("name", _DELETE, "missing required key(s) ['name']"),

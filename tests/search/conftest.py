@@ -64,13 +64,15 @@ class FakeEvaluator(Evaluator):
         first, stop, _ = (images or slice(None)).indices(total)
         # per-image losses that differ (image i weighs 0.5 + i / total), averaged over the range scored
         weights = [0.5 + i / total for i in range(first, stop)]
-        quality = quality * sum(weights) / len(weights) / (0.5 + (total - 1) / (2 * total))
+        scale = quality / (0.5 + (total - 1) / (2 * total))
+        losses = None if not valid or math.isnan(quality) else tuple(scale * w for w in weights)
+        quality = scale * sum(weights) / len(weights)
         return EvalResult(
             schedule=schedule.name, split=split, valid=valid, reason=None if valid else "2 of 2 images contain NaN",
             metric=self.metric_name, quality=quality if valid else None, psnr=30.0, ssim=0.9, accuracy=None,
             cost_ratio=cost, latency_ms=None, baseline_ms=None, speedup=None, latency_spread=None,
             n_images=stop - first, seconds=0.0, prompts=self.prompt_set(split).digest(), random_weights=True,
-            images=None if (first, stop) == (0, total) else [first, stop],
+            images=None if (first, stop) == (0, total) else [first, stop], losses=losses,
         )
 
 

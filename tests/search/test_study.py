@@ -197,6 +197,12 @@ def test_export_validates_on_heldout_before_writing(settings, make_evaluator) ->
         assert q.heldout is not None and q.train == pytest.approx(study.trials[e.trial].values[0])
         assert sched.provenance.study == s.name and sched.provenance.trial == e.trial
         assert mask_key(sched) == study.trials[e.trial].user_attrs["mask_key"]
+        tail = sched.metrics.tail  # per-image loss distributions: format @4
+        assert sched.format == "cachesearch/schedule@4" and tail.train.mean == pytest.approx(q.train)
+        assert tail.heldout.n == 2 and tail.heldout.ci95[0] <= q.heldout <= tail.heldout.ci95[1]
+        assert tail.heldout.max >= tail.heldout.p90 >= tail.heldout.median and tail.heldout.threshold == 0.05
+        row = next(r for r in index["schedules"] if r["file"] == e.file)
+        assert row["tail"]["heldout"]["p90"] == tail.heldout.p90 and e.stats("heldout") == tail.heldout
         assert math.isfinite(sched.metrics.latency.cost_ratio) and sched.metrics.latency.cost_ratio < 1
         assert oct(os.stat(export.schedules_dir / e.file).st_mode)[-3:] != "600"
     assert (s.run_dir / "report.md").is_file() and (s.run_dir / "pareto.png").stat().st_size > 1000
@@ -205,6 +211,7 @@ def test_export_validates_on_heldout_before_writing(settings, make_evaluator) ->
     report_text = (s.run_dir / "report.md").read_text()
     assert journal not in report_text and str(s.run_dir.resolve()) not in report_text
     assert "- **storage**: `study.journal` (relative to this folder)" in report_text
+    assert "| held-out mean [95 % interval] | median | p90 | max | > 0.05 | pairs |" in report_text
     assert (s.run_dir / "profile.png").is_file()
     calls, train_calls = ev.calls["heldout"], ev.calls["train"]
     again, report = export_run(s.name, s.out, evaluator=ev)  # `cachesearch export`: held-out results are cached

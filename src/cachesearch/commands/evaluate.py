@@ -91,6 +91,14 @@ def results_tables(evaluator: Evaluator, train: EvalResult, heldout: EvalResult 
         rows.append(("attribute accuracy ↑", "accuracy", ".1%"))
     for label, attr, spec in rows:
         quality.add_row(label, *(_fmt(getattr(r, attr), spec) if r else "-" for r in results))
+    summaries = [r.summary(interval=True) if r else None for r in results]
+    if any(summaries):
+        quality.add_row(f"{train.metric} mean: 95 % interval", *(
+            f"{s.ci95[0]:.4f} – {s.ci95[1]:.4f}" if s and s.ci95 else "-" for s in summaries))
+        for label, name in (("median", "median"), ("p90", "p90"), ("worst 10 % (CVaR)", "cvar"), ("max", "max")):
+            quality.add_row(f"{train.metric} {label} ↓", *(_fmt(s.get(name), ".4f") if s else "-" for s in summaries))
+        quality.add_row(f"images over {summaries[0].threshold if summaries[0] else ''}".rstrip(), *(
+            f"{round(s.over * s.n)} of {s.n}" if s else "-" for s in summaries))
     quality.add_row("images", *(str(r.n_images) if r else "-" for r in results))
 
     cost = Table(title="cost", title_justify="left")

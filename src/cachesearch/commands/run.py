@@ -100,6 +100,7 @@ def run(
     n_heldout: int = _option("n_heldout"),
     prompts_file: str = _option("prompts_file"),
     metric: str = _option("metric"),
+    tail_threshold: float = _option("tail_threshold"),
     out: str = _option("out"),
     threads: int = typer.Option(None, "--threads", help="torch CPU threads in this process. Default 1 on CPU "
                                                         "(shared machines slow down with more)."),

@@ -454,9 +454,9 @@ class Evaluator:
         )
 
     # -- scoring -----------------------------------------------------------------------------------------
-    def _score(self, images: torch.Tensor, reference: torch.Tensor) -> dict[str, float | None]:
-        """Mean perceptual distance (``quality``), PSNR and SSIM of ``images`` against ``reference``
-        (SSIM ``None`` for images smaller than its 11-px window).
+    def _score(self, images: torch.Tensor, reference: torch.Tensor) -> dict[str, Any]:
+        """Mean perceptual distance (``quality``) and each image's (``losses``), PSNR and SSIM of ``images``
+        against ``reference`` (SSIM ``None`` for images smaller than its 11-px window).
 
         Raises:
             InvalidOutputError: the perceptual metric met NaN/inf.
@@ -466,6 +466,7 @@ class Evaluator:
         dist = self.metric(images, reference).double()
         return {
             "quality": float(dist.mean()),
+            "losses": tuple(float(v) for v in dist.reshape(-1).tolist()),
             "psnr": float(psnr(images, reference).mean()),
             "ssim": float(ssim(images, reference).mean()) if min(images.shape[-2:]) >= 11 else None,
         }
@@ -488,7 +489,8 @@ class Evaluator:
         return sum(ok) / len(ok)
 
     # -- export ------------------------------------------------------------------------------------------
-    def to_schedule_metrics(self, train: EvalResult, heldout: EvalResult | None = None) -> Metrics:
-        """Metrics for a schedule file from a train result and, optionally, a held-out result
-        (see :func:`~._result.schedule_metrics`)."""
-        return schedule_metrics(train, heldout)
+    def to_schedule_metrics(self, train: EvalResult, heldout: EvalResult | None = None, *,
+                            threshold: float | None = None) -> Metrics:
+        """Metrics for a schedule file from a train result and, optionally, a held-out result, with their
+        per-image loss distributions (see :func:`~._result.schedule_metrics`)."""
+        return schedule_metrics(train, heldout, threshold=threshold)

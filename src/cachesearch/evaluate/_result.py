@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cachesearch.schedule import LatencyMetrics, Metrics, QualityMetrics
+from cachesearch.schedule import LatencyMetrics, Metrics, QualityMetrics, TailMetrics
+
+if TYPE_CHECKING:
+    from cachesearch.schedule import LossStats
 
 __all__ = ["EvalResult", "schedule_metrics"]
 
@@ -38,6 +41,9 @@ class EvalResult:
         random_weights: the model has random weights; quality numbers describe nothing real.
         images: ``[first, stop)`` of the split's images when only that range was scored (multi-fidelity
             screening), ``None`` for the whole split.
+        losses: the perceptual distance of each scored image, in order (``quality`` is their mean); ``None``
+            in results recorded before per-image losses were kept. Tail statistics (:meth:`summary`,
+            :meth:`stat`) and exact merges of image ranges come from them.
     """
 
     schedule: str
@@ -60,11 +66,41 @@ class EvalResult:
     prompts: str | None = None
     random_weights: bool = False
     images: list[int] | None = None
+    losses: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.losses is not None:  # a JSON record gives a list
+            object.__setattr__(self, "losses", tuple(float(v) for v in self.losses))
+            if len(self.losses) != self.n_images:
+                raise ValueError(f"EvalResult.losses: {len(self.losses)} losses for {self.n_images} images")
+
+    def summary(self, *, threshold: float | None = None, interval: bool = False) -> LossStats | None:
+        """Mean, median, p90, CVaR, max and share of images over ``threshold`` (default
+        :data:`~._stats.BROKEN_THRESHOLD`) of the per-image losses, and with ``interval`` the mean's 95 % interval;
+        ``None`` without per-image losses (an invalid result, or one recorded before they were kept)."""
+        from ._stats import BROKEN_THRESHOLD, summarize
+
+        if not self.valid or not self.losses:
+            return None
+        return summarize(self.losses, threshold=BROKEN_THRESHOLD if threshold is None else threshold,
+                         interval=interval)
+
+    def stat(self, name: str) -> float | None:
+        """Statistic ``name`` (``mean``, ``median``, ``p90``, ``cvar``, ``max``) of the per-image losses; ``mean``
+        is :attr:`quality` even without them."""
+        from ._stats import STATS, statistic
+
+        if name not in STATS:
+            raise ValueError(f"statistic: expected one of {list(STATS)}, got {name!r}")
+        if name == "mean":
+            return self.quality
+        return None if not self.valid or not self.losses else statistic(self.losses, name)
 
     @classmethod
     def merge(cls, parts: list[EvalResult], *, total: int | None = None) -> EvalResult:
         """The result of the union of consecutive image ranges of one schedule and split: scores are the
-        image-weighted means (exactly the means over the union's images), seconds add up. ``total``: the
+        image-weighted means (exactly the means over the union's images), per-image losses are concatenated (so
+        every tail statistic of the union is exact; ``None`` if a part has none), seconds add up. ``total``: the
         split's size, so that a union covering it gets ``images=None``.
 
         Raises:
@@ -100,6 +136,7 @@ class EvalResult:
             speedup=timed.speedup, latency_spread=timed.latency_spread, n_images=n,
             seconds=sum(p.seconds for p in parts), device=timed.device, prompts=first.prompts,
             random_weights=first.random_weights, images=None if union == [0, total] else union,
+            losses=None if any(p.losses is None for p in parts) else tuple(v for p in parts for v in p.losses),
         )
 
     def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
@@ -110,6 +147,8 @@ class EvalResult:
         to the reference" (``psnr`` = ``"inf"``) apart from "not scored".)
         """
         out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if out["losses"] is not None:
+            out["losses"] = list(out["losses"])
         if json_safe:
             out = {k: repr(v) if isinstance(v, float) and not math.isfinite(v) else v for k, v in out.items()}
         return out
@@ -135,8 +174,11 @@ class EvalResult:
         )
 
 
-def schedule_metrics(train: EvalResult, heldout: EvalResult | None = None) -> Metrics:
-    """Metrics for a schedule file from a train result and, optionally, a held-out result.
+def schedule_metrics(train: EvalResult, heldout: EvalResult | None = None, *,
+                     threshold: float | None = None) -> Metrics:
+    """Metrics for a schedule file from a train result and, optionally, a held-out result; with per-image losses
+    also their distributions (``metrics.tail``, format @4: images over ``threshold`` counted, default
+    :data:`~._stats.BROKEN_THRESHOLD`; the held-out mean with its 95 % interval).
 
     Raises:
         ValueError: a result is invalid, or the two were scored with different metrics.
@@ -166,4 +208,7 @@ def schedule_metrics(train: EvalResult, heldout: EvalResult | None = None) -> Me
         speedup=None if timed is None else timed.speedup,
         cost_ratio=train.cost_ratio,
     )
-    return Metrics(quality=quality, latency=latency)
+    train_tail = train.summary(threshold=threshold)
+    heldout_tail = None if heldout is None else heldout.summary(threshold=threshold, interval=True)
+    tail = None if train_tail is None and heldout_tail is None else TailMetrics(train=train_tail, heldout=heldout_tail)
+    return Metrics(quality=quality, latency=latency, tail=tail)

@@ -10,8 +10,10 @@ from ._front import Front, FrontEntry, load_front
 from ._ir import (
     FORMAT,
     FORMATS,
+    LOSS_STATS,
     BlockEntry,
     LatencyMetrics,
+    LossStats,
     Metrics,
     ModelInfo,
     Provenance,
@@ -20,6 +22,7 @@ from ._ir import (
     ReuseMode,
     SamplerInfo,
     Schedule,
+    TailMetrics,
 )
 from ._scale_shift import ScaleShift
 from ._yaml import dump_schedule, load_schedule, parse_schedule, save_schedule
@@ -47,6 +50,7 @@ __all__ = [
     "Front",
     "FrontEntry",
     "FORMATS",
+    "LOSS_STATS",
     "BlockCachingAuto",
     "BlockInfo",
     "BlockKind",
@@ -58,6 +62,7 @@ __all__ = [
     "Full",
     "Joint",
     "LatencyMetrics",
+    "LossStats",
     "MaskPolicy",
     "Metrics",
     "MiddleCache",
@@ -75,6 +80,7 @@ __all__ = [
     "Schedule",
     "ScheduleError",
     "StepSet",
+    "TailMetrics",
     "TaylorSeer",
     "WithScaleShift",
     "architecture_fingerprint",

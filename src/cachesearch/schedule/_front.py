@@ -16,13 +16,17 @@ from typing import Any
 
 from ._errors import ScheduleError, short_repr
 from ._ir import Schedule
+from ._metrics import LossStats
 from ._yaml import load_schedule, read_yaml_file
+from ._yaml_metrics import parse_stats
 
-__all__ = ["INDEX_FORMAT", "Front", "FrontEntry", "load_front"]
+__all__ = ["INDEX_FORMAT", "PICK_STATS", "Front", "FrontEntry", "load_front"]
 
 INDEX_FORMAT = "cachesearch/index@1"
 _MAX_INDEX_BYTES = 16 << 20
 _SPLITS = ("train", "heldout")
+PICK_STATS = ("mean", "p90", "max")
+"""Statistics of the per-image losses a pick can bound and rank by."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,13 +40,31 @@ class FrontEntry:
     cost_ratio: float | None
     speedup: float | None
     latency_ms: float | None
+    stats_train: LossStats | None = None
+    stats_heldout: LossStats | None = None
+    """Distributions of the per-image losses (indexes written since format @4; ``None`` in older ones)."""
 
-    def loss(self, split: str) -> float | None:
-        """The quality loss on ``split`` (``"train"`` or ``"heldout"``)."""
-        return self.loss_train if split == "train" else self.loss_heldout
+    def stats(self, split: str) -> LossStats | None:
+        """The per-image loss distribution on ``split``, if the index records one."""
+        return self.stats_train if split == "train" else self.stats_heldout
+
+    def loss(self, split: str, stat: str = "mean") -> float | None:
+        """The quality loss on ``split`` (``"train"`` or ``"heldout"``): the mean over its images, or another
+        statistic of them (``"p90"``, ``"max"``; ``None`` when the index records no distribution)."""
+        if stat == "mean":
+            return self.loss_train if split == "train" else self.loss_heldout
+        stats = self.stats(split)
+        return None if stats is None else stats.get(stat)
 
     def describe(self, split: str) -> str:
-        parts = [f"loss {_fmt(self.loss(split))} ({split})", f"cost {_fmt(self.cost_ratio)}"]
+        """One line: file, loss, cost, speedup and latency (and the tail when the index has it)."""
+        st = self.stats(split)
+        loss = f"loss {_fmt(self.loss(split))}"
+        if st is not None:
+            interval = f" [{_fmt(st.ci95[0])}, {_fmt(st.ci95[1])}]" if st.ci95 is not None else ""
+            loss = (f"loss mean {_fmt(st.mean)}{interval}, p90 {_fmt(st.p90)}, max {_fmt(st.max)}, "
+                    f"{st.over:.0%} over {st.threshold:g} on {st.n} images")
+        parts = [f"{loss} ({split})", f"cost {_fmt(self.cost_ratio)}"]
         if self.speedup is not None:
             parts.append(f"speedup {self.speedup:.2f}x")
         if self.latency_ms is not None:
@@ -65,6 +87,8 @@ class Front:
     def pick(self, **bounds: Any) -> Schedule:
         """Load the schedule :meth:`choose` picks: the lowest loss within a cost/latency/speedup budget (and
         ``max_loss`` if given), or, with only ``max_loss``, the cheapest schedule within that loss bound.
+        ``stat="p90"`` or ``"max"`` bounds and ranks that statistic of the per-image losses instead of their mean
+        (``front.pick(max_cost=0.5, stat="p90")``: the schedule whose worst tenth of images is best).
 
         Raises:
             ScheduleError: no bound given, a bound the front has no data for, or nothing fits — the message
@@ -80,10 +104,15 @@ class Front:
         min_speedup: float | None = None,
         max_loss: float | None = None,
         split: str = "heldout",
+        stat: str = "mean",
     ) -> FrontEntry:
-        """The front entry that fits best (see :meth:`pick`); ``split`` chooses whose loss counts."""
+        """The front entry that fits best (see :meth:`pick`); ``split`` chooses whose loss counts and ``stat``
+        which statistic of its per-image losses (``"mean"``, ``"p90"``, ``"max"``) is bounded by ``max_loss`` and
+        ranked."""
         if split not in _SPLITS:
             raise ScheduleError(f"split: expected 'train' or 'heldout', got {short_repr(split)}")
+        if stat not in PICK_STATS:
+            raise ScheduleError(f"stat: expected one of {list(PICK_STATS)}, got {short_repr(stat)}")
         budget = {"max_cost": max_cost, "max_latency_ms": max_latency_ms, "min_speedup": min_speedup}
         given = {k: v for k, v in budget.items() if v is not None}
         if not given and max_loss is None:
@@ -98,9 +127,19 @@ class Front:
         for key in given:
             if all(getattr(e, attr[key]) is None for e in self.entries):
                 raise ScheduleError(f"{key}: this front records no {attr[key]} (was the run's latency measured?)")
-        scored = [e for e in self.entries if e.loss(split) is not None]
+        scored = [e for e in self.entries if e.loss(split, stat) is not None]
         if not scored:
+            if stat != "mean" and any(e.loss(split) is not None for e in self.entries):
+                raise ScheduleError(
+                    f"stat: this front records no {split} {stat} (its index predates per-image statistics); "
+                    f"re-export the run (cachesearch export --name RUN) or pick by stat='mean'"
+                )
             raise ScheduleError(f"split: no schedule of this front has a {split} loss")
+
+        def loss(e: FrontEntry) -> float:
+            return e.loss(split, stat)  # type: ignore[return-value]
+
+        what = f"{split} loss" if stat == "mean" else f"{split} {stat} loss"
 
         def in_budget(e: FrontEntry) -> bool:
             ok = True
@@ -124,22 +163,22 @@ class Front:
                 raise ScheduleError(
                     f"pick: no schedule of {self.path} fits {_bounds(given)}; the cheapest is {closest.describe(split)}"
                 )
-            best = [e for e in fits if max_loss is None or e.loss(split) <= max_loss]
+            best = [e for e in fits if max_loss is None or loss(e) <= max_loss]
             if not best:
-                closest = min(fits, key=lambda e: e.loss(split))
+                closest = min(fits, key=loss)
                 raise ScheduleError(
-                    f"pick: no schedule within {_bounds(given)} has {split} loss <= {max_loss}; the best there is "
+                    f"pick: no schedule within {_bounds(given)} has {what} <= {max_loss}; the best there is "
                     f"{closest.describe(split)}"
                 )
-            return min(best, key=lambda e: (e.loss(split), cost(e)))
-        fits = [e for e in scored if e.loss(split) <= max_loss]
+            return min(best, key=lambda e: (loss(e), cost(e)))
+        fits = [e for e in scored if loss(e) <= max_loss]
         if not fits:
-            closest = min(scored, key=lambda e: e.loss(split))
+            closest = min(scored, key=loss)
             raise ScheduleError(
-                f"pick: no schedule of {self.path} has {split} loss <= {max_loss}; the best is "
+                f"pick: no schedule of {self.path} has {what} <= {max_loss}; the best is "
                 f"{closest.describe(split)}"
             )
-        return min(fits, key=lambda e: (cost(e), e.loss(split)))
+        return min(fits, key=lambda e: (cost(e), loss(e)))
 
 
 def _bounds(given: Mapping[str, float]) -> str:
@@ -184,6 +223,9 @@ def load_front(path: str | os.PathLike[str]) -> Front:
         if not isinstance(q, Mapping):
             raise ScheduleError(f"{where}.quality: expected a mapping")
         name = row.get("name")
+        tail = row.get("tail") or {}
+        if not isinstance(tail, Mapping):
+            raise ScheduleError(f"{where}.tail: expected a mapping with train/heldout statistics")
         entries.append(FrontEntry(
             file=_file_name(f"{where}.file", row.get("file")),
             name=name if isinstance(name, str) else str(row.get("file")),
@@ -192,6 +234,8 @@ def load_front(path: str | os.PathLike[str]) -> Front:
             cost_ratio=_num(f"{where}.cost_ratio", row.get("cost_ratio")),
             speedup=_num(f"{where}.speedup", row.get("speedup")),
             latency_ms=_num(f"{where}.latency_ms", row.get("latency_ms")),
+            stats_train=parse_stats(f"{where}.tail.train", tail.get("train")),
+            stats_heldout=parse_stats(f"{where}.tail.heldout", tail.get("heldout")),
         ))
     metric = data.get("metric")
     return Front(path=p, metric=metric if isinstance(metric, str) else None, entries=tuple(entries))

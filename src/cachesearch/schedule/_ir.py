@@ -12,6 +12,7 @@ from ._apply import AppliedHandle, get_applier
 from ._calls import call_starts_for
 from ._errors import ScheduleError, short_repr
 from ._mask import RECOMPUTE, REUSE, check_block_name, check_mask
+from ._metrics import LOSS_STATS, LatencyMetrics, LossStats, Metrics, QualityMetrics, TailMetrics
 from ._scale_shift import ScaleShift
 from .policies import policy_format, policy_from_dict
 
@@ -21,10 +22,13 @@ __all__ = [
     "FORMAT_V1",
     "FORMAT_V2",
     "FORMAT_V3",
+    "FORMAT_V4",
+    "LOSS_STATS",
     "RECOMPUTE",
     "REUSE",
     "BlockEntry",
     "LatencyMetrics",
+    "LossStats",
     "Metrics",
     "ModelInfo",
     "Provenance",
@@ -35,14 +39,18 @@ __all__ = [
     "ScaleShift",
     "Schedule",
     "TAYLOR_ORDERS",
+    "TailMetrics",
 ]
 
 FORMAT_V1 = "cachesearch/schedule@1"
 FORMAT_V2 = "cachesearch/schedule@2"
 FORMAT_V3 = "cachesearch/schedule@3"
-FORMATS = (FORMAT_V1, FORMAT_V2, FORMAT_V3)
+FORMAT_V4 = "cachesearch/schedule@4"
+"""Adds ``metrics.tail``: the distribution of per-image losses (mean, median, p90, CVaR, max, share over a
+threshold, the mean's 95 % interval) on the train and held-out prompts."""
+FORMATS = (FORMAT_V1, FORMAT_V2, FORMAT_V3, FORMAT_V4)
 """Every format version this release reads. A file is written in the oldest version that can express it."""
-FORMAT = FORMAT_V3
+FORMAT = FORMAT_V4
 """The newest format version."""
 TAYLOR_ORDERS = (1, 2)
 """Orders of the ``taylor`` forecast the runtime implements."""
@@ -118,38 +126,6 @@ class ReferenceRun:
             raise ScheduleError("reference.num_inference_steps: expected an integer")
         if self.num_inference_steps < 1:
             raise ScheduleError("reference.num_inference_steps: expected a positive integer")
-
-
-@dataclass(frozen=True, kw_only=True)
-class QualityMetrics:
-    """Quality loss against the uncached reference (lower is better for distances)."""
-
-    metric: str
-    train: float
-    heldout: float | None = None
-    n_images: int = 0
-    psnr: float | None = None
-    ssim: float | None = None
-    accuracy: float | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class LatencyMetrics:
-    """Cost of the schedule: measured latency (if any) and the analytic cost ratio."""
-
-    device: str | None = None
-    ms: float | None = None
-    baseline_ms: float | None = None
-    speedup: float | None = None
-    cost_ratio: float | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class Metrics:
-    """How a schedule scored when it was searched or evaluated."""
-
-    quality: QualityMetrics | None = None
-    latency: LatencyMetrics | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -269,6 +245,8 @@ class Schedule:
     @property
     def format(self) -> str:
         """The format version this schedule is written in: the oldest that can express it."""
+        if self.metrics is not None and self.metrics.tail is not None:
+            return FORMAT_V4
         if self.reuse is ReuseMode.TAYLOR or policy_format(self.policy) >= 3:
             return FORMAT_V3
         derived = self.provenance is not None and self.provenance.note is not None

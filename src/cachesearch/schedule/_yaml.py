@@ -1,4 +1,4 @@
-"""Read and write ``cachesearch/schedule@1``/``@2``/``@3`` files: strict on input, stable on output.
+"""Read and write ``cachesearch/schedule@1`` to ``@4`` files: strict on input, stable on output.
 
 The untrusted-YAML reader they share with the other file formats lives in :mod:`._untrusted` (re-exported here).
 """
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -18,18 +17,17 @@ import yaml
 
 from .._atomic import atomic_write
 from ._errors import ScheduleError, short_repr
+from ._fields import _int, _mapping, _num, _str
 from ._ir import (
     FORMAT,
     FORMAT_V1,
     FORMAT_V2,
     FORMAT_V3,
+    FORMAT_V4,
     FORMATS,
     BlockEntry,
-    LatencyMetrics,
-    Metrics,
     ModelInfo,
     Provenance,
-    QualityMetrics,
     ReferenceRun,
     ReuseMode,
     SamplerInfo,
@@ -46,6 +44,7 @@ from ._untrusted import (
     read_yaml_file,
     strict_yaml_load,
 )
+from ._yaml_metrics import dump_metrics, parse_metrics
 from .policies import policy_format, policy_from_dict
 
 __all__ = [
@@ -69,52 +68,6 @@ MAX_SIDECAR_BYTES = 256 << 20
 SIDECAR_SUFFIX = ".scale_shift.safetensors"
 """A schedule ``s.yaml`` keeps its scale-shift in ``s.scale_shift.safetensors`` beside it."""
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-def _mapping(path: str, value: Any, required: set[str], optional: set[str] = frozenset()) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ScheduleError(f"{path}: expected a mapping with keys {sorted(required | optional)}")
-    keys = set(value)
-    missing = required - keys
-    if missing:
-        raise ScheduleError(f"{path}: missing required key(s) {sorted(missing)}")
-    unknown = keys - required - optional
-    if unknown:
-        raise ScheduleError(
-            f"{path}: unknown key(s) {short_repr(sorted(map(str, unknown)))}; allowed: {sorted(required | optional)}"
-        )
-    return dict(value)
-
-
-def _str(path: str, value: Any, *, nullable: bool = False) -> str | None:
-    if value is None and nullable:
-        return None
-    if not isinstance(value, str) or not value:
-        raise ScheduleError(f"{path}: expected a non-empty string, got {short_repr(value)}")
-    return value
-
-
-def _num(path: str, value: Any, *, nullable: bool = True, lo: float | None = None) -> float | None:
-    if value is None and nullable:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ScheduleError(f"{path}: expected a number{' or null' if nullable else ''}, got {short_repr(value)}")
-    v = float(value)
-    if math.isnan(v):
-        raise ScheduleError(f"{path}: expected a number, got NaN")
-    if lo is not None and v < lo:
-        raise ScheduleError(f"{path}: expected a number >= {lo}, got {v}")
-    return v
-
-
-def _int(path: str, value: Any, *, nullable: bool = False, lo: int | None = None) -> int | None:
-    if value is None and nullable:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ScheduleError(f"{path}: expected an integer, got {short_repr(value)}")
-    if lo is not None and value < lo:
-        raise ScheduleError(f"{path}: expected an integer >= {lo}, got {value}")
-    return value
 
 
 def _parse_model(d: Any) -> ModelInfo:
@@ -170,39 +123,6 @@ def _parse_policy(d: Any) -> dict[str, Any]:
         raise ScheduleError("policy: expected a mapping with a string 'kind' (how the mask was made)")
     policy_from_dict(d)  # validates kind-specific keys and values
     return dict(d)
-
-
-def _parse_metrics(d: Any) -> Metrics | None:
-    if d is None:
-        return None
-    m = _mapping("metrics", d, set(), {"quality", "latency"})
-    quality = latency = None
-    if m.get("quality") is not None:
-        q = _mapping(
-            "metrics.quality", m["quality"], {"metric", "train"},
-            {"heldout", "n_images", "psnr", "ssim", "accuracy"},
-        )
-        quality = QualityMetrics(
-            metric=_str("metrics.quality.metric", q["metric"]),
-            train=_num("metrics.quality.train", q["train"], nullable=False),
-            heldout=_num("metrics.quality.heldout", q.get("heldout")),
-            n_images=_int("metrics.quality.n_images", q.get("n_images", 0), lo=0),
-            psnr=_num("metrics.quality.psnr", q.get("psnr")),
-            ssim=_num("metrics.quality.ssim", q.get("ssim")),
-            accuracy=_num("metrics.quality.accuracy", q.get("accuracy"), lo=0.0),
-        )
-    if m.get("latency") is not None:
-        lat = _mapping(
-            "metrics.latency", m["latency"], set(), {"device", "ms", "baseline_ms", "speedup", "cost_ratio"}
-        )
-        latency = LatencyMetrics(
-            device=_str("metrics.latency.device", lat.get("device"), nullable=True),
-            ms=_num("metrics.latency.ms", lat.get("ms"), lo=0.0),
-            baseline_ms=_num("metrics.latency.baseline_ms", lat.get("baseline_ms"), lo=0.0),
-            speedup=_num("metrics.latency.speedup", lat.get("speedup"), lo=0.0),
-            cost_ratio=_num("metrics.latency.cost_ratio", lat.get("cost_ratio"), lo=0.0),
-        )
-    return Metrics(quality=quality, latency=latency)
 
 
 def _parse_provenance(d: Any, fmt: str) -> Provenance | None:
@@ -280,11 +200,13 @@ _TOP_OPTIONAL = {
     FORMAT_V1: {"metrics", "provenance"},
     FORMAT_V2: {"metrics", "provenance", "reference", "scale_shift"},
     FORMAT_V3: {"metrics", "provenance", "reference", "scale_shift", "taylor_order"},
+    FORMAT_V4: {"metrics", "provenance", "reference", "scale_shift", "taylor_order"},
 }
 _REUSE = {  # the reuse modes each format version knows
     FORMAT_V1: (ReuseMode.OUTPUT.value, ReuseMode.RESIDUAL.value),
     FORMAT_V2: (ReuseMode.OUTPUT.value, ReuseMode.RESIDUAL.value),
     FORMAT_V3: tuple(m.value for m in ReuseMode),
+    FORMAT_V4: tuple(m.value for m in ReuseMode),
 }
 
 
@@ -323,7 +245,7 @@ def parse_schedule(data: Any, *, base_dir: str | os.PathLike[str] | None = None)
     d = _mapping("<top level>", data, _TOP_REQUIRED, _TOP_OPTIONAL[fmt])
     reuse, taylor_order = _parse_reuse(d, fmt)
     policy = _parse_policy(d["policy"])
-    if fmt != FORMAT_V3 and policy_format(policy) >= 3:
+    if fmt in (FORMAT_V1, FORMAT_V2) and policy_format(policy) >= 3:
         raise ScheduleError(f"policy.kind: {short_repr(policy['kind'])} schedules need format: {FORMAT_V3}")
     return Schedule(
         name=_str("name", d["name"]),
@@ -333,7 +255,7 @@ def parse_schedule(data: Any, *, base_dir: str | os.PathLike[str] | None = None)
         taylor_order=taylor_order,
         blocks=_parse_blocks(d["blocks"]),
         policy=policy,
-        metrics=_parse_metrics(d.get("metrics")),
+        metrics=parse_metrics(d.get("metrics"), tail=fmt == FORMAT_V4),
         provenance=_parse_provenance(d.get("provenance"), fmt),
         reference=_parse_reference(d.get("reference")),
         scale_shift=_parse_scale_shift(d.get("scale_shift"), None if base_dir is None else Path(base_dir)),
@@ -411,12 +333,7 @@ def dump_schedule(schedule: Schedule, *, sidecar: str | None = None) -> str:
             lines.append(f'    uncond: "{bm.uncond}"')
     lines.append("policy: " + _flow(dict(s.policy)))
     if s.metrics is not None:
-        lines.append("metrics:")
-        if s.metrics.quality is not None:
-            q = s.metrics.quality
-            lines.append("  quality: " + _flow(_drop_none(q.__dict__.copy())))
-        if s.metrics.latency is not None:
-            lines.append("  latency: " + _flow(_drop_none(s.metrics.latency.__dict__.copy())))
+        lines += dump_metrics(s.metrics, _flow)
     if s.provenance is not None:
         lines.append("provenance: " + _flow(_drop_none(s.provenance.__dict__.copy())))
     if s.scale_shift is not None:

@@ -23,8 +23,9 @@ import yaml
 from .._compile import default_name
 from .._util import atomic_write, utc_now
 from .._version import __version__
-from ..schedule import Policy, Provenance, Schedule, save_schedule
+from ..schedule import LossStats, Policy, Provenance, Schedule, TailMetrics, save_schedule
 from ..schedule._yaml import read_yaml_file
+from ..schedule._yaml_metrics import parse_stats, stats_dict
 from .objective import mask_key, result_attr
 from .study import ATTR_BASELINE, ATTR_BASELINE_KIND, ATTR_BASELINES, pareto_trials
 
@@ -81,19 +82,28 @@ class ExportEntry:
     speedup: float | None
     latency_ms: float | None
     accuracy: QualityPair
+    tail: TailMetrics | None = None
+
+    def stats(self, split: str) -> LossStats | None:
+        """The per-image loss distribution on ``split`` (``None`` without one)."""
+        return None if self.tail is None else getattr(self.tail, split)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``index.yaml`` form."""
         d = asdict(self)
         d["accuracy"].pop("metric")
         d["quality"] = {"metric": self.quality.metric, "train": self.quality.train, "heldout": self.quality.heldout}
+        d.pop("tail")
+        if self.tail is not None:
+            d["tail"] = {k: stats_dict(v) for k in ("train", "heldout") if (v := getattr(self.tail, k)) is not None}
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ExportEntry:
-        """Inverse of :meth:`to_dict` (also reads indexes written before ``objective``/``baseline_kind``)."""
+        """Inverse of :meth:`to_dict` (also reads indexes written before ``objective``/``baseline_kind``/``tail``)."""
         q, acc = d["quality"], d.get("accuracy") or {}
         objective = d.get("objective", d.get("cost_ratio"))
+        tail = d.get("tail")
         return cls(
             file=d["file"], name=d["name"], trial=d["trial"], baseline=d.get("baseline"),
             baseline_kind=d.get("baseline_kind"), policy=dict(d.get("policy") or {}),
@@ -101,6 +111,8 @@ class ExportEntry:
             objective=math.inf if objective is None else float(objective), cost_ratio=d.get("cost_ratio"),
             speedup=d.get("speedup"), latency_ms=d.get("latency_ms"),
             accuracy=QualityPair(train=acc.get("train"), heldout=acc.get("heldout")),
+            tail=None if not tail else TailMetrics(train=parse_stats("tail.train", tail.get("train")),
+                                                   heldout=parse_stats("tail.heldout", tail.get("heldout"))),
         )
 
 
@@ -122,6 +134,7 @@ class BaselineRow:
     reason: str | None = None
     heldout: float | None = None
     best_branch: bool = False
+    heldout_stats: LossStats | None = None
 
     @property
     def done(self) -> bool:
@@ -131,13 +144,16 @@ class BaselineRow:
     def to_dict(self) -> dict[str, Any]:
         """The ``index.yaml`` form (unset optional fields left out)."""
         d = asdict(self)
+        d["heldout_stats"] = None if self.heldout_stats is None else stats_dict(self.heldout_stats)
         return {k: v for k, v in d.items() if k in ("name", "kind", "trial", "state", "heldout")
                 or (v is not None and v is not False)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> BaselineRow:
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        row = {k: v for k, v in d.items() if k in names}
+        row["heldout_stats"] = parse_stats("heldout_stats", d.get("heldout_stats"))
+        return cls(**row)
 
 
 @dataclass
@@ -317,7 +333,7 @@ def export_front(prep: Prepared, progress: Progress | None = None) -> ExportResu
     run_dir: Path = prep.run_dir
     schedules_dir = run_dir / "schedules"
     schedules_dir.mkdir(parents=True, exist_ok=True)
-    identity = {"fingerprint": ev.fingerprint, "metric": ev.metric_name,
+    identity = {"fingerprint": ev.fingerprint, "metric": ev.metric_name, "losses": "per-image",
                 "heldout": ev.prompt_set("heldout").digest(), "sampler": ev.describe().get("sampler")}
     cache = HeldoutCache(run_dir / "heldout.json", identity)
     front = pareto_trials(study)
@@ -344,7 +360,7 @@ def export_front(prep: Prepared, progress: Progress | None = None) -> ExportResu
             rejected.append({**base, "reason": f"held-out evaluation failed: {heldout.reason}"})
             continue
         train = train_result(t)
-        metrics = ev.to_schedule_metrics(train, heldout)
+        metrics = ev.to_schedule_metrics(train, heldout, threshold=settings.tail_threshold)
         provenance = Provenance(cachesearch=__version__, created=utc_now(), study=settings.name, trial=t.number,
                                 prompts=train.prompts, git=t.user_attrs.get("git"))
         schedule = schedule.with_updates(metrics=metrics, provenance=provenance)
@@ -358,6 +374,7 @@ def export_front(prep: Prepared, progress: Progress | None = None) -> ExportResu
             quality=QualityPair(metric=train.metric, train=train.quality, heldout=heldout.quality),
             objective=t.values[1], cost_ratio=train.cost_ratio, speedup=t.user_attrs.get("speedup"),
             latency_ms=train.latency_ms, accuracy=QualityPair(train=train.accuracy, heldout=heldout.accuracy),
+            tail=metrics.tail,
         ))
     stage("held-out validation of the front", len(front), len(front))
 
@@ -375,7 +392,9 @@ def export_front(prep: Prepared, progress: Progress | None = None) -> ExportResu
         except Exception as e:  # noqa: BLE001
             validated.append(replace(r, heldout=None, reason=f"{type(e).__name__}: {e}"))
             continue
-        validated.append(replace(r, heldout=res.quality) if res.valid else replace(r, heldout=None, reason=res.reason))
+        validated.append(replace(r, heldout=res.quality, heldout_stats=res.summary(
+            threshold=settings.tail_threshold, interval=True)) if res.valid else replace(r, heldout=None,
+                                                                                          reason=res.reason))
     stage("held-out validation of baselines", len(todo), len(todo))
 
     for stale in schedules_dir.glob("*.yaml"):
@@ -389,6 +408,7 @@ def export_front(prep: Prepared, progress: Progress | None = None) -> ExportResu
         "model": {"source": ev.source, "fingerprint": ev.fingerprint, "weights": ev.weights_id()},
         "sampler": ev.describe().get("sampler"),
         "metric": ev.metric_name,
+        "tail_threshold": settings.tail_threshold,
         "objectives": list(prep.objectives.names),
         "constraints": {"max_quality": prep.objectives.max_quality, "min_speedup": prep.objectives.min_speedup},
         "prompts": {"train": ev.prompt_set("train").digest(), "heldout": ev.prompt_set("heldout").digest()},

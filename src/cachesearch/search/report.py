@@ -17,6 +17,7 @@ from .study import relative_storage, storage_spec
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
+    from ..schedule import LossStats
     from .executors.base import Prepared, Progress
 
 __all__ = ["Comparison", "compare_with_baselines", "front_composition", "headline", "plot_pareto", "write_report"]
@@ -158,6 +159,14 @@ def _f(x: Any, digits: int = 4) -> str:
     return str(x)
 
 
+def _interval(stats: LossStats | None) -> str:
+    return "" if stats is None or stats.ci95 is None else f" [{_f(stats.ci95[0])}, {_f(stats.ci95[1])}]"
+
+
+def _share(stats: LossStats | None) -> str:
+    return "–" if stats is None else f"{round(stats.over * stats.n)} / {stats.n}"
+
+
 def _storage_lines(storage: str, run_dir: Path) -> str:
     """How the report names the study's storage: relative to the run folder (no absolute path of this machine)
     and without a password in a URL."""
@@ -251,14 +260,21 @@ def write_report(prep: Prepared, export: ExportResult, progress: Progress | None
         "Every file was re-compiled from its trial's parameters and evaluated on the held-out prompts before it "
         "was written.",
         "",
-        f"| file | trial | {cost_name} | speedup | {ev.metric_name} train | {ev.metric_name} held-out | "
-        "accuracy held-out | from |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        f"Held-out columns: the distribution of the per-image `{ev.metric_name}` over the held-out (prompt, seed) "
+        f"pairs — mean with its 95 % interval (BCa bootstrap), median, p90, max and the share of images over "
+        f"{settings.tail_threshold:g} (visibly broken).",
+        "",
+        f"| file | trial | {cost_name} | speedup | train mean | train p90 | held-out mean [95 % interval] | "
+        f"median | p90 | max | > {settings.tail_threshold:g} | pairs | accuracy held-out | from |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for e in export.entries:
+        tr, held = e.stats("train"), e.stats("heldout")
         lines.append(
             f"| [`{e.file}`](schedules/{e.file}) | {e.trial} | {_f(e.objective, 3)} | "
-            f"{_f(e.speedup, 3)} | {_f(e.quality.train)} | {_f(e.quality.heldout)} | "
+            f"{_f(e.speedup, 3)} | {_f(e.quality.train)} | {_f(tr and tr.p90)} | "
+            f"{_f(e.quality.heldout)}{_interval(held)} | {_f(held and held.median)} | {_f(held and held.p90)} | "
+            f"{_f(held and held.max)} | {_share(held)} | {held.n if held else '–'} | "
             f"{_f(e.accuracy.heldout, 3)} | {e.baseline or 'search'} |"
         )
     comparisons = compare_with_baselines(export)

@@ -68,6 +68,9 @@ class RunSettings:
                                           "first (comma-separated, cumulative) and stop once it provably cannot "
                                           "reach the front (exact: losses are >= 0); 'off' disables. Cost "
                                           "objective only.")
+    tail_threshold: float = _opt(0.05, "--tail-threshold", "Loss above which an image counts as broken: reports, "
+                                                           "schedule files and the front index give the share of "
+                                                           "images over it beside mean, median, p90 and max.")
     metric: str = _opt("lpips-alex", "--metric", "Perceptual metric (falls back offline to stlpips-alex; the "
                                                  "metric used is recorded).")
     objective: str = _opt("cost", "--objective", "Second objective: cost (analytic MACs ratio) or latency "
@@ -120,6 +123,9 @@ class RunSettings:
             raise SearchError(f"--executor: expected one of {list(EXECUTORS)}, got {self.executor!r}")
         if self.latency not in LATENCY_MODES:
             raise SearchError(f"--latency: expected one of {list(LATENCY_MODES)}, got {self.latency!r}")
+        if isinstance(self.tail_threshold, bool) or not isinstance(self.tail_threshold, (int, float)) or not (
+                0 < self.tail_threshold < float("inf")):
+            raise SearchError(f"--tail-threshold: expected a positive loss, got {self.tail_threshold!r}")
         if self.objective == "latency" and self.latency != "measured":
             raise SearchError("--objective latency needs --latency measured (analytic mode measures nothing)")
         try:
