@@ -1,12 +1,17 @@
-"""Denoiser adapters: one module per family; each registers a :class:`DenoiserAdapter` and its block I/O.
+"""Denoiser adapters: the generic transformer adapter (:mod:`._dit`, from diffusers' metadata), a module per family
+for what is special (UNet2D; FLUX, SD3, PixArt), and the example-input tables of the transformer classes.
 
-Adding a family = one new module here plus its import below (transformer families share :mod:`._dit`).
+A transformer with a block list diffusers names needs no module here; a new family is one module plus its import
+below.
 """
 
 from __future__ import annotations
 
-from . import flux, pixart, sd3, unet2d  # noqa: F401  (importing a family registers its adapter)
+from . import _examples_image, _examples_video, flux, pixart, sd3, unet2d  # noqa: F401  (registrations)
+from ._dit import Component, TransformerAdapter, block_lists_of, register_block_lists
+from ._examples import Example, Make, Sizes, example_for, register_example_inputs
 from .base import (
+    CFG,
     BlockIO,
     DenoiserAdapter,
     adapter_for,
@@ -19,14 +24,24 @@ from .base import (
 )
 
 __all__ = [
+    "CFG",
     "BlockIO",
+    "Component",
     "DenoiserAdapter",
+    "Example",
+    "Make",
+    "Sizes",
+    "TransformerAdapter",
     "adapter_for",
     "adapters",
     "block_io_of",
+    "block_lists_of",
     "denoiser_of",
+    "example_for",
     "family_of",
     "register_adapter",
     "register_block_io",
+    "register_block_lists",
+    "register_example_inputs",
 ]
 

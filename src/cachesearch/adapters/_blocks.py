@@ -20,3 +20,10 @@ register_block_io("Attention", BlockIO(return_hidden_states_index=0, return_enco
                                        channel_dim=-1))
 register_block_io("FeedForward", TOKENS)
 register_block_io("Linear", BlockIO(hidden_states_argument="input", channel_dim=-1))
+# diffusers' newer attention classes (WanAttention, FluxAttention, QwenImage's, ...) derive from
+# AttentionModuleMixin and keep Attention's signature (hidden_states, encoder_hidden_states, ...) and outputs.
+register_block_io("AttentionModuleMixin", BlockIO(return_hidden_states_index=0, return_encoder_hidden_states_index=1,
+                                                  encoder_hidden_states_position=1, channel_dim=-1))
+register_block_io("MochiAttention", BlockIO(return_hidden_states_index=0, return_encoder_hidden_states_index=1,
+                                            encoder_hidden_states_position=1, channel_dim=-1))
+register_block_io("LuminaFeedForward", BlockIO(hidden_states_argument="x", channel_dim=-1))

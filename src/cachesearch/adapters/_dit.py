@@ -1,26 +1,49 @@
-"""What the transformer-denoiser (DiT) families share: block stacks with components, the block space, sizes.
+"""The generic transformer adapter: any denoiser with a block list diffusers names, driven by diffusers' metadata.
 
-A DiT family (:mod:`.flux`, :mod:`.sd3`, :mod:`.pixart`) is a :class:`DiTAdapter` that says which denoiser
-classes it covers, which ``ModuleList`` attributes hold its blocks (:class:`Stack`) and which attributes of a
-block are its components (:class:`Component`), plus its example inputs and latent shape. Blocks are
-``<stack>.<i>`` (kind ``stage``: the granularity DeepCache calls a stage, here one transformer block) and
-components ``<stack>.<i>.<attribute>`` (kind ``component``), in execution order, each with its MACs when
-costed (a block's MACs include its components').
+Blocks are the elements of the denoiser's block lists (``<list>.<i>``, kind ``stage``: the granularity DeepCache
+calls a stage, here one transformer block), the lists found by name (:func:`._diffusers.block_list_names`:
+``blocks``, ``transformer_blocks``, ``single_transformer_blocks``, ``layers``, ...) in the denoiser's attribute
+order, or as registered for its class (:func:`register_block_lists`). Components are a block's direct children
+that are diffusers attention or feed-forward modules, whatever their attribute names (Wan's ``attn1``/``attn2``/
+``ffn``, Qwen-Image's ``attn``/``img_mlp``/``txt_mlp``), kind ``component``, in attribute order (which is the
+order they run in: the coverage tests check it on every class). A block's output layout comes from diffusers'
+``TransformerBlockRegistry`` or our own registry (:func:`~.base.block_io_of`).
+
+A family module subclasses :class:`TransformerAdapter` for what is special: ``class_names``, its presets, the CFG
+convention (``cfg``), extra components (FLUX's single-block ``proj_mlp``/``proj_out``), example inputs, latent
+shape and frames. Without one, a transformer works at block and component granularity under family
+``"transformer"``, its example inputs taken from :mod:`._examples`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import torch
 
 from ..schedule import BlockInfo, BlockKind, BlockSpace, ScheduleError
 from . import _blocks  # noqa: F401  (registers the Attention / FeedForward / Linear contracts)
-from .base import DenoiserAdapter
+from ._diffusers import attention_classes, block_list_names, component_classes, is_diffusers_module
+from ._examples import Sizes, example_for
+from .base import DenoiserAdapter, register_adapter
 
-__all__ = ["Component", "DiTAdapter", "Stack", "check_sizes", "dit_block_space", "dit_layers", "place", "vae_factor"]
+__all__ = [
+    "TEXT_TOKENS_ATTR",
+    "Component",
+    "TransformerAdapter",
+    "block_lists_of",
+    "check_sizes",
+    "place",
+    "register_block_lists",
+    "transformer_layers",
+    "vae_factor",
+]
+
+TEXT_TOKENS_ATTR = "cachesearch_text_tokens"
+"""Attribute of a transformer that overrides its family's text length in MAC counts (copied to meta replicas)."""
 
 
 @dataclass(frozen=True)
@@ -39,52 +62,65 @@ class Component:
     residual_ok: bool = True
 
 
-@dataclass(frozen=True)
-class Stack:
-    """A ``ModuleList`` of transformer blocks and their components, in execution order."""
-
-    attribute: str
-    components: tuple[Component, ...]
+_BLOCK_LISTS: dict[str, tuple[str, ...]] = {}
 
 
-def dit_layers(denoiser: torch.nn.Module, stacks: tuple[Stack, ...]) -> list[tuple[str, str | None, Component | None]]:
-    """``(path, parent, component)`` of every block (``component`` ``None``) and component, in execution order."""
+def register_block_lists(class_name: str, lists: tuple[str, ...]) -> None:
+    """Register the block lists (``ModuleList`` attributes, in execution order) of the denoiser class called
+    ``class_name`` (subclasses inherit them): for a transformer whose lists diffusers does not name."""
+    if not lists or not all(isinstance(a, str) and a for a in lists):
+        raise ValueError(f"register_block_lists({class_name!r}, ...): expected a tuple of attribute names")
+    _BLOCK_LISTS[class_name] = tuple(lists)
+
+
+def _is_block_list(module: Any) -> bool:
+    return isinstance(module, torch.nn.ModuleList) and len(module) > 0
+
+
+def block_lists_of(denoiser: torch.nn.Module) -> tuple[str, ...]:
+    """The block lists of ``denoiser``: registered for its class, else its children that are non-empty
+    ``ModuleList`` s with a name diffusers (or cache-dit) gives block lists, in attribute order."""
+    for cls in type(denoiser).__mro__:
+        lists = _BLOCK_LISTS.get(cls.__name__)
+        if lists is not None:
+            return lists
+    names = block_list_names(denoiser)
+    return tuple(name for name, child in denoiser.named_children() if name in names and _is_block_list(child))
+
+
+def _components(block: torch.nn.Module, explicit: Mapping[str, tuple[Component, ...]]) -> tuple[Component, ...]:
+    for cls in type(block).__mro__:
+        given = explicit.get(cls.__name__)
+        if given is not None:
+            return given
+    if not is_diffusers_module(block):
+        return ()
+    kinds = component_classes()
+    attention = attention_classes()
+    return tuple(Component(name, attention=isinstance(child, attention))
+                 for name, child in block.named_children() if isinstance(child, kinds))
+
+
+def transformer_layers(
+    denoiser: torch.nn.Module,
+    lists: tuple[str, ...],
+    components: Mapping[str, tuple[Component, ...]] = MappingProxyType({}),
+) -> list[tuple[str, str | None, Component | None]]:
+    """``(path, parent, component)`` of every block (``component`` ``None``) and component, in execution order.
+
+    ``components`` gives, per block class name, its components explicitly (else they are found by class)."""
     out: list[tuple[str, str | None, Component | None]] = []
-    for stack in stacks:
-        blocks = getattr(denoiser, stack.attribute, None)
+    for attribute in lists:
+        blocks = getattr(denoiser, attribute, None)
         if not isinstance(blocks, torch.nn.ModuleList):
-            raise ScheduleError(f"{type(denoiser).__name__} has no block list {stack.attribute!r}")
+            raise ScheduleError(f"{type(denoiser).__name__} has no block list {attribute!r}")
         for i, block in enumerate(blocks):
-            path = f"{stack.attribute}.{i}"
+            path = f"{attribute}.{i}"
             out.append((path, None, None))
-            for comp in stack.components:
+            for comp in _components(block, components):
                 if isinstance(getattr(block, comp.attribute, None), torch.nn.Module):
                     out.append((f"{path}.{comp.attribute}", path, comp))
     return out
-
-
-def dit_block_space(
-    denoiser: torch.nn.Module,
-    family: str,
-    stacks: tuple[Stack, ...],
-    macs: Mapping[str, int] | None = None,
-    other_macs: int | None = None,
-) -> BlockSpace:
-    """The :class:`BlockSpace` of a DiT: its blocks (kind stage) and their components (kind component)."""
-    blocks = []
-    for path, parent, comp in dit_layers(denoiser, stacks):
-        blocks.append(
-            BlockInfo(
-                name=path,
-                kind=BlockKind.STAGE if comp is None else BlockKind.COMPONENT,
-                parent=parent,
-                macs=None if macs is None else macs.get(path),
-                residual_ok=True if comp is None else comp.residual_ok,
-                role="block" if comp is None else comp.attribute,
-                attention=comp is not None and comp.attention,
-            )
-        )
-    return BlockSpace(family=family, blocks=tuple(blocks), other_macs=other_macs)
 
 
 def place(denoiser: torch.nn.Module, device: torch.device | str | None, dtype: torch.dtype | None) -> dict[str, Any]:
@@ -95,7 +131,7 @@ def place(denoiser: torch.nn.Module, device: torch.device | str | None, dtype: t
 
 
 def vae_factor(pipe: Any) -> int:
-    """Pixels per latent pixel of a pipeline (its ``vae_scale_factor``; 8 for every VAE of these families)."""
+    """Pixels per latent pixel of a pipeline (its ``vae_scale_factor``; 8 for most image VAEs)."""
     return int(getattr(pipe, "vae_scale_factor", 8) or 8)
 
 
@@ -105,36 +141,105 @@ def check_sizes(**sizes: int) -> None:
         raise ValueError("sizes must be positive: " + ", ".join(f"{k}={v}" for k, v in sizes.items()))
 
 
-TEXT_TOKENS_ATTR = "cachesearch_text_tokens"
-"""Attribute of a transformer that overrides its family's text length in MAC counts (copied to meta replicas)."""
+class TransformerAdapter(DenoiserAdapter):
+    """Transformer denoisers, from diffusers' metadata. The registered instance (family ``"transformer"``) is
+    the fallback for every denoiser with a block list; a family subclass sets ``family``, ``description`` and
+    ``class_names`` and overrides only what is special.
 
+    Attributes:
+        class_names: denoiser classes a family covers (matched by name along the MRO); empty for the fallback,
+            which covers every denoiser with a block list (:func:`block_lists_of`).
+        block_lists: the family's block lists, when they are not the ones found by name.
+        components: per block class name, its components when they are not the attention / feed-forward modules
+            found by class (FLUX's single-stream ``proj_mlp``, ``attn``, ``proj_out``).
+        text_len: text tokens of one call in the family's pipeline (example inputs; MACs scale with it), or
+            ``None`` for the example-input table's.
+    """
 
-class DiTAdapter(DenoiserAdapter):
-    """Base of the transformer-denoiser adapters: a subclass sets ``family``, ``description``,
-    ``class_names``, ``stacks`` and ``text_len`` and implements the example inputs and latent shape."""
-
+    family = "transformer"
     pipeline_attribute = "transformer"
+    description = "any transformer with a block list diffusers names (blocks, transformer_blocks, layers, ...)"
+    fallback = True
     class_names: tuple[str, ...] = ()
-    """Denoiser classes covered (matched by name along the MRO, so subclasses are covered too)."""
-    stacks: tuple[Stack, ...] = ()
-    text_len: int = 77
-    """Text tokens of one call in the family's pipeline (for example inputs: MACs scale with it)."""
-
-    def text_tokens(self, denoiser: torch.nn.Module) -> int:
-        """Text tokens of one call of ``denoiser``: its :data:`TEXT_TOKENS_ATTR` attribute where the pipeline
-        that owns it runs shorter prompts (the embedded FLUX model: 16), else the family's :attr:`text_len`."""
-        return int(getattr(denoiser, TEXT_TOKENS_ATTR, None) or self.text_len)
+    block_lists: tuple[str, ...] | None = None
+    components: Mapping[str, tuple[Component, ...]] = MappingProxyType({})
+    text_len: int | None = None
 
     def matches(self, denoiser: torch.nn.Module) -> bool:
-        return any(cls.__name__ in self.class_names for cls in type(denoiser).__mro__)
+        if self.class_names:
+            return any(cls.__name__ in self.class_names for cls in type(denoiser).__mro__)
+        return bool(block_lists_of(denoiser))
+
+    def refusal(self, denoiser: torch.nn.Module) -> str | None:
+        if self.class_names:
+            return None
+        lists = ", ".join(sorted(block_list_names(denoiser)))
+        name = type(denoiser).__name__
+        return (f"it has no block list named as diffusers names them ({lists}); register its block lists with "
+                f"cachesearch.adapters.register_block_lists({name!r}, ('<ModuleList attribute>', ...))")
+
+    def lists(self, denoiser: torch.nn.Module) -> tuple[str, ...]:
+        """The block lists of ``denoiser`` in execution order."""
+        return self.block_lists if self.block_lists is not None else block_lists_of(denoiser)
+
+    def layers(self, denoiser: torch.nn.Module) -> list[tuple[str, str | None, Component | None]]:
+        """``(path, parent, component)`` of every block and component of ``denoiser``, in execution order."""
+        return transformer_layers(denoiser, self.lists(denoiser), self.components)
 
     def block_space(
         self, denoiser: torch.nn.Module, *, macs: Mapping[str, int] | None = None, other_macs: int | None = None
     ) -> BlockSpace:
-        return dit_block_space(denoiser, self.family, self.stacks, macs=macs, other_macs=other_macs)
+        blocks = []
+        for path, parent, comp in self.layers(denoiser):
+            blocks.append(BlockInfo(
+                name=path,
+                kind=BlockKind.STAGE if comp is None else BlockKind.COMPONENT,
+                parent=parent,
+                macs=None if macs is None else macs.get(path),
+                residual_ok=True if comp is None else comp.residual_ok,
+                role="block" if comp is None else comp.attribute,
+                attention=comp is not None and comp.attention,
+            ))
+        if not blocks:
+            raise ScheduleError(f"{type(denoiser).__name__}: {self.refusal(denoiser) or 'no blocks'}")
+        return BlockSpace(family=self.family, blocks=tuple(blocks), other_macs=other_macs)
+
+    def text_tokens(self, denoiser: torch.nn.Module) -> int:
+        """Text tokens of one call of ``denoiser``: its :data:`TEXT_TOKENS_ATTR` attribute where the pipeline
+        that owns it runs shorter prompts (the embedded FLUX model: 16), else the family's :attr:`text_len`, else
+        the example-input table's."""
+        given = getattr(denoiser, TEXT_TOKENS_ATTR, None) or self.text_len
+        return int(given) if given else example_for(denoiser).text
+
+    def example_inputs(
+        self,
+        denoiser: torch.nn.Module,
+        *,
+        batch_size: int = 1,
+        height: int | None = None,
+        width: int | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        frames: int | None = None,
+        text: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Any]:
+        """Inputs of one call for ``height × width`` (× ``frames`` for video) VAE latents and ``text`` tokens, from
+        the example-input table (:mod:`._examples`; default sizes there). Zeros, or standard normal data where a
+        ``generator`` is given (for tests)."""
+        example = example_for(denoiser)
+        default_h, default_w = example.size(getattr(denoiser, "config", {}))
+        h = default_h if height is None else height
+        w = default_w if width is None else width
+        f = example.frames if frames is None else frames
+        check_sizes(batch=batch_size, latent_height=h, latent_width=w, frames=f, text=text or 1)
+        sizes = Sizes(batch=batch_size, frames=f, height=h, width=w, text=text or self.text_tokens(denoiser))
+        return example.inputs(denoiser, sizes, generator=generator, **place(denoiser, device, dtype))
 
     def default_size(self, pipe: Any) -> tuple[int, int]:
-        sample = getattr(pipe, "default_sample_size", None) or pipe.transformer.config.sample_size
+        sample = getattr(pipe, "default_sample_size", None) or getattr(pipe.transformer.config, "sample_size", None)
+        if sample is None:
+            sample = example_for(pipe.transformer).size(pipe.transformer.config)
         h, w = (sample, sample) if isinstance(sample, int) else (int(sample[0]), int(sample[1]))
         return h * vae_factor(pipe), w * vae_factor(pipe)
 
@@ -142,5 +247,5 @@ class DiTAdapter(DenoiserAdapter):
         factor = vae_factor(pipe)
         return int(pipe.transformer.config.in_channels), height // factor, width // factor
 
-    def uses_cfg(self, pipe: Any, guidance_scale: float) -> bool:
-        return guidance_scale > 1
+
+register_adapter(TransformerAdapter())

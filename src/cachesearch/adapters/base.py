@@ -2,19 +2,23 @@
 
 A :class:`DenoiserAdapter` says where a pipeline keeps its denoiser, which blocks are cacheable (a
 :class:`~cachesearch.schedule.BlockSpace`), example inputs for counting MACs, the latent shape, the default
-image size and whether a pipeline call runs classifier-free guidance. A :class:`BlockIO` says, per block
+image size and how a pipeline runs classifier-free guidance (:class:`CFG`). A :class:`BlockIO` says, per block
 *class*, which argument carries the hidden state and which element of the output is the hidden state (as
-diffusers' ``TransformerBlockRegistry`` + ``TransformerBlockMetadata``). The runtime, the loaders, the cost
-model and the evaluator read these; none of them guesses.
+diffusers' ``TransformerBlockRegistry`` + ``TransformerBlockMetadata``, which is read first where it knows the
+class: :func:`block_io_of`). The runtime, the loaders, the cost model and the evaluator read these; none of them
+guesses.
 
-A new family is one module that subclasses :class:`DenoiserAdapter`, registers it with
-:func:`register_adapter` and registers its block classes with :func:`register_block_io`.
+Transformer denoisers need no family of their own: the generic adapter (:mod:`._dit`) finds their block lists
+and components from diffusers' metadata. A family module subclasses an adapter for what is special and
+:func:`register_adapter` s it; :func:`register_block_io` registers the layout of a block class diffusers does not.
 
-Torch only: no diffusers import here (block classes are matched by name along the MRO).
+Torch only at import: diffusers' metadata is read lazily (:mod:`._diffusers`); classes are matched by name along
+the MRO.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,8 +26,10 @@ from typing import Any
 import torch
 
 from ..schedule import BlockSpace, ScheduleError
+from ._diffusers import diffusers_block_io
 
 __all__ = [
+    "CFG",
     "BlockIO",
     "DenoiserAdapter",
     "adapter_for",
@@ -133,12 +139,16 @@ def register_block_io(class_name: str, io: BlockIO) -> None:
 
 
 def block_io_of(module: torch.nn.Module, *, path: str | None = None) -> BlockIO:
-    """The registered :class:`BlockIO` of ``module``'s class (or its nearest registered base class).
+    """The :class:`BlockIO` of ``module``'s class or its nearest base class that has one: from diffusers'
+    ``TransformerBlockRegistry`` where it registers the class, else from :func:`register_block_io`.
 
     Raises:
-        ScheduleError: no contract is registered; the message names the class and how to register one.
+        ScheduleError: no contract is known; the message names the class and how to register one.
     """
     for cls in type(module).__mro__:
+        fields = diffusers_block_io(cls)
+        if fields is not None:
+            return BlockIO(**fields)
         io = _BLOCK_IO.get(cls.__name__)
         if io is not None:
             return io
@@ -150,6 +160,20 @@ def block_io_of(module: torch.nn.Module, *, path: str | None = None) -> BlockIO:
     )
 
 
+class CFG(str, enum.Enum):
+    """How a family's pipelines run classifier-free guidance.
+
+    ``batched``: one denoiser call per step on the batch ``[uncond; cond]`` (SD, SDXL, SD3, PixArt, SANA).
+    ``separate``: two calls per step, cond then uncond, each inside diffusers' ``cache_context("cond")`` /
+    ``cache_context("uncond")`` (Wan, HunyuanVideo, Qwen-Image's true CFG). ``none``: guidance-distilled, the scale
+    is an embedding and each step is one call on the cond batch (FLUX.1).
+    """
+
+    BATCHED = "batched"
+    SEPARATE = "separate"
+    NONE = "none"
+
+
 class DenoiserAdapter:
     """What cachesearch needs to know about one denoiser family. Subclass it and :func:`register_adapter`.
 
@@ -157,11 +181,15 @@ class DenoiserAdapter:
         family: short family name written into schedule files (``"unet2d"``).
         pipeline_attribute: the pipeline attribute that holds the denoiser (``"unet"``, ``"transformer"``).
         description: the models it covers, for error messages.
+        cfg: how the family's pipelines run classifier-free guidance (:class:`CFG`).
+        fallback: tried only after every adapter that is not a fallback (the generic transformer adapter).
     """
 
     family: str = ""
     pipeline_attribute: str = ""
     description: str = ""
+    cfg: CFG = CFG.BATCHED
+    fallback: bool = False
 
     def matches(self, denoiser: torch.nn.Module) -> bool:  # pragma: no cover - interface
         """Whether ``denoiser`` belongs to this family."""
@@ -194,9 +222,14 @@ class DenoiserAdapter:
         """The pipeline's default image size in pixels ``(height, width)``."""
         raise NotImplementedError
 
-    def uses_cfg(self, pipe: Any, guidance_scale: float) -> bool:  # pragma: no cover - interface
-        """Whether a call with ``guidance_scale`` batches ``[uncond; cond]`` (classifier-free guidance)."""
-        raise NotImplementedError
+    def uses_cfg(self, pipe: Any, guidance_scale: float) -> bool:
+        """Whether a call with ``guidance_scale`` batches ``[uncond; cond]`` (classifier-free guidance): with
+        :attr:`cfg` ``batched`` when ``guidance_scale > 1``."""
+        return self.cfg is CFG.BATCHED and guidance_scale > 1
+
+    def refusal(self, denoiser: torch.nn.Module) -> str | None:
+        """Why a fallback adapter does not cover ``denoiser`` and how to make it (for the one-line error)."""
+        return None
 
     def call_kwargs(self, pipe: Any) -> dict[str, Any]:
         """Pipeline arguments every evaluation call needs so that it runs at exactly the given size and
@@ -216,12 +249,14 @@ def register_adapter(adapter: DenoiserAdapter) -> DenoiserAdapter:
 
 
 def adapters() -> tuple[DenoiserAdapter, ...]:
-    """Every registered adapter, in registration order."""
-    return tuple(_ADAPTERS.values())
+    """Every registered adapter in the order a denoiser is matched: families in registration order, then the
+    fallbacks."""
+    values = list(_ADAPTERS.values())
+    return tuple([a for a in values if not a.fallback] + [a for a in values if a.fallback])
 
 
 def _supported() -> str:
-    return "; ".join(f"{a.family}: {a.description}" for a in _ADAPTERS.values()) or "none registered"
+    return "; ".join(f"{a.family}: {a.description}" for a in adapters()) or "none registered"
 
 
 def adapter_for(denoiser_or_family: torch.nn.Module | str) -> DenoiserAdapter:
@@ -237,12 +272,15 @@ def adapter_for(denoiser_or_family: torch.nn.Module | str) -> DenoiserAdapter:
             raise ScheduleError(
                 f"model.family: no cachesearch adapter for family {denoiser_or_family!r}; supported: {_supported()}"
             ) from None
-    for adapter in _ADAPTERS.values():
+    for adapter in adapters():
         if adapter.matches(denoiser_or_family):
             return adapter
-    raise ScheduleError(
-        f"no cachesearch adapter for {type(denoiser_or_family).__name__}; supported: {_supported()}"
-    )
+    name = type(denoiser_or_family).__name__
+    for adapter in adapters():
+        hint = adapter.refusal(denoiser_or_family)
+        if hint:
+            raise ScheduleError(f"no cachesearch adapter for {name}: {hint}")
+    raise ScheduleError(f"no cachesearch adapter for {name}; supported: {_supported()}")
 
 
 def family_of(denoiser: torch.nn.Module) -> str:
@@ -252,13 +290,13 @@ def family_of(denoiser: torch.nn.Module) -> str:
 
 def denoiser_of(target: Any) -> torch.nn.Module:
     """The denoiser of a pipeline (the attribute its family's adapter names), or ``target`` if it is a module."""
-    for adapter in _ADAPTERS.values():
+    for adapter in adapters():
         module = getattr(target, adapter.pipeline_attribute, None)
         if isinstance(module, torch.nn.Module):
             return module
     if isinstance(target, torch.nn.Module):
         return target
-    attrs = "/".join(dict.fromkeys(f"`{a.pipeline_attribute}`" for a in _ADAPTERS.values()))
+    attrs = "/".join(dict.fromkeys(f"`{a.pipeline_attribute}`" for a in adapters()))
     raise ScheduleError(
         f"expected a diffusers pipeline with a {attrs} or a denoiser module, got {type(target).__name__}"
     )

@@ -9,53 +9,25 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
-from ._blocks import TOKENS
-from ._dit import Component, DiTAdapter, Stack, check_sizes, place
-from .base import register_adapter, register_block_io
+from ._dit import TransformerAdapter
+from .base import register_adapter
 
 __all__ = ["FAMILY", "PixArtAdapter"]
 
 FAMILY = "pixart"
 
-register_block_io("BasicTransformerBlock", TOKENS)
+# BasicTransformerBlock's layout (the hidden-state tensor) comes from diffusers' TransformerBlockRegistry; its
+# components attn1, attn2, ff are found by class.
 
 
-class PixArtAdapter(DiTAdapter):
+class PixArtAdapter(TransformerAdapter):
     """``PixArtTransformer2DModel``: ``transformer_blocks.i``."""
 
     family = FAMILY
     description = "PixArtTransformer2DModel (PixArt-α, PixArt-Σ)"
+    fallback = False
     class_names = ("PixArtTransformer2DModel",)
-    stacks = (
-        Stack("transformer_blocks", (Component("attn1", attention=True), Component("attn2", attention=True),
-                                     Component("ff"))),
-    )
     text_len = 300  # PixArt-Σ's max_sequence_length (T5); PixArt-α uses 120
-
-    def example_inputs(
-        self,
-        denoiser: torch.nn.Module,
-        *,
-        batch_size: int = 1,
-        height: int | None = None,
-        width: int | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> dict[str, Any]:
-        """Inputs of one call for ``height × width`` latents (default ``config.sample_size``: 128 = 1024 px)."""
-        cfg = denoiser.config
-        h = cfg["sample_size"] if height is None else height
-        w = cfg["sample_size"] if width is None else width
-        check_sizes(batch=batch_size, latent_height=h, latent_width=w)
-        kw = place(denoiser, device, dtype)
-        return {
-            "hidden_states": torch.zeros(batch_size, cfg["in_channels"], h, w, **kw),
-            "encoder_hidden_states": torch.zeros(batch_size, self.text_len, cfg["caption_channels"], **kw),
-            "timestep": torch.full((batch_size,), 500.0, **kw),
-            "added_cond_kwargs": {"resolution": None, "aspect_ratio": None},
-        }
 
     def call_kwargs(self, pipe: Any) -> dict[str, Any]:
         """``use_resolution_binning=False``: binning would render at the nearest trained aspect bin and resize,

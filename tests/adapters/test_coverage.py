@@ -1,0 +1,197 @@
+"""Every diffusers transformer class of the coverage table, at a tiny random configuration (:mod:`tests.adapters._zoo`),
+through the generic adapter (or its family's): the same checks for each.
+
+* the blocks and components found are real modules, listed in the order they run;
+* every block's and component's registered output layout matches what it returns (hidden input found, residual
+  outputs of the input's shape, the text stream where the layout names one);
+* an all-R schedule is bit-identical; ``remove()`` restores the model exactly;
+* a block (and a component) the mask skips really does not run: a Linear inside it, counted by a forward hook on
+  that leaf module, runs only on the mask's R steps;
+* residual and taylor reuse run (finite outputs that differ from the uncached ones).
+
+A bare transformer runs a hand-written loop of ``STEPS`` calls (one per step; the timestep set per step, the latent
+updated where the output has its shape), on inputs built by the adapter from a seeded generator.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+import cachesearch as cs
+from cachesearch.adapters import adapter_for, block_io_of, example_for
+from cachesearch.schedule import BlockKind
+from tests.adapters._zoo import TINY, build
+
+STEPS = 4
+CLASSES = sorted(TINY)
+
+
+def inputs_of(model: torch.nn.Module, name: str, seed: int = 0) -> dict[str, Any]:
+    tiny = TINY[name]
+    return adapter_for(model).example_inputs(model, height=tiny.height, width=tiny.width, frames=tiny.frames,
+                                             text=tiny.text, generator=torch.Generator().manual_seed(seed))
+
+
+def _first(out: Any) -> torch.Tensor:
+    return out if isinstance(out, torch.Tensor) else out[0]
+
+
+def sample(model: torch.nn.Module, name: str, steps: int = STEPS) -> torch.Tensor:
+    """``steps`` calls from the seeded example inputs: the final latent (or, where the output's shape differs from
+    the latent's, the concatenated outputs)."""
+    example = example_for(model)
+    inputs = inputs_of(model, name)
+    x = inputs[example.latent]
+    t = inputs[example.timestep]
+    outs = []
+    with torch.no_grad():
+        for s in range(steps):
+            inputs[example.latent] = x
+            inputs[example.timestep] = torch.full_like(t, (1 - s / steps) * example.timestep_scale)
+            out = _first(model(**inputs, return_dict=False))
+            outs.append(out.flatten())
+            if out.shape == x.shape:
+                x = x - out / steps
+            elif out.shape[0] == x.shape[0] and out.shape[2:] == x.shape[2:] and out.shape[1] > x.shape[1]:
+                x = x - out[:, : x.shape[1]] / steps  # PixArt also predicts a variance
+    return torch.cat([x.flatten(), *outs])
+
+
+@pytest.fixture(scope="module")
+def zoo() -> dict[str, tuple[torch.nn.Module, torch.Tensor]]:
+    """Each class's tiny model and its uncached output, built once."""
+    torch.set_num_threads(1)
+    out = {}
+    for name in CLASSES:
+        model = build(name)
+        out[name] = (model, sample(model, name))
+    return out
+
+
+def _unhooked(model: torch.nn.Module) -> bool:
+    return all("forward" not in m.__dict__ for m in model.modules())
+
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_blocks_and_components_are_found_in_the_order_they_run(zoo, name):
+    model, _ = zoo[name]
+    space = adapter_for(model).block_space(model)
+    stages = space.names(BlockKind.STAGE)
+    comps = space.names(BlockKind.COMPONENT)
+    assert stages and comps, name
+    order: list[str] = []
+    handles = [model.get_submodule(n).register_forward_pre_hook(lambda m, a, n=n: order.append(n))
+               for n in stages + comps]
+    try:
+        with torch.no_grad():
+            model(**inputs_of(model, name), return_dict=False)
+    finally:
+        for h in handles:
+            h.remove()
+    assert list(dict.fromkeys(order)) == [b.name for b in space.blocks], name  # every one runs, in listed order
+
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_registered_output_layouts_match_what_blocks_return(zoo, name):
+    model, _ = zoo[name]
+    space = adapter_for(model).block_space(model)
+    names = space.names(BlockKind.STAGE) + space.names(BlockKind.COMPONENT)
+    seen: dict[str, tuple] = {}
+
+    def record(n: str):
+        def hook(module, args, kwargs, out):
+            seen.setdefault(n, (args, kwargs, out))  # the first call (a hook returning a value would replace it)
+        return hook
+
+    handles = [model.get_submodule(n).register_forward_hook(record(n), with_kwargs=True) for n in names]
+    try:
+        with torch.no_grad():
+            model(**inputs_of(model, name), return_dict=False)
+    finally:
+        for h in handles:
+            h.remove()
+    for n in names:
+        args, kwargs, out = seen[n]
+        io = block_io_of(model.get_submodule(n), path=n)
+        x, y = io.hidden_input(args, kwargs), io.hidden_output(out)
+        assert x is not None, n
+        if space.get(n).residual_ok:
+            assert y.shape == x.shape, n
+        enc = io.encoder_output(out)
+        if enc is not None:
+            assert io.encoder_input(args, kwargs) is not None and enc.shape == io.encoder_input(args, kwargs).shape, n
+
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_all_recompute_is_bit_identical_and_remove_is_exact(zoo, name):
+    model, base = zoo[name]
+    space = adapter_for(model).block_space(model)
+    every = {n: "R" * STEPS for n in space.names(BlockKind.COMPONENT)}
+    for policy in (cs.Full(), cs.BlockMask(every)):
+        with cs.compile_schedule(model, policy, num_inference_steps=STEPS).applied(model):
+            assert torch.equal(sample(model, name), base), name
+    stages = space.names(BlockKind.STAGE)
+    sched = cs.compile_schedule(model, cs.BlockMask(dict.fromkeys(stages, "R.R" + "." * (STEPS - 3))),
+                                num_inference_steps=STEPS)
+    handle = sched.apply(model)
+    cached = sample(model, name)
+    handle.remove()
+    handle.remove()  # idempotent
+    assert _unhooked(model) and torch.equal(sample(model, name), base), name
+    assert torch.isfinite(cached).all() and not torch.equal(cached, base), name
+
+
+def _leaf_weight(module: torch.nn.Module) -> torch.Tensor:
+    return next(m for m in module.modules() if isinstance(m, torch.nn.Linear)).weight
+
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_skipped_blocks_and_components_really_do_not_run(zoo, name, monkeypatch):
+    """Counted where the leaf computes (``F.linear`` with its weight): a hook on a wrapped module itself (FLUX's
+    ``proj_out`` is a Linear) would count calls of the wrapper, reused or not."""
+    model, _ = zoo[name]
+    space = adapter_for(model).block_space(model)
+    stages = space.names(BlockKind.STAGE)
+    block = stages[0]
+    component = space.children(stages[-1])[-1]  # in another block where there are two
+    masks = {block: "R.R.", component: "RR.."}
+    runs = dict.fromkeys(masks, 0)
+    weights = {id(_leaf_weight(model.get_submodule(n))): n for n in masks}
+    linear = torch.nn.functional.linear
+
+    def counting(x, weight, *args, **kwargs):
+        n = weights.get(id(weight))
+        if n is not None:
+            runs[n] += 1
+        return linear(x, weight, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "linear", counting)
+    sample(model, name)
+    per_step = {n: runs[n] // STEPS for n in masks}  # a leaf may run more than once per block call
+    assert all(per_step[n] >= 1 and runs[n] == per_step[n] * STEPS for n in masks), runs
+    runs.update(dict.fromkeys(masks, 0))
+    with cs.compile_schedule(model, cs.BlockMask(masks), num_inference_steps=STEPS).applied(model):
+        sample(model, name)
+    monkeypatch.undo()
+    assert runs == {n: per_step[n] * m.count("R") for n, m in masks.items()}, name
+
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_residual_and_taylor_reuse_run(zoo, name):
+    model, base = zoo[name]
+    space = adapter_for(model).block_space(model)
+    stages = space.names(BlockKind.STAGE)
+    residual = cs.compile_schedule(model, cs.BlockMask(dict.fromkeys(stages, "RR.R")), num_inference_steps=STEPS,
+                                   reuse="residual")
+    attention = space.attention_components()
+    taylor = cs.compile_schedule(model, cs.TaylorSeer(interval=2, warmup=1, order=1,
+                                                      blocks=list(attention or stages)), num_inference_steps=STEPS)
+    assert "." in "".join(taylor.masks().values())
+    for sched in (residual, taylor):
+        with sched.applied(model):
+            out = sample(model, name)
+        assert torch.isfinite(out).all() and not torch.equal(out, base), (name, sched.reuse)
+    assert _unhooked(model)
