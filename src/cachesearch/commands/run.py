@@ -85,6 +85,7 @@ def run(
     scheduler: str = _option("scheduler"),
     guidance_scale: float = _option("guidance_scale"),
     objective: str = _option("objective"),
+    objective_stat: str = _option("objective_stat"),
     latency: str = _option("latency"),
     max_quality: float = _option("max_quality"),
     min_speedup: float = _option("min_speedup"),

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "OBJECTIVE_KINDS",
+    "OBJECTIVE_STATS",
     "Objectives",
     "Outcome",
     "Screening",
@@ -41,6 +42,8 @@ __all__ = [
 ]
 
 OBJECTIVE_KINDS = ("cost", "latency")
+OBJECTIVE_STATS = ("mean", "p90", "cvar")
+"""Statistics of a candidate's per-image train losses the search can minimise (``--objective-stat``)."""
 
 
 @dataclass(frozen=True)
@@ -50,18 +53,23 @@ class Objectives:
     Attributes:
         kind: ``"cost"`` (analytic cost ratio from per-block MACs) or ``"latency"`` (measured latency over the
             uncached baseline's latency, i.e. 1/speedup).
-        max_quality: constraint ``quality <= max_quality`` (``--max-lpips``), or None.
+        max_quality: constraint ``quality <= max_quality`` (``--max-lpips``; on the statistic ``stat``), or None.
         min_speedup: constraint ``speedup >= min_speedup`` (``--min-speedup``), or None. The speedup is the
             measured one under ``latency`` and ``1 / cost_ratio`` under ``cost``.
+        stat: the statistic of the per-image train losses minimised as the quality objective: ``"mean"``,
+            ``"p90"`` (0.9 quantile) or ``"cvar"`` (mean of the worst 10 % of the images).
     """
 
     kind: str = "cost"
     max_quality: float | None = None
     min_speedup: float | None = None
+    stat: str = "mean"
 
     def __post_init__(self) -> None:
         if self.kind not in OBJECTIVE_KINDS:
             raise ValueError(f"--objective: expected one of {list(OBJECTIVE_KINDS)}, got {self.kind!r}")
+        if self.stat not in OBJECTIVE_STATS:
+            raise ValueError(f"--objective-stat: expected one of {list(OBJECTIVE_STATS)}, got {self.stat!r}")
         if self.max_quality is not None and not (math.isfinite(self.max_quality) and self.max_quality > 0):
             raise ValueError(f"--max-lpips: expected a positive number, got {self.max_quality}")
         if self.min_speedup is not None and not (math.isfinite(self.min_speedup) and self.min_speedup > 0):
@@ -69,8 +77,10 @@ class Objectives:
 
     @property
     def names(self) -> tuple[str, str]:
-        """Objective names recorded in the study (both minimised)."""
-        return ("quality", "cost_ratio" if self.kind == "cost" else "latency_ratio")
+        """Objective names recorded in the study (both minimised): ``quality`` (the mean) or ``quality_p90`` /
+        ``quality_cvar``, and the cost or latency ratio."""
+        return ("quality" if self.stat == "mean" else f"quality_{self.stat}",
+                "cost_ratio" if self.kind == "cost" else "latency_ratio")
 
     @property
     def constrained(self) -> bool:
@@ -80,7 +90,7 @@ class Objectives:
     def to_dict(self) -> dict[str, Any]:
         """Plain form stored in the study."""
         return {"kind": self.kind, "names": list(self.names), "directions": ["minimize", "minimize"],
-                "max_quality": self.max_quality, "min_speedup": self.min_speedup}
+                "max_quality": self.max_quality, "min_speedup": self.min_speedup, "stat": self.stat}
 
 
 class TrialAttrs(TypedDict, total=False):
@@ -242,10 +252,12 @@ def result_attr(res: EvalResult) -> dict[str, Any]:
 
 
 def objective_values(res: EvalResult, objectives: Objectives) -> tuple[tuple[float, float], float]:
-    """``((quality, cost-or-latency ratio), speedup)`` of a valid result; raises ValueError if not finite."""
-    quality = res.quality
+    """``((quality, cost-or-latency ratio), speedup)`` of a valid result, quality being the objectives' statistic
+    of the per-image losses; raises ValueError if not finite."""
+    quality = res.stat(objectives.stat)
     if not _finite(quality):
-        raise ValueError(f"quality is not a finite number ({quality!r})")
+        what = "quality" if objectives.stat == "mean" else f"{objectives.stat} of the per-image losses"
+        raise ValueError(f"{what} is not a finite number ({quality!r})")
     if objectives.kind == "cost":
         cost = res.cost_ratio
         if not _finite(cost) or cost <= 0:
@@ -319,11 +331,13 @@ class Screening:
     images, then the first ``stages[1]``, …, then all ``N``; stop as soon as it provably cannot reach the front.
 
     Losses are non-negative, so after ``k`` of ``N`` images with mean loss ``q_k`` the full mean is at least
-    ``k / N * q_k``. If a front point (fully evaluated, feasible) costs no more and already has a lower loss
-    than that bound, the candidate is dominated whatever its other images give (or, with ``--max-lpips``, it
-    is certain to break the constraint): it is told PRUNED with ``screened`` recorded. Candidates that finish
-    get exactly the values a single full evaluation gives (the images of a range equal those of the full
-    batch; the means are image-weighted).
+    ``k / N * q_k``; every objective statistic (mean, p90, CVaR) is non-decreasing in each image's loss, so in
+    general the statistic of the ``k`` losses seen padded with ``N - k`` zeros is a lower bound
+    (:func:`cachesearch.evaluate._stats.lower_bound`). If a front point (fully evaluated, feasible) costs no more
+    and already has a lower loss than that bound, the candidate is dominated whatever its other images give (or,
+    with ``--max-lpips``, it is certain to break the constraint): it is told PRUNED with ``screened`` recorded.
+    Candidates that finish get exactly the values a single full evaluation gives (the images of a range equal
+    those of the full batch; merged results keep every image's loss).
 
     Only under the analytic cost objective (a measured latency is not known before the images are made).
     """
@@ -366,6 +380,7 @@ def _screened(
 ) -> tuple[EvalResult, bool]:
     """Evaluate ``schedule`` stage by stage (see :class:`Screening`); ``(result, screened_out)``."""
     from ..evaluate import EvalResult
+    from ..evaluate._stats import lower_bound
 
     total = len(evaluator.prompt_set("train"))
     front = known.front()
@@ -381,10 +396,15 @@ def _screened(
         merged = EvalResult.merge(parts, total=total)
         if k == total or merged.cost_ratio is None:
             continue
-        bound = float(merged.quality) * k / total
+        if merged.losses is not None:
+            bound = lower_bound(merged.losses, total, objectives.stat)
+        elif objectives.stat == "mean":  # an evaluator that keeps no per-image losses
+            bound = float(merged.quality) * k / total
+        else:
+            continue
         by = screening.dominated(bound, float(merged.cost_ratio), front, objectives)
         if by is not None:
-            attrs["screened"] = {"images": k, "of": total, "quality": merged.quality, "bound": bound,
+            attrs["screened"] = {"images": k, "of": total, "quality": merged.stat(objectives.stat), "bound": bound,
                                  "dominated_by": list(by) if math.isfinite(by[1]) else None}
             return merged, True
     return merged, False

@@ -105,6 +105,11 @@ def plot_pareto(prep: Prepared, export: ExportResult, path: Path) -> Path:
     study = prep.study
     xlabel = "cost ratio (analytic MACs / full)" if prep.objectives.kind == "cost" else "latency / baseline latency"
     metric = export.metric or "quality"
+    stat = prep.objectives.stat  # trials' train values are this statistic: draw every point in it
+
+    def of(stats: LossStats | None, mean: float | None) -> float | None:
+        return mean if stat == "mean" or stats is None else stats.get(stat)
+
     # Zero loss is the uncached reference itself; it has no place on a log scale and is left out.
     pts = [(t.values[1], t.values[0]) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
            if t.values is not None and "duplicate_of" not in t.user_attrs and t.values[0] > 0]
@@ -120,27 +125,32 @@ def plot_pareto(prep: Prepared, export: ExportResult, path: Path) -> Path:
             if fam_rows:
                 ax.scatter([r.cost for r in fam_rows], [r.quality for r in fam_rows], s=22, c=colors[fam],
                            marker=markers[fam], alpha=0.7, label=f"{fam} baselines (train)", zorder=2)
-            held = [b for b in export.baselines if b.kind == fam and _positive(b.heldout)]
+            held = [b for b in export.baselines if b.kind == fam and _positive(of(b.heldout_stats, b.heldout))]
             if held:
-                ax.scatter([b.cost for b in held], [b.heldout for b in held], s=34, facecolors="none",
+                ax.scatter([b.cost for b in held], [of(b.heldout_stats, b.heldout) for b in held], s=34,
+                           facecolors="none",
                            edgecolors=colors[fam], marker=markers[fam], label=f"{fam} baselines (held-out)", zorder=3)
+        def train(e: ExportEntry) -> float | None:
+            return of(e.stats("train"), e.quality.train)
+
+        def heldout(e: ExportEntry) -> float | None:
+            return of(e.stats("heldout"), e.quality.heldout)
+
         entries: list[ExportEntry] = sorted(
-            (e for e in export.entries if _positive(e.quality.train) and _positive(e.quality.heldout)),
-            key=lambda e: e.objective)
+            (e for e in export.entries if _positive(train(e)) and _positive(heldout(e))), key=lambda e: e.objective)
         if entries:
             xs = [e.objective for e in entries]
-            ax.step(xs, [e.quality.train for e in entries], where="post", c="tab:blue", lw=1.2, zorder=4)
-            ax.scatter(xs, [e.quality.train for e in entries], c="tab:blue", s=26, label="front (train)",
-                       zorder=5)
-            ax.scatter(xs, [e.quality.heldout for e in entries], facecolors="none", edgecolors="tab:red",
+            ax.step(xs, [train(e) for e in entries], where="post", c="tab:blue", lw=1.2, zorder=4)
+            ax.scatter(xs, [train(e) for e in entries], c="tab:blue", s=26, label="front (train)", zorder=5)
+            ax.scatter(xs, [heldout(e) for e in entries], facecolors="none", edgecolors="tab:red",
                        s=40, marker="s", label="front (held-out)", zorder=6)
             for e in entries:
-                ax.plot([e.objective] * 2, [e.quality.train, e.quality.heldout], c="tab:red", lw=0.6,
-                        alpha=0.6, zorder=4)
+                ax.plot([e.objective] * 2, [train(e), heldout(e)], c="tab:red", lw=0.6, alpha=0.6, zorder=4)
         if pts or entries:
             ax.set_yscale("log")
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(f"{metric} to full compute (lower is better)")
+        ax.set_ylabel(f"{metric} to full compute{'' if stat == 'mean' else f', {stat} over images'} "
+                      f"(lower is better)")
         ax.set_title(f"{prep.settings.name}: quality × cost", fontsize=10)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc="best", framealpha=0.85)
@@ -157,6 +167,9 @@ def _f(x: Any, digits: int = 4) -> str:
     if isinstance(x, float):
         return f"{x:.{digits}g}"
     return str(x)
+
+
+_STAT_TEXT = {"mean": "the mean", "p90": "the p90", "cvar": "the CVaR (mean of the worst 10 %)"}
 
 
 def _interval(stats: LossStats | None) -> str:
@@ -237,7 +250,8 @@ def write_report(prep: Prepared, export: ExportResult, progress: Progress | None
         f"- **quality metric**: `{ev.metric_name}` (mean distance to full compute; lower is better)"
         + ("" if ev.metric_name == settings.metric else f" — `{settings.metric}` was asked for but is unavailable "
            f"offline; values are not comparable with `{settings.metric}`"),
-        f"- **objectives**: quality ↓, {cost_name} ↓"
+        f"- **objectives**: quality ({_STAT_TEXT[prep.objectives.stat]} of the per-image train losses) ↓, "
+        f"{cost_name} ↓"
         + (f"; constraints: quality ≤ {prep.objectives.max_quality}" if prep.objectives.max_quality else "")
         + (f"; speedup ≥ {prep.objectives.min_speedup}" if prep.objectives.min_speedup else ""),
         f"- **search space**: `{prep.space.space.name}` ({len(prep.space.param_names)} parameters; "

@@ -75,6 +75,9 @@ class RunSettings:
                                                  "metric used is recorded).")
     objective: str = _opt("cost", "--objective", "Second objective: cost (analytic MACs ratio) or latency "
                                                  "(measured; needs --latency measured).")
+    objective_stat: str = _opt("mean", "--objective-stat", "Quality objective: the mean of the per-image train "
+                                                          "losses, their p90, or cvar (the mean of the worst 10 % "
+                                                          "of the images; with 8 images the worst one).")
     latency: str = _opt("analytic", "--latency", "analytic or measured.")
     max_quality: float | None = _opt(None, "--max-lpips", "Constraint: quality loss <= this.", default_text="none")
     min_speedup: float | None = _opt(None, "--min-speedup", "Constraint: speedup >= this (1/cost ratio under "
@@ -98,7 +101,7 @@ class RunSettings:
     out: str = _opt("artifacts/runs", "--out", "Directory of run directories.")
 
     IDENTITY = ("model", "num_steps", "scheduler", "guidance_scale", "n_train", "n_heldout", "metric", "objective",
-                "latency", "max_quality", "min_speedup", "prompts_file", "device")
+                "objective_stat", "latency", "max_quality", "min_speedup", "prompts_file", "device")
 
     EVAL_FIELDS = {"model": "model", "device": "device", "scheduler": "scheduler",
                    "num_inference_steps": "num_steps", "guidance_scale": "guidance_scale", "n_train": "n_train",
@@ -137,7 +140,8 @@ class RunSettings:
     @property
     def objectives(self) -> Objectives:
         """The objectives and constraints of the study."""
-        return Objectives(kind=self.objective, max_quality=self.max_quality, min_speedup=self.min_speedup)
+        return Objectives(kind=self.objective, max_quality=self.max_quality, min_speedup=self.min_speedup,
+                          stat=self.objective_stat)
 
     @property
     def screening(self) -> Screening | None:
@@ -159,9 +163,10 @@ class RunSettings:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunSettings:
-        """Inverse of :meth:`to_dict` (unknown keys from newer versions are ignored)."""
+        """Inverse of :meth:`to_dict` (unknown keys from newer versions are ignored; settings stored before a
+        setting existed get the value runs had then, see :data:`LEGACY`)."""
         by_key = {_key(f.name): f.name for f in fields(cls)}
-        return cls(**{by_key[k]: v for k, v in data.items() if k in by_key})
+        return cls(**{**LEGACY, **{by_key[k]: v for k, v in data.items() if k in by_key}})
 
     def merged(self, explicit: Mapping[str, Any]) -> RunSettings:
         """These (stored) settings with the explicitly given options (by field name) applied on top."""
@@ -179,6 +184,11 @@ class RunSettings:
             return EvalConfig(**kwargs)
         except EvalConfigError as e:
             raise SearchError(option_names(str(e), eval_flags())) from e
+
+
+LEGACY: dict[str, Any] = {"objective_stat": "mean"}
+"""Settings a stored run may lack, with the value every run had before the setting existed (a run searched before
+``--objective-stat`` minimised the mean, whatever today's default)."""
 
 
 def _field(name: str) -> Field[Any]:

@@ -255,7 +255,10 @@ def settings_conflicts(stored: RunSettings, wanted: RunSettings) -> list[str]:
             problems.append(f"objective {key}: study has {s_id[key]!r}, this run has {w_id[key]!r}")
     if s_id["objective"] != w_id["objective"]:
         problems.append(f"objective kind: study has {s_id['objective']!r}, this run has {w_id['objective']!r}")
-    for key in sorted(set(s_id) - {"max_quality", "min_speedup", "objective"}):
+    if s_id["objective_stat"] != w_id["objective_stat"]:
+        problems.append(f"objective stat: study has {s_id['objective_stat']!r}, this run has "
+                        f"{w_id['objective_stat']!r}")
+    for key in sorted(set(s_id) - {"max_quality", "min_speedup", "objective", "objective_stat"}):
         if s_id[key] != w_id[key]:
             problems.append(f"{key}: study has {s_id[key]!r}, this run has {w_id[key]!r}")
     return problems
@@ -278,13 +281,13 @@ def check_compatible(stored: Mapping[str, Any], wanted: Mapping[str, Any], study
             what = {"fingerprint": "model architecture fingerprint", "metric": "quality metric",
                     "weights": "model weights (hash)", "space_digest": "search space (file text)"}[key]
             problems.append(f"{what}: study has {stored.get(key)!r}, this run has {wanted.get(key)!r}")
-    s_obj, w_obj = stored.get("objectives", {}), wanted["objectives"]
-    for key in ("kind", "max_quality", "min_speedup"):
+    s_obj, w_obj = {"stat": "mean", **stored.get("objectives", {})}, wanted["objectives"]  # older studies: mean
+    for key in ("kind", "max_quality", "min_speedup", "stat"):
         if s_obj.get(key) != w_obj.get(key):
             problems.append(f"objective {key}: study has {s_obj.get(key)!r}, this run has {w_obj.get(key)!r}")
     s_id, w_id = stored.get("identity", {}), wanted["identity"]
     for key in sorted(set(s_id) | set(w_id)):
-        if key in ("max_quality", "min_speedup", "objective"):
+        if key in ("max_quality", "min_speedup", "objective", "objective_stat"):
             continue
         if key not in s_id:  # a setting checked since a later version (device): studies before it cannot say
             continue
