@@ -2,7 +2,8 @@
 
 from ..adapters import denoiser_of
 from ..schedule._apply import register_applier
-from ._applier import AppliedSchedule, apply_schedule, fingerprint_module
+from ._applier import AppliedSchedule, apply_schedule
+from ._experts import experts_of, fingerprint_module, fingerprint_of
 from ._steps import call_starts, count_calls, steps_of_calls
 
 register_applier(apply_schedule)  # Schedule.apply / .applied delegate here; the schedule layer never imports us
@@ -13,6 +14,8 @@ __all__ = [
     "call_starts",
     "count_calls",
     "denoiser_of",
+    "experts_of",
     "fingerprint_module",
+    "fingerprint_of",
     "steps_of_calls",
 ]

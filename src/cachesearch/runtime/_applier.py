@@ -1,66 +1,41 @@
 """Install a schedule on a diffusers pipeline: per-instance forward wrappers on the listed blocks.
 
 At apply time every (step, block) cell is turned into an action (run, run and store, reuse, or a per-CFG-
-branch split), so a block wrapper only indexes a tuple. Steps are counted from denoiser calls (a forward
-pre-hook) and reset when the pipeline calls ``scheduler.set_timesteps``: nothing reads timestep values, so
-the hot path never synchronises with the device.
+branch split), so a block wrapper only indexes a tuple (:mod:`._blockhooks`). Steps are counted from denoiser
+calls (a forward pre-hook), per CFG pass where the pipeline runs them separately, and reset when the pipeline calls
+``scheduler.set_timesteps`` (:mod:`._clock`, :mod:`._loop`): nothing reads timestep values, so the hot path never
+synchronises with the device. A pipeline with two experts (Wan 2.2 A14B) has both hooked (:mod:`._experts`).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from ..adapters import BlockIO, adapter_for, block_io_of, denoiser_of
-from ..schedule import ReuseMode, Schedule, ScheduleError, architecture_fingerprint, fingerprint_mismatch
+from ..adapters import BlockIO, adapter_for, block_io_of
+from ..schedule import ReuseMode, Schedule, ScheduleError, fingerprint_mismatch
+from ._blockhooks import BlockHooks
+from ._clock import BATCHED, COND, UNCOND, Clock
 from ._compiling import compile_scope, pattern_compiled_forward, warn_if_too_many_patterns
+from ._experts import experts_of, fingerprint_module, fingerprint_of, uncompiled
+from ._loop import patch_cache_context, patch_scheduler
 from ._patches import Patches
-from ._residual import Residual, add_residual, residual_of
 from ._steps import steps_of_calls
-from ._table import REUSE, RUN, STORE, action_rows
-from ._taylor import taylor_forecast, taylor_update
-from ._tree import tree_cat, tree_slice
+from ._table import action_rows
 
-__all__ = ["AppliedSchedule", "apply_schedule", "denoiser_of", "fingerprint_module"]
+__all__ = ["AppliedSchedule", "apply_schedule"]
 
 _HANDLE_ATTR = "_cachesearch_applied"
-
-
-def _uncompiled(module: torch.nn.Module) -> torch.nn.Module:
-    """The module inside a ``torch.compile(module)`` wrapper (``OptimizedModule``), else ``module``."""
-    inner = getattr(module, "_orig_mod", None)
-    return inner if isinstance(inner, torch.nn.Module) and type(module).__name__ == "OptimizedModule" else module
-
-
-def fingerprint_module(module: torch.nn.Module) -> str:
-    """Architecture fingerprint of a denoiser (class, config, parameter names and shapes)."""
-    config = dict(getattr(module, "config", {}) or {})
-    params = ((n, tuple(p.shape)) for n, p in module.named_parameters())
-    return architecture_fingerprint(type(module).__name__, config, params)
-
-
-class _State:
-    """Mutable per-run state shared by the wrappers of one applied schedule."""
-
-    __slots__ = ("call", "row", "rows", "step", "step_of_call", "store")
-
-    def __init__(self, n_blocks: int) -> None:
-        self.call = -1
-        self.step = 0
-        self.row: tuple = ()
-        self.rows: list[tuple] = []
-        self.step_of_call: list[int] | None = None
-        self.store: list[Any] = [None] * n_blocks
 
 
 class AppliedSchedule:
     """Handle of a schedule installed on a pipeline; ``remove()`` restores the original modules exactly.
 
     With a pipeline, every call (``scheduler.set_timesteps``) starts a new run. A bare denoiser must be
-    called once per step; after ``num_steps`` calls the next call starts a new run (or call :meth:`reset`).
+    called once per step (per cache context, when its calls run in ``cache_context("cond")`` /
+    ``("uncond")``); after ``num_steps`` calls the next call starts a new run (or call :meth:`reset`).
 
     Use as a context manager (``with sched.applied(pipe): ...``) or call :meth:`remove` yourself.
     """
@@ -76,82 +51,109 @@ class AppliedSchedule:
     ) -> None:
         self.schedule = schedule
         self._cfg = cfg
-        called = denoiser_of(target)  # what the pipeline calls: maybe a torch.compile wrapper
-        self.denoiser = _uncompiled(called)
+        experts = experts_of(target)  # what the pipeline calls: maybe torch.compile wrappers
+        called = experts[0][1]
+        self.denoiser = uncompiled(called)
+        self._experts = [(attr, uncompiled(m)) for attr, m in experts]
         self.pipe = target if target is not called else None
-        if getattr(self.denoiser, _HANDLE_ATTR, None) is not None:
-            raise ScheduleError("a schedule is already applied to this denoiser; remove() it first")
-        self._check_fingerprint(force)
+        for _, module in self._experts:
+            if getattr(module, _HANDLE_ATTR, None) is not None:
+                raise ScheduleError("a schedule is already applied to this denoiser; remove() it first")
+        self._check_fingerprint(target, force)
         self._check_scheduler()
-        self._residual = schedule.reuse is ReuseMode.RESIDUAL
-        self._taylor = schedule.taylor_order if schedule.reuse is ReuseMode.TAYLOR else None
         self._removed = False
 
-        for bm in schedule.blocks:  # every listed block must exist, hooked or not
-            self._module(bm.block)
+        for bm in schedule.blocks:  # every listed block must exist (in every expert), hooked or not
+            for attr, module in self._experts:
+                self._module(module, bm.block, attr)
         self._check_blocks()
         # Only blocks that ever reuse need a wrapper: an all-R block runs untouched.
         hooked = [bm for bm in schedule.blocks if "." in bm.cond or "." in bm.uncond]
+        self._hooked = hooked
         self._names = [bm.block for bm in hooked]
-        self._modules = [self._module(bm.block) for bm in hooked]
+        self._modules = [self._module(self.denoiser, bm.block) for bm in hooked]
+        residual = schedule.reuse is ReuseMode.RESIDUAL
         # Residual reuse and per-branch masks read the hidden state: the adapter's I/O contract says where.
         adjusted = set(schedule.scale_shift.blocks()) if schedule.scale_shift is not None else set()
-        self._io: list[BlockIO | None] = [
-            block_io_of(m, path=bm.block) if self._residual or not bm.shared or bm.block in adjusted else None
+        io: list[BlockIO | None] = [
+            block_io_of(m, path=bm.block) if residual or not bm.shared or bm.block in adjusted else None
             for bm, m in zip(hooked, self._modules)
         ]
-        self._hooked = hooked
-        # Scale-shift: per hooked block, per step, (scale, shift) already on the denoiser's device and dtype.
-        self._affine: list[list[tuple[torch.Tensor, torch.Tensor] | None] | None] = [None] * len(hooked)
-        self._probe: Callable | None = None  # fit_scale_shift's observer of reuse steps (None: never called)
+        per_branch = next((bm.block for bm in schedule.blocks if not bm.shared), None)
+        self._tables: dict[tuple[int, str], list[tuple]] = {}  # (first row run, mode) -> action rows
+        self._clock = Clock(len(hooked), self._table_for, self._default_mode, per_branch)
+        self._hooks = BlockHooks(self._names, self._modules, io, self._clock.cursor, residual=residual,
+                                 taylor=schedule.taylor_order if schedule.reuse is ReuseMode.TAYLOR else None,
+                                 num_steps=schedule.num_steps)
         if schedule.scale_shift is not None:
             self._set_affine({k: tuple(torch.from_numpy(a.copy()) for a in v)
                               for k, v in schedule.scale_shift.entries.items()})
-        self._tables: dict[tuple[int, bool], list[tuple]] = {}  # (first row run, cfg) -> action rows
-        self._state = _State(len(hooked))
+        if cfg is False and per_branch is not None:
+            raise ScheduleError(
+                f'blocks["{per_branch}"]: per-branch (cond/uncond) masks, but cfg=False says the denoiser sees no '
+                f"[uncond; cond] batches; give both branches one mask"
+            )
 
         self._patches = Patches(describe=self._where)
         self._scheduler = None
-        self._pre_hook = None
-        scope, options = compile_scope(compile)
+        self._pre_hooks: list[Any] = []
+        self.compiled_variants: dict = {}
         try:
-            for i, module in enumerate(self._modules):
-                self._wrap(i, module, options if scope == "blocks" else False)
-            if scope == "denoiser":
-                if called is not self.denoiser or "forward" in self.denoiser.__dict__:
-                    raise ScheduleError(
-                        "compile='denoiser' compiles the denoiser itself: apply it to an uncompiled denoiser whose "
-                        "forward nothing else has replaced"
-                    )
-                # affine tensors and Taylor coefficients differ per step
-                per_step = self._taylor is not None or any(t is not None for t in self._affine)
-                state = self._state
-                make, self.compiled_variants = pattern_compiled_forward(
-                    self.denoiser, (lambda: (state.row, state.step)) if per_step else (lambda: state.row), options
-                )
-                self._patches.patch(self.denoiser, "forward", make)
-            # On the module the pipeline calls, so that under torch.compile(unet) the step counting runs outside
-            # the compiled frame; kept out of dynamo under unet.compile() too (see _on_denoiser_call).
-            self._pre_hook = called.register_forward_pre_hook(self._on_denoiser_call)
-            if self.pipe is not None and getattr(self.pipe, "scheduler", None) is not None:
-                self._wrap_scheduler(self.pipe.scheduler)
-            setattr(self.denoiser, _HANDLE_ATTR, self)
+            self._install(experts, compile)
         except BaseException:
             self.remove()
             raise
         if called is not self.denoiser or getattr(self.denoiser, "_compiled_call_impl", None) is not None:
             warn_if_too_many_patterns(self.schedule.name, self.row_patterns())
 
+    def _install(self, experts: list[tuple[str | None, torch.nn.Module]], compile: bool | str | dict) -> None:
+        scope, options = compile_scope(compile)
+        cur = self._clock.cursor
+        # affine tensors and Taylor coefficients differ per step
+        key = (lambda: (cur.row, cur.step)) if self._hooks.per_step() else (lambda: cur.row)
+        for (attr, called), (_, expert) in zip(experts, self._experts):
+            modules = [self._module(expert, name, attr) for name in self._names]
+            for i, module in enumerate(modules):
+                self._wrap(i, module, options if scope == "blocks" else False)
+            if scope == "denoiser":
+                if called is not expert or "forward" in expert.__dict__:
+                    raise ScheduleError(
+                        "compile='denoiser' compiles the denoiser itself: apply it to an uncompiled denoiser whose "
+                        "forward nothing else has replaced"
+                    )
+                make, variants = pattern_compiled_forward(expert, key, options)
+                self.compiled_variants = self.compiled_variants or variants  # the first expert's, for inspection
+                self._patches.patch(expert, "forward", make)
+            patch_cache_context(self._patches, expert, self._clock)
+            # On the module the pipeline calls, so that under torch.compile(unet) the step counting runs outside
+            # the compiled frame; kept out of dynamo under unet.compile() too (see _on_denoiser_call).
+            self._pre_hooks.append(called.register_forward_pre_hook(self._on_denoiser_call))
+        if self.pipe is not None and getattr(self.pipe, "scheduler", None) is not None:
+            self._scheduler = self.pipe.scheduler
+            patch_scheduler(self._patches, self._scheduler, self.pipe, new_run=self._new_run, begin_at=self._begin_at,
+                            calls_in_loop=self._calls_in_loop)
+        for _, expert in self._experts:
+            setattr(expert, _HANDLE_ATTR, self)
+
     def row_patterns(self) -> int:
-        """Distinct action rows of a full-length run (with and without CFG, whichever has more): the number of
-        graphs a whole-denoiser ``torch.compile`` builds for this schedule."""
-        return max(len(set(self._table_for(0, cfg))) for cfg in (False, True))
+        """Distinct action rows of a full-length run (batched CFG, or the cond and uncond passes together, or no
+        CFG, whichever has more): the number of graphs a whole-denoiser ``torch.compile`` builds for this schedule."""
+        passes = set(self._table_for(0, COND)) | set(self._table_for(0, UNCOND))
+        return max(len(set(self._table_for(0, BATCHED))), len(passes))
 
     # -- checks ------------------------------------------------------------------------------------------
-    def _check_fingerprint(self, force: bool) -> None:
-        msg = fingerprint_mismatch(self.schedule, type(self.denoiser).__name__, fingerprint_module(self.denoiser))
+    def _check_fingerprint(self, target: Any, force: bool) -> None:
+        actual = fingerprint_of(target)
+        msg = fingerprint_mismatch(self.schedule, type(self.denoiser).__name__, actual)
         if msg is None:
             return
+        if len(self._experts) > 1:
+            names = " and ".join(a for a, _ in self._experts)
+            one = [a for a, m in self._experts if fingerprint_module(m) == self.schedule.model.fingerprint]
+            if one:
+                msg = (f"model.fingerprint: schedule {self.schedule.name!r} was made for one expert ({one[0]}'s "
+                       f"architecture) but this pipeline switches between {names} during a call; compile the "
+                       f"schedule on the pipeline (cs.compile_schedule(pipe, ...)) so that its rows cover both")
         if not force:
             raise ScheduleError(msg + "; pass force=True to apply it anyway")
         warnings.warn(msg + "; applying anyway because force=True", stacklevel=3)
@@ -170,27 +172,35 @@ class AppliedSchedule:
         """Every listed block must be a block of the denoiser's adapter (a module that is not one, such as a norm
         inside a transformer block, has no registered I/O contract nor cost). Denoisers no adapter covers (custom
         modules) are taken as they are."""
-        try:
-            space = adapter_for(self.denoiser).block_space(self.denoiser)
-        except ScheduleError:
-            return
-        space.check_names([bm.block for bm in self.schedule.blocks])
+        for _, module in self._experts:
+            try:
+                space = adapter_for(module).block_space(module)
+            except ScheduleError:
+                continue
+            space.check_names([bm.block for bm in self.schedule.blocks])
 
-    def _module(self, name: str) -> torch.nn.Module:
+    def _module(self, denoiser: torch.nn.Module, name: str, attr: str | None = None) -> torch.nn.Module:
         try:
-            return self.denoiser.get_submodule(name)
+            return denoiser.get_submodule(name)
         except AttributeError:
+            if len(self._experts) > 1:
+                others = ", ".join(a for a, _ in self._experts if a != attr)
+                raise ScheduleError(
+                    f'blocks["{name}"]: expert {attr} of this pipeline has no submodule {name!r} (it has in {others}); '
+                    f"a two-expert schedule's rows apply to whichever expert runs the step, so it may only name "
+                    f"blocks both experts have"
+                ) from None
             raise ScheduleError(
-                f'blocks["{name}"]: the {type(self.denoiser).__name__} has no submodule {name!r}'
+                f'blocks["{name}"]: the {type(denoiser).__name__} has no submodule {name!r}'
             ) from None
 
     # -- installation ------------------------------------------------------------------------------------
     def _wrap(self, i: int, module: torch.nn.Module, compile: dict[str, Any] | bool) -> None:
-        def make(original: Callable) -> Callable:
+        def make(original: Any) -> Any:
             if compile is not False:
                 options = {"dynamic": False, **(compile if isinstance(compile, dict) else {})}
-                return self._make_forward(i, torch.compile(original, **options))
-            return self._make_forward(i, original)
+                return self._hooks.make_forward(i, torch.compile(original, **options))
+            return self._hooks.make_forward(i, original)
 
         self._patches.patch(module, "forward", make)
 
@@ -200,95 +210,16 @@ class AppliedSchedule:
         param = next(self.denoiser.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
         dtype = param.dtype if param is not None else torch.float32
-        index = {name: i for i, name in enumerate(self._names)}
-        affine: list[list | None] = [None] * len(self._names)
-        for (block, step), (scale, shift) in table.items():
-            i = index.get(block)
-            if i is None:
-                raise ScheduleError(f"scale_shift: block {block!r} never reuses in this schedule")
-            if affine[i] is None:
-                affine[i] = [None] * self.schedule.num_steps
-                if self._io[i] is None:
-                    self._io[i] = block_io_of(self._modules[i], path=block)
-            affine[i][step] = (scale.to(device=device, dtype=dtype), shift.to(device=device, dtype=dtype))
-        self._affine = affine
+        self._hooks.set_affine(table, device, dtype)
 
-    def _adjust(self, i: int, out: Any) -> Any:
-        """``out`` with Block Caching's per-channel ``scale * y + shift`` at this step, if the schedule has one."""
-        table = self._affine[i]
-        if table is None:
-            return out
-        pair = table[self._state.step]
-        if pair is None:
-            return out
-        io = self._io[i]
-        y = io.hidden_output(out)
-        shape = [1] * y.ndim
-        shape[io.channel_dim] = -1
-        scale, shift = pair
-        return io.replace_hidden_output(out, torch.addcmul(shift.view(shape), y, scale.view(shape)))
+    @property
+    def _probe(self) -> Any:
+        """``fit_scale_shift``'s observer of reuse steps (``None``: never called)."""
+        return self._hooks.probe
 
-    def _make_forward(self, i: int, run: Callable) -> Callable:
-        state = self._state
-        residual = self._residual
-        order = self._taylor
-
-        def forward(*args: Any, **kwargs: Any) -> Any:
-            act = state.row[i]
-            if act == RUN:
-                return run(*args, **kwargs)
-            if act == STORE:
-                out = run(*args, **kwargs)
-                if order is not None:
-                    state.store[i] = taylor_update(state.store[i], out, state.step, order)
-                else:
-                    state.store[i] = self._delta(i, out, args, kwargs) if residual else out
-                return out
-            if act == REUSE:
-                return self._reuse(i, run, args, kwargs)
-            return self._split(i, act, run, args, kwargs)
-
-        return forward
-
-    def _wrap_scheduler(self, scheduler: Any) -> None:
-        self._scheduler = scheduler
-
-        def set_timesteps(original: Callable) -> Callable:
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
-                out = original(*args, **kwargs)
-                self._new_run(num_steps=int(scheduler.num_inference_steps), num_calls=len(scheduler.timesteps))
-                return out
-
-            return wrapper
-
-        self._patches.patch(scheduler, "set_timesteps", set_timesteps)
-        # img2img / inpaint (strength < 1) run only the tail of the timesteps: pipelines announce where it starts
-        # through scheduler.set_begin_index(call index) where the scheduler has it, and return the tail from
-        # pipe.get_timesteps(...) everywhere (its length is a shape: no device sync).
-        if hasattr(scheduler, "set_begin_index"):
-
-            def set_begin_index(original: Callable) -> Callable:
-                def wrapper(begin_index: int = 0, *args: Any, **kwargs: Any) -> Any:
-                    out = original(begin_index, *args, **kwargs)
-                    self._begin_at(int(begin_index))
-                    return out
-
-                return wrapper
-
-            self._patches.patch(scheduler, "set_begin_index", set_begin_index)
-        if callable(getattr(self.pipe, "get_timesteps", None)):
-
-            def get_timesteps(original: Callable) -> Callable:
-                def wrapper(*args: Any, **kwargs: Any) -> Any:
-                    out = original(*args, **kwargs)
-                    tail = out[0] if isinstance(out, tuple) else out
-                    if self._state.step_of_call is not None and hasattr(tail, "__len__"):
-                        self._begin_at(len(self._state.step_of_call) - len(tail))
-                    return out
-
-                return wrapper
-
-            self._patches.patch(self.pipe, "get_timesteps", get_timesteps)
+    @_probe.setter
+    def _probe(self, fn: Any) -> None:
+        self._hooks.probe = fn
 
     def remove(self) -> None:
         """Restore every wrapped module and scheduler/pipeline method exactly as it was; safe to call twice.
@@ -302,11 +233,12 @@ class AppliedSchedule:
             return
         self._patches.restore()  # raises (restoring nothing) if a later hook cannot be unwrapped
         self._removed = True
-        if self._pre_hook is not None:
-            self._pre_hook.remove()
-        if getattr(self.denoiser, _HANDLE_ATTR, None) is self:
-            delattr(self.denoiser, _HANDLE_ATTR)
-        self._state.store = [None] * len(self._state.store)
+        for hook in self._pre_hooks:
+            hook.remove()
+        for _, expert in self._experts:
+            if getattr(expert, _HANDLE_ATTR, None) is self:
+                delattr(expert, _HANDLE_ATTR)
+        self._clock.clear()
 
     def _where(self, obj: Any) -> str:
         for name, module in zip(self._names, self._modules):
@@ -332,120 +264,55 @@ class AppliedSchedule:
                 f"up for {num_steps}; call the pipeline with **schedule.pipeline_kwargs() "
                 f"({self.schedule.pipeline_kwargs()})"
             )
-        st = self._state
-        st.step_of_call = steps_of_calls(self._scheduler, num_steps, num_calls)
-        st.rows = self._table(0)
-        st.call = -1
-        st.store = [None] * len(st.store)
+        per_branch = next((bm.block for bm in self.schedule.blocks if not bm.shared), None)
+        if per_branch is not None and self.pipe is not None and self._cfg is None \
+                and getattr(self.pipe, "do_classifier_free_guidance", True) is False:
+            raise ScheduleError(
+                f'blocks["{per_branch}"]: per-branch (cond/uncond) masks, but this pipeline call runs no '
+                f"classifier-free guidance (guidance_scale <= 1); call it with guidance "
+                f"(**schedule.pipeline_kwargs()), or give both branches one mask"
+            )
+        self._clock.new_run(steps_of_calls(self._scheduler, num_steps, num_calls))
 
-    def _cfg_now(self) -> bool:
-        return self._cfg if self._cfg is not None else bool(getattr(self.pipe, "do_classifier_free_guidance", False))
+    def _default_mode(self) -> str:
+        """How the default branch's batches are laid out: ``[uncond; cond]`` (batched CFG) or one branch."""
+        cfg = self._cfg if self._cfg is not None else bool(getattr(self.pipe, "do_classifier_free_guidance", False))
+        return BATCHED if cfg else COND
 
-    def _table(self, first_row: int) -> list[tuple]:
-        """Action rows for a run that starts at ``first_row``; that row recomputes every block (nothing is
-        stored yet), the rows after it follow the masks."""
-        return self._table_for(first_row, self._cfg_now())
-
-    def _table_for(self, first_row: int, cfg: bool) -> list[tuple]:
-        key = (first_row, cfg)
+    def _table_for(self, first_row: int, mode: str) -> list[tuple]:
+        """Action rows for a run that starts at ``first_row`` (that row recomputes every block: nothing is stored
+        yet; the rows after it follow the masks), for one branch's masks or a batched CFG call."""
+        key = (first_row, mode)
         if key not in self._tables:
-            self._tables[key] = action_rows(self._hooked, self.schedule.num_steps, first_row, cfg,
-                                            store_every_recompute=self._taylor is not None)
+            self._tables[key] = action_rows(self._hooked, self.schedule.num_steps, first_row, mode,
+                                            store_every_recompute=self._hooks.taylor is not None)
         return self._tables[key]
+
+    def _calls_in_loop(self) -> int | None:
+        calls = self._clock.step_of_call
+        return None if calls is None else len(calls)
 
     def _begin_at(self, begin_call: int) -> None:
         """The pipeline runs only calls ``begin_call`` onwards of this sampling loop (img2img, inpaint)."""
-        st = self._state
-        if st.step_of_call is None or not 0 <= begin_call < len(st.step_of_call):
-            return
-        if st.call >= 0 and st.call != begin_call - 1:
-            raise ScheduleError(
-                "the sampler's begin index was set after the denoiser already ran in this loop; cachesearch "
-                "cannot align the schedule's steps"
-            )
-        st.call = begin_call - 1
-        st.rows = self._table(st.step_of_call[begin_call])
+        self._clock.begin_at(begin_call)
 
     @torch.compiler.disable(recursive=True)
     def _on_denoiser_call(self, module: torch.nn.Module, args: tuple) -> None:
         # Host-side bookkeeping: traced by dynamo (unet.compile() compiles the hook as a frame of its own) it
         # would guard on the call counter and recompile at every step.
-        st = self._state
         if self.pipe is not None and self.pipe.scheduler is not self._scheduler:
             raise ScheduleError(
                 "pipe.scheduler was replaced after the schedule was applied; remove() the schedule, set the "
                 "scheduler, then apply it again"
             )
-        if st.step_of_call is None:
+        if self._clock.step_of_call is None:
             if self.pipe is not None:
                 raise ScheduleError(
                     "the denoiser ran before the scheduler's set_timesteps(); cachesearch counts steps from "
                     "set_timesteps, which every diffusers pipeline calls first"
                 )
             self._new_run(self.schedule.num_steps, self.schedule.num_steps)
-        st.call += 1
-        if st.call >= len(st.step_of_call):
-            if self.pipe is not None:
-                raise ScheduleError(
-                    f"the denoiser was called more than the {len(st.step_of_call)} times this sampler makes "
-                    f"for {self.schedule.num_steps} steps; the schedule cannot be aligned with the steps"
-                )
-            self._new_run(self.schedule.num_steps, self.schedule.num_steps)  # bare denoiser: next loop
-            st.call = 0
-        st.step = st.step_of_call[st.call]
-        st.row = st.rows[st.step]
-
-    # -- reuse -------------------------------------------------------------------------------------------
-    def _delta(self, i: int, out: Any, args: tuple, kwargs: dict) -> Residual:
-        return residual_of(self._io[i], self._names[i], out, args, kwargs)
-
-    def _add_residual(self, i: int, out: Any, delta: torch.Tensor, enc: torch.Tensor | None, args: tuple,
-                      kwargs: dict, rows: slice | None = None) -> Any:
-        return add_residual(self._io[i], out, delta, enc, args, kwargs, rows)
-
-    def _reuse(self, i: int, run: Callable, args: tuple, kwargs: dict) -> Any:
-        stored = self._state.store[i]
-        if stored is None:
-            raise ScheduleError(f'blocks["{self._names[i]}"]: nothing stored to reuse (internal error)')
-        if self._taylor is not None:
-            out = taylor_forecast(stored, self._state.step)
-        elif not self._residual:
-            out = stored
-        else:
-            out, delta, enc = stored
-            out = self._add_residual(i, out, delta, enc, args, kwargs)
-        if self._probe is not None:
-            self._probe(i, self._state.step, out, run, args, kwargs)
-        return self._adjust(i, out)
-
-    def _split(self, i: int, acts: tuple[int, int], run: Callable, args: tuple, kwargs: dict) -> Any:
-        # CFG batch = [uncond rows; cond rows]. One branch runs on its rows, the other reuses its rows.
-        io = self._io[i]
-        x = io.hidden_input(args, kwargs)
-        if x is None:
-            raise ScheduleError(f'blocks["{self._names[i]}"]: per-branch masks need a tensor input')
-        batch = x.shape[0]
-        half = batch // 2
-        stored = self._state.store[i]
-        parts = []
-        store = False
-        for (lo, hi), act in zip(((0, half), (half, batch)), acts):
-            if act == REUSE:
-                if self._residual:
-                    out, delta, enc = stored
-                    part = self._add_residual(i, tree_slice(out, lo, hi, batch), delta, enc, args, kwargs,
-                                              slice(lo, hi))
-                else:
-                    part = tree_slice(stored, lo, hi, batch)
-                part = self._adjust(i, part)
-            else:
-                part = run(*tree_slice(args, lo, hi, batch), **tree_slice(kwargs, lo, hi, batch))
-                store = store or act == STORE
-            parts.append(part)
-        out = tree_cat(parts[0], parts[1])
-        if store:
-            self._state.store[i] = self._delta(i, out, args, kwargs) if self._residual else out
-        return out
+        self._clock.on_call(module, wrap=self.pipe is None, where=f"{self.schedule.num_steps} steps")
 
 
 def apply_schedule(
@@ -465,8 +332,9 @@ def apply_schedule(
             ``"scope": "denoiser"``): compile the whole denoiser, one graph per distinct step pattern, each on
             its own code object, so nothing recompiles across steps or calls (``fullgraph=True`` by default).
         cfg: whether denoiser batches are CFG batches ``[uncond; cond]``; ``None`` asks the pipeline
-            (``do_classifier_free_guidance``) at every call; bare denoisers default to no CFG.
+            (``do_classifier_free_guidance``) at every call; bare denoisers default to no CFG. Pipelines that run
+            the cond and uncond passes as separate calls (inside ``cache_context("cond")`` / ``("uncond")``: Wan,
+            HunyuanVideo, Qwen-Image, FLUX with ``true_cfg_scale > 1``) are recognised by those contexts: each
+            pass keeps its own step counter and stored outputs and follows its own masks.
     """
     return AppliedSchedule(schedule, target, force=force, compile=compile, cfg=cfg)
-
-

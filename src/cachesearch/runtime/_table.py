@@ -35,17 +35,20 @@ def _merge(a_uncond: int, a_cond: int) -> int | tuple[int, int]:
 
 
 def action_rows(
-    blocks: Sequence[BlockEntry], num_steps: int, first_row: int, cfg: bool, *, store_every_recompute: bool = False
+    blocks: Sequence[BlockEntry], num_steps: int, first_row: int, mode: str, *, store_every_recompute: bool = False
 ) -> list[tuple]:
     """Action rows of a run that starts at ``first_row``: that row recomputes every block (nothing is stored
-    yet), the rows after it follow the masks. With ``cfg`` a row merges the uncond and cond halves' actions.
-    ``store_every_recompute``: every recompute before a block's last reuse stores (``reuse: taylor``)."""
+    yet), the rows after it follow the masks. ``mode``: ``"cond"`` or ``"uncond"`` (that branch's masks, one
+    branch per call) or ``"cfg"`` (a row merges the uncond and cond halves' actions of a ``[uncond; cond]``
+    batch). ``store_every_recompute``: every recompute before a block's last reuse stores (``reuse: taylor``)."""
+    if mode not in ("cond", "uncond", "cfg"):
+        raise ValueError(f"mode: expected 'cond', 'uncond' or 'cfg', got {mode!r}")
 
     def forced(mask: str) -> list[int]:
         return _actions(mask[:first_row] + "R" + mask[first_row + 1 :], store_every_recompute)
 
     cond = [forced(bm.cond) for bm in blocks]
     uncond = [forced(bm.uncond) for bm in blocks]
-    if cfg:
+    if mode == "cfg":
         return [tuple(_merge(u[s], c[s]) for u, c in zip(uncond, cond)) for s in range(num_steps)]
-    return [tuple(c[s] for c in cond) for s in range(num_steps)]
+    return [tuple(c[s] for c in (cond if mode == "cond" else uncond)) for s in range(num_steps)]
