@@ -453,6 +453,18 @@ class Evaluator:
             **latency,
         )
 
+    def images(self, schedule: Schedule, *, split: str = "heldout", images: slice | None = None) -> torch.Tensor:
+        """The images ``schedule`` generates on the prompts of ``split`` (all, or the range ``images``), unscored:
+        the same call :meth:`evaluate` makes, so image ``i`` is comparable with ``reference(split)[i]``.
+
+        Raises:
+            ScheduleError: ``schedule`` does not fit this evaluator (see :meth:`evaluate`).
+            InvalidOutputError: an image contains NaN/inf.
+        """
+        kwargs = self._check_schedule(schedule)
+        with schedule.applied(self.pipe):
+            return self.fixtures.generate(split, kwargs, f"{schedule.name} ({split})", images)
+
     # -- scoring -----------------------------------------------------------------------------------------
     def _score(self, images: torch.Tensor, reference: torch.Tensor) -> dict[str, Any]:
         """Mean perceptual distance (``quality``) and each image's (``losses``), PSNR and SSIM of ``images``

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from .._util import atomic_write, save_figure
 from .export import REFERENCE_INTERVAL, ExportEntry, ExportResult, baseline_rows, is_reference_deepcache
+from .gallery import write_gallery
+from .html_report import write_html_report
 from .study import relative_storage, storage_spec
 
 if TYPE_CHECKING:
@@ -222,7 +224,8 @@ def _composition_lines(trials: list[FrozenTrial], export: ExportResult) -> list[
 
 
 def write_report(prep: Prepared, export: ExportResult, progress: Progress | None = None) -> Path:
-    """Write ``report.md`` and ``pareto.png`` into the run directory; returns the report path."""
+    """Write ``report.md``, ``pareto.png``, the image grid (``gallery/``) and ``report.html`` into the run
+    directory; returns the path of ``report.md``."""
     from optuna.trial import TrialState
 
     if progress is not None:
@@ -321,6 +324,8 @@ def write_report(prep: Prepared, export: ExportResult, progress: Progress | None
     lines += ["## Files", "",
               "- `schedules/*.yaml` + `schedules/index.yaml`: the front as `cachesearch/schedule` files (each "
               "file's `format` names its version; `cachesearch validate FILE --model M` checks one)",
+              "- `report.html`: this report as one self-contained page, with the front as an interactive plot, "
+              "images of the picked schedules beside full compute (`gallery/`) and their masks",
               "- `pareto.png`, `profile.png` (+ `profile.json`): plots",
               f"- `run.yaml`, `space.yaml`: the run's settings and search space; resume with "
               f"`cachesearch run --name {settings.name}`",
@@ -328,4 +333,9 @@ def write_report(prep: Prepared, export: ExportResult, progress: Progress | None
     path = run_dir / "report.md"
     atomic_write(path, "\n".join(lines))
     _ = plot
+    gallery = write_gallery(prep, export, progress)
+    if progress is not None:
+        progress.stage("writing report.html")
+    summary = [re.sub(r"[*`]", "", line[2:]) for line in lines if line.startswith("- **")]
+    write_html_report(prep, export, gallery, comparisons, summary=summary)
     return path

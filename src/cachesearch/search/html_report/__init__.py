@@ -1,0 +1,142 @@
+"""``report.html``: one self-contained page beside ``report.md`` — the front as an interactive plot (hover a
+point for its file, cost, measured speedup where measured, train and held-out loss), the image grid (reference
+beside the schedules picked at a few budgets, :mod:`..gallery`), each picked schedule's step × block mask, the
+front and the baselines tables. Nothing is loaded from the network: images are ``data:`` URIs, the plot is
+inline SVG with a few lines of inline script."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..._util import atomic_write
+from ..export import baseline_rows
+from ._masks import mask_svg
+from ._page import fmt, grid_html, page, table
+from ._plot import Point, legend_html, scatter_svg
+
+if TYPE_CHECKING:
+    from ..executors.base import Prepared
+    from ..export import ExportResult
+    from ..gallery import Gallery
+
+__all__ = ["FULL_COMPUTE", "write_html_report"]
+
+FULL_COMPUTE = 1.0 - 1e-9
+"""Trials at or above this cost run everything (the reference itself): not plotted, not exported."""
+
+
+def _measured_speedup(trial: Any) -> float | None:
+    result = trial.user_attrs.get("result") if trial is not None else None
+    return result.get("speedup") if isinstance(result, dict) else None
+
+
+def _plot_section(prep: Prepared, export: ExportResult, cost_name: str) -> str:
+    from optuna.trial import TrialState
+
+    study = prep.study
+    metric = export.metric or "quality"
+    trials = study.get_trials(deepcopy=False)
+    by_number = {t.number: t for t in trials}
+    points: list[Point] = []
+    for t in trials:
+        if t.state == TrialState.COMPLETE and t.values is not None and "duplicate_of" not in t.user_attrs \
+                and t.values[1] < FULL_COMPUTE:
+            kind = (t.user_attrs.get("policy") or {}).get("kind", "?")
+            points.append(Point(t.values[1], t.values[0], "trial",
+                                (f"trial {t.number} ({kind})", f"{cost_name} {t.values[1]:.3f}",
+                                 f"{metric} train {t.values[0]:.4g}")))
+    for r in baseline_rows(study):
+        if r.quality is not None and r.cost is not None and r.cost < FULL_COMPUTE:
+            points.append(Point(r.cost, r.quality, "baseline",
+                                (f"baseline {r.name}", f"{cost_name} {r.cost:.3f}", f"{metric} train {r.quality:.4g}")))
+    for b in export.baselines:
+        if b.heldout is not None and b.cost is not None and b.cost < FULL_COMPUTE:
+            points.append(Point(b.cost, b.heldout, "baseline-heldout",
+                                (f"baseline {b.name}", f"{cost_name} {b.cost:.3f}",
+                                 f"{metric} train {fmt(b.quality)}, held-out {b.heldout:.4g}")))
+    links = []
+    for e in export.entries:
+        measured = _measured_speedup(by_number.get(e.trial))
+        tip = (e.file, f"{cost_name} {e.objective:.3f}",
+               f"measured speedup {measured:.2f}×" if measured else "speedup not measured (--latency measured)",
+               f"{metric} train {fmt(e.quality.train)}, held-out {fmt(e.quality.heldout)}",
+               f"from {e.baseline or 'the search'}")
+        train = Point(e.objective, e.quality.train if e.quality.train is not None else float("nan"), "front", tip)
+        held = Point(e.objective, e.quality.heldout if e.quality.heldout is not None else float("nan"),
+                     "front-heldout", tip)
+        points += [train, held]
+        links.append((train, held))
+    xlabel = ("cost ratio (analytic MACs / full compute)" if prep.objectives.kind == "cost"
+              else "latency / full-compute latency (measured)")
+    svg = scatter_svg(points, xlabel=xlabel, ylabel=f"{metric} to full compute (lower is better)", links=links)
+    present = {p.series for p in points}
+    return (f"<h2>Quality × cost</h2>{legend_html(present)}{svg}<p class=\"caption\">Hover a point for its "
+            "file and numbers; click a legend entry to hide or show it. Grey: every evaluated trial (train "
+            "prompts); blue: the exported front (train), red squares: the same files on the held-out prompts. "
+            "Full compute (cost 1) is the reference itself and is not drawn.</p>")
+
+
+def _front_section(export: ExportResult, metric: str, cost_name: str) -> str:
+    rows = [[f"<code>{escape(e.file)}</code>", fmt(e.objective, 3), fmt(e.quality.train),
+             fmt(e.quality.heldout), fmt(e.accuracy.heldout, 3), escape(e.baseline or "search")]
+            for e in export.entries]
+    return (f"<h2>Pareto front ({len(export.entries)} files)</h2>"
+            + table(["file", cost_name, f"{escape(metric)} train", f"{escape(metric)} held-out",
+                     "accuracy held-out", "from"], rows, numeric=(1, 2, 3, 4), cls="front"))
+
+
+def _baselines_section(export: ExportResult, comparisons: Sequence[Any], metric: str, cost_name: str) -> str:
+    best = {c.baseline: c for c in comparisons}
+    rows = []
+    for b in sorted(export.baselines, key=lambda b: (b.cost is None, b.cost or 0.0, b.name)):
+        c = best.get(b.name)
+        verdict = "–"
+        if c is not None:
+            verdict = ('<span class="yes">yes</span>' if c.beaten else
+                       '<span class="no">no (the baseline itself)</span>' if c.itself else '<span class="no">no</span>')
+        rows.append([f"<code>{escape(b.name)}</code>", escape(b.kind or ""), fmt(b.cost, 3), fmt(b.quality),
+                     fmt(b.heldout), f"<code>{escape(c.schedule)}</code>" if c and c.schedule else "–",
+                     fmt(c.schedule_cost, 3) if c else "–", fmt(c.schedule_heldout) if c else "–", verdict])
+    return ("<h2>Against the baselines</h2><p class=\"caption\">Each validated baseline; for the fewer-steps "
+            "baselines and the DeepCache ones the report compares, the front file with the lowest held-out loss "
+            "among those costing at most as much.</p>"
+            + table(["baseline", "kind", cost_name, f"{escape(metric)} train", f"{escape(metric)} held-out",
+                     "best front file at ≤ cost", f"its {cost_name}", "its held-out", "better"], rows,
+                    numeric=(2, 3, 4, 6, 7), cls="baselines"))
+
+
+def _masks_section(gallery: Gallery, export: ExportResult) -> str:
+    from ...schedule import load_schedule
+
+    parts = ["<h2>Masks of the picked schedules</h2><p class=\"caption\">Rows: blocks; columns: sampler steps; "
+             "dark: recompute, light: reuse the cached output.</p>"]
+    for c in gallery.columns:
+        if c.file is None:
+            continue
+        try:
+            svg = mask_svg(load_schedule(export.schedules_dir / c.file))
+        except Exception as e:  # noqa: BLE001 - one unreadable file does not hide the others
+            svg = f'<p class="err">cannot read {escape(c.file)}: {escape(str(e))}</p>'
+        parts.append(f"<h3><code>{escape(c.file)}</code> ({escape(c.label)})</h3>{svg}")
+    return "".join(parts)
+
+
+def write_html_report(prep: Prepared, export: ExportResult, gallery: Gallery, comparisons: Sequence[Any],
+                      summary: Sequence[str] = ()) -> Path:
+    """Write ``<run>/report.html`` (self-contained); ``summary``: plain-text lines for the top of the page."""
+    run_dir: Path = prep.run_dir
+    metric = export.metric or "quality"
+    cost_name = "cost ratio" if prep.objectives.kind == "cost" else "latency ratio"
+    head = (f"<h1>cachesearch run <code>{escape(prep.settings.name)}</code></h1><ul>"
+            + "".join(f"<li>{escape(line)}</li>" for line in summary) + "</ul>")
+    grid = (f"<h2>Images</h2><p class=\"caption\">The first {len(gallery.prompts)} held-out prompts: full compute "
+            f"beside the front file picked at each budget (the lowest held-out loss costing at most the budget, "
+            f"as <code>cachesearch pick --max-cost</code> picks).</p>" + grid_html(gallery, run_dir, metric, cost_name))
+    html = page(f"cachesearch run {prep.settings.name}", [
+        head, _plot_section(prep, export, cost_name), grid, _masks_section(gallery, export),
+        _front_section(export, metric, cost_name), _baselines_section(export, list(comparisons), metric, cost_name),
+    ])
+    return atomic_write(run_dir / "report.html", html)
