@@ -49,3 +49,18 @@ def test_help_shows_the_defaults_of_run_settings() -> None:
     assert result.exit_code == 0
     assert "Reference sampler steps. Default: 20." in result.output
     assert "NSGA-II population size. Default: 24." in result.output
+
+
+@pytest.mark.parametrize(("given", "stages"), [("off", None), ("2,4", (2, 4)), ("3", (3,))])
+def test_screen_is_an_option_of_run(tmp_path, captured, given, stages) -> None:
+    result = runner.invoke(app, ["run", "--screen", given, "--out", str(tmp_path), "-q"])
+    assert result.exit_code == 2 and "error: recorded" in result.output, result.output
+    s = captured["settings"]
+    assert s.screen == given
+    assert (s.screening.stages if s.screening else None) == stages
+
+
+def test_a_bad_screen_value_is_one_line(tmp_path) -> None:
+    result = runner.invoke(app, ["run", "--screen", "4,x", "--out", str(tmp_path), "-q"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: --screen: expected image counts like 2,4 or 'off', got '4,x'"

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -16,7 +19,8 @@ from ..schedule import ScheduleError
 if TYPE_CHECKING:
     from ..search import Outcome
 
-__all__ = ["EVAL_FLAGS", "RichProgress", "check_device", "fail", "quiet_libraries", "set_threads", "user_errors"]
+__all__ = ["EVAL_FLAGS", "RichProgress", "check_device", "check_writable_folder", "fail", "quiet_libraries",
+           "set_threads", "user_errors"]
 
 EVAL_FLAGS = {"model": "--model", "device": "--device", "dtype": "--dtype", "scheduler": "--scheduler",
               "num_inference_steps": "--steps", "guidance_scale": "--guidance-scale", "n_train": "--n-train",
@@ -65,6 +69,27 @@ def check_device(device: str, option: str = "--device") -> None:
     count = torch.cuda.device_count()
     if dev.index is not None and dev.index >= count:
         raise fail(f"{option} {device}: this machine has {count} CUDA device(s) (cuda:0 to cuda:{count - 1})")
+
+
+def check_writable_folder(folder: str | os.PathLike[str], option: str) -> None:
+    """Refuse, in one line (exit code 2), a folder that cannot be made or written: a file in its way, no
+    permission, a read-only file system. Checked before any work; nothing is created (a probe file in the
+    nearest existing folder is removed at once)."""
+    given = Path(folder).expanduser()
+    probe = given
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        what = "is a file" if probe == given else f"is inside {probe}, which is a file"
+        raise fail(f"{option} {folder}: {what}, not a folder; give a folder with {option}")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".cachesearch-write-check-")
+    except OSError as e:
+        where = "" if probe == given else f" (the nearest existing folder, {probe})"
+        raise fail(f"{option} {folder}: cannot write there{where}: {e.strerror or e}; give a folder you can "
+                   f"write with {option}") from None
+    os.close(fd)
+    os.unlink(tmp)
 
 
 class _StageBar(BarColumn):

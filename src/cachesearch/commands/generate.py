@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from ._common import check_device, user_errors
+from ._common import check_device, check_writable_folder, fail, set_threads, user_errors
 
 
 def generate(
@@ -29,27 +29,33 @@ def generate(
     steps: int | None = typer.Option(None, "--steps", help="Sampler steps (default: the schedule's, else model's)."),
     guidance_scale: float | None = typer.Option(None, "--guidance-scale", help="CFG scale (default: model's)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N."),
+    threads: int = typer.Option(None, "--threads", help="torch CPU threads in this process. Default 1 on CPU "
+                                                        "(shared machines slow down with more)."),
 ) -> None:
     """Generate one image; with --schedule the caching schedule is applied (two lines of Python, see README)."""
-    import torch
-
     from .. import load_schedule
-    from ..models import load_model
-    from ..models._embedded import embedded_package
     from .evaluate import default_model
 
     with user_errors():
         # Everything that can be checked without the model is checked first.
         check_device(device)
+        if out.is_dir():
+            raise fail(f"--out {out}: is a folder; give the PNG file to write")
         if out.exists() and not overwrite:
-            raise typer.BadParameter(f"{out} exists; pass --overwrite to replace it", param_hint="--out")
+            raise fail(f"--out {out}: exists; pass --overwrite to replace it")
+        check_writable_folder(out.parent, "--out")
         sched = load_schedule(schedule) if schedule is not None else None
         if reference and sched is None:
-            raise typer.BadParameter("--reference needs --schedule", param_hint="--reference")
+            raise fail("--reference needs --schedule")
         if reference and sched.reference is None:
-            raise typer.BadParameter(f"{schedule} records no reference run (format @1); pass --steps instead",
-                                     param_hint="--reference")
+            raise fail(f"--reference: {schedule} records no reference run (format @1); pass --steps instead")
         spec = model or (default_model(sched) if sched is not None else None) or "embedded"
+        set_threads(threads, device)
+        import torch
+
+        from ..models import load_model
+        from ..models._embedded import embedded_package
+
         loaded = load_model(spec, device=device)
         pipe = loaded.pipe
         pipe.set_progress_bar_config(disable=True)
@@ -76,8 +82,11 @@ def generate(
         else:
             image = pipe(prompt, generator=generator, **kwargs).images[0]
         elapsed = time.perf_counter() - start
-    out.parent.mkdir(parents=True, exist_ok=True)
-    image.save(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        image.save(out)
+    except OSError as e:
+        raise fail(f"--out {out}: cannot write it: {e.strerror or e}") from None
     what = ""
     if sched is not None:
         what = f", the reference of {sched.name!r}" if reference else f" with schedule {sched.name!r}"

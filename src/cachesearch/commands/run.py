@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ._common import RichProgress, check_device, fail, quiet_libraries, set_threads, user_errors
+from ._common import RichProgress, check_device, check_writable_folder, fail, quiet_libraries, set_threads, user_errors
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -99,6 +99,7 @@ def run(
     device: str = _option("device"),
     n_train: int = _option("n_train"),
     n_heldout: int = _option("n_heldout"),
+    screen: str = _option("screen"),
     prompts_file: str = _option("prompts_file"),
     metric: str = _option("metric"),
     tail_threshold: float = _option("tail_threshold"),
@@ -135,6 +136,10 @@ def run(
         except (SearchError, SpaceError) as e:
             raise fail(str(e)) from None
         check_device(settings.device)
+        check_writable_folder(settings.out, "--out")
+        if settings.run_dir.exists():  # a resumed run's own folder
+            check_writable_folder(settings.run_dir, "--out")
+        check_writable_folder(cache_dir, "--cache-dir")
         set_threads(threads, settings.device)
         quiet_libraries()
         with RichProgress(console, quiet=quiet) as progress:
