@@ -47,6 +47,85 @@ TINY: dict[str, Tiny] = {
     "QwenImageTransformer2DModel": Tiny(dict(
         patch_size=2, in_channels=16, out_channels=4, num_layers=2, attention_head_dim=16, num_attention_heads=4,
         joint_attention_dim=16, guidance_embeds=False, axes_dims_rope=(8, 4, 4)), height=8, width=8),
+    "BriaTransformer2DModel": Tiny(dict(
+        patch_size=1, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=8, num_attention_heads=2,
+        joint_attention_dim=32, pooled_projection_dim=None, axes_dims_rope=[0, 4, 4]), height=8, width=8),
+    "BriaFiboTransformer2DModel": Tiny(dict(
+        patch_size=1, in_channels=48, num_layers=1, num_single_layers=1, attention_head_dim=8, num_attention_heads=2,
+        joint_attention_dim=64, text_encoder_dim=32, pooled_projection_dim=None, axes_dims_rope=[0, 4, 4]),
+        height=8, width=8),
+    "ChromaTransformer2DModel": Tiny(dict(
+        patch_size=1, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
+        joint_attention_dim=32, axes_dims_rope=[4, 4, 8], approximator_num_channels=8, approximator_hidden_dim=16,
+        approximator_layers=1), height=8, width=8),
+    "LongCatImageTransformer2DModel": Tiny(dict(
+        patch_size=1, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
+        joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=[4, 4, 8]), height=8, width=8),
+    "OvisImageTransformer2DModel": Tiny(dict(
+        patch_size=1, in_channels=4, out_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=32, axes_dims_rope=(4, 4, 8)), height=8, width=8),
+    "Flux2Transformer2DModel": Tiny(dict(
+        patch_size=1, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
+        joint_attention_dim=32, timestep_guidance_channels=256, axes_dims_rope=[4, 4, 4, 4]), height=8, width=8),
+    "CogView3PlusTransformer2DModel": Tiny(dict(
+        patch_size=2, in_channels=4, num_layers=2, attention_head_dim=4, num_attention_heads=2, out_channels=4,
+        text_embed_dim=8, time_embed_dim=8, condition_dim=2, pos_embed_max_size=8, sample_size=8), height=8, width=8),
+    "CogView4Transformer2DModel": Tiny(dict(
+        patch_size=2, in_channels=4, num_layers=2, attention_head_dim=4, num_attention_heads=4, out_channels=4,
+        text_embed_dim=8, time_embed_dim=8, condition_dim=4), height=8, width=8),
+    "GlmImageTransformer2DModel": Tiny(dict(
+        patch_size=2, in_channels=4, out_channels=4, num_layers=2, attention_head_dim=8, num_attention_heads=2,
+        text_embed_dim=32, time_embed_dim=16, condition_dim=8, prior_vq_quantizer_codebook_size=64),
+        height=8, width=8, text=12),
+    "AuraFlowTransformer2DModel": Tiny(dict(
+        sample_size=32, patch_size=2, in_channels=4, num_mmdit_layers=1, num_single_dit_layers=1,
+        attention_head_dim=8, num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=32,
+        out_channels=4, pos_embed_max_size=256), height=16, width=16, text=16),
+    "DiTTransformer2DModel": Tiny(dict(
+        in_channels=4, out_channels=8, activation_fn="gelu-approximate", num_attention_heads=2, attention_head_dim=4,
+        attention_bias=True, num_layers=2, norm_type="ada_norm_zero", num_embeds_ada_norm=8, patch_size=2,
+        sample_size=8), height=8, width=8),
+    "SanaTransformer2DModel": Tiny(dict(
+        patch_size=1, in_channels=4, out_channels=4, num_layers=2, attention_head_dim=4, num_attention_heads=2,
+        num_cross_attention_heads=2, cross_attention_head_dim=4, cross_attention_dim=8, caption_channels=8,
+        sample_size=32), height=8, width=8),
+    "Lumina2Transformer2DModel": Tiny(dict(
+        sample_size=16, patch_size=2, in_channels=4, hidden_size=24, num_layers=2, num_refiner_layers=1,
+        num_attention_heads=3, num_kv_heads=1, multiple_of=2, ffn_dim_multiplier=None, norm_eps=1e-5,
+        scaling_factor=1.0, axes_dim_rope=(4, 2, 2), axes_lens=(128, 128, 128), cap_feat_dim=32), text=16),
+    "LuminaNextDiT2DModel": Tiny(dict(
+        sample_size=16, patch_size=2, in_channels=4, hidden_size=24, num_layers=2, num_attention_heads=3,
+        num_kv_heads=1, multiple_of=16, ffn_dim_multiplier=None, norm_eps=1e-5, learn_sigma=False, qk_norm=True,
+        cross_attention_dim=32, scaling_factor=1.0), text=16),
+    "HiDreamImageTransformer2DModel": Tiny(dict(
+        patch_size=2, in_channels=4, out_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=8,
+        num_attention_heads=4, caption_channels=[8, 4], text_emb_dim=8, num_routed_experts=2,
+        num_activated_experts=2, axes_dims_rope=(4, 2, 2), max_resolution=(32, 32), llama_layers=(0, 1),
+        force_inference_output=True), height=32, width=32),
+    "HunyuanDiT2DModel": Tiny(dict(
+        sample_size=8, patch_size=2, in_channels=4, num_layers=2, attention_head_dim=8, num_attention_heads=2,
+        cross_attention_dim=8, cross_attention_dim_t5=8, pooled_projection_dim=4, hidden_size=16, text_len=4,
+        text_len_t5=4, activation_fn="gelu-approximate"), height=8, width=8, text=4),
+    "ZImageTransformer2DModel": Tiny(dict(
+        all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=16, n_layers=2, n_refiner_layers=1,
+        n_heads=1, n_kv_heads=2, qk_norm=True, cap_feat_dim=16, rope_theta=256.0, t_scale=1000.0, axes_dims=[8, 4, 4],
+        axes_lens=[256, 32, 32]), text=16),
+    "NucleusMoEImageTransformer2DModel": Tiny(dict(
+        patch_size=2, in_channels=16, out_channels=4, num_layers=2, attention_head_dim=16, num_attention_heads=4,
+        joint_attention_dim=16, axes_dims_rope=(8, 4, 4), moe_enabled=False, capacity_factors=[8.0, 8.0]),
+        height=8, width=8),
+    "ErnieImageTransformer2DModel": Tiny(dict(
+        hidden_size=16, num_attention_heads=1, num_layers=2, ffn_hidden_size=16, in_channels=16, out_channels=16,
+        patch_size=1, text_in_dim=16, rope_theta=256, rope_axes_dim=(8, 4, 4), eps=1e-6, qk_layernorm=True),
+        text=16),
+    "PRXTransformer2DModel": Tiny(dict(
+        in_channels=16, patch_size=2, context_in_dim=32, hidden_size=64, mlp_ratio=3.5, num_heads=2, depth=2,
+        axes_dim=[16, 16], theta=10_000), text=16, notes="diffusers' test: 1792 channels, 4 layers; scaled down"),
+    "OmniGenTransformer2DModel": Tiny(dict(
+        hidden_size=16, num_attention_heads=4, num_key_value_heads=4, intermediate_size=32, num_layers=2,
+        pad_token_id=0, vocab_size=1000, in_channels=4, time_step_dim=4,
+        rope_scaling={"long_factor": list(range(1, 3)), "short_factor": list(range(1, 3))}), height=8, width=8,
+        text=24),
     # video
     "WanTransformer3DModel": Tiny(dict(
         patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=4, out_channels=4,
@@ -68,8 +147,16 @@ TINY: dict[str, Tiny] = {
 
 
 def build(name: str, seed: int = 0) -> torch.nn.Module:
-    """The tiny model of class ``name`` (float32, eval mode, seeded; the caller's RNG untouched)."""
+    """The tiny model of class ``name`` (float32, eval mode, seeded; the caller's RNG untouched).
+
+    Parameters a model initialises to zero (adaLN-zero gates, zero output projections: ERNIE-Image, PRX) are drawn
+    at random too: zero gates make every block the identity and a zero output layer every output zero, and no
+    check could tell a cached block from a computed one."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = getattr(diffusers, name)(**TINY[name].config)
+        with torch.no_grad():
+            for param in model.parameters():
+                if param.is_floating_point() and param.numel() > 1 and not param.any():
+                    param.normal_(0.0, 0.1)
     return model.eval()

@@ -7,8 +7,8 @@ below.
 
 from __future__ import annotations
 
-from . import _examples_image, _examples_video, flux, pixart, sd3, unet2d  # noqa: F401  (registrations)
-from ._dit import Component, TransformerAdapter, block_lists_of, register_block_lists
+from . import _examples_image, _examples_video, _layouts, flux, pixart, sd3, unet2d  # noqa: F401  (registrations)
+from ._dit import Component, TransformerAdapter, block_lists_of, register_block_lists, register_components
 from ._examples import Example, Make, Sizes, example_for, register_example_inputs
 from .base import (
     CFG,
@@ -42,6 +42,7 @@ __all__ = [
     "register_adapter",
     "register_block_io",
     "register_block_lists",
+    "register_components",
     "register_example_inputs",
 ]
 

@@ -102,7 +102,10 @@ def _registered(cls: type) -> dict[str, Any] | None:
         meta = TransformerBlockRegistry.get(cls)
     except ValueError:  # not registered
         return None
+    params = list(inspect.signature(cls.forward).parameters)[1:]
     hidden = meta.hidden_states_argument_name
+    if hidden not in params and params:  # ZImageTransformerBlock takes `x` (the metadata keeps the default name)
+        hidden = params[0]
     encoder = meta.encoder_hidden_states_argument_name
     return {
         "hidden_states_argument": hidden,

@@ -3,23 +3,23 @@
 Blocks are the elements of the denoiser's block lists (``<list>.<i>``, kind ``stage``: the granularity DeepCache
 calls a stage, here one transformer block), the lists found by name (:func:`._diffusers.block_list_names`:
 ``blocks``, ``transformer_blocks``, ``single_transformer_blocks``, ``layers``, ...) in the denoiser's attribute
-order, or as registered for its class (:func:`register_block_lists`). Components are a block's direct children
-that are diffusers attention or feed-forward modules, whatever their attribute names (Wan's ``attn1``/``attn2``/
-``ffn``, Qwen-Image's ``attn``/``img_mlp``/``txt_mlp``), kind ``component``, in attribute order (which is the
-order they run in: the coverage tests check it on every class). A block's output layout comes from diffusers'
-``TransformerBlockRegistry`` or our own registry (:func:`~.base.block_io_of`).
+order, or as registered for its class (:func:`register_block_lists`). Components are a block's outermost
+submodules that are diffusers attention or feed-forward modules, whatever their attribute names (Wan's
+``attn1``/``attn2``/``ffn``, Qwen-Image's ``attn``/``img_mlp``/``txt_mlp``), kind ``component``, in attribute
+order (which is the order they run in: the coverage tests check it on every class). A block's output layout comes
+from diffusers' ``TransformerBlockRegistry`` or our own registry (:func:`~.base.block_io_of`).
 
-A family module subclasses :class:`TransformerAdapter` for what is special: ``class_names``, its presets, the CFG
-convention (``cfg``), extra components (FLUX's single-block ``proj_mlp``/``proj_out``), example inputs, latent
-shape and frames. Without one, a transformer works at block and component granularity under family
-``"transformer"``, its example inputs taken from :mod:`._examples`.
+Block classes whose components are not (only) those modules register them (:func:`register_components`: FLUX's
+single-block ``proj_mlp``/``attn``/``proj_out``). A family module subclasses :class:`TransformerAdapter` for what
+is special: ``class_names``, its presets, the CFG convention (``cfg``), latent shape and frames. Without one, a
+transformer works at block and component granularity under family ``"transformer"``, its example inputs taken
+from :mod:`._examples`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -38,6 +38,7 @@ __all__ = [
     "check_sizes",
     "place",
     "register_block_lists",
+    "register_components",
     "transformer_layers",
     "vae_factor",
 ]
@@ -51,8 +52,9 @@ class Component:
     """One cacheable submodule of a transformer block.
 
     Attributes:
-        attribute: its attribute name in the block (``"attn"``, ``"ff_context"``, ``"proj_mlp"``); blocks whose
-            attribute is missing or ``None`` (SD3's ``attn2`` outside the dual-attention layers) skip it.
+        attribute: its path in the block (``"attn"``, ``"ff_context"``, ``"proj_mlp"``; ``"block.attn1"`` in a
+            block that wraps another); blocks where it is missing or ``None`` (SD3's ``attn2`` outside the
+            dual-attention layers) skip it.
         attention: whether it is an attention module (TaylorSeer's and PAB's default targets).
         residual_ok: whether its output has its input's shape (``reuse: residual`` is meaningful).
     """
@@ -63,6 +65,14 @@ class Component:
 
 
 _BLOCK_LISTS: dict[str, tuple[str, ...]] = {}
+_COMPONENTS: dict[str, tuple[Component, ...]] = {}
+
+
+def register_components(block_class: str, components: tuple[Component, ...]) -> None:
+    """Register the components of the block class called ``block_class`` (subclasses inherit them), in the
+    order they run, where they are not just its diffusers attention and feed-forward modules (FLUX's single-stream
+    ``proj_mlp``/``attn``/``proj_out``) or where one's output does not have its input's shape (``residual_ok``)."""
+    _COMPONENTS[block_class] = tuple(components)
 
 
 def register_block_lists(class_name: str, lists: tuple[str, ...]) -> None:
@@ -88,27 +98,36 @@ def block_lists_of(denoiser: torch.nn.Module) -> tuple[str, ...]:
     return tuple(name for name, child in denoiser.named_children() if name in names and _is_block_list(child))
 
 
-def _components(block: torch.nn.Module, explicit: Mapping[str, tuple[Component, ...]]) -> tuple[Component, ...]:
+def _components(block: torch.nn.Module) -> tuple[Component, ...]:
+    """A block's components: registered for its class, else its outermost submodules that are diffusers attention
+    or feed-forward modules (children in most blocks; ``block.attn1`` where a block wraps another, as HiDream's)."""
     for cls in type(block).__mro__:
-        given = explicit.get(cls.__name__)
+        given = _COMPONENTS.get(cls.__name__)
         if given is not None:
             return given
     if not is_diffusers_module(block):
         return ()
     kinds = component_classes()
     attention = attention_classes()
-    return tuple(Component(name, attention=isinstance(child, attention))
-                 for name, child in block.named_children() if isinstance(child, kinds))
+    found: list[Component] = []
+    for name, module in block.named_modules():
+        if name and isinstance(module, kinds) and not any(name.startswith(c.attribute + ".") for c in found):
+            found.append(Component(name, attention=isinstance(module, attention)))
+    return tuple(found)
+
+
+def _submodule(block: torch.nn.Module, path: str) -> torch.nn.Module | None:
+    try:
+        module = block.get_submodule(path)
+    except AttributeError:
+        return None
+    return module if isinstance(module, torch.nn.Module) else None
 
 
 def transformer_layers(
-    denoiser: torch.nn.Module,
-    lists: tuple[str, ...],
-    components: Mapping[str, tuple[Component, ...]] = MappingProxyType({}),
+    denoiser: torch.nn.Module, lists: tuple[str, ...]
 ) -> list[tuple[str, str | None, Component | None]]:
-    """``(path, parent, component)`` of every block (``component`` ``None``) and component, in execution order.
-
-    ``components`` gives, per block class name, its components explicitly (else they are found by class)."""
+    """``(path, parent, component)`` of every block (``component`` ``None``) and component, in execution order."""
     out: list[tuple[str, str | None, Component | None]] = []
     for attribute in lists:
         blocks = getattr(denoiser, attribute, None)
@@ -117,8 +136,8 @@ def transformer_layers(
         for i, block in enumerate(blocks):
             path = f"{attribute}.{i}"
             out.append((path, None, None))
-            for comp in _components(block, components):
-                if isinstance(getattr(block, comp.attribute, None), torch.nn.Module):
+            for comp in _components(block):
+                if _submodule(block, comp.attribute) is not None:
                     out.append((f"{path}.{comp.attribute}", path, comp))
     return out
 
@@ -150,8 +169,6 @@ class TransformerAdapter(DenoiserAdapter):
         class_names: denoiser classes a family covers (matched by name along the MRO); empty for the fallback,
             which covers every denoiser with a block list (:func:`block_lists_of`).
         block_lists: the family's block lists, when they are not the ones found by name.
-        components: per block class name, its components when they are not the attention / feed-forward modules
-            found by class (FLUX's single-stream ``proj_mlp``, ``attn``, ``proj_out``).
         text_len: text tokens of one call in the family's pipeline (example inputs; MACs scale with it), or
             ``None`` for the example-input table's.
     """
@@ -162,7 +179,6 @@ class TransformerAdapter(DenoiserAdapter):
     fallback = True
     class_names: tuple[str, ...] = ()
     block_lists: tuple[str, ...] | None = None
-    components: Mapping[str, tuple[Component, ...]] = MappingProxyType({})
     text_len: int | None = None
 
     def matches(self, denoiser: torch.nn.Module) -> bool:
@@ -184,7 +200,7 @@ class TransformerAdapter(DenoiserAdapter):
 
     def layers(self, denoiser: torch.nn.Module) -> list[tuple[str, str | None, Component | None]]:
         """``(path, parent, component)`` of every block and component of ``denoiser``, in execution order."""
-        return transformer_layers(denoiser, self.lists(denoiser), self.components)
+        return transformer_layers(denoiser, self.lists(denoiser))
 
     def block_space(
         self, denoiser: torch.nn.Module, *, macs: Mapping[str, int] | None = None, other_macs: int | None = None

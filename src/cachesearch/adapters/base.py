@@ -131,25 +131,36 @@ class BlockIO:
 
 
 _BLOCK_IO: dict[str, BlockIO] = {}
+_OVERRIDES: set[str] = set()
 
 
-def register_block_io(class_name: str, io: BlockIO) -> None:
-    """Register the I/O contract of the block class called ``class_name`` (subclasses inherit it)."""
+def register_block_io(class_name: str, io: BlockIO, *, overrides_diffusers: bool = False) -> None:
+    """Register the I/O contract of the block class called ``class_name`` (subclasses inherit it).
+
+    diffusers' ``TransformerBlockRegistry`` is read first where it registers the class; ``overrides_diffusers``
+    puts this contract before it (for a class diffusers registers wrongly; say why where you call it)."""
     _BLOCK_IO[class_name] = io
+    if overrides_diffusers:
+        _OVERRIDES.add(class_name)
+    else:
+        _OVERRIDES.discard(class_name)
 
 
 def block_io_of(module: torch.nn.Module, *, path: str | None = None) -> BlockIO:
     """The :class:`BlockIO` of ``module``'s class or its nearest base class that has one: from diffusers'
-    ``TransformerBlockRegistry`` where it registers the class, else from :func:`register_block_io`.
+    ``TransformerBlockRegistry`` where it registers the class (unless we override it), else from
+    :func:`register_block_io`.
 
     Raises:
         ScheduleError: no contract is known; the message names the class and how to register one.
     """
     for cls in type(module).__mro__:
+        io = _BLOCK_IO.get(cls.__name__)
+        if io is not None and cls.__name__ in _OVERRIDES:
+            return io
         fields = diffusers_block_io(cls)
         if fields is not None:
             return BlockIO(**fields)
-        io = _BLOCK_IO.get(cls.__name__)
         if io is not None:
             return io
     where = f'blocks["{path}"]: ' if path else ""

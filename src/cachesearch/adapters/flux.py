@@ -14,16 +14,20 @@ pipeline's ``latents=`` are ``[B, (h/2)·(w/2), 4·C]`` for ``h × w`` VAE laten
 
 from __future__ import annotations
 
-from types import MappingProxyType
 from typing import Any
 
-from ._dit import Component, TransformerAdapter, vae_factor
+from ._dit import Component, TransformerAdapter, register_components, vae_factor
 from .base import CFG, register_adapter
 
 __all__ = ["FAMILY", "FluxAdapter"]
 
 FAMILY = "flux"
 
+# Single-stream blocks: proj_mlp runs before attn (both read the same normalised input); proj_out fuses them. Their
+# Linear layers are components too, beside the attention diffusers' classes find.
+register_components("FluxSingleTransformerBlock", (
+    Component("proj_mlp", residual_ok=False), Component("attn", attention=True),
+    Component("proj_out", residual_ok=False)))
 # Both block classes' layouts, (encoder_hidden_states, hidden_states), come from diffusers' TransformerBlockRegistry;
 # FluxAttention (an AttentionModuleMixin: ._blocks) returns a pair in double-stream blocks, one tensor in single ones.
 
@@ -36,11 +40,6 @@ class FluxAdapter(TransformerAdapter):
     fallback = False
     class_names = ("FluxTransformer2DModel",)
     cfg = CFG.NONE
-    # Single-stream blocks: proj_mlp runs before attn (both read the same normalised input); proj_out fuses them.
-    # Their Linear layers are components too, beside the attention diffusers' classes find.
-    components = MappingProxyType({"FluxSingleTransformerBlock": (
-        Component("proj_mlp", residual_ok=False), Component("attn", attention=True),
-        Component("proj_out", residual_ok=False))})
     text_len = 512  # FLUX.1-dev's max_sequence_length (T5)
 
     def latent_shape(self, pipe: Any, height: int, width: int) -> tuple[int, ...]:

@@ -1,0 +1,66 @@
+"""Output layouts and components of diffusers' transformer block classes that diffusers'
+``TransformerBlockRegistry`` does not register (or registers wrongly), read from each block's ``forward`` and
+checked against what the block returns by the coverage tests (``tests/adapters/test_coverage.py``).
+
+Two layouts: a block returns the hidden-state tensor (``TOKENS``), or a pair of the image and text streams in
+one of two orders (``HIDDEN_FIRST``: ``(hidden_states, encoder_hidden_states)``; ``TEXT_FIRST``: FLUX's
+``(encoder_hidden_states, hidden_states)``) — cache-dit's ``ForwardPattern`` 3, 0 and 1.
+"""
+
+from __future__ import annotations
+
+from ._blocks import TOKENS
+from ._dit import Component, register_components
+from .base import BlockIO, register_block_io
+
+__all__ = ["HIDDEN_FIRST", "TEXT_FIRST"]
+
+HIDDEN_FIRST = BlockIO(return_hidden_states_index=0, return_encoder_hidden_states_index=1,
+                       encoder_hidden_states_position=1, channel_dim=-1)
+"""``(hidden_states, encoder_hidden_states)`` from ``forward(hidden_states, encoder_hidden_states, ...)``."""
+TEXT_FIRST = BlockIO(return_hidden_states_index=1, return_encoder_hidden_states_index=0,
+                     encoder_hidden_states_position=1, channel_dim=-1)
+"""``(encoder_hidden_states, hidden_states)`` from ``forward(hidden_states, encoder_hidden_states, ...)``."""
+
+_LAYOUTS = {
+    TEXT_FIRST: (
+        "AuraFlowJointTransformerBlock", "BriaFiboTransformerBlock", "BriaSingleTransformerBlock",
+        "ChromaTransformerBlock", "LongCatImageTransformerBlock", "LongCatImageSingleTransformerBlock",
+        "OvisImageTransformerBlock", "OvisImageSingleTransformerBlock",
+        # diffusers registers BriaTransformerBlock as returning the hidden state alone at index 0; it returns
+        # (encoder_hidden_states, hidden_states) like FLUX's blocks it copies (tests/adapters/test_coverage.py)
+        "BriaTransformerBlock",
+    ),
+    HIDDEN_FIRST: (
+        "CogView3PlusTransformerBlock", "GlmImageTransformerBlock",
+        "HiDreamBlock",  # double-stream blocks return both streams, single-stream ones the hidden state
+    ),
+    TOKENS: (
+        "AuraFlowSingleTransformerBlock", "BriaFiboSingleTransformerBlock", "ChromaSingleTransformerBlock",
+        "HunyuanDiTBlock", "Lumina2TransformerBlock", "LuminaNextDiTBlock", "NucleusMoEImageTransformerBlock",
+        "OmniGenBlock", "PRXBlock", "SanaTransformerBlock",
+    ),
+}
+for _io, _names in _LAYOUTS.items():
+    for _name in _names:
+        register_block_io(_name, _io, overrides_diffusers=_name == "BriaTransformerBlock")
+
+# HiDream's attention takes (norm_hidden_states, hidden_states_masks, norm_encoder_hidden_states, ...).
+register_block_io("HiDreamAttention", BlockIO(
+    hidden_states_argument="norm_hidden_states", return_hidden_states_index=0, return_encoder_hidden_states_index=1,
+    encoder_hidden_states_argument="norm_encoder_hidden_states", encoder_hidden_states_position=2, channel_dim=-1))
+
+# Lumina-Next's attentions return heads unflattened ([B, L, heads, head_dim]; the block flattens and projects the
+# gated sum of both): no residual reuse on them.
+register_components("LuminaNextDiTBlock", (
+    Component("attn1", attention=True, residual_ok=False), Component("attn2", attention=True, residual_ok=False),
+    Component("feed_forward")))
+
+# CogView4's and GLM-Image's blocks run their one `ff` twice per call (image stream, then text stream): a cached
+# output could stand for one call only, so it is not a component.
+for _name in ("CogView4TransformerBlock", "GlmImageTransformerBlock"):
+    register_components(_name, (Component("attn1", attention=True),))
+
+# ERNIE-Image's blocks take sequence-first tensors ([L, B, C]): no layout is registered, so residual reuse and
+# per-branch (cond/uncond) masks, which split the batch on dimension 0, are refused on them (their components take
+# [B, L, C] and have the attention layout).
