@@ -30,7 +30,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 
 from cachesearch.models._tokenizer import char_clip_tokenizer, char_t5_tokenizer
 
-__all__ = ["FAMILIES", "dit_inputs", "flow_loop", "tiny_dit_pipeline", "tiny_transformer"]
+__all__ = ["FAMILIES", "dit_inputs", "flow_loop", "tiny_dit_pipeline", "tiny_guided_flux_pipeline", "tiny_transformer"]
 
 FAMILIES = ("flux", "sd3", "pixart")
 TEXT = 6  # text tokens of the bare-transformer inputs
@@ -158,6 +158,31 @@ def tiny_dit_pipeline(family: str, seed: int = 0) -> Any:
             pipe = PixArtSigmaPipeline(tokenizer=char_t5_tokenizer(model_max_length=16), text_encoder=_t5(seed),
                                        vae=_vae(4, seed), transformer=transformer,
                                        scheduler=DPMSolverMultistepScheduler())
+    pipe.set_progress_bar_config(disable=True)
+    pipe._cachesearch_random_weights = True
+    return pipe
+
+
+def tiny_guided_flux_pipeline(seed: int = 0) -> Any:
+    """The tiny FLUX pipeline as the embedded shapes-flux model is built: ``EmbeddedFluxPipeline`` (16 text
+    tokens) with a ``GuidedFluxTransformer2DModel`` (classifier-free guidance batched inside its one call per
+    step: the blocks see ``[uncond; cond]`` when ``guidance_scale > 1``), random learned null conditioning."""
+    from cachesearch.models.shapes_flux._guided import GuidedFluxTransformer2DModel
+    from cachesearch.models.shapes_flux._pipeline import EmbeddedFluxPipeline, mark_text_tokens
+
+    base = tiny_dit_pipeline("flux", seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        transformer = GuidedFluxTransformer2DModel(
+            patch_size=1, in_channels=4, num_layers=2, num_single_layers=2, attention_head_dim=8,
+            num_attention_heads=2, joint_attention_dim=T5_DIM, pooled_projection_dim=16, axes_dims_rope=(2, 2, 4),
+            null_text_tokens=16).eval()
+        with torch.no_grad():
+            transformer.null_text.normal_()
+            transformer.null_pooled.normal_()
+    components = {k: v for k, v in base.components.items() if k != "transformer"}
+    pipe = EmbeddedFluxPipeline(transformer=transformer, **components)
+    mark_text_tokens(pipe)  # MACs at the 16 text tokens it runs with, as the embedded loader does
     pipe.set_progress_bar_config(disable=True)
     pipe._cachesearch_random_weights = True
     return pipe

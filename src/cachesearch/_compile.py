@@ -8,7 +8,7 @@ from typing import Any
 from ._util import utc_now
 from ._version import __version__
 from .models import block_space, family_of
-from .runtime import call_starts, denoiser_of, fingerprint_module
+from .runtime import call_starts, denoiser_of, fingerprint_module, resolve_runtime
 from .schedule import (
     BlockEntry,
     BlockSpace,
@@ -17,6 +17,7 @@ from .schedule import (
     Provenance,
     ReferenceRun,
     ReuseMode,
+    RuntimePolicy,
     SamplerInfo,
     Schedule,
     ScheduleError,
@@ -134,6 +135,9 @@ def compile_schedule(
     """
     if not isinstance(policy, Policy):
         raise ScheduleError(f"policy: expected a cachesearch policy (DeepCache, BlockMask, ...), got {policy!r}")
+    if isinstance(policy, RuntimePolicy):
+        return _compile_runtime(target, policy, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                                reuse=reuse, taylor_order=taylor_order, name=name, source=source, reference=reference)
     reuse, taylor_order = _reuse_of(policy, reuse, taylor_order)
     denoiser = denoiser_of(target)
     scheduler = getattr(target, "scheduler", None) if target is not denoiser else None
@@ -192,4 +196,37 @@ def compile_schedule(
             cachesearch=__version__,
             created=utc_now(),
         ),
+    )
+
+
+def _compile_runtime(target: Any, policy: RuntimePolicy, *, num_inference_steps: int | None,
+                     guidance_scale: float | None, reuse: Any, taylor_order: int | None, name: str | None,
+                     source: str | None, reference: ReferenceRun | None) -> Schedule:
+    """A runtime schedule: the library's configs, complete and checked for ``target`` (see :func:`compile_schedule`)."""
+    if reuse is not None or taylor_order is not None:
+        raise ScheduleError(f"reuse: a {policy.kind} policy reuses as {policy.library} does; leave reuse and "
+                            f"taylor_order unset")
+    if num_inference_steps is None:
+        raise ScheduleError("num_inference_steps: required (the number of sampler steps the cache runs over)")
+    if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+        raise ScheduleError(f"num_inference_steps: expected a positive integer, got {num_inference_steps!r}")
+    denoiser = denoiser_of(target)
+    scheduler = getattr(target, "scheduler", None) if target is not denoiser else None
+    runtime = resolve_runtime(policy, target, num_inference_steps)
+    sampler = SamplerInfo(
+        scheduler=type(scheduler).__name__ if scheduler is not None else "unknown",
+        num_inference_steps=num_inference_steps,
+        guidance_scale=None if guidance_scale is None else float(guidance_scale),
+    )
+    if reference is None:
+        reference = ReferenceRun(scheduler=sampler.scheduler, num_inference_steps=num_inference_steps,
+                                 guidance_scale=sampler.guidance_scale)
+    return Schedule(
+        name=name or default_name(policy, num_inference_steps),
+        model=model_info(target, source),
+        sampler=sampler,
+        runtime=runtime,
+        policy=policy.to_dict(),
+        reference=reference,
+        provenance=Provenance(cachesearch=__version__, created=utc_now()),
     )

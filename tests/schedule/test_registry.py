@@ -14,7 +14,9 @@ from cachesearch.schedule.policies import base, policy_class, policy_kinds, regi
 SHIPPED = {
     "blockcaching": cs.BlockCachingAuto,
     "blockmask": cs.BlockMask,
+    "cachedit": cs.CacheDiT,
     "deepcache": cs.DeepCache,
+    "diffusers": cs.DiffusersCache,
     "full": cs.Full,
     "joint": cs.Joint,
     "perbranch": cs.PerBranch,
@@ -46,8 +48,8 @@ def test_unknown_kind_lists_the_registered_ones():
     with pytest.raises(cs.ScheduleError) as e:
         policy_from_dict({"kind": "nope"})
     assert str(e.value) == (
-        "policy.kind: expected one of ['blockcaching', 'blockmask', 'deepcache', 'full', 'joint', 'middle', "
-        "'middleauto', 'perbranch', 'periodic', 'scaleshift', 'steps', 'taylorseer'], got 'nope'"
+        "policy.kind: expected one of ['blockcaching', 'blockmask', 'cachedit', 'deepcache', 'diffusers', 'full', "
+        "'joint', 'middle', 'middleauto', 'perbranch', 'periodic', 'scaleshift', 'steps', 'taylorseer'], got 'nope'"
     )
     with pytest.raises(cs.ScheduleError, match=r"^policy.mask.kind: expected one of \['blockcaching'"):
         policy_from_dict({"kind": "joint", "steps": {"kind": "steps", "count": 4}, "mask": {"kind": "?"}})

@@ -15,7 +15,7 @@ __all__ = ["register"]
 def validate(
     files: Annotated[list[str], typer.Argument(
         metavar="FILE_OR_DIR...",
-        help="Schedule files (cachesearch/schedule@1, @2, @3), index files (a run's schedules/index.yaml: every "
+        help="Schedule files (cachesearch/schedule@1 to @4), index files (a run's schedules/index.yaml: every "
              "schedule it lists must exist and load) or folders (their index.yaml and every schedule in them).")],
     model: str = typer.Option(None, "--model", "-m", help="Model spec to check against (embedded, a pipeline "
                                                            "folder, a cached hub id, arch:sd15). Without it only "
@@ -65,7 +65,9 @@ def _load_all(console: Any, args: list[str]) -> list[tuple[str, Any]]:
         if key in loaded:
             return
         schedule = load_schedule(file)
-        console.print(f"format ok: {file} — schedule {schedule.name!r}, {len(schedule.blocks)} block(s), "
+        what = (f"runtime {schedule.runtime.library} {schedule.runtime.method}" if schedule.runtime is not None
+                else f"{len(schedule.blocks)} block(s)")
+        console.print(f"format ok: {file} — schedule {schedule.name!r}, {what}, "
                       f"{schedule.num_steps} steps, made for {schedule.model.source} ({schedule.model.cls})")
         loaded[key] = (str(file), schedule)
 
@@ -128,8 +130,12 @@ def _check_against(console: Any, file: str, schedule: Any, model: str, loaded: A
             raise fail(f"{file}: sampler.timesteps: {wanted.__name__} does not accept explicit timesteps")
     handle = schedule.apply(loaded.pipe)
     handle.remove()
-    console.print(f"model ok: {file} matches {model}'s fingerprint; hooks install on {len(schedule.blocks)} "
-                  f"block(s) and come off cleanly")
+    if schedule.runtime is not None:
+        console.print(f"model ok: {file} matches {model}'s fingerprint; {schedule.runtime.library}'s "
+                      f"{schedule.runtime.method} enables on it with the installed version and comes off cleanly")
+    else:
+        console.print(f"model ok: {file} matches {model}'s fingerprint; hooks install on {len(schedule.blocks)} "
+                      f"block(s) and come off cleanly")
     if run:
         with schedule.applied(loaded.pipe):
             image = loaded.pipe(prompt=["a red circle on a blue background"], output_type="pt",

@@ -13,11 +13,12 @@ Failures of a candidate (NaN/inf outputs, CUDA out-of-memory, any exception) bec
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -41,6 +42,7 @@ from ._scale_shift import FitCache
 
 if TYPE_CHECKING:
     from cachesearch.adapters import DenoiserAdapter
+    from cachesearch.models._executed_cost import ExecutedCost
     from cachesearch.models._loaders import LoadedModel
 
     from ._latency import LatencyStats
@@ -139,6 +141,7 @@ class Evaluator:
         )
         self._baseline: LatencyStats | None = None
         self._calls_cache: dict[tuple, int] = {}
+        self._executed_cost: ExecutedCost | None = None
         self.scale_shifts = FitCache()
         """Scale-shifts fitted for policies that ask for one, by mask and method (with their fit times)."""
 
@@ -276,10 +279,13 @@ class Evaluator:
 
         Every denoiser call of the candidate costs the MACs of the blocks its step recomputes (averaged over
         the CFG branches when guidance is on); the sum is divided by the reference's calls at full cost.
-        ``None`` when the block space has no MACs.
+        ``None`` when the block space has no MACs, and for a runtime schedule (its library decides at run time
+        what computes: :meth:`evaluate` counts it).
         """
         from cachesearch.runtime import steps_of_calls
 
+        if schedule.runtime is not None:
+            return None
         _, ref_calls = self.num_calls({"num_inference_steps": self.num_inference_steps})
         kwargs = schedule.pipeline_kwargs()
         steps, calls = self.num_calls(kwargs)
@@ -406,16 +412,23 @@ class Evaluator:
         def invalid(reason: str) -> EvalResult:
             return EvalResult.invalid(reason, seconds=time.perf_counter() - t0, **common)
 
-        try:
-            cost = self.cost_ratio(schedule)
-        except ScheduleError as e:
-            return invalid(f"cost: {e}")
-        common["cost_ratio"] = cost
+        runtime = schedule.runtime is not None
+        if not runtime:
+            try:
+                common["cost_ratio"] = self.cost_ratio(schedule)
+            except ScheduleError as e:
+                return invalid(f"cost: {e}")
 
         stats = None
+        stage = f"{schedule.name} ({split})"
         try:
+            counter = self.executed_cost if runtime else None  # built before the library's hooks go on
             with schedule.applied(self.pipe):
-                generated = self.fixtures.generate(split, kwargs, f"{schedule.name} ({split})", slice(first, stop))
+                if runtime:
+                    generated, costs = self._generate_counted(counter, split, kwargs, stage, slice(first, stop))
+                    common["cost_ratio"] = sum(costs) / len(costs)
+                else:
+                    generated = self.fixtures.generate(split, kwargs, stage, slice(first, stop))
                 if measure:
                     stats = self._measure(kwargs, f"latency ({schedule.name})")
         except torch.cuda.OutOfMemoryError as e:
@@ -462,8 +475,40 @@ class Evaluator:
             InvalidOutputError: an image contains NaN/inf.
         """
         kwargs = self._check_schedule(schedule)
+        if schedule.runtime is not None:  # one image per call, as evaluate() runs it
+            counter = self.executed_cost
+            with schedule.applied(self.pipe):
+                return self._generate_counted(counter, split, kwargs, f"{schedule.name} ({split})",
+                                              images or slice(None))[0]
         with schedule.applied(self.pipe):
             return self.fixtures.generate(split, kwargs, f"{schedule.name} ({split})", images)
+
+    @property
+    def executed_cost(self) -> ExecutedCost:
+        """The counter of what ran in each denoiser call (priced with this evaluator's per-block MACs), built once."""
+        if self._executed_cost is None:
+            from cachesearch.models._executed_cost import ExecutedCost
+
+            self._executed_cost = ExecutedCost(self.denoiser, space=self.space)
+        return self._executed_cost
+
+    def _generate_counted(self, counter: ExecutedCost, split: str, kwargs: Mapping[str, Any], stage: str,
+                          which: slice) -> tuple[torch.Tensor, list[float]]:
+        """Images of a runtime schedule, one per pipeline call (its library decides per call, and every image starts
+        with a cold cache), and each image's cost ratio: the MACs of the modules that executed in its denoiser calls
+        over the reference's calls at full compute."""
+        _, ref_calls = self.num_calls({"num_inference_steps": self.num_inference_steps})
+        costs: list[float] = []
+
+        @contextlib.contextmanager
+        def count(_first: int) -> Iterator[None]:
+            counter.reset()
+            with counter.counting():
+                yield
+            costs.append(counter.report().ratio(ref_calls))
+
+        images = self.fixtures.generate(split, kwargs, stage, which, batch_size=1, around=count)
+        return images, costs
 
     # -- scoring -----------------------------------------------------------------------------------------
     def _score(self, images: torch.Tensor, reference: torch.Tensor) -> dict[str, Any]:

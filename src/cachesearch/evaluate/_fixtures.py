@@ -15,6 +15,7 @@ image size, asking the adapter for the pipeline's default size.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -256,11 +257,15 @@ class Fixtures:
         return out.images.detach().to("cpu", torch.float32), holder.get("latents")
 
     def generate(
-        self, split: str, kwargs: Mapping[str, Any], stage: str, images: slice | None = None
+        self, split: str, kwargs: Mapping[str, Any], stage: str, images: slice | None = None, *,
+        batch_size: int | None = None, around: Callable[[int], contextlib.AbstractContextManager[Any]] | None = None,
     ) -> torch.Tensor:
         """Images of the prompts of ``split`` (all, or the range ``images``), in batches of
         ``config.batch_size``, reported as ``stage``. Image ``i`` depends only on its prompt, latents and seed,
         so a range gives the same images as the whole set.
+
+        ``batch_size`` overrides the config's (a runtime cache decides per call: it runs one image per call);
+        ``around(first_image)`` is entered around each pipeline call (e.g. to count what ran in it).
 
         Raises:
             InvalidOutputError: an image or its final latents contain NaN/inf.
@@ -268,12 +273,14 @@ class Fixtures:
         ps = self.prompt_set(split)
         latents = self.latents(split)
         first, n, _ = (images or slice(None)).indices(len(ps))
-        bs = self.config.batch_size
+        bs = batch_size or self.config.batch_size
         out = []
         self.report_progress(stage, 0, n - first)
         for lo in range(first, n, bs):
             hi = min(lo + bs, n)
-            imgs, final = self.generate_batch(list(ps.prompts[lo:hi]), latents[lo:hi], list(ps.seeds[lo:hi]), kwargs)
+            with around(lo) if around is not None else contextlib.nullcontext():
+                imgs, final = self.generate_batch(list(ps.prompts[lo:hi]), latents[lo:hi], list(ps.seeds[lo:hi]),
+                                                  kwargs)
             bad = ~torch.isfinite(imgs).flatten(1).all(dim=1)
             if final is not None:
                 bad |= ~torch.isfinite(final.detach().float()).flatten(1).all(dim=1).cpu()

@@ -29,7 +29,8 @@ class EvalResult:
         accuracy: embedded model only: fraction of images whose background color, shape color and shape
             match the prompt.
         cost_ratio: analytic denoiser MACs relative to the reference sampler's full compute (a k-of-N step
-            set counts k/N).
+            set counts k/N); for a runtime schedule the MACs of the modules that executed, counted, averaged over
+            the images (its library decides per image).
         latency_ms, baseline_ms: median latency of one pipeline call with and without the schedule, both
             measured in this process (``None`` unless latency was measured).
         speedup: ``baseline_ms / latency_ms``.
@@ -127,12 +128,14 @@ class EvalResult:
                 return None
             return sum(v * p.n_images for v, p in zip(values, parts, strict=True)) / n
 
+        costs = {p.cost_ratio for p in parts}
+        cost = first.cost_ratio if len(costs) == 1 else mean("cost_ratio")  # runtime schedules: per image
         union = [ranges[0][0], ranges[-1][1]]
         timed = next((p for p in parts if p.latency_ms is not None), first)
         return cls(
             schedule=first.schedule, split=first.split, valid=True, reason=None, metric=first.metric,
             quality=mean("quality"), psnr=mean("psnr"), ssim=mean("ssim"), accuracy=mean("accuracy"),
-            cost_ratio=first.cost_ratio, latency_ms=timed.latency_ms, baseline_ms=timed.baseline_ms,
+            cost_ratio=cost, latency_ms=timed.latency_ms, baseline_ms=timed.baseline_ms,
             speedup=timed.speedup, latency_spread=timed.latency_spread, n_images=n,
             seconds=sum(p.seconds for p in parts), device=timed.device, prompts=first.prompts,
             random_weights=first.random_weights, images=None if union == [0, total] else union,
@@ -207,6 +210,8 @@ def schedule_metrics(train: EvalResult, heldout: EvalResult | None = None, *,
         baseline_ms=None if timed is None else timed.baseline_ms,
         speedup=None if timed is None else timed.speedup,
         cost_ratio=train.cost_ratio,
+        cost_ratio_heldout=heldout.cost_ratio if heldout is not None and heldout.cost_ratio != train.cost_ratio
+        else None,  # a runtime cache's count differs by image (format @4)
     )
     train_tail = train.summary(threshold=threshold)
     heldout_tail = None if heldout is None else heldout.summary(threshold=threshold, interval=True)

@@ -22,6 +22,7 @@ from ._compiling import compile_scope, pattern_compiled_forward, warn_if_too_man
 from ._experts import experts_of, fingerprint_module, fingerprint_of, uncompiled
 from ._loop import patch_cache_context, patch_scheduler
 from ._patches import Patches
+from ._runtime_applied import AppliedRuntime, apply_runtime
 from ._steps import steps_of_calls
 from ._table import action_rows
 
@@ -49,6 +50,9 @@ class AppliedSchedule:
         compile: bool | str | dict[str, Any] = False,
         cfg: bool | None = None,
     ) -> None:
+        if schedule.runtime is not None:
+            raise ScheduleError(f"schedule {schedule.name!r} is a runtime schedule ({schedule.runtime.library}); "
+                                f"apply it with schedule.apply(pipe) or cachesearch.apply_schedule")
         self.schedule = schedule
         self._cfg = cfg
         experts = experts_of(target)  # what the pipeline calls: maybe torch.compile wrappers
@@ -322,8 +326,9 @@ def apply_schedule(
     force: bool = False,
     compile: bool | str | dict[str, Any] = False,
     cfg: bool | None = None,
-) -> AppliedSchedule:
-    """Install ``schedule`` on a pipeline or denoiser (see :class:`AppliedSchedule`).
+) -> AppliedSchedule | AppliedRuntime:
+    """Install ``schedule`` on a pipeline or denoiser (see :class:`AppliedSchedule`); a runtime schedule is enabled
+    by its library's own ``enable_cache`` instead (:class:`~._runtime_applied.AppliedRuntime`).
 
     Args:
         force: apply even if the denoiser's architecture fingerprint differs (warns).
@@ -337,4 +342,6 @@ def apply_schedule(
             HunyuanVideo, Qwen-Image, FLUX with ``true_cfg_scale > 1``) are recognised by those contexts: each
             pass keeps its own step counter and stored outputs and follows its own masks.
     """
+    if schedule.runtime is not None:
+        return apply_runtime(schedule, target, force=force, compile=compile, cfg=cfg)
     return AppliedSchedule(schedule, target, force=force, compile=compile, cfg=cfg)

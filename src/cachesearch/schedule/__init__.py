@@ -24,13 +24,16 @@ from ._ir import (
     Schedule,
     TailMetrics,
 )
+from ._runtime import LIBRARIES, LibraryConfig, RuntimeCache
 from ._scale_shift import ScaleShift
 from ._yaml import dump_schedule, load_schedule, parse_schedule, save_schedule
 from .policies import (
     BlockCachingAuto,
     BlockMask,
     BlockProfile,
+    CacheDiT,
     DeepCache,
+    DiffusersCache,
     Full,
     Joint,
     MaskPolicy,
@@ -39,6 +42,7 @@ from .policies import (
     PerBranch,
     PeriodicMask,
     Policy,
+    RuntimePolicy,
     StepSet,
     TaylorSeer,
     WithScaleShift,
@@ -58,10 +62,14 @@ __all__ = [
     "BlockMask",
     "BlockProfile",
     "BlockSpace",
+    "CacheDiT",
     "DeepCache",
+    "DiffusersCache",
     "Full",
     "Joint",
+    "LIBRARIES",
     "LatencyMetrics",
+    "LibraryConfig",
     "LossStats",
     "MaskPolicy",
     "Metrics",
@@ -75,6 +83,8 @@ __all__ = [
     "QualityMetrics",
     "ReferenceRun",
     "ReuseMode",
+    "RuntimeCache",
+    "RuntimePolicy",
     "SamplerInfo",
     "ScaleShift",
     "Schedule",

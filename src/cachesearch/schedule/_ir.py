@@ -13,6 +13,7 @@ from ._calls import call_starts_for
 from ._errors import ScheduleError, short_repr
 from ._mask import RECOMPUTE, REUSE, check_block_name, check_mask
 from ._metrics import LOSS_STATS, LatencyMetrics, LossStats, Metrics, QualityMetrics, TailMetrics
+from ._runtime import RuntimeCache
 from ._scale_shift import ScaleShift
 from .policies import policy_format, policy_from_dict
 
@@ -35,6 +36,7 @@ __all__ = [
     "QualityMetrics",
     "ReferenceRun",
     "ReuseMode",
+    "RuntimeCache",
     "SamplerInfo",
     "ScaleShift",
     "Schedule",
@@ -46,8 +48,9 @@ FORMAT_V1 = "cachesearch/schedule@1"
 FORMAT_V2 = "cachesearch/schedule@2"
 FORMAT_V3 = "cachesearch/schedule@3"
 FORMAT_V4 = "cachesearch/schedule@4"
-"""Adds ``metrics.tail``: the distribution of per-image losses (mean, median, p90, CVaR, max, share over a
-threshold, the mean's 95 % interval) on the train and held-out prompts."""
+"""Adds ``metrics.tail`` (the distribution of per-image losses: mean, median, p90, CVaR, max, share over a
+threshold, the mean's 95 % interval, on the train and held-out prompts), runtime schedules (``runtime:``
+instead of ``reuse``/``blocks``) and ``metrics.latency.cost_ratio_heldout``."""
 FORMATS = (FORMAT_V1, FORMAT_V2, FORMAT_V3, FORMAT_V4)
 """Every format version this release reads. A file is written in the oldest version that can express it."""
 FORMAT = FORMAT_V4
@@ -144,7 +147,9 @@ class Provenance:
 
 @dataclass(frozen=True, kw_only=True)
 class Schedule:
-    """A caching schedule: for every listed block and sampler step, recompute (``R``) or reuse (``.``).
+    """A caching schedule: for every listed block and sampler step, recompute (``R``) or reuse (``.``) — or, a
+    *runtime* schedule, a library's own dynamic cache (:attr:`runtime`: the library, its version and plain configs;
+    no blocks).
 
     Build one with :func:`cachesearch.compile_schedule` or load one with :func:`cachesearch.load_schedule`.
     """
@@ -152,7 +157,7 @@ class Schedule:
     name: str
     model: ModelInfo
     sampler: SamplerInfo
-    blocks: tuple[BlockEntry, ...]
+    blocks: tuple[BlockEntry, ...] = ()
     reuse: ReuseMode = ReuseMode.OUTPUT
     taylor_order: int | None = None
     """Order (1 or 2) of the forecast when :attr:`reuse` is ``taylor`` (format @3; ``None`` otherwise): a reused
@@ -164,10 +169,16 @@ class Schedule:
     scale_shift: ScaleShift | None = None
     """Per (block, step, channel) scale and shift applied to reused outputs (format @2; a safetensors sidecar
     beside the file). Made by :func:`cachesearch.fit_scale_shift`."""
+    runtime: RuntimeCache | None = None
+    """What a runtime schedule enables (format @4): the library's own cache, decided at run time on the device;
+    ``None`` for a mask schedule."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ScheduleError("name: expected a non-empty string")
+        if self.runtime is not None:
+            self._check_runtime()
+            return
         if not isinstance(self.reuse, ReuseMode):
             try:
                 object.__setattr__(self, "reuse", ReuseMode(self.reuse))
@@ -207,6 +218,19 @@ class Schedule:
         if self.scale_shift is not None:
             self._check_scale_shift()
 
+    def _check_runtime(self) -> None:
+        if not isinstance(self.runtime, RuntimeCache):
+            raise ScheduleError(f"runtime: expected a RuntimeCache or None, got {short_repr(self.runtime)}")
+        if self.blocks:
+            raise ScheduleError("blocks: a runtime schedule has no masks (the library decides at run time); "
+                                "give either runtime or blocks")
+        if self.reuse != ReuseMode.OUTPUT or self.taylor_order is not None:
+            raise ScheduleError("reuse: a runtime schedule reuses as its library does; leave reuse and taylor_order "
+                                "unset")
+        if self.scale_shift is not None:
+            raise ScheduleError("scale_shift: only mask schedules carry a scale-shift")
+        object.__setattr__(self, "reuse", ReuseMode.OUTPUT)
+
     def _check_taylor_order(self) -> None:
         order = self.taylor_order
         if self.reuse is not ReuseMode.TAYLOR:
@@ -245,13 +269,20 @@ class Schedule:
     @property
     def format(self) -> str:
         """The format version this schedule is written in: the oldest that can express it."""
-        if self.metrics is not None and self.metrics.tail is not None:
+        latency = self.metrics.latency if self.metrics is not None else None
+        if (self.metrics is not None and self.metrics.tail is not None) or self.runtime is not None or (
+                policy_format(self.policy) >= 4 or (latency is not None and latency.cost_ratio_heldout is not None)):
             return FORMAT_V4
         if self.reuse is ReuseMode.TAYLOR or policy_format(self.policy) >= 3:
             return FORMAT_V3
         derived = self.provenance is not None and self.provenance.note is not None
         newer = self.reference is not None or derived or self.scale_shift is not None
         return FORMAT_V2 if newer else FORMAT_V1
+
+    @property
+    def kind(self) -> str:
+        """``"runtime"`` (a library's dynamic cache, :attr:`runtime`) or ``"static"`` (masks)."""
+        return "runtime" if self.runtime is not None else "static"
 
     @property
     def num_steps(self) -> int:
@@ -270,7 +301,11 @@ class Schedule:
         return {bm.block: getattr(bm, branch) for bm in self.blocks}
 
     def recompute_fraction(self) -> float:
-        """Fraction of (block, step) cells that recompute, averaged over branches."""
+        """Fraction of (block, step) cells that recompute, averaged over branches (a runtime schedule decides at
+        run time: :class:`ScheduleError`)."""
+        if self.runtime is not None:
+            raise ScheduleError(f"schedule {self.name!r} is a runtime schedule: what recomputes is decided at run "
+                                f"time; count it (cachesearch.models._executed_cost.ExecutedCost)")
         cells = [c for bm in self.blocks for c in bm.cond + bm.uncond]
         return cells.count(RECOMPUTE) / len(cells)
 
@@ -294,6 +329,11 @@ class Schedule:
         """
         if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
             raise ScheduleError(f"num_steps: expected a positive integer, got {short_repr(num_steps)}")
+        if self.runtime is not None:
+            raise ScheduleError(
+                f"policy: schedule {self.name!r} is a runtime schedule ({self.runtime.library}); compile its policy "
+                f"again for {num_steps} steps: cs.compile_schedule(pipe, policy, num_inference_steps={num_steps})"
+            )
         if self.policy.get("kind") == "blockmask":
             raise ScheduleError(
                 f"policy: schedule {self.name!r} is a hand-made mask (policy kind 'blockmask'): there is no policy "

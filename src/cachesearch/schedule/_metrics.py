@@ -82,13 +82,17 @@ class TailMetrics:
 
 @dataclass(frozen=True, kw_only=True)
 class LatencyMetrics:
-    """Cost of the schedule: measured latency (if any) and the analytic cost ratio."""
+    """Cost of the schedule: measured latency (if any) and the analytic cost ratio (a runtime schedule's: counted
+    from what executed on the train images)."""
 
     device: str | None = None
     ms: float | None = None
     baseline_ms: float | None = None
     speedup: float | None = None
     cost_ratio: float | None = None
+    cost_ratio_heldout: float | None = None
+    """The cost ratio on the held-out images when it differs by image (a runtime cache decides per prompt: what
+    ran there, counted; format @4). ``cost_ratio`` is then the train images' count."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -33,6 +33,7 @@ from ._ir import (
     SamplerInfo,
     Schedule,
 )
+from ._runtime import LIBRARIES, LibraryConfig, RuntimeCache
 from ._scale_shift import ScaleShift
 from ._untrusted import (
     MAX_DEPTH,
@@ -45,7 +46,7 @@ from ._untrusted import (
     strict_yaml_load,
 )
 from ._yaml_metrics import dump_metrics, parse_metrics
-from .policies import policy_format, policy_from_dict
+from .policies import RuntimePolicy, policy_class, policy_format, policy_from_dict
 
 __all__ = [
     "MAX_DEPTH",
@@ -210,6 +211,40 @@ _REUSE = {  # the reuse modes each format version knows
 }
 
 
+def _parse_runtime(d: Any) -> RuntimeCache:
+    """``runtime: {library, version, <enable_cache argument>: {method: ..., <field>: ...}, ...}`` (format @4)."""
+    if not isinstance(d, Mapping) or not isinstance(d.get("library"), str):
+        raise ScheduleError(f"runtime: expected a mapping with 'library' (one of {sorted(LIBRARIES)}), 'version' "
+                            f"and the configs of its enable_cache")
+    lib = LIBRARIES.get(d["library"])
+    if lib is None:
+        raise ScheduleError(f"runtime.library: expected one of {sorted(LIBRARIES)}, got {short_repr(d['library'])}")
+    r = _mapping("runtime", d, {"library", "version", *lib.required}, set(lib.args))
+    configs = {name: LibraryConfig.parse(f"runtime.{name}", r[name]) for name in lib.args if r.get(name) is not None}
+    return RuntimeCache(library=lib.name, version=_str("runtime.version", r["version"], nullable=True),
+                        configs=configs)
+
+
+def _parse_runtime_schedule(data: Mapping[str, Any]) -> Schedule:
+    """A runtime schedule (format @4): ``runtime`` instead of ``reuse`` and ``blocks``."""
+    d = _mapping("<top level>", data, {"format", "name", "model", "sampler", "runtime", "policy"},
+                 {"metrics", "provenance", "reference"})
+    policy = _parse_policy(d["policy"])
+    if not issubclass(policy_class(policy["kind"]), RuntimePolicy):
+        raise ScheduleError(f"policy.kind: a runtime schedule's policy is a runtime policy (diffusers, cachedit), "
+                            f"got {policy['kind']!r}")
+    return Schedule(
+        name=_str("name", d["name"]),
+        model=_parse_model(d["model"]),
+        sampler=_parse_sampler(d["sampler"]),
+        runtime=_parse_runtime(d["runtime"]),
+        policy=policy,
+        metrics=parse_metrics(d.get("metrics"), tail=True),
+        provenance=_parse_provenance(d.get("provenance"), FORMAT_V4),
+        reference=_parse_reference(d.get("reference")),
+    )
+
+
 def _parse_reuse(d: Mapping[str, Any], fmt: str) -> tuple[ReuseMode, int | None]:
     reuse = d["reuse"]
     if reuse not in _REUSE[fmt]:
@@ -242,11 +277,19 @@ def parse_schedule(data: Any, *, base_dir: str | os.PathLike[str] | None = None)
             f"format: expected one of {list(FORMATS)}, got {short_repr(fmt)}"
             + ("; this file needs a newer cachesearch" if newer else "")
         )
+    if fmt == FORMAT_V4 and "runtime" in data:
+        return _parse_runtime_schedule(data)
+    if "runtime" in data and fmt != FORMAT_V4:
+        raise ScheduleError(f"runtime: runtime schedules need format: {FORMAT_V4}")
     d = _mapping("<top level>", data, _TOP_REQUIRED, _TOP_OPTIONAL[fmt])
     reuse, taylor_order = _parse_reuse(d, fmt)
     policy = _parse_policy(d["policy"])
-    if fmt in (FORMAT_V1, FORMAT_V2) and policy_format(policy) >= 3:
-        raise ScheduleError(f"policy.kind: {short_repr(policy['kind'])} schedules need format: {FORMAT_V3}")
+    need = policy_format(policy)
+    if need > FORMATS.index(fmt) + 1:
+        raise ScheduleError(f"policy.kind: {short_repr(policy['kind'])} schedules need format: {FORMATS[need - 1]}")
+    if issubclass(policy_class(policy["kind"]), RuntimePolicy):
+        raise ScheduleError(f"policy.kind: {policy['kind']!r} is carried out by a library at run time: its schedule "
+                            f"has a 'runtime' section (format: {FORMAT_V4}), not reuse and blocks")
     return Schedule(
         name=_str("name", d["name"]),
         model=_parse_model(d["model"]),
@@ -318,6 +361,23 @@ def dump_schedule(schedule: Schedule, *, sidecar: str | None = None) -> str:
     lines.append("sampler: " + _flow(sampler))
     if s.reference is not None:
         lines.append("reference: " + _flow(_drop_none(s.reference.__dict__.copy())))
+    if s.runtime is not None:
+        lines += _runtime_lines(s.runtime)
+    else:
+        lines += _mask_lines(s)
+    lines.append("policy: " + _flow(dict(s.policy)))
+    if s.metrics is not None:
+        lines += dump_metrics(s.metrics, _flow)
+    if s.provenance is not None:
+        lines.append("provenance: " + _flow(_drop_none(s.provenance.__dict__.copy())))
+    if s.scale_shift is not None:
+        file = sidecar if sidecar is not None else sidecar_name(s.name + ".yaml")
+        lines.append("scale_shift: " + _flow({"file": file, "sha256": s.scale_shift.sha256}))
+    return "\n".join(lines) + "\n"
+
+
+def _mask_lines(s: Schedule) -> list[str]:
+    lines: list[str] = []
     lines.append(f"reuse: {s.reuse.value}")
     if s.taylor_order is not None:
         lines.append(f"taylor_order: {s.taylor_order}")
@@ -331,15 +391,19 @@ def dump_schedule(schedule: Schedule, *, sidecar: str | None = None) -> str:
             lines.append(f"  {bm.block}:")
             lines.append(f'    cond:   "{bm.cond}"')
             lines.append(f'    uncond: "{bm.uncond}"')
-    lines.append("policy: " + _flow(dict(s.policy)))
-    if s.metrics is not None:
-        lines += dump_metrics(s.metrics, _flow)
-    if s.provenance is not None:
-        lines.append("provenance: " + _flow(_drop_none(s.provenance.__dict__.copy())))
-    if s.scale_shift is not None:
-        file = sidecar if sidecar is not None else sidecar_name(s.name + ".yaml")
-        lines.append("scale_shift: " + _flow({"file": file, "sha256": s.scale_shift.sha256}))
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _runtime_lines(runtime: RuntimeCache) -> list[str]:
+    lines = ["runtime:", f"  library: {_scalar(runtime.library)}", f"  version: {_scalar(runtime.version)}"]
+    for name, cfg in runtime.configs.items():
+        lines.append(f"  {name}: " + _flow(cfg.to_plain()))
+    return lines
+
+
+def _scalar(value: Any) -> str:
+    """One plain scalar as YAML (quoted when it would read as another type)."""
+    return yaml.dump(value, Dumper=_Dumper, width=1 << 16).removesuffix("\n...\n").strip()
 
 
 def _block_scalar(key: str, value: str) -> str:

@@ -40,7 +40,8 @@ def _parse_tail(d: Any) -> TailMetrics | None:
 
 
 def parse_metrics(d: Any, *, tail: bool) -> Metrics | None:
-    """Validate a ``metrics`` mapping (``tail``: the format knows ``metrics.tail``, @4 and later)."""
+    """Validate a ``metrics`` mapping (``tail``: the format knows ``metrics.tail`` and
+    ``metrics.latency.cost_ratio_heldout``, @4 and later)."""
     if d is None:
         return None
     if not tail and isinstance(d, dict) and "tail" in d:
@@ -64,6 +65,7 @@ def parse_metrics(d: Any, *, tail: bool) -> Metrics | None:
     if m.get("latency") is not None:
         lat = _mapping(
             "metrics.latency", m["latency"], set(), {"device", "ms", "baseline_ms", "speedup", "cost_ratio"}
+            | ({"cost_ratio_heldout"} if tail else set())
         )
         latency = LatencyMetrics(
             device=_str("metrics.latency.device", lat.get("device"), nullable=True),
@@ -71,6 +73,7 @@ def parse_metrics(d: Any, *, tail: bool) -> Metrics | None:
             baseline_ms=_num("metrics.latency.baseline_ms", lat.get("baseline_ms"), lo=0.0),
             speedup=_num("metrics.latency.speedup", lat.get("speedup"), lo=0.0),
             cost_ratio=_num("metrics.latency.cost_ratio", lat.get("cost_ratio"), lo=0.0),
+            cost_ratio_heldout=_num("metrics.latency.cost_ratio_heldout", lat.get("cost_ratio_heldout"), lo=0.0),
         )
     return Metrics(quality=quality, latency=latency, tail=_parse_tail(m.get("tail")))
 

@@ -8,6 +8,7 @@ from .base import (
     MaskPolicy,
     Masks,
     Policy,
+    RuntimePolicy,
     policy_class,
     policy_format,
     policy_from_dict,
@@ -16,7 +17,9 @@ from .base import (
 )
 from .block_caching import BlockCachingAuto, BlockProfile, CachedBlocks
 from .block_mask import BlockMask
+from .cache_dit import CacheDiT
 from .deepcache import DeepCache
+from .diffusers_cache import DiffusersCache
 from .full import Full
 from .joint import Joint
 from .middle import MiddleCache
@@ -31,8 +34,10 @@ __all__ = [
     "BlockCachingAuto",
     "BlockMask",
     "BlockProfile",
+    "CacheDiT",
     "CachedBlocks",
     "DeepCache",
+    "DiffusersCache",
     "Full",
     "Joint",
     "MaskPolicy",
@@ -42,6 +47,7 @@ __all__ = [
     "PerBranch",
     "PeriodicMask",
     "Policy",
+    "RuntimePolicy",
     "StepSet",
     "TaylorSeer",
     "WithScaleShift",

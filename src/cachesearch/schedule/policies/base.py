@@ -34,6 +34,7 @@ __all__ = [
     "Masks",
     "MaskPolicy",
     "Policy",
+    "RuntimePolicy",
     "check_float",
     "check_int",
     "policy_class",
@@ -145,6 +146,28 @@ class Policy:
 
 class MaskPolicy(Policy):
     """A policy that decides which blocks recompute at each step (as opposed to which steps run)."""
+
+
+class RuntimePolicy(Policy):
+    """A policy that a library's own cache carries out at run time (diffusers' hooks, cache-dit): it compiles to a
+    runtime schedule (the library, its version and plain configs), not to masks.
+
+    Subclasses name their ``library`` (a key of :data:`~cachesearch.schedule._runtime.LIBRARIES`) and return the
+    configs of its ``enable_cache`` by argument name from :meth:`library_configs`.
+    """
+
+    library: ClassVar[str]
+    since_format: ClassVar[int] = 4
+
+    def library_configs(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        """``{enable_cache argument: LibraryConfig}`` (unset optional ones left out)."""
+        raise NotImplementedError
+
+    def masks(self, space: BlockSpace, num_steps: int, *, call_starts: Sequence[int] | None = None) -> Masks:
+        raise ScheduleError(
+            f"policy: a '{self.kind}' policy is carried out by {self.library}'s own cache at run time; it has no "
+            f"masks: compile it with cs.compile_schedule(pipe, policy, num_inference_steps=...)"
+        )
 
 
 def register_policy(cls: P) -> P:

@@ -1,0 +1,87 @@
+"""The evaluator on runtime schedules: one image per pipeline call (each starts with a cold cache), the cost is what
+executed — counted, per image, averaged — recorded apart for the train and the held-out images; a fresh counted run
+of the same schedule gives the same number."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers.hooks import FirstBlockCacheConfig
+
+import cachesearch as cs
+from cachesearch.evaluate import EvalConfig, Evaluator
+from cachesearch.models._executed_cost import ExecutedCost
+from cachesearch.models._loaders import LoadedModel
+from tests._tiny_dit import tiny_guided_flux_pipeline
+
+STEPS = 6
+
+
+@pytest.fixture(scope="module")
+def ev(tmp_path_factory):
+    pipe = tiny_guided_flux_pipeline(seed=7)
+    model = LoadedModel(pipe=pipe, denoiser=pipe.transformer, source="path:/tiny-guided", family="flux",
+                        random_weights=True)
+    config = EvalConfig(model="path:/tiny-guided", n_train=3, n_heldout=2, batch_size=2, num_inference_steps=STEPS,
+                        height=16, width=16, guidance_scale=3.0, cache_dir=str(tmp_path_factory.mktemp("refs")))
+    return Evaluator(config, model=model)
+
+
+def _fbcache(ev, threshold):
+    return ev.compile(cs.DiffusersCache(FirstBlockCacheConfig(threshold=threshold)))
+
+
+def test_recorded_cost_equals_the_executed_modules_of_a_fresh_run(ev):
+    sched = _fbcache(ev, 0.2)
+    res = ev.evaluate(sched, split="train")
+    assert res.valid, res.reason
+    assert sched.kind == "runtime" and ev.cost_ratio(sched) is None  # no analytic price: counted
+    ps, latents = ev.prompt_set("train"), ev.latents("train")
+    counter = ExecutedCost(ev.denoiser)  # its own MACs, measured at the shapes that run
+    ratios, runs = [], []
+    for i in range(len(ps)):
+        with sched.applied(ev.pipe):
+            counter.reset()
+            with counter.counting():
+                ev.generate_batch([ps.prompts[i]], latents[i:i + 1], [ps.seeds[i]],
+                                  {"num_inference_steps": STEPS})
+        report = counter.report()
+        ratios.append(report.ratio())
+        runs.append(report.runs["transformer_blocks.1"])
+    assert res.cost_ratio == pytest.approx(sum(ratios) / len(ratios), rel=1e-12)
+    assert 0 < res.cost_ratio < 1 and min(runs) < STEPS  # the cache skipped the middle blocks on some steps
+
+
+def test_each_image_starts_cold_and_a_range_gives_the_images_of_the_whole_split(ev):
+    sched = _fbcache(ev, 0.2)
+    counter = ev.executed_cost
+    kwargs = sched.pipeline_kwargs()
+    kwargs.pop("guidance_scale")
+    with sched.applied(ev.pipe):
+        whole, costs = ev._generate_counted(counter, "train", kwargs, "whole", slice(0, 3))
+    with sched.applied(ev.pipe):  # the last image alone, after nothing else ran
+        alone, cost = ev._generate_counted(counter, "train", kwargs, "alone", slice(2, 3))
+    assert torch.equal(whole[2:], alone) and costs[2] == cost[0]
+    first = ev.evaluate(sched, split="train", images=slice(0, 1))
+    rest = ev.evaluate(sched, split="train", images=slice(1, 3))
+    merged = type(first).merge([first, rest], total=3)
+    full = ev.evaluate(sched, split="train")
+    assert merged.cost_ratio == pytest.approx(full.cost_ratio), (merged, full)
+    assert merged.quality == pytest.approx(full.quality, rel=1e-5)  # the metric on 1 + 2 images vs 3: rounding
+
+
+def test_a_cache_that_never_skips_costs_full_compute_and_matches_the_reference(ev):
+    res = ev.evaluate(_fbcache(ev, 0.0), split="heldout")
+    assert res.valid and res.cost_ratio == 1.0
+    assert res.quality < 1e-4  # one image per call vs the reference's batches of two: float rounding at most
+
+
+def test_train_and_heldout_costs_are_recorded_apart(ev, tmp_path):
+    sched = _fbcache(ev, 0.25)
+    train, heldout = ev.evaluate(sched, split="train"), ev.evaluate(sched, split="heldout")
+    metrics = ev.to_schedule_metrics(train, heldout)
+    assert metrics.latency.cost_ratio == train.cost_ratio
+    expected = None if heldout.cost_ratio == train.cost_ratio else heldout.cost_ratio
+    assert metrics.latency.cost_ratio_heldout == expected
+    saved = sched.with_updates(metrics=metrics).save(tmp_path / "s.yaml")
+    assert cs.load_schedule(saved).metrics == metrics
