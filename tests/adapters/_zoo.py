@@ -126,7 +126,136 @@ TINY: dict[str, Tiny] = {
         pad_token_id=0, vocab_size=1000, in_channels=4, time_step_dim=4,
         rope_scaling={"long_factor": list(range(1, 3)), "short_factor": list(range(1, 3))}), height=8, width=8,
         text=24),
+    "Flux3Transformer2DModel": Tiny(dict(
+        in_channels=4, cond_in_channels=4, num_layers=1, num_single_layers=2, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=32, timestep_channels=32, mlp_ratio=2.0,
+        axes_dims_rope=(4, 4, 4, 4)),
+        height=8, width=8, notes="no diffusers test: defaults scaled down"),
+    "HunyuanImageTransformer2DModel": Tiny(dict(
+        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=8, num_layers=1,
+        num_single_layers=1, num_refiner_layers=1, mlp_ratio=2.0, patch_size=(1, 1), guidance_embeds=True,
+        text_embed_dim=16, text_embed_2_dim=8, rope_axes_dim=(4, 4)), height=8, width=8,
+        notes="no diffusers test: defaults scaled down"),
+    "QwenImage21Transformer2DModel": Tiny(dict(
+        patch_size=1, in_channels=16, out_channels=16, num_layers=2, attention_head_dim=16, num_attention_heads=2,
+        context_in_dim=16, mlp_ratio=2, axes_dims_rope=(4, 6, 6)), height=8, width=8,
+        notes="no diffusers test: defaults scaled down"),
+    "BriaFibo2Transformer2DModel": Tiny(dict(
+        in_channels=4, patch_size=2, dim=32, n_layers=2, n_refiner_layers=1, n_heads=2, cap_feat_dim=16,
+        injection_layer_ids=(1,), perceiver_num_layers=1, min_num_gist_tokens=4, max_num_gist_tokens=8, gist_step=4,
+        gist_min_text_len=4, gist_max_text_len=16, axes_dims=(4, 6, 6), axes_lens=(64, 32, 32)), height=8, width=8,
+        notes="no diffusers test: defaults scaled down"),
+    "Ideogram4Transformer2DModel": Tiny(dict(
+        in_channels=16, num_layers=2, attention_head_dim=8, num_attention_heads=4, intermediate_size=32,
+        adaln_dim=16, llm_features_dim=24, rope_theta=10_000, mrope_section=(2, 1, 1), norm_eps=1e-5),
+        height=4, width=4, text=4),
+    "Krea2Transformer2DModel": Tiny(dict(
+        in_channels=16, num_layers=2, attention_head_dim=8, num_attention_heads=4, num_key_value_heads=2,
+        intermediate_size=32, timestep_embed_dim=8, text_hidden_dim=16, num_text_layers=3,
+        text_num_attention_heads=2, text_num_key_value_heads=1, text_intermediate_size=16,
+        num_layerwise_text_blocks=1, num_refiner_text_blocks=1, axes_dims_rope=(4, 2, 2), rope_theta=1000.0,
+        norm_eps=1e-5), height=4, width=4, text=4),
+    "JoyImageEditTransformer3DModel": Tiny(dict(
+        patch_size=[1, 2, 2], in_channels=16, hidden_size=32, num_attention_heads=2, text_dim=16, num_layers=2,
+        rope_dim_list=[4, 6, 6], theta=256), height=4, width=4, text=12),
+    "JoyImageEditPlusTransformer3DModel": Tiny(dict(
+        patch_size=[1, 2, 2], in_channels=16, hidden_size=32, num_attention_heads=2, text_dim=16, num_layers=2,
+        rope_dim_list=[4, 6, 6], theta=256), height=4, width=4, text=12),
+    "Transformer2DModel": Tiny(dict(
+        in_channels=4, out_channels=8, activation_fn="gelu-approximate", num_attention_heads=2, attention_head_dim=4,
+        attention_bias=True, num_layers=2, norm_type="ada_norm_zero", num_embeds_ada_norm=8, patch_size=2,
+        sample_size=8), height=8, width=8, notes="the DiT test's configuration on the legacy class"),
     # video
+    "SkyReelsV2Transformer3DModel": Tiny(dict(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=4, out_channels=4,
+        text_dim=16, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=32), frames=2, height=16, width=16, text=12),
+    "ChronoEditTransformer3DModel": Tiny(dict(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, in_channels=16, out_channels=16,
+        text_dim=32, freq_dim=16, ffn_dim=32, num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+        eps=1e-06, image_dim=None, added_kv_proj_dim=None, rope_max_seq_len=64, pos_embed_seq_len=None,
+        rope_temporal_skip_len=8), frames=2, height=8, width=8, text=12),
+    "WanVACETransformer3DModel": Tiny(dict(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16,
+        text_dim=32, freq_dim=256, ffn_dim=32, num_layers=4, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=32, vace_layers=[0, 2], vace_in_channels=48), frames=2, height=16, width=16, text=12),
+    "WanAnimateTransformer3DModel": Tiny(dict(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=12, latent_channels=4,
+        out_channels=4, text_dim=16, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads", image_dim=16, rope_max_seq_len=32,
+        motion_encoder_channel_sizes={"4": 16, "8": 16, "16": 16}, motion_encoder_size=16, motion_style_dim=8,
+        motion_dim=4, motion_encoder_dim=16, face_encoder_hidden_dim=16, face_encoder_num_heads=2,
+        inject_face_latents_blocks=2), frames=21, height=16, width=16, text=12),
+    "AnyFlowTransformer3DModel": Tiny(dict(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=4, out_channels=4,
+        text_dim=16, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
+        rope_max_seq_len=32, gate_value=0.25, deltatime_type="r"),
+        frames=2, height=16, width=16, text=12),
+    "AnyFlowFARTransformer3DModel": Tiny(dict(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=4, out_channels=4,
+        text_dim=16, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
+        rope_max_seq_len=32, gate_value=0.25, deltatime_type="r",
+        compressed_patch_size=(1, 4, 4), full_chunk_limit=3), frames=2, height=16, width=16, text=12),
+    "AllegroTransformer3DModel": Tiny(dict(
+        num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=4, num_layers=2,
+        cross_attention_dim=16, sample_width=8, sample_height=8, sample_frames=8, caption_channels=8),
+        frames=2, height=8, width=8, text=16),
+    "ConsisIDTransformer3DModel": Tiny(dict(
+        num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=4, time_embed_dim=2,
+        text_embed_dim=8, num_layers=2, sample_width=8, sample_height=8, sample_frames=8, patch_size=2,
+        temporal_compression_ratio=4, max_text_seq_length=8, cross_attn_interval=1, is_kps=False,
+        is_train_face=True, cross_attn_dim_head=1, cross_attn_num_heads=1, LFE_id_dim=2, LFE_vit_dim=2, LFE_depth=5,
+        LFE_dim_head=8, LFE_num_heads=2, LFE_num_id_token=1, LFE_num_querie=1, LFE_output_dim=10, LFE_ff_mult=1,
+        LFE_num_scale=1), frames=1, height=8, width=8),
+    "CosmosTransformer3DModel": Tiny(dict(
+        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=12, num_layers=2, mlp_ratio=2,
+        text_embed_dim=16, adaln_lora_dim=4, max_size=(4, 32, 32), patch_size=(1, 2, 2), rope_scale=(2.0, 1.0, 1.0),
+        concat_padding_mask=True, extra_pos_embed_type="learnable"), frames=1, height=16, width=16, text=12),
+    "EasyAnimateTransformer3DModel": Tiny(dict(
+        attention_head_dim=16, num_attention_heads=2, in_channels=4, mmdit_layers=2, num_layers=2, out_channels=4,
+        patch_size=2, sample_height=60, sample_width=90, text_embed_dim=16, time_embed_dim=8,
+        time_position_encoding_type="3d_rope", timestep_activation_fn="silu"), frames=2, height=16, width=16, text=16),
+    "HeliosTransformer3DModel": Tiny(dict(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=4, out_channels=4,
+        text_dim=16, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+        rope_dim=(4, 4, 4), has_multi_term_memory_patch=True, guidance_cross_attn=True,
+        zero_history_timestep=True, is_amplify_history=False), frames=2, height=16, width=16, text=12),
+    "HunyuanVideo15Transformer3DModel": Tiny(dict(
+        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=8, num_layers=2,
+        num_refiner_layers=1, mlp_ratio=2.0, patch_size=1, patch_size_t=1, text_embed_dim=16, text_embed_2_dim=8,
+        image_embed_dim=12, rope_axes_dim=(2, 2, 4), target_size=16, task_type="t2v"), frames=1, height=8, width=8,
+        text=6),
+    "HunyuanVideoFramepackTransformer3DModel": Tiny(dict(
+        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=10, num_layers=1,
+        num_single_layers=1, num_refiner_layers=1, patch_size=2, patch_size_t=1, guidance_embeds=True,
+        text_embed_dim=16, pooled_projection_dim=8, rope_axes_dim=(2, 4, 4), image_condition_type=None,
+        has_image_proj=True, image_proj_dim=16, has_clean_x_embedder=True), frames=3, height=4, width=4, text=12),
+    "LatteTransformer3DModel": Tiny(dict(
+        sample_size=8, num_layers=1, patch_size=2, attention_head_dim=4, num_attention_heads=2, caption_channels=8,
+        in_channels=4, cross_attention_dim=8, out_channels=8, attention_bias=True, activation_fn="gelu-approximate",
+        num_embeds_ada_norm=1000, norm_type="ada_norm_single", norm_elementwise_affine=False, norm_eps=1e-6,
+        video_length=2), frames=2, height=8, width=8),
+    "MochiTransformer3DModel": Tiny(dict(
+        patch_size=2, num_attention_heads=2, attention_head_dim=8, num_layers=2, pooled_projection_dim=16,
+        in_channels=4, out_channels=None, qk_norm="rms_norm", text_embed_dim=16, time_embed_dim=4,
+        activation_fn="swiglu", max_sequence_length=16), frames=2, height=16, width=16, text=16),
+    "MotifVideoTransformer3DModel": Tiny(dict(
+        in_channels=33, out_channels=16, num_attention_heads=2, attention_head_dim=12, num_layers=1,
+        num_single_layers=1, num_decoder_layers=0, mlp_ratio=4.0, patch_size=1, patch_size_t=1, qk_norm="rms_norm",
+        norm_type="layer_norm", text_embed_dim=32, image_embed_dim=4, rope_theta=256.0, rope_axes_dim=(4, 4, 4),
+        enable_text_cross_attention_dual=False, enable_text_cross_attention_single=False),
+        frames=3, height=8, width=8, text=12),
+    "SanaVideoTransformer3DModel": Tiny(dict(
+        in_channels=16, out_channels=16, num_attention_heads=2, attention_head_dim=12, num_layers=2,
+        num_cross_attention_heads=2, cross_attention_head_dim=12, cross_attention_dim=24, caption_channels=16,
+        mlp_ratio=2.5, dropout=0.0, attention_bias=False, sample_size=8, patch_size=(1, 2, 2),
+        norm_elementwise_affine=False, norm_eps=1e-6, qk_norm="rms_norm_across_heads", rope_max_seq_len=32),
+        frames=2, height=16, width=16, text=12),
+    "LTX2VideoTransformer3DModel": Tiny(dict(
+        in_channels=4, out_channels=4, patch_size=1, patch_size_t=1, num_attention_heads=2, attention_head_dim=8,
+        cross_attention_dim=16, audio_in_channels=4, audio_out_channels=4, audio_num_attention_heads=2,
+        audio_attention_head_dim=4, audio_cross_attention_dim=8, num_layers=2, qk_norm="rms_norm_across_heads",
+        caption_channels=16, rope_double_precision=False), frames=2, height=8, width=8, text=16),
     "WanTransformer3DModel": Tiny(dict(
         patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=4, out_channels=4,
         text_dim=16, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",

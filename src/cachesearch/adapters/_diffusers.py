@@ -98,9 +98,11 @@ def _position(cls: type, name: str | None) -> int | None:
 def _registered(cls: type) -> dict[str, Any] | None:
     from diffusers.hooks._helpers import TransformerBlockRegistry
 
-    try:
-        meta = TransformerBlockRegistry.get(cls)
-    except ValueError:  # not registered
+    TransformerBlockRegistry._register()
+    meta = TransformerBlockRegistry._registry.get(cls)
+    if meta is None:  # diffusers' "Copied from" classes (ChronoEdit's, Wan-Animate's WanTransformerBlock) share a name
+        meta = next((v for k, v in TransformerBlockRegistry._registry.items() if k.__name__ == cls.__name__), None)
+    if meta is None:
         return None
     params = list(inspect.signature(cls.forward).parameters)[1:]
     hidden = meta.hidden_states_argument_name
@@ -119,8 +121,9 @@ def _registered(cls: type) -> dict[str, Any] | None:
 
 
 def diffusers_block_io(cls: type) -> dict[str, Any] | None:
-    """The fields of a :class:`~.base.BlockIO` from what diffusers' ``TransformerBlockRegistry`` holds for exactly
-    ``cls`` (argument positions from its ``forward`` signature, as diffusers finds them), or ``None``."""
+    """The fields of a :class:`~.base.BlockIO` from what diffusers' ``TransformerBlockRegistry`` holds for ``cls``
+    (or for a class of the same name: diffusers copies block classes between models) with argument positions from
+    its ``forward`` signature, as diffusers finds them; ``None`` where it holds nothing."""
     if cls.__module__.split(".")[0] != "diffusers":
         return None
     return _registered(cls)

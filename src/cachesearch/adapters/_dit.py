@@ -76,8 +76,9 @@ def register_components(block_class: str, components: tuple[Component, ...]) -> 
 
 
 def register_block_lists(class_name: str, lists: tuple[str, ...]) -> None:
-    """Register the block lists (``ModuleList`` attributes, in execution order) of the denoiser class called
-    ``class_name`` (subclasses inherit them): for a transformer whose lists diffusers does not name."""
+    """Register the block lists (``ModuleList`` attributes or module paths such as ``mode_blocks.image``, in
+    execution order) of the denoiser class called ``class_name`` (subclasses inherit them): for a transformer whose
+    lists diffusers does not name."""
     if not lists or not all(isinstance(a, str) and a for a in lists):
         raise ValueError(f"register_block_lists({class_name!r}, ...): expected a tuple of attribute names")
     _BLOCK_LISTS[class_name] = tuple(lists)
@@ -130,7 +131,7 @@ def transformer_layers(
     """``(path, parent, component)`` of every block (``component`` ``None``) and component, in execution order."""
     out: list[tuple[str, str | None, Component | None]] = []
     for attribute in lists:
-        blocks = getattr(denoiser, attribute, None)
+        blocks = _submodule(denoiser, attribute)
         if not isinstance(blocks, torch.nn.ModuleList):
             raise ScheduleError(f"{type(denoiser).__name__} has no block list {attribute!r}")
         for i, block in enumerate(blocks):

@@ -1,6 +1,6 @@
-"""Example inputs of the image transformers (see :mod:`._examples`), one builder per model family, each modelled on
-the ``get_dummy_inputs`` of diffusers' test of that class. Sizes are VAE latent pixels; packed models (FLUX-like:
-2 × 2 latent patches per token) pack them as their pipelines do."""
+"""Example inputs of the image transformers that take latent images (see :mod:`._examples`; the packed-token ones
+are in :mod:`._examples_flux`), one builder per model family, each modelled on the ``get_dummy_inputs`` of
+diffusers' test of that class. Sizes are VAE latent pixels."""
 
 from __future__ import annotations
 
@@ -12,28 +12,6 @@ import torch
 from ._examples import Make, Sizes, example
 
 __all__: list[str] = []
-
-
-def _packed(s: Sizes) -> int:
-    """Tokens of 2 × 2-packed latents (FluxPipeline._pack_latents)."""
-    return max(s.height // 2, 1) * max(s.width // 2, 1)
-
-
-@example("FluxTransformer2DModel", height=128, width=128, text=512, timestep_scale=1.0)
-def _flux(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
-    """FLUX.1 (1024 px by default; T5 ``max_sequence_length`` 512); the pipeline passes sigmas as timesteps."""
-    tokens = _packed(s)
-    inputs = {
-        "hidden_states": m.data(s.batch, tokens, c["in_channels"]),
-        "encoder_hidden_states": m.data(s.batch, s.text, c["joint_attention_dim"]),
-        "pooled_projections": m.data(s.batch, c["pooled_projection_dim"]),
-        "timestep": m.full(0.5, s.batch),
-        "img_ids": m.zeros(tokens, 3),
-        "txt_ids": m.zeros(s.text, 3),
-    }
-    if c.get("guidance_embeds"):
-        inputs["guidance"] = m.full(3.5, s.batch)
-    return inputs
 
 
 @example("SD3Transformer2DModel", height=None, width=None, text=77 + 256)
@@ -56,91 +34,6 @@ def _pixart(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
         "timestep": m.full(500.0, s.batch),
         "added_cond_kwargs": {"resolution": None, "aspect_ratio": None},
     }
-
-
-@example("QwenImageTransformer2DModel", height=128, width=128, text=512, timestep_scale=1.0)
-def _qwenimage(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
-    """Qwen-Image: 2 × 2-packed latents, ``img_shapes`` (frames, packed height, packed width) per sample; the
-    pipeline passes sigmas."""
-    return {
-        "hidden_states": m.data(s.batch, _packed(s), c["in_channels"]),
-        "encoder_hidden_states": m.data(s.batch, s.text, c["joint_attention_dim"]),
-        "encoder_hidden_states_mask": m.ones(s.batch, s.text, dtype=torch.long),
-        "timestep": m.full(1.0, s.batch),
-        "img_shapes": [(1, max(s.height // 2, 1), max(s.width // 2, 1))] * s.batch,
-    }
-
-
-def _flux_like(m: Make, c: Mapping[str, Any], s: Sizes, *, pooled: bool, guidance: bool) -> dict[str, Any]:
-    """The FLUX.1 layout of its derivatives (Bria, Chroma, LongCat-Image, Ovis-Image): packed tokens, position ids
-    per token, sigmas as timesteps; pooled text and a guidance embedding where the config has them."""
-    tokens = _packed(s)
-    inputs = {
-        "hidden_states": m.data(s.batch, tokens, c["in_channels"]),
-        "encoder_hidden_states": m.data(s.batch, s.text, c["joint_attention_dim"]),
-        "timestep": m.full(1.0, s.batch),
-        "img_ids": m.zeros(tokens, 3),
-        "txt_ids": m.zeros(s.text, 3),
-    }
-    if pooled and c.get("pooled_projection_dim"):
-        inputs["pooled_projections"] = m.data(s.batch, c["pooled_projection_dim"])
-    if guidance and c.get("guidance_embeds"):
-        inputs["guidance"] = m.full(3.5, s.batch)
-    return inputs
-
-
-@example("BriaTransformer2DModel", height=128, width=128, text=128, timestep_scale=1.0)
-def _bria(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
-    """Bria 3.2 (FLUX layout; T5 128 tokens)."""
-    return _flux_like(m, c, s, pooled=True, guidance=True)
-
-
-@example("ChromaTransformer2DModel", height=128, width=128, text=512, timestep_scale=1.0)
-def _chroma(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
-    """Chroma (FLUX layout without pooled text or guidance: its approximator makes the modulations)."""
-    return _flux_like(m, c, s, pooled=False, guidance=False)
-
-
-@example("LongCatImageTransformer2DModel", height=128, width=128, text=512, timestep_scale=1.0)
-def _longcat_image(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
-    """LongCat-Image (FLUX layout; the test passes a guidance scale)."""
-    inputs = _flux_like(m, c, s, pooled=False, guidance=False)
-    inputs["guidance"] = m.full(3.5, s.batch)
-    return inputs
-
-
-@example("OvisImageTransformer2DModel", height=128, width=128, text=256, timestep_scale=1.0)
-def _ovis_image(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
-    """Ovis-Image (FLUX layout, no pooled text)."""
-    return _flux_like(m, c, s, pooled=False, guidance=False)
-
-
-@example("BriaFiboTransformer2DModel", height=128, width=128, text=128, timestep_scale=1.0)
-def _bria_fibo(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
-    """Bria FIBO (FLUX layout) plus one text-encoder layer per block (``text_encoder_dim`` channels)."""
-    inputs = _flux_like(m, c, s, pooled=True, guidance=True)
-    blocks = c["num_layers"] + c["num_single_layers"]
-    inputs["text_encoder_layers"] = [m.data(s.batch, s.text, c["text_encoder_dim"]) for _ in range(blocks)]
-    return inputs
-
-
-@example("Flux2Transformer2DModel", height=128, width=128, text=512, timestep_scale=1.0)
-def _flux2(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
-    """FLUX.2: packed tokens with 4-axis position ids (t, h, w, layer) per sample; guidance embedding."""
-    tokens = _packed(s)
-    h, w = max(s.height // 2, 1), max(s.width // 2, 1)
-    img = torch.cartesian_prod(m.arange(1), m.arange(h), m.arange(w), m.arange(1))
-    txt = torch.cartesian_prod(m.arange(1), m.arange(1), m.arange(1), m.arange(s.text))
-    inputs = {
-        "hidden_states": m.data(s.batch, tokens, c["in_channels"]),
-        "encoder_hidden_states": m.data(s.batch, s.text, c["joint_attention_dim"]),
-        "img_ids": img.unsqueeze(0).expand(s.batch, -1, -1),
-        "txt_ids": txt.unsqueeze(0).expand(s.batch, -1, -1),
-        "timestep": m.full(1.0, s.batch),
-    }
-    if c.get("guidance_embeds", True):
-        inputs["guidance"] = m.full(1.0, s.batch)
-    return inputs
 
 
 def _sizes_cond(m: Make, s: Sizes) -> dict[str, Any]:
@@ -264,12 +157,6 @@ def _z_image(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
             "t": m.full(0.5, s.batch)}
 
 
-@example("NucleusMoEImageTransformer2DModel", height=128, width=128, text=512, timestep_scale=1.0)
-def _nucleus_moe(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
-    """Nucleus-MoE-Image: Qwen-Image's layout."""
-    return _qwenimage(m, c, s)
-
-
 @example("ErnieImageTransformer2DModel", height=128, width=128, text=256, timestep_scale=1.0)
 def _ernie_image(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
     """ERNIE-Image: text hidden states and their lengths."""
@@ -299,3 +186,69 @@ def _omnigen(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
             "input_image_sizes": {},
             "attention_mask": m.ones(s.batch, length, length),
             "position_ids": m.arange(length).unsqueeze(0).expand(s.batch, -1)}
+
+
+@example("HunyuanImageTransformer2DModel", height=64, width=64, text=1000)
+def _hunyuan_image(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
+    """HunyuanImage 2.1 (2048 px on its 32× autoencoder: 64 × 64 latents; Qwen2.5-VL text, ByT5 glyph text where
+    ``text_embed_2_dim`` is set; guidance and MeanFlow embeddings where the config has them)."""
+    inputs = {
+        "hidden_states": m.data(s.batch, c["in_channels"], s.height, s.width),
+        "timestep": m.full(500.0, s.batch),
+        "encoder_hidden_states": m.data(s.batch, s.text, c["text_embed_dim"]),
+        "encoder_attention_mask": m.ones(s.batch, s.text),
+    }
+    if c.get("text_embed_2_dim"):
+        inputs["encoder_hidden_states_2"] = m.data(s.batch, 128, c["text_embed_2_dim"])
+        inputs["encoder_attention_mask_2"] = m.ones(s.batch, 128)
+    if c.get("guidance_embeds"):
+        inputs["guidance"] = m.full(3500.0, s.batch)
+    if c.get("use_meanflow"):
+        inputs["timestep_r"] = m.full(250.0, s.batch)
+    return inputs
+
+
+@example("BriaFibo2Transformer2DModel", height=128, width=128, text=256, timestep_scale=1.0)
+def _bria_fibo2(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
+    """Bria FIBO 2: text features bundled per injection block (the Perceiver's first)."""
+    bundles = 1 + len(c["injection_layer_ids"])
+    return {
+        "hidden_states": m.data(s.batch, c["in_channels"], s.height, s.width),
+        "timestep": m.full(1.0, s.batch),
+        "encoder_hidden_states": m.data(s.batch, bundles, s.text, c["cap_feat_dim"]),
+    }
+
+
+@example("JoyImageEditTransformer3DModel", height=128, width=128, text=256, timestep_scale=1.0)
+def _joyimage(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
+    """JoyImage-Edit: one latent frame ``[B, C, 1, H, W]``."""
+    return {"hidden_states": m.data(s.batch, c["in_channels"], 1, s.height, s.width),
+            "encoder_hidden_states": m.data(s.batch, s.text, c["text_dim"]),
+            "timestep": m.full(1.0, s.batch)}
+
+
+@example("JoyImageEditPlusTransformer3DModel", height=128, width=128, text=256, timestep_scale=1.0)
+def _joyimage_plus(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
+    """JoyImage-Edit-Plus: patchified tokens ``[B, patches, C, pt, ph, pw]`` of the images (here the target alone)
+    with each image's patch grid."""
+    pt, ph, pw = c["patch_size"]
+    h, w = s.height // ph, s.width // pw
+    return {"hidden_states": m.data(s.batch, h * w, c["in_channels"], pt, ph, pw),
+            "encoder_hidden_states": m.data(s.batch, s.text, c["text_dim"]),
+            "timestep": m.full(1.0, s.batch),
+            "shape_list": [[(1, h, w)]] * s.batch}
+
+
+@example("Transformer2DModel", height=None, width=None, text=1)
+def _transformer_2d(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
+    """The legacy patched Transformer2DModel (DiT / PixArt-α checkpoints before their own classes): class-
+    conditional with ``ada_norm_zero``, else text-conditional."""
+    inputs = {"hidden_states": m.data(s.batch, c["in_channels"], s.height, s.width),
+              "timestep": m.full(500.0, s.batch, dtype=torch.long)}
+    if c.get("norm_type") == "ada_norm_zero":
+        inputs["class_labels"] = m.zeros(s.batch, dtype=torch.long)
+    elif c.get("cross_attention_dim"):
+        inputs["encoder_hidden_states"] = m.data(s.batch, s.text, c.get("caption_channels") or
+                                                 c["cross_attention_dim"])
+        inputs["added_cond_kwargs"] = {"resolution": None, "aspect_ratio": None}
+    return inputs

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
+
 from ._examples import Make, Sizes, example
 
 __all__: list[str] = []
@@ -69,3 +71,181 @@ def _cogvideox(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
     if c.get("ofs_embed_dim"):
         inputs["ofs"] = m.full(2.0, s.batch)
     return inputs
+
+
+@example("ChronoEditTransformer3DModel", "SkyReelsV2Transformer3DModel", height=60, width=104, frames=21, text=512,
+         video=True)
+def _wan_like(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
+    """Wan 2.1 derivatives (ChronoEdit, SkyReels-V2): Wan's inputs."""
+    return _wan(m, c, s)
+
+
+@example("WanVACETransformer3DModel", height=60, width=104, frames=21, text=512, video=True)
+def _wan_vace(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
+    """Wan-VACE: Wan's inputs plus the control video latents (``vace_in_channels``)."""
+    inputs = _wan(m, c, s)
+    inputs["control_hidden_states"] = m.data(s.batch, c["vace_in_channels"], s.frames, s.height, s.width)
+    return inputs
+
+
+@example("WanAnimateTransformer3DModel", height=60, width=104, frames=21, text=512, video=True)
+def _wan_animate(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
+    """Wan-Animate: a reference frame before the clip's latents, pose latents per frame, face crops per pixel frame
+    (4 per latent frame after the first) at the motion encoder's size, CLIP image tokens."""
+    frames = s.frames - 1  # the first latent frame is the reference image
+    face = c["motion_encoder_size"]
+    return {
+        "hidden_states": m.data(s.batch, c["in_channels"], s.frames, s.height, s.width),
+        "timestep": m.full(500.0, s.batch),
+        "encoder_hidden_states": m.data(s.batch, s.text, c["text_dim"]),
+        "encoder_hidden_states_image": m.data(s.batch, 257, c["image_dim"]),
+        "pose_hidden_states": m.data(s.batch, c["latent_channels"], frames, s.height, s.width),
+        "face_pixel_values": m.data(s.batch, 3, 4 * frames - 3, face, face),
+    }
+
+
+@example("AnyFlowTransformer3DModel", height=60, width=104, frames=21, text=512, video=True)
+def _anyflow(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
+    """AnyFlow: Wan's layout with frames first ``[B, F, C, H, W]``, per-frame timesteps and the timestep each
+    frame jumps to (``r_timestep``)."""
+    return {"hidden_states": m.data(s.batch, s.frames, c["in_channels"], s.height, s.width),
+            "timestep": m.full(500.0, s.batch, s.frames),
+            "r_timestep": m.full(250.0, s.batch, s.frames),
+            "encoder_hidden_states": m.data(s.batch, s.text, c["text_dim"])}
+
+
+@example("AnyFlowFARTransformer3DModel", height=60, width=104, frames=21, text=512, video=True)
+def _anyflow_far(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
+    """AnyFlow-FAR: AnyFlow's inputs, the clip in one chunk."""
+    return {**_anyflow(m, c, s), "chunk_partition": [s.frames]}
+
+
+@example("AllegroTransformer3DModel", height=90, width=160, frames=22, text=512, video=True)
+def _allegro(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
+    """Allegro (720 × 1280, 88 frames: 90 × 160 latents, 22 latent frames; T5 512 tokens)."""
+    return {"hidden_states": m.data(s.batch, c["in_channels"], s.frames, s.height, s.width),
+            "encoder_hidden_states": m.data(s.batch, s.text, c["caption_channels"]),
+            "timestep": m.full(500.0, s.batch)}
+
+
+@example("ConsisIDTransformer3DModel", height=60, width=90, frames=13, text=226, video=True)
+def _consisid(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
+    """ConsisID: CogVideoX's layout plus the face identity (ArcFace embedding, EVA-CLIP hidden states per scale)."""
+    inputs = _cogvideox(m, c, s)
+    if c.get("is_train_face"):
+        inputs["id_cond"] = m.data(s.batch, c["LFE_id_dim"])
+        inputs["id_vit_hidden"] = [m.data(s.batch, 2, c["LFE_vit_dim"]) for _ in range(c["LFE_num_scale"])]
+    return inputs
+
+
+@example("CosmosTransformer3DModel", height=88, width=160, frames=16, text=512, video=True)
+def _cosmos(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
+    """Cosmos 1.0 / Predict2 (704 × 1280, 121 frames: 88 × 160 latents, 16 latent frames; T5 512 tokens), with
+    the padding mask where the config concatenates it."""
+    inputs = {"hidden_states": m.data(s.batch, c["in_channels"], s.frames, s.height, s.width),
+              "timestep": m.full(500.0, s.batch),
+              "encoder_hidden_states": m.data(s.batch, s.text, c["text_embed_dim"]),
+              "attention_mask": m.ones(s.batch, s.text), "fps": 30}
+    if c.get("concat_padding_mask"):
+        inputs["padding_mask"] = m.zeros(s.batch, 1, s.height * 8, s.width * 8)
+    return inputs
+
+
+@example("EasyAnimateTransformer3DModel", height=84, width=84, frames=13, text=256, video=True)
+def _easyanimate(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
+    """EasyAnimate V5 (672 × 672, 49 frames; Qwen2-VL text, T5 text where ``text_embed_dim_t5`` is set)."""
+    inputs = {"hidden_states": m.data(s.batch, c["in_channels"], s.frames, s.height, s.width),
+              "timestep": m.full(500.0, s.batch),
+              "encoder_hidden_states": m.data(s.batch, s.text, c["text_embed_dim"])}
+    if c.get("text_embed_dim_t5"):
+        inputs["encoder_hidden_states_t5"] = m.data(s.batch, s.text, c["text_embed_dim_t5"])
+    return inputs
+
+
+@example("HeliosTransformer3DModel", height=48, width=80, frames=9, text=512, video=True)
+def _helios(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
+    """Helios: Wan's inputs (no history frames: the first chunk of a clip)."""
+    return _wan(m, c, s)
+
+
+@example("HunyuanVideo15Transformer3DModel", height=30, width=53, frames=31, text=1000, video=True)
+def _hunyuan_video15(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
+    """HunyuanVideo 1.5 (480p, 121 frames on its 16× autoencoder; Qwen2.5-VL and ByT5 text, a SigLIP image
+    embedding: zeros for text-to-video, as the pipeline passes)."""
+    text_2 = 256
+    return {"hidden_states": m.data(s.batch, c["in_channels"], s.frames, s.height, s.width),
+            "timestep": m.full(500.0, s.batch),
+            "encoder_hidden_states": m.data(s.batch, s.text, c["text_embed_dim"]),
+            "encoder_hidden_states_2": m.data(s.batch, text_2, c["text_embed_2_dim"]),
+            "encoder_attention_mask": m.ones(s.batch, s.text),
+            "encoder_attention_mask_2": m.ones(s.batch, text_2),
+            "image_embeds": m.zeros(s.batch, 729, c["image_embed_dim"])}
+
+
+@example("HunyuanVideoFramepackTransformer3DModel", height=80, width=80, frames=9, text=256, video=True)
+def _hunyuan_framepack(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
+    """HunyuanVideo FramePack: HunyuanVideo's inputs, a SigLIP image embedding, and the clean context the pipeline
+    packs with each section (the image latent and 1 + 2 + 16 history frames at 1×, 2×, 4× compression; the
+    pipeline's default ``history_sizes``), each frame with its time index."""
+    h, w = s.height, s.width
+    c_ = c["in_channels"]
+    index = m.arange(1 + 1 + 2 + 16 + s.frames)
+    inputs = _hunyuan_video(m, c, s)
+    inputs.update({
+        "image_embeds": m.data(s.batch, 729, c["image_proj_dim"]),
+        "indices_latents": index[20:],
+        "latents_clean": m.data(s.batch, c_, 2, h, w), "indices_latents_clean": index[:2],
+        "latents_history_2x": m.data(s.batch, c_, 2, h, w), "indices_latents_history_2x": index[2:4],
+        "latents_history_4x": m.data(s.batch, c_, 16, h, w), "indices_latents_history_4x": index[4:20],
+    })
+    inputs.setdefault("guidance", m.full(10000.0, s.batch))
+    return inputs
+
+
+@example("LatteTransformer3DModel", height=64, width=64, frames=16, text=120, video=True)
+def _latte(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
+    """Latte (512 × 512, 16 frames; T5 120 tokens): spatial then temporal blocks."""
+    return {"hidden_states": m.data(s.batch, c["in_channels"], s.frames, s.height, s.width),
+            "encoder_hidden_states": m.data(s.batch, s.text, c["caption_channels"]),
+            "timestep": m.full(500.0, s.batch), "enable_temporal_attentions": True}
+
+
+@example("MochiTransformer3DModel", height=60, width=106, frames=28, text=256, video=True)
+def _mochi(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
+    """Mochi 1 (480 × 848, 163 frames: 60 × 106 latents, 28 latent frames; T5 256 tokens)."""
+    return {"hidden_states": m.data(s.batch, c["in_channels"], s.frames, s.height, s.width),
+            "encoder_hidden_states": m.data(s.batch, s.text, c["text_embed_dim"]),
+            "timestep": m.full(500.0, s.batch),
+            "encoder_attention_mask": m.ones(s.batch, s.text, dtype=torch.bool)}
+
+
+@example("MotifVideoTransformer3DModel", height=45, width=80, frames=31, text=512, video=True)
+def _motif_video(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
+    """Motif-Video: latents with the image-conditioning channels already concatenated (``in_channels``)."""
+    return {"hidden_states": m.data(s.batch, c["in_channels"], s.frames, s.height, s.width),
+            "encoder_hidden_states": m.data(s.batch, s.text, c["text_embed_dim"]),
+            "timestep": m.full(500.0, s.batch)}
+
+
+@example("SanaVideoTransformer3DModel", height=15, width=26, frames=21, text=300, video=True)
+def _sana_video(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
+    """SANA-Video (480 × 832, 81 frames on its 32× autoencoder; Gemma 300 tokens)."""
+    return {"hidden_states": m.data(s.batch, c["in_channels"], s.frames, s.height, s.width),
+            "encoder_hidden_states": m.data(s.batch, s.text, c["caption_channels"]),
+            "timestep": m.full(500.0, s.batch)}
+
+
+@example("LTX2VideoTransformer3DModel", height=16, width=24, frames=16, text=1024, video=True)
+def _ltx2(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
+    """LTX-2: LTX-Video's packed video tokens plus the audio latents of the same clip (here 4 audio frames per
+    video frame: 25 fps video, the audio VAE's frame rate) and their text stream."""
+    audio = 4 * s.frames + 1
+    return {
+        "hidden_states": m.data(s.batch, s.frames * s.height * s.width, c["in_channels"]),
+        "audio_hidden_states": m.data(s.batch, audio, c["audio_in_channels"]),
+        "encoder_hidden_states": m.data(s.batch, s.text, c["caption_channels"]),
+        "audio_encoder_hidden_states": m.data(s.batch, s.text, c["caption_channels"]),
+        "timestep": m.full(500.0, s.batch),
+        "encoder_attention_mask": m.ones(s.batch, s.text, dtype=torch.bool),
+        "num_frames": s.frames, "height": s.height, "width": s.width, "audio_num_frames": audio, "fps": 25.0,
+    }

@@ -10,7 +10,7 @@ one of two orders (``HIDDEN_FIRST``: ``(hidden_states, encoder_hidden_states)``;
 from __future__ import annotations
 
 from ._blocks import TOKENS
-from ._dit import Component, register_components
+from ._dit import Component, register_block_lists, register_components
 from .base import BlockIO, register_block_io
 
 __all__ = ["HIDDEN_FIRST", "TEXT_FIRST"]
@@ -26,24 +26,43 @@ _LAYOUTS = {
     TEXT_FIRST: (
         "AuraFlowJointTransformerBlock", "BriaFiboTransformerBlock", "BriaSingleTransformerBlock",
         "ChromaTransformerBlock", "LongCatImageTransformerBlock", "LongCatImageSingleTransformerBlock",
-        "OvisImageTransformerBlock", "OvisImageSingleTransformerBlock",
+        "OvisImageTransformerBlock", "OvisImageSingleTransformerBlock", "Flux3SingleTransformerBlock",
         # diffusers registers BriaTransformerBlock as returning the hidden state alone at index 0; it returns
         # (encoder_hidden_states, hidden_states) like FLUX's blocks it copies (tests/adapters/test_coverage.py)
         "BriaTransformerBlock",
     ),
     HIDDEN_FIRST: (
-        "CogView3PlusTransformerBlock", "GlmImageTransformerBlock",
+        "CogView3PlusTransformerBlock", "GlmImageTransformerBlock", "JoyImageTransformerBlock",
+        "JoyImageEditPlusTransformerBlock", "ConsisIDBlock", "EasyAnimateTransformerBlock",
+        "HunyuanVideo15TransformerBlock",
         "HiDreamBlock",  # double-stream blocks return both streams, single-stream ones the hidden state
     ),
     TOKENS: (
         "AuraFlowSingleTransformerBlock", "BriaFiboSingleTransformerBlock", "ChromaSingleTransformerBlock",
         "HunyuanDiTBlock", "Lumina2TransformerBlock", "LuminaNextDiTBlock", "NucleusMoEImageTransformerBlock",
-        "OmniGenBlock", "PRXBlock", "SanaTransformerBlock",
+        "OmniGenBlock", "PRXBlock", "SanaTransformerBlock", "Flux3ModeTransformerBlock", "QwenImage21TransformerBlock",
+        "Ideogram4TransformerBlock", "Krea2TransformerBlock", "SkyReelsV2TransformerBlock", "AnyFlowTransformerBlock",
+        "AllegroTransformerBlock", "CosmosTransformerBlock", "HeliosTransformerBlock", "SanaVideoTransformerBlock",
     ),
 }
 for _io, _names in _LAYOUTS.items():
     for _name in _names:
         register_block_io(_name, _io, overrides_diffusers=_name == "BriaTransformerBlock")
+
+# LTX-2's blocks carry the video and the audio stream: (hidden_states, audio_hidden_states) from
+# forward(hidden_states, audio_hidden_states, ...); the audio stream takes the text stream's slot.
+register_block_io("LTX2VideoTransformerBlock", BlockIO(
+    return_hidden_states_index=0, return_encoder_hidden_states_index=1,
+    encoder_hidden_states_argument="audio_hidden_states", encoder_hidden_states_position=1, channel_dim=-1))
+register_block_io("BriaFibo2TransformerBlock", BlockIO(hidden_states_argument="x", channel_dim=-1))
+
+# FLUX.3 runs per-mode blocks (the text alone, the image alone) before its joint single-stream blocks; diffusers
+# names only the last list.
+register_block_lists("Flux3Transformer2DModel", ("txt_mode_blocks", "mode_blocks.image", "single_transformer_blocks"))
+
+# JoyImage's blocks define their MLPs before the attention that runs first.
+for _name in ("JoyImageTransformerBlock", "JoyImageEditPlusTransformerBlock"):
+    register_components(_name, (Component("attn", attention=True), Component("img_mlp"), Component("txt_mlp")))
 
 # HiDream's attention takes (norm_hidden_states, hidden_states_masks, norm_encoder_hidden_states, ...).
 register_block_io("HiDreamAttention", BlockIO(
