@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from cachesearch.commands._common import RichProgress
+from cachesearch.commands._progress import PlainProgress, RichProgress, search_progress
 
 
 def _render(events) -> list[str]:
@@ -61,4 +61,67 @@ def test_a_run_that_reaches_its_budget_and_a_failure_before_the_search() -> None
             raise ValueError("boom")
     except ValueError:
         pass
-    assert "loading" not in console.export_text()  # an unfinished stage is not left spinning on screen
+    text = console.export_text()
+    assert "✗ loading embedded" in text and "✓" not in text  # marked failed, not left spinning, never ticked
+
+
+def test_a_failed_step_with_parts_is_marked_failed_not_done() -> None:
+    console = Console(record=True, width=120)
+    try:
+        with RichProgress(console) as p:
+            p.stage("load model", 0, 1)
+            raise ValueError("boom")
+    except ValueError:
+        pass
+    text = console.export_text()
+    assert "✗ load model" in text and "✓" not in text, text
+    console = Console(record=True, width=120)
+    with RichProgress(console) as p:  # the run command stops the display itself before its one-line error
+        p.stage("reference images (sharded on the Ray workers)")
+        p.stop()
+    text = console.export_text()
+    assert "✗ reference images (sharded on the Ray workers)" in text and "✓" not in text, text
+
+
+def test_plain_lines_when_the_output_is_not_a_terminal() -> None:
+    console = Console(record=True, width=80, force_terminal=False)
+    assert isinstance(search_progress(console), PlainProgress)
+    assert isinstance(search_progress(Console(force_terminal=True)), RichProgress)
+    p = PlainProgress(console, every=0)
+    with p:
+        p.stage("loading embedded")
+        p.stage("reference images (train)", 0, 2)
+        p.stage("reference images (train)", 2, 2)
+        p.note("resuming run x (3 finished trials)")
+        p.start(total=5, done=3, timeout=330)
+        p.trial(number=3, done=4, front=2, outcome=None)
+        p.trial(number=4, done=5, front=3, outcome=None)
+        p.end()
+        p.stage("held-out validation of the front", 0, 3)
+        p.stage("held-out validation of the front", 3, 3)
+    lines = console.export_text().splitlines()
+    assert lines[:5] == ["loading embedded …", "reference images (train): 0/2", "reference images (train): 2/2",
+                         "• resuming run x (3 finished trials)", "searching: 3/5 trials, stops after 330 s"]
+    assert lines[5].startswith("searching: 4/5 trials, front 2, 0:00 elapsed, ETA ")
+    assert lines[6].startswith("searching: 5/5 trials, front 3, 0:00 elapsed, ETA ")
+    assert lines[7:] == ["searched: 5 trials, front 3, in 0:00", "held-out validation of the front: 0/3",
+                         "held-out validation of the front: 3/3"]
+    console = Console(record=True, width=80, force_terminal=False)
+    try:
+        with PlainProgress(console) as p:
+            p.stage("loading embedded")
+            raise ValueError("boom")
+    except ValueError:
+        pass
+    assert console.export_text().splitlines() == ["loading embedded …", "failed: loading embedded"]
+
+
+def test_plain_lines_are_throttled() -> None:
+    console = Console(record=True, width=80, force_terminal=False)
+    p = PlainProgress(console, every=3600)
+    p.start(total=1000, done=0, timeout=None)
+    for i in range(1, 1000):
+        p.trial(number=i, done=i, front=1, outcome=None)
+    p.trial(number=1000, done=1000, front=1, outcome=None)  # the last one always prints
+    lines = console.export_text().splitlines()
+    assert len(lines) == 2 and lines[-1].startswith("searching: 1000/1000 trials, front 1"), lines

@@ -64,3 +64,22 @@ def test_a_bad_screen_value_is_one_line(tmp_path) -> None:
     result = runner.invoke(app, ["run", "--screen", "4,x", "--out", str(tmp_path), "-q"])
     assert result.exit_code == 2
     assert result.output.strip() == "error: --screen: expected image counts like 2,4 or 'off', got '4,x'"
+
+
+def test_run_prints_plain_progress_lines_when_stdout_is_not_a_terminal(tmp_path, monkeypatch) -> None:
+    def fake_run_search(settings, progress, **kwargs):
+        progress.stage(f"loading {settings.model}")
+        progress.start(total=2, done=0, timeout=None)
+        progress.trial(number=0, done=1, front=1, outcome=None)
+        progress.trial(number=1, done=2, front=1, outcome=None)
+        progress.end()
+        raise SearchError("stop here")
+
+    monkeypatch.setattr(cachesearch.search, "run_search", fake_run_search)
+    result = runner.invoke(app, ["run", "--out", str(tmp_path)])  # CliRunner's stdout is no terminal
+    assert result.exit_code == 2
+    lines = result.output.splitlines()
+    assert lines[:2] == ["loading embedded …", "searching: 0/2 trials"], lines
+    assert lines[2].startswith("searching: 2/2 trials, front 1")
+    assert lines[3].startswith("searched: 2 trials, front 1")
+    assert lines[-1] == "error: stop here"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 
 from ..search.settings import default, option_help
-from ._common import RichProgress, fail, quiet_libraries, set_threads, user_errors
+from ._common import fail, quiet_libraries, set_threads, user_errors
+from ._progress import search_progress
 
 __all__ = ["register"]
 
@@ -30,7 +31,7 @@ def export(
     with user_errors():
         set_threads(threads, "cpu")
         quiet_libraries()
-        with RichProgress(console) as progress:
+        with search_progress(console) as progress:
             try:
                 result, report = export_run(name, out, progress, cache_dir=cache_dir, report=not no_report)
             except (SearchError, SpaceError) as e:

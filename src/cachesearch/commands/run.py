@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ._common import RichProgress, check_device, check_writable_folder, fail, quiet_libraries, set_threads, user_errors
+from ._common import check_device, check_writable_folder, fail, quiet_libraries, set_threads, user_errors
+from ._progress import search_progress
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -142,7 +143,7 @@ def run(
         check_writable_folder(cache_dir, "--cache-dir")
         set_threads(threads, settings.device)
         quiet_libraries()
-        with RichProgress(console, quiet=quiet) as progress:
+        with search_progress(console, quiet=quiet) as progress:
             try:
                 summary = run_search(settings, progress, space_given=space is not None, cache_dir=cache_dir,
                                      export=not no_export)

@@ -27,7 +27,7 @@ from ..schedule import LossStats, Policy, Provenance, Schedule, TailMetrics, sav
 from ..schedule._yaml import read_yaml_file
 from ..schedule._yaml_metrics import parse_stats, stats_dict
 from .objective import mask_key, result_attr
-from .study import ATTR_BASELINE, ATTR_BASELINE_KIND, ATTR_BASELINES, pareto_trials
+from .study import ATTR_BASELINE, ATTR_BASELINE_KIND, ATTR_BASELINES, is_full_compute, pareto_trials
 
 if TYPE_CHECKING:
     import optuna
@@ -345,7 +345,7 @@ def export_front(prep: Prepared, progress: Progress | None = None) -> ExportResu
         stage("held-out validation of the front", i, len(front))
         base = {"trial": t.number, "baseline": t.user_attrs.get(ATTR_BASELINE),
                 "train": {"quality": t.values[0], "cost": t.values[1]}}
-        if t.values[1] >= 1.0 - 1e-9:
+        if is_full_compute(t):
             rejected.append({**base, "reason": "full compute (the reference itself): no speedup"})
             continue
         try:

@@ -14,7 +14,7 @@ from .._util import atomic_write, save_figure
 from .export import REFERENCE_INTERVAL, ExportEntry, ExportResult, baseline_rows, is_reference_deepcache
 from .gallery import write_gallery
 from .html_report import write_html_report
-from .study import relative_storage, storage_spec
+from .study import FULL_COMPUTE, is_full_compute, relative_storage, storage_spec
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -112,16 +112,18 @@ def plot_pareto(prep: Prepared, export: ExportResult, path: Path) -> Path:
     def of(stats: LossStats | None, mean: float | None) -> float | None:
         return mean if stat == "mean" or stats is None else stats.get(stat)
 
-    # Zero loss is the uncached reference itself; it has no place on a log scale and is left out.
+    # Full compute is the reference itself (zero loss, up to rounding): it would stretch the log axis to 1e-13
+    # and squash the useful region; it is left out, as the export leaves it out.
     pts = [(t.values[1], t.values[0]) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-           if t.values is not None and "duplicate_of" not in t.user_attrs and t.values[0] > 0]
+           if t.values is not None and "duplicate_of" not in t.user_attrs and t.values[0] > 0
+           and not is_full_compute(t)]
     fig, ax = plt.subplots(figsize=(7.5, 5.0), dpi=120)
     try:
         if pts:
             ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=10, c="0.75", label="trials (train)", zorder=1)
         colors = {"steps": "tab:orange", "deepcache": "tab:green", "blockcaching": "tab:purple"}
         markers = {"steps": "^", "deepcache": "D", "blockcaching": "P"}
-        rows = [r for r in baseline_rows(study) if _positive(r.quality)]
+        rows = [r for r in baseline_rows(study) if _positive(r.quality) and (r.cost or 0.0) < FULL_COMPUTE]
         for fam in colors:
             fam_rows = [r for r in rows if r.kind == fam]
             if fam_rows:

@@ -369,6 +369,21 @@ def recover_orphans(study: Any, *, run_dir: Path, keep: Sequence[int] = ()) -> l
     return orphans
 
 
+FULL_COMPUTE = 1.0 - 1e-9
+"""A trial whose cost (or latency) ratio is at least this runs everything: the reference itself, on the front at
+zero loss but no schedule worth exporting; counts, plots and exports leave it out alike."""
+
+
+def is_full_compute(trial: Any) -> bool:
+    """Whether a finished trial costs as much as full compute (see :data:`FULL_COMPUTE`)."""
+    return trial.values is not None and trial.values[1] >= FULL_COMPUTE
+
+
+def front_size(study: Any) -> int:
+    """Schedules on the front as the export will write them: :func:`pareto_trials` without full compute."""
+    return sum(not is_full_compute(t) for t in pareto_trials(study))
+
+
 def pareto_trials(study: Any) -> list[Any]:
     """Pareto-optimal finished trials (feasible ones when constrained), one per distinct compiled mask.
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..objective import KnownMasks, Outcome, evaluate_candidate, runner_attrs
 from ..shared import Claims, Keeper
-from ..study import baseline_attrs, budget_counts, finished_count, pareto_trials
+from ..study import baseline_attrs, budget_counts, finished_count, front_size
 from .base import LoopResult, Prepared, Progress, record_outcome
 
 if TYPE_CHECKING:
@@ -191,7 +191,7 @@ def run_local(prep: Prepared, progress: Progress, *, flag: StopFlag | None = Non
                 known.add(trial.number, outcome)
                 done += 1
                 evaluated += 0 if "duplicate_of" in outcome.user_attrs else 1
-                progress.trial(number=trial.number, done=done, front=len(pareto_trials(study)), outcome=outcome)
+                progress.trial(number=trial.number, done=done, front=front_size(study), outcome=outcome)
         except KeyboardInterrupt:  # between trials: nothing is running
             stopped = "interrupted"
     progress.end()

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..attrs import baseline_attrs
 from ..objective import KnownMasks, Outcome, evaluate_candidate, mask_key, runner_attrs
-from ..study import budget_counts, finished_count, pareto_trials
+from ..study import budget_counts, finished_count, front_size
 from .base import LoopResult, Prepared, Progress, record_outcome
 from .local import WAIT_FOR_OTHERS_S, StopFlag, _abort_trial, _claimer, _signals, loop_state
 from .worker import WORKER, WorkerSetup, worker_setup, worker_state
@@ -123,7 +123,7 @@ def run_pool(prep: Prepared, progress: Progress, *, flag: StopFlag | None = None
         known.add(task.trial.number, outcome)
         done += 1
         evaluated += 0 if "duplicate_of" in outcome.user_attrs else 1
-        progress.trial(number=task.trial.number, done=done, front=len(pareto_trials(study)), outcome=outcome)
+        progress.trial(number=task.trial.number, done=done, front=front_size(study), outcome=outcome)
 
     def in_driver(task: _Task) -> None:
         """A duplicate or a candidate that fails before any image: settled here without a worker."""

@@ -33,7 +33,7 @@ from ray.tune.search.optuna import OptunaSearch
 from ...evaluate import Evaluator
 from ..objective import KnownMasks, Outcome, evaluate_candidate, runner_attrs
 from ..space import ResolvedSpace
-from ..study import baseline_attrs, finished_count, make_sampler, open_storage, pareto_trials, recover_orphans
+from ..study import baseline_attrs, finished_count, front_size, make_sampler, open_storage, recover_orphans
 from .base import FINISHED_MARK, RAY_DIR, LoopResult, Prepared, Progress, record_outcome
 from .ray_cluster import STARTED, init_ray
 from .worker import WORKER, WorkerSetup, worker_setup, worker_state
@@ -261,7 +261,7 @@ class StudySearcher(OptunaSearch):
         _DRIVER["done"] = finished_count(self._ot_study)
         if progress is not None:
             progress.trial(number=ot_trial.number, done=_DRIVER["done"],
-                           front=len(pareto_trials(self._ot_study)), outcome=outcome)
+                           front=front_size(self._ot_study), outcome=outcome)
 
 
     def _requeue(self, ot_trial: Trial, cause: str) -> bool:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._util import atomic_write
 from ..export import baseline_rows
+from ..study import FULL_COMPUTE
 from ._masks import mask_svg
 from ._page import fmt, grid_html, page, table
 from ._plot import Point, legend_html, scatter_svg
@@ -22,10 +23,7 @@ if TYPE_CHECKING:
     from ..export import ExportResult
     from ..gallery import Gallery
 
-__all__ = ["FULL_COMPUTE", "write_html_report"]
-
-FULL_COMPUTE = 1.0 - 1e-9
-"""Trials at or above this cost run everything (the reference itself): not plotted, not exported."""
+__all__ = ["write_html_report"]
 
 
 def _measured_speedup(trial: Any) -> float | None:
