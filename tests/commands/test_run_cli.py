@@ -182,11 +182,21 @@ def test_ray_executor_two_cpu_workers_restores_after_the_driver_is_killed(
     out = tmp_path / "runs"
     ray_tmp = tempfile.mkdtemp(prefix="csray", dir="/tmp")  # short: Ray's socket paths have a length limit
     monkeypatch.setenv("RAY_TMPDIR", ray_tmp)
+    home = tmp_path / "home"  # the local cluster gets its own token: nothing may be written to ~/.ray
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    saved = {k: v for k, v in os.environ.items() if k.startswith("RAY_AUTH")}
+    for k in saved:
+        monkeypatch.delenv(k)
     try:
         _ray_restore_scenario(out, cache, ray_tmp)
+        assert not (home / ".ray").exists()
     finally:
         _kill_cluster(ray_tmp)
         shutil.rmtree(ray_tmp, ignore_errors=True)
+        for k in [k for k in os.environ if k.startswith("RAY_AUTH")]:  # own_token() set them in this process
+            del os.environ[k]
+        os.environ.update(saved)
 
 
 def _ray_restore_scenario(out: Path, cache: str, ray_tmp: str) -> None:

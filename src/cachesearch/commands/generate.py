@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -31,6 +35,8 @@ def generate(
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N."),
     threads: int = typer.Option(None, "--threads", help="torch CPU threads in this process. Default 1 on CPU "
                                                         "(shared machines slow down with more)."),
+    force: bool = typer.Option(False, "--force", help="Apply a schedule made for another architecture anyway "
+                                                      "(a warning says so)."),
 ) -> None:
     """Generate one image; with --schedule the caching schedule is applied (two lines of Python, see README)."""
     from .. import load_schedule
@@ -49,6 +55,8 @@ def generate(
             raise fail("--reference needs --schedule")
         if reference and sched.reference is None:
             raise fail(f"--reference: {schedule} records no reference run (format @1); pass --steps instead")
+        if sched is not None and not reference:
+            _check_schedule_options(sched, steps, guidance_scale)
         spec = model or (default_model(sched) if sched is not None else None) or "embedded"
         set_threads(threads, device)
         import torch
@@ -77,7 +85,7 @@ def generate(
         generator = torch.Generator(device="cpu").manual_seed(seed)
         start = time.perf_counter()
         if sched is not None and not reference:
-            with sched.applied(pipe):
+            with _applied(sched, pipe, force):
                 image = pipe(prompt, generator=generator, **kwargs).images[0]
         else:
             image = pipe(prompt, generator=generator, **kwargs).images[0]
@@ -93,6 +101,39 @@ def generate(
     typer.echo(f"wrote {out} ({image.width}x{image.height}, {elapsed:.2f} s{what})")
     if loaded.random_weights:
         typer.secho("note: random-weight architecture preset: the image is noise by design", fg="yellow")
+
+
+def _check_schedule_options(sched: Any, steps: int | None, guidance_scale: float | None) -> None:
+    """Options that contradict the schedule, refused before the model loads (in CLI terms)."""
+    if steps is not None and steps != sched.num_steps:
+        raise fail(f"--steps {steps}: schedule {sched.name!r} runs {sched.num_steps} steps; leave --steps out "
+                   f"(generate follows the schedule), or add --reference to generate its full-compute reference")
+    per_branch = next((bm.block for bm in sched.blocks if not bm.shared), None)
+    if per_branch is not None and guidance_scale is not None and guidance_scale <= 1:
+        raise fail(f"--guidance-scale {guidance_scale:g}: schedule {sched.name!r} has per-branch (cond/uncond) masks "
+                   f"(blocks[\"{per_branch}\"]), which need classifier-free guidance; leave --guidance-scale out "
+                   f"(the schedule's {sched.sampler.guidance_scale} is used)")
+
+
+@contextlib.contextmanager
+def _applied(sched: Any, pipe: Any, force: bool) -> Iterator[None]:
+    """``sched`` applied to ``pipe``; the runtime's Python advice said as the CLI's (``--force``), its warnings
+    as one line each."""
+    from ..schedule import ScheduleError
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            handle = sched.apply(pipe, force=force)
+        except ScheduleError as e:
+            raise fail(str(e).replace("pass force=True", "pass --force")) from None
+    for w in caught:
+        typer.secho(f"warning: {str(w.message).replace('because force=True', 'because of --force')}",
+                    fg="yellow", err=True)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def train_embedded(

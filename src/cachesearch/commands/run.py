@@ -18,53 +18,120 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 
-def _summary(console: Console, summary: RunSummary) -> None:
+def _loss(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3g}"
+
+
+def _front_table(console: Console, summary: RunSummary) -> tuple[Any, list[str]]:
+    """The front as a table that never cuts a file name or a number: the file and its cost always, then as many
+    of held-out loss, measured speedup (only when measured), train loss and origin (the baseline a file was) as
+    the console's width allows, in that order. Returns the table and the columns left out."""
+    from rich import box
     from rich.table import Table
 
-    from ..search import headline
-
     export = summary.export
-    cost_name = "cost ratio" if summary.objective == "cost" else "latency ratio"
-    table = Table(title=f"Pareto front of {summary.name}", show_lines=False)
-    for col, justify in (("schedule", "left"), ("trial", "right"), (cost_name, "right"), ("speedup", "right"),
-                         ("train", "right"), ("held-out", "right"), ("from", "left")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    cost_name = "cost" if summary.objective == "cost" else "latency"  # a ratio to full compute (said below)
     if export is not None:
-        for e in export.entries:
-            table.add_row(e.file, str(e.trial), f"{e.objective:.3f}", f"{(e.speedup or 0):.2f}×",
-                          f"{e.quality.train:.4g}", f"{e.quality.heldout:.4g}", e.baseline or "search")
+        rows = [(e.file, e.objective, e.speedup, e.quality.train, e.quality.heldout, e.baseline or "search")
+                for e in export.entries]
     else:
+        rows = []
         for t in summary.front:
             policy = t.user_attrs.get("policy", {})
             what = policy.get("kind", "?") if policy.get("kind") != "joint" else (
                 f"steps{policy['steps'].get('count')}+{policy['mask'].get('kind')}")
-            speedup = t.user_attrs.get("speedup")
-            table.add_row(f"{what} (not exported)", str(t.number), f"{t.values[1]:.3f}",
-                          f"{speedup:.2f}×" if speedup else "", f"{t.values[0]:.4g}", "–",
-                          t.user_attrs.get("baseline") or "search")
+            speedup = (t.user_attrs.get("result") or {}).get("speedup")
+            rows.append((f"t{t.number:04d} {what} (not exported)", t.values[1], speedup, t.values[0], None,
+                         t.user_attrs.get("baseline") or "search"))
+    cells = {"file": [r[0] for r in rows], cost_name: [f"{r[1]:.3f}" for r in rows],
+             "speedup": [f"{r[2]:.2f}×" if r[2] else "–" for r in rows], "train": [_loss(r[3]) for r in rows],
+             "held-out": [_loss(r[4]) for r in rows], "from": [r[5] for r in rows]}
+    width = {k: max([len(k), *map(len, v)]) for k, v in cells.items()}
+    room = console.width - 2 - width["file"] - (width[cost_name] + 3)
+    optional = ["held-out", *(["speedup"] if any(r[2] for r in rows) else []), "train", "from"]
+    shown = []
+    for col in optional:
+        if width[col] + 3 <= room:
+            shown.append(col)
+            room -= width[col] + 3
+    columns = ["file", cost_name] + [c for c in ("speedup", "train", "held-out", "from") if c in shown]
+    table = Table(title=f"Pareto front of {summary.name}", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in columns:
+        table.add_column("schedule" if col == "file" else col, no_wrap=True, min_width=width[col],
+                         justify="left" if col in ("file", "from") else "right")
+    for i in range(len(rows)):
+        table.add_row(*(cells[c][i] for c in columns))
+    return table, [c for c in optional if c not in shown and not (c == "from" and not rows)]
+
+
+def _stopped(summary: RunSummary) -> str:
+    """Why the search stopped, naming the budget and its option."""
+    if summary.stopped == "budget":
+        return f"trial budget reached ({summary.finished} finished of --trials {summary.trial_budget})"
+    if summary.stopped == "timeout":
+        return f"time budget reached (--timeout {summary.timeout:g} s)" if summary.timeout else "time budget reached"
+    if summary.stopped == "interrupted":
+        return "interrupted (Ctrl-C)"
+    return "the search ended"
+
+
+def _summary(console: Console, summary: RunSummary) -> None:
+    from .._util import relative_path
+    from ..search import headline
+    from ..search.study import hide_password, relative_storage
+
+    export = summary.export
+    table, left_out = _front_table(console, summary)
     console.print(table)
+    if left_out:
+        console.print(f"[dim]({', '.join(left_out)}: left out at this width; report.md has every column)[/]")
     if export is not None:
         metric = export.metric or "quality"
-        console.print(f"quality metric: [bold]{metric}[/] (distance to full compute, lower is better)")
+        cost = ("cost: analytic ratio to full compute (denoiser MACs)" if summary.objective == "cost" else
+                "latency: measured ratio to full compute")
+        if any(e.speedup for e in export.entries):
+            cost += "; speedup: measured on this device (--latency measured)"
+        console.print(f"quality metric: [bold]{metric}[/] (distance to full compute, lower is better); {cost}")
         for line in headline(export):
             console.print(f"  • {line}")
     console.print(
         f"trials: {summary.trials_total} in the study ({summary.completed} complete, {summary.screened} screened "
         f"out, {summary.failed} failed, "
         f"{summary.duplicates} duplicates not re-run); {summary.trials_this_session} evaluated in this session; "
-        f"stopped: {summary.stopped}; {summary.seconds:.0f} s"
+        f"stopped: {_stopped(summary)}; {summary.seconds:.0f} s"
     )
     run_dir = Path(summary.run_dir)
     console.print(f"run directory: {run_dir}")
     if export is not None:
         console.print(f"  schedules:  {export.schedules_dir} ({len(export.entries)} files + index.yaml)")
     if summary.report is not None:
-        console.print(f"  report:     {summary.report}")
+        console.print(f"  report:     {summary.report}, {run_dir / 'report.html'}")
         console.print(f"  plots:      {run_dir / 'pareto.png'}, {run_dir / 'profile.png'}")
-    console.print(f"  study:      {summary.storage}  (optuna-dashboard {summary.storage})")
+    study = hide_password(summary.storage)
+    if "://" not in summary.storage:  # a journal: inside the run folder as the other paths are, else cwd-relative
+        inside = relative_storage(summary.storage, run_dir)
+        study = str(run_dir / inside) if not inside.startswith("..") else relative_path(summary.storage)
+    console.print(f"  study:      {study}  (browse: optuna-dashboard {study})")
     if summary.stopped == "interrupted":
         console.print(f"[yellow]interrupted[/]: resume with `cachesearch run --name {summary.name}`; export the "
                       f"front so far with `cachesearch export --name {summary.name}`")
+    elif summary.stopped == "timeout":
+        console.print(f"search on where it stopped: `cachesearch run --name {summary.name}`")
+
+
+def _finished(console: Console, settings: Any, done: int) -> None:
+    """What to do with a run whose trial budget is spent (nothing is searched or rewritten)."""
+    from ..search.settings import default
+
+    out = "" if settings.out == default("out") else f" --out {settings.out}"
+    report = settings.run_dir / "report.html"
+    console.print(f"run {settings.name!r} is finished: {done} finished trials of --trials {settings.trials}"
+                  + (f"; its report: {report}" if report.is_file() else ""), soft_wrap=True)
+    console.print(f"  search further:     cachesearch run --name {settings.name}{out} --trials "
+                  f"{settings.trials + max(100, settings.trials // 2)}", soft_wrap=True)
+    console.print(f"  start a fresh run:  cachesearch run --name {settings.name}-2{out} (or remove "
+                  f"{settings.run_dir})", soft_wrap=True)
+    console.print(f"  re-export its front: cachesearch export --name {settings.name}{out}", soft_wrap=True)
 
 
 def _option(name: str, *short: str) -> Any:
@@ -121,6 +188,7 @@ def run(
     from rich.console import Console
 
     from ..search import RunSettings, SearchError, SpaceError, resolve_settings, run_search
+    from ..search.run import finished_run
     from ..search.settings import eval_flags
 
     console = Console(stderr=False)
@@ -141,6 +209,13 @@ def run(
         if settings.run_dir.exists():  # a resumed run's own folder
             check_writable_folder(settings.run_dir, "--out")
         check_writable_folder(cache_dir, "--cache-dir")
+        try:
+            done = finished_run(settings)
+        except SearchError as e:
+            raise fail(str(e)) from None
+        if done is not None:
+            _finished(console, settings, done)
+            return
         set_threads(threads, settings.device)
         quiet_libraries()
         with search_progress(console, quiet=quiet) as progress:

@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from ._quiet import low_cpu_mem_usage, quiet_loading
+
 __all__ = ["DEFAULT_EMBEDDED", "EMBEDDED_PACKAGES", "embedded_name", "embedded_package", "load_folder"]
 
 EMBEDDED_PACKAGES: dict[str, str] = {
@@ -60,8 +62,8 @@ def load_folder(
     # always cast: a folder may store float16 weights to stay small (``scenes``) and run in float32;
     # ``torch_dtype=`` works in every diffusers version (newer ones prefer ``dtype=`` and warn)
     kwargs["torch_dtype"] = dtype
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), quiet_loading():
         warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch_dtype.*")
-        pipe = pipeline_class.from_pretrained(str(folder), local_files_only=True, **kwargs)
+        pipe = pipeline_class.from_pretrained(str(folder), local_files_only=True, **low_cpu_mem_usage(), **kwargs)
     pipe.set_progress_bar_config(disable=not progress_bar)
     return pipe.to(device)

@@ -34,6 +34,7 @@ from diffusers import DiffusionPipeline
 from cachesearch.models._embedded import DEFAULT_EMBEDDED, EMBEDDED_PACKAGES, embedded_package
 from cachesearch.models._errors import ModelLoadError
 from cachesearch.models._presets import ARCH_PRESETS, build_arch_pipeline
+from cachesearch.models._quiet import low_cpu_mem_usage, quiet_loading
 
 __all__ = ["EMBEDDED_MODELS", "LoadedModel", "load_model", "normalize_spec"]
 
@@ -142,9 +143,11 @@ def _dtype_kwargs(dtype: torch.dtype) -> dict[str, torch.dtype]:
 def _from_folder(folder: str, source: str, *, dtype: torch.dtype) -> DiffusionPipeline:
     model_index = Path(folder) / "model_index.json"
     try:
-        return DiffusionPipeline.from_pretrained(
-            folder, local_files_only=True, **_dtype_kwargs(dtype), **_pipeline_kwargs(model_index)
-        )
+        with quiet_loading():
+            return DiffusionPipeline.from_pretrained(
+                folder, local_files_only=True, **_dtype_kwargs(dtype), **_pipeline_kwargs(model_index),
+                **low_cpu_mem_usage(),
+            )
     except (OSError, ValueError) as e:
         raise ModelLoadError(f"could not load the diffusers pipeline for {source!r}: {e}") from e
 
@@ -169,13 +172,15 @@ def _from_hub(repo_id: str, *, dtype: torch.dtype, cache_dir: str | None) -> Dif
     if not isinstance(index, str):
         raise _hub_not_cached(repo_id, cache_dir)
     try:
-        return DiffusionPipeline.from_pretrained(
-            repo_id,
-            local_files_only=True,
-            cache_dir=cache_dir,
-            **_dtype_kwargs(dtype),
-            **_pipeline_kwargs(Path(index)),
-        )
+        with quiet_loading():
+            return DiffusionPipeline.from_pretrained(
+                repo_id,
+                local_files_only=True,
+                cache_dir=cache_dir,
+                **_dtype_kwargs(dtype),
+                **_pipeline_kwargs(Path(index)),
+                **low_cpu_mem_usage(),
+            )
     except (OSError, ValueError) as e:
         raise ModelLoadError(
             f"hub model {repo_id!r} is only partly cached locally ({e}); re-run "

@@ -66,7 +66,7 @@ class FrontEntry:
                     f"{st.over:.0%} over {st.threshold:g} on {st.n} images")
         parts = [f"{loss} ({split})", f"cost {_fmt(self.cost_ratio)}"]
         if self.speedup is not None:
-            parts.append(f"speedup {self.speedup:.2f}x")
+            parts.append(f"measured speedup {self.speedup:.2f}x")
         if self.latency_ms is not None:
             parts.append(f"{self.latency_ms:.1f} ms")
         return f"{self.file} ({', '.join(parts)})"

@@ -67,7 +67,9 @@ class ExportEntry:
     """One exported schedule file of the front (a row of ``index.yaml``'s ``schedules``).
 
     ``objective`` is the study's second objective (cost ratio, or latency ratio under ``--objective latency``);
-    ``baseline``/``baseline_kind`` name the baseline the trial was, if it was one.
+    ``baseline``/``baseline_kind`` name the baseline the trial was, if it was one; ``speedup`` is measured
+    (``--latency measured``) or None: the analytic figure is ``cost_ratio`` (indexes written before this said
+    ``1 / cost_ratio`` there).
     """
 
     file: str
@@ -281,10 +283,16 @@ def baseline_rows(study: optuna.Study) -> list[BaselineRow]:
             common["state"] = "complete" if scored.state == TrialState.COMPLETE else common["state"]
         if scored.state == TrialState.COMPLETE and scored.values is not None:
             rows.append(BaselineRow(**common, quality=scored.values[0], cost=scored.values[1],
-                                    speedup=t.user_attrs.get("speedup"), mask_key=t.user_attrs.get("mask_key")))
+                                    speedup=_measured_speedup(t), mask_key=t.user_attrs.get("mask_key")))
         else:
             rows.append(BaselineRow(**common, reason=t.user_attrs.get("reason")))
     return sorted(rows, key=lambda r: (math.inf if r.cost is None else r.cost, r.name))
+
+
+def _measured_speedup(trial: FrozenTrial) -> float | None:
+    """The speedup measured on a trial's train images (``--latency measured``), else None: 1/cost is not one."""
+    result = trial.user_attrs.get("result")
+    return result.get("speedup") if isinstance(result, Mapping) else None
 
 
 def _dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
@@ -372,7 +380,7 @@ def export_front(prep: Prepared, progress: Progress | None = None) -> ExportResu
             file=path.name, name=schedule.name, trial=t.number, baseline=t.user_attrs.get(ATTR_BASELINE),
             baseline_kind=baseline_kind(t.user_attrs) if is_baseline else None, policy=dict(schedule.policy),
             quality=QualityPair(metric=train.metric, train=train.quality, heldout=heldout.quality),
-            objective=t.values[1], cost_ratio=train.cost_ratio, speedup=t.user_attrs.get("speedup"),
+            objective=t.values[1], cost_ratio=train.cost_ratio, speedup=train.speedup,
             latency_ms=train.latency_ms, accuracy=QualityPair(train=train.accuracy, heldout=heldout.accuracy),
             tail=metrics.tail,
         ))

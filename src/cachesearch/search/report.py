@@ -14,7 +14,7 @@ from .._util import atomic_write, save_figure
 from .export import REFERENCE_INTERVAL, ExportEntry, ExportResult, baseline_rows, is_reference_deepcache
 from .gallery import write_gallery
 from .html_report import write_html_report
-from .study import FULL_COMPUTE, is_full_compute, relative_storage, storage_spec
+from .study import FULL_COMPUTE, hide_password, is_full_compute, relative_storage, storage_spec
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -188,7 +188,7 @@ def _storage_lines(storage: str, run_dir: Path) -> str:
     """How the report names the study's storage: relative to the run folder (no absolute path of this machine)
     and without a password in a URL."""
     if "://" in storage:
-        shown = re.sub(r"://([^:/@]+):[^@/]*@", r"://\1:***@", storage)
+        shown = hide_password(storage)
         return f"`{shown}` — browse with `optuna-dashboard '{shown}'`"
     rel = relative_storage(storage, run_dir)
     return f"`{rel}` (relative to this folder) — browse with `optuna-dashboard {rel}` from this folder"
@@ -258,7 +258,8 @@ def write_report(prep: Prepared, export: ExportResult, progress: Progress | None
         f"- **objectives**: quality ({_STAT_TEXT[prep.objectives.stat]} of the per-image train losses) ↓, "
         f"{cost_name} ↓"
         + (f"; constraints: quality ≤ {prep.objectives.max_quality}" if prep.objectives.max_quality else "")
-        + (f"; speedup ≥ {prep.objectives.min_speedup}" if prep.objectives.min_speedup else ""),
+        + (f"; {'analytic speedup (1 / cost ratio)' if prep.objectives.kind == 'cost' else 'measured speedup'} "
+           f"≥ {prep.objectives.min_speedup}" if prep.objectives.min_speedup else ""),
         f"- **search space**: `{prep.space.space.name}` ({len(prep.space.param_names)} parameters; "
         f"families {', '.join(prep.space.space.families)}); sampler `{settings.sampler}` (population "
         f"{settings.population}, seed {settings.seed}), executor `{settings.executor}`",
@@ -283,7 +284,7 @@ def write_report(prep: Prepared, export: ExportResult, progress: Progress | None
         f"pairs — mean with its 95 % interval (BCa bootstrap), median, p90, max and the share of images over "
         f"{settings.tail_threshold:g} (visibly broken).",
         "",
-        f"| file | trial | {cost_name} | speedup | train mean | train p90 | held-out mean [95 % interval] | "
+        f"| file | trial | {cost_name} | measured speedup | train mean | train p90 | held-out mean [95 % interval] | "
         f"median | p90 | max | > {settings.tail_threshold:g} | pairs | accuracy held-out | from |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]

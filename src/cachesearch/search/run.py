@@ -31,8 +31,10 @@ from .study import (
     ATTR_PROFILE,
     StudyHandle,
     finished_count,
+    is_full_compute,
     load_settings,
     make_sampler,
+    open_storage,
     open_study,
     pareto_trials,
     recover_orphans,
@@ -41,6 +43,7 @@ from .study import (
     run_lock,
     save_settings,
     settings_conflicts,
+    storage_spec,
 )
 
 if TYPE_CHECKING:
@@ -53,6 +56,7 @@ __all__ = [
     "enqueue_baselines",
     "export_run",
     "find_run",
+    "finished_run",
     "open_run",
     "prepare",
     "resolve_settings",
@@ -77,6 +81,11 @@ class RunSummary:
     report: Path | None = None
     screened: int = 0
     stopped: str = "budget"
+    """``budget`` (``trial_budget`` finished trials reached), ``timeout``, ``interrupted`` or ``done``."""
+    finished: int = 0
+    """Trials that count toward ``--trials`` (finished, not re-queued)."""
+    trial_budget: int | None = None
+    timeout: float | None = None
     objective: str = "cost"
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -102,6 +111,24 @@ def resolve_settings(name: str | None, explicit: dict[str, Any], out: str | None
             raise resume_refused(name, problems)
         return settings
     return RunSettings(name=name, out=out, **explicit)
+
+
+def finished_run(settings: RunSettings) -> int | None:
+    """The finished trials of an existing run whose study already holds ``--trials`` of them, else None (a new
+    run, one with trials left, or no trial budget). Reads the study only: no model is loaded, nothing created."""
+    if settings.trials is None or load_settings(settings.run_dir) is None:
+        return None
+    import optuna
+
+    spec = storage_spec(settings)
+    if "://" not in spec and not Path(spec).is_file():
+        return None
+    try:
+        study = optuna.load_study(study_name=settings.name, storage=open_storage(spec))
+    except KeyError:  # the storage holds no study of this name yet
+        return None
+    done = finished_count(study)
+    return done if done >= settings.trials else None
 
 
 def find_run(name: str, out: str | None = None) -> Path:
@@ -273,6 +300,12 @@ def run_search(settings: RunSettings, progress: Progress | None = None, *, space
     t0 = time.monotonic()
     if evaluator is None:
         settings.eval_config(cache_dir)  # invalid evaluation settings fail here, before the run folder exists
+    if settings.storage and "://" in settings.storage:
+        open_storage(settings.storage)  # an unreachable or wrong database fails here, before the model loads
+    if settings.executor == "ray" and settings.address:
+        from .executors.ray_address import check_ray_address
+
+        check_ray_address(settings.address)  # likewise a cluster that does not answer
     new = not settings.run_dir.exists()
     with run_lock(settings.run_dir):
         try:
@@ -293,7 +326,9 @@ def run_search(settings: RunSettings, progress: Progress | None = None, *, space
             failed=sum(t.state == TrialState.FAIL for t in trials),
             duplicates=sum("duplicate_of" in t.user_attrs for t in trials),
             screened=sum("screened" in t.user_attrs and "duplicate_of" not in t.user_attrs for t in trials),
-            front=pareto_trials(study), notes=list(prep.notes), objective=settings.objective,
+            front=[t for t in pareto_trials(study) if not is_full_compute(t)], notes=list(prep.notes),
+            objective=settings.objective, finished=finished_count(study), trial_budget=settings.trials,
+            timeout=settings.timeout,
         )
         if export and loop.stopped != "interrupted":
             try:

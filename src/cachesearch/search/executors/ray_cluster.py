@@ -10,20 +10,33 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .worker import WORKER
+from .worker import WORKER, quiet_worker
 
 if TYPE_CHECKING:
     from ...evaluate import EvalConfig, Evaluator
     from ..settings import RunSettings
 
-__all__ = ["STARTED", "init_ray", "shard_references"]
+__all__ = ["STARTED", "init_ray", "own_token", "shard_references"]
 
 STARTED: dict[str, bool] = {}
 """``by_references``: :func:`shard_references` started Ray in this process (the executor shuts it down)."""
+
+
+_AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+
+def own_token() -> None:
+    """Give the local cluster this process starts a token of its own, in the environment its processes inherit:
+    Ray then neither writes ``~/.ray/auth_token`` (mode 0644) nor prints "Token authentication is enabled for
+    this Ray cluster". Authentication settings the user made (any ``RAY_AUTH_*`` variable) are kept."""
+    if not any(v in os.environ for v in _AUTH_VARS):
+        os.environ["RAY_AUTH_MODE"] = "token"
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
 
 
 def init_ray(settings: RunSettings) -> bool:
@@ -38,6 +51,7 @@ def init_ray(settings: RunSettings) -> bool:
     if settings.address:
         kwargs["address"] = settings.address
     else:
+        own_token()
         kwargs["num_cpus"] = settings.workers
         if settings.device.startswith("cuda") and torch.cuda.is_available():
             kwargs["num_gpus"] = torch.cuda.device_count()
@@ -53,6 +67,7 @@ def _shard(config: EvalConfig, split: str, start: int, stop: int, threads: int) 
     key = f"refs:{config.to_dict()}"
     ev = WORKER.get(key)
     if ev is None:
+        quiet_worker()
         ev = WORKER[key] = Evaluator(config)
     return ev.fixtures.build_reference_shard(split, slice(start, stop))
 

@@ -8,6 +8,7 @@ configuration, and keeps them for every later trial.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,6 +59,13 @@ def worker_setup(prep: Prepared, *, threads: int) -> WorkerSetup:
     )
 
 
+def quiet_worker() -> None:
+    """A worker repeats nothing the driver says once per run: the metric fallback (the driver notes it) and
+    Optuna's per-trial INFO lines."""
+    logging.getLogger("cachesearch.evaluate._quality").setLevel(logging.ERROR)
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+
+
 def worker_state(setup: WorkerSetup) -> tuple[Evaluator, ResolvedSpace]:
     """The evaluator and resolved space of this process (built once per configuration)."""
     from ...evaluate import Evaluator
@@ -65,6 +73,7 @@ def worker_state(setup: WorkerSetup) -> tuple[Evaluator, ResolvedSpace]:
 
     cached = WORKER.get(setup.key)
     if cached is None:
+        quiet_worker()
         ev = WORKER.pop(f"refs:{setup.eval_config.to_dict()}", None)  # built for reference shards: reuse it
         if ev is None:
             ev = Evaluator(setup.eval_config)

@@ -26,18 +26,12 @@ if TYPE_CHECKING:
 __all__ = ["write_html_report"]
 
 
-def _measured_speedup(trial: Any) -> float | None:
-    result = trial.user_attrs.get("result") if trial is not None else None
-    return result.get("speedup") if isinstance(result, dict) else None
-
-
 def _plot_section(prep: Prepared, export: ExportResult, cost_name: str) -> str:
     from optuna.trial import TrialState
 
     study = prep.study
     metric = export.metric or "quality"
     trials = study.get_trials(deepcopy=False)
-    by_number = {t.number: t for t in trials}
     points: list[Point] = []
     for t in trials:
         if t.state == TrialState.COMPLETE and t.values is not None and "duplicate_of" not in t.user_attrs \
@@ -57,9 +51,8 @@ def _plot_section(prep: Prepared, export: ExportResult, cost_name: str) -> str:
                                  f"{metric} train {fmt(b.quality)}, held-out {b.heldout:.4g}")))
     links = []
     for e in export.entries:
-        measured = _measured_speedup(by_number.get(e.trial))
         tip = (e.file, f"{cost_name} {e.objective:.3f}",
-               f"measured speedup {measured:.2f}×" if measured else "speedup not measured (--latency measured)",
+               f"measured speedup {e.speedup:.2f}×" if e.speedup else "speedup not measured (--latency measured)",
                f"{metric} train {fmt(e.quality.train)}, held-out {fmt(e.quality.heldout)}",
                f"from {e.baseline or 'the search'}")
         train = Point(e.objective, e.quality.train if e.quality.train is not None else float("nan"), "front", tip)
