@@ -72,3 +72,19 @@ def test_a_video_grid_has_three_frames_per_cell(tmp_path: Path) -> None:
     html = grid_html(gallery, tmp_path, "m", "cost ratio")
     assert html.count('<img class="grid-image" src="data:image/png;base64,') == 6
     assert html.count("no image: ValueError: boom") == 2
+
+
+def test_mask_heatmap_has_one_cell_per_block_step_and_a_runtime_schedule_says_it_has_none() -> None:
+    from cachesearch.schedule import load_schedule
+    from cachesearch.search.html_report._masks import mask_svg
+
+    golden = Path(__file__).parents[1] / "schedule" / "golden"
+    static = load_schedule(golden / "v1_deepcache.yaml")
+    svg = mask_svg(static)
+    rows = sum(1 if bm.shared else 2 for bm in static.blocks)
+    assert svg.count("<rect ") == rows * static.num_steps
+    assert svg.count("recompute\"") == sum(m.count("R") for bm in static.blocks for m in
+                                            ((bm.cond,) if bm.shared else (bm.cond, bm.uncond)))
+    runtime = load_schedule(golden / "v4_dbcache.yaml")
+    text = mask_svg(runtime)
+    assert "<rect" not in text and "Runtime schedule: cache-dit" in text and "DBCacheConfig" in text

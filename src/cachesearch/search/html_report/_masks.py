@@ -15,7 +15,15 @@ _RUN, _REUSE = "#1f4e79", "#dbe7f3"
 
 
 def mask_svg(schedule: Schedule) -> str:
-    """The heatmap of ``schedule`` (its steps, which may be fewer than its reference's)."""
+    """The heatmap of ``schedule`` (its steps, which may be fewer than its reference's); a runtime schedule has
+    no static mask: its library and configuration instead."""
+    runtime = getattr(schedule, "runtime", None)
+    if runtime is not None:
+        configs = "; ".join(f"{name}: {cfg.method}({', '.join(f'{k}={v!r}' for k, v in dict(cfg.fields).items())})"
+                            for name, cfg in dict(runtime.configs).items() if cfg is not None)
+        return (f'<p class="caption">Runtime schedule: {escape(runtime.library)} '
+                f"{escape(runtime.version or '')} decides on the device, call by call, which blocks to reuse; "
+                f"no static mask. <code>{escape(configs)}</code></p>")
     rows: list[tuple[str, str]] = []
     for bm in schedule.blocks:
         if bm.shared:
