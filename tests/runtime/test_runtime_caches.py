@@ -334,3 +334,54 @@ def test_a_file_field_the_installed_library_lacks_is_refused_on_apply(guided):
     with pytest.raises(cs.ScheduleError, match=message):
         sched.with_updates(runtime=runtime).apply(guided)
     assert not guided.transformer.is_cache_enabled
+
+
+@pytest.mark.parametrize("method", ["fbcache", "magcache", "dbcache"])
+def test_runtime_caches_on_a_pipeline_with_separate_cfg_passes(method):
+    """FLUX's true CFG (``true_cfg_scale > 1``): the uncond pass is a second denoiser call per step inside
+    ``cache_context("uncond")``; each library keeps its own state per pass, exactly as when enabled by hand."""
+    if method == "dbcache" and not HAS_CACHE_DIT:
+        pytest.skip("cache-dit is not installed")
+    pipe = tiny_dit_pipeline("flux", seed=6)
+    calls = []
+    pipe.transformer.register_forward_pre_hook(lambda *a: calls.append(1))
+    kw = {**pipeline_kwargs("flux"), "num_inference_steps": STEPS, "true_cfg_scale": 2.0,
+          "negative_prompt": ["a blurry picture"]}
+
+    def run():
+        return pipe(prompt=["a red circle"], generator=torch.Generator().manual_seed(2), **kw).images
+
+    def make():
+        if method == "fbcache":
+            return FirstBlockCacheConfig(threshold=0.3)
+        if method == "magcache":
+            return _diffusers_configs(pipe)["magcache"]()
+        import cache_dit
+
+        return cache_dit.DBCacheConfig(Fn_compute_blocks=1, residual_diff_threshold=0.4, max_warmup_steps=1,
+                                       num_inference_steps=STEPS, enable_separate_cfg=True)
+
+    vanilla = run()
+    assert len(calls) == 2 * STEPS  # two passes per step
+    policy = cs.CacheDiT(cache_config=make()) if method == "dbcache" else cs.DiffusersCache(make())
+    sched = cs.compile_schedule(pipe, policy, num_inference_steps=STEPS)
+    with sched.applied(pipe):
+        ours, again = run(), run()
+    assert torch.equal(run(), vanilla)
+    if method == "dbcache":
+        import cache_dit
+
+        leftovers = Snapshot(pipe.transformer, pipe)
+        cache_dit.enable_cache(pipe, cache_config=make())
+        try:
+            by_hand = run()
+        finally:
+            cache_dit.disable_cache(pipe)
+            leftovers.restore()
+    else:
+        pipe.transformer.enable_cache(make())
+        try:
+            by_hand = run()
+        finally:
+            pipe.transformer.disable_cache()
+    assert torch.equal(ours, by_hand) and torch.equal(ours, again) and not torch.equal(ours, vanilla)

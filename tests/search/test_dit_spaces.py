@@ -3,6 +3,7 @@ pipeline, ECAD's binary form, the default space by denoiser family, and the refu
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from tests._tiny_dit import FAMILIES, pipeline_kwargs, tiny_dit_pipeline, tiny_t
 from tests.search.conftest import FakeEvaluator
 
 STEPS = 6
+HAS_CACHE_DIT = importlib.util.find_spec("cache_dit") is not None
 UNET_STAGES = ("down_blocks.0", "mid_block", "up_blocks.0")
 
 
@@ -94,7 +96,8 @@ def test_flux_context_knows_components_and_refuses_timesteps(flux) -> None:
 def test_default_space_is_dit_for_transformers_and_joint_for_unets(family) -> None:
     space = default_space(block_space(tiny_transformer(family)))
     assert space.name == "dit" and space.families == ("none", "taylorseer", "middle", "middleauto", "components",
-                                                   "blockcaching")
+                                                   "blockcaching", "fbcache", "magcache", "dbcache", "pab",
+                                                   "fastercache")
     assert space.text == find_space("dit").read_text()  # the shipped file itself (nothing dropped)
     unet = BlockSpace(family="unet2d", blocks=tuple(BlockInfo(name=s, kind=BlockKind.STAGE, role="stage")
                                                     for s in UNET_STAGES))
@@ -213,15 +216,17 @@ def test_baselines_of_the_transformer_spaces_replay(flux) -> None:
         resolved = load_space(find_space(name)).resolve(ctx)
         items = resolved.baselines()
         kinds = {b.kind for b in items}
-        assert kinds == ({"steps", "taylorseer", "middle", "middleauto", "components", "blockcaching"} if name == "dit"
-                         else {"components"})
+        # the runtime families' (magcache's need the run's calibrated ratios, which this context has not)
+        runtime = {"fbcache", "pab", "fastercache"} | ({"dbcache"} if HAS_CACHE_DIT else set())
+        assert kinds == ({"steps", "taylorseer", "middle", "middleauto", "components", "blockcaching"} | runtime
+                         if name == "dit" else {"components"})
         for b in items:
             if b.kind == "steps" and b.policy.count < 4:  # dit.yaml: at least 4 steps
                 assert resolved.params_for(b.policy) is None
                 continue
             params = resolved.params_for(b.policy)
             assert params is not None, b.name
-            replayed = resolved.suggest(FixedTrial(params))
+            replayed = resolved.suggest(FixedTrial(params))  # runtime baselines replay exactly too
             assert replayed == b.policy or b.kind == "blockcaching", b.name
     names = [b.name for b in load_space(find_space("dit")).resolve(ctx).baselines() if b.kind == "taylorseer"]
     assert names[:2] == ["taylorseer-n2-w3-o1", "taylorseer-n2-w3-o2"]

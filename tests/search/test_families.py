@@ -113,7 +113,8 @@ def test_suggestion_order_is_fixed() -> None:
         "deepcache.schedule", "deepcache.center", "deepcache.power", *periodic, "blockcaching.threshold",
     )
     assert list(mask_families()) == ["none", "deepcache", "periodic", "blockcaching", "taylorseer", "middle",
-                                     "components", "middleauto"]
+                                     "components", "middleauto", "fbcache", "magcache", "dbcache", "pab",
+                                     "fastercache", "seacache"]
 
 
 def test_baselines_come_with_their_kind_in_enqueue_order() -> None:

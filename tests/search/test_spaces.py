@@ -45,14 +45,14 @@ def space_doc(**changes: object) -> dict:
 
 
 def test_builtin_spaces_are_the_top_level_files_stored_once() -> None:
-    assert builtin_space_names() == ["blocks", "deepcache", "dit", "ecad", "joint", "steps"]
+    assert builtin_space_names() == ["blocks", "deepcache", "dit", "ecad", "joint", "runtime", "steps"]
     packaged = REPO / "src" / "cachesearch" / "search" / "spaces"
     assert packaged.is_symlink() and packaged.resolve() == (REPO / "search_spaces").resolve()  # one copy
     for name in builtin_space_names():
         assert find_space(name).resolve() == (REPO / "search_spaces" / f"{name}.yaml").resolve()
         space = load_space(find_space(name))
         assert space.name == name
-        transformer = name in ("dit", "ecad")  # the transformer-denoiser spaces (UNets: the others)
+        transformer = name in ("dit", "ecad", "runtime")  # the transformer-denoiser spaces (UNets: the others)
         resolved = space.resolve(dit_ctx(20) if transformer else ctx())  # 20: the run's default steps
         missing = [b.name for b in resolved.baselines() if resolved.params_for(b.policy) is None]
         assert not missing, (name, missing)

@@ -49,6 +49,9 @@ _EXPORTS: dict[str, str] = {
     "FEATURE_SPACE": "._frechet",
     "frechet_distance": "._frechet",
     "perceptual_features": "._frechet",
+    # runtime caches: MagCache's own calibration
+    "MagCacheCalibration": "._calibrate",
+    "magcache_ratios": "._calibrate",
     # baselines
     "Baseline": "._baselines",
     "baselines": "._baselines",
@@ -79,6 +82,7 @@ __all__ = [
     "FitMethod",
     "InvalidOutputError",
     "LatencyStats",
+    "MagCacheCalibration",
     "PerceptualMetric",
     "PerceptualMetricUnavailableError",
     "PromptFileError",
@@ -94,6 +98,7 @@ __all__ = [
     "get_perceptual_metric",
     "load_profile",
     "load_prompt_file",
+    "magcache_ratios",
     "measure_latency",
     "peak_memory",
     "perceptual_features",
@@ -110,6 +115,7 @@ if TYPE_CHECKING:
     from cachesearch._util import device_description
 
     from ._baselines import Baseline, baselines
+    from ._calibrate import MagCacheCalibration, magcache_ratios
     from ._config import SCHEDULER_NAMES, EvalConfig, EvalConfigError
     from ._errors import InvalidOutputError, PerceptualMetricUnavailableError
     from ._evaluator import Evaluator

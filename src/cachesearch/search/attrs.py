@@ -10,6 +10,7 @@ __all__ = [
     "ATTR_BASELINES",
     "ATTR_BASELINE_KIND",
     "ATTR_CONFIG",
+    "ATTR_MAGCACHE",
     "ATTR_PROFILE",
     "ATTR_SPACE",
     "baseline_attrs",
@@ -18,6 +19,8 @@ __all__ = [
 ATTR_CONFIG = "cachesearch.config"
 ATTR_SPACE = "cachesearch.space"
 ATTR_PROFILE = "cachesearch.profile"
+ATTR_MAGCACHE = "cachesearch.magcache"
+"""MagCache's calibrated ratios of a run (``ratios``, ``loops``, ``seconds``), computed once per search."""
 ATTR_BASELINES = "cachesearch.baselines"
 ATTR_BASELINE = "baseline"
 ATTR_BASELINE_KIND = "baseline_kind"

@@ -1,4 +1,4 @@
-"""Export the Pareto front: every Pareto-optimal trial becomes a validated ``cachesearch/schedule@1`` file.
+"""Export the Pareto front: every Pareto-optimal trial becomes a validated ``cachesearch/schedule`` file.
 
 Each front trial is replayed from its parameters (``FixedTrial`` semantics: the space's pure trial → policy
 map), compiled, checked against the mask recorded in the trial, evaluated on the held-out prompts, and only
@@ -26,6 +26,7 @@ from .._version import __version__
 from ..schedule import LossStats, Policy, Provenance, Schedule, TailMetrics, save_schedule
 from ..schedule._yaml import read_yaml_file
 from ..schedule._yaml_metrics import parse_stats, stats_dict
+from .family_table import FamilyBest, family_table
 from .objective import mask_key, result_attr
 from .study import ATTR_BASELINE, ATTR_BASELINE_KIND, ATTR_BASELINES, is_full_compute, pareto_trials
 
@@ -69,7 +70,8 @@ class ExportEntry:
     ``objective`` is the study's second objective (cost ratio, or latency ratio under ``--objective latency``);
     ``baseline``/``baseline_kind`` name the baseline the trial was, if it was one; ``speedup`` is measured
     (``--latency measured``) or None: the analytic figure is ``cost_ratio`` (indexes written before this said
-    ``1 / cost_ratio`` there).
+    ``1 / cost_ratio`` there). ``kind``: ``static`` (masks) or ``runtime`` (a library's own cache: its cost was
+    counted per image, ``cost_heldout`` on the held-out images).
     """
 
     file: str
@@ -85,6 +87,8 @@ class ExportEntry:
     latency_ms: float | None
     accuracy: QualityPair
     tail: TailMetrics | None = None
+    kind: str = "static"
+    cost_heldout: float | None = None
 
     def stats(self, split: str) -> LossStats | None:
         """The per-image loss distribution on ``split`` (``None`` without one)."""
@@ -115,6 +119,7 @@ class ExportEntry:
             accuracy=QualityPair(train=acc.get("train"), heldout=acc.get("heldout")),
             tail=None if not tail else TailMetrics(train=parse_stats("tail.train", tail.get("train")),
                                                    heldout=parse_stats("tail.heldout", tail.get("heldout"))),
+            kind=d.get("kind", "static"), cost_heldout=d.get("cost_heldout"),
         )
 
 
@@ -169,6 +174,8 @@ class ExportResult:
     baselines: list[BaselineRow] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
     metric: str | None = None
+    families: list[FamilyBest] = field(default_factory=list)
+    """The best schedule of each family at a few budgets (:mod:`.family_table`)."""
 
 
 def train_result(trial: FrozenTrial) -> EvalResult:
@@ -383,6 +390,7 @@ def export_front(prep: Prepared, progress: Progress | None = None) -> ExportResu
             objective=t.values[1], cost_ratio=train.cost_ratio, speedup=train.speedup,
             latency_ms=train.latency_ms, accuracy=QualityPair(train=train.accuracy, heldout=heldout.accuracy),
             tail=metrics.tail,
+            kind=schedule.kind, cost_heldout=heldout.cost_ratio if schedule.kind == "runtime" else None,
         ))
     stage("held-out validation of the front", len(front), len(front))
 
@@ -405,6 +413,17 @@ def export_front(prep: Prepared, progress: Progress | None = None) -> ExportResu
                                                                                           reason=res.reason))
     stage("held-out validation of baselines", len(todo), len(todo))
 
+    def validate(t: FrozenTrial) -> EvalResult | str:
+        try:
+            _, schedule = _replay(prep, t, name=f"{settings.name}-t{t.number}")
+            return heldout_result(prep, schedule, cache)
+        except Exception as e:  # noqa: BLE001 - a row of the table says why
+            return f"{type(e).__name__}: {e}"
+
+    stage("held-out validation of each family's best", 0, 1)
+    families = family_table(study.get_trials(deepcopy=False), prep.space.space.families, validate)
+    stage("held-out validation of each family's best", 1, 1)
+
     for stale in schedules_dir.glob("*.yaml"):
         if stale.name not in written and stale.name != "index.yaml":
             stale.unlink()
@@ -424,13 +443,14 @@ def export_front(prep: Prepared, progress: Progress | None = None) -> ExportResu
         "rejected": rejected,
         "baselines": {"enqueued": len(rows), "skipped": study.user_attrs.get(ATTR_BASELINES, {}).get("skipped", {}),
                       "validated": [r.to_dict() for r in validated]},
+        "families": [r.to_dict() for r in families],
     }
     index_path = schedules_dir / "index.yaml"
     atomic_write(index_path, yaml.safe_dump(index, sort_keys=False, width=120))
     kept = {e.trial for e in entries}
     return ExportResult(schedules_dir=schedules_dir, index_path=index_path, entries=entries,
                         front_trials=[t for t in front if t.number in kept], baselines=validated, rejected=rejected,
-                        metric=ev.metric_name)
+                        metric=ev.metric_name, families=families)
 
 
 def load_export(run_dir: Path) -> ExportResult:
@@ -445,4 +465,5 @@ def load_export(run_dir: Path) -> ExportResult:
     return ExportResult(schedules_dir=index_path.parent, index_path=index_path,
                         entries=[ExportEntry.from_dict(e) for e in doc["schedules"]], front_trials=[],
                         baselines=[BaselineRow.from_dict(r) for r in doc.get("baselines", {}).get("validated", [])],
-                        rejected=list(doc.get("rejected", [])), metric=doc.get("metric"))
+                        rejected=list(doc.get("rejected", [])), metric=doc.get("metric"),
+                        families=[FamilyBest.from_dict(r) for r in doc.get("families", [])])

@@ -188,6 +188,10 @@ def schedule_attr(schedule: Schedule) -> dict[str, Any]:
     blocks: dict[str, Any] = {}
     for bm in schedule.blocks:
         blocks[bm.block] = bm.cond if bm.shared else {"cond": bm.cond, "uncond": bm.uncond}
+    if schedule.runtime is not None:
+        return {"name": schedule.name, "scheduler": schedule.sampler.scheduler,
+                "num_inference_steps": schedule.sampler.num_inference_steps, "runtime": schedule.runtime.to_plain(),
+                "policy": dict(schedule.policy)}
     return {
         "name": schedule.name,
         "scheduler": schedule.sampler.scheduler,
@@ -205,8 +209,13 @@ def mask_key(schedule: Schedule) -> str:
 
     Blocks whose mask is all ``R`` are dropped (they equal unlisted blocks), so e.g. a periodic mask with
     period 1 everywhere has the key of full compute. A policy that asks for a fitted scale-shift adds its method
-    (the key is the same whether or not the fit has been made yet).
+    (the key is the same whether or not the fit has been made yet). A runtime schedule's identity is its steps and
+    the configs its library enables (not the library's version).
     """
+    if schedule.runtime is not None:
+        runtime = {k: v for k, v in schedule.runtime.to_plain().items() if k != "version"}
+        key: dict[str, Any] = {"steps": schedule.sampler.num_inference_steps, "runtime": runtime}
+        return "sha256:" + hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     blocks = sorted(
         (bm.block, bm.cond, bm.uncond) for bm in schedule.blocks if "." in bm.cond or "." in bm.uncond
     )
@@ -458,7 +467,8 @@ def evaluate_candidate(
             schedule = evaluator.compile(policy, name=name)
             secs = evaluator.scale_shifts.seconds.get(evaluator.scale_shifts.key(schedule, method))
             attrs["scale_shift"] = {"method": method, "fit_s": None if secs is None else round(secs, 3)}
-        if screening is not None and not measure and known is not None:
+        # a runtime cache decides per image: its cost on the first images bounds nothing, so no screening
+        if screening is not None and not measure and known is not None and schedule.runtime is None:
             res, screened_out = _screened(evaluator, schedule, screening, known, objectives, attrs)
         else:
             res = evaluator.evaluate(schedule, split="train", measure=measure)

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from ..schedule import LossStats
     from .executors.base import Prepared, Progress
 
-__all__ = ["Comparison", "compare_with_baselines", "front_composition", "headline", "plot_pareto", "write_report"]
+__all__ = ["Comparison", "compare_with_baselines", "family_lines", "front_composition", "headline", "plot_pareto",
+           "write_report"]
 
 
 @dataclass
@@ -212,6 +213,43 @@ def front_composition(trials: list[FrozenTrial], export: ExportResult) -> dict[s
     return {n: {v: (a, b) for v, (a, b) in sorted(rows.items())} for n, rows in sorted(out.items())}
 
 
+def family_lines(export: ExportResult, cost_name: str, metric: str) -> list[str]:
+    """The per-family table: for each family and budget, its best schedule's held-out loss (train loss and
+    {cost_name} in brackets) and trial."""
+    if not export.families:
+        return []
+    budgets = sorted({r.max_cost for r in export.families})
+    lines = ["", "## Best of each family", "",
+             f"Per family (static: masks; runtime: a library's own cache) and budget: the trial with the lowest train "
+             f"{metric} among those with {cost_name} ≤ the budget, validated on the held-out prompts. Cells: held-out "
+             f"{metric} (train {metric}, {cost_name}), trial.", "",
+             "| family | kind | " + " | ".join(f"≤ {b:g}" for b in budgets) + " |",
+             "|---|---|" + "---:|" * len(budgets)]
+    rows: dict[tuple[str, str], dict[float, Any]] = {}
+    for r in export.families:
+        rows.setdefault((r.family, r.kind), {})[r.max_cost] = r
+    for (family, kind), cells in rows.items():
+        out = []
+        for b in budgets:
+            r = cells.get(b)
+            if r is None or r.trial is None:
+                out.append("–")
+            elif r.heldout is None:
+                out.append(f"t{r.trial}: not validated ({(r.reason or '')[:60]})")
+            else:
+                out.append(f"**{_f(r.heldout)}** ({_f(r.train)}, {_f(r.cost, 3)}) t{r.trial}")
+        lines.append(f"| `{family}` | {kind} | " + " | ".join(out) + " |")
+    winners = []
+    for b in budgets:
+        best = min((r for r in export.families if r.max_cost == b and r.heldout is not None),
+                   key=lambda r: r.heldout, default=None)  # type: ignore[arg-type, return-value]
+        if best is not None:
+            winners.append(f"≤ {b:g}: `{best.family}` ({best.kind})")
+    if winners:
+        lines += ["", "Lowest held-out loss per budget: " + "; ".join(winners) + "."]
+    return lines
+
+
 def _composition_lines(trials: list[FrozenTrial], export: ExportResult) -> list[str]:
     comp = front_composition(trials, export)
     if not comp:
@@ -284,14 +322,20 @@ def write_report(prep: Prepared, export: ExportResult, progress: Progress | None
         f"pairs — mean with its 95 % interval (BCa bootstrap), median, p90, max and the share of images over "
         f"{settings.tail_threshold:g} (visibly broken).",
         "",
-        f"| file | trial | {cost_name} | measured speedup | train mean | train p90 | held-out mean [95 % interval] | "
-        f"median | p90 | max | > {settings.tail_threshold:g} | pairs | accuracy held-out | from |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "*kind*: `static` — a mask cachesearch's applier runs (the same steps and blocks for every prompt; cost from "
+        "the MAC table); `runtime` — a library's own cache that decides on the device per prompt (diffusers' "
+        "hooks, cache-dit), enabled by its `enable_cache`; its cost is what executed, counted per image (train; "
+        "held-out in brackets).",
+        "",
+        f"| file | kind | trial | {cost_name} | measured speedup | train mean | train p90 | "
+        f"held-out mean [95 % interval] | median | p90 | max | > {settings.tail_threshold:g} | pairs | accuracy held-out | from |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for e in export.entries:
         tr, held = e.stats("train"), e.stats("heldout")
+        cost = _f(e.objective, 3) + (f" ({_f(e.cost_heldout, 3)})" if e.cost_heldout is not None else "")
         lines.append(
-            f"| [`{e.file}`](schedules/{e.file}) | {e.trial} | {_f(e.objective, 3)} | "
+            f"| [`{e.file}`](schedules/{e.file}) | {e.kind} | {e.trial} | {cost} | "
             f"{_f(e.speedup, 3)} | {_f(e.quality.train)} | {_f(tr and tr.p90)} | "
             f"{_f(e.quality.heldout)}{_interval(held)} | {_f(held and held.median)} | {_f(held and held.p90)} | "
             f"{_f(held and held.max)} | {_share(held)} | {held.n if held else '–'} | "
@@ -312,6 +356,7 @@ def write_report(prep: Prepared, export: ExportResult, progress: Progress | None
         lines.append(f"| `{c.baseline}` | {_f(c.baseline_cost, 3)} | {_f(c.baseline_heldout)} | "
                      f"{'`' + c.schedule + '`' if c.schedule else '–'} | {_f(c.schedule_cost, 3)} | "
                      f"{_f(c.schedule_heldout)} | {verdict} |")
+    lines += family_lines(export, cost_name, ev.metric_name)
     lines += _composition_lines(trials, export)
     lines += ["", "![Pareto plot](pareto.png)", "",
               "Grey: every evaluated trial (train prompts). Blue: the exported front (train); red squares: the same "

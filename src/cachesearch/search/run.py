@@ -23,11 +23,12 @@ from .objective import git_revision
 from .report import write_report
 from .settings import RunSettings, SearchError, default, default_name
 from .shared import Claims
-from .space import SearchSpace, SpaceContext, default_space, find_space, load_space
+from .space import SearchSpace, SpaceContext, default_space, drop_unavailable, find_space, load_space
 from .study import (
     ATTR_BASELINE,
     ATTR_BASELINE_KIND,
     ATTR_BASELINES,
+    ATTR_MAGCACHE,
     ATTR_PROFILE,
     StudyHandle,
     finished_count,
@@ -185,6 +186,28 @@ def _profile(prep_ev: Evaluator, handle: StudyHandle, run_dir: Path, progress: P
     return profile, pid
 
 
+def _mag_ratios(prep_ev: Evaluator, handle: StudyHandle, space: SearchSpace, progress: Progress,
+                notes: list[str]) -> tuple[float, ...] | None:
+    """MagCache's ratios for the ``magcache`` family: stored in the study (resumes and workers agree), else
+    calibrated now by diffusers' own hook on the train prompts, once per search (its time is the run's)."""
+    if "magcache" not in space.families:
+        return None
+    stored = handle.study.user_attrs.get(ATTR_MAGCACHE)
+    if stored:
+        return tuple(float(r) for r in stored["ratios"])
+    from ..evaluate import magcache_ratios
+
+    progress.stage("MagCache calibration (train prompts, full compute)")
+    cal = magcache_ratios(prep_ev, split="train")
+    handle.study.set_user_attr(ATTR_MAGCACHE, {"ratios": list(cal.ratios), "loops": cal.loops,
+                                               "seconds": round(cal.seconds, 3)})
+    msg = (f"MagCache calibrated by diffusers' own hook on {cal.loops} train image(s) in {cal.seconds:.1f} s "
+           f"(once per search; part of this run's time)")
+    notes.append(msg)
+    progress.note(msg)
+    return cal.ratios
+
+
 def enqueue_baselines(prep: Prepared, progress: Progress) -> dict[str, Any]:
     """Enqueue the heuristic baselines the space can express, before any sampled trial; record the rest.
 
@@ -237,6 +260,9 @@ def prepare(settings: RunSettings, progress: Progress, *, space_given: bool = Fa
     if space is None:  # the model's default: dit for a transformer denoiser, joint otherwise (run.yaml says which)
         space = default_space(evaluator.space)
         settings = replace(settings, space=space.name)
+    space, dropped = drop_unavailable(space, SpaceContext.of(evaluator, _placeholder_profile(evaluator)))
+    for note in dropped:
+        progress.note(note)
     space.resolve(SpaceContext.of(evaluator, _placeholder_profile(evaluator)))  # model-specific checks first
     handle = open_study(settings, fingerprint=evaluator.fingerprint, metric=evaluator.metric_name,
                         space_digest=space.digest, weights=evaluator.weights_id())
@@ -259,10 +285,12 @@ def prepare(settings: RunSettings, progress: Progress, *, space_given: bool = Fa
     progress.stage("reference images (train)")
     evaluator.reference("train")
     profile, pid = _profile(evaluator, handle, run_dir, progress)
-    resolved = space.resolve(SpaceContext.of(evaluator, profile, pid))
+    notes = list(dropped)
+    mag = _mag_ratios(evaluator, handle, space, progress, notes)
+    resolved = space.resolve(SpaceContext.of(evaluator, profile, pid, mag_ratios=mag))
     prep = Prepared(settings=settings, handle=handle, evaluator=evaluator, space=resolved,
                     objectives=settings.objectives, session=uuid.uuid4().hex[:12], run_dir=run_dir,
-                    profile=profile, notes=list(resolved.notes))
+                    profile=profile, notes=notes + list(resolved.notes))
     for n in resolved.notes:
         progress.note(n)
     if (handle.created or ATTR_BASELINES not in handle.study.user_attrs) and (
@@ -367,7 +395,8 @@ def open_run(name: str, out: str | None = None, progress: Progress | None = None
     handle = open_study(settings, fingerprint=evaluator.fingerprint, metric=evaluator.metric_name,
                         space_digest=space.digest, weights=evaluator.weights_id(), create=False)
     profile, pid = _profile(evaluator, handle, run_dir, progress)
-    resolved = space.resolve(SpaceContext.of(evaluator, profile, pid))
+    mag = _mag_ratios(evaluator, handle, space, progress, [])
+    resolved = space.resolve(SpaceContext.of(evaluator, profile, pid, mag_ratios=mag))
     return Prepared(settings=settings, handle=handle, evaluator=evaluator, space=resolved,
                     objectives=settings.objectives, session=uuid.uuid4().hex[:12], run_dir=run_dir,
                     profile=profile, notes=list(resolved.notes))

@@ -30,6 +30,7 @@ from .attrs import (  # noqa: F401 - re-exported
     ATTR_BASELINE_KIND,
     ATTR_BASELINES,
     ATTR_CONFIG,
+    ATTR_MAGCACHE,
     ATTR_PROFILE,
     ATTR_SPACE,
     baseline_attrs,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..._compile import pipeline_takes_timesteps, scheduler_takes_timesteps
+from ...adapters import denoiser_of
 from ...schedule import BlockKind, BlockProfile, BlockSpace
 
 if TYPE_CHECKING:
@@ -46,6 +47,11 @@ class SpaceContext:
         components: the components of its blocks (``transformer_blocks.0.attn``, ...) in execution order.
         attention: the attention modules among ``components`` (TaylorSeer's default targets).
         pipeline: the pipeline's class name, if the sampler is a pipeline (for messages).
+        denoiser_class: the denoiser's class name (the runtime families that only some classes run: SeaCache).
+        pipe: the pipeline itself, if known (the runtime families ask whether their library can enable its cache
+            on it).
+        mag_ratios: MagCache's per-step ratios from its own calibration run on the train prompts (once per
+            search), if the space has the ``magcache`` family.
     """
 
     num_steps: int
@@ -62,10 +68,13 @@ class SpaceContext:
     components: tuple[str, ...] = ()
     attention: tuple[str, ...] = ()
     pipeline: str = ""
+    denoiser_class: str = ""
+    pipe: Any = field(default=None, compare=False, repr=False)
+    mag_ratios: tuple[float, ...] | None = field(default=None, compare=False)
 
     @classmethod
     def of(cls, evaluator: Evaluator, profile: BlockProfile | None = None,
-           profile_id: str | None = None) -> SpaceContext:
+           profile_id: str | None = None, mag_ratios: tuple[float, ...] | None = None) -> SpaceContext:
         """The context of an evaluator's model and sampler (reads ``pipe.scheduler``, ``num_inference_steps``
         and ``space``)."""
         pipe = evaluator.pipe
@@ -78,6 +87,7 @@ class SpaceContext:
             profile=profile, profile_id=profile_id, block_space=space, family=space.family,
             transformer=is_transformer(space), components=space.names(BlockKind.COMPONENT),
             attention=space.attention_components(), pipeline=type(pipe).__name__,
+            denoiser_class=type(denoiser_of(pipe)).__name__, pipe=pipe, mag_ratios=mag_ratios,
         )
 
     def denoiser(self) -> str:

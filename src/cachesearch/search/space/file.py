@@ -21,7 +21,7 @@ import yaml
 from ...schedule import BlockSpace, ScheduleError
 from ...schedule._yaml import parse_untrusted_yaml, read_untrusted_text, strict_yaml_load
 from .context import SpaceContext, is_transformer
-from .families import Family, MaskFamily, Steps, baseline_families, mask_families
+from .families import Family, MaskFamily, RuntimeFamily, Steps, baseline_families, mask_families
 from .params import Fields, SpaceError
 from .resolved import ResolvedSpace
 
@@ -32,6 +32,7 @@ __all__ = [
     "SearchSpace",
     "builtin_space_names",
     "default_space",
+    "drop_unavailable",
     "find_space",
     "load_space",
     "parse_space",
@@ -258,3 +259,16 @@ def default_space(blocks: BlockSpace | None = None) -> SearchSpace:
     if not drop:
         return space
     return space.without(drop, f"this denoiser ({blocks.family}) cannot run {', '.join(drop)}")
+
+
+def drop_unavailable(space: SearchSpace, ctx: SpaceContext) -> tuple[SearchSpace, list[str]]:
+    """A shipped space without the runtime families the context's model cannot run (their library is not
+    installed, the denoiser has no ``enable_cache``, cache-dit has no adapter for it), and a note per family left
+    out. A space file of the user's is returned as it is: resolving it refuses such a family by name.
+    """
+    missing = {name: why for name, fam in space.masks.items()
+               if isinstance(fam, RuntimeFamily) and (why := fam.unavailable(ctx)) is not None}
+    if not missing or not space.label.startswith("search_spaces/") or set(space.families) <= set(missing):
+        return space, []
+    notes = [f"family {name!r} left out of space {space.name!r}: {why}" for name, why in missing.items()]
+    return space.without(list(missing), "their caches cannot run on this model here"), notes
