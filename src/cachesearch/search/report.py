@@ -328,7 +328,8 @@ def write_report(prep: Prepared, export: ExportResult, progress: Progress | None
         "held-out in brackets).",
         "",
         f"| file | kind | trial | {cost_name} | measured speedup | train mean | train p90 | "
-        f"held-out mean [95 % interval] | median | p90 | max | > {settings.tail_threshold:g} | pairs | accuracy held-out | from |",
+        f"held-out mean [95 % interval] | median | p90 | max | > {settings.tail_threshold:g} | pairs | "
+        "accuracy held-out | from |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for e in export.entries:
