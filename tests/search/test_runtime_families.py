@@ -153,7 +153,7 @@ def test_a_runtime_search_exports_runtime_files_and_each_familys_best(ev, tmp_pa
     report = (summary.run_dir / "report.md").read_text()
     assert "## Best of each family" in report and "| `fbcache` | runtime |" in report
     html = (summary.run_dir / "report.html").read_text()
-    assert "decides on the device, per prompt, which blocks compute" in html  # its mask section, for a runtime file
+    assert "decides on the device, call by call" in html  # its mask section, for a runtime file
     assert "cannot read" not in html
     picked = cs.load_front(summary.run_dir / "schedules").pick(max_cost=1.0)
     assert picked.kind == "runtime"
