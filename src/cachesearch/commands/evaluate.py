@@ -145,8 +145,11 @@ def register(app: typer.Typer) -> None:
                 "schedule's steps, or the model's default for step-set schedules)."
             ),
         ] = None,
-        n_train: Annotated[int, typer.Option("--n-train", help="Images in the train prompt set.")] = 8,
-        n_heldout: Annotated[int, typer.Option("--n-heldout", help="Images in the held-out prompt set.")] = 8,
+        n_train: Annotated[int | None, typer.Option(
+            "--n-train", help="Images in the train prompt set (default: as many as the schedule was scored on: "
+            "its file's record, else its run's run.yaml, else cachesearch run's default).")] = None,
+        n_heldout: Annotated[int | None, typer.Option(
+            "--n-heldout", help="Images in the held-out prompt set (default: as --n-train says).")] = None,
         device: Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N.")] = "cpu",
         dtype: Annotated[
             str | None, typer.Option("--dtype", help="float32, float16 or bfloat16 (default: the model's).")
@@ -181,6 +184,12 @@ def register(app: typer.Typer) -> None:
                 raise fail(
                     f"{schedule_file}: model.source is {schedule.model.source!r}, which cannot be loaded; pass --model"
                 )
+            if n_train is None or n_heldout is None:
+                counts = run_image_counts(schedule, schedule_file)
+                n_train = counts[0] if n_train is None else n_train
+                n_heldout = counts[1] if n_heldout is None else n_heldout
+                console.print(f"images: {n_train} train / {n_heldout} held-out ({counts[2]}; --n-train / "
+                              f"--n-heldout to change)")
             kind = str(schedule.policy.get("kind", ""))
             ref = schedule.reference
             if steps is None and ref is not None:
@@ -238,6 +247,27 @@ def register(app: typer.Typer) -> None:
                 raise fail(f"{schedule.name} is invalid on the {result.split} prompts: {result.reason}", code=1)
         for table in results_tables(evaluator, train, heldout, counted=schedule.runtime is not None):
             out.print(table)
+
+
+def run_image_counts(schedule: Schedule, schedule_file: Path) -> tuple[int, int, str]:
+    """``(train, held-out, where from)``: the image counts ``schedule`` was scored on, so ``evaluate`` reproduces
+    the report's numbers — the counts its file records (format @4), else its run's ``run.yaml`` (a file in
+    ``<run>/schedules/``), else ``cachesearch run``'s defaults."""
+    from ..search.settings import SearchError, default
+    from ..search.study import load_settings
+
+    tail = schedule.metrics.tail if schedule.metrics is not None else None
+    if tail is not None and tail.train is not None and tail.heldout is not None:
+        return tail.train.n, tail.heldout.n, "as recorded in the schedule file"
+    run_dir = Path(schedule_file).resolve().parent.parent
+    try:
+        settings = load_settings(run_dir)
+    except SearchError:
+        settings = None
+    study = schedule.provenance.study if schedule.provenance is not None else None
+    if settings is not None and (study is None or study == settings.name):
+        return settings.n_train, settings.n_heldout, f"as its run {settings.name!r} used"
+    return default("n_train"), default("n_heldout"), "cachesearch run's defaults"
 
 
 def _default_steps(spec: str) -> int:
