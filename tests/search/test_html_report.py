@@ -48,6 +48,7 @@ def test_the_page_is_self_contained_and_the_gallery_is_on_disk(run_dir: Path) ->
         assert (run_dir / "schedules" / c["file"]).is_file()
     assert html.count('class="mask"') == len(columns) - 1  # one heatmap per picked schedule
     assert "Against the baselines" in html and "<table" in html
+    assert not list(run_dir.parent.parent.rglob("*.lock"))  # no stale lock in the run or the reference cache
 
 
 @pytest.mark.skipif(missing_reason() is not None, reason=str(missing_reason()))

@@ -18,19 +18,18 @@ serialise on a lock file, so a reference is computed once even when many workers
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .._atomic import atomic_write
+from .._atomic import atomic_write, lock_file
 
 __all__ = [
     "REFERENCE_FORMAT",
@@ -124,21 +123,6 @@ class ReferenceInfo:
     rebuilt_because: str | None = None
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: atomic renames still keep files consistent
-        yield
-        return
-    with open(path, "a+b") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
 class ReferenceCache:
     """Full-compute reference images on disk, keyed by everything that determines them (module docstring)."""
 
@@ -214,7 +198,7 @@ class ReferenceCache:
         if images is not None:
             return images, ReferenceInfo(path=data_path, digest=digest, hit=True)
         self.root.mkdir(parents=True, exist_ok=True)
-        with _locked(self.root / f"{digest}.lock"):
+        with lock_file(self.root / f"{digest}.lock"):
             images, why_locked = self.load(key)  # another process may have built it meanwhile
             if images is not None:
                 return images, ReferenceInfo(path=data_path, digest=digest, hit=True)

@@ -8,8 +8,6 @@ search space it uses (``space.yaml``), the block-change profile, exported schedu
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import hashlib
 import os
 import re
@@ -23,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from .._atomic import LockHeld, lock_file
 from .._util import atomic_write, utc_now
 from .._version import __version__
 from .attrs import (  # noqa: F401 - re-exported
@@ -135,28 +134,18 @@ def open_storage(spec: str) -> Any:
 
 @contextlib.contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on a run directory: one driver per run at a time (released on any exit)."""
+    """Hold an exclusive lock on a run directory: one driver per run at a time (released on any exit; the lock
+    file ``.lock`` is removed with it)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / ".lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            holder = Path(path).read_text(encoding="utf-8").strip() or "another process"
-            raise SearchError(
-                f"run {run_dir.name!r} is already being searched by {holder} (lock {path}); wait for it to "
-                f"finish, or add workers with --executor ray"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+        with lock_file(path, wait=False, note=f"pid {os.getpid()} on {socket.gethostname()}"):
+            yield
+    except LockHeld as e:
+        raise SearchError(
+            f"run {run_dir.name!r} is already being searched by {e.holder or 'another process'} (lock {path}); "
+            f"wait for it to finish, or add workers with --executor ray"
+        ) from None
 
 
 # -- samplers ----------------------------------------------------------------------------------------------
