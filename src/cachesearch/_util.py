@@ -73,6 +73,21 @@ def device_description(device: Any = "cpu") -> str:
     return str(dev)
 
 
+CACHE_ENV = "CACHESEARCH_CACHE_DIR"
+
+
+def default_cache_dir() -> str:
+    """Where reference images are cached unless ``--cache-dir`` says otherwise: ``$CACHESEARCH_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/cachesearch``, else ``~/.cache/cachesearch`` — one folder per user, wherever a command
+    runs (never a folder relative to the current directory). Returned as given (``~`` unexpanded), so records
+    that store it name no home folder of this machine; readers expand it."""
+    given = os.environ.get(CACHE_ENV)
+    if given:
+        return given
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return os.path.join(xdg, "cachesearch") if xdg and os.path.isabs(xdg) else "~/.cache/cachesearch"
+
+
 def relative_path(path: str | os.PathLike[str], base: str | os.PathLike[str] | None = None) -> str:
     """``path`` as written into results, reports and committed artifacts: relative to ``base`` (default the
     current directory), POSIX separators, never this machine's absolute path."""

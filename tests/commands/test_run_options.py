@@ -83,3 +83,23 @@ def test_run_prints_plain_progress_lines_when_stdout_is_not_a_terminal(tmp_path,
     assert lines[2].startswith("searching: 2/2 trials, front 1")
     assert lines[3].startswith("searched: 2 trials, front 1")
     assert lines[-1] == "error: stop here"
+
+
+def test_the_reference_cache_is_the_users_not_one_under_the_current_folder(tmp_path, captured, monkeypatch) -> None:
+    from cachesearch._util import default_cache_dir
+    from cachesearch.evaluate import EvalConfig
+
+    monkeypatch.delenv("CACHESEARCH_CACHE_DIR", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert default_cache_dir() == "~/.cache/cachesearch"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == str(tmp_path / "xdg" / "cachesearch")
+    monkeypatch.setenv("CACHESEARCH_CACHE_DIR", str(tmp_path / "mine"))
+    assert EvalConfig().cache_dir == str(tmp_path / "mine")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    result = runner.invoke(app, ["run", "--out", str(tmp_path / "runs"), "-q"])
+    assert result.exit_code == 2 and "error: recorded" in result.output
+    assert captured["settings"].eval_config(captured["cache_dir"]).cache_dir == str(tmp_path / "mine")
+    assert list(work.iterdir()) == []  # nothing made under the current folder

@@ -12,14 +12,17 @@ import typer
 
 from ..schedule import ScheduleError
 
-__all__ = ["EVAL_FLAGS", "check_device", "check_writable_folder", "fail", "quiet_libraries", "set_threads",
-           "user_errors"]
+__all__ = ["CACHE_HELP", "EVAL_FLAGS", "check_device", "check_writable_folder", "fail", "quiet_libraries",
+           "set_threads", "user_errors"]
 
 EVAL_FLAGS = {"model": "--model", "device": "--device", "dtype": "--dtype", "scheduler": "--scheduler",
               "num_inference_steps": "--steps", "guidance_scale": "--guidance-scale", "n_train": "--n-train",
               "n_heldout": "--n-heldout", "prompts_file": "--prompts", "metric": "--metric", "latency": "--latency",
               "latency_repeats": "--repeats", "batch_size": "--batch-size", "cache_dir": "--cache-dir"}
 """The option of each EvalConfig field in commands that build one (a command passes its own differences)."""
+
+CACHE_HELP = ("Reference image cache. Default: $CACHESEARCH_CACHE_DIR, else $XDG_CACHE_HOME/cachesearch, else "
+              "~/.cache/cachesearch.")
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ._common import check_device, fail, user_errors
+from ._common import CACHE_HELP, check_device, fail, user_errors
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -163,9 +163,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         metric: Annotated[str, typer.Option("--metric", help="Preferred perceptual metric.")] = "lpips-alex",
         batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts per pipeline call.")] = 8,
-        cache_dir: Annotated[Path, typer.Option("--cache-dir", help="Reference cache folder.")] = Path(
-            ".cache/cachesearch"
-        ),
+        cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help=CACHE_HELP)] = None,
         json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON here.")] = None,
     ) -> None:
         """Evaluate SCHEDULE.yaml: quality (train and held-out) against full compute, latency, speedup, cost."""
@@ -224,7 +222,7 @@ def register(app: typer.Typer) -> None:
                 latency=latency,
                 latency_repeats=repeats,
                 batch_size=batch_size,
-                cache_dir=str(cache_dir),
+                **({} if cache_dir is None else {"cache_dir": str(cache_dir)}),
             )
             with progress_bars(console) as progress:
                 evaluator = Evaluator(config, progress=progress)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from ..search.settings import default, option_help
-from ._common import fail, quiet_libraries, set_threads, user_errors
+from ._common import CACHE_HELP, fail, quiet_libraries, set_threads, user_errors
 from ._progress import search_progress
 
 __all__ = ["register"]
@@ -14,7 +14,7 @@ __all__ = ["register"]
 def report(
     name: str = typer.Option(..., "--name", "-n", help="Run to report on (a directory under --out)."),
     out: str = typer.Option(default("out"), "--out", help=option_help("out", with_default=False)),
-    cache_dir: str = typer.Option(".cache/cachesearch", "--cache-dir", help="Reference image cache."),
+    cache_dir: str = typer.Option(None, "--cache-dir", help=CACHE_HELP),
 ) -> None:
     """Write <out>/NAME/report.md and pareto.png (front, baselines, held-out points; the block-change heatmap
     profile.png is written by the run). Uses the last export; run `cachesearch export --name NAME` first if the

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ._common import check_device, check_writable_folder, fail, quiet_libraries, set_threads, user_errors
+from ._common import CACHE_HELP, check_device, check_writable_folder, fail, quiet_libraries, set_threads, user_errors
 from ._progress import search_progress
 
 if TYPE_CHECKING:
@@ -174,7 +174,7 @@ def run(
     out: str = _option("out"),
     threads: int = typer.Option(None, "--threads", help="torch CPU threads in this process. Default 1 on CPU "
                                                         "(shared machines slow down with more)."),
-    cache_dir: str = typer.Option(".cache/cachesearch", "--cache-dir", help="Reference image cache."),
+    cache_dir: str = typer.Option(None, "--cache-dir", help=CACHE_HELP),
     no_export: bool = typer.Option(False, "--no-export", help="Search only; export later with `cachesearch export`."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -187,6 +187,7 @@ def run(
 
     from rich.console import Console
 
+    from .._util import default_cache_dir
     from ..search import RunSettings, SearchError, SpaceError, resolve_settings, run_search
     from ..search.run import finished_run
     from ..search.settings import eval_flags
@@ -208,7 +209,7 @@ def run(
         check_writable_folder(settings.out, "--out")
         if settings.run_dir.exists():  # a resumed run's own folder
             check_writable_folder(settings.run_dir, "--out")
-        check_writable_folder(cache_dir, "--cache-dir")
+        check_writable_folder(cache_dir or default_cache_dir(), "--cache-dir")
         try:
             done = finished_run(settings)
         except SearchError as e:

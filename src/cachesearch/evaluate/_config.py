@@ -7,10 +7,12 @@ depend on the loaded pipeline (guidance, image size) into a :class:`~._fixtures.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+
+from .._util import default_cache_dir
 
 __all__ = [
     "DTYPES",
@@ -77,7 +79,9 @@ class EvalConfig:
         latency_warmup: untimed calls before timing.
         latency_batch: prompts per timed pipeline call.
         batch_size: prompts per pipeline call when generating images for quality.
-        cache_dir: where references are stored (``<cache_dir>/references``).
+        cache_dir: where references are stored (``<cache_dir>/references``); default
+            :func:`~cachesearch._util.default_cache_dir` (``$CACHESEARCH_CACHE_DIR``, ``$XDG_CACHE_HOME/cachesearch``
+            or ``~/.cache/cachesearch``).
     """
 
     model: str = "embedded"
@@ -97,7 +101,7 @@ class EvalConfig:
     latency_warmup: int = 1
     latency_batch: int = 1
     batch_size: int = 8
-    cache_dir: str = ".cache/cachesearch"
+    cache_dir: str = field(default_factory=default_cache_dir)
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():

@@ -85,7 +85,7 @@ def shard_references(settings: RunSettings, evaluator: Evaluator, splits: tuple[
         STARTED["by_references"] = True
     use_gpu = settings.device.startswith("cuda") and ray.cluster_resources().get("GPU", 0) >= 1
     task = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0, max_retries=2)(_shard)
-    config = settings.eval_config(cache_dir=os.path.abspath(evaluator.config.cache_dir))
+    config = settings.eval_config(cache_dir=os.path.abspath(os.path.expanduser(evaluator.config.cache_dir)))
     fixtures = evaluator.fixtures
     pending: dict[str, list[Any]] = {}
     for split in splits:  # every missing split's tasks at once: train and held-out run side by side

@@ -49,7 +49,7 @@ class WorkerSetup:
 def worker_setup(prep: Prepared, *, threads: int) -> WorkerSetup:
     """The setup of ``prep``'s workers, each running torch with ``threads`` CPU threads."""
     settings = prep.settings
-    eval_config = settings.eval_config(cache_dir=str(Path(prep.ev.config.cache_dir).resolve()))
+    eval_config = settings.eval_config(cache_dir=str(Path(prep.ev.config.cache_dir).expanduser().resolve()))
     space = prep.space.space
     return WorkerSetup(
         key=json.dumps({"eval": eval_config.to_dict(), "space": space.digest}, sort_keys=True, default=str),
