@@ -178,7 +178,7 @@ def test_a_sharded_reference_equals_the_whole_one_and_is_stored_once(embedded: L
     merged = ev.reference("train", shard)
     assert seen == [[slice(0, 2), slice(2, 4)]] and torch.equal(merged, whole)
     files = sorted(p.name.rsplit(".", 1)[-1] for p in (tmp_path / "b" / "references").iterdir())
-    assert files == ["json", "lock", "safetensors"]  # one merged entry, no partial or per-shard file
+    assert files == ["json", "safetensors"]  # one merged entry, no partial or per-shard file, no stale lock
     again = Evaluator(_config(tmp_path / "b", n_train=4), model=embedded)
     assert torch.equal(again.reference("train"), whole) and again.reference_info("train").hit
 
