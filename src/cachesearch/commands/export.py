@@ -44,7 +44,7 @@ def export(
         console.print(f"  [yellow]not exported[/]: trial {r['trial']}: {r['reason']}")
     console.print(f"{len(result.entries)} schedule(s) in {result.schedules_dir} (index: {result.index_path})")
     if report is not None:
-        console.print(f"report: {report}")
+        console.print(f"report: {report}, {report.parent / 'report.html'}")
 
 
 def register(app: typer.Typer) -> None:

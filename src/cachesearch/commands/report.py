@@ -16,9 +16,9 @@ def report(
     out: str = typer.Option(default("out"), "--out", help=option_help("out", with_default=False)),
     cache_dir: str = typer.Option(None, "--cache-dir", help=CACHE_HELP),
 ) -> None:
-    """Write <out>/NAME/report.md and pareto.png (front, baselines, held-out points; the block-change heatmap
-    profile.png is written by the run). Uses the last export; run `cachesearch export --name NAME` first if the
-    front changed."""
+    """Write <out>/NAME/report.md, report.html (with images of the picked schedules, generated now) and
+    pareto.png (front, baselines, held-out points; the block-change heatmap profile.png is written by the run).
+    Uses the last export; run `cachesearch export --name NAME` first if the front changed."""
     from rich.console import Console
 
     from ..search import SearchError, SpaceError, find_run, open_run, write_report
@@ -38,7 +38,7 @@ def report(
             except (SearchError, SpaceError) as e:
                 progress.stop()
                 raise fail(str(e)) from None
-    console.print(f"report: {path}")
+    console.print(f"report: {path}, {path.parent / 'report.html'}")
     console.print(f"plots:  {path.parent / 'pareto.png'}, {path.parent / 'profile.png'}")
 
 
