@@ -1,13 +1,15 @@
 """Peer caches side by side with a cachesearch front on a FLUX-architecture model (issue 12, point 7).
 
-Every point goes through the evaluator's own pipeline call (same prompts, initial latents, step-noise seeds and
-steps) and is scored against its full-compute references: diffusers' FirstBlockCache, TaylorSeer, MagCache (its
-own calibration on the train prompts, then thresholds), PyramidAttentionBroadcast, FasterCache (attention half
-only: FLUX is guidance-distilled, there is no uncond branch for CFG-Cache) and cache-dit's DBCache. Per point:
-cost = MACs of what actually ran over full compute (``cachesearch.models._executed_cost``: the blocks and
-components that computed in each denoiser call, at the shapes that ran; our schedules are counted the same way,
-the evaluator's analytic ratio beside it); ms per image (one-prompt call end to end, median of ``--repeats``
-after a warm-up, ``--threads`` torch threads); held-out LPIPS (the evaluator's metric) and PSNR.
+The peer points are runtime schedules (issue 27): the libraries' own caches, as cachesearch's runtime search families
+propose them (their baselines at the grids below: diffusers' FirstBlockCache, MagCache with its own calibration on
+the train prompts, PyramidAttentionBroadcast, FasterCache (attention half: the embedded model batches CFG inside its
+call, there is no uncond batch for CFG-Cache) and cache-dit's DBCache) plus diffusers' TaylorSeer hook, each
+compiled and evaluated by the evaluator: one image per pipeline call with a cold cache, scored against the same
+full-compute references. Per point: cost = MACs of what actually ran over full compute, counted per image
+(``cachesearch.models._executed_cost``: the blocks and components that computed in each denoiser call; our static
+schedules are counted the same way, the evaluator's analytic ratio beside it); ms per image (one-prompt call end to
+end, median of ``--repeats`` after a warm-up, ``--threads`` torch threads); held-out LPIPS (the evaluator's metric)
+and PSNR.
 
 ``--front RUN_DIR``: every schedule the search exported, scored on train and held-out; for each peer point the
 schedule with the lowest *train* LPIPS among those costing at most the peer's (no peeking at held-out) and the
@@ -24,15 +26,10 @@ Usage (writes ``benchmarks/results/peers_dit.json`` and ``.png``; ``--quick``: `
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import math
 import os
-import re
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,20 +42,20 @@ from _bench import repo_relative  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 METHODS = ("fbcache", "taylorseer", "magcache", "pab", "fastercache", "dbcache")
-GRID: dict[str, list[tuple]] = {
-    "fbcache": [(0.05,), (0.1,), (0.2,), (0.4,)],                              # threshold
+GRID: dict[str, list] = {  # per method: the baseline grid of its search family (taylorseer: (interval, order))
+    "fbcache": [0.05, 0.1, 0.2, 0.4],                                          # threshold
     "taylorseer": [(i, o) for i in (2, 3, 5) for o in (1, 2)],                 # cache_interval, max_order
-    "magcache": [(0.06,), (0.12,), (0.24,)],                                   # threshold (K=3, retention 0.2)
-    "pab": [(2,), (3,), (4,)],                                                 # spatial block skip range
-    "fastercache": [(2,), (3,)],                                               # spatial attention skip range
-    "dbcache": [(1, 0, 0.08), (1, 0, 0.16), (1, 0, 0.32), (2, 1, 0.16), (2, 1, 0.32)],  # Fn, Bn, threshold
+    "magcache": [0.06, 0.12, 0.24],                                            # threshold (K=3, retention 0.2)
+    "pab": [2, 3, 4],                                                          # spatial block skip range
+    "fastercache": [2, 3],                                                     # spatial attention skip range
+    "dbcache": [0.08, 0.16, 0.32],                                             # threshold, at F1B0 and F2B1
 }
-QUICK_GRID: dict[str, list[tuple]] = {
-    "fbcache": [(0.1,), (0.4,)], "taylorseer": [(3, 1), (5, 2)], "magcache": [(0.06,), (0.24,)],
-    "pab": [(2,), (4,)], "fastercache": [(2,)], "dbcache": [(1, 0, 0.16), (2, 1, 0.32)],
+QUICK_GRID: dict[str, list] = {
+    "fbcache": [0.1, 0.4], "taylorseer": [(3, 1), (5, 2)], "magcache": [0.06, 0.24], "pab": [2, 4],
+    "fastercache": [2], "dbcache": [0.16],
 }
 GOAL = 0.7
-CACHE_DIT_INSTALL = "pip install --no-deps cache-dit==1.5.3  # needs only torch, diffusers, transformers, pyyaml"
+CACHE_DIT_INSTALL = "pip install 'cachesearch[cache-dit]'  # it needs only torch, diffusers, transformers, pyyaml"
 
 
 def _log(msg: str) -> None:
@@ -67,51 +64,12 @@ def _log(msg: str) -> None:
 
 @dataclass
 class Peer:
-    """One peer setting: ``enable(pipe)`` is a context manager with the peer active on ``pipe``."""
+    """One peer setting: a runtime policy (the library's own cache, enabled through a runtime schedule)."""
 
     method: str
     setting: str
     params: dict[str, Any]
-    enable: Callable[[Any], contextlib.AbstractContextManager]
-
-
-@contextlib.contextmanager
-def _diffusers(pipe: Any, config: Any) -> Iterator[None]:
-    pipe.transformer.enable_cache(config)
-    try:
-        yield
-    finally:
-        pipe.transformer._reset_stateful_cache()
-        pipe.transformer.disable_cache()
-
-
-@contextlib.contextmanager
-def _cache_dit(pipe: Any, fn: int, bn: int, threshold: float, steps: int, warmup: int) -> Iterator[None]:
-    """cache-dit's DBCache through its own FLUX BlockAdapter (built for ``pipe`` directly: its registry matches
-    pipeline class names starting with ``Flux``, and ours is ``EmbeddedFluxPipeline``). Afterwards the modules are
-    put back as they were: its patched forwards stay after ``disable_cache``, and each call's ``mock.patch`` of the
-    block lists re-inserts them, which reorders the parameters (and so changes the architecture fingerprint)."""
-    os.environ.setdefault("CACHE_DIT_LOG_LEVEL", "error")
-    import cache_dit
-    from cache_dit.caching.block_adapters.adapters import flux_adapter
-
-    mods = list(pipe.transformer.modules())
-    had, order = {id(m) for m in mods if "forward" in m.__dict__}, [list(m._modules) for m in mods]
-    config = cache_dit.DBCacheConfig(Fn_compute_blocks=fn, Bn_compute_blocks=bn, residual_diff_threshold=threshold,
-                                     max_warmup_steps=warmup, num_inference_steps=steps)
-    with redirect_stdout(io.StringIO()):
-        cache_dit.enable_cache(flux_adapter(pipe), cache_config=config)
-    try:
-        yield
-    finally:
-        with redirect_stdout(io.StringIO()):
-            cache_dit.disable_cache(pipe)
-        for m, names in zip(mods, order):
-            if id(m) not in had:
-                m.__dict__.pop("forward", None)
-            for name in names:
-                m._modules[name] = m._modules.pop(name)
-        pipe.transformer.__dict__.pop("_is_patched", None)
+    policy: Any
 
 
 def cache_dit_status() -> dict[str, Any]:
@@ -124,63 +82,32 @@ def cache_dit_status() -> dict[str, Any]:
     return {"available": True, "version": getattr(cache_dit, "__version__", None)}
 
 
-def magcache_ratios(ev: Any, steps: int) -> list[float]:
-    """diffusers' own MagCache calibration (``MagCacheConfig(calibrate=True)``) on the train prompts: the
-    per-step ratios it prints, averaged over the pipeline calls."""
-    from diffusers.hooks import MagCacheConfig
+def peer_grid(ev: Any, methods: list[str], grid: dict[str, list], mag_ratios: tuple[float, ...] | None) -> list[Peer]:
+    """The settings ``grid[method]`` of each method, as cachesearch's runtime search families propose them
+    (``search_spaces/runtime.yaml``: their baselines at these grids; MagCache with ``mag_ratios``, DBCache with
+    cache-dit's warm-up scaled to the steps, PAB at its default timestep range, FasterCache's attention half with a
+    0.5 weight); TaylorSeer (a static family in cachesearch, diffusers' hook here) at its default 3 warm-up steps
+    with float32 factors."""
+    from diffusers.hooks import TaylorSeerCacheConfig
 
-    buf = io.StringIO()
-    with _diffusers(ev.pipe, MagCacheConfig(calibrate=True, num_inference_steps=steps)), redirect_stdout(buf):
-        ev.fixtures.generate("train", {"num_inference_steps": steps}, "magcache calibration")
-    runs = [[float(x) for x in m.split(",")] for m in re.findall(r"^\[([-0-9., eE+naif]*)\]$", buf.getvalue(), re.M)]
-    if not runs or any(len(r) != steps for r in runs):
-        raise RuntimeError(f"MagCache calibration printed no {steps}-step ratios: {buf.getvalue()[-500:]!r}")
-    return [sum(col) / len(col) for col in zip(*runs)]
+    import cachesearch as cs
+    from cachesearch.search.space import SpaceContext, find_space, load_space
 
-
-def peer_grid(pipe: Any, steps: int, methods: list[str], grid: dict[str, list[tuple]],
-              mag_ratios: Callable[[], list[float]]) -> list[Peer]:
-    """The settings ``grid[method]`` of each of ``methods`` for ``pipe`` at ``steps`` steps. TaylorSeer: diffusers'
-    default warm-up (3 steps), float32 factors (the model is float32); PAB: diffusers' default timestep range
-    (100, 800); FasterCache: attention broadcast only, weight 0.5 (its default); DBCache: cache-dit's default
-    warm-up (8 steps), scaled down below 28 steps."""
-    from diffusers.hooks import FasterCacheConfig as Fc
-    from diffusers.hooks import FirstBlockCacheConfig as Fbc
-    from diffusers.hooks import MagCacheConfig as Mc
-    from diffusers.hooks import PyramidAttentionBroadcastConfig as Pab
-    from diffusers.hooks import TaylorSeerCacheConfig as Ts
-
-    def now() -> Any:
-        return pipe.current_timestep
-
-    def half(_module: Any) -> float:
-        return 0.5
-
-    warm, f32 = (8 if steps >= 28 else max(1, steps // 4)), torch.float32
-    specs: dict[str, Callable[[tuple], tuple[str, dict, Callable[..., Any]]]] = {
-        "fbcache": lambda s: (f"t={s[0]}", {"threshold": s[0]}, Fbc),
-        "taylorseer": lambda s: (f"N={s[0]} O={s[1]}", {"cache_interval": s[0], "max_order": s[1],
-                                 "disable_cache_before_step": 3}, lambda **k: Ts(**k, taylor_factors_dtype=f32)),
-        "magcache": lambda s: (f"t={s[0]}", {"threshold": s[0], "max_skip_steps": 3, "retention_ratio": 0.2,
-                               "num_inference_steps": steps}, lambda **k: Mc(**k, mag_ratios=mag_ratios())),
-        "pab": lambda s: (f"skip={s[0]}", {"spatial_attention_block_skip_range": s[0],
-                          "spatial_attention_timestep_skip_range": (100, 800)},
-                          lambda **k: Pab(**k, current_timestep_callback=now)),
-        "fastercache": lambda s: (f"skip={s[0]}", {"spatial_attention_block_skip_range": s[0],
-                                  "spatial_attention_timestep_skip_range": (-1, 681), "is_guidance_distilled": True},
-                                  lambda **k: Fc(**k, current_timestep_callback=now, attention_weight_callback=half)),
-    }
+    ctx = SpaceContext.of(ev, mag_ratios=mag_ratios)
+    families = load_space(find_space("runtime")).masks
     peers: list[Peer] = []
     for method in methods:
-        for s in grid[method]:
-            if method == "dbcache":
-                p = {"Fn_compute_blocks": s[0], "Bn_compute_blocks": s[1], "residual_diff_threshold": s[2],
-                     "max_warmup_steps": warm}
-                peers.append(Peer(method, f"F{s[0]}B{s[1]} t={s[2]}", p,
-                                  lambda pp, s=s: _cache_dit(pp, s[0], s[1], s[2], steps, warm)))
-            else:
-                name, p, make = specs[method](s)
-                peers.append(Peer(method, name, p, lambda pp, p=p, make=make: _diffusers(pp, make(**p))))
+        if method == "taylorseer":
+            for n, o in grid[method]:
+                cfg = TaylorSeerCacheConfig(cache_interval=n, max_order=o, disable_cache_before_step=3,
+                                            taylor_factors_dtype=torch.float32)
+                peers.append(Peer(method, f"N={n} O={o}", {"cache_interval": n, "max_order": o,
+                                                          "disable_cache_before_step": 3},
+                                  cs.DiffusersCache(cfg)))
+            continue
+        for b in families[method].baselines(ctx, grid[method]):
+            params = families[method].params(b.policy, ctx) or {}
+            peers.append(Peer(method, b.name.removeprefix(f"{method}-"), params, b.policy))
     return peers
 
 
@@ -205,23 +132,20 @@ def _score(ev: Any, images: torch.Tensor, split: str) -> dict[str, Any]:
     return {"lpips": s["quality"], "psnr": _finite(s["psnr"]), "accuracy": ev.accuracy(images, split)}
 
 
-def measure_peer(ev: Any, counter: Any, peer: Peer, split: str, repeats: int) -> dict[str, Any]:
-    """One peer point: counted cost, held-out scores, latency (``repeats`` = 0: not timed)."""
-    from cachesearch.evaluate import InvalidOutputError
-
-    steps = ev.num_inference_steps
-    row: dict[str, Any] = {"method": peer.method, "setting": peer.setting, "params": peer.params}
-    try:
-        with peer.enable(ev.pipe):
-            counter.reset()
-            with counter.counting():
-                images = ev.fixtures.generate(split, {"num_inference_steps": steps}, peer.method)
-            report = counter.report()
-            row["ms_per_image"] = _latency_ms(ev, {"num_inference_steps": steps}, repeats) if repeats else None
-    except InvalidOutputError as e:
-        return {**row, "valid": False, "reason": f"invalid output: {e}"}
-    return {**row, "valid": True, "cost_ratio": report.ratio(), "calls": report.calls, "runs": report.runs,
-            **_score(ev, images, split)}
+def measure_peer(ev: Any, peer: Peer, split: str, repeats: int) -> dict[str, Any]:
+    """One peer point through the evaluator (one image per call, each with a cold cache): counted cost, scores,
+    latency (``repeats`` = 0: not timed)."""
+    sched = ev.compile(peer.policy, name=f"{peer.method}-{peer.setting}")
+    row: dict[str, Any] = {"method": peer.method, "setting": peer.setting, "params": peer.params,
+                           "runtime": sched.runtime.to_plain()}
+    res = ev.evaluate(sched, split=split, measure=False)
+    if not res.valid:
+        return {**row, "valid": False, "reason": res.reason}
+    kwargs = {k: v for k, v in sched.pipeline_kwargs().items() if k != "guidance_scale"}
+    with sched.applied(ev.pipe):
+        ms = _latency_ms(ev, kwargs, repeats) if repeats else None
+    return {**row, "valid": True, "cost_ratio": res.cost_ratio, "lpips": res.quality, "psnr": _finite(res.psnr),
+            "accuracy": res.accuracy, "ms_per_image": ms}
 
 
 def measure_schedule(ev: Any, counter: Any, path: Path, repeats: int, ref_calls: int) -> dict[str, Any]:
@@ -229,7 +153,7 @@ def measure_schedule(ev: Any, counter: Any, path: Path, repeats: int, ref_calls:
     import cachesearch as cs
 
     sched = cs.load_schedule(path)
-    row: dict[str, Any] = {"file": path.name, "name": sched.name, "policy": dict(sched.policy)}
+    row: dict[str, Any] = {"file": path.name, "name": sched.name, "kind": sched.kind, "policy": dict(sched.policy)}
     ref = sched.reference
     if ref is not None and ref.num_inference_steps != ev.num_inference_steps:
         return {**row, "valid": False, "reason": f"made for {ref.num_inference_steps} reference steps"}
@@ -242,7 +166,9 @@ def measure_schedule(ev: Any, counter: Any, path: Path, repeats: int, ref_calls:
     kwargs = {k: v for k, v in sched.pipeline_kwargs().items() if k != "guidance_scale"}
     with sched.applied(ev.pipe):
         ms = _latency_ms(ev, kwargs, repeats) if repeats else None
-    return {**row, "valid": True, "cost_ratio": counter.report().ratio(ref_calls), "analytic_cost_ratio":
+    # a runtime schedule runs one image per call: the evaluator's own count is per image (ref_calls is per batch)
+    cost = held.cost_ratio if sched.runtime is not None else counter.report().ratio(ref_calls)
+    return {**row, "valid": True, "cost_ratio": cost, "analytic_cost_ratio": None if sched.runtime is not None else
             held.cost_ratio, "train_lpips": train.quality, "lpips": held.quality, "psnr": _finite(held.psnr),
             "accuracy": held.accuracy, "ms_per_image": ms}
 
@@ -338,15 +264,18 @@ def run(ev: Any, *, methods: tuple[str, ...] | list[str] = METHODS, quick: bool 
                             "its attention broadcast (t_i ~ t_{i-1} + w (t_{i-1} - t_{i-2}), w = 0.5) does.",
     }
     methods = [m for m in methods if m != "dbcache" or doc["cache_dit"]["available"]]
-    cal: dict[str, list[float]] = {}
-    ratios = lambda: cal["r"] if "r" in cal else cal.setdefault("r", magcache_ratios(ev, steps))  # noqa: E731
-    peers = peer_grid(ev.pipe, steps, methods, QUICK_GRID if quick else GRID, ratios)
+    mag = None
+    if "magcache" in methods:
+        from cachesearch.evaluate import magcache_ratios
+
+        mag = magcache_ratios(ev, split="train").ratios  # diffusers' own calibrate=True run on the train prompts
+    peers = peer_grid(ev, methods, QUICK_GRID if quick else GRID, mag)
     rows = []
     for i, peer in enumerate(peers):
-        rows.append(r := measure_peer(ev, counter, peer, split, repeats))
+        rows.append(r := measure_peer(ev, peer, split, repeats))
         _log(f"[peer {i + 1}/{len(peers)}] {peer.method} {peer.setting}: cost {r.get('cost_ratio')} "
              f"lpips {r.get('lpips')} ms {r.get('ms_per_image')}")
-    doc["magcache_ratios"] = cal.get("r")
+    doc["magcache_ratios"] = None if mag is None else list(mag)
     doc["peers"] = rows
     after = ev.fixtures.generate(split, {"num_inference_steps": steps}, "full (after peers)")
     doc["full_compute"]["equals_reference_after_peers"] = bool(torch.equal(after, ev.reference(split)))
