@@ -13,8 +13,11 @@ from typing import Any
 
 import diffusers
 import torch
+from diffusers.hooks.hooks import CacheContext, _set_cache_context
 
-__all__ = ["TINY", "Tiny", "build"]
+from cachesearch.adapters import adapter_for, example_for
+
+__all__ = ["TINY", "Tiny", "build", "inputs_of", "sample"]
 
 
 @dataclass(frozen=True)
@@ -72,11 +75,12 @@ TINY: dict[str, Tiny] = {
         text_embed_dim=8, time_embed_dim=8, condition_dim=2, pos_embed_max_size=8, sample_size=8), height=8, width=8),
     "CogView4Transformer2DModel": Tiny(dict(
         patch_size=2, in_channels=4, num_layers=2, attention_head_dim=4, num_attention_heads=4, out_channels=4,
-        text_embed_dim=8, time_embed_dim=8, condition_dim=4), height=8, width=8),
+        text_embed_dim=8, time_embed_dim=8, condition_dim=4), height=8, width=8,
+        notes="its `ff` runs twice per block (image, then text stream): not a component"),
     "GlmImageTransformer2DModel": Tiny(dict(
         patch_size=2, in_channels=4, out_channels=4, num_layers=2, attention_head_dim=8, num_attention_heads=2,
         text_embed_dim=32, time_embed_dim=16, condition_dim=8, prior_vq_quantizer_codebook_size=64),
-        height=8, width=8, text=12),
+        height=8, width=8, text=12, notes="its `ff` runs twice per block (image, then text stream): not a component"),
     "AuraFlowTransformer2DModel": Tiny(dict(
         sample_size=32, patch_size=2, in_channels=4, num_mmdit_layers=1, num_single_dit_layers=1,
         attention_head_dim=8, num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=32,
@@ -96,7 +100,8 @@ TINY: dict[str, Tiny] = {
     "LuminaNextDiT2DModel": Tiny(dict(
         sample_size=16, patch_size=2, in_channels=4, hidden_size=24, num_layers=2, num_attention_heads=3,
         num_kv_heads=1, multiple_of=16, ffn_dim_multiplier=None, norm_eps=1e-5, learn_sigma=False, qk_norm=True,
-        cross_attention_dim=32, scaling_factor=1.0), text=16),
+        cross_attention_dim=32, scaling_factor=1.0), text=16,
+        notes="its attentions return unflattened heads: no residual reuse on them"),
     "HiDreamImageTransformer2DModel": Tiny(dict(
         patch_size=2, in_channels=4, out_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=8,
         num_attention_heads=4, caption_channels=[8, 4], text_emb_dim=8, num_routed_experts=2,
@@ -117,7 +122,8 @@ TINY: dict[str, Tiny] = {
     "ErnieImageTransformer2DModel": Tiny(dict(
         hidden_size=16, num_attention_heads=1, num_layers=2, ffn_hidden_size=16, in_channels=16, out_channels=16,
         patch_size=1, text_in_dim=16, rope_theta=256, rope_axes_dim=(8, 4, 4), eps=1e-6, qk_layernorm=True),
-        text=16),
+        text=16,
+        notes="its blocks take sequence-first tensors: residual reuse and cond/uncond masks on its components only"),
     "PRXTransformer2DModel": Tiny(dict(
         in_channels=16, patch_size=2, context_in_dim=32, hidden_size=64, mlp_ratio=3.5, num_heads=2, depth=2,
         axes_dim=[16, 16], theta=10_000), text=16, notes="diffusers' test: 1792 channels, 4 layers; scaled down"),
@@ -234,7 +240,8 @@ TINY: dict[str, Tiny] = {
         sample_size=8, num_layers=1, patch_size=2, attention_head_dim=4, num_attention_heads=2, caption_channels=8,
         in_channels=4, cross_attention_dim=8, out_channels=8, attention_bias=True, activation_fn="gelu-approximate",
         num_embeds_ada_norm=1000, norm_type="ada_norm_single", norm_elementwise_affine=False, norm_eps=1e-6,
-        video_length=2), frames=2, height=8, width=8),
+        video_length=2), frames=2, height=8, width=8,
+        notes="spatial and temporal blocks run interleaved; the table lists them per block list"),
     "MochiTransformer3DModel": Tiny(dict(
         patch_size=2, num_attention_heads=2, attention_head_dim=8, num_layers=2, pooled_projection_dim=16,
         in_channels=4, out_channels=None, qk_norm="rms_norm", text_embed_dim=16, time_embed_dim=4,
@@ -256,6 +263,31 @@ TINY: dict[str, Tiny] = {
         cross_attention_dim=16, audio_in_channels=4, audio_out_channels=4, audio_num_attention_heads=2,
         audio_attention_head_dim=4, audio_cross_attention_dim=8, num_layers=2, qk_norm="rms_norm_across_heads",
         caption_channels=16, rope_double_precision=False), frames=2, height=8, width=8, text=16),
+    "Kandinsky5Transformer3DModel": Tiny(dict(
+        in_visual_dim=4, in_text_dim=16, in_text_dim2=8, time_dim=16, out_visual_dim=4, patch_size=(1, 2, 2),
+        model_dim=32, ff_dim=64, num_text_blocks=1, num_visual_blocks=2, axes_dims=(4, 6, 6)),
+        frames=2, height=8, width=8, notes="no diffusers test: defaults scaled down"),
+    "Kandinsky6Transformer3DModel": Tiny(dict(
+        in_visual_dim=4, out_visual_dim=4, in_text_dim=16, in_text_dim2=8, time_dim=16, patch_size=(1, 2, 2),
+        model_dim=32, ff_dim=64, num_text_blocks=1, num_visual_blocks=2, axes_dims=(4, 6, 6), visual_cond=False,
+        in_audio_dim=4, out_audio_dim=4), frames=2, height=8, width=8,
+        notes="no diffusers test: defaults scaled down; video alone (the audio stream's modules are no components)"),
+    "Kandinsky6SRTransformer3DModel": Tiny(dict(
+        in_visual_dim=4, out_visual_dim=4, time_dim=16, model_dim=32, ff_dim=64, num_visual_blocks=2,
+        axes_dims=(4, 6, 6)), frames=2, height=8, width=8, notes="no diffusers test: defaults scaled down"),
+    "SanaWMTransformer3DModel": Tiny(dict(
+        in_channels=4, num_layers=2, hidden_size=32, num_attention_heads=2, linear_head_dim=16, caption_channels=16,
+        chunk_plucker_post_attn_blocks=2, chunk_plucker_channels=8, image_size=64, mixed_precision="fp32"),
+        frames=2, height=8, width=8, text=6, notes="no diffusers test: defaults scaled down"),
+    "MiniMaxH3Transformer3DModel": Tiny(dict(
+        num_attention_heads=2, attention_head_dim=16, hidden_size=24, num_layers=2, num_refiner_layers=2, ffn_dim=32,
+        in_channels=4, audio_in_channels=6, patch_size=(1, 2, 2), text_dim=8, freq_dim=8, time_embed_hidden_dim=24,
+        time_embed_dim=16, rope_freq_dim=2), frames=2, height=4, width=4, text=4),
+    "Cosmos3OmniTransformer": Tiny(dict(
+        head_dim=6, hidden_act="relu2", hidden_size=12, intermediate_size=24, latent_channel=2, latent_patch_size=1,
+        num_attention_heads=2, num_hidden_layers=2, num_key_value_heads=1, patch_latent_dim=2,
+        qk_norm_for_text=False, rms_norm_eps=1e-5, rope_axes_dim=[1, 1, 1], rope_theta=1e8, vocab_size=32),
+        frames=1, height=2, width=2, text=2),
     "WanTransformer3DModel": Tiny(dict(
         patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=4, out_channels=4,
         text_dim=16, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
@@ -289,3 +321,50 @@ def build(name: str, seed: int = 0) -> torch.nn.Module:
                 if param.is_floating_point() and param.numel() > 1 and not param.any():
                     param.normal_(0.0, 0.1)
     return model.eval()
+
+
+def inputs_of(model: torch.nn.Module, name: str, seed: int = 0) -> dict[str, Any]:
+    tiny = TINY[name]
+    return adapter_for(model).example_inputs(model, height=tiny.height, width=tiny.width, frames=tiny.frames,
+                                             text=tiny.text, generator=torch.Generator().manual_seed(seed))
+
+
+def _first(out: Any) -> Any:
+    return out if isinstance(out, torch.Tensor) else out[0]
+
+
+def _step(x: torch.Tensor, out: torch.Tensor, steps: int) -> torch.Tensor:
+    if out.shape == x.shape:
+        return x - out / steps
+    if out.shape[0] == x.shape[0] and out.shape[2:] == x.shape[2:] and out.shape[1] > x.shape[1]:
+        return x - out[:, : x.shape[1]] / steps  # PixArt also predicts a variance
+    return x
+
+
+def sample(model: torch.nn.Module, name: str, steps: int = 4, *, context: bool = False) -> torch.Tensor:
+    """``steps`` calls from the seeded example inputs: the final latent and every call's output, flattened
+    (latents that are per-sample lists, as Z-Image's, step sample by sample). ``context=True`` sets diffusers'
+    cache context ``"cond"`` around each call, which its stateful hooks (TaylorSeer) need outside a pipeline."""
+    example = example_for(model)
+    inputs = inputs_of(model, name)
+    x = inputs[example.latent]
+    t = inputs[example.timestep]
+    outs = []
+    with torch.no_grad():
+        for s in range(steps):
+            inputs[example.latent] = x
+            inputs[example.timestep] = torch.full_like(t, (1 - s / steps) * example.timestep_scale)
+            if context:
+                _set_cache_context(model, CacheContext("cond"))
+            try:
+                out = _first(model(**inputs, return_dict=False))
+            finally:
+                if context:
+                    _set_cache_context(model, None)
+            if isinstance(x, list):
+                outs += [o.flatten() for o in out]
+                x = [_step(a, o, steps) for a, o in zip(x, out)]
+            else:
+                outs.append(out.flatten())
+                x = _step(x, out, steps)
+    return torch.cat([*(a.flatten() for a in (x if isinstance(x, list) else [x])), *outs])

@@ -15,59 +15,19 @@ updated where the output has its shape), on inputs built by the adapter from a s
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import torch
 
 import cachesearch as cs
-from cachesearch.adapters import adapter_for, block_io_of, example_for
+from cachesearch.adapters import adapter_for, block_io_of
+from cachesearch.models import denoiser_costs
 from cachesearch.schedule import BlockKind
-from tests.adapters._zoo import TINY, build
+from tests.adapters._zoo import TINY, build, inputs_of, sample
+from tests.adapters.families import NO_MACS
 
 STEPS = 4
 CLASSES = sorted(TINY)
 NO_LAYOUT = {"ErnieImageSharedAdaLNBlock"}  # sequence-first blocks (adapters/_layouts.py)
-
-
-def inputs_of(model: torch.nn.Module, name: str, seed: int = 0) -> dict[str, Any]:
-    tiny = TINY[name]
-    return adapter_for(model).example_inputs(model, height=tiny.height, width=tiny.width, frames=tiny.frames,
-                                             text=tiny.text, generator=torch.Generator().manual_seed(seed))
-
-
-def _first(out: Any) -> Any:
-    return out if isinstance(out, torch.Tensor) else out[0]
-
-
-def _step(x: torch.Tensor, out: torch.Tensor, steps: int) -> torch.Tensor:
-    if out.shape == x.shape:
-        return x - out / steps
-    if out.shape[0] == x.shape[0] and out.shape[2:] == x.shape[2:] and out.shape[1] > x.shape[1]:
-        return x - out[:, : x.shape[1]] / steps  # PixArt also predicts a variance
-    return x
-
-
-def sample(model: torch.nn.Module, name: str, steps: int = STEPS) -> torch.Tensor:
-    """``steps`` calls from the seeded example inputs: the final latent and every call's output, flattened
-    (latents that are per-sample lists, as Z-Image's, step sample by sample)."""
-    example = example_for(model)
-    inputs = inputs_of(model, name)
-    x = inputs[example.latent]
-    t = inputs[example.timestep]
-    outs = []
-    with torch.no_grad():
-        for s in range(steps):
-            inputs[example.latent] = x
-            inputs[example.timestep] = torch.full_like(t, (1 - s / steps) * example.timestep_scale)
-            out = _first(model(**inputs, return_dict=False))
-            if isinstance(x, list):
-                outs += [o.flatten() for o in out]
-                x = [_step(a, o, steps) for a, o in zip(x, out)]
-            else:
-                outs.append(out.flatten())
-                x = _step(x, out, steps)
-    return torch.cat([*(a.flatten() for a in (x if isinstance(x, list) else [x])), *outs])
 
 
 class _Zoo(dict):
@@ -231,3 +191,27 @@ def test_residual_and_taylor_reuse_run(zoo, name):
             out = sample(model, name)
         assert torch.isfinite(out).all() and not torch.equal(out, base), (name, sched.reuse)
     assert _unhooked(model)
+
+
+@pytest.mark.parametrize("name", [n for n in CLASSES if n not in NO_MACS])
+def test_costs_add_up_at_both_granularities(zoo, name):
+    """MACs of one call per block and component (a meta replica where the model runs on meta, else one real call)
+    add up to the model's total; every block and component costs something and a block includes its components."""
+    model, _ = zoo[name]
+    tiny = TINY[name]
+    macs, other = denoiser_costs(model, height=tiny.height, width=tiny.width, frames=tiny.frames, text=tiny.text)
+    space = adapter_for(model).block_space(model, macs=macs, other_macs=other)
+    stages = space.names(BlockKind.STAGE)
+    assert all(space.get(n).macs > 0 for n in stages + space.names(BlockKind.COMPONENT)), name
+    for n in stages:
+        assert sum(space.get(c).macs for c in space.children(n)) <= space.get(n).macs, n
+    assert 0 < space.cost_ratio({stages[0]: "R."}, 2) < 1
+
+
+@pytest.mark.parametrize("name", sorted(NO_MACS))
+def test_models_whose_macs_cannot_be_counted_say_so_in_one_line(zoo, name):
+    model, _ = zoo[name]
+    tiny = TINY[name]
+    with pytest.raises(cs.ScheduleError, match=f"^cannot count the MACs of {name}: torch's FlopCounterMode") as info:
+        denoiser_costs(model, height=tiny.height, width=tiny.width, frames=tiny.frames, text=tiny.text)
+    assert "\n" not in str(info.value)

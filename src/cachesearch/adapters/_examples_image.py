@@ -134,11 +134,12 @@ def _hunyuan_dit(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
     """Hunyuan-DiT: CLIP and T5 text with masks, size/crop micro-conditioning, a style id, and the 2-D rotary
     table the pipeline computes (cos, sin per image token)."""
     p = c["patch_size"]
+    text = c["text_len"]  # the CLIP stream's length is the config's (its pooler reads that many tokens)
     tokens = (s.height // p) * (s.width // p)
     head = c["attention_head_dim"]
     return {"hidden_states": m.data(s.batch, c["in_channels"], s.height, s.width),
-            "encoder_hidden_states": m.data(s.batch, s.text, c["cross_attention_dim"]),
-            "text_embedding_mask": m.ones(s.batch, s.text),
+            "encoder_hidden_states": m.data(s.batch, text, c["cross_attention_dim"]),
+            "text_embedding_mask": m.ones(s.batch, text),
             "encoder_hidden_states_t5": m.data(s.batch, c["text_len_t5"], c["cross_attention_dim_t5"]),
             "text_embedding_mask_t5": m.ones(s.batch, c["text_len_t5"]),
             "timestep": m.full(500.0, s.batch),

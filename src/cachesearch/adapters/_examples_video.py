@@ -249,3 +249,98 @@ def _ltx2(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
         "encoder_attention_mask": m.ones(s.batch, s.text, dtype=torch.bool),
         "num_frames": s.frames, "height": s.height, "width": s.width, "audio_num_frames": audio, "fps": 25.0,
     }
+
+
+def _kandinsky_rope(m: Make, c: Mapping[str, Any], s: Sizes) -> list[torch.Tensor]:
+    """Visual RoPE positions per axis after the model's patching (frames, rows, columns), as the pipelines make."""
+    pt, ph, pw = c["patch_size"]
+    return [m.arange(s.frames // pt), m.arange(s.height // ph), m.arange(s.width // pw)]
+
+
+def _kandinsky_latents(m: Make, c: Mapping[str, Any], s: Sizes) -> torch.Tensor:
+    """Channels-last latents ``[B, F, H, W, C]``; visually conditioned checkpoints take the noise, the condition
+    latents and their mask concatenated (``in_visual_dim``)."""
+    return m.data(s.batch, s.frames, s.height, s.width, c["in_visual_dim"])
+
+
+@example("Kandinsky5Transformer3DModel", height=64, width=96, frames=31, text=256, video=True)
+def _kandinsky5(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
+    """Kandinsky 5.0 Video (512 × 768, 121 frames: 64 × 96 latents, 31 latent frames; Qwen2.5-VL text, CLIP
+    pooled text)."""
+    return {"hidden_states": _kandinsky_latents(m, c, s),
+            "encoder_hidden_states": m.data(s.batch, s.text, c["in_text_dim"]),
+            "pooled_projections": m.data(s.batch, c["in_text_dim2"]),
+            "timestep": m.full(500.0, s.batch),
+            "visual_rope_pos": _kandinsky_rope(m, c, s), "text_rope_pos": m.arange(s.text),
+            "scale_factor": (1.0, 2.0, 2.0)}
+
+
+@example("Kandinsky6Transformer3DModel", height=64, width=96, frames=31, text=256, video=True)
+def _kandinsky6(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
+    """Kandinsky 6 (video without the optional audio stream)."""
+    return {"hidden_states": _kandinsky_latents(m, c, s),
+            "encoder_hidden_states": m.data(s.batch, s.text, c["in_text_dim"]),
+            "pooled_projections": m.data(s.batch, c["in_text_dim2"]),
+            "timestep": m.full(500.0, s.batch),
+            "visual_rope_pos": _kandinsky_rope(m, c, s),
+            "encoder_attention_mask": m.ones(s.batch, s.text, dtype=torch.bool)}
+
+
+@example("Kandinsky6SRTransformer3DModel", height=64, width=64, frames=8, text=1, video=True)
+def _kandinsky6_sr(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
+    """Kandinsky 6 super-resolution: one 512 px tile of a clip, the noisy latents, the low-resolution clip's
+    latents and their mask concatenated (``2 · in_visual_dim + 1`` channels), no text."""
+    return {"hidden_states": m.data(s.batch, s.frames, s.height, s.width, 2 * c["in_visual_dim"] + 1),
+            "timestep": m.full(500.0, s.batch)}
+
+
+@example("SanaWMTransformer3DModel", height=22, width=40, frames=21, text=300, video=True)
+def _sana_wm(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
+    """SANA-WM (704 × 1280 on its 32× autoencoder; Gemma 300 tokens): per-frame timesteps ``[B, 1, F]``, no camera
+    trajectory (the camera branch is optional)."""
+    return {"hidden_states": m.data(s.batch, c["in_channels"], s.frames, s.height, s.width),
+            "timestep": m.full(500.0, s.batch, 1, s.frames),
+            "encoder_hidden_states": m.data(s.batch, s.text, c["caption_channels"]),
+            "encoder_attention_mask": m.ones(s.batch, s.text)}
+
+
+@example("MiniMaxH3Transformer3DModel", height=30, width=52, frames=31, text=512, video=True, timestep_scale=1.0)
+def _minimax_h3(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
+    """MiniMax-H3: one packed sequence of text, audio (4 tokens per latent frame here) and patchified video rows,
+    each row tagged with its modality (0 video, 1 text, 2 audio) and the index of its timestep (video and text
+    rows 0, audio rows 1), positions (row, then the video rows' grid); the pipeline packs the same."""
+    pt, ph, pw = c["patch_size"]
+    grid = (s.frames // pt, s.height // ph, s.width // pw)
+    video = grid[0] * grid[1] * grid[2]
+    audio = 4 * s.frames
+    length = s.text + audio + video
+    text_idx, audio_idx, video_idx = m.arange(s.text), m.arange(s.text + audio)[s.text:], m.arange(length)[-video:]
+    tags = m.zeros(length, dtype=torch.long)
+    tags[text_idx], tags[audio_idx] = 1, 2
+    steps = m.zeros(length, dtype=torch.long)
+    steps[audio_idx] = 1
+    pos = m.zeros(length, 3)
+    pos[:, 0] = m.arange(length).to(m.dtype)
+    pos[video_idx, 1:] = torch.cartesian_prod(m.arange(grid[1]), m.arange(grid[2])).repeat(grid[0], 1).to(m.dtype)
+    return {"hidden_states": m.data(s.batch, video, c["in_channels"] * pt * ph * pw),
+            "audio_hidden_states": m.data(s.batch, audio, c["audio_in_channels"]),
+            "encoder_hidden_states": m.data(s.batch, s.text, c["text_dim"]),
+            "timestep": m.full(0.5, 2), "timestep_indices": steps, "token_tags": tags, "position_ids": pos,
+            "video_indices": video_idx, "audio_indices": audio_idx, "text_indices": text_idx}
+
+
+@example("Cosmos3OmniTransformer", height=44, width=80, frames=8, text=256, video=True, latent="vision_tokens",
+         timestep="vision_timesteps", timestep_scale=1.0)
+def _cosmos3_omni(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
+    """Cosmos 3 Omni: one packed sequence of the prompt's token ids, then the clip's vision tokens (per-token
+    timesteps); one sample per call, as the pipeline packs it."""
+    p = c["latent_patch_size"]
+    f, h, w = s.frames, s.height // p, s.width // p
+    vision = f * h * w
+    length = s.text + vision
+    index = m.arange(length)[s.text:]
+    return {"input_ids": m.zeros(s.text, dtype=torch.long), "text_indexes": m.arange(s.text),
+            "position_ids": m.zeros(3, length, dtype=torch.long), "und_len": s.text, "sequence_length": length,
+            "vision_tokens": [m.data(1, c["latent_channel"], f, s.height, s.width)],
+            "vision_token_shapes": [(f, h, w)], "vision_sequence_indexes": index, "vision_mse_loss_indexes": index,
+            "vision_timesteps": m.ones(vision), "vision_noisy_frame_indexes": [m.arange(f)]}

@@ -43,6 +43,7 @@ _LAYOUTS = {
         "OmniGenBlock", "PRXBlock", "SanaTransformerBlock", "Flux3ModeTransformerBlock", "QwenImage21TransformerBlock",
         "Ideogram4TransformerBlock", "Krea2TransformerBlock", "SkyReelsV2TransformerBlock", "AnyFlowTransformerBlock",
         "AllegroTransformerBlock", "CosmosTransformerBlock", "HeliosTransformerBlock", "SanaVideoTransformerBlock",
+        "Kandinsky6SRTransformerBlock", "MiniMaxH3TransformerBlock",
     ),
 }
 for _io, _names in _LAYOUTS.items():
@@ -54,7 +55,23 @@ for _io, _names in _LAYOUTS.items():
 register_block_io("LTX2VideoTransformerBlock", BlockIO(
     return_hidden_states_index=0, return_encoder_hidden_states_index=1,
     encoder_hidden_states_argument="audio_hidden_states", encoder_hidden_states_position=1, channel_dim=-1))
+# Kandinsky 6's fused blocks: forward(vis, aud, ...) -> (vis, aud); the audio stream (None for video alone) takes
+# the text stream's slot. Without audio only the video sub-block runs: its modules are the components.
+register_block_io("Kandinsky6FusedTransformerDecoderBlock", BlockIO(
+    hidden_states_argument="vis", return_hidden_states_index=0, return_encoder_hidden_states_index=1,
+    encoder_hidden_states_argument="aud", encoder_hidden_states_position=1, channel_dim=-1))
+register_components("Kandinsky6FusedTransformerDecoderBlock", (
+    Component("video_dec_block.self_attention", attention=True),
+    Component("video_dec_block.cross_attention", attention=True), Component("video_dec_block.feed_forward")))
 register_block_io("BriaFibo2TransformerBlock", BlockIO(hidden_states_argument="x", channel_dim=-1))
+register_block_io("SanaVideoMSCamCtrlBlock", BlockIO(hidden_states_argument="x", channel_dim=-1))  # SANA-WM
+register_block_io("MultiHeadCrossAttention", BlockIO(hidden_states_argument="x", encoder_hidden_states_argument="cond",
+                                                     encoder_hidden_states_position=1, channel_dim=-1))
+# Cosmos 3's attention takes and returns (und_seq, gen_seq): the understanding (text) stream first, as its layers.
+register_block_io("Cosmos3PackedMoTAttention", BlockIO(
+    hidden_states_argument="gen_seq", hidden_states_position=1, return_hidden_states_index=1,
+    encoder_hidden_states_argument="und_seq", encoder_hidden_states_position=0, return_encoder_hidden_states_index=0,
+    channel_dim=-1))
 
 # FLUX.3 runs per-mode blocks (the text alone, the image alone) before its joint single-stream blocks; diffusers
 # names only the last list.

@@ -169,28 +169,52 @@ def denoiser_costs(
     width: int | None = None,
     batch_size: int = 1,
     on_meta: bool = True,
+    frames: int | None = None,
+    text: int | None = None,
 ) -> tuple[dict[str, int], int]:
     """MACs of every cacheable block of ``denoiser`` for one call, plus the rest, via its family's adapter.
 
     Args:
         denoiser: The denoiser. With ``on_meta`` (default) a meta-device replica is built from its config and
-            costed, so nothing is allocated or computed and the model's own hooks/processors play no part;
-            otherwise the model itself runs once on its device with zero inputs.
+            costed, so nothing is allocated or computed and the model's own hooks/processors play no part; a model
+            that cannot run on meta (ops without a meta kernel: ``nonzero``, ``.item()``, ``bincount``, flex
+            attention, ...) runs once on its device instead. Otherwise the model itself runs once on its device
+            with zero inputs.
         height, width: Latent size (default: the adapter's, e.g. ``config.sample_size``).
         batch_size: Samples per call (1 = per-sample cost; classifier-free guidance doubles it).
+        frames, text: Latent frames and text tokens of a transformer's call (default: its example inputs').
 
     Returns:
         ``(macs, other_macs)``: ``macs`` maps every block of the adapter's block space (stages and their
         layers) to its MACs; ``other_macs`` is the total minus the stages (embeddings, input/output layers).
     """
     from ..adapters import adapter_for
-    from ..schedule import BlockKind
+    from ..schedule import ScheduleError
 
     adapter = adapter_for(denoiser)
-    model = _meta_replica(denoiser) if on_meta else denoiser
+    sizes = {k: v for k, v in (("frames", frames), ("text", text)) if v is not None}
+    if on_meta:
+        try:
+            return _costs(adapter, _meta_replica(denoiser), height, width, batch_size, sizes)
+        except (NotImplementedError, RuntimeError, ValueError, AssertionError):
+            pass  # an op without a meta kernel: cost one real call below
+    try:
+        return _costs(adapter, denoiser, height, width, batch_size, sizes)
+    except (NotImplementedError, RuntimeError, TypeError, AssertionError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ScheduleError(
+            f"cannot count the MACs of {type(denoiser).__name__}: torch's FlopCounterMode failed on one call "
+            f"({type(e).__name__}: {first[:160]}); analytic cost ratios need them"
+        ) from e
+
+
+def _costs(adapter: Any, model: torch.nn.Module, height: int | None, width: int | None, batch_size: int,
+           sizes: dict[str, int]) -> tuple[dict[str, int], int]:
+    from ..schedule import BlockKind
+
     space = adapter.block_space(model)
     paths = list(space.names()) + list(space.names(BlockKind.COMPONENT))
-    inputs = adapter.example_inputs(model, height=height, width=width, batch_size=batch_size)
+    inputs = adapter.example_inputs(model, height=height, width=width, batch_size=batch_size, **sizes)
     report = module_macs(model, lambda: model(**inputs, return_dict=False), paths)
     return report.per_module, report.other_macs
 
