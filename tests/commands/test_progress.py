@@ -98,14 +98,17 @@ def test_plain_lines_when_the_output_is_not_a_terminal() -> None:
         p.trial(number=4, done=5, front=3, outcome=None)
         p.end()
         p.stage("held-out validation of the front", 0, 3)
+        p.stage("x-t0004 (heldout)", 0, 4)  # the evaluator's own steps inside it: details, not new steps
+        p.stage("x-t0004 (heldout)", 4, 4)
         p.stage("held-out validation of the front", 3, 3)
+        p.stage("writing the report")
     lines = console.export_text().splitlines()
     assert lines[:5] == ["loading embedded …", "reference images (train): 0/2", "reference images (train): 2/2",
                          "• resuming run x (3 finished trials)", "searching: 3/5 trials, stops after 330 s"]
     assert lines[5].startswith("searching: 4/5 trials, front 2, 0:00 elapsed, ETA ")
     assert lines[6].startswith("searching: 5/5 trials, front 3, 0:00 elapsed, ETA ")
     assert lines[7:] == ["searched: 5 trials, front 3, in 0:00", "held-out validation of the front: 0/3",
-                         "held-out validation of the front: 3/3"]
+                         "  x-t0004 (heldout): 0/4", "held-out validation of the front: 3/3", "writing the report …"]
     console = Console(record=True, width=80, force_terminal=False)
     try:
         with PlainProgress(console) as p:
@@ -125,3 +128,17 @@ def test_plain_lines_are_throttled() -> None:
     p.trial(number=1000, done=1000, front=1, outcome=None)  # the last one always prints
     lines = console.export_text().splitlines()
     assert len(lines) == 2 and lines[-1].startswith("searching: 1000/1000 trials, front 1"), lines
+
+
+def test_details_of_a_step_are_throttled_in_plain_lines() -> None:
+    console = Console(record=True, width=80, force_terminal=False)
+    p = PlainProgress(console, every=3600)
+    for i in range(20):
+        p.stage("held-out validation of the front", i, 20)
+        p.stage(f"x-t{i:04d} (heldout)", 0, 4)
+        p.stage(f"x-t{i:04d} (heldout)", 4, 4)
+    p.stage("held-out validation of the front", 20, 20)
+    p.stage("held-out validation of baselines", 0, 5)
+    assert console.export_text().splitlines() == [
+        "held-out validation of the front: 0/20", "held-out validation of the front: 20/20",
+        "held-out validation of baselines: 0/5"]

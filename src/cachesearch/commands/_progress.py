@@ -174,14 +174,18 @@ class RichProgress:
 class PlainProgress:
     """The same events as plain lines, for output that is not a terminal (a log file, CI, a pipe): each step
     once when it starts, counts of a step with parts and of the search at most every ``every`` seconds (and at
-    the end), the end of the search, and ``failed:`` for the step an error stopped."""
+    the end), the end of the search, and ``failed:`` for the step an error stopped. Steps reported while a step
+    with parts is under way (one schedule's images during the held-out validation of the front) are its
+    details: printed, indented, only when a line is due."""
 
     def __init__(self, console: Any, *, quiet: bool = False, every: float = 10.0) -> None:
         self.console = console
         self.quiet = quiet
         self.every = every
         self.clock = _Clock()
-        self.current: str | None = None
+        self.current: str | None = None  # the step under way (named if it fails)
+        self.step: str | None = None  # the last top-level step printed
+        self.outer: str | None = None  # a step with parts under way
         self.last_line = -float("inf")
 
     def __enter__(self) -> PlainProgress:
@@ -206,16 +210,25 @@ class PlainProgress:
 
     # -- Progress protocol --------------------------------------------------------------------------------
     def stage(self, text: str, done: int | None = None, total: int | None = None) -> None:
-        if text != self.current:
+        line = f"{text}: {done or 0}/{total}" if total else f"{text} …"
+        if self.outer is not None and text != self.outer:  # a detail of the step with parts under way
+            if text != self.current and self._due():
+                self._print(f"  {line}")
             self.current = text
-            self._print(f"{text}: {done}/{total}" if total and done else f"{text} …" if total is None else
-                        f"{text}: 0/{total}")
+            return
+        if total:
+            self.outer = text if (done or 0) < total else None
+        self.current = text
+        if text != self.step:
+            self.step = text
+            self._print(line)
         elif total and done is not None and (done == total or self._due()):
-            self._print(f"{text}: {done}/{total}")
+            self._print(line)
 
     def start(self, *, total: int | None, done: int, timeout: float | None) -> None:
         self.clock.start(total, done, timeout)
-        self.current = "searching"
+        self.current = self.step = "searching"
+        self.outer = None
         limit = f", stops after {timeout:g} s" if timeout else ""
         self._print(f"searching: {self.clock.counts(done)}{limit}")
 
@@ -230,4 +243,4 @@ class PlainProgress:
 
     def end(self) -> None:
         self._print(f"searched: {self.clock.ended()}, front {self.clock.front}, in {self.clock.elapsed()}")
-        self.current = None
+        self.current = self.step = None
