@@ -33,7 +33,6 @@ from ._ir import (
     SamplerInfo,
     Schedule,
 )
-from ._runtime import LIBRARIES, LibraryConfig, RuntimeCache
 from ._scale_shift import ScaleShift
 from ._untrusted import (
     MAX_DEPTH,
@@ -46,6 +45,7 @@ from ._untrusted import (
     strict_yaml_load,
 )
 from ._yaml_metrics import dump_metrics, parse_metrics
+from ._yaml_runtime import parse_runtime, runtime_lines
 from .policies import RuntimePolicy, policy_class, policy_format, policy_from_dict
 
 __all__ = [
@@ -211,20 +211,6 @@ _REUSE = {  # the reuse modes each format version knows
 }
 
 
-def _parse_runtime(d: Any) -> RuntimeCache:
-    """``runtime: {library, version, <enable_cache argument>: {method: ..., <field>: ...}, ...}`` (format @4)."""
-    if not isinstance(d, Mapping) or not isinstance(d.get("library"), str):
-        raise ScheduleError(f"runtime: expected a mapping with 'library' (one of {sorted(LIBRARIES)}), 'version' "
-                            f"and the configs of its enable_cache")
-    lib = LIBRARIES.get(d["library"])
-    if lib is None:
-        raise ScheduleError(f"runtime.library: expected one of {sorted(LIBRARIES)}, got {short_repr(d['library'])}")
-    r = _mapping("runtime", d, {"library", "version", *lib.required}, set(lib.args))
-    configs = {name: LibraryConfig.parse(f"runtime.{name}", r[name]) for name in lib.args if r.get(name) is not None}
-    return RuntimeCache(library=lib.name, version=_str("runtime.version", r["version"], nullable=True),
-                        configs=configs)
-
-
 def _parse_runtime_schedule(data: Mapping[str, Any]) -> Schedule:
     """A runtime schedule (format @4): ``runtime`` instead of ``reuse`` and ``blocks``."""
     d = _mapping("<top level>", data, {"format", "name", "model", "sampler", "runtime", "policy"},
@@ -237,7 +223,7 @@ def _parse_runtime_schedule(data: Mapping[str, Any]) -> Schedule:
         name=_str("name", d["name"]),
         model=_parse_model(d["model"]),
         sampler=_parse_sampler(d["sampler"]),
-        runtime=_parse_runtime(d["runtime"]),
+        runtime=parse_runtime(d["runtime"]),
         policy=policy,
         metrics=parse_metrics(d.get("metrics"), tail=True),
         provenance=_parse_provenance(d.get("provenance"), FORMAT_V4),
@@ -362,7 +348,7 @@ def dump_schedule(schedule: Schedule, *, sidecar: str | None = None) -> str:
     if s.reference is not None:
         lines.append("reference: " + _flow(_drop_none(s.reference.__dict__.copy())))
     if s.runtime is not None:
-        lines += _runtime_lines(s.runtime)
+        lines += runtime_lines(s.runtime, _flow)
     else:
         lines += _mask_lines(s)
     lines.append("policy: " + _flow(dict(s.policy)))
@@ -392,18 +378,6 @@ def _mask_lines(s: Schedule) -> list[str]:
             lines.append(f'    cond:   "{bm.cond}"')
             lines.append(f'    uncond: "{bm.uncond}"')
     return lines
-
-
-def _runtime_lines(runtime: RuntimeCache) -> list[str]:
-    lines = ["runtime:", f"  library: {_scalar(runtime.library)}", f"  version: {_scalar(runtime.version)}"]
-    for name, cfg in runtime.configs.items():
-        lines.append(f"  {name}: " + _flow(cfg.to_plain()))
-    return lines
-
-
-def _scalar(value: Any) -> str:
-    """One plain scalar as YAML (quoted when it would read as another type)."""
-    return yaml.dump(value, Dumper=_Dumper, width=1 << 16).removesuffix("\n...\n").strip()
 
 
 def _block_scalar(key: str, value: str) -> str:
