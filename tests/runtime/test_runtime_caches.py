@@ -385,3 +385,50 @@ def test_runtime_caches_on_a_pipeline_with_separate_cfg_passes(method):
         finally:
             pipe.transformer.disable_cache()
     assert torch.equal(ours, by_hand) and torch.equal(ours, again) and not torch.equal(ours, vanilla)
+
+
+def _partial_loop(model, calls: int) -> None:
+    from tests._tiny_dit import dit_inputs
+
+    inputs = dit_inputs("flux", 1, 0)
+    x = inputs.pop("hidden_states")
+    with torch.no_grad():
+        for _ in range(calls):
+            model(hidden_states=x, timestep=torch.tensor([0.5]), return_dict=False, **inputs)
+
+
+@pytest.mark.parametrize("method", ["fbcache", "dbcache"])
+def test_reset_starts_a_bare_denoisers_loop_cold_after_a_partial_one(method):
+    if method == "dbcache" and not HAS_CACHE_DIT:
+        pytest.skip("cache-dit is not installed")
+    model = tiny_transformer("flux", seed=8)
+    if method == "fbcache":
+        policy = cs.DiffusersCache(FirstBlockCacheConfig(threshold=0.3))
+    else:
+        policy = cs.CacheDiT(cache_config={"method": "DBCacheConfig", "Fn_compute_blocks": 1,
+                                           "residual_diff_threshold": 0.4, "max_warmup_steps": 1})
+    sched = cs.compile_schedule(model, policy, num_inference_steps=STEPS)
+    with sched.applied(model) as handle:
+        clean = flow_loop(model, "flux", STEPS)
+        _partial_loop(model, 3)  # a loop stopped half-way: its state must not reach the next one
+        handle.reset()
+        after = flow_loop(model, "flux", STEPS)
+    assert torch.equal(clean, after)
+
+
+def test_a_context_the_caller_enters_is_kept_across_loops():
+    """A caller that wraps its loops in ``cache_context("uncond")`` keeps that context, also when the handle resets
+    the state at a loop boundary (diffusers' reset clears the context)."""
+    model = tiny_transformer("flux", seed=9)
+    sched = cs.compile_schedule(model, cs.DiffusersCache(FirstBlockCacheConfig(threshold=0.3)),
+                                num_inference_steps=STEPS)
+    seen = []
+    hook = model.transformer_blocks[0].register_forward_pre_hook(
+        lambda m, a: seen.append(m._diffusers_hook.hooks["fbc_leader_block_hook"].state_manager._context.name))
+    try:
+        with sched.applied(model), model.cache_context("uncond"):
+            first, second = flow_loop(model, "flux", STEPS), flow_loop(model, "flux", STEPS)
+    finally:
+        hook.remove()
+    assert seen == ["uncond"] * (2 * STEPS)
+    assert torch.equal(first, second)

@@ -85,7 +85,7 @@ class AppliedRuntime:
         self._hooks: list[Any] = []
         self._calls = 0
         self._context: Any = None
-        self._entered = 0
+        self._entered: list[tuple[tuple, dict]] = []  # the caller's own cache_context(...) arguments, innermost last
         self._enabled: Any = None
         self._snapshot: _cache_dit.Snapshot | None = None
         configs = {arg: build_config(runtime.library, arg, cfg_, f"runtime.{arg}", timestep=self._timestep())
@@ -173,7 +173,12 @@ class AppliedRuntime:
         """Start a new sampling loop with a cold cache (only needed for a bare denoiser stopped part-way)."""
         self._calls = 0
         if self.runtime.library == "diffusers":
-            self.denoiser._reset_stateful_cache()
+            self.denoiser._reset_stateful_cache()  # also clears the current context: put the caller's back
+            if self._entered:
+                from diffusers.hooks.hooks import CacheContext, _set_cache_context
+
+                args, kwargs = self._entered[-1]
+                _set_cache_context(self.denoiser, CacheContext(*args, **kwargs))
         elif self.pipe is None:
             self._refresh_cache_dit()
 
@@ -204,7 +209,7 @@ class AppliedRuntime:
         if self._calls == self.schedule.num_steps:
             self.reset()
         self._calls += 1
-        if self.runtime.library == "diffusers" and self._entered == 0:
+        if self.runtime.library == "diffusers" and not self._entered:
             self._context = self.denoiser.cache_context("cond")
             self._context.__enter__()
 
@@ -220,11 +225,11 @@ class AppliedRuntime:
         @contextlib.contextmanager
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             with original(*args, **kwargs):
-                self._entered += 1
+                self._entered.append((args, kwargs))
                 try:
                     yield
                 finally:
-                    self._entered -= 1
+                    self._entered.pop()
 
         return wrapper
 
