@@ -189,3 +189,21 @@ def test_a_shard_of_the_wrong_size_is_refused_and_nothing_is_stored(embedded: Lo
     with pytest.raises(RuntimeError, match="sharded reference"):
         ev.reference("train", lambda split, ranges: [torch.zeros(1, 3, ev.height, ev.width)] * len(ranges))
     assert not list((tmp_path / "references").glob("*.safetensors"))
+
+
+@needs_embedded
+def test_growing_heldout_ranges_build_each_range_once_and_stay_exact(embedded: LoadedModel, tmp_path: Path) -> None:
+    import cachesearch as cs
+
+    small = Evaluator(_config(tmp_path, n_heldout=2), model=embedded)
+    first = small.reference("heldout")  # a 2-image held-out split, as a run with --n-heldout 2 caches it
+    ev = Evaluator(_config(tmp_path, n_heldout=4), model=embedded)
+    assert ev.reference_key("heldout", slice(0, 2)) == small.reference_key("heldout")
+    assert torch.equal(ev.fixtures.reference_range("heldout", 0, 2), first)  # shared with the smaller split
+    full = ev.compile(cs.Full())
+    res = ev.evaluate(full, split="heldout", images=slice(2, 4))  # only images 2-3 are built, once
+    assert res.valid and res.quality == 0.0 and res.losses == (0.0, 0.0)
+    entries = sorted(p.stem for p in (tmp_path / "references").glob("*.safetensors"))
+    assert len(entries) == 2 and "heldout" not in ev.fixtures._refs  # the 4-image split was never built
+    whole = Evaluator(_config(tmp_path / "whole", n_heldout=4), model=embedded).reference("heldout")
+    assert torch.equal(ev.fixtures.reference_range("heldout", 2, 4), whole[2:4])

@@ -42,6 +42,7 @@ class FakeEvaluator(Evaluator):
         self.ranges: list[tuple[str, slice | None]] = []
         self.fail_when: Callable[[Schedule], str | None] = lambda s: None
         self.before_evaluate: Callable[[Schedule], None] = lambda s: None
+        self.image_noise = 0.0  # > 0: each image's loss is scaled by a factor in [1 - noise, 1 + noise] of its own
 
     def evaluate(self, schedule: Schedule, *, split: str = "train", measure: bool | None = None,
                  images: slice | None = None) -> EvalResult:
@@ -71,8 +72,9 @@ class FakeEvaluator(Evaluator):
         # per-image losses that differ (image i weighs 0.5 + i / total), averaged over the range scored
         weights = [0.5 + i / total for i in range(first, stop)]
         scale = quality / (0.5 + (total - 1) / (2 * total))
-        losses = None if not valid or math.isnan(quality) else tuple(scale * w for w in weights)
-        quality = scale * sum(weights) / len(weights)
+        losses = None if not valid or math.isnan(quality) else tuple(
+            scale * w * self._noise(schedule, split, first + i) for i, w in enumerate(weights))
+        quality = scale * sum(weights) / len(weights) if not losses else sum(losses) / len(losses)
         return EvalResult(
             schedule=schedule.name, split=split, valid=valid, reason=None if valid else "2 of 2 images contain NaN",
             metric=self.metric_name, quality=quality if valid else None, psnr=30.0, ssim=0.9, accuracy=None,
@@ -80,6 +82,13 @@ class FakeEvaluator(Evaluator):
             n_images=stop - first, seconds=0.0, prompts=self.prompt_set(split).digest(), random_weights=True,
             images=None if (first, stop) == (0, total) else [first, stop], losses=losses,
         )
+
+
+    def _noise(self, schedule: Schedule, split: str, image: int) -> float:
+        if not self.image_noise:
+            return 1.0
+        h = hashlib.sha256(f"{sorted(schedule.masks().items())}|{split}|{image}".encode()).hexdigest()
+        return max(0.0, 1.0 + self.image_noise * (2 * int(h[:6], 16) / 16**6 - 1))
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+import cachesearch as cs
 from cachesearch.models import shapes
 from cachesearch.search import RunSettings, run_search
 from cachesearch.search.executors.base import Progress
@@ -94,3 +95,21 @@ def test_a_worker_killed_mid_trial_is_re_enqueued_and_the_run_completes(tmp_path
     assert len(finished) >= 12 - len(lost)
     later = [t for t in finished if progress.at is not None and t.datetime_start > progress.at]
     assert later and all(t.user_attrs["worker"]["pid"] != progress.killed[0] for t in later if "worker" in t.user_attrs)
+
+
+def test_the_export_scores_held_out_pairs_on_the_workers_with_the_in_process_values(tmp_path: Path) -> None:
+    from cachesearch.search.executors.pool import heldout_runner
+    from cachesearch.search.run import open_run
+
+    cache = str(tmp_path / "cache")
+    s = replace(_settings(tmp_path, "held", workers=2, trials=6), n_heldout=2, heldout_max=4)
+    run_search(s, cache_dir=cache, export=False)
+    prep = open_run(s.name, s.out, cache_dir=cache)
+    sched = prep.ev.compile(cs.DeepCache(interval=3, branch=0))
+    jobs = [(sched, 0, 2, False), (sched, 2, 4, False)]
+    with heldout_runner(prep, 2) as run:
+        results = run(jobs)
+    mine = [prep.ev.evaluate(sched, split="heldout", images=slice(a, b)) for _, a, b, _ in jobs]
+    for got, want in zip(results, mine):
+        assert got.valid and got.images == want.images
+        assert got.losses == pytest.approx(want.losses, rel=1e-6, abs=1e-9)

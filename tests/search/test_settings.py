@@ -50,3 +50,11 @@ def test_validation_names_the_flag(tmp_path) -> None:
         RunSettings(name="x", n_train=0)
     s = resolve_settings(None, {"model": "arch:sd15", "num_steps": 12, "scheduler": "ddim"}, out=str(tmp_path))
     assert s.name == "arch-sd15-ddim12" and s.num_steps == 12 and s.out == str(tmp_path)
+
+
+def test_the_evaluators_held_out_split_is_the_pool_validation_grows_into() -> None:
+    assert RunSettings(name="x", model="embedded").eval_config().n_heldout == 64  # 16 first, up to 64
+    assert RunSettings(name="x", model="embedded", heldout_max=8).eval_config().n_heldout == 16  # never fewer
+    assert RunSettings(name="x", model="arch:sd15", n_heldout=4).eval_config().n_heldout == 24  # generic prompts
+    with pytest.raises(SearchError, match=r"^--n-heldout-max: expected an integer >= 1"):
+        RunSettings(name="x", heldout_max=0)

@@ -23,12 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from cachesearch.runtime import count_calls
 from cachesearch.schedule import (
     BlockSpace,
     Metrics,
-    Policy,
-    ReferenceRun,
     Schedule,
     ScheduleError,
     fingerprint_mismatch,
@@ -36,7 +33,8 @@ from cachesearch.schedule import (
 
 from ._config import SCHEDULER_NAMES, EvalConfig, EvalConfigError, make_scheduler
 from ._errors import InvalidOutputError
-from ._fixtures import Fixtures, ProgressFn, ReferenceSampler, ShardFn, resolve_sampler
+from ._evaluator_views import EvaluatorViews
+from ._fixtures import Fixtures, ProgressFn, ReferenceSampler, resolve_sampler
 from ._result import EvalResult, schedule_metrics
 from ._scale_shift import FitCache
 
@@ -46,9 +44,7 @@ if TYPE_CHECKING:
     from cachesearch.models._loaders import LoadedModel
 
     from ._latency import LatencyStats
-    from ._prompts import PromptSet
     from ._quality import PerceptualMetric
-    from ._reference import ReferenceInfo
 
 __all__ = ["SCHEDULER_NAMES", "EvalConfig", "EvalConfigError", "EvalResult", "Evaluator", "make_scheduler"]
 
@@ -60,7 +56,7 @@ def _reason(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
-class Evaluator:
+class Evaluator(EvaluatorViews):
     """Evaluate caching schedules of one model and sampler against cached full-compute references.
 
     Args:
@@ -182,125 +178,6 @@ class Evaluator:
             "metric": self.metric_name,
         }
 
-    # -- fixtures (delegated to self.fixtures) ----------------------------------------------------------
-    def prompt_set(self, split: str) -> PromptSet:
-        """The prompts and seeds of ``split`` (``"train"`` or ``"heldout"``)."""
-        return self.fixtures.prompt_set(split)
-
-    def latents(self, split: str) -> torch.Tensor:
-        """Initial latents ``[N, *latent_shape]`` (float32, CPU) of ``split``; image ``i`` depends only on its
-        seed. The per-image shape is the adapter's :meth:`~DenoiserAdapter.latent_shape`."""
-        return self.fixtures.latents(split)
-
-    def generate_batch(
-        self, prompts: list[str], latents: torch.Tensor, seeds: list[int], kwargs: Mapping[str, Any]
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """One pipeline call with the reference's size and guidance; returns (images float32 CPU, final
-        latents). See :meth:`Fixtures.generate_batch`."""
-        return self.fixtures.generate_batch(prompts, latents, seeds, kwargs)
-
-    def check_no_schedule(self) -> None:
-        """Raise :class:`ScheduleError` when a schedule is applied to the pipeline (references, baselines and
-        profiles must be full compute)."""
-        self.fixtures.check_no_schedule()
-
-    def weights_id(self) -> str:
-        """Hash of the pipeline's weights (computed once per evaluator)."""
-        return self.fixtures.weights_id()
-
-    @property
-    def _weights_hash(self) -> str | None:
-        # Kept for tests/search/test_study.py, which plants another hash to simulate fine-tuned weights.
-        return self.fixtures._weights_hash
-
-    @_weights_hash.setter
-    def _weights_hash(self, value: str | None) -> None:
-        self.fixtures._weights_hash = value
-
-    def reference_key(self, split: str) -> dict[str, Any]:
-        """Everything the reference images of ``split`` depend on."""
-        return self.fixtures.reference_key(split)
-
-    def reference(self, split: str, shard: ShardFn | None = None) -> torch.Tensor:
-        """Full-compute images [N, 3, H, W] in [0, 1] (float32, CPU) of ``split``, from disk when cached;
-        ``shard`` builds its ranges elsewhere when it must be built (see :meth:`Fixtures.reference`)."""
-        return self.fixtures.reference(split, shard)
-
-    def reference_info(self, split: str) -> ReferenceInfo:
-        """Where the reference of ``split`` came from (file, cache hit or rebuilt); computes it if needed."""
-        return self.fixtures.reference_info(split)
-
-    # -- compile and cost --------------------------------------------------------------------------------
-    def compile(self, policy: Policy, *, name: str | None = None, fit: bool = True) -> Schedule:
-        """Compile ``policy`` for this evaluator's pipeline, steps and guidance.
-
-        A policy that asks for a scale-shift (:class:`~cachesearch.schedule.WithScaleShift`) gets it fitted on
-        the train prompts (once per mask and method in this evaluator; later compiles of the same mask reuse
-        it), unless ``fit=False`` (only the masks are wanted, e.g. to recognise a duplicate).
-        """
-        from cachesearch._compile import compile_schedule
-        from cachesearch.schedule.policies import scale_shift_request
-
-        carries_steps = policy.step_set() is not None
-        schedule = compile_schedule(
-            self.pipe,
-            policy,
-            num_inference_steps=None if carries_steps else self.num_inference_steps,
-            guidance_scale=self.guidance_scale,
-            name=name,
-            source=self.source,
-            space=self.space,
-            reference=self.reference_run,
-        )
-        method = scale_shift_request(policy)
-        if method is None or not fit:
-            return schedule
-        return self.scale_shifts.apply(self.pipe, schedule, method, list(self.prompt_set("train").prompts),
-                                       height=self.height, width=self.width)
-
-    @property
-    def reference_run(self) -> ReferenceRun:
-        """The full-compute run every schedule here is scored against (recorded in the schedules, format @2)."""
-        return ReferenceRun(scheduler=type(self.pipe.scheduler).__name__, num_inference_steps=self.num_inference_steps,
-                            guidance_scale=self.guidance_scale)
-
-    def num_calls(self, kwargs: Mapping[str, Any]) -> tuple[int, int]:
-        """``(steps, denoiser calls)`` the pipeline's scheduler makes for these pipeline kwargs
-        (``num_inference_steps`` or ``timesteps``); Heun, for example, makes 2N-1 calls for N steps."""
-        timesteps = kwargs.get("timesteps")
-        steps = len(timesteps) if timesteps is not None else int(kwargs["num_inference_steps"])
-        key = (steps, tuple(timesteps or ()))
-        if key not in self._calls_cache:
-            self._calls_cache[key] = count_calls(self.pipe.scheduler, steps, timesteps)
-        return steps, self._calls_cache[key]
-
-    def cost_ratio(self, schedule: Schedule) -> float | None:
-        """Analytic denoiser MACs of ``schedule`` relative to the reference sampler's full compute.
-
-        Every denoiser call of the candidate costs the MACs of the blocks its step recomputes (averaged over
-        the CFG branches when guidance is on); the sum is divided by the reference's calls at full cost.
-        ``None`` when the block space has no MACs, and for a runtime schedule (its library decides at run time
-        what computes: :meth:`evaluate` counts it).
-        """
-        from cachesearch.runtime import steps_of_calls
-
-        if schedule.runtime is not None:
-            return None
-        _, ref_calls = self.num_calls({"num_inference_steps": self.num_inference_steps})
-        kwargs = schedule.pipeline_kwargs()
-        steps, calls = self.num_calls(kwargs)
-        step_of_call = steps_of_calls(self.pipe.scheduler, steps, calls)
-        branches = [schedule.masks("cond")]
-        if self.cfg:
-            branches.append(schedule.masks("uncond"))
-        per_step: list[float] = []
-        for s in range(steps):
-            costs = [self.space.cost_ratio({b: m[s] for b, m in masks.items()}, 1) for masks in branches]
-            if any(c is None for c in costs):
-                return None
-            per_step.append(sum(costs) / len(costs))  # type: ignore[arg-type]
-        return sum(per_step[step_of_call[c]] for c in range(calls)) / ref_calls
-
     # -- latency -----------------------------------------------------------------------------------------
     def _latency_fn(self, kwargs: Mapping[str, Any]) -> Callable[[], object]:
         ps = self.prompt_set("train")
@@ -393,11 +270,10 @@ class Evaluator:
         measure = self.config.latency == "measured" if measure is None else bool(measure)
         kwargs = self._check_schedule(schedule)
         ps = self.prompt_set(split)
-        reference = self.reference(split)
         first, stop, _ = (images or slice(None)).indices(len(ps))
         if first >= stop:
             raise ValueError(f"images: empty range {images} of the {len(ps)} {split} images")
-        reference = reference[first:stop]
+        reference = self.fixtures.reference_range(split, first, stop)
         t0 = time.perf_counter()
         common: dict[str, Any] = {
             "schedule": schedule.name,

@@ -9,16 +9,14 @@ generator), cast to the pipeline's device and dtype, and passed as ``latents=``;
 per-image CPU generators seeded ``seed + 2**32`` for their step noise. Reference and candidates use the same
 batches, so an all-recompute schedule reproduces the reference bit for bit.
 
-:func:`resolve_sampler` turns the config's ``None`` defaults into the reference sampler's guidance and
-image size, asking the adapter for the pipeline's default size.
+:func:`resolve_sampler` (in :mod:`._sampler`, re-exported here) turns the config's ``None`` defaults into the
+reference sampler's guidance and image size, asking the adapter for the pipeline's default size.
 """
 
 from __future__ import annotations
 
 import contextlib
-import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -28,7 +26,8 @@ from cachesearch.schedule import ScheduleError
 from ._config import EvalConfig, EvalConfigError
 from ._errors import InvalidOutputError
 from ._prompts import SPLITS, PromptSet, builtin_prompts, load_prompt_file
-from ._reference import REFERENCE_FORMAT, ReferenceCache, ReferenceInfo, weights_hash
+from ._reference import REFERENCE_FORMAT, ReferenceCache, ReferenceInfo, key_digest, weights_hash
+from ._sampler import ReferenceSampler, resolve_sampler
 
 if TYPE_CHECKING:
     from cachesearch.adapters import DenoiserAdapter
@@ -54,76 +53,6 @@ LATENTS_RECIPE = "cpu-randn-per-seed@1"
 
 ShardFn = Callable[[str, list[slice]], list[torch.Tensor]]
 """Builds the given image ranges of a split's reference and returns their images (in order)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class ReferenceSampler:
-    """The resolved sampler settings of the full-compute reference (no ``None`` defaults left)."""
-
-    num_inference_steps: int
-    guidance_scale: float
-    height: int
-    width: int
-
-
-def _default_guidance(pipe: Any, source: str) -> float:
-    from cachesearch.models._embedded import embedded_package
-
-    package = embedded_package(source)
-    if package is not None:
-        return float(package.DEFAULT_GUIDANCE_SCALE)
-    param = inspect.signature(type(pipe).__call__).parameters.get("guidance_scale")
-    if param is None or not isinstance(param.default, (int, float)):
-        return 7.5
-    return float(param.default)
-
-
-def _check_size(adapter: DenoiserAdapter, pipe: Any, height: int, width: int) -> None:
-    """Refuse an image side that is not a whole number of latent pixels.
-
-    The adapter knows only the pixel → latent map, so a side ``v`` is whole when the latents of ``v`` and
-    ``v - 1`` pixels differ (floor division by the factor); the nearest whole sides below and above name the
-    factor in the message.
-    """
-    for name in ("height", "width"):
-        v = height if name == "height" else width
-
-        def shape(x: int, name: str = name) -> tuple[int, ...]:
-            h, w = (x, width) if name == "height" else (height, x)
-            return tuple(adapter.latent_shape(pipe, h, w))
-
-        def whole(x: int) -> bool:
-            return shape(x) != shape(x - 1)
-
-        if whole(v):
-            continue
-        lo = next((x for x in range(v - 1, 0, -1) if whole(x)), 0)
-        hi = next(x for x in range(v + 1, 2 * v + 4096) if whole(x))
-        sizes = f"{lo} or {hi} px" if lo else f"{hi} px"
-        raise EvalConfigError(
-            f"EvalConfig.{name}: {v} px is not a multiple of the latent pixel factor {hi - lo} of this pipeline; "
-            f"use {sizes}"
-        )
-
-
-def resolve_sampler(config: EvalConfig, pipe: Any, adapter: DenoiserAdapter, source: str) -> ReferenceSampler:
-    """The reference sampler of ``config`` on ``pipe``: the model's default guidance and image size where the
-    config says ``None``.
-
-    Raises:
-        EvalConfigError: the image size is not a whole number of latent pixels.
-    """
-    g = config.guidance_scale
-    default_h, default_w = adapter.default_size(pipe)
-    height = config.height or default_h
-    width = config.width or default_w
-    _check_size(adapter, pipe, height, width)
-    return ReferenceSampler(
-        num_inference_steps=config.num_inference_steps,
-        guidance_scale=_default_guidance(pipe, source) if g is None else g,
-        height=height,
-        width=width,
-    )
 
 
 def reference_device(device: torch.device) -> str:
@@ -179,6 +108,7 @@ class Fixtures:
         self._latents: dict[str, torch.Tensor] = {}
         self._refs: dict[str, torch.Tensor] = {}
         self._ref_info: dict[str, ReferenceInfo] = {}
+        self._range_refs: dict[tuple[str, int, int], torch.Tensor] = {}
         self._weights_hash: str | None = None
 
     def report_progress(self, stage: str, done: int, total: int) -> None:
@@ -308,12 +238,17 @@ class Fixtures:
             self._weights_hash = weights_hash(self.pipe)
         return self._weights_hash
 
-    def reference_key(self, split: str) -> dict[str, Any]:
-        """Everything the reference images of ``split`` depend on (the reference cache's key)."""
+    def reference_key(self, split: str, images: slice | None = None) -> dict[str, Any]:
+        """Everything the reference images of ``split`` (or of its range ``images``) depend on: the reference
+        cache's key. A range's key is the key a split of just those prompts and seeds would have, so the first
+        ``n`` images of a larger split share the cache entry of an ``n``-image split."""
         import diffusers
 
         sched = self.pipe.scheduler
         ps = self.prompt_set(split)
+        if images is not None:
+            first, stop, _ = images.indices(len(ps))
+            ps = PromptSet(name=ps.name, prompts=ps.prompts[first:stop], seeds=ps.seeds[first:stop])
         return {
             "format": REFERENCE_FORMAT,
             "fingerprint": self.fingerprint,
@@ -387,6 +322,28 @@ class Fixtures:
             self._refs[split] = images
             self._ref_info[split] = info
         return self._refs[split]
+
+    def reference_range(self, split: str, first: int, stop: int) -> torch.Tensor:
+        """The full-compute images ``[first, stop)`` of ``split``: a slice of the whole split's reference when it
+        is in memory or cached on disk, else that range alone, generated in batches from ``first`` (as a candidate
+        evaluated on that range is) and cached under its own key (:meth:`reference_key` with ``images``).
+
+        Held-out validation grows its images in ranges: each range's references are built once, when first
+        needed, and shared by every schedule and run that scores that range."""
+        n = len(self.prompt_set(split))
+        if split in self._refs or (first, stop) == (0, n):
+            return self.reference(split)[first:stop]
+        whole, _ = self._cache.load(self.reference_key(split))
+        if whole is not None:
+            self._refs[split] = whole
+            self._ref_info[split] = ReferenceInfo(path=self._cache.paths(self.reference_key(split))[0],
+                                                  digest=key_digest(self.reference_key(split)), hit=True)
+            return whole[first:stop]
+        key, part = (split, first, stop), slice(first, stop)
+        if key not in self._range_refs:
+            self._range_refs[key], _ = self._cache.get_or_build(
+                self.reference_key(split, part), lambda: self.build_reference_shard(split, part))
+        return self._range_refs[key]
 
     def reference_info(self, split: str) -> ReferenceInfo:
         """Where the reference of ``split`` came from (file, cache hit or rebuilt); computes it if needed."""

@@ -42,6 +42,7 @@ __all__ = [
     "builtin_prompts",
     "load_prompt_file",
     "prompt_sets_disjoint",
+    "split_capacity",
 ]
 
 SPLITS: tuple[str, ...] = ("train", "heldout")
@@ -301,6 +302,19 @@ def load_prompt_file(path: str | Path, *, split: str = "train", n: int | None = 
             )
         prompts, seeds = prompts[:n], seeds[:n]
     return PromptSet(name=f"{p.stem}-{split}", prompts=tuple(prompts), seeds=tuple(seeds))
+
+
+def split_capacity(model_source: str, split: str, prompts_file: str | Path | None = None) -> int:
+    """How many images the ``split`` of the built-in prompts of ``model_source`` (or of ``prompts_file``) can
+    hold: its distinct prompts. A set of ``n`` images is always the first ``n`` of that many."""
+    _check_split(split)
+    if prompts_file is not None:
+        return len(_read_prompt_file(Path(prompts_file).expanduser())[split])
+    if embedded_name(model_source) is not None:
+        pool = len(_embedded_order(model_source))
+        return pool // 2 if split == "train" else pool - pool // 2
+    half = len(GENERIC_PROMPTS) // 2
+    return half if split == "train" else len(GENERIC_PROMPTS) - half
 
 
 def prompt_sets_disjoint(a: PromptSet, b: PromptSet) -> bool:

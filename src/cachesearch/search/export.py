@@ -2,19 +2,19 @@
 
 Each front trial is replayed from its parameters (``FixedTrial`` semantics: the space's pure trial → policy
 map), compiled, checked against the mask recorded in the trial, evaluated on the held-out prompts, and only
-then written (atomically) with train and held-out metrics and provenance. ``index.yaml`` lists the files.
-Held-out results are cached in ``heldout.json`` (keyed by compiled mask and evaluation identity), so a re-export
-does not recompute them. Files of trials no longer on the front are removed.
+then written (atomically) with train and held-out metrics (and the per-image loss distributions) and provenance.
+Held-out pairs are added where a ranking the export states (a schedule against its neighbour on the front, or
+against a baseline it claims to beat) cannot be told from chance (:mod:`.validation`). ``index.yaml`` lists the
+files (:mod:`.index`). Held-out results are cached in ``heldout.json`` (keyed by compiled mask and evaluation
+identity), so a re-export does not recompute them. Files of trials no longer on the front are removed.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,12 +23,20 @@ import yaml
 from .._compile import default_name
 from .._util import atomic_write, utc_now
 from .._version import __version__
-from ..schedule import LossStats, Policy, Provenance, Schedule, TailMetrics, save_schedule
-from ..schedule._yaml import read_yaml_file
-from ..schedule._yaml_metrics import parse_stats, stats_dict
-from .family_table import FamilyBest, family_table
-from .objective import mask_key, result_attr
+from ..schedule import Policy, Provenance, Schedule, save_schedule
+from .family_table import family_table
+from .index import INDEX_FORMAT, BaselineRow, ExportEntry, ExportResult, QualityPair, load_export
+from .objective import mask_key
 from .study import ATTR_BASELINE, ATTR_BASELINE_KIND, ATTR_BASELINES, is_full_compute, pareto_trials
+from .validation import (
+    Claim,
+    HeldoutCache,
+    HeldoutScores,
+    Runner,
+    grow_until_ranked,
+    pair_sizes,
+    result_from_dict,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -46,136 +54,9 @@ __all__ = [
     "baseline_kind",
     "baseline_rows",
     "export_front",
-    "heldout_result",
     "load_export",
     "train_result",
 ]
-
-INDEX_FORMAT = "cachesearch/index@1"
-
-
-@dataclass(frozen=True)
-class QualityPair:
-    """A quality-loss value on the train and the held-out prompts (``metric``: which distance)."""
-
-    train: float | None
-    heldout: float | None
-    metric: str | None = None
-
-
-@dataclass(frozen=True)
-class ExportEntry:
-    """One exported schedule file of the front (a row of ``index.yaml``'s ``schedules``).
-
-    ``objective`` is the study's second objective (cost ratio, or latency ratio under ``--objective latency``);
-    ``baseline``/``baseline_kind`` name the baseline the trial was, if it was one; ``speedup`` is measured
-    (``--latency measured``) or None: the analytic figure is ``cost_ratio`` (indexes written before this said
-    ``1 / cost_ratio`` there). ``kind``: ``static`` (masks) or ``runtime`` (a library's own cache: its cost was
-    counted per image, ``cost_heldout`` on the held-out images).
-    """
-
-    file: str
-    name: str
-    trial: int
-    baseline: str | None
-    baseline_kind: str | None
-    policy: dict[str, Any]
-    quality: QualityPair
-    objective: float
-    cost_ratio: float | None
-    speedup: float | None
-    latency_ms: float | None
-    accuracy: QualityPair
-    tail: TailMetrics | None = None
-    kind: str = "static"
-    cost_heldout: float | None = None
-
-    def stats(self, split: str) -> LossStats | None:
-        """The per-image loss distribution on ``split`` (``None`` without one)."""
-        return None if self.tail is None else getattr(self.tail, split)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``index.yaml`` form."""
-        d = asdict(self)
-        d["accuracy"].pop("metric")
-        d["quality"] = {"metric": self.quality.metric, "train": self.quality.train, "heldout": self.quality.heldout}
-        d.pop("tail")
-        if self.tail is not None:
-            d["tail"] = {k: stats_dict(v) for k in ("train", "heldout") if (v := getattr(self.tail, k)) is not None}
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ExportEntry:
-        """Inverse of :meth:`to_dict` (also reads indexes written before ``objective``/``baseline_kind``/``tail``)."""
-        q, acc = d["quality"], d.get("accuracy") or {}
-        objective = d.get("objective", d.get("cost_ratio"))
-        tail = d.get("tail")
-        return cls(
-            file=d["file"], name=d["name"], trial=d["trial"], baseline=d.get("baseline"),
-            baseline_kind=d.get("baseline_kind"), policy=dict(d.get("policy") or {}),
-            quality=QualityPair(train=q.get("train"), heldout=q.get("heldout"), metric=q.get("metric")),
-            objective=math.inf if objective is None else float(objective), cost_ratio=d.get("cost_ratio"),
-            speedup=d.get("speedup"), latency_ms=d.get("latency_ms"),
-            accuracy=QualityPair(train=acc.get("train"), heldout=acc.get("heldout")),
-            tail=None if not tail else TailMetrics(train=parse_stats("tail.train", tail.get("train")),
-                                                   heldout=parse_stats("tail.heldout", tail.get("heldout"))),
-            kind=d.get("kind", "static"), cost_heldout=d.get("cost_heldout"),
-        )
-
-
-@dataclass(frozen=True)
-class BaselineRow:
-    """An evaluated baseline trial: its kind (the family that proposed it), its policy, train quality and
-    objective (``cost``), and once validated its held-out quality (a row of ``index.yaml``'s
-    ``baselines.validated``). ``best_branch``: the best-branch DeepCache baseline of its interval."""
-
-    name: str
-    kind: str | None
-    trial: int
-    state: str
-    policy: dict[str, Any] = field(default_factory=dict)
-    quality: float | None = None
-    cost: float | None = None
-    speedup: float | None = None
-    mask_key: str | None = None
-    reason: str | None = None
-    heldout: float | None = None
-    best_branch: bool = False
-    heldout_stats: LossStats | None = None
-
-    @property
-    def done(self) -> bool:
-        """Whether it completed (has train quality and cost)."""
-        return self.quality is not None and self.cost is not None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``index.yaml`` form (unset optional fields left out)."""
-        d = asdict(self)
-        d["heldout_stats"] = None if self.heldout_stats is None else stats_dict(self.heldout_stats)
-        return {k: v for k, v in d.items() if k in ("name", "kind", "trial", "state", "heldout")
-                or (v is not None and v is not False)}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> BaselineRow:
-        names = {f.name for f in fields(cls)}
-        row = {k: v for k, v in d.items() if k in names}
-        row["heldout_stats"] = parse_stats("heldout_stats", d.get("heldout_stats"))
-        return cls(**row)
-
-
-@dataclass
-class ExportResult:
-    """What an export wrote."""
-
-    schedules_dir: Path
-    index_path: Path
-    entries: list[ExportEntry]
-    front_trials: list[FrozenTrial]
-    baselines: list[BaselineRow] = field(default_factory=list)
-    rejected: list[dict[str, Any]] = field(default_factory=list)
-    metric: str | None = None
-    families: list[FamilyBest] = field(default_factory=list)
-    """The best schedule of each family at a few budgets (:mod:`.family_table`)."""
 
 
 def train_result(trial: FrozenTrial) -> EvalResult:
@@ -183,52 +64,7 @@ def train_result(trial: FrozenTrial) -> EvalResult:
     stored = trial.user_attrs.get("result")
     if not isinstance(stored, dict):
         raise ValueError(f"trial {trial.number} has no recorded evaluation result")
-    return _result_from_dict(stored)
-
-
-class HeldoutCache:
-    """Held-out results by compiled mask, in ``<run>/heldout.json`` (rewritten atomically after each add)."""
-
-    def __init__(self, path: Path, identity: dict[str, Any]) -> None:
-        self.path = path
-        self.identity = identity
-        self.digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        self.entries: dict[str, dict[str, Any]] = {}
-        if path.is_file():
-            try:
-                doc = json.loads(path.read_text(encoding="utf-8"))
-                if doc.get("identity") == self.digest:
-                    self.entries = dict(doc.get("results", {}))
-            except (OSError, ValueError):
-                self.entries = {}
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        """A cached result dict, or None."""
-        return self.entries.get(key)
-
-    def put(self, key: str, result: dict[str, Any]) -> None:
-        """Store and persist a result dict."""
-        self.entries[key] = result
-        doc = {"identity": self.digest, "results": self.entries}
-        atomic_write(self.path, json.dumps(doc, indent=1, default=str) + "\n")
-
-
-def _result_from_dict(d: dict[str, Any]) -> EvalResult:
-    from ..evaluate import EvalResult  # loads the evaluator module
-
-    names = {f.name for f in fields(EvalResult)}
-    return EvalResult(**{k: v for k, v in d.items() if k in names})
-
-
-def heldout_result(prep: Prepared, schedule: Schedule, cache: HeldoutCache) -> EvalResult:
-    """The held-out :class:`EvalResult` of ``schedule`` (from the cache, else evaluated now and cached)."""
-    key = mask_key(schedule)
-    hit = cache.get(key)
-    if hit is not None:
-        return _result_from_dict(hit)
-    res = prep.ev.evaluate(schedule, split="heldout", measure=prep.settings.latency == "measured")
-    cache.put(key, result_attr(res))
-    return res
+    return result_from_dict(stored)
 
 
 def _replay(prep: Prepared, trial: FrozenTrial, name: str) -> tuple[Policy, Schedule]:
@@ -338,11 +174,38 @@ def baselines_to_validate(rows: list[BaselineRow]) -> list[BaselineRow]:
     return sorted(chosen.values(), key=lambda r: r.cost)  # type: ignore[arg-type, return-value]
 
 
-def export_front(prep: Prepared, progress: Progress | None = None) -> ExportResult:
+def _claims(entries: list[tuple[ExportEntry, str]], baselines: list[tuple[BaselineRow, str]],
+            scores: HeldoutScores) -> list[Claim]:
+    """The rankings the export states, on the current held-out means (see :mod:`.validation`)."""
+    def mean(key: str) -> float:
+        res = scores.results[key]
+        return res.quality if res.valid and res.quality is not None else math.inf
+
+    out = []
+    front = sorted(entries, key=lambda ek: ek[0].objective)
+    for (cheap, ck), (dear, dk) in zip(front, front[1:]):
+        if ck != dk:
+            out.append(Claim(kind="neighbour", better=dk, worse=ck, label=f"{dear.file} vs {cheap.file}"))
+    for row, bk in baselines:
+        if row.cost is None or not (row.kind == "steps" or is_reference_deepcache(row) or row.best_branch):
+            continue
+        cheaper = [(e, k) for e, k in entries if e.objective <= row.cost + 1e-12]
+        if not cheaper:
+            continue
+        best, key = min(cheaper, key=lambda ek: mean(ek[1]))
+        if key != bk and mean(key) < mean(bk):
+            out.append(Claim(kind="baseline", better=key, worse=bk, label=f"{best.file} vs {row.name}"))
+    return out
+
+
+def export_front(prep: Prepared, progress: Progress | None = None, *, runner: Runner | None = None) -> ExportResult:
     """Write every Pareto-optimal trial of the run as a schedule file with train and held-out metrics.
 
     Trials that run full compute (cost ratio >= 1: the reference itself) are not schedules worth shipping and
-    are listed as rejected, as are trials whose held-out evaluation fails.
+    are listed as rejected, as are trials whose held-out evaluation fails. Every exported schedule and compared
+    baseline is scored on the first ``--n-heldout`` held-out pairs, and pairs are added (up to
+    ``--n-heldout-max``) where the export's rankings are not yet resolved (:func:`.validation.grow_until_ranked`).
+    ``runner`` scores batches of held-out ranges (e.g. on worker processes); default: in this process.
     """
     settings, study, ev = prep.settings, prep.study, prep.ev
     run_dir: Path = prep.run_dir
@@ -350,14 +213,15 @@ def export_front(prep: Prepared, progress: Progress | None = None) -> ExportResu
     schedules_dir.mkdir(parents=True, exist_ok=True)
     identity = {"fingerprint": ev.fingerprint, "metric": ev.metric_name, "losses": "per-image",
                 "heldout": ev.prompt_set("heldout").digest(), "sampler": ev.describe().get("sampler")}
-    cache = HeldoutCache(run_dir / "heldout.json", identity)
+    scores = HeldoutScores(ev, HeldoutCache(run_dir / "heldout.json", identity),
+                           measure=settings.latency == "measured", runner=runner)
+    sizes = pair_sizes(min(settings.n_heldout, scores.total), min(settings.heldout_max, scores.total))
     front = pareto_trials(study)
-    entries: list[ExportEntry] = []
     rejected: list[dict[str, Any]] = []
-    written: set[str] = set()
     stage = progress.stage if progress is not None else (lambda *a, **k: None)
-    for i, t in enumerate(front):
-        stage("held-out validation of the front", i, len(front))
+    items: list[tuple[FrozenTrial, Policy, Schedule, str]] = []
+    replayed = []
+    for t in front:
         base = {"trial": t.number, "baseline": t.user_attrs.get(ATTR_BASELINE),
                 "train": {"quality": t.values[0], "cost": t.values[1]}}
         if is_full_compute(t):
@@ -369,54 +233,76 @@ def export_front(prep: Prepared, progress: Progress | None = None) -> ExportResu
             rejected.append({**base, "reason": f"replay failed: {type(e).__name__}: {e}"})
             continue
         stem = _file_stem(default_name(policy, schedule.num_steps), t.number)
-        schedule = schedule.with_updates(name=f"{settings.name}-{stem}")
-        heldout = heldout_result(prep, schedule, cache)
+        replayed.append((t, policy, schedule.with_updates(name=f"{settings.name}-{stem}"), stem, base))
+
+    # Baselines the report compares against, validated the same way.
+    rows = baseline_rows(study)
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    todo = baselines_to_validate(rows)
+    checked: list[tuple[BaselineRow, Schedule | None, str | None]] = []  # (row, schedule, why not)
+    for r in todo:
+        try:
+            checked.append((r, _replay(prep, by_number[r.trial], name=f"{settings.name}-{r.name}")[1], None))
+        except Exception as e:  # noqa: BLE001
+            checked.append((r, None, f"{type(e).__name__}: {e}"))
+    stage(f"held-out validation of {len(replayed)} front schedules and {len(todo)} baselines", 0, 1)
+    scores.score_many([(s, sizes[0]) for _, _, s, _, _ in replayed] + [(s, sizes[0]) for _, s, _ in checked if s])
+    stage(f"held-out validation of {len(replayed)} front schedules and {len(todo)} baselines", 1, 1)
+    for t, policy, schedule, stem, base in replayed:
+        heldout = scores.results[mask_key(schedule)]
         if not heldout.valid or not _finite(heldout.quality):
             rejected.append({**base, "reason": f"held-out evaluation failed: {heldout.reason}"})
-            continue
-        train = train_result(t)
-        metrics = ev.to_schedule_metrics(train, heldout, threshold=settings.tail_threshold)
-        provenance = Provenance(cachesearch=__version__, created=utc_now(), study=settings.name, trial=t.number,
-                                prompts=train.prompts, git=t.user_attrs.get("git"))
-        schedule = schedule.with_updates(metrics=metrics, provenance=provenance)
-        path = save_schedule(schedule, schedules_dir / f"{stem}.yaml")
-        _readable(path)
-        written.add(path.name)
+        else:
+            items.append((t, policy, schedule, stem))
+    checked = [(r, s, why if why or s is None or scores.results[mask_key(s)].valid else
+                scores.results[mask_key(s)].reason) for r, s, why in checked]
+    keys = [(r, mask_key(s) if s is not None else None, why) for r, s, why in checked]
+
+    def entry(t: FrozenTrial, schedule: Schedule, stem: str) -> ExportEntry:
+        train, heldout = train_result(t), scores.results[mask_key(schedule)]
         is_baseline = ATTR_BASELINE in t.user_attrs
-        entries.append(ExportEntry(
-            file=path.name, name=schedule.name, trial=t.number, baseline=t.user_attrs.get(ATTR_BASELINE),
+        return ExportEntry(
+            file=f"{stem}.yaml", name=schedule.name, trial=t.number, baseline=t.user_attrs.get(ATTR_BASELINE),
             baseline_kind=baseline_kind(t.user_attrs) if is_baseline else None, policy=dict(schedule.policy),
             quality=QualityPair(metric=train.metric, train=train.quality, heldout=heldout.quality),
             objective=t.values[1], cost_ratio=train.cost_ratio, speedup=train.speedup,
             latency_ms=train.latency_ms, accuracy=QualityPair(train=train.accuracy, heldout=heldout.accuracy),
-            tail=metrics.tail,
+            tail=ev.to_schedule_metrics(train, heldout, threshold=settings.tail_threshold).tail,
             kind=schedule.kind, cost_heldout=heldout.cost_ratio if schedule.kind == "runtime" else None,
-        ))
-    stage("held-out validation of the front", len(front), len(front))
+        )
 
-    # Baselines the report compares against, validated the same way.
-    rows = baseline_rows(study)
-    validated: list[BaselineRow] = []
-    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
-    todo = baselines_to_validate(rows)
-    for i, r in enumerate(todo):
-        stage("held-out validation of baselines", i, len(todo))
-        t = by_number[r.trial]
-        try:
-            _, schedule = _replay(prep, t, name=f"{settings.name}-{r.name}")
-            res = heldout_result(prep, schedule, cache)
-        except Exception as e:  # noqa: BLE001
-            validated.append(replace(r, heldout=None, reason=f"{type(e).__name__}: {e}"))
-            continue
-        validated.append(replace(r, heldout=res.quality, heldout_stats=res.summary(
-            threshold=settings.tail_threshold, interval=True)) if res.valid else replace(r, heldout=None,
-                                                                                          reason=res.reason))
-    stage("held-out validation of baselines", len(todo), len(todo))
+    def validated() -> list[tuple[BaselineRow, str]]:
+        return [(replace(r, heldout=scores.results[k].quality), k) for r, k, why in keys if k and why is None]
+
+    claims = grow_until_ranked(
+        scores, lambda: _claims([(entry(t, s, stem), mask_key(s)) for t, _, s, stem in items], validated(), scores),
+        sizes, progress=stage)
+
+    entries: list[ExportEntry] = []
+    written: set[str] = set()
+    for t, _, schedule, stem in items:
+        e = entry(t, schedule, stem)
+        train, heldout = train_result(t), scores.results[mask_key(schedule)]
+        provenance = Provenance(cachesearch=__version__, created=utc_now(), study=settings.name, trial=t.number,
+                                prompts=train.prompts, git=t.user_attrs.get("git"))
+        metrics = ev.to_schedule_metrics(train, heldout, threshold=settings.tail_threshold)
+        path = save_schedule(schedule.with_updates(metrics=metrics, provenance=provenance), schedules_dir / e.file)
+        _readable(path)
+        written.add(path.name)
+        entries.append(e)
+    baselines = []
+    for r, k, why in keys:
+        res = scores.results.get(k) if k else None
+        if res is None or why is not None or not res.valid:
+            baselines.append(replace(r, heldout=None, reason=why or (res.reason if res else None)))
+        else:
+            baselines.append(replace(r, heldout=res.quality, heldout_stats=res.summary(
+                threshold=settings.tail_threshold, interval=True)))
 
     def validate(t: FrozenTrial) -> EvalResult | str:
         try:
             _, schedule = _replay(prep, t, name=f"{settings.name}-t{t.number}")
-            return heldout_result(prep, schedule, cache)
+            return scores.score(schedule, sizes[0])
         except Exception as e:  # noqa: BLE001 - a row of the table says why
             return f"{type(e).__name__}: {e}"
 
@@ -427,6 +313,7 @@ def export_front(prep: Prepared, progress: Progress | None = None) -> ExportResu
     for stale in schedules_dir.glob("*.yaml"):
         if stale.name not in written and stale.name != "index.yaml":
             stale.unlink()
+    judged = [c.to_dict() for c in claims]
     index = {
         "format": INDEX_FORMAT,
         "study": settings.name,
@@ -442,28 +329,13 @@ def export_front(prep: Prepared, progress: Progress | None = None) -> ExportResu
         "schedules": [e.to_dict() for e in entries],
         "rejected": rejected,
         "baselines": {"enqueued": len(rows), "skipped": study.user_attrs.get(ATTR_BASELINES, {}).get("skipped", {}),
-                      "validated": [r.to_dict() for r in validated]},
+                      "validated": [r.to_dict() for r in baselines]},
+        "validation": {"pairs": list(sizes), "images_scored": scores.images_scored, "claims": judged},
         "families": [r.to_dict() for r in families],
     }
     index_path = schedules_dir / "index.yaml"
     atomic_write(index_path, yaml.safe_dump(index, sort_keys=False, width=120))
     kept = {e.trial for e in entries}
     return ExportResult(schedules_dir=schedules_dir, index_path=index_path, entries=entries,
-                        front_trials=[t for t in front if t.number in kept], baselines=validated, rejected=rejected,
-                        metric=ev.metric_name, families=families)
-
-
-def load_export(run_dir: Path) -> ExportResult:
-    """The last export of a run, read back from ``schedules/index.yaml`` (raises FileNotFoundError if none)."""
-    index_path = Path(run_dir) / "schedules" / "index.yaml"
-    if not index_path.is_file():
-        raise FileNotFoundError(f"{index_path}: the run has not been exported; run `cachesearch export --name "
-                                f"{Path(run_dir).name}` first")
-    doc = read_yaml_file(index_path, what="front index", max_bytes=16 << 20)
-    if not isinstance(doc, dict) or doc.get("format") != INDEX_FORMAT:
-        raise ValueError(f"{index_path}: format: expected {INDEX_FORMAT!r}")
-    return ExportResult(schedules_dir=index_path.parent, index_path=index_path,
-                        entries=[ExportEntry.from_dict(e) for e in doc["schedules"]], front_trials=[],
-                        baselines=[BaselineRow.from_dict(r) for r in doc.get("baselines", {}).get("validated", [])],
-                        rejected=list(doc.get("rejected", [])), metric=doc.get("metric"),
-                        families=[FamilyBest.from_dict(r) for r in doc.get("families", [])])
+                        front_trials=[t for t in front if t.number in kept], baselines=baselines, rejected=rejected,
+                        metric=ev.metric_name, claims=judged, heldout_images=scores.images_scored, families=families)

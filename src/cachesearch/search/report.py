@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._util import atomic_write, save_figure
-from .export import REFERENCE_INTERVAL, ExportEntry, ExportResult, baseline_rows, is_reference_deepcache
+from .._util import atomic_write
+from .export import REFERENCE_INTERVAL, ExportResult, is_reference_deepcache
 from .gallery import write_gallery
 from .html_report import write_html_report
-from .study import FULL_COMPUTE, hide_password, is_full_compute, relative_storage, storage_spec
+from .report_plot import plot_pareto
+from .study import hide_password, relative_storage, storage_spec
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -91,79 +92,6 @@ def headline(export: ExportResult) -> list[str]:
                         f"{_f(won[0].schedule_heldout)} at cost {won[0].schedule_cost:.3f} ≤ "
                         f"{won[0].baseline_cost:.3f})" if won else ""))
     return lines
-
-
-def _positive(x: float | None) -> bool:
-    return x is not None and x > 0
-
-
-def plot_pareto(prep: Prepared, export: ExportResult, path: Path) -> Path:
-    """Scatter of every completed trial, the front (train and held-out) and the baselines; written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    from optuna.trial import TrialState
-
-    study = prep.study
-    xlabel = "cost ratio (analytic MACs / full)" if prep.objectives.kind == "cost" else "latency / baseline latency"
-    metric = export.metric or "quality"
-    stat = prep.objectives.stat  # trials' train values are this statistic: draw every point in it
-
-    def of(stats: LossStats | None, mean: float | None) -> float | None:
-        return mean if stat == "mean" or stats is None else stats.get(stat)
-
-    # Full compute is the reference itself (zero loss, up to rounding): it would stretch the log axis to 1e-13
-    # and squash the useful region; it is left out, as the export leaves it out.
-    pts = [(t.values[1], t.values[0]) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-           if t.values is not None and "duplicate_of" not in t.user_attrs and t.values[0] > 0
-           and not is_full_compute(t)]
-    fig, ax = plt.subplots(figsize=(7.5, 5.0), dpi=120)
-    try:
-        if pts:
-            ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=10, c="0.75", label="trials (train)", zorder=1)
-        colors = {"steps": "tab:orange", "deepcache": "tab:green", "blockcaching": "tab:purple"}
-        markers = {"steps": "^", "deepcache": "D", "blockcaching": "P"}
-        rows = [r for r in baseline_rows(study) if _positive(r.quality) and (r.cost or 0.0) < FULL_COMPUTE]
-        for fam in colors:
-            fam_rows = [r for r in rows if r.kind == fam]
-            if fam_rows:
-                ax.scatter([r.cost for r in fam_rows], [r.quality for r in fam_rows], s=22, c=colors[fam],
-                           marker=markers[fam], alpha=0.7, label=f"{fam} baselines (train)", zorder=2)
-            held = [b for b in export.baselines if b.kind == fam and _positive(of(b.heldout_stats, b.heldout))]
-            if held:
-                ax.scatter([b.cost for b in held], [of(b.heldout_stats, b.heldout) for b in held], s=34,
-                           facecolors="none",
-                           edgecolors=colors[fam], marker=markers[fam], label=f"{fam} baselines (held-out)", zorder=3)
-        def train(e: ExportEntry) -> float | None:
-            return of(e.stats("train"), e.quality.train)
-
-        def heldout(e: ExportEntry) -> float | None:
-            return of(e.stats("heldout"), e.quality.heldout)
-
-        entries: list[ExportEntry] = sorted(
-            (e for e in export.entries if _positive(train(e)) and _positive(heldout(e))), key=lambda e: e.objective)
-        if entries:
-            xs = [e.objective for e in entries]
-            ax.step(xs, [train(e) for e in entries], where="post", c="tab:blue", lw=1.2, zorder=4)
-            ax.scatter(xs, [train(e) for e in entries], c="tab:blue", s=26, label="front (train)", zorder=5)
-            ax.scatter(xs, [heldout(e) for e in entries], facecolors="none", edgecolors="tab:red",
-                       s=40, marker="s", label="front (held-out)", zorder=6)
-            for e in entries:
-                ax.plot([e.objective] * 2, [train(e), heldout(e)], c="tab:red", lw=0.6, alpha=0.6, zorder=4)
-        if pts or entries:
-            ax.set_yscale("log")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(f"{metric} to full compute{'' if stat == 'mean' else f', {stat} over images'} "
-                      f"(lower is better)")
-        ax.set_title(f"{prep.settings.name}: quality × cost", fontsize=10)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, loc="best", framealpha=0.85)
-        fig.tight_layout()
-        save_figure(fig, path)
-    finally:
-        plt.close(fig)
-    return path
 
 
 def _f(x: Any, digits: int = 4) -> str:
@@ -250,6 +178,31 @@ def family_lines(export: ExportResult, cost_name: str, metric: str) -> list[str]
     return lines
 
 
+def _validation_lines(export: ExportResult) -> list[str]:
+    """The held-out validation section: every ranking the export states, its pairs, interval and verdict."""
+    if not export.claims:
+        return []
+    counts = Counter(c["verdict"] for c in export.claims)
+    pairs = Counter(e.stats("heldout").n for e in export.entries if e.stats("heldout") is not None)
+    lines = ["", "## Held-out validation", "",
+             "Every exported schedule and compared baseline was scored on the first held-out pairs; where a ranking "
+             "the export states (a front schedule against the next cheaper one, or against a baseline it beats on "
+             "average) was not resolved, both were scored on twice the pairs, up to the maximum. A ranking is "
+             "resolved when the interval of the mean per-pair loss difference (paired BCa bootstrap; each look at "
+             "the level 1 − 0.05 / looks) excludes 0; *unresolved* at the maximum means the two are a tie as far "
+             "as those pairs can tell, *reversed* that the held-out pairs rank them the other way.", "",
+             f"Rankings: {counts.get('ranked', 0)} ranked, {counts.get('unresolved', 0)} unresolved, "
+             f"{counts.get('reversed', 0)} reversed. Front schedules by held-out pairs: "
+             + ", ".join(f"{n} pairs: {k}" for n, k in sorted(pairs.items())) + ".", "",
+             "| ranking (better vs worse) | kind | pairs | mean difference | interval | verdict |",
+             "|---|---|---:|---:|---|---|"]
+    for c in export.claims:
+        iv = c.get("interval")
+        lines.append(f"| {c['label']} | {c['kind']} | {c['pairs']} | {_f(c.get('mean_difference'))} | "
+                     f"{'–' if not iv else f'[{_f(iv[0])}, {_f(iv[1])}]'} | {c['verdict']} |")
+    return lines
+
+
 def _composition_lines(trials: list[FrozenTrial], export: ExportResult) -> list[str]:
     comp = front_composition(trials, export)
     if not comp:
@@ -301,7 +254,8 @@ def write_report(prep: Prepared, export: ExportResult, progress: Progress | None
         f"- **search space**: `{prep.space.space.name}` ({len(prep.space.param_names)} parameters; "
         f"families {', '.join(prep.space.space.families)}); sampler `{settings.sampler}` (population "
         f"{settings.population}, seed {settings.seed}), executor `{settings.executor}`",
-        f"- **prompts**: {settings.n_train} train / {settings.n_heldout} held-out images (different prompts and seeds)",
+        f"- **prompts**: {settings.n_train} train images; held-out: {settings.n_heldout} (prompt, seed) pairs per "
+        f"schedule, up to {settings.heldout_max} where a ranking needs them (different prompts and seeds)",
         f"- **trials**: {len(trials)} ({', '.join(f'{v} {k}' for k, v in sorted(states.items()))}); "
         f"{dups} duplicates of an evaluated mask were not re-run; "
         f"{sum('screened' in t.user_attrs and 'duplicate_of' not in t.user_attrs for t in trials)} candidates were "
@@ -349,14 +303,24 @@ def write_report(prep: Prepared, export: ExportResult, progress: Progress | None
               "For each fewer-steps baseline, every DeepCache N=3 branch and the best branch (lowest train loss) of "
               "each other interval: the front schedule with the lowest held-out loss among those costing at most as "
               "much.", "",
-              f"| baseline | its {cost_name} | its held-out | best front schedule at ≤ cost | its {cost_name} | "
-              "its held-out | better |",
-              "|---|---:|---:|---|---:|---:|:---:|"]
+              "much. *Paired*: the ranking judged on the per-pair differences of the two on the same held-out pairs "
+              "(see Held-out validation).", "",
+              f"| baseline | its {cost_name} | its held-out mean / p90 | best front schedule at ≤ cost | "
+              f"its {cost_name} | its held-out mean / p90 | better | paired |",
+              "|---|---:|---:|---|---:|---:|:---:|---|"]
+    claims = {c.get("label"): c for c in export.claims}
+    rows = {b.name: b for b in export.baselines}
+    stats = {e.file: e.stats("heldout") for e in export.entries}
     for c in comparisons:
         verdict = "yes" if c.beaten else "no (the baseline itself)" if c.itself else "no"
-        lines.append(f"| `{c.baseline}` | {_f(c.baseline_cost, 3)} | {_f(c.baseline_heldout)} | "
-                     f"{'`' + c.schedule + '`' if c.schedule else '–'} | {_f(c.schedule_cost, 3)} | "
-                     f"{_f(c.schedule_heldout)} | {verdict} |")
+        claim = claims.get(f"{c.schedule} vs {c.baseline}")
+        paired = "–" if claim is None else f"{claim['verdict']} on {claim['pairs']} pairs"
+        b_p90, s_p90 = getattr(rows.get(c.baseline), "heldout_stats", None), stats.get(c.schedule or "")
+        lines.append(f"| `{c.baseline}` | {_f(c.baseline_cost, 3)} | {_f(c.baseline_heldout)} / "
+                     f"{_f(b_p90 and b_p90.p90)} | {'`' + c.schedule + '`' if c.schedule else '–'} | "
+                     f"{_f(c.schedule_cost, 3)} | {_f(c.schedule_heldout)} / {_f(s_p90 and s_p90.p90)} | {verdict} | "
+                     f"{paired} |")
+    lines += _validation_lines(export)
     lines += family_lines(export, cost_name, ev.metric_name)
     lines += _composition_lines(trials, export)
     lines += ["", "![Pareto plot](pareto.png)", "",

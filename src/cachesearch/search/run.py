@@ -6,10 +6,11 @@ executors; only the trial loop differs (:mod:`.executors`, which never import th
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from ..evaluate import Evaluator
+    from .validation import Runner
 
 __all__ = [
     "RunSummary",
@@ -360,13 +362,28 @@ def run_search(settings: RunSettings, progress: Progress | None = None, *, space
         )
         if export and loop.stopped != "interrupted":
             try:
-                summary.export = export_front(prep, progress)
+                with _heldout_runner(prep) as runner:
+                    summary.export = export_front(prep, progress, runner=runner)
                 summary.report = write_report(prep, summary.export, progress)
             except OSError as e:
                 raise _export_error(e, settings) from e
             summary.front = summary.export.front_trials
         summary.seconds = time.monotonic() - t0
         return summary
+
+
+@contextlib.contextmanager
+def _heldout_runner(prep: Prepared) -> Iterator[Runner | None]:
+    """Held-out validation on ``--workers`` local processes, as the search ran (not under measured latency: the
+    timings of processes sharing the CPU would not be comparable); ``None``: in this process."""
+    settings = prep.settings
+    if settings.executor != "local" or settings.workers < 2 or settings.latency == "measured":
+        yield None
+        return
+    from .executors.pool import heldout_runner
+
+    with heldout_runner(prep, settings.workers) as runner:
+        yield runner
 
 
 def _export_error(e: OSError, settings: RunSettings) -> SearchError:
@@ -411,7 +428,8 @@ def export_run(name: str, out: str | None = None, progress: Progress | None = No
     with run_lock(find_run(name, out)):
         prep = open_run(name, out, progress, cache_dir=cache_dir, evaluator=evaluator)
         try:
-            result = export_front(prep, progress)
+            with _heldout_runner(prep) as runner:
+                result = export_front(prep, progress, runner=runner)
             path = write_report(prep, result, progress) if report else None
         except OSError as e:
             raise _export_error(e, prep.settings) from e

@@ -63,7 +63,12 @@ class RunSettings:
                                                       "diffusers class name.", default_text="the model's own")
     guidance_scale: float | None = _opt(None, "--guidance-scale", "CFG scale.", default_text="the model's")
     n_train: int = _opt(8, "--n-train", "Train images per evaluation.")
-    n_heldout: int = _opt(16, "--n-heldout", "Held-out images for validation.")
+    n_heldout: int = _opt(16, "--n-heldout", "Held-out (prompt, seed) pairs every exported schedule and compared "
+                                             "baseline is validated on.")
+    heldout_max: int = _opt(64, "--n-heldout-max", "Held-out pairs are doubled up to this many for the schedules "
+                                                   "whose ranking against a front neighbour or a baseline they claim "
+                                                   "to beat is not resolved (paired 95 % interval of the "
+                                                   "difference contains 0); at most the prompt set's size.")
     screen: str = _opt("4", "--screen", "Multi-fidelity screening: score a candidate on this many train images "
                                           "first (comma-separated, cumulative) and stop once it provably cannot "
                                           "reach the front (exact: losses are >= 0); 'off' disables. Cost "
@@ -107,12 +112,15 @@ class RunSettings:
                    "num_inference_steps": "num_steps", "guidance_scale": "guidance_scale", "n_train": "n_train",
                    "n_heldout": "n_heldout", "prompts_file": "prompts_file", "metric": "metric",
                    "latency": "latency"}
-    """The evaluator's :class:`~cachesearch.evaluate.EvalConfig` fields these settings set, by setting name."""
+    """The evaluator's :class:`~cachesearch.evaluate.EvalConfig` fields these settings set, by setting name (the
+    evaluator's held-out split holds up to ``--n-heldout-max`` pairs: validation starts on the first ``--n-heldout``
+    and grows into the rest)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or "/" in self.name or self.name.startswith("."):
             raise SearchError(f"--name: expected a plain directory name like 'embedded-ddim20', got {self.name!r}")
-        for f, lo in (("num_steps", 1), ("n_train", 1), ("n_heldout", 1), ("population", 2), ("workers", 1)):
+        for f, lo in (("num_steps", 1), ("n_train", 1), ("n_heldout", 1), ("heldout_max", 1), ("population", 2),
+                      ("workers", 1)):
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise SearchError(f"{flag(f)}: expected an integer >= {lo}, got {v!r}")
@@ -177,9 +185,16 @@ class RunSettings:
         EvalConfig's default). An invalid value raises :class:`SearchError` naming the option (``--scheduler``),
         not the EvalConfig field."""
         from ..evaluate import EvalConfig, EvalConfigError
+        from ..evaluate._prompts import split_capacity
 
         kwargs: dict[str, Any] = {} if cache_dir is None else {"cache_dir": cache_dir}
         kwargs.update({ev: getattr(self, run) for ev, run in self.EVAL_FIELDS.items()})
+        if self.heldout_max > self.n_heldout:  # the held-out split is the pool validation may grow into
+            try:
+                room = split_capacity(self.model, "heldout", self.prompts_file)
+            except (OSError, ValueError):
+                room = self.n_heldout  # an unreadable prompt file is reported when the evaluator reads it
+            kwargs["n_heldout"] = max(self.n_heldout, min(self.heldout_max, room))
         try:
             return EvalConfig(**kwargs)
         except EvalConfigError as e:

@@ -15,16 +15,18 @@ its trial with the reason and re-enqueues it; the pool is restarted.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import signal
 import time
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..attrs import baseline_attrs
-from ..objective import KnownMasks, Outcome, evaluate_candidate, mask_key, runner_attrs
+from ..objective import KnownMasks, Outcome, evaluate_candidate, mask_key, result_attr, runner_attrs
 from ..study import budget_counts, finished_count, front_size
 from .base import LoopResult, Prepared, Progress, record_outcome
 from .local import WAIT_FOR_OTHERS_S, StopFlag, _abort_trial, _claimer, _signals, loop_state
@@ -33,9 +35,11 @@ from .worker import WORKER, WorkerSetup, worker_setup, worker_state
 if TYPE_CHECKING:
     import optuna
 
-    from ...schedule import Policy
+    from ...evaluate import EvalResult
+    from ...schedule import Policy, Schedule
+    from ..validation import Job, Runner
 
-__all__ = ["run_pool"]
+__all__ = ["heldout_runner", "run_pool"]
 
 
 def _exit_with_driver(interval_s: float = 1.0) -> None:
@@ -83,6 +87,41 @@ class _Task:
     trial: optuna.Trial
     policy: Policy
     key: str | None
+
+
+def _evaluate_heldout(schedule: Schedule, first: int, stop: int, measure: bool) -> str:
+    """Score one held-out range of a schedule in a worker; returns the result as JSON."""
+    import json
+
+    ev, _ = worker_state(WORKER["setup"])
+    return json.dumps(result_attr(ev.evaluate(schedule, split="heldout", measure=measure, images=slice(first, stop))))
+
+
+@contextlib.contextmanager
+def heldout_runner(prep: Prepared, workers: int) -> Iterator[Runner]:
+    """A :data:`~..validation.Runner` that scores held-out ranges on ``workers`` worker processes (the export of
+    a run with ``--workers N``: its held-out validation is as parallel as its search). A worker that dies leaves
+    its jobs to this process."""
+    import json
+
+    from ..validation import result_from_dict
+
+    pool = _new_pool(workers, worker_setup(prep, threads=1))
+
+    def run(jobs: Sequence[Job]) -> list[EvalResult]:
+        futures = [pool.submit(_evaluate_heldout, s, a, b, m) for s, a, b, m in jobs]
+        out = []
+        for (s, a, b, m), fut in zip(jobs, futures, strict=True):
+            try:
+                out.append(result_from_dict(json.loads(fut.result())))
+            except BrokenProcessPool:
+                out.append(prep.ev.evaluate(s, split="heldout", measure=m, images=slice(a, b)))
+        return out
+
+    try:
+        yield run
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _new_pool(workers: int, setup: WorkerSetup) -> ProcessPoolExecutor:

@@ -1,0 +1,50 @@
+"""(prompt, seed) pairs no search saw: the held-out side of an embedded model's captions beyond what any run's
+held-out validation draws (``--n-heldout-max`` 64 takes the first 64), with seeds no split uses.
+
+Shared by the benchmarks that judge fronts after the fact (objective statistics, tail causes, peers): they score
+schedules on pairs that neither chose the front (train) nor validated it (held-out).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+UNSEEN_SEED_BASE = 7_000_000
+"""Seeds of the unseen pairs: ``7_000_000 + i`` (train 2_000_000+, held-out 3_000_000+, the gates 1_000_000+)."""
+UNSEEN_OFFSET = 64
+"""The unseen pairs start at this held-out caption: runs validate on at most the first 64 (--n-heldout-max)."""
+
+
+def unseen_pairs(model: str, n: int = 64, offset: int = UNSEEN_OFFSET) -> list[dict[str, Any]]:
+    """``n`` held-out captions of ``model`` from ``offset`` on, each with an unseen seed."""
+    from cachesearch.evaluate import builtin_prompts
+
+    held = builtin_prompts(model, "heldout", offset + n)
+    return [{"prompt": p, "seed": UNSEEN_SEED_BASE + i} for i, p in enumerate(held.prompts[offset:])]
+
+
+def unseen_prompt_file(model: str, path: Path, n: int = 64, offset: int = UNSEEN_OFFSET) -> Path:
+    """A prompt file whose ``heldout`` split is :func:`unseen_pairs` (its ``train`` split: the model's first train
+    caption with its usual seed, which nothing here scores). Evaluate with ``n_train=1, n_heldout=n``."""
+    from cachesearch.evaluate import builtin_prompts
+
+    train = builtin_prompts(model, "train", 1)
+    doc = {"train": [{"prompt": train.prompts[0], "seed": train.seeds[0]}], "heldout": unseen_pairs(model, n, offset)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def unseen_evaluator(model: str, work: Path, *, steps: int = 20, n: int = 64, cache_dir: str | None = None,
+                     batch_size: int = 16) -> Any:
+    """An evaluator whose ``heldout`` split is the ``n`` unseen pairs of ``model``."""
+    from cachesearch.evaluate import EvalConfig, Evaluator
+
+    slug = model.replace(":", "-")
+    file = unseen_prompt_file(model, work / f"unseen-{slug}-{n}.yaml", n)
+    kwargs = {} if cache_dir is None else {"cache_dir": cache_dir}
+    return Evaluator(EvalConfig(model=model, num_inference_steps=steps, n_train=1, n_heldout=n,
+                                prompts_file=str(file), batch_size=batch_size, **kwargs))
