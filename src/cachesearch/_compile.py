@@ -8,7 +8,7 @@ from typing import Any
 from ._util import utc_now
 from ._version import __version__
 from .models import block_space, family_of
-from .runtime import call_starts, denoiser_of, fingerprint_module, resolve_runtime
+from .runtime import call_starts, denoiser_of, expert_starts, fingerprint_of, resolve_runtime
 from .schedule import (
     BlockEntry,
     BlockSpace,
@@ -35,9 +35,13 @@ def model_info(target: Any, source: str | None = None) -> ModelInfo:
         path = (getattr(denoiser, "config", None) or {}).get("_name_or_path") or ""
         source = f"path:{path}" if path else "unknown"
     return ModelInfo(
-        family=family_of(denoiser), cls=type(denoiser).__name__, fingerprint=fingerprint_module(denoiser),
+        family=family_of(denoiser), cls=type(denoiser).__name__, fingerprint=fingerprint_of(target),
         source=source,
     )
+
+
+def _recompute_at(mask: str, steps: tuple[int, ...]) -> str:
+    return "".join("R" if s in steps else ch for s, ch in enumerate(mask))
 
 
 def default_name(policy: Policy, num_steps: int) -> str:
@@ -168,6 +172,10 @@ def compile_schedule(
 
     masks = policy.masks(space, num_inference_steps, call_starts=call_starts(scheduler, num_inference_steps, timesteps))
     space.check_names(list(masks))
+    # Two experts (Wan 2.2 A14B): the step an expert takes over recomputes everything, as step 0 does.
+    starts = expert_starts(target, num_inference_steps, timesteps) if target is not denoiser else ()
+    if starts:
+        masks = {b: (_recompute_at(c, starts), _recompute_at(u, starts)) for b, (c, u) in masks.items()}
     for block in masks:
         if reuse is ReuseMode.RESIDUAL and not space.get(block).residual_ok:
             raise ScheduleError(

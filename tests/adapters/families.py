@@ -116,10 +116,10 @@ def render() -> str:
         f"MACs (analytic cost ratios, the search's default cost) are counted for {len(covered) - len(NO_MACS)} of "
         f"them. {len(names) - len(covered)} classes are left out, each with its reason below.",
         "",
-        "All but FLUX.1, SD3 and PixArt (families with a small file of their own, as the UNets' `unet2d`) run "
-        "through the generic transformer adapter (family `transformer`): block lists named as diffusers' hooks name "
-        "them, components found by class, block layouts from diffusers' `TransformerBlockRegistry` or ours "
-        "([design](design.md#adapters)).",
+        "All but FLUX.1, SD3, PixArt and Wan (families with a small file of their own, as the UNets' `unet2d`: "
+        "Wan's adds frames, CFG as two passes and Wan 2.2's two experts) run through the generic transformer "
+        "adapter (family `transformer`): block lists named as diffusers' hooks name them, components found by "
+        "class, block layouts from diffusers' `TransformerBlockRegistry` or ours ([design](design.md#adapters)).",
         "",
         "| class | denoises | adapter | block lists | component kinds | equal to diffusers' | MACs | note |",
         "|---|---|---|---|---|---|---|---|",

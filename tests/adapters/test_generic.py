@@ -30,11 +30,12 @@ def test_block_lists_are_found_by_diffusers_identifiers_in_attribute_order():
 
 def test_components_are_found_by_class_whatever_their_names():
     wan = adapter_for(build("WanTransformer3DModel")).block_space(build("WanTransformer3DModel"))
-    assert wan.family == "transformer"
+    assert wan.family == "wan"  # adapters/wan.py adds frames, CFG passes and experts; components stay found by class
     assert wan.children("blocks.0") == ("blocks.0.attn1", "blocks.0.attn2", "blocks.0.ffn")
     assert wan.attention_components() == ("blocks.0.attn1", "blocks.0.attn2", "blocks.1.attn1", "blocks.1.attn2")
     qwen = build("QwenImageTransformer2DModel")
     space = adapter_for(qwen).block_space(qwen)
+    assert space.family == "transformer"  # no family file
     assert space.children("transformer_blocks.0") == tuple(f"transformer_blocks.0.{c}"
                                                            for c in ("attn", "img_mlp", "txt_mlp"))
     assert [space.get(c).role for c in space.children("transformer_blocks.1")] == ["attn", "img_mlp", "txt_mlp"]
@@ -113,7 +114,7 @@ def test_registered_block_lists_make_a_custom_denoiser_work_at_block_granularity
 
 @pytest.mark.parametrize(
     ("block", "message"),
-    [("blocks.7", r'blocks\["blocks.7"\]: unknown block \'blocks.7\': not a cacheable block of this transformer '
+    [("blocks.7", r'blocks\["blocks.7"\]: unknown block \'blocks.7\': not a cacheable block of this wan '
                   r"denoiser; valid blocks: blocks.0, blocks.1 \(stages\) or their components, e.g. blocks.0.attn1"),
      ("blocks.0.attn3", r'blocks\["blocks.0.attn3"\]: unknown block'),
      ("blocks.0.norm2", r'blocks\["blocks.0.norm2"\]: unknown block \'blocks.0.norm2\': not a cacheable block'),

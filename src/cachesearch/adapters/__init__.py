@@ -7,9 +7,10 @@ below.
 
 from __future__ import annotations
 
-from . import _examples_flux, _examples_image, _examples_video, _layouts, flux, pixart, sd3, unet2d  # noqa: F401
+from . import _examples_flux, _examples_image, _examples_video, _layouts, flux, pixart, sd3, unet2d, wan  # noqa: F401
 from ._dit import Component, TransformerAdapter, block_lists_of, register_block_lists, register_components
 from ._examples import Example, Make, Sizes, example_for, register_example_inputs
+from ._video import VideoAdapter
 from .base import (
     CFG,
     BlockIO,
@@ -32,6 +33,7 @@ __all__ = [
     "Make",
     "Sizes",
     "TransformerAdapter",
+    "VideoAdapter",
     "adapter_for",
     "adapters",
     "block_io_of",

@@ -8,7 +8,8 @@ streams, run ``proj_mlp`` and ``attn`` in parallel and fuse them with ``proj_out
 ``(encoder_hidden_states, hidden_states)`` (diffusers' ``TransformerBlockRegistry`` says the same).
 
 FLUX.1 is guidance-distilled: the guidance scale is an embedding, not a CFG batch (``true_cfg_scale > 1``
-makes two denoiser calls per step, which the step accounting refuses). Latents are packed 2×2: the
+makes two denoiser calls per step, a cond and an uncond pass in their cache contexts, each with its own step
+counter and caches in the runtime). Latents are packed 2×2: the
 pipeline's ``latents=`` are ``[B, (h/2)·(w/2), 4·C]`` for ``h × w`` VAE latents.
 """
 

@@ -107,10 +107,10 @@ def _check_against(console: Any, file: str, schedule: Any, model: str, loaded: A
     import torch
 
     from ..models import block_space
-    from ..runtime import fingerprint_module
+    from ..runtime import fingerprint_of
     from ..schedule import ScheduleError, fingerprint_mismatch
 
-    problem = fingerprint_mismatch(schedule, type(loaded.denoiser).__name__, fingerprint_module(loaded.denoiser),
+    problem = fingerprint_mismatch(schedule, type(loaded.denoiser).__name__, fingerprint_of(loaded.pipe),
                                    where=f"model {model!r}")
     if problem is not None:
         raise fail(f"{file}: {problem}")

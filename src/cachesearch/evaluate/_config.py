@@ -70,6 +70,7 @@ class EvalConfig:
         num_inference_steps: steps of the reference sampler (a step-set candidate may run fewer).
         guidance_scale: classifier-free guidance; ``None``: the model's default.
         height, width: image size in pixels; ``None``: the model's default.
+        num_frames: frames per clip of a video model; ``None``: the model's default (image models: leave unset).
         n_train, n_heldout: images in the train and held-out prompt sets.
         prompts_file: text or YAML prompt file (see :mod:`._prompts`); ``None``: built-in prompts.
         metric: preferred perceptual metric; the one actually used is recorded in every result.
@@ -92,6 +93,7 @@ class EvalConfig:
     guidance_scale: float | None = None
     height: int | None = None
     width: int | None = None
+    num_frames: int | None = None
     n_train: int = 8
     n_heldout: int = 8
     prompts_file: str | None = None
@@ -129,6 +131,9 @@ class EvalConfig:
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 8):
                 raise EvalConfigError(f"EvalConfig.{name}: expected an image size in pixels (>= 8) or None, got {v!r}")
+        v = self.num_frames
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise EvalConfigError(f"EvalConfig.num_frames: expected a number of frames (>= 1) or None, got {v!r}")
         if self.latency not in LATENCY_MODES:
             raise EvalConfigError(f"EvalConfig.latency: expected one of {list(LATENCY_MODES)}, got {self.latency!r}")
         if not isinstance(self.metric, str) or not self.metric:

@@ -84,7 +84,7 @@ class Evaluator(EvaluatorViews):
         if not isinstance(config, EvalConfig):
             raise TypeError(f"config: expected an EvalConfig, got {type(config).__name__}")
         from cachesearch.models import adapter_for, block_space
-        from cachesearch.runtime import fingerprint_module
+        from cachesearch.runtime import fingerprint_of
 
         from ._quality import get_perceptual_metric
 
@@ -113,11 +113,8 @@ class Evaluator(EvaluatorViews):
             self.pipe.scheduler = make_scheduler(config.scheduler, self.pipe.scheduler)
         self.pipe.set_progress_bar_config(disable=True)
         self.sampler: ReferenceSampler = resolve_sampler(config, self.pipe, self.adapter, self.source)
-        factor = int(getattr(self.pipe, "vae_scale_factor", 8) or 8)
-        self.space: BlockSpace = block_space(
-            self.denoiser, with_costs=True, latent_size=(self.sampler.height // factor, self.sampler.width // factor)
-        )
-        self.fingerprint: str = fingerprint_module(self.denoiser)
+        self.space: BlockSpace = block_space(self.denoiser, with_costs=True, **self._costed_size())
+        self.fingerprint: str = fingerprint_of(self.pipe)  # both experts' where the pipeline has two
         self.metric: PerceptualMetric = get_perceptual_metric(config.metric, device=self.device)
         self.metric_name: str = self.metric.name
         self.num_inference_steps: int = self.sampler.num_inference_steps
@@ -141,6 +138,17 @@ class Evaluator(EvaluatorViews):
         self.scale_shifts = FitCache()
         """Scale-shifts fitted for policies that ask for one, by mask and method (with their fit times)."""
 
+    def _costed_size(self) -> dict[str, Any]:
+        """The latent size (and latent frames, for video) per-block MACs are counted at: the reference's."""
+        from cachesearch.adapters import VideoAdapter
+
+        if isinstance(self.adapter, VideoAdapter):
+            s = self.adapter.spatial_factor(self.pipe)
+            return {"latent_size": (self.sampler.height // s, self.sampler.width // s),
+                    "frames": self.adapter.latent_frames(self.pipe, self.sampler.num_frames)}
+        factor = int(getattr(self.pipe, "vae_scale_factor", 8) or 8)
+        return {"latent_size": (self.sampler.height // factor, self.sampler.width // factor)}
+
     # -- resolved settings ------------------------------------------------------------------------------
     def report_progress(self, stage: str, done: int, total: int) -> None:
         """Pass ``(stage, done, total)`` to the progress callback given to the constructor, if any."""
@@ -149,8 +157,12 @@ class Evaluator(EvaluatorViews):
 
     @property
     def cfg(self) -> bool:
-        """Whether denoiser calls carry a classifier-free-guidance batch (uncond + cond); the adapter decides."""
-        return bool(self.adapter.uses_cfg(self.pipe, self.guidance_scale))
+        """Whether each step also runs the uncond branch: a classifier-free-guidance batch (uncond + cond), or a
+        pass of its own (``CFG.SEPARATE`` families, with guidance > 1); the adapter decides."""
+        from cachesearch.adapters import CFG
+
+        separate = self.adapter.cfg is CFG.SEPARATE and self.guidance_scale > 1
+        return separate or bool(self.adapter.uses_cfg(self.pipe, self.guidance_scale))
 
     @property
     def dtype(self) -> torch.dtype:
@@ -172,6 +184,7 @@ class Evaluator(EvaluatorViews):
                 "guidance_scale": self.guidance_scale,
                 "height": self.height,
                 "width": self.width,
+                **({"num_frames": self.sampler.num_frames} if self.sampler.num_frames is not None else {}),
             },
             "dtype": str(self.dtype).removeprefix("torch."),
             "device": str(self.device),
@@ -389,13 +402,17 @@ class Evaluator(EvaluatorViews):
     # -- scoring -----------------------------------------------------------------------------------------
     def _score(self, images: torch.Tensor, reference: torch.Tensor) -> dict[str, Any]:
         """Mean perceptual distance (``quality``) and each image's (``losses``), PSNR and SSIM of ``images``
-        against ``reference`` (SSIM ``None`` for images smaller than its 11-px window).
+        against ``reference`` (SSIM ``None`` for images smaller than its 11-px window); for videos ``[N, F, 3, H, W]``
+        the same per frame averaged over frames, and the ``temporal`` error (:mod:`._video`).
 
         Raises:
             InvalidOutputError: the perceptual metric met NaN/inf.
         """
         from ._quality import psnr, ssim
+        from ._video import is_video, video_scores
 
+        if is_video(images):
+            return video_scores(self.metric, images, reference)
         dist = self.metric(images, reference).double()
         return {
             "quality": float(dist.mean()),

@@ -136,8 +136,10 @@ class Fixtures:
         return self._prompt_sets[split]
 
     def latent_shape(self) -> tuple[int, ...]:
-        """Shape of one image's initial latents at the reference size (from the denoiser's adapter)."""
-        return tuple(int(d) for d in self.adapter.latent_shape(self.pipe, self.sampler.height, self.sampler.width))
+        """Shape of one image's (or clip's) initial latents at the reference size (from the denoiser's adapter)."""
+        frames = {} if self.sampler.num_frames is None else {"frames": self.sampler.num_frames}
+        shape = self.adapter.latent_shape(self.pipe, self.sampler.height, self.sampler.width, **frames)
+        return tuple(int(d) for d in shape)
 
     def latents(self, split: str) -> torch.Tensor:
         """Initial latents ``[N, *latent_shape]`` (float32, CPU) of ``split``; image ``i`` depends only on its
@@ -163,8 +165,8 @@ class Fixtures:
             kwargs: further pipeline arguments (``num_inference_steps`` or ``timesteps``).
 
         Returns:
-            ``(images, final_latents)``: images ``[n, 3, H, W]`` float32 on the CPU in [0, 1], and the latents
-            after the last step (``None`` when the pipeline ran no step callback).
+            ``(images, final_latents)``: images ``[n, 3, H, W]`` (videos ``[n, F, 3, H, W]``) float32 on the CPU in
+            [0, 1], and the latents after the last step (``None`` when the pipeline ran no step callback).
         """
         holder: dict[str, torch.Tensor] = {}
 
@@ -181,10 +183,12 @@ class Fixtures:
             guidance_scale=self.sampler.guidance_scale,
             output_type="pt",
             callback_on_step_end=on_step_end,
+            **({} if self.sampler.num_frames is None else {"num_frames": self.sampler.num_frames}),
             **self.adapter.call_kwargs(self.pipe),
             **kwargs,
         )
-        return out.images.detach().to("cpu", torch.float32), holder.get("latents")
+        pixels = out.frames if self.sampler.num_frames is not None else out.images
+        return pixels.detach().to("cpu", torch.float32), holder.get("latents")
 
     def generate(
         self, split: str, kwargs: Mapping[str, Any], stage: str, images: slice | None = None, *,
@@ -259,6 +263,7 @@ class Fixtures:
             "guidance_scale": self.sampler.guidance_scale,
             "height": self.sampler.height,
             "width": self.sampler.width,
+            **({} if self.sampler.num_frames is None else {"num_frames": self.sampler.num_frames}),
             "prompts": ps.digest(),
             "n_images": len(ps),
             "batch_size": self.config.batch_size,

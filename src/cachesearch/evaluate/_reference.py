@@ -169,11 +169,13 @@ class ReferenceCache:
         return images, None
 
     def store(self, key: Mapping[str, Any], images: torch.Tensor) -> Path:
-        """Write ``images`` (float32 [N, 3, H, W] in [0, 1]) for ``key`` atomically; returns the data path."""
+        """Write ``images`` (float32 [N, 3, H, W], or videos [N, F, 3, H, W], in [0, 1]) for ``key`` atomically;
+        returns the data path."""
         from safetensors.torch import save as st_save
 
-        if images.dtype != torch.float32 or images.ndim != 4:
-            raise ValueError(f"reference images must be float32 NCHW, got {images.dtype} {tuple(images.shape)}")
+        if images.dtype != torch.float32 or images.ndim not in (4, 5):
+            raise ValueError(f"reference images must be float32 NCHW (videos NFCHW), got {images.dtype} "
+                             f"{tuple(images.shape)}")
         data_path, meta_path = self.paths(key)
         self.root.mkdir(parents=True, exist_ok=True)
         blob = st_save({_TENSOR: images.detach().to("cpu").contiguous()}, metadata={"format": REFERENCE_FORMAT})

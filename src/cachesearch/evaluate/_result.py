@@ -45,6 +45,9 @@ class EvalResult:
         losses: the perceptual distance of each scored image, in order (``quality`` is their mean); ``None``
             in results recorded before per-image losses were kept. Tail statistics (:meth:`summary`,
             :meth:`stat`) and exact merges of image ranges come from them.
+        temporal: videos only: the mean error of the frame-to-frame changes against the reference's
+            (:func:`~._video.temporal_error`; 0 = the same motion); ``None`` for images. For videos, ``quality``,
+            ``losses``, ``psnr`` and ``ssim`` are per-frame scores averaged over each video's frames.
     """
 
     schedule: str
@@ -68,6 +71,7 @@ class EvalResult:
     random_weights: bool = False
     images: list[int] | None = None
     losses: tuple[float, ...] | None = None
+    temporal: float | None = None
 
     def __post_init__(self) -> None:
         if self.losses is not None:  # a JSON record gives a list
@@ -140,6 +144,7 @@ class EvalResult:
             seconds=sum(p.seconds for p in parts), device=timed.device, prompts=first.prompts,
             random_weights=first.random_weights, images=None if union == [0, total] else union,
             losses=None if any(p.losses is None for p in parts) else tuple(v for p in parts for v in p.losses),
+            temporal=mean("temporal"),
         )
 
     def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:

@@ -22,6 +22,8 @@ class ReferenceSampler:
     guidance_scale: float
     height: int
     width: int
+    num_frames: int | None = None
+    """Frames of each clip for a video model (``None``: an image model)."""
 
 
 def _default_guidance(pipe: Any, source: str) -> float:
@@ -65,20 +67,29 @@ def _check_size(adapter: DenoiserAdapter, pipe: Any, height: int, width: int) ->
 
 
 def resolve_sampler(config: EvalConfig, pipe: Any, adapter: DenoiserAdapter, source: str) -> ReferenceSampler:
-    """The reference sampler of ``config`` on ``pipe``: the model's default guidance and image size where the
-    config says ``None``.
+    """The reference sampler of ``config`` on ``pipe``: the model's default guidance and image size (and, for a
+    video model, clip length) where the config says ``None``.
 
     Raises:
         EvalConfigError: the image size is not a whole number of latent pixels.
     """
+    from cachesearch.adapters import VideoAdapter
+
     g = config.guidance_scale
     default_h, default_w = adapter.default_size(pipe)
     height = config.height or default_h
     width = config.width or default_w
     _check_size(adapter, pipe, height, width)
+    frames = None
+    if isinstance(adapter, VideoAdapter):
+        frames = config.num_frames or adapter.num_frames(pipe)
+    elif config.num_frames is not None:
+        raise EvalConfigError(f"EvalConfig.num_frames: {type(pipe).__name__} renders images, not videos; leave it "
+                              f"unset")
     return ReferenceSampler(
         num_inference_steps=config.num_inference_steps,
         guidance_scale=_default_guidance(pipe, source) if g is None else g,
         height=height,
         width=width,
+        num_frames=frames,
     )

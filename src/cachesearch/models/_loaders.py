@@ -9,6 +9,8 @@ spec                        source                       what is loaded
 ``embedded:shapes``         ``embedded:shapes``          same
 ``embedded:scenes``         ``embedded:scenes``          the shipped 64 px ``scenes`` model (trained weights)
 ``arch:sd15``/``arch:sdxl`` ``arch:sd15``/``arch:sdxl``  real architecture, **random weights** (latency only)
+``arch:wan2.1-tiny``        ``arch:wan2.1-tiny``         a tiny Wan text-to-video pipeline, random weights (CI,
+                                                         trying a video run; ``arch:wan2.2-a14b-tiny``: 2 experts)
 ``/abs``, ``./rel``, ``~/x`` ``path:/abs``               a diffusers pipeline folder (``model_index.json``)
 ``path:<folder>``           ``path:/abs``                same, explicitly
 ``org/name``                ``hub:org/name``             a hub id, **from the local HF cache only**

@@ -49,6 +49,7 @@ from cachesearch.models._arch_build import (  # noqa: F401  (_allocate_, _init_r
     _init_random_,
 )
 from cachesearch.models._presets_dit import DIT_PRESETS, build_dit, dit_configs, dit_param_counts
+from cachesearch.models._presets_wan import TINY_WAN, tiny_wan_configs, tiny_wan_pipeline, tiny_wan_transformer
 from cachesearch.models._tokenizer import char_clip_tokenizer
 
 __all__ = ["ARCH_PRESETS", "arch_configs", "arch_param_counts", "build_arch_pipeline"]
@@ -237,9 +238,10 @@ _ARCHS: dict[str, _ArchSpec] = {
     ),
 }
 
-ARCH_PRESETS: tuple[str, ...] = tuple(_ARCHS) + DIT_PRESETS
+ARCH_PRESETS: tuple[str, ...] = tuple(_ARCHS) + DIT_PRESETS + tuple(TINY_WAN)
 """Names accepted by :func:`build_arch_pipeline` (also with an ``arch:`` prefix): the UNets here, the
-transformers (FLUX.1-dev, SD3.5-medium, PixArt-Σ) in :mod:`._presets_dit`."""
+transformers (FLUX.1-dev, SD3.5-medium, PixArt-Σ) in :mod:`._presets_dit`, the tiny Wan video pipelines in
+:mod:`._presets_wan`."""
 
 
 def _key(name: str) -> str:
@@ -262,6 +264,8 @@ def arch_configs(name: str) -> dict[str, dict[str, Any]]:
     ``transformer``, ``vae``, ``text_encoder``[, ``text_encoder_2``[, ``text_encoder_3``]], ``scheduler``)."""
     if _key(name) in DIT_PRESETS:
         return dit_configs(_key(name))
+    if _key(name) in TINY_WAN:
+        return tiny_wan_configs()
     _, spec = _spec(name)
     configs: dict[str, dict[str, Any]] = {"unet": copy.deepcopy(dict(spec.unet))}
     configs["vae"] = copy.deepcopy(dict(spec.vae))
@@ -316,7 +320,7 @@ def build_arch_pipeline(
         ValueError: unknown preset, ``components`` or non-floating ``dtype``.
     """
     key = _key(name)
-    denoiser = "transformer" if key in DIT_PRESETS else "unet"
+    denoiser = "transformer" if key in DIT_PRESETS or key in TINY_WAN else "unet"
     if components not in ("full", "denoiser", denoiser):
         raise ValueError(f"components must be 'full', 'denoiser' or {denoiser!r} for arch:{key}, got {components!r}")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
@@ -324,6 +328,10 @@ def build_arch_pipeline(
     dev = torch.device(device)
     if key in DIT_PRESETS:
         return build_dit(key, device=dev, dtype=dtype, full=components == "full", seed=seed)
+    if key in TINY_WAN:
+        if components == "full":
+            return tiny_wan_pipeline(key, seed=seed, device=dev, dtype=dtype)
+        return tiny_wan_transformer(seed).to(device=dev, dtype=dtype)
     spec = _ARCHS[key]
     unet = _build(_unet_factory(spec), device=dev, dtype=dtype, seed=seed)
     if components != "full":
@@ -349,6 +357,10 @@ def arch_param_counts(name: str) -> dict[str, int]:
     allocation). Keys: ``unet`` (``transformer``), ``vae``, ``text_encoder`` and the further text encoders."""
     if _key(name) in DIT_PRESETS:
         return dit_param_counts(_key(name))
+    if _key(name) in TINY_WAN:
+        pipe = tiny_wan_pipeline(_key(name))
+        return {c: sum(p.numel() for p in getattr(pipe, c).parameters())
+                for c in ("transformer", "transformer_2", "vae", "text_encoder") if getattr(pipe, c) is not None}
     _, spec = _spec(name)
     factories: dict[str, Callable[[], torch.nn.Module]] = {
         "unet": _unet_factory(spec),

@@ -3,7 +3,7 @@
 from ..adapters import denoiser_of
 from ..schedule._apply import register_applier
 from ._applier import AppliedSchedule, apply_schedule
-from ._experts import experts_of, fingerprint_module, fingerprint_of
+from ._experts import expert_starts, experts_of, fingerprint_module, fingerprint_of
 from ._libraries import check_installed_runtime
 from ._runtime_applied import AppliedRuntime, runtime_problem
 from ._runtime_compile import resolve_runtime
@@ -19,6 +19,7 @@ __all__ = [
     "check_installed_runtime",
     "count_calls",
     "denoiser_of",
+    "expert_starts",
     "experts_of",
     "fingerprint_module",
     "fingerprint_of",

@@ -19,7 +19,7 @@ from ..schedule import ReuseMode, Schedule, ScheduleError, fingerprint_mismatch
 from ._blockhooks import BlockHooks
 from ._clock import BATCHED, COND, UNCOND, Clock
 from ._compiling import compile_scope, pattern_compiled_forward, warn_if_too_many_patterns
-from ._experts import experts_of, fingerprint_module, fingerprint_of, uncompiled
+from ._experts import expert_starts, experts_of, fingerprint_module, fingerprint_of, uncompiled
 from ._loop import patch_cache_context, patch_scheduler
 from ._patches import Patches
 from ._runtime_applied import AppliedRuntime, apply_runtime
@@ -71,6 +71,7 @@ class AppliedSchedule:
             for attr, module in self._experts:
                 self._module(module, bm.block, attr)
         self._check_blocks()
+        self._check_expert_starts()
         # Only blocks that ever reuse need a wrapper: an all-R block runs untouched.
         hooked = [bm for bm in schedule.blocks if "." in bm.cond or "." in bm.uncond]
         self._hooked = hooked
@@ -182,6 +183,25 @@ class AppliedSchedule:
             except ScheduleError:
                 continue
             space.check_names([bm.block for bm in self.schedule.blocks])
+
+    def _check_expert_starts(self) -> None:
+        """In a pipeline with two experts, the step at which one takes over must recompute every block: a reuse
+        there would hand the new expert what the other expert computed."""
+        if len(self._experts) < 2 or self.pipe is None:
+            return
+        starts = expert_starts(self.pipe, self.schedule.num_steps, self.schedule.sampler.timesteps)
+        for bm in self.schedule.blocks:
+            for branch in ("cond",) if bm.shared else ("cond", "uncond"):
+                mask = getattr(bm, branch)
+                for s in starts:
+                    if mask[s] == ".":
+                        field = f'blocks["{bm.block}"]' + ("" if bm.shared else f".{branch}")
+                        names = " / ".join(str(a) for a, _ in self._experts)
+                        raise ScheduleError(
+                            f"{field}: step {s} is where this pipeline switches experts ({names}); reusing there "
+                            f"would hand one expert the other's output: the mask must recompute (R) at step {s} "
+                            f"(cs.compile_schedule(pipe, ...) does this)"
+                        )
 
     def _module(self, denoiser: torch.nn.Module, name: str, attr: str | None = None) -> torch.nn.Module:
         try:

@@ -8,14 +8,16 @@ block paths, and each step's row goes to the expert that runs that step (see :mo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from ..adapters import adapters, denoiser_of
-from ..schedule import architecture_fingerprint
+from ..adapters import adapter_for, adapters, denoiser_of
+from ..schedule import ScheduleError, architecture_fingerprint
+from ._steps import steps_of_calls
 
-__all__ = ["experts_of", "fingerprint_module", "fingerprint_of", "uncompiled"]
+__all__ = ["expert_starts", "experts_of", "fingerprint_module", "fingerprint_of", "uncompiled"]
 
 
 def uncompiled(module: torch.nn.Module) -> torch.nn.Module:
@@ -60,3 +62,21 @@ def fingerprint_of(target: Any) -> str:
                           for a, m in experts}}  # provenance keys (_name_or_path, ...) are not architecture
     params = ((f"{a}.{n}", tuple(p.shape)) for a, m in experts for n, p in m.named_parameters())
     return architecture_fingerprint(type(experts[0][1]).__name__, config, params)
+
+
+def expert_starts(target: Any, num_steps: int, timesteps: Sequence[int] | None = None) -> tuple[int, ...]:
+    """The steps (after step 0) at which another expert takes over in a pipeline with two experts, as its family's
+    adapter computes them from the sampler offline; ``()`` for one denoiser or when the adapter cannot tell. Such a
+    step recomputes every block, as step 0 does: nothing of the expert that takes over is stored yet."""
+    experts = experts_of(target)
+    if len(experts) < 2:
+        return ()
+    try:
+        adapter = adapter_for(uncompiled(experts[0][1]))
+    except ScheduleError:
+        return ()
+    per_call = getattr(adapter, "expert_steps", lambda *a, **k: None)(target, num_steps, timesteps)
+    if per_call is None:
+        return ()
+    step_of_call = steps_of_calls(target.scheduler, num_steps, len(per_call))
+    return tuple(sorted({step_of_call[c] for c in range(1, len(per_call)) if per_call[c] != per_call[c - 1]}))

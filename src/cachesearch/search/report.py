@@ -216,6 +216,24 @@ def _composition_lines(trials: list[FrozenTrial], export: ExportResult) -> list[
     return lines
 
 
+def _video_lines(run_dir: Path, export: ExportResult, metric: str) -> list[str]:
+    """For a video run: what a loss is, and each front file's held-out temporal error (from ``heldout.json``)."""
+    import json
+
+    try:
+        results = json.loads((run_dir / "heldout.json").read_text(encoding="utf-8")).get("results", {})
+    except (OSError, ValueError):
+        results = {}
+    temporal = {r.get("schedule"): r.get("temporal") for r in results.values() if isinstance(r, dict)}
+    lines = ["", "## Videos", "",
+             f"Each loss above is the `{metric}` of every frame to the reference frame, averaged over the clip's "
+             "frames. The temporal error is the RMS difference between the clip's frame-to-frame changes and the "
+             "reference's (pixel units; 0 = the same motion): flicker and wrong motion that per-frame scores "
+             "cannot see.", "", "| file | held-out per-frame mean | held-out temporal error |", "|---|---:|---:|"]
+    lines += [f"| `{e.file}` | {_f(e.quality.heldout)} | {_f(temporal.get(e.name))} |" for e in export.entries]
+    return lines
+
+
 def write_report(prep: Prepared, export: ExportResult, progress: Progress | None = None) -> Path:
     """Write ``report.md``, ``pareto.png``, the image grid (``gallery/``) and ``report.html`` into the run
     directory; returns the path of ``report.md``."""
@@ -241,8 +259,9 @@ def write_report(prep: Prepared, export: ExportResult, progress: Progress | None
         f"- **model**: `{ev.source}` ({desc['model']['class']}, fingerprint `{ev.fingerprint[:19]}…`)"
         + (" — **random weights: quality numbers describe nothing real**" if ev.random_weights else ""),
         f"- **sampler**: {sampler.get('scheduler')}, {sampler.get('num_inference_steps')} steps, guidance "
-        f"{sampler.get('guidance_scale')}, {sampler.get('height')}×{sampler.get('width')} px, "
-        f"device `{desc.get('device')}`",
+        f"{sampler.get('guidance_scale')}, {sampler.get('height')}×{sampler.get('width')} px"
+        + (f", {sampler['num_frames']} frames" if sampler.get("num_frames") else "")
+        + f", device `{desc.get('device')}`",
         f"- **quality metric**: `{ev.metric_name}` (mean distance to full compute; lower is better)"
         + ("" if ev.metric_name == settings.metric else f" — `{settings.metric}` was asked for but is unavailable "
            f"offline; values are not comparable with `{settings.metric}`"),
@@ -296,6 +315,8 @@ def write_report(prep: Prepared, export: ExportResult, progress: Progress | None
             f"{_f(held and held.max)} | {_share(held)} | {held.n if held else '–'} | "
             f"{_f(e.accuracy.heldout, 3)} | {e.baseline or 'search'} |"
         )
+    if sampler.get("num_frames"):
+        lines += _video_lines(run_dir, export, ev.metric_name)
     comparisons = compare_with_baselines(export)
     lines += ["", "## Against the baselines", ""]
     lines += [f"- {h}" for h in headline(export)]
