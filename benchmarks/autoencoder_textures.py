@@ -1,6 +1,6 @@
 """Do the scenes-data autoencoders carry the objects' textures? (Why the first ``embedded:scenes`` drew flat objects.)
 
-For each texture of the scenes data (:func:`cachesearch.models.scenes._data._texture`: stripes of period 4-8 px,
+For each texture of the scenes data (:func:`cachesearch.embedded.scenes._data._texture`: stripes of period 4-8 px,
 checkerboards of 3-5 px cells) and for solid patches as the floor, it renders ``--n`` 40 px textured squares on a
 flat background exactly as the data mixes them, sends them through encode (posterior mean) -> decode, and compares
 the texture component (each image's inner 32 px minus its mean) of the reconstruction with the ground truth's:
@@ -10,7 +10,7 @@ latent the textures are: ``--n`` whole scenes per texture scale (``fine``: the s
 as rendered and with every texture made solid (the same draws), and ``texture_rms`` is the RMS of the difference of
 the scaled latents (``std``: their overall std, 1 by the scaling factor's design). By default it measures the shipped
 ``scenes`` autoencoder (``shapes-flux`` ships the same weights); ``--vae`` (repeatable) names others, e.g. a run of
-:mod:`cachesearch.models.scenes._autoencoder`.
+the repository's ``training/scenes_autoencoder.py``.
 
 Usage::
 
@@ -31,8 +31,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench import RESULTS, environment, repo_relative, write_and_say  # noqa: E402
 
-from cachesearch.models.scenes import _data as D  # noqa: E402
-from cachesearch.models.shapes._train import to_model_input  # noqa: E402
+from cachesearch.embedded.scenes import _data as D  # noqa: E402
+from cachesearch.embedded.shapes import to_model_input  # noqa: E402
 
 _SIDE, _AT = 40, 12  # patch side and offset in the 64 px image; statistics on the inner 32 px
 _INNER = (slice(None), slice(None), slice(16, 48), slice(16, 48))
@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=RESULTS / "autoencoder_textures.json")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    from cachesearch.models import scenes
-    from cachesearch.models.scenes._vae import load_vae
+    from cachesearch.embedded import scenes
+    from cachesearch.embedded.scenes._vae import load_vae
 
     folders = args.vae or [str(scenes.pipeline_path() / "vae")]
     results = {}

@@ -42,6 +42,7 @@ import torch
 from _bench import environment, write_json
 
 import cachesearch as cs
+from cachesearch.embedded import embedded_name, embedded_package
 from cachesearch.evaluate import (
     FEATURE_SPACE,
     EvalConfig,
@@ -52,7 +53,6 @@ from cachesearch.evaluate import (
     profile_id,
     psnr,
 )
-from cachesearch.models._embedded import embedded_name, embedded_package
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"

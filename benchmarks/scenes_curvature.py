@@ -143,9 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=RESULTS / "scenes_curvature.json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    from cachesearch.embedded import embedded_package
     from cachesearch.evaluate import builtin_prompts
     from cachesearch.evaluate._quality import get_perceptual_metric
-    from cachesearch.models._embedded import embedded_package
 
     pkg = embedded_package(args.model)
     if pkg is None:

@@ -167,8 +167,8 @@ def tiny_guided_flux_pipeline(seed: int = 0) -> Any:
     """The tiny FLUX pipeline as the embedded shapes-flux model is built: ``EmbeddedFluxPipeline`` (16 text
     tokens) with a ``GuidedFluxTransformer2DModel`` (classifier-free guidance batched inside its one call per
     step: the blocks see ``[uncond; cond]`` when ``guidance_scale > 1``), random learned null conditioning."""
-    from cachesearch.models.shapes_flux._guided import GuidedFluxTransformer2DModel
-    from cachesearch.models.shapes_flux._pipeline import EmbeddedFluxPipeline, mark_text_tokens
+    from cachesearch.embedded.shapes_flux._guided import GuidedFluxTransformer2DModel
+    from cachesearch.embedded.shapes_flux._pipeline import EmbeddedFluxPipeline, mark_text_tokens
 
     base = tiny_dit_pipeline("flux", seed)
     with torch.random.fork_rng(devices=[]):

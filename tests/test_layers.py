@@ -15,15 +15,16 @@ PACKAGE = Path(cachesearch.__file__).resolve().parent
 
 # Ordered layers: prefixes of dotted module names (inside cachesearch), most specific first.
 LAYERS: list[tuple[str, int]] = [
-    ("_version", 0), ("_atomic", 0), ("_util", 0),
+    ("_version", 0), ("_atomic", 0), ("_util", 0), ("_quiet", 0),
     ("schedule", 1),
     ("adapters", 2),
     ("runtime", 3),
-    ("models", 4),
-    ("_compile", 5),
-    ("evaluate", 6),
-    ("search", 7),
-    ("commands", 8), ("cli", 8),
+    ("embedded", 4),
+    ("models", 5),
+    ("_compile", 6),
+    ("evaluate", 7),
+    ("search", 8),
+    ("commands", 9), ("cli", 9),
 ]
 
 
@@ -155,3 +156,14 @@ def test_no_import_cycles_between_modules():
         if v not in index:
             visit(v)
     assert not cycles, f"import cycles: {cycles}"
+
+
+def test_the_package_never_imports_the_trainers():
+    """The repository's ``training/`` scripts are not installed: nothing in the package may import them."""
+    bad = []
+    for module, path in _MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and not node.level and node.module else [])
+            bad += [f"cachesearch.{module} imports {n}" for n in names if n.split(".")[0] == "training"]
+    assert not bad, "\n".join(bad)

@@ -39,10 +39,27 @@ def test_no_machine_paths_in_committed_data() -> None:
     of the machine they were made on."""
     root = Path(__file__).resolve().parents[1]
     folders = [root / "artifacts", root / "docs", root / "search_spaces",
-               *(root / "src/cachesearch/models").glob("*/pipeline")]
+               *(root / "src/cachesearch/embedded").glob("*/pipeline")]
     files = [f for d in folders for f in d.rglob("*")
              if f.is_file() and f.suffix in (".json", ".md", ".yaml", ".txt")]
     assert len(files) > 20
     for f in [*files, root / "README.md"]:
         text = f.read_text(errors="replace")
         assert "/work/" not in text and "/tmp/" not in text and "/root/" not in text, f
+
+
+def test_the_trainers_stay_out_of_the_wheel() -> None:
+    """setuptools' package discovery (pyproject's ``[tool.setuptools.packages.find]``) finds the embedded models
+    with their shipped weights, and not the repository's ``training/`` folder."""
+    import pytest
+    from setuptools import find_packages
+
+    tomllib = pytest.importorskip("tomllib")
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    find = config["packages"]["find"]
+    packages = [p for where in find["where"] for p in find_packages(where=str(REPO / where), include=find["include"])]
+    assert {"cachesearch.embedded.shapes", "cachesearch.embedded.scenes", "cachesearch.embedded.shapes_flux"} \
+        <= set(packages)
+    assert not [p for p in packages if p.split(".")[0] == "training"], packages
+    assert "*.safetensors" in config["package-data"]["*"]  # the shipped weights travel with their packages
+    assert (REPO / "training" / "__init__.py").is_file() and (REPO / "training" / "README.md").is_file()

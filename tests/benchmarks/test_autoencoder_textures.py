@@ -15,14 +15,14 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_texture_transfer_of_the_shipped_autoencoders(tmp_path):
     out = tmp_path / "tex.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
-    models = ROOT / "src" / "cachesearch" / "models"
+    models = ROOT / "src" / "cachesearch" / "embedded"
     vaes = [arg for m in ("shapes_flux", "scenes") for arg in ("--vae", str(models / m / "pipeline" / "vae"))]
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "autoencoder_textures.py"), "--n", "2",
                            *vaes, "--out", str(out)], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads(out.read_text())
-    assert set(doc["results"]) == {"src/cachesearch/models/shapes_flux/pipeline/vae",
-                                   "src/cachesearch/models/scenes/pipeline/vae"}
+    assert set(doc["results"]) == {"src/cachesearch/embedded/shapes_flux/pipeline/vae",
+                                   "src/cachesearch/embedded/scenes/pipeline/vae"}
     for entry in doc["results"].values():
         assert {"solid", "stripes", "checker", "stripes-period-4", "stripes-period-16"} <= set(entry["rows"])
         assert entry["rows"]["solid"]["corr"] is None and -1 <= entry["rows"]["stripes"]["corr"] <= 1

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from scenes_curvature import ddim_retention  # noqa: E402
 
-SCHEDULER = ROOT / "src" / "cachesearch" / "models" / "scenes" / "pipeline" / "scheduler"
+SCHEDULER = ROOT / "src" / "cachesearch" / "embedded" / "scenes" / "pipeline" / "scheduler"
 
 
 def _diffusers_sample(scheduler: DDIMScheduler, steps: int, grain_std: float) -> float:
@@ -59,7 +59,7 @@ def test_cli_on_two_heldout_images(tmp_path):
                            "--out", str(out)], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads(out.read_text())
-    assert doc["pipeline"] == "src/cachesearch/models/scenes/pipeline" and doc["reference_steps"] == 50
+    assert doc["pipeline"] == "src/cachesearch/embedded/scenes/pipeline" and doc["reference_steps"] == 50
     (row,) = doc["rows"]
     for k in (30, 20, 10):
         d = row[f"steps-{k}"]

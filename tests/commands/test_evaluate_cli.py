@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 import cachesearch as cs
 from cachesearch.cli import app
+from cachesearch.embedded import shapes
 from cachesearch.evaluate import load_profile
-from cachesearch.models import shapes
 from cachesearch.models._loaders import load_model
 
 EMBEDDED_WEIGHTS = shapes.pipeline_path() / "unet" / "diffusion_pytorch_model.safetensors"

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import cachesearch.models
 from cachesearch.cli import app
-from cachesearch.models import shapes
+from cachesearch.embedded import shapes
 from cachesearch.schedule import BlockEntry, load_schedule
 
 ROOT = Path(__file__).resolve().parents[2]

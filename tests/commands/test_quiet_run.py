@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cachesearch.models import shapes
+from cachesearch.embedded import shapes
 
 ROOT = Path(__file__).resolve().parents[2]
 EMBEDDED_WEIGHTS = shapes.pipeline_path() / "unet" / "diffusion_pytorch_model.safetensors"

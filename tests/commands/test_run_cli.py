@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from cachesearch.cli import app
-from cachesearch.models import shapes
+from cachesearch.embedded import shapes
 from cachesearch.models._loaders import load_model
 from cachesearch.schedule import load_schedule
 from cachesearch.search.study import finished_count, open_storage

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 import cachesearch as cs
 from cachesearch.cli import app
-from cachesearch.models import shapes_flux
+from cachesearch.embedded import shapes_flux
 from cachesearch.models._loaders import load_model
 
 runner = CliRunner()

@@ -18,7 +18,7 @@ import torch
 from typer.testing import CliRunner
 
 from cachesearch.cli import app
-from cachesearch.models import shapes
+from cachesearch.embedded import shapes
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()

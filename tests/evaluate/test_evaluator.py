@@ -12,8 +12,8 @@ import yaml
 import cachesearch as cs
 from cachesearch.adapters import denoiser_of
 from cachesearch.adapters.unet2d import UNet2DAdapter
+from cachesearch.embedded import shapes
 from cachesearch.evaluate import EvalConfig, EvalConfigError, EvalResult, Evaluator
-from cachesearch.models import shapes
 from cachesearch.models._loaders import LoadedModel, load_model
 from cachesearch.schedule import ScheduleError, parse_schedule
 from tests._tiny import tiny_sd_pipeline

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import cachesearch as cs
+from cachesearch.embedded import shapes
 from cachesearch.evaluate import EvalConfig, Evaluator, load_profile, profile_blocks, profile_id, save_profile
-from cachesearch.models import shapes
 from cachesearch.models._loaders import load_model
 from cachesearch.schedule import BlockKind, BlockProfile, ScheduleError
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from cachesearch.embedded.shapes import parse_caption
 from cachesearch.evaluate import PromptFileError, PromptSet, builtin_prompts, load_prompt_file
-from cachesearch.models.shapes import parse_caption
 
 
 @pytest.mark.parametrize("source", ["embedded:shapes", "arch:sd15"])

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from cachesearch.embedded import shapes
 from cachesearch.evaluate import EvalConfig, Evaluator, ReferenceCache
 from cachesearch.evaluate._reference import key_digest, weights_hash
-from cachesearch.models import shapes
 from cachesearch.models._loaders import LoadedModel, load_model
 from tests._tiny import tiny_sd_pipeline
 

@@ -154,7 +154,7 @@ def test_default_dtypes() -> None:
 
 
 def test_embedded_calls_shapes_loader(monkeypatch: pytest.MonkeyPatch) -> None:
-    shapes = pytest.importorskip("cachesearch.models.shapes")
+    shapes = pytest.importorskip("cachesearch.embedded.shapes")
     calls: list[tuple[torch.device, torch.dtype]] = []
 
     def fake_load_pipeline(device: torch.device, dtype: torch.dtype) -> StableDiffusionPipeline:
@@ -177,7 +177,7 @@ def test_embedded_calls_shapes_loader(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_embedded_model_if_shipped() -> None:
-    shapes = pytest.importorskip("cachesearch.models.shapes")
+    shapes = pytest.importorskip("cachesearch.embedded.shapes")
     index = shapes.pipeline_path() / "model_index.json"
     if not index.is_file():
         pytest.skip("the embedded model's weights are not in the package yet")

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cachesearch.cli import app
-from cachesearch.models import shapes
+from cachesearch.embedded import shapes
 from tests._chromium import chromium, missing_reason
 
 EMBEDDED_WEIGHTS = shapes.pipeline_path() / "unet" / "diffusion_pytorch_model.safetensors"

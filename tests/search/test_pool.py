@@ -15,7 +15,7 @@ import pytest
 from optuna.trial import TrialState
 
 import cachesearch as cs
-from cachesearch.models import shapes
+from cachesearch.embedded import shapes
 from cachesearch.search import RunSettings, run_search
 from cachesearch.search.executors.base import Progress
 from cachesearch.search.study import open_storage

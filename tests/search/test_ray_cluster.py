@@ -22,7 +22,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from cachesearch.models import shapes
+from cachesearch.embedded import shapes
 from cachesearch.schedule import load_front, load_schedule
 from cachesearch.search.study import finished_count, open_storage
 

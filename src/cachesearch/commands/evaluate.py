@@ -269,7 +269,7 @@ def run_image_counts(schedule: Schedule, schedule_file: Path) -> tuple[int, int,
 
 
 def _default_steps(spec: str) -> int:
-    from ..models._embedded import embedded_package
+    from ..embedded import embedded_package
 
     package = embedded_package(spec)
     return int(package.DEFAULT_STEPS) if package is not None else 50

@@ -1,4 +1,7 @@
-"""``cachesearch generate`` (one image, optionally with a schedule) and ``cachesearch train-embedded``."""
+"""``cachesearch generate``: one image, optionally with a schedule.
+
+(The embedded models' trainers are not installed: they live in the repository's ``training/`` folder,
+``python -m training.shapes --out DIR`` from a clone; see training/README.md.)"""
 
 from __future__ import annotations
 
@@ -61,8 +64,8 @@ def generate(
         set_threads(threads, device)
         import torch
 
+        from ..embedded import embedded_package
         from ..models import load_model
-        from ..models._embedded import embedded_package
 
         loaded = load_model(spec, device=device)
         pipe = loaded.pipe
@@ -136,27 +139,6 @@ def _applied(sched: Any, pipe: Any, force: bool) -> Iterator[None]:
         handle.remove()
 
 
-def train_embedded(
-    out: Path = typer.Option(..., "--out", help="Folder for the trained pipeline (+ training.json)."),
-    seed: int = typer.Option(0, "--seed"),
-    steps: int = typer.Option(4000, "--steps", help="UNet + text-encoder training steps."),
-    vae_steps: int = typer.Option(800, "--vae-steps", help="VAE training steps (first)."),
-    minutes: float | None = typer.Option(None, "--minutes", help="Wall-clock budget; stops early when reached."),
-    device: str = typer.Option("cpu", "--device"),
-) -> None:
-    """Train the embedded shapes model from scratch (reproducible; see README for the shipped run)."""
-    from ..models.shapes._train import main as train_main
-
-    with user_errors():
-        check_device(device)
-    argv = ["--out", str(out), "--seed", str(seed), "--steps", str(steps), "--vae-steps", str(vae_steps),
-            "--device", device]
-    if minutes is not None:
-        argv += ["--minutes", str(minutes)]
-    train_main(argv)
-
-
 def register(app: typer.Typer) -> None:
-    """Add ``generate`` and ``train-embedded``."""
+    """Add ``generate``."""
     app.command("generate")(generate)
-    app.command("train-embedded")(train_embedded)

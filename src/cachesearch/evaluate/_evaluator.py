@@ -423,7 +423,7 @@ class Evaluator(EvaluatorViews):
 
     def accuracy(self, images: torch.Tensor, split: str, which: slice | None = None) -> float | None:
         """Embedded model: fraction of images matching their caption's colors and shape; else ``None``."""
-        from cachesearch.models._embedded import embedded_package
+        from cachesearch.embedded import embedded_package
 
         package = embedded_package(self.source)
         if package is None:

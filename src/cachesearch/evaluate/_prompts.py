@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cachesearch.models._embedded import embedded_name
+from cachesearch.embedded import embedded_name
 
 __all__ = [
     "GENERIC_PROMPTS",
@@ -167,7 +167,7 @@ class PromptSet:
 def _embedded_order(model_source: str) -> list[str]:
     import numpy as np
 
-    from cachesearch.models._embedded import embedded_package
+    from cachesearch.embedded import embedded_package
 
     captions = [c.text() for c in embedded_package(model_source).all_captions()]
     order = np.random.default_rng(_SHUFFLE_SEED).permutation(len(captions))

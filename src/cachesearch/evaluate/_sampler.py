@@ -27,7 +27,7 @@ class ReferenceSampler:
 
 
 def _default_guidance(pipe: Any, source: str) -> float:
-    from cachesearch.models._embedded import embedded_package
+    from cachesearch.embedded import embedded_package
 
     package = embedded_package(source)
     if package is not None:

@@ -1,4 +1,4 @@
-"""Model adapters (block lists, I/O contracts, DeepCache branches, costs), loaders and the embedded model.
+"""Model loaders (embedded models, ``arch:`` presets, folders, hub ids), MAC counting, and the adapters re-exported.
 
 The adapters are imported eagerly (torch only); loaders, presets and MAC counting resolve lazily, so
 ``import cachesearch`` does not import diffusers/transformers (and through them torchvision).

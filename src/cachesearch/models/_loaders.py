@@ -33,10 +33,10 @@ from typing import Any
 import torch
 from diffusers import DiffusionPipeline
 
-from cachesearch.models._embedded import DEFAULT_EMBEDDED, EMBEDDED_PACKAGES, embedded_package
+from cachesearch._quiet import low_cpu_mem_usage, quiet_loading
+from cachesearch.embedded import DEFAULT_EMBEDDED, EMBEDDED_PACKAGES, embedded_package
 from cachesearch.models._errors import ModelLoadError
 from cachesearch.models._presets import ARCH_PRESETS, build_arch_pipeline
-from cachesearch.models._quiet import low_cpu_mem_usage, quiet_loading
 
 __all__ = ["EMBEDDED_MODELS", "LoadedModel", "load_model", "normalize_spec"]
 
