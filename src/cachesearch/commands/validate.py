@@ -7,16 +7,19 @@ from typing import Annotated, Any
 
 import typer
 
+from ..schedule._ir import FORMATS
 from ._common import check_device, fail, quiet_libraries, user_errors
 
 __all__ = ["register"]
+
+_VERSIONS = ", ".join(f"@{f.rsplit('@', 1)[1]}" for f in FORMATS)  # "@1, @2, @3, @4": every version read
 
 
 def validate(
     files: Annotated[list[str], typer.Argument(
         metavar="FILE_OR_DIR...",
-        help="Schedule files (cachesearch/schedule@1 to @4), index files (a run's schedules/index.yaml: every "
-             "schedule it lists must exist and load) or folders (their index.yaml and every schedule in them).")],
+        help=f"Schedule files (cachesearch/schedule {_VERSIONS}), index files (a run's schedules/index.yaml: "
+             "every schedule it lists must exist and load) or folders (their index.yaml and every schedule in them).")],
     model: str = typer.Option(None, "--model", "-m", help="Model spec to check against (embedded, a pipeline "
                                                            "folder, a cached hub id, arch:sd15). Without it only "
                                                            "the file format is checked."),

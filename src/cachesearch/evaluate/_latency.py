@@ -209,7 +209,10 @@ def remeasure_if_noisy(
     ``max_remeasures`` more times) and return the measurement with the smallest relative spread.
 
     Args:
-        fn, warmup, repeats, device: As in :func:`measure_latency`.
+        fn: As in :func:`measure_latency`.
+        warmup: As in :func:`measure_latency`.
+        repeats: As in :func:`measure_latency`.
+        device: As in :func:`measure_latency`.
         max_relative_spread: Threshold on :attr:`LatencyStats.relative_spread` (> 0).
         max_remeasures: Upper bound on extra measurements (>= 0).
         first: An existing measurement of ``fn`` to start from instead of measuring once more.

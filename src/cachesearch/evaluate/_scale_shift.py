@@ -227,7 +227,8 @@ def fit_scale_shift(
         method: ``"lstsq"`` (closed-form per-channel least squares between the reused output and the fresh
             output at that step) or ``"distill"`` (Adam on the cached denoiser's output vs the uncached one at
             every step, ``iterations`` updates at learning rate ``lr``; needs a one-call-per-step sampler).
-        height, width: image size of the fitting runs (default: the pipeline's); fit at the size you generate.
+        height: image height of the fitting runs (default: the pipeline's); fit at the size you generate.
+        width: image width of the fitting runs (default: the pipeline's).
 
     Blocks with per-CFG-branch masks are fitted by ``distill`` only (``lstsq`` observes whole-batch reuse).
     """
