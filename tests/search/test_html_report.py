@@ -48,6 +48,8 @@ def test_the_page_is_self_contained_and_the_gallery_is_on_disk(run_dir: Path) ->
         assert (run_dir / "schedules" / c["file"]).is_file()
     assert html.count('class="mask"') == len(columns) - 1  # one heatmap per picked schedule
     assert "Against the baselines" in html and "<table" in html
+    assert "held-out mean [95 %]" in html and "<th>p90</th>" in html and "held-out p90" in html  # the tail columns
+    assert "<th>&gt; 0.05</th>" in html and re.search(r"<td class=\"num\">\d+ / 4</td>", html)  # broken / pairs
     assert not list(run_dir.parent.parent.rglob("*.lock"))  # no stale lock in the run or the reference cache
 
 
