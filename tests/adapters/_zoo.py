@@ -307,15 +307,16 @@ TINY: dict[str, Tiny] = {
 }
 
 
-def build(name: str, seed: int = 0) -> torch.nn.Module:
-    """The tiny model of class ``name`` (float32, eval mode, seeded; the caller's RNG untouched).
+def build(name: str, seed: int = 0, **overrides: Any) -> torch.nn.Module:
+    """The tiny model of class ``name`` (float32, eval mode, seeded; the caller's RNG untouched); ``overrides``
+    replace entries of its configuration (more layers, say).
 
     Parameters a model initialises to zero (adaLN-zero gates, zero output projections: ERNIE-Image, PRX) are drawn
     at random too: zero gates make every block the identity and a zero output layer every output zero, and no
     check could tell a cached block from a computed one."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = getattr(diffusers, name)(**TINY[name].config)
+        model = getattr(diffusers, name)(**{**TINY[name].config, **overrides})
         with torch.no_grad():
             for param in model.parameters():
                 if param.is_floating_point() and param.numel() > 1 and not param.any():

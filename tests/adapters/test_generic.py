@@ -15,6 +15,7 @@ from cachesearch.adapters import (
     adapter_for,
     block_io_of,
     block_lists_of,
+    diffusers_hook_problem,
     register_block_lists,
 )
 from cachesearch.schedule import BlockKind
@@ -164,3 +165,15 @@ def test_the_layouts_we_put_before_diffusers_registry_still_disagree_with_it():
     io = block_io_of(block)
     assert (meta.return_hidden_states_index, meta.return_encoder_hidden_states_index) == (0, None)
     assert (io.return_hidden_states_index, io.return_encoder_hidden_states_index) == (1, 0)
+
+
+def test_which_denoisers_diffusers_block_level_cache_hooks_can_run_on():
+    """FirstBlockCache, MagCache and SeaCache look each block class up in diffusers' TransformerBlockRegistry (by the
+    class itself: ChronoEdit's copy of WanTransformerBlock is not found); the runtime search families ask this
+    before offering them."""
+    assert diffusers_hook_problem(build("WanTransformer3DModel")) is None
+    assert diffusers_hook_problem(build("FluxTransformer2DModel")) is None
+    msg = diffusers_hook_problem(build("LTX2VideoTransformer3DModel"))
+    assert msg == ("diffusers' TransformerBlockRegistry has no output layout for LTX2VideoTransformerBlock, which its "
+                   "block-level cache hooks need")
+    assert "WanTransformerBlock" in diffusers_hook_problem(build("ChronoEditTransformer3DModel"))

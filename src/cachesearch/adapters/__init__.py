@@ -8,7 +8,14 @@ below.
 from __future__ import annotations
 
 from . import _examples_flux, _examples_image, _examples_video, _layouts, flux, pixart, sd3, unet2d, wan  # noqa: F401
-from ._dit import Component, TransformerAdapter, block_lists_of, register_block_lists, register_components
+from ._dit import (
+    Component,
+    TransformerAdapter,
+    block_lists_of,
+    diffusers_hook_problem,
+    register_block_lists,
+    register_components,
+)
 from ._examples import Example, Make, Sizes, example_for, register_example_inputs
 from ._video import VideoAdapter
 from .base import (
@@ -39,6 +46,7 @@ __all__ = [
     "block_io_of",
     "block_lists_of",
     "denoiser_of",
+    "diffusers_hook_problem",
     "example_for",
     "family_of",
     "register_adapter",

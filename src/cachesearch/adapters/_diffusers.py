@@ -28,6 +28,7 @@ __all__ = [
     "component_classes",
     "diffusers_block_io",
     "is_diffusers_module",
+    "registered_in_diffusers",
 ]
 
 EXTRA_BLOCK_LISTS = (
@@ -118,6 +119,17 @@ def _registered(cls: type) -> dict[str, Any] | None:
         "encoder_hidden_states_position": _position(cls, encoder),
         "channel_dim": -1,  # transformer blocks take and return [B, L, C] token sequences
     }
+
+
+def registered_in_diffusers(cls: type) -> bool:
+    """Whether diffusers' ``TransformerBlockRegistry`` registers exactly ``cls`` (what its block-level cache hooks,
+    FirstBlockCache, MagCache and SeaCache, look up: a copied class of the same name does not do)."""
+    if cls.__module__.split(".")[0] != "diffusers":
+        return False
+    from diffusers.hooks._helpers import TransformerBlockRegistry
+
+    TransformerBlockRegistry._register()
+    return cls in TransformerBlockRegistry._registry
 
 
 def diffusers_block_io(cls: type) -> dict[str, Any] | None:

@@ -26,7 +26,13 @@ import torch
 
 from ..schedule import BlockInfo, BlockKind, BlockSpace, ScheduleError
 from . import _blocks  # noqa: F401  (registers the Attention / FeedForward / Linear contracts)
-from ._diffusers import attention_classes, block_list_names, component_classes, is_diffusers_module
+from ._diffusers import (
+    attention_classes,
+    block_list_names,
+    component_classes,
+    is_diffusers_module,
+    registered_in_diffusers,
+)
 from ._examples import Sizes, example_for
 from .base import DenoiserAdapter, register_adapter
 
@@ -36,6 +42,7 @@ __all__ = [
     "TransformerAdapter",
     "block_lists_of",
     "check_sizes",
+    "diffusers_hook_problem",
     "place",
     "register_block_lists",
     "register_components",
@@ -143,6 +150,18 @@ def transformer_layers(
     return out
 
 
+def diffusers_hook_problem(denoiser: torch.nn.Module, lists: tuple[str, ...] | None = None) -> str | None:
+    """Why diffusers' block-level cache hooks (FirstBlockCache, MagCache, SeaCache: they look each block class up
+    in its ``TransformerBlockRegistry``) cannot run on ``denoiser``'s blocks, or ``None`` when they can."""
+    lists = block_lists_of(denoiser) if lists is None else lists
+    classes = {type(block) for name in lists for block in (_submodule(denoiser, name) or ())}
+    missing = sorted(cls.__name__ for cls in classes if not registered_in_diffusers(cls))
+    if not missing:
+        return None
+    return (f"diffusers' TransformerBlockRegistry has no output layout for {', '.join(missing)}, which its "
+            f"block-level cache hooks need")
+
+
 def place(denoiser: torch.nn.Module, device: torch.device | str | None, dtype: torch.dtype | None) -> dict[str, Any]:
     """``{"device": ..., "dtype": ...}`` for example inputs: the given ones, else the denoiser's."""
     param = next(denoiser.parameters(), None)
@@ -248,7 +267,7 @@ class TransformerAdapter(DenoiserAdapter):
         default_h, default_w = example.size(getattr(denoiser, "config", {}))
         h = default_h if height is None else height
         w = default_w if width is None else width
-        f = example.frames if frames is None else frames
+        f = example.default_frames(getattr(denoiser, "config", {})) if frames is None else frames
         check_sizes(batch=batch_size, latent_height=h, latent_width=w, frames=f, text=text or 1)
         sizes = Sizes(batch=batch_size, frames=f, height=h, width=w, text=text or self.text_tokens(denoiser))
         return example.inputs(denoiser, sizes, generator=generator, **place(denoiser, device, dtype))
@@ -261,8 +280,14 @@ class TransformerAdapter(DenoiserAdapter):
         return h * vae_factor(pipe), w * vae_factor(pipe)
 
     def latent_shape(self, pipe: Any, height: int, width: int) -> tuple[int, ...]:
+        """One sample's latents as the denoiser takes them: the example inputs' latent at ``height × width``
+        pixels (on the meta device: shapes only), without its batch dimension (a per-sample list's first
+        element). Video families override it with the pipeline's frames."""
         factor = vae_factor(pipe)
-        return int(pipe.transformer.config.in_channels), height // factor, width // factor
+        denoiser = pipe.transformer
+        latent = self.example_inputs(denoiser, height=height // factor, width=width // factor,
+                                     device="meta")[example_for(denoiser).latent]
+        return tuple(latent[0].shape) if isinstance(latent, list) else tuple(latent.shape[1:])
 
 
 register_adapter(TransformerAdapter())

@@ -82,6 +82,8 @@ class Example:
         timestep: the input that carries the timestep (a sampling loop sets it per step).
         timestep_scale: the timestep value of pure noise (1000 for most; 1 where the model takes sigmas).
         video: whether the model denoises videos (frames).
+        config_size: ``config -> (frames, height, width)``, the default latent size where the model's config
+            fixes it (learned positional embeddings: CogVideoX's ``sample_frames``, ``sample_height``, ...).
     """
 
     build: Builder
@@ -93,9 +95,17 @@ class Example:
     timestep: str = "timestep"
     timestep_scale: float = 1000.0
     video: bool = False
+    config_size: Callable[[Mapping[str, Any]], tuple[int, int, int]] | None = None
+
+    def default_frames(self, config: Mapping[str, Any]) -> int:
+        """Default latent frames: the config's where it fixes them, else the table's."""
+        return self.config_size(config)[0] if self.config_size is not None else self.frames
 
     def size(self, config: Mapping[str, Any]) -> tuple[int, int]:
-        """Default latent ``(height, width)``: the table's, else the config's ``sample_size``."""
+        """Default latent ``(height, width)``: the config's where it fixes them, the table's, else the config's
+        ``sample_size``."""
+        if self.config_size is not None:
+            return self.config_size(config)[1:]
         if self.height is not None and self.width is not None:
             return self.height, self.width
         sample = config.get("sample_size")

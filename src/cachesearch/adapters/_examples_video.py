@@ -59,13 +59,20 @@ def _ltx(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
     }
 
 
-@example("CogVideoXTransformer3DModel", height=60, width=90, frames=13, text=226, video=True)
+def _cogvideox_size(c: Mapping[str, Any]) -> tuple[int, int, int]:
+    """CogVideoX's learned positional embeddings fix the latent size: ``sample_frames`` pixel frames compressed
+    ``temporal_compression_ratio`` times, ``sample_height`` × ``sample_width`` latents."""
+    return (c["sample_frames"] - 1) // c["temporal_compression_ratio"] + 1, c["sample_height"], c["sample_width"]
+
+
+@example("CogVideoXTransformer3DModel", text=226, video=True, config_size=_cogvideox_size)
 def _cogvideox(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
     """CogVideoX (480 × 720, 49 frames: 60 × 90 latents, 13 latent frames; T5 226 tokens); latents are
     ``[B, F, C, H, W]``; CogVideoX 1.5 image-to-video (``ofs_embed_dim``) also takes the ``ofs`` scale."""
+    text = c.get("max_text_seq_length") or s.text  # the pipeline pads the prompt to it (positional embeddings)
     inputs = {
         "hidden_states": m.data(s.batch, s.frames, c["in_channels"], s.height, s.width),
-        "encoder_hidden_states": m.data(s.batch, s.text, c["text_embed_dim"]),
+        "encoder_hidden_states": m.data(s.batch, text, c["text_embed_dim"]),
         "timestep": m.full(500.0, s.batch),
     }
     if c.get("ofs_embed_dim"):
@@ -128,7 +135,7 @@ def _allegro(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
             "timestep": m.full(500.0, s.batch)}
 
 
-@example("ConsisIDTransformer3DModel", height=60, width=90, frames=13, text=226, video=True)
+@example("ConsisIDTransformer3DModel", text=226, video=True, config_size=_cogvideox_size)
 def _consisid(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
     """ConsisID: CogVideoX's layout plus the face identity (ArcFace embedding, EVA-CLIP hidden states per scale)."""
     inputs = _cogvideox(m, c, s)
@@ -202,7 +209,8 @@ def _hunyuan_framepack(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any
     return inputs
 
 
-@example("LatteTransformer3DModel", height=64, width=64, frames=16, text=120, video=True)
+@example("LatteTransformer3DModel", text=120, video=True,
+         config_size=lambda c: (c["video_length"], c["sample_size"], c["sample_size"]))
 def _latte(m: Make, c: Mapping[str, Any], s: Sizes) -> dict[str, Any]:
     """Latte (512 × 512, 16 frames; T5 120 tokens): spatial then temporal blocks."""
     return {"hidden_states": m.data(s.batch, c["in_channels"], s.frames, s.height, s.width),

@@ -50,6 +50,9 @@ class RuntimeFamily(MaskFamily):
     library: ClassVar[str]
     method: ClassVar[str]
     reference_steps: ClassVar[bool] = True
+    block_hooks: ClassVar[bool] = False
+    """Whether the library's hooks look each block class up in diffusers' ``TransformerBlockRegistry``
+    (FirstBlockCache, MagCache, SeaCache): a model whose block classes it lacks cannot run them."""
 
     @classmethod
     def supports(cls, blocks: BlockSpace) -> bool:
@@ -64,6 +67,12 @@ class RuntimeFamily(MaskFamily):
             from ....runtime import runtime_problem
 
             known[self.library] = runtime_problem(self.library, ctx.pipe)
+        if known[self.library] is None and self.block_hooks:
+            if "block_hooks" not in known:
+                from ....adapters import denoiser_of, diffusers_hook_problem
+
+                known["block_hooks"] = diffusers_hook_problem(denoiser_of(ctx.pipe))
+            return known["block_hooks"]
         return known[self.library]
 
     def require(self, ctx: SpaceContext, fields: Fields) -> None:

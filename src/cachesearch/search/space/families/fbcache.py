@@ -31,6 +31,7 @@ class FBCacheFamily(RuntimeFamily):
 
     name: ClassVar[str] = "fbcache"
     library: ClassVar[str] = "diffusers"
+    block_hooks: ClassVar[bool] = True
     method: ClassVar[str] = "FirstBlockCacheConfig"
     defaults: ClassVar[Mapping[str, Any]] = {"threshold": {"low": 0.01, "high": 1.0, "log": True}}
     grid: ClassVar[BaselineGrid | None] = BaselineGrid("thresholds", integer=False, lo=0.0)

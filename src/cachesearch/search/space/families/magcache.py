@@ -37,6 +37,7 @@ class MagCacheFamily(RuntimeFamily):
 
     name: ClassVar[str] = "magcache"
     library: ClassVar[str] = "diffusers"
+    block_hooks: ClassVar[bool] = True
     method: ClassVar[str] = "MagCacheConfig"
     defaults: ClassVar[Mapping[str, Any]] = {
         "threshold": {"low": 0.01, "high": 1.0, "log": True},

@@ -38,6 +38,7 @@ class SeaCacheFamily(RuntimeFamily):
 
     name: ClassVar[str] = "seacache"
     library: ClassVar[str] = "diffusers"
+    block_hooks: ClassVar[bool] = True
     method: ClassVar[str] = "SeaCacheConfig"
     defaults: ClassVar[Mapping[str, Any]] = {
         "threshold": {"low": 0.05, "high": 1.0, "log": True},
