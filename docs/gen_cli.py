@@ -22,7 +22,10 @@ rewrites it). `cachesearch COMMAND --help` prints the same.
 `embedded:shapes-flux` (the shipped, trained [embedded models](models/index.md)); `arch:sd15`, `arch:sdxl`,
 `arch:flux`, `arch:sd3`, `arch:pixart-sigma` (published architectures with random weights, for latency work only:
 quality numbers are never reported for them), `arch:wan2.1-tiny`, `arch:wan2.2-a14b-tiny` (tiny random-weight
-video pipelines); a local diffusers pipeline folder; or a hub id already in the local Hugging Face cache (nothing
+video pipelines); `arch:wan2.1-1.3b`, `arch:wan2.1-14b`, `arch:wan2.2-5b`, `arch:wan2.2-a14b`, `arch:qwen-image`,
+`arch:flux2-dev`, `arch:hunyuanvideo`, `arch:ltx-video`, `arch:cogvideox-5b`, `arch:z-image`, `arch:sana`,
+`arch:hidream` (published denoiser configurations on the meta device, for `cachesearch blocks` cost tables only);
+a local diffusers pipeline folder; or a hub id already in the local Hugging Face cache (nothing
 is downloaded: an uncached id gives an error that says how to get it).
 
 The embedded models' trainers are not installed with the package (there is no `train-embedded` command): they are

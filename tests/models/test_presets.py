@@ -69,9 +69,11 @@ def test_param_counts_match_published_without_allocating(name: str, expected: di
 
 
 def test_arch_prefix_and_unknown_names() -> None:
-    assert ARCH_PRESETS == ("sd15", "sdxl", "flux", "sd3", "pixart-sigma")
+    assert ARCH_PRESETS[:7] == ("sd15", "sdxl", "flux", "sd3", "pixart-sigma", "wan2.1-tiny", "wan2.2-a14b-tiny")
+    assert {"wan2.1-1.3b", "wan2.2-a14b", "flux2-dev", "hidream"} <= set(ARCH_PRESETS)  # denoiser-only presets
     assert arch_param_counts("arch:sd15") == SD15_COUNTS
-    with pytest.raises(ValueError, match=r"arch:sd15, arch:sdxl, arch:flux, arch:sd3, arch:pixart-sigma"):
+    with pytest.raises(ValueError, match=r"arch:sd15, arch:sdxl, arch:flux, arch:sd3, arch:pixart-sigma, "
+                                         r"arch:wan2.1-tiny, arch:wan2.2-a14b-tiny, arch:wan2.1-1.3b"):
         arch_param_counts("sd4")
     with pytest.raises(ValueError, match="unknown arch preset"):
         build_arch_pipeline("arch:flux2", device="meta")

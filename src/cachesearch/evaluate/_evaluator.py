@@ -140,14 +140,11 @@ class Evaluator(EvaluatorViews):
 
     def _costed_size(self) -> dict[str, Any]:
         """The latent size (and latent frames, for video) per-block MACs are counted at: the reference's."""
-        from cachesearch.adapters import VideoAdapter
+        from cachesearch.models._block_costs import costed_latent_size
 
-        if isinstance(self.adapter, VideoAdapter):
-            s = self.adapter.spatial_factor(self.pipe)
-            return {"latent_size": (self.sampler.height // s, self.sampler.width // s),
-                    "frames": self.adapter.latent_frames(self.pipe, self.sampler.num_frames)}
-        factor = int(getattr(self.pipe, "vae_scale_factor", 8) or 8)
-        return {"latent_size": (self.sampler.height // factor, self.sampler.width // factor)}
+        h, w, f = costed_latent_size(self.adapter, self.pipe, self.sampler.height, self.sampler.width,
+                                     self.sampler.num_frames)
+        return {"latent_size": (h, w), **({} if f is None else {"frames": f})}
 
     # -- resolved settings ------------------------------------------------------------------------------
     def report_progress(self, stage: str, done: int, total: int) -> None:

@@ -23,7 +23,8 @@ a second: build them with ``build_arch_pipeline(name, device="meta", components=
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -215,8 +216,54 @@ def _costs(adapter: Any, model: torch.nn.Module, height: int | None, width: int 
     space = adapter.block_space(model)
     paths = list(space.names()) + list(space.names(BlockKind.COMPONENT))
     inputs = adapter.example_inputs(model, height=height, width=width, batch_size=batch_size, **sizes)
-    report = module_macs(model, lambda: model(**inputs, return_dict=False), paths)
+    with _meta_safe(model):
+        report = module_macs(model, lambda: model(**inputs, return_dict=False), paths)
     return report.per_module, report.other_macs
+
+
+@contextlib.contextmanager
+def _meta_safe(model: torch.nn.Module) -> Iterator[None]:
+    """Run on the meta device what reads tensor values (instance patches, removed on exit; nothing changes for a
+    model on a real device). HiDream-I1 is the one such model:
+
+    * its mixture-of-experts layers (``moe_infer``) dispatch each token to its top-k experts with ``bincount``:
+      every token still visits exactly k experts and an expert's MACs are linear in its tokens, so the
+      ``tokens × k`` rows are split evenly over the experts, which counts exactly the MACs of any routing;
+    * ``patchify`` returns the patch grid as a tensor that ``unpatchify`` reads back with ``.item()``: the same
+      sizes are returned as Python ints."""
+    if next(model.parameters(), torch.empty(0)).device.type != "meta":
+        yield
+        return
+    patched: list[tuple[torch.nn.Module, str]] = []
+    for module in model.modules():
+        if not callable(getattr(module, "moe_infer", None)):
+            continue
+        experts, k = getattr(module, "experts", None), getattr(module, "num_activated_experts", None)
+        if isinstance(experts, torch.nn.ModuleList) and k:
+
+            def even(x: torch.Tensor, *_: Any, experts: torch.nn.ModuleList = experts, k: int = int(k)) -> torch.Tensor:
+                rows, n = x.shape[0] * k, len(experts)
+                for i, expert in enumerate(experts):
+                    expert(x.new_empty(rows // n + (1 if i < rows % n else 0), x.shape[-1]))
+                return torch.zeros_like(x)
+
+            module.moe_infer = even
+            patched.append((module, "moe_infer"))
+    if callable(getattr(model, "patchify", None)) and callable(getattr(model, "unpatchify", None)):
+        original, p = model.patchify, int(model.config.patch_size)
+
+        def patchify(hidden_states: torch.Tensor) -> tuple:
+            out = original(hidden_states)
+            b, _, h, w = hidden_states.shape
+            return (out[0], out[1], [(h // p, w // p)] * b, out[3])
+
+        model.patchify = patchify
+        patched.append((model, "patchify"))
+    try:
+        yield
+    finally:
+        for module, name in patched:
+            delattr(module, name)
 
 
 def unet2d_costs(

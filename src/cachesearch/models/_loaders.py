@@ -11,6 +11,7 @@ spec                        source                       what is loaded
 ``arch:sd15``/``arch:sdxl`` ``arch:sd15``/``arch:sdxl``  real architecture, **random weights** (latency only)
 ``arch:wan2.1-tiny``        ``arch:wan2.1-tiny``         a tiny Wan text-to-video pipeline, random weights (CI,
                                                          trying a video run; ``arch:wan2.2-a14b-tiny``: 2 experts)
+``arch:wan2.1-1.3b``, ...   (refused)                    denoiser-only presets (costs: ``cachesearch blocks``)
 ``/abs``, ``./rel``, ``~/x`` ``path:/abs``               a diffusers pipeline folder (``model_index.json``)
 ``path:<folder>``           ``path:/abs``                same, explicitly
 ``org/name``                ``hub:org/name``             a hub id, **from the local HF cache only**
@@ -245,7 +246,10 @@ def load_model(
         random_weights = bool(getattr(pipe, "_cachesearch_random_weights", False))
     elif kind == "arch":
         source = f"arch:{value}"
-        pipe = build_arch_pipeline(value, device=dev, dtype=dtype, components="full")
+        try:
+            pipe = build_arch_pipeline(value, device=dev, dtype=dtype, components="full")
+        except ValueError as e:
+            raise ModelLoadError(str(e)) from None
         random_weights = True
     elif kind == "path":
         source = f"path:{value}"

@@ -48,6 +48,7 @@ from cachesearch.models._arch_build import (  # noqa: F401  (_allocate_, _init_r
     _build,
     _init_random_,
 )
+from cachesearch.models._presets_denoisers import DENOISER_PRESETS, build_preset_denoiser, preset
 from cachesearch.models._presets_dit import DIT_PRESETS, build_dit, dit_configs, dit_param_counts
 from cachesearch.models._presets_wan import TINY_WAN, tiny_wan_configs, tiny_wan_pipeline, tiny_wan_transformer
 from cachesearch.models._tokenizer import char_clip_tokenizer
@@ -238,10 +239,11 @@ _ARCHS: dict[str, _ArchSpec] = {
     ),
 }
 
-ARCH_PRESETS: tuple[str, ...] = tuple(_ARCHS) + DIT_PRESETS + tuple(TINY_WAN)
+ARCH_PRESETS: tuple[str, ...] = tuple(_ARCHS) + DIT_PRESETS + tuple(TINY_WAN) + DENOISER_PRESETS
 """Names accepted by :func:`build_arch_pipeline` (also with an ``arch:`` prefix): the UNets here, the
 transformers (FLUX.1-dev, SD3.5-medium, PixArt-Σ) in :mod:`._presets_dit`, the tiny Wan video pipelines in
-:mod:`._presets_wan`."""
+:mod:`._presets_wan`, and the denoiser-only presets of :mod:`._presets_denoisers` (Wan 2.1/2.2, Qwen-Image,
+FLUX.2-dev, HunyuanVideo, LTX-Video, CogVideoX-5B, Z-Image, SANA, HiDream: meta device, for costs)."""
 
 
 def _key(name: str) -> str:
@@ -266,6 +268,8 @@ def arch_configs(name: str) -> dict[str, dict[str, Any]]:
         return dit_configs(_key(name))
     if _key(name) in TINY_WAN:
         return tiny_wan_configs()
+    if _key(name) in DENOISER_PRESETS:
+        return {"transformer": copy.deepcopy(dict(preset(_key(name)).config))}
     _, spec = _spec(name)
     configs: dict[str, dict[str, Any]] = {"unet": copy.deepcopy(dict(spec.unet))}
     configs["vae"] = copy.deepcopy(dict(spec.vae))
@@ -320,7 +324,7 @@ def build_arch_pipeline(
         ValueError: unknown preset, ``components`` or non-floating ``dtype``.
     """
     key = _key(name)
-    denoiser = "transformer" if key in DIT_PRESETS or key in TINY_WAN else "unet"
+    denoiser = "unet" if key in _ARCHS else "transformer"
     if components not in ("full", "denoiser", denoiser):
         raise ValueError(f"components must be 'full', 'denoiser' or {denoiser!r} for arch:{key}, got {components!r}")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
@@ -328,6 +332,14 @@ def build_arch_pipeline(
     dev = torch.device(device)
     if key in DIT_PRESETS:
         return build_dit(key, device=dev, dtype=dtype, full=components == "full", seed=seed)
+    if key in DENOISER_PRESETS:
+        if components == "full":
+            raise ValueError(
+                f"arch:{key} is a denoiser-only preset (the published {preset(key).cls} configuration, for costs: "
+                f"`cachesearch blocks --model arch:{key}`); running a {preset(key).pipeline or 'pipeline'} needs its "
+                f"real text encoders and VAE: load the model's diffusers folder or cached hub id"
+            )
+        return build_preset_denoiser(key, device=dev, dtype=dtype)
     if key in TINY_WAN:
         if components == "full":
             return tiny_wan_pipeline(key, seed=seed, device=dev, dtype=dtype)
@@ -357,6 +369,9 @@ def arch_param_counts(name: str) -> dict[str, int]:
     allocation). Keys: ``unet`` (``transformer``), ``vae``, ``text_encoder`` and the further text encoders."""
     if _key(name) in DIT_PRESETS:
         return dit_param_counts(_key(name))
+    if _key(name) in DENOISER_PRESETS:
+        model = build_preset_denoiser(_key(name))
+        return {"transformer": sum(p.numel() for p in model.parameters())}
     if _key(name) in TINY_WAN:
         pipe = tiny_wan_pipeline(_key(name))
         return {c: sum(p.numel() for p in getattr(pipe, c).parameters())
