@@ -14,8 +14,9 @@ if TYPE_CHECKING:
 
 __all__ = ["TRANSFORMER_FAMILIES", "SpaceContext", "is_transformer"]
 
-TRANSFORMER_FAMILIES = ("flux", "sd3", "pixart")
-"""The adapter families of the transformer denoisers cachesearch ships (for messages; see :func:`is_transformer`)."""
+TRANSFORMER_FAMILIES = ("flux", "sd3", "pixart", "wan", "transformer")
+"""The adapter families of transformer denoisers (for messages; see :func:`is_transformer`): the family files, and
+``transformer``, the generic adapter of every other diffusers transformer with a block list (docs/families.md)."""
 
 
 def is_transformer(blocks: BlockSpace) -> bool:

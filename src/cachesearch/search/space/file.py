@@ -249,8 +249,8 @@ def find_space(spec: str | Path) -> Path:
 
 def default_space(blocks: BlockSpace | None = None) -> SearchSpace:
     """The space of a run that names none: the shipped ``dit`` space for a transformer denoiser (a stack of
-    transformer blocks: flux, sd3, pixart), else ``joint``, without the mask families the denoiser cannot run
-    (DeepCache needs skip branches: ``blocks.deepcache_branches``)."""
+    transformer blocks: flux, sd3, pixart, wan and the generic transformer adapter), else ``joint``, without the
+    mask families the denoiser cannot run (DeepCache needs skip branches: ``blocks.deepcache_branches``)."""
     name = DEFAULT_TRANSFORMER_SPACE if blocks is not None and is_transformer(blocks) else DEFAULT_SPACE
     space = load_space(find_space(name))
     if blocks is None:
