@@ -58,3 +58,11 @@ def test_run_on_the_tiny_wan_pipeline_writes_the_report_and_applicable_schedules
         assert video.shape[:2] == (1, 9) and torch.isfinite(video).all()
         steps = sched.num_steps
         assert contexts == ["cond", "uncond"] * steps  # guidance: a cond and an uncond call per step
+    first = run_dir / "schedules" / index["schedules"][0]["file"]
+    clip = tmp_path / "clip.png"
+    gen = runner.invoke(app, ["generate", "--model", "arch:wan2.1-tiny", "--prompt", "a red ball rolls",
+                              "--schedule", str(first), "--out", str(clip)], catch_exceptions=False)
+    assert gen.exit_code == 0 and "16x16, 9 frames" in gen.output, gen.output
+    from PIL import Image
+
+    assert Image.open(clip).n_frames == 9  # the clip as an animated PNG

@@ -85,25 +85,50 @@ def generate(
             kwargs["num_inference_steps"] = steps
         if guidance_scale is not None:
             kwargs["guidance_scale"] = guidance_scale
+        kwargs = {**_video_kwargs(loaded), **kwargs}
         generator = torch.Generator(device="cpu").manual_seed(seed)
         start = time.perf_counter()
         if sched is not None and not reference:
             with _applied(sched, pipe, force):
-                image = pipe(prompt, generator=generator, **kwargs).images[0]
+                frames = _first(pipe(prompt, generator=generator, **kwargs))
         else:
-            image = pipe(prompt, generator=generator, **kwargs).images[0]
+            frames = _first(pipe(prompt, generator=generator, **kwargs))
         elapsed = time.perf_counter() - start
+    image = frames[0]
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        image.save(out)
+        if len(frames) > 1:  # a video: an animated PNG (or GIF, by the file's suffix), 8 frames a second
+            image.save(out, save_all=True, append_images=frames[1:], duration=125, loop=0)
+        else:
+            image.save(out)
     except OSError as e:
         raise fail(f"--out {out}: cannot write it: {e.strerror or e}") from None
     what = ""
     if sched is not None:
         what = f", the reference of {sched.name!r}" if reference else f" with schedule {sched.name!r}"
-    typer.echo(f"wrote {out} ({image.width}x{image.height}, {elapsed:.2f} s{what})")
+    clip = f", {len(frames)} frames" if len(frames) > 1 else ""
+    typer.echo(f"wrote {out} ({image.width}x{image.height}{clip}, {elapsed:.2f} s{what})")
     if loaded.random_weights:
         typer.secho("note: random-weight architecture preset: the image is noise by design", fg="yellow")
+
+
+def _video_kwargs(loaded: Any) -> dict[str, Any]:
+    """A video model renders at its adapter's default size and clip length (a tiny preset's are not its pipeline
+    class's) and as PIL frames; nothing for image models."""
+    from ..adapters import VideoAdapter, adapter_for
+
+    adapter = adapter_for(loaded.denoiser)
+    if not isinstance(adapter, VideoAdapter):
+        return {}
+    height, width = adapter.default_size(loaded.pipe)
+    return {"height": height, "width": width, "num_frames": adapter.num_frames(loaded.pipe), "output_type": "pil",
+            **adapter.call_kwargs(loaded.pipe)}
+
+
+def _first(output: Any) -> list[Any]:
+    """The PIL frames of the first sample of a pipeline output: one image, or a video's frames."""
+    frames = getattr(output, "frames", None)
+    return list(frames[0]) if frames is not None else [output.images[0]]
 
 
 def _check_schedule_options(sched: Any, steps: int | None, guidance_scale: float | None) -> None:

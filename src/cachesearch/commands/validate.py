@@ -112,6 +112,7 @@ def _check_against(console: Any, file: str, schedule: Any, model: str, loaded: A
     from ..models import block_space
     from ..runtime import fingerprint_of
     from ..schedule import ScheduleError, fingerprint_mismatch
+    from .generate import _video_kwargs
 
     problem = fingerprint_mismatch(schedule, type(loaded.denoiser).__name__, fingerprint_of(loaded.pipe),
                                    where=f"model {model!r}")
@@ -141,8 +142,10 @@ def _check_against(console: Any, file: str, schedule: Any, model: str, loaded: A
                       f"block(s) and come off cleanly")
     if run:
         with schedule.applied(loaded.pipe):
-            image = loaded.pipe(prompt=["a red circle on a blue background"], output_type="pt",
-                                generator=torch.Generator("cpu").manual_seed(0), **schedule.pipeline_kwargs()).images
+            out = loaded.pipe(prompt=["a red circle on a blue background"],
+                              generator=torch.Generator("cpu").manual_seed(0), **schedule.pipeline_kwargs(),
+                              **{**_video_kwargs(loaded), "output_type": "pt"})
+            image = out.frames if hasattr(out, "frames") else out.images
         if not bool(torch.isfinite(image).all()):
             raise fail(f"{file}: the schedule produced NaN/inf on {model}")
         console.print(f"run ok: one image generated with the schedule ({tuple(image.shape)}), finite")

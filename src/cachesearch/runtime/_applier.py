@@ -85,6 +85,7 @@ class AppliedSchedule:
             for bm, m in zip(hooked, self._modules)
         ]
         per_branch = next((bm.block for bm in schedule.blocks if not bm.shared), None)
+        self._per_branch = per_branch  # the first block with cond != uncond masks (named in refusals)
         self._tables: dict[tuple[int, str], list[tuple]] = {}  # (first row run, mode) -> action rows
         self._clock = Clock(len(hooked), self._table_for, self._default_mode, per_branch)
         self._hooks = BlockHooks(self._names, self._modules, io, self._clock.cursor, residual=residual,
@@ -288,7 +289,7 @@ class AppliedSchedule:
                 f"up for {num_steps}; call the pipeline with **schedule.pipeline_kwargs() "
                 f"({self.schedule.pipeline_kwargs()})"
             )
-        per_branch = next((bm.block for bm in self.schedule.blocks if not bm.shared), None)
+        per_branch = self._per_branch
         if per_branch is not None and self.pipe is not None and self._cfg is None \
                 and getattr(self.pipe, "do_classifier_free_guidance", True) is False:
             raise ScheduleError(
