@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 import cachesearch.evaluate
 from cachesearch.cli import app
-from cachesearch.search.executors import ray_address
+from cachesearch.search import ray_address
 from cachesearch.search.executors.ray_cluster import own_token
 
 runner = CliRunner()

@@ -51,6 +51,8 @@ def user_errors(flags: Mapping[str, str] | None = None) -> Iterator[None]:
 
 def check_device(device: str, option: str = "--device") -> None:
     """Refuse a device this machine cannot use, in one line (exit code 2), before anything is loaded."""
+    if device == "cpu":  # nothing to check: no need to import torch for it
+        return
     import torch
 
     try:

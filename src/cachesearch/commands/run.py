@@ -189,9 +189,8 @@ def run(
     from rich.console import Console
 
     from .._util import default_cache_dir
-    from ..search import RunSettings, SearchError, SpaceError, resolve_settings, run_search
-    from ..search.run import finished_run
-    from ..search.settings import eval_flags
+    from ..search.resume import finished_run, preflight, resolve_settings
+    from ..search.settings import RunSettings, SearchError, eval_flags
 
     console = Console(stderr=False)
     setting_names = {f.name for f in fields(RunSettings)} - {"name", "out"}
@@ -200,24 +199,25 @@ def run(
     if no_timeout:
         explicit.pop("timeout")
     with user_errors(eval_flags()):
+        # Everything that can fail without the model fails here, in one line, before torch is imported.
         try:
             settings = resolve_settings(name, explicit, out=out)
             if no_timeout:
                 settings = replace(settings, timeout=None)
-        except (SearchError, SpaceError) as e:
-            raise fail(str(e)) from None
-        check_device(settings.device)
-        check_writable_folder(settings.out, "--out")
-        if settings.run_dir.exists():  # a resumed run's own folder
-            check_writable_folder(settings.run_dir, "--out")
-        check_writable_folder(cache_dir or default_cache_dir(), "--cache-dir")
-        try:
+            check_device(settings.device)
+            check_writable_folder(settings.out, "--out")
+            if settings.run_dir.exists():  # a resumed run's own folder
+                check_writable_folder(settings.run_dir, "--out")
+            check_writable_folder(cache_dir or default_cache_dir(), "--cache-dir")
+            preflight(settings)
             done = finished_run(settings)
         except SearchError as e:
             raise fail(str(e)) from None
         if done is not None:
             _finished(console, settings, done)
             return
+        from ..search import SpaceError, run_search
+
         set_threads(threads, settings.device)
         quiet_libraries()
         with search_progress(console, quiet=quiet) as progress:

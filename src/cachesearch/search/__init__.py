@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from .export import BaselineRow, ExportEntry, ExportResult, export_front
     from .objective import Objectives, Outcome, TrialAttrs, evaluate_candidate, mask_key
     from .report import Comparison, compare_with_baselines, headline, write_report
-    from .run import RunSummary, export_run, find_run, open_run, prepare, resolve_settings, run_search
+    from .resume import find_run, resolve_settings
+    from .run import RunSummary, export_run, open_run, prepare, run_search
     from .settings import RunSettings, SearchError
     from .space import (
         SPACE_FORMAT,
@@ -54,10 +55,10 @@ _LAZY = {
     "write_report": "report",
     "RunSummary": "run",
     "export_run": "run",
-    "find_run": "run",
+    "find_run": "resume",
     "open_run": "run",
     "prepare": "run",
-    "resolve_settings": "run",
+    "resolve_settings": "resume",
     "run_search": "run",
     "RunSettings": "settings",
     "SearchError": "settings",

@@ -22,7 +22,8 @@ from .executors.base import Prepared, Progress, ray_experiment_unfinished
 from .export import ExportResult, export_front
 from .objective import git_revision
 from .report import write_report
-from .settings import RunSettings, SearchError, default, default_name
+from .resume import find_run, finished_run, preflight, resolve_settings
+from .settings import RunSettings, SearchError, default
 from .shared import Claims
 from .space import SearchSpace, SpaceContext, default_space, drop_unavailable, find_space, load_space
 from .study import (
@@ -36,16 +37,12 @@ from .study import (
     is_full_compute,
     load_settings,
     make_sampler,
-    open_storage,
     open_study,
     pareto_trials,
     recover_orphans,
     relative_storage,
-    resume_refused,
     run_lock,
     save_settings,
-    settings_conflicts,
-    storage_spec,
 )
 
 if TYPE_CHECKING:
@@ -95,59 +92,6 @@ class RunSummary:
 
 
 # -- settings ----------------------------------------------------------------------------------------------
-def resolve_settings(name: str | None, explicit: dict[str, Any], out: str | None = None) -> RunSettings:
-    """Settings of a run: a resumed run's stored settings with explicit options on top, else defaults + options.
-
-    ``explicit`` holds the options the user gave, by :class:`RunSettings` field name (others None).
-    """
-    out = default("out") if out is None else out
-    explicit = {k: v for k, v in explicit.items() if v is not None}
-    if name is None:
-        name = default_name(explicit.get("model", default("model")), explicit.get("scheduler"),
-                            explicit.get("num_steps", default("num_steps")))
-    run_dir = Path(out).expanduser() / name
-    stored = load_settings(run_dir)
-    if stored is not None:
-        settings = stored.merged({**explicit, "name": name, "out": out})
-        problems = settings_conflicts(stored, settings)
-        if problems:  # refused before anything is loaded (the study checks the same again when it opens)
-            raise resume_refused(name, problems)
-        return settings
-    return RunSettings(name=name, out=out, **explicit)
-
-
-def finished_run(settings: RunSettings) -> int | None:
-    """The finished trials of an existing run whose study already holds ``--trials`` of them, else None (a new
-    run, one with trials left, or no trial budget). Reads the study only: no model is loaded, nothing created."""
-    if settings.trials is None or load_settings(settings.run_dir) is None:
-        return None
-    import optuna
-
-    spec = storage_spec(settings)
-    if "://" not in spec and not Path(spec).is_file():
-        return None
-    try:
-        study = optuna.load_study(study_name=settings.name, storage=open_storage(spec))
-    except KeyError:  # the storage holds no study of this name yet
-        return None
-    done = finished_count(study)
-    return done if done >= settings.trials else None
-
-
-def find_run(name: str, out: str | None = None) -> Path:
-    """The folder of the existing run ``name`` under ``out``; nothing is created.
-
-    Raises:
-        SearchError: there is no such run (the message lists the runs there).
-    """
-    out = default("out") if out is None else out
-    run_dir = Path(out).expanduser() / name
-    if not (run_dir / "run.yaml").is_file():
-        known = sorted(p.parent.name for p in Path(out).expanduser().glob("*/run.yaml"))
-        raise SearchError(f"no run named {name!r} under {out} (runs: {', '.join(known) or 'none'})")
-    return run_dir
-
-
 def _build_evaluator(settings: RunSettings, cache_dir: str | None, progress: Progress) -> Evaluator:
     from ..evaluate import Evaluator  # loads torch, diffusers and the model code
 
@@ -330,12 +274,7 @@ def run_search(settings: RunSettings, progress: Progress | None = None, *, space
     t0 = time.monotonic()
     if evaluator is None:
         settings.eval_config(cache_dir)  # invalid evaluation settings fail here, before the run folder exists
-    if settings.storage and "://" in settings.storage:
-        open_storage(settings.storage)  # an unreachable or wrong database fails here, before the model loads
-    if settings.executor == "ray" and settings.address:
-        from .executors.ray_address import check_ray_address
-
-        check_ray_address(settings.address)  # likewise a cluster that does not answer
+    preflight(settings)  # an unreachable database or cluster fails here, before the model loads
     new = not settings.run_dir.exists()
     with run_lock(settings.run_dir):
         try:

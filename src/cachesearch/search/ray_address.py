@@ -8,7 +8,7 @@ import importlib.util
 import re
 import socket
 
-from ..settings import SearchError
+from .settings import SearchError
 
 __all__ = ["check_ray_address"]
 
