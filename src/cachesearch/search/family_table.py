@@ -75,7 +75,7 @@ def family_table(trials: list[FrozenTrial], families: tuple[str, ...],
     from optuna.trial import TrialState
 
     done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None
-            and all(v <= 0 for v in t.constraints or ())]
+            and all(v <= 0 for v in (t.constraints or {}).values())]
     by_family: dict[str, list[FrozenTrial]] = {}
     for t in done:
         by_family.setdefault(trial_family(t, families), []).append(t)
