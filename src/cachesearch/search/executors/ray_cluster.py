@@ -34,9 +34,17 @@ def own_token() -> None:
     """Give the local cluster this process starts a token of its own, in the environment its processes inherit:
     Ray then neither writes ``~/.ray/auth_token`` (mode 0644) nor prints "Token authentication is enabled for
     this Ray cluster". Authentication settings the user made (any ``RAY_AUTH_*`` variable) are kept."""
-    if not any(v in os.environ for v in _AUTH_VARS):
-        os.environ["RAY_AUTH_MODE"] = "token"
-        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    if any(v in os.environ for v in _AUTH_VARS):
+        return
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    try:  # Ray read its authentication settings when it was imported: refresh them, as ray.init itself does
+        from ray._raylet import AuthenticationTokenLoader, Config
+
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+    except (ImportError, AttributeError):  # another Ray version: it reads the environment at ray.init
+        pass
 
 
 def init_ray(settings: RunSettings) -> bool:
