@@ -14,6 +14,7 @@ from cachesearch.adapters import denoiser_of
 from cachesearch.adapters.unet2d import UNet2DAdapter
 from cachesearch.embedded import shapes
 from cachesearch.evaluate import EvalConfig, EvalConfigError, EvalResult, Evaluator
+from cachesearch.evaluate._prefix import PrefixCache
 from cachesearch.models._loaders import LoadedModel, load_model
 from cachesearch.schedule import ScheduleError, parse_schedule
 from tests._tiny import tiny_sd_pipeline
@@ -142,17 +143,20 @@ def test_simulated_cuda_oom_is_invalid_and_the_evaluator_keeps_working(
 
 
 def test_exception_inside_a_candidate_leaves_no_hooks(ev: Evaluator, monkeypatch: pytest.MonkeyPatch) -> None:
-    pre_hooks = len(ev.denoiser._forward_pre_hooks)
+    pre_hooks, hooks = len(ev.denoiser._forward_pre_hooks), len(ev.denoiser._forward_hooks)
     mid = ev.denoiser.mid_block
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom in mid_block")
 
     monkeypatch.setattr(mid, "forward", broken)
+    # an empty prefix cache: this mask was evaluated before, and a resumed run would skip the steps mid_block runs
+    monkeypatch.setattr(ev, "prefixes", PrefixCache(1 << 20))
     result = ev.evaluate(ev.compile(cs.DeepCache(interval=2, branch=0)))
     assert not result.valid and "RuntimeError: boom in mid_block" in result.reason
     assert getattr(ev.denoiser, "_cachesearch_applied", None) is None
-    assert len(ev.denoiser._forward_pre_hooks) == pre_hooks
+    assert len(ev.denoiser._forward_pre_hooks) == pre_hooks and len(ev.denoiser._forward_hooks) == hooks
+    assert "forward" not in vars(ev.denoiser)  # the prefix cache's replaying forward is gone too
     assert vars(mid)["forward"] is broken  # the applier restored exactly what it found
     monkeypatch.undo()
     _no_hooks_left(ev, pre_hooks)

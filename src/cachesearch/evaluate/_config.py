@@ -83,6 +83,8 @@ class EvalConfig:
         cache_dir: where references are stored (``<cache_dir>/references``); default
             :func:`~cachesearch._util.default_cache_dir` (``$CACHESEARCH_CACHE_DIR``, ``$XDG_CACHE_HOME/cachesearch``
             or ``~/.cache/cachesearch``).
+        prefix_cache_mb: memory for exact prefix sharing (:mod:`._prefix`): candidates whose masks agree with an
+            earlier candidate's on their first steps resume from its state after them; 0 turns it off.
     """
 
     model: str = "embedded"
@@ -104,6 +106,7 @@ class EvalConfig:
     latency_batch: int = 1
     batch_size: int = 8
     cache_dir: str = field(default_factory=default_cache_dir)
+    prefix_cache_mb: int = 512
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
@@ -138,6 +141,10 @@ class EvalConfig:
             raise EvalConfigError(f"EvalConfig.latency: expected one of {list(LATENCY_MODES)}, got {self.latency!r}")
         if not isinstance(self.metric, str) or not self.metric:
             raise EvalConfigError(f"EvalConfig.metric: expected a metric name ('lpips-alex'), got {self.metric!r}")
+        mb = self.prefix_cache_mb
+        if isinstance(mb, bool) or not isinstance(mb, int) or mb < 0:
+            raise EvalConfigError(f"EvalConfig.prefix_cache_mb: expected an integer >= 0 (0: no prefix sharing), got "
+                                  f"{mb!r}")
         if not isinstance(self.cache_dir, str) or not self.cache_dir:
             raise EvalConfigError(f"EvalConfig.cache_dir: expected a folder path, got {self.cache_dir!r}")
 

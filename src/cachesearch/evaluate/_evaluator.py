@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from cachesearch.runtime import denoiser_of, steps_of_calls
 from cachesearch.schedule import (
     BlockSpace,
+    Full,
     Metrics,
     Schedule,
     ScheduleError,
@@ -35,6 +37,7 @@ from ._config import SCHEDULER_NAMES, EvalConfig, EvalConfigError, make_schedule
 from ._errors import InvalidOutputError
 from ._evaluator_views import EvaluatorViews
 from ._fixtures import Fixtures, ProgressFn, ReferenceSampler, resolve_sampler
+from ._prefix import PrefixCache
 from ._result import EvalResult, schedule_metrics
 from ._scale_shift import FitCache
 
@@ -137,6 +140,8 @@ class Evaluator(EvaluatorViews):
         self._executed_cost: ExecutedCost | None = None
         self.scale_shifts = FitCache()
         """Scale-shifts fitted for policies that ask for one, by mask and method (with their fit times)."""
+        self.prefixes = PrefixCache(config.prefix_cache_mb << 20)
+        """Exact prefix sharing between the candidates this evaluator runs (:mod:`._prefix`)."""
 
     def _costed_size(self) -> dict[str, Any]:
         """The latent size (and latent frames, for video) per-block MACs are counted at: the reference's."""
@@ -307,14 +312,22 @@ class Evaluator(EvaluatorViews):
 
         stats = None
         stage = f"{schedule.name} ({split})"
+        batches: list[tuple[int, int]] = []  # (images, first denoiser call computed) per pipeline call
         try:
             counter = self.executed_cost if runtime else None  # built before the library's hooks go on
-            with schedule.applied(self.pipe):
+            with schedule.applied(self.pipe) as applied:
                 if runtime:
                     generated, costs = self._generate_counted(counter, split, kwargs, stage, slice(first, stop))
                     common["cost_ratio"] = sum(costs) / len(costs)
                 else:
-                    generated = self.fixtures.generate(split, kwargs, stage, slice(first, stop))
+                    around = None
+                    if self.prefixes.enabled and not measure and PrefixCache.shareable(schedule):
+                        steps, calls = self.num_calls(kwargs)
+                        around = self.prefixes.around(
+                            schedule, applied, denoiser_of(self.pipe), (split, kwargs),
+                            steps_of_calls(self.pipe.scheduler, steps, calls), batches,
+                            images=(first, stop), batch_size=self.config.batch_size)
+                    generated = self.fixtures.generate(split, kwargs, stage, slice(first, stop), around=around)
                 if measure:
                     stats = self._measure(kwargs, f"latency ({schedule.name})")
         except torch.cuda.OutOfMemoryError as e:
@@ -342,6 +355,14 @@ class Evaluator(EvaluatorViews):
                 "latency_spread": stats.relative_spread,
                 "device": stats.device,
             }
+        if runtime:  # what executed, counted per image
+            full = self.image_macs(self.compile(Full()))
+            if full is not None:
+                common["macs"], common["macs_reused"] = full * common["cost_ratio"] * (stop - first), 0.0
+        elif (per_call := self.call_macs(schedule)) is not None:
+            batches = batches or [(stop - first, 0)]
+            common["macs"] = sum(n * sum(per_call[c:]) for n, c in batches)
+            common["macs_reused"] = sum(n * sum(per_call[:c]) for n, c in batches)
         return EvalResult(
             valid=True,
             reason=None,

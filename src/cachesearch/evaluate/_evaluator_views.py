@@ -155,3 +155,21 @@ class EvaluatorViews:
                 return None
             per_step.append(sum(costs) / len(costs))  # type: ignore[arg-type]
         return sum(per_step[step_of_call[c]] for c in range(calls)) / ref_calls
+
+    def call_macs(self, schedule: Schedule) -> list[float] | None:
+        """Denoiser MACs of each call the pipeline makes for one image under ``schedule`` (every CFG branch
+        counted), from the block space's per-block MACs; ``None`` when it has none, and for a runtime schedule."""
+        from cachesearch.runtime import steps_of_calls
+
+        from ._macs import call_macs
+
+        if schedule.runtime is not None:
+            return None
+        steps, calls = self.num_calls(schedule.pipeline_kwargs())
+        return call_macs(self.space, schedule, steps_of_calls(self.pipe.scheduler, steps, calls), cfg=self.cfg)
+
+    def image_macs(self, schedule: Schedule) -> float | None:
+        """Denoiser MACs one image costs under ``schedule`` when nothing is shared (the full-compute reference:
+        ``image_macs(compile(Full()))``)."""
+        per_call = self.call_macs(schedule)
+        return None if per_call is None else float(sum(per_call))

@@ -48,6 +48,10 @@ class EvalResult:
         temporal: videos only: the mean error of the frame-to-frame changes against the reference's
             (:func:`~._video.temporal_error`; 0 = the same motion); ``None`` for images. For videos, ``quality``,
             ``losses``, ``psnr`` and ``ssim`` are per-frame scores averaged over each video's frames.
+        macs: denoiser MACs this evaluation executed (every image, every CFG branch; ``None`` when the block
+            space has no MACs).
+        macs_reused: denoiser MACs of prefix steps it took from an earlier candidate's run instead
+            (:mod:`._prefix`); ``macs + macs_reused`` is what an independent run executes.
     """
 
     schedule: str
@@ -72,6 +76,8 @@ class EvalResult:
     images: list[int] | None = None
     losses: tuple[float, ...] | None = None
     temporal: float | None = None
+    macs: float | None = None
+    macs_reused: float | None = None
 
     def __post_init__(self) -> None:
         if self.losses is not None:  # a JSON record gives a list
@@ -145,6 +151,7 @@ class EvalResult:
             random_weights=first.random_weights, images=None if union == [0, total] else union,
             losses=None if any(p.losses is None for p in parts) else tuple(v for p in parts for v in p.losses),
             temporal=mean("temporal"),
+            macs=_sum(p.macs for p in parts), macs_reused=_sum(p.macs_reused for p in parts),
         )
 
     def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
@@ -180,6 +187,11 @@ class EvalResult:
             seconds=seconds,
             **common,
         )
+
+
+def _sum(values: Any) -> float | None:
+    values = list(values)
+    return None if any(v is None for v in values) else float(sum(values))
 
 
 def schedule_metrics(train: EvalResult, heldout: EvalResult | None = None, *,

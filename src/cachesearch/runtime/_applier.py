@@ -339,6 +339,39 @@ class AppliedSchedule:
             self._new_run(self.schedule.num_steps, self.schedule.num_steps)
         self._clock.on_call(module, wrap=self.pipe is None, where=f"{self.schedule.num_steps} steps")
 
+    # -- what the blocks stored (exact prefix sharing: cachesearch.evaluate._prefix) ------------------------
+    # Read between calls, from a denoiser pre-hook registered after the applier's: the running branch is the one
+    # the clock just advanced.
+    @property
+    def hooked_blocks(self) -> tuple[str, ...]:
+        """The blocks this schedule wraps (those whose masks ever reuse), in row order."""
+        return tuple(self._names)
+
+    @property
+    def single_denoiser(self) -> bool:
+        """Whether the pipeline calls one denoiser (not two experts)."""
+        return len(self._experts) == 1
+
+    def branch(self) -> str | None:
+        """The cache branch of the running call (``None``: the default one)."""
+        return self._clock._branch().name
+
+    def run_actions(self) -> dict[str, tuple]:
+        """Per wrapped block, its action at every step of the running branch (``RUN``, ``STORE``, ``REUSE`` or an
+        ``(uncond, cond)`` pair)."""
+        rows = self._clock._branch().rows
+        return {name: tuple(row[i] for row in rows) for i, name in enumerate(self._names)}
+
+    def stored(self) -> dict[str, Any]:
+        """What each wrapped block has stored so far in the running branch (blocks with nothing stored are left
+        out). The values are the stored objects themselves: the runtime replaces them, never changes them."""
+        return {name: v for name, v in zip(self._names, self._clock._branch().store) if v is not None}
+
+    def load_stored(self, values: dict[str, Any]) -> None:
+        """Make ``values`` (by block, as :meth:`stored` gives them) what the running branch's blocks have stored;
+        a wrapped block not in ``values`` has nothing stored."""
+        self._clock._branch().store[:] = [values.get(name) for name in self._names]
+
 
 def apply_schedule(
     schedule: Schedule,
