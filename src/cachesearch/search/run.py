@@ -157,7 +157,9 @@ def _mag_ratios(prep_ev: Evaluator, handle: StudyHandle, space: SearchSpace, pro
 def enqueue_baselines(prep: Prepared, progress: Progress) -> dict[str, Any]:
     """Enqueue the heuristic baselines the space can express, before any sampled trial; record the rest.
 
-    Each enqueued trial carries its baseline's name (``baseline``) and kind (``baseline_kind``).
+    Each enqueued trial carries its baseline's name (``baseline``) and kind (``baseline_kind``). With
+    ``--warm-start grid`` a small Latin hypercube per family follows them (``warm_start: grid``; screened like
+    any sampled trial).
     """
     sp = prep.space.space
     enqueued: dict[str, dict[str, Any]] = {}
@@ -169,7 +171,12 @@ def enqueue_baselines(prep: Prepared, progress: Progress) -> dict[str, Any]:
             continue
         prep.study.enqueue_trial(params, user_attrs={ATTR_BASELINE: b.name, ATTR_BASELINE_KIND: b.kind})
         enqueued[b.name] = params
-    record = {"enqueued": list(enqueued), "skipped": skipped}
+    record: dict[str, Any] = {"enqueued": list(enqueued), "skipped": skipped}
+    if prep.settings.warm_start == "grid":  # a Latin hypercube per family; sampled trials, not baselines
+        grid = prep.space.grid(prep.settings.population, seed=prep.settings.seed)
+        for params in grid:
+            prep.study.enqueue_trial(params, user_attrs={"warm_start": "grid"})
+        record["grid"] = len(grid)
     prep.study.set_user_attr(ATTR_BASELINES, record)
     if skipped:
         progress.note(f"{len(skipped)} baseline(s) not expressible in space {sp.name!r} were not enqueued: "

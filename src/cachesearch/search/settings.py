@@ -23,6 +23,7 @@ __all__ = [
     "EXECUTORS",
     "LATENCY_MODES",
     "SAMPLERS",
+    "WARM_STARTS",
     "RunSettings",
     "SearchError",
     "default",
@@ -32,7 +33,8 @@ __all__ = [
     "option_names",
 ]
 
-SAMPLERS = ("nsga2", "tpe", "random")
+SAMPLERS = ("nsga2", "tpe", "gp", "random")
+WARM_STARTS = ("baselines", "grid")
 EXECUTORS = ("local", "ray")
 LATENCY_MODES = ("analytic", "measured")
 
@@ -87,8 +89,12 @@ class RunSettings:
     max_quality: float | None = _opt(None, "--max-lpips", "Constraint: quality loss <= this.", default_text="none")
     min_speedup: float | None = _opt(None, "--min-speedup", "Constraint: speedup >= this (1/cost ratio under "
                                                             "--objective cost).", default_text="none")
-    sampler: str = _opt("nsga2", "--sampler", "Optuna sampler: nsga2, tpe or random.")
+    sampler: str = _opt("nsga2", "--sampler", "Optuna sampler: nsga2, tpe (multivariate, grouped: the spaces "
+                                              "are conditional), gp or random.")
     population: int = _opt(24, "--population", "NSGA-II population size.")
+    warm_start: str = _opt("baselines", "--warm-start", "First trials of a new study: baselines (every family's "
+                                                        "heuristic baselines) or grid (those and a small Latin "
+                                                        "hypercube per family, --population points in all).")
     seed: int | None = _opt(0, "--seed", "Sampler seed.")
     trials: int | None = _opt(1000, "--trials", "Stop when the study has this many finished trials (baselines "
                                                 "and duplicates included).")
@@ -101,6 +107,10 @@ class RunSettings:
     address: str | None = _opt(None, "--address", "Ray: address of an existing cluster (e.g. auto or "
                                                   "ray://host:10001).", default_text="start a local one")
     device: str = _opt("cpu", "--device", "cpu or cuda[:N].")
+    prefix_cache_mb: int = _opt(512, "--prefix-cache-mb", "Memory per evaluating process for exact prefix "
+                                                          "sharing: a candidate whose masks agree with an earlier "
+                                                          "one's on its first steps resumes from that one's state "
+                                                          "after them (bit-identical); 0 = off.")
     prompts_file: str | None = _opt(None, "--prompts", "Prompt file (text or YAML).",
                                     default_text="built-in prompts")
     out: str = _opt("artifacts/runs", "--out", "Directory of run directories.")
@@ -111,7 +121,7 @@ class RunSettings:
     EVAL_FIELDS = {"model": "model", "device": "device", "scheduler": "scheduler",
                    "num_inference_steps": "num_steps", "guidance_scale": "guidance_scale", "n_train": "n_train",
                    "n_heldout": "n_heldout", "prompts_file": "prompts_file", "metric": "metric",
-                   "latency": "latency"}
+                   "latency": "latency", "prefix_cache_mb": "prefix_cache_mb"}
     """The evaluator's :class:`~cachesearch.evaluate.EvalConfig` fields these settings set, by setting name (the
     evaluator's held-out split holds up to ``--n-heldout-max`` pairs: validation starts on the first ``--n-heldout``
     and grows into the rest)."""
@@ -130,6 +140,8 @@ class RunSettings:
             raise SearchError(f"--timeout: expected a positive number of seconds, got {self.timeout!r}")
         if self.sampler not in SAMPLERS:
             raise SearchError(f"--sampler: expected one of {list(SAMPLERS)}, got {self.sampler!r}")
+        if self.warm_start not in WARM_STARTS:
+            raise SearchError(f"--warm-start: expected one of {list(WARM_STARTS)}, got {self.warm_start!r}")
         if self.executor not in EXECUTORS:
             raise SearchError(f"--executor: expected one of {list(EXECUTORS)}, got {self.executor!r}")
         if self.latency not in LATENCY_MODES:

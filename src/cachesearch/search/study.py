@@ -150,18 +150,28 @@ def run_lock(run_dir: Path) -> Iterator[None]:
 
 # -- samplers ----------------------------------------------------------------------------------------------
 def make_sampler(kind: str, *, seed: int | None, population: int, offset: int = 0) -> Any:
-    """NSGA-II (default), TPE or random. ``offset`` (finished trials so far) varies the seed on resume so a
-    resumed run does not propose the same candidates again; the run stays reproducible."""
+    """NSGA-II (default), TPE, GP or random. ``offset`` (finished trials so far) varies the seed on resume so a
+    resumed run does not propose the same candidates again; the run stays reproducible.
+
+    TPE models the parameters jointly (``multivariate``) within each group of parameters that occur together
+    (``group``: the spaces are conditional, a trial has only its family's parameters) and, with several workers,
+    treats running trials as bad (``constant_liar``) so that concurrent asks differ. The GP sampler models the
+    parameters every trial has (Optuna's intersection search space); the others are sampled at random.
+    """
     import optuna
 
     if seed is not None and offset:
         seed = int.from_bytes(hashlib.sha256(f"{seed}:{offset}".encode()).digest()[:4], "little")
+    startup = min(population, 16)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if kind == "nsga2":
             return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
         if kind == "tpe":
-            return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=min(population, 16))
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True,
+                                              n_startup_trials=startup)
+        if kind == "gp":
+            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup, warn_independent_sampling=False)
         if kind == "random":
             return optuna.samplers.RandomSampler(seed=seed)
     raise SearchError(f"--sampler: expected one of {list(SAMPLERS)}, got {kind!r}")

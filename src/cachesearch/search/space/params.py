@@ -242,6 +242,19 @@ class Dist:
             return trial.suggest_float(self.name, self.low, self.high, log=self.log)
         return trial.suggest_categorical(self.name, list(self.choices))
 
+    def at(self, q: float) -> Any:
+        """The value at quantile ``q`` in ``[0, 1)`` of the range (log-scaled ranges spaced geometrically;
+        choices and integers cut into equal strata)."""
+        if self.kind == "choice":
+            return self.choices[min(int(q * len(self.choices)), len(self.choices) - 1)]
+        if self.log:
+            x = math.exp(math.log(self.low) + q * (math.log(self.high) - math.log(self.low)))
+            return min(max(round(x), self.low), self.high) if self.kind == "int" else x
+        if self.kind == "int":
+            n = (self.high - self.low) // self.step + 1
+            return self.low + min(int(q * n), n - 1) * self.step
+        return self.low + q * (self.high - self.low)
+
     def neutral(self) -> Any:
         """The value a baseline gives a parameter it does not use."""
         return self.choices[0] if self.kind == "choice" else self.low

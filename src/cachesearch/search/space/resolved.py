@@ -161,6 +161,36 @@ class ResolvedSpace:
             return None
         return params if _same(family, replayed, policy) else None
 
+    def grid(self, n: int, seed: int | None = 0) -> list[dict[str, Any]]:
+        """About ``n`` parameter assignments spread over the space (a warm start): the caching families share
+        them evenly, and within a family they form a Latin hypercube over its parameters and the step set's
+        (each range cut into as many strata as the family has points, one point per stratum, in a seeded
+        order). Assignments whose policy a family refuses are left out."""
+        import random
+
+        rng = random.Random(seed)
+        families = [f for f in self.space.families if f != "none"] or list(self.space.families)
+        out: list[dict[str, Any]] = []
+        for i, name in enumerate(families):
+            m = n // len(families) + (1 if i < n % len(families) else 0)
+            strata: dict[str, list[int]] = {}
+            for j in range(m):
+
+                def value(d: Dist, _: Mapping[str, Any], j: int = j, m: int = m, name: str = name,
+                          strata: dict[str, list[int]] = strata) -> Any:
+                    if d.name == "mask.family":
+                        return name
+                    order = strata.setdefault(d.name, rng.sample(range(m), m))
+                    return d.at((order[j] + rng.random()) / m)
+
+                params = self._active({"mask.family": name}, value)
+                try:
+                    self.policy_from_params(params)
+                except (ScheduleError, ValueError):
+                    continue
+                out.append(params)
+        return out
+
     def baselines(self) -> list[Baseline]:
         """The heuristic baselines of the kinds the space lists, in enqueue order (fewer steps, then each mask
         family in registration order), whether or not the space can express each."""
