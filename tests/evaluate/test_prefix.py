@@ -4,6 +4,7 @@ the denoiser's computation for the replayed calls, and counts its MACs as execut
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,43 @@ def test_latency_measurements_never_replay(tmp_path: Path) -> None:
                                     space=ev.space)
         ev.evaluate(schedule, measure=name == "c")
     assert ev.prefixes.stats.resumed == 0
+
+
+@pytest.mark.parametrize("true_cfg", [None, 2.5])
+def test_flux_shares_with_one_pass_per_step_and_never_with_two(true_cfg: float | None) -> None:
+    """FLUX calls its transformer in ``cache_context("cond")``; with true CFG also in ``("uncond")``, two calls
+    per step: those runs are neither recorded nor resumed, and every run stays exact."""
+    from cachesearch.runtime import denoiser_of as called_of
+    from cachesearch.runtime import steps_of_calls
+    from tests._tiny_dit import pipeline_kwargs, tiny_dit_pipeline
+
+    pipe = tiny_dit_pipeline("flux", seed=1)
+    prefix = PrefixCache(64 << 20)
+    masks = {"a": {"transformer_blocks.0.attn": "RR.R.R", "single_transformer_blocks.0": "RRR.RR"},
+             "c": {"transformer_blocks.0.attn": "RR.R.R", "single_transformer_blocks.0": "RRR..R"}}
+    leaf = pipe.transformer.x_embedder
+    calls = []
+    leaf.register_forward_hook(lambda *_: calls.append(1))
+    kw = {**pipeline_kwargs("flux"), "num_inference_steps": STEPS, "output_type": "pt"}
+    if true_cfg is not None:
+        kw.update(negative_prompt="a blue square", true_cfg_scale=true_cfg)
+
+    def run(name: str, shared: bool) -> torch.Tensor:
+        schedule = compile_schedule(pipe, BlockMask(masks[name]), num_inference_steps=STEPS)
+        calls.clear()
+        with schedule.applied(pipe) as applied:
+            step_of_call = steps_of_calls(pipe.scheduler, STEPS, STEPS)
+            ctx = prefix.batch(schedule, applied, called_of(pipe), ("x",), step_of_call) if shared else None
+            with ctx if ctx is not None else contextlib.nullcontext():
+                return pipe("a red circle", generator=torch.Generator().manual_seed(0), **kw).images
+
+    for name in ("a", "c"):
+        alone, n_alone = run(name, shared=False), len(calls)
+        shared, n_shared = run(name, shared=True), len(calls)
+        assert torch.equal(alone, shared), name
+    passes = 1 if true_cfg is None else 2
+    assert n_alone == passes * STEPS
+    if true_cfg is None:
+        assert prefix.stats.resumed == 1 and n_shared == STEPS - 4  # "c" resumed at step 4
+    else:
+        assert prefix.stats.resumed == 0 and prefix.nbytes == 0 and n_shared == 2 * STEPS

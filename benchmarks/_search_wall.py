@@ -1,0 +1,141 @@
+"""The ``prefix`` and ``wall`` modes of ``search_efficiency.py``.
+
+``prefix``: searches of the ``ecad`` space and a components-only space on ``embedded:shapes-flux`` and of the
+DeepCache family (``deepcache`` space) on ``embedded:shapes``, with exact prefix sharing: the share of the
+denoiser MACs an independent evaluation of each candidate would execute that came from an earlier candidate's
+prefix instead (exact, so it is the saving).
+
+``wall``: issue 28's target, on the wall clock: for every model and seed, ``cachesearch run`` with today's
+default settings pinned and ``--timeout 330``, then the new defaults with ``--timeout 80`` (``--workers 2``
+both, the default), one after the other in subprocesses on the same machine with the same reference cache.
+Both exported fronts are re-scored on one common held-out set; the table gives each run's hypervolume and its
+exported front's median held-out / train loss ratio, and the medians over seeds. Run it on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmarks._efficiency import SHARED, TODAY, hypervolume, trial_records
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text(encoding="utf-8").split()[:3])
+
+
+def _components_space(work: Path) -> Path:
+    """The default dit space with the components family only (ECAD-like masks in their compact, periodic form)."""
+    doc = yaml.safe_load((REPO / "search_spaces" / "dit.yaml").read_text(encoding="utf-8"))
+    doc["name"] = "components"
+    doc["description"] = "The dit space's per-component periodic masks alone (search_efficiency.py prefix)."
+    doc["mask"] = {"families": ["components"], "components": doc["mask"]["components"]}
+    doc["baselines"] = {k: v for k, v in doc["baselines"].items() if k == "components"}
+    path = work / "components.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def prefix_runs(args: Any) -> None:
+    import optuna
+    import torch
+
+    from benchmarks._bench import environment, write_and_say
+    from cachesearch.search import RunSettings, run_search
+    from cachesearch.search.study import open_storage
+
+    torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    cases = [("embedded:shapes-flux", "ecad", REPO / "search_spaces" / "ecad.yaml"),
+             ("embedded:shapes-flux", "components", _components_space(args.work)),
+             ("embedded:shapes", "deepcache", REPO / "search_spaces" / "deepcache.yaml")]
+    rows = {}
+    for model, label, space in cases:
+        name = f"prefix-{label}-s{args.seed}"
+        settings = RunSettings(name=name, model=model, space=str(space), seed=args.seed, trials=args.trials,
+                               timeout=None, workers=1, out=str(args.work / "runs-prefix"), **SHARED)
+        load0, t0 = _load(), time.time()
+        run_search(settings, cache_dir=str(args.work / "cache"), export=False, space_given=True)
+        study = optuna.load_study(study_name=name, storage=open_storage(str(settings.run_dir / "study.journal")))
+        recs = [r for r in trial_records(study) if r["kind"] in ("evaluated", "screened")]
+        executed, reused = sum(r["macs"] for r in recs), sum(r["reused"] for r in recs)
+        rows[label] = {"model": model, "space": space.name, "trials": args.trials, "candidates": len(recs),
+                       "resumed": sum(r["reused"] > 0 for r in recs), "executed_macs": executed,
+                       "reused_macs": reused, "saving": reused / (executed + reused) if recs else None,
+                       "wall_s": round(time.time() - t0, 1), "load": [load0, _load()]}
+        r = rows[label]
+        print(f"{label:12} {model:22} {r['candidates']:4} candidates, {r['resumed']:4} resumed from a prefix, "
+              f"saving {r['saving']:.1%} of the denoiser MACs", flush=True)
+    write_and_say(args.out, {"benchmark": "prefix_sharing", "environment": environment("cpu"), "settings": SHARED,
+                             "seed": args.seed, "cases": rows})
+
+
+def _cli(model: str, name: str, seed: int, work: Path, extra: list[str]) -> dict[str, Any]:
+    cmd = [sys.executable, "-c", "from cachesearch.cli import main; main()", "run", "--model", model, "--name",
+           name, "--seed", str(seed), "--out", str(work / "runs"), "--cache-dir", str(work.parent / "cache"),
+           "--quiet", *extra]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    load0, t0 = _load(), time.time()
+    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{name} failed (rc {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return {"wall_s": round(time.time() - t0, 1), "load": [load0, _load()], "command": " ".join(cmd[3:])}
+
+
+def _arm_result(run_dir: Path, rescorer: Any) -> dict[str, Any]:
+    from cachesearch.schedule import load_schedule
+    from cachesearch.search.objective import mask_key
+
+    rows = yaml.safe_load((run_dir / "schedules" / "index.yaml").read_text(encoding="utf-8"))["schedules"]
+    held = []
+    for row in rows:
+        schedule = load_schedule(run_dir / "schedules" / row["file"])
+        held.append(rescorer.loss(mask_key(schedule), lambda ev, s=schedule: s))
+    ratios = [r["quality"]["heldout"] / r["quality"]["train"] for r in rows
+              if r["quality"]["train"] and r["quality"]["heldout"] is not None]
+    return {"front": len(rows), "hv": hypervolume(held),
+            "ratio_median": statistics.median(ratios) if ratios else None}
+
+
+def wall_runs(args: Any, rescorer_class: Any) -> None:
+    from benchmarks._bench import environment, write_and_say
+
+    today = ["--sampler", TODAY["sampler"], "--population", str(TODAY["population"]), "--screen", TODAY["screen"],
+             "--n-train", str(TODAY["n_train"]), "--warm-start", TODAY["warm_start"], "--prefix-cache-mb", "0",
+             "--trials", "1000", "--timeout", f"{args.today_timeout:g}"]
+    arms = {"today": today, "new": ["--timeout", f"{args.new_timeout:g}"]}
+    work = args.work / "wall"
+    results: dict[str, Any] = {}
+    for model in args.models:
+        rescorer = rescorer_class(model, args.work, args.heldout)
+        per = results.setdefault(model, {"runs": []})
+        for seed in args.seeds:
+            for arm, extra in arms.items():
+                name = f"{model.split(':')[-1]}-{arm}-s{seed}"
+                print(f"{name}: cachesearch run {' '.join(extra)} (load {_load()})", flush=True)
+                info = _cli(model, name, seed, work, extra)
+                got = {"arm": arm, "seed": seed, **info, **_arm_result(work / "runs" / name, rescorer)}
+                per["runs"].append(got)
+                print(f"  {got['wall_s']} s, front {got['front']}, HV {got['hv']:.3f}, held-out/train "
+                      f"{got['ratio_median']}", flush=True)
+        for arm in arms:
+            mine = [r for r in per["runs"] if r["arm"] == arm]
+            per[arm] = {"hv_median": statistics.median(r["hv"] for r in mine),
+                        "ratio_median": statistics.median(r["ratio_median"] for r in mine if r["ratio_median"])}
+        per["met"] = per["new"]["hv_median"] >= per["today"]["hv_median"] and per["new"]["ratio_median"] <= 1.2
+    print(f"\n{'model':24}{'today HV':>10}{'new HV':>10}{'new ratio':>11}  met")
+    for model, per in results.items():
+        print(f"{model:24}{per['today']['hv_median']:>10.3f}{per['new']['hv_median']:>10.3f}"
+              f"{per['new']['ratio_median']:>11.3f}  {per['met']}")
+    write_and_say(args.out, {"benchmark": "search_efficiency_wall", "environment": environment("cpu"),
+                             "arms": {k: " ".join(v) for k, v in arms.items()}, "models": results})

@@ -1,0 +1,96 @@
+"""search_efficiency.py's model-free parts: hypervolume, fronts, checkpoints, the compute to reach a target, the
+budget stop, and the components-only space it writes."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
+
+from benchmarks import _efficiency as eff
+from benchmarks._search_wall import _components_space
+from benchmarks.search_efficiency import _Budget
+from cachesearch.search.space import load_space
+
+
+def test_hypervolume_in_log_loss_and_cost_up_to_the_reference_point() -> None:
+    ref_q, ref_c = eff.REF_POINT
+    assert eff.hypervolume([(0.01, 0.5)]) == pytest.approx((ref_q + 2) * (ref_c - 0.5))
+    two = eff.hypervolume([(0.01, 0.5), (0.001, 0.8)])
+    assert two == pytest.approx((ref_q + 2) * (ref_c - 0.5) + (ref_q + 3) * (0.5 - 0.8 + 0.3) + 1 * 0.0 + (
+        (ref_q + 3) - (ref_q + 2)) * (ref_c - 0.8))
+    assert eff.hypervolume([(0.0, 0.9)]) == eff.hypervolume([(1e-9, 0.9)]) == pytest.approx((ref_q + 4) * 0.15)
+    assert eff.hypervolume([(0.6, 0.1), (0.01, 1.2)]) == 0.0  # outside the reference box
+    assert eff.hypervolume([(0.01, 0.5), (0.02, 0.6)]) == eff.hypervolume([(0.01, 0.5)])  # dominated adds nothing
+
+
+def _record(number: int, q: float, c: float, kind: str = "evaluated", macs: float = 1.0) -> dict:
+    return {"number": number, "kind": kind, "values": [q, c] if kind == "evaluated" else None, "feasible": True,
+            "macs": macs}
+
+
+def test_front_at_uses_only_the_first_records_and_leaves_out_full_compute() -> None:
+    records = [_record(0, 0.0, 1.0), _record(1, 0.1, 0.5), _record(2, 0.2, 0.4, kind="screened"),
+               _record(3, 0.05, 0.6), _record(4, 0.2, 0.7)]
+    assert [r["number"] for r in eff.front_at(records, 2)] == [1]
+    assert [r["number"] for r in eff.front_at(records, 5)] == [3, 1]
+
+
+def test_checkpoints_are_geometric_in_compute_and_end_with_every_record() -> None:
+    cum = [float(2**i) for i in range(11)]  # 1 … 1024
+    points = eff.checkpoints(cum, 6)
+    assert points[-1] == 11 and points == sorted(set(points))
+    assert [cum[i - 1] for i in points] == [1, 4, 16, 64, 256, 1024]
+    assert eff.checkpoints([], 5) == [0]
+
+
+def test_compute_to_reach_and_the_median_of_runs_that_may_never_reach() -> None:
+    curve = [(1.0, 0.5), (2.0, 0.9), (4.0, 1.0)]
+    assert eff.compute_to_reach(curve, 0.9) == 2.0 and eff.compute_to_reach(curve, 1.01) is None
+    assert eff.median([3.0, None, 1.0]) == 3.0  # the run that never reached it counts as last
+    assert eff.median([None, None, 1.0]) is None and eff.median([2.0, 4.0]) == 3.0
+
+
+def test_today_is_pinned_and_every_config_is_a_valid_run() -> None:
+    from cachesearch.search import RunSettings
+
+    assert eff.CONFIGS["today"] == {"sampler": "nsga2", "population": 24, "screen": "4", "n_train": 8,
+                                    "warm_start": "baselines", "prefix_cache_mb": 0}
+    for name, overrides in eff.CONFIGS.items():
+        RunSettings(name=name, **overrides)
+
+
+def test_the_budget_stops_a_run_between_trials_once_the_candidates_spent_it() -> None:
+    budget = _Budget(10.0)
+    outcome = SimpleNamespace(user_attrs={"result": {"macs": 6.0}})
+    budget.trial(number=0, done=1, front=1, outcome=SimpleNamespace(user_attrs={"duplicate_of": 0, "result": {
+        "macs": 6.0}}))
+    budget.trial(number=1, done=2, front=1, outcome=outcome)
+    with pytest.raises(KeyboardInterrupt):
+        budget.trial(number=2, done=3, front=1, outcome=outcome)
+
+
+def test_trial_records_in_completion_order_with_their_compute() -> None:
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    t0 = datetime(2030, 1, 1)
+    specs = [(TrialState.COMPLETE, [0.1, 0.5], {"result": {"macs": 5.0, "macs_reused": 1.0}}, 3),
+             (TrialState.PRUNED, None, {"screened": {}, "result": {"macs": 2.0}}, 1),
+             (TrialState.PRUNED, None, {"duplicate_of": 0, "result": {"macs": 5.0}}, 2)]
+    trials = []
+    for number, (state, values, attrs, minutes) in enumerate(specs):
+        t = create_trial(state=state, values=values, params={"x": 0.5}, distributions={"x": FloatDistribution(0, 1)},
+                         user_attrs=attrs)
+        t.number, t.datetime_start, t.datetime_complete = number, t0, t0 + timedelta(minutes=minutes)
+        trials.append(t)
+    records = eff.trial_records(SimpleNamespace(get_trials=lambda deepcopy=False: trials))
+    assert [r["number"] for r in records] == [1, 2, 0]
+    assert [(r["kind"], r["macs"]) for r in records] == [("screened", 2.0), ("duplicate", 0.0), ("evaluated", 5.0)]
+    assert sum(r["reused"] for r in records) == 1.0 and records[-1]["values"] == [0.1, 0.5]
+
+
+def test_the_components_space_has_the_components_family_only(tmp_path) -> None:
+    space = load_space(_components_space(tmp_path))
+    assert list(space.families) == ["components"] and space.name == "components"
