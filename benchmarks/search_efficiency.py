@@ -189,8 +189,26 @@ class Rescorer:
         return self._spaces[key]
 
 
-def _curve(run_dir: Path, done: dict[str, Any], rescorer: Rescorer, n: int) -> dict[str, Any]:
+def _run_info(run_dir: Path, model: str, rescorer: Rescorer) -> dict[str, Any]:
+    """A run's ``done.json``, or for a run still going (``report --partial``) the same fields from its study."""
+    if (run_dir / "done.json").is_file():
+        return json.loads((run_dir / "done.json").read_text())
+    import yaml
+
+    from cachesearch.schedule import Full
+
+    config, seed = run_dir.name.removeprefix(f"{_slug(model)}-").rsplit("-s", 1)
+    settings = yaml.safe_load((run_dir / "run.yaml").read_text(encoding="utf-8"))["settings"]
     records = trial_records(_load_study(run_dir, run_dir.name))
+    full = rescorer.ev.image_macs(rescorer.ev.compile(Full()))
+    return {"config": config, "seed": int(seed), "fixed_macs": 2 * settings["n_train"] * full, "workers": 1,
+            "search_macs": sum(r["macs"] for r in records), "reused_macs": sum(r["reused"] for r in records),
+            "load_before": None, "load_after": None, "partial": True}
+
+
+def _curve(run_dir: Path, done: dict[str, Any], rescorer: Rescorer, n: int, upto: int | None = None
+           ) -> dict[str, Any]:
+    records = trial_records(_load_study(run_dir, run_dir.name))[:upto]
     cum, total = [], done["fixed_macs"]
     for r in records:
         total += r["macs"]
@@ -203,8 +221,9 @@ def _curve(run_dir: Path, done: dict[str, Any], rescorer: Rescorer, n: int) -> d
         train = [(r["values"][0], r["values"][1]) for r in front]
         points.append({"trials": upto, "macs": cum[upto - 1], "wall_s": records[upto - 1]["done"] - start,
                        "hv": hypervolume(held), "hv_train": hypervolume(train), "front": len(front)})
+    spent, reused = sum(r["macs"] for r in records), sum(r["reused"] for r in records)
     return {"config": done["config"], "seed": done["seed"], "points": points, "trials": len(records),
-            "prefix_saving": done["reused_macs"] / max(1.0, done["reused_macs"] + done["search_macs"]),
+            "prefix_saving": reused / max(1.0, reused + spent), "partial": done.get("partial", False),
             "load": [done["load_before"], done["load_after"]], "workers": done["workers"]}
 
 
@@ -216,10 +235,16 @@ def cmd_report(args: argparse.Namespace) -> None:
     for model in args.models:
         rescorer = Rescorer(model, args.work, args.heldout)
         curves = []
-        for path in sorted((args.work / "runs").glob(f"{_slug(model)}-*/done.json")):
-            done = json.loads(path.read_text())
-            print(f"re-scoring {path.parent.name}", flush=True)
-            curves.append(_curve(path.parent, done, rescorer, args.checkpoints))
+        for path in sorted((args.work / "runs").glob(f"{_slug(model)}-*/study.journal")):
+            run_dir = path.parent
+            if not (run_dir / "done.json").is_file() and not args.partial:
+                continue
+            done = _run_info(run_dir, model, rescorer)
+            if done["config"] not in CONFIGS:
+                continue
+            print(f"re-scoring {run_dir.name}", flush=True)
+            upto = args.today_trials if done["config"] == "today" else None
+            curves.append(_curve(run_dir, done, rescorer, args.checkpoints, upto))
         today = [c for c in curves if c["config"] == "today"]
         if not today:
             print(f"{model}: no 'today' runs yet; run them first")
@@ -261,6 +286,7 @@ def _write(args: argparse.Namespace, results: dict[str, Any]) -> None:
     from benchmarks._bench import environment, write_and_say
 
     doc = {"benchmark": "search_efficiency", "environment": environment("cpu"), "heldout_images": args.heldout,
+           "today_trials": args.today_trials or "all", "partial_runs": bool(args.partial),
            "hypervolume": "log10 held-out loss (floor 1e-4) x cost ratio up to (log10 0.5, 1.05)",
            "today": TODAY, "configs": CONFIGS, "models": results}
     write_and_say(args.out, doc)
@@ -325,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", nargs="+", default=list(MODELS))
     p.add_argument("--heldout", type=int, default=16)
     p.add_argument("--checkpoints", type=int, default=14)
+    p.add_argument("--partial", action="store_true", help="include runs still going (their trials so far)")
+    p.add_argument("--today-trials", type=int, default=None,
+                   help="today's final = its first N trials (a smaller-scale table when its full runs are too long)")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "search_efficiency.json")
     x = sub.add_parser("prefix", help="prefix sharing's saving on the ecad and components spaces and DeepCache")
     x.add_argument("--trials", type=int, default=150)
