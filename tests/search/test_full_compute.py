@@ -11,7 +11,7 @@ import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import create_trial
 
-from cachesearch.search import report
+from cachesearch.search import report_plot
 from cachesearch.search.export import ExportResult
 from cachesearch.search.objective import Objectives
 from cachesearch.search.study import front_size, is_full_compute, pareto_trials
@@ -43,10 +43,10 @@ def test_the_plot_axis_is_not_stretched_by_full_compute(tmp_path: Path, monkeypa
         seen["ylim"] = fig.axes[0].get_ylim()
         return Path(path)
 
-    monkeypatch.setattr(report, "save_figure", capture)
+    monkeypatch.setattr(report_plot, "save_figure", capture)
     prep = SimpleNamespace(study=_study(), objectives=Objectives(kind="cost"), settings=SimpleNamespace(name="x"))
     export = ExportResult(schedules_dir=tmp_path, index_path=tmp_path / "index.yaml", entries=[], front_trials=[],
                           metric="stlpips-alex")
-    report.plot_pareto(prep, export, tmp_path / "pareto.png")
+    report_plot.plot_pareto(prep, export, tmp_path / "pareto.png")
     low, high = seen["ylim"]
     assert 1e-4 < low < 0.002 and high > 0.3, seen

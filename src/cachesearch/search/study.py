@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import socket
 import time
 import warnings
@@ -34,6 +33,7 @@ from .attrs import (  # noqa: F401 - re-exported
     ATTR_SPACE,
     baseline_attrs,
 )
+from .redact import hide_password, without_secret
 from .settings import SAMPLERS, RunSettings, SearchError
 
 if TYPE_CHECKING:
@@ -82,33 +82,6 @@ def relative_storage(spec: str, run_dir: Path) -> str:
     return os.path.relpath(Path(spec).expanduser().resolve(), Path(run_dir).expanduser().resolve())
 
 
-def hide_password(spec: str) -> str:
-    """A storage URL as it may be shown: the password replaced by ``***`` (SQLAlchemy's own rendering; a URL
-    it cannot parse is masked between ``:`` and ``@``). A journal path is returned as it is."""
-    if "://" not in spec:
-        return spec
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(spec).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy reads: mask what looks like user:password@
-        return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", spec)
-
-
-def _without_secret(text: str, spec: str) -> str:
-    """``text`` (an error message) with the password of ``spec`` masked wherever it appears, on one line."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        password = make_url(spec).password
-    except Exception:  # noqa: BLE001
-        m = re.search(r"://[^:/@]*:([^@/]*)@", spec)
-        password = m.group(1) if m else None
-    if password:
-        text = text.replace(str(password), "***")
-    return text.replace(spec, hide_password(spec)).strip().splitlines()[0] if text.strip() else text
-
-
 def open_storage(spec: str) -> Any:
     """An Optuna storage for ``spec``: an RDB URL (``postgresql://…``, ``mysql://…``, ``sqlite:///…``) or the
     path of a journal file (safe for processes on one host; not on NFS). A server URL (not SQLite) gets
@@ -126,7 +99,7 @@ def open_storage(spec: str) -> Any:
             return open_rdb(spec)  # many processes or hosts: heartbeats, claims, retries
         except Exception as e:  # noqa: BLE001 - driver missing, bad URL, server down; never echo a password
             raise SearchError(f"--storage: cannot open {hide_password(spec)!r}: {type(e).__name__}: "
-                              f"{_without_secret(str(e), spec)}") from None
+                              f"{without_secret(str(e), spec)}") from None
     path = Path(spec).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(path)))
