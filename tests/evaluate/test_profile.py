@@ -65,6 +65,20 @@ def test_profile_equals_a_direct_computation(ev: Evaluator, stage_profile: Block
     assert row == pytest.approx(expected, rel=1e-9)
 
 
+def test_per_image_changes_summarise_to_the_profile(ev: Evaluator, stage_profile: BlockProfile) -> None:
+    from cachesearch.evaluate import profile_images
+
+    blocks, per_image = profile_images(ev, granularity="stage")
+    assert blocks == stage_profile.blocks and per_image.shape == (2, len(blocks), STEPS)  # 2 images (CFG rows averaged)
+    assert torch.allclose(per_image.mean(0), torch.tensor(stage_profile.changes, dtype=torch.float64), rtol=1e-9)
+    p90 = profile_blocks(ev, granularity="stage", statistic="p90")
+    assert torch.allclose(torch.tensor(p90.changes, dtype=torch.float64), torch.quantile(per_image, 0.9, dim=0),
+                          rtol=1e-12)
+    assert all(a >= b - 1e-12 for ra, rb in zip(p90.changes, stage_profile.changes) for a, b in zip(ra, rb))
+    with pytest.raises(ValueError, match="statistic: expected 'mean' or 'p90'"):
+        profile_blocks(ev, statistic="max")
+
+
 def test_layer_profile_lists_every_layer(ev: Evaluator) -> None:
     profile = profile_blocks(ev, granularity="layer", n=1)
     assert profile.blocks == ev.space.names(BlockKind.LAYER)

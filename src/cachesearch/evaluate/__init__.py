@@ -39,6 +39,7 @@ _EXPORTS: dict[str, str] = {
     "ReferenceInfo": "._reference",
     # profiler
     "profile_blocks": "._profile",
+    "profile_images": "._profile",
     "save_profile": "._profile",
     "load_profile": "._profile",
     "profile_id": "._profile",
@@ -104,6 +105,7 @@ __all__ = [
     "perceptual_features",
     "profile_blocks",
     "profile_id",
+    "profile_images",
     "psnr",
     "quality_report",
     "remeasure_if_noisy",
@@ -121,7 +123,7 @@ if TYPE_CHECKING:
     from ._evaluator import Evaluator
     from ._frechet import FEATURE_SPACE, frechet_distance, perceptual_features
     from ._latency import LatencyStats, measure_latency, peak_memory, remeasure_if_noisy
-    from ._profile import load_profile, profile_blocks, profile_id, save_profile
+    from ._profile import load_profile, profile_blocks, profile_id, profile_images, save_profile
     from ._prompts import PromptFileError, PromptSet, builtin_prompts, load_prompt_file
     from ._quality import PerceptualMetric, get_perceptual_metric, psnr, quality_report, ssim
     from ._reference import ReferenceCache, ReferenceInfo

@@ -28,14 +28,15 @@ from .._util import atomic_write, save_figure
 if TYPE_CHECKING:
     from ._evaluator import Evaluator
 
-__all__ = ["PROFILE_FORMAT", "load_profile", "profile_blocks", "profile_id", "save_profile"]
+__all__ = ["PROFILE_FORMAT", "load_profile", "profile_blocks", "profile_id", "profile_images", "save_profile"]
 
 PROFILE_FORMAT = "cachesearch/profile@1"
 _EPS = 1e-12
 
 
 def profile_blocks(
-    evaluator: Evaluator, *, split: str = "train", granularity: str = "stage", n: int | None = None
+    evaluator: Evaluator, *, split: str = "train", granularity: str = "stage", n: int | None = None,
+    statistic: str = "mean",
 ) -> BlockProfile:
     """Profile the relative output change of each block between consecutive steps, averaged over a split.
 
@@ -47,10 +48,34 @@ def profile_blocks(
             or ``"component"`` (``attn1``/``attn2``/``ff`` inside the attention layers' transformer blocks; a DiT
             block's ``attn``/``ff``/...).
         n: use only the first ``n`` prompts of the split (default: all).
+        statistic: how each (block, step) is summarised over the images: ``"mean"`` or ``"p90"`` (the change
+            that 90 % of the images stay under: a static schedule placed by it serves the fast-changing images
+            too).
 
     Returns:
         A :class:`BlockProfile` with one row per block (execution order) and one column per step.
     """
+    if statistic not in ("mean", "p90"):
+        raise ValueError(f"statistic: expected 'mean' or 'p90', got {statistic!r}")
+    blocks, means, per_image = _profile(evaluator, split=split, granularity=granularity, n=n)
+    if statistic == "p90":
+        means = torch.quantile(per_image, 0.9, dim=0) if per_image.shape[0] else means
+    return BlockProfile(blocks=tuple(blocks), changes=tuple(tuple(float(v) for v in row) for row in means.tolist()))
+
+
+def profile_images(
+    evaluator: Evaluator, *, split: str = "train", granularity: str = "stage", n: int | None = None
+) -> tuple[tuple[str, ...], torch.Tensor]:
+    """Each image's relative output change per block and step: ``(blocks, changes [images, blocks, steps])``
+    (float64; a CFG batch's two rows of one image averaged). :func:`profile_blocks` summarises it over images."""
+    blocks, _, per_image = _profile(evaluator, split=split, granularity=granularity, n=n)
+    return tuple(blocks), per_image
+
+
+def _profile(
+    evaluator: Evaluator, *, split: str, granularity: str, n: int | None
+) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """``(blocks, mean changes [blocks, steps], per-image changes [images, blocks, steps])``."""
     from cachesearch.adapters import block_io_of
     from cachesearch.runtime import steps_of_calls
 
@@ -75,7 +100,8 @@ def profile_blocks(
 
     sums = torch.zeros(len(blocks), num_steps, dtype=torch.float64)
     counts = torch.zeros(len(blocks), num_steps, dtype=torch.float64)
-    state: dict[str, Any] = {"call": -1, "prev": [None] * len(blocks)}
+    state: dict[str, Any] = {"call": -1, "prev": [None] * len(blocks), "rows": None}
+    batches: list[torch.Tensor] = []  # per batch: [rows of the batch, blocks, steps]
 
     def on_call(module: torch.nn.Module, args: Any) -> None:
         state["call"] += 1
@@ -95,6 +121,9 @@ def profile_blocks(
                 rel = (y - prev).abs().sum(1) / prev.abs().sum(1).clamp_min(_EPS)
                 sums[i, step] += rel.sum().cpu()
                 counts[i, step] += rel.numel()
+                rows = state["rows"]
+                if rows is not None and rows.shape[0] == rel.numel():
+                    rows[:, i, step] = rel.cpu()
             state["prev"][i] = y
 
         return hook
@@ -111,7 +140,11 @@ def profile_blocks(
             hi = min(lo + bs, total)
             state["call"] = -1
             state["prev"] = [None] * len(blocks)
+            rows = (hi - lo) * (2 if evaluator.cfg else 1)
+            state["rows"] = torch.zeros(rows, len(blocks), num_steps, dtype=torch.float64)
             evaluator.generate_batch(list(ps.prompts[lo:hi]), latents[lo:hi], list(ps.seeds[lo:hi]), kwargs)
+            per_row = state["rows"]
+            batches.append(per_row.view(2, hi - lo, len(blocks), num_steps).mean(0) if evaluator.cfg else per_row)
             evaluator.report_progress("profile", hi, total)
     finally:
         for h in handles:
@@ -119,7 +152,8 @@ def profile_blocks(
     means = torch.where(counts > 0, sums / counts.clamp_min(1), torch.zeros_like(sums))
     if not bool(torch.isfinite(means).all()):
         raise RuntimeError("profile: block outputs contain NaN/inf; the model does not run correctly in this setup")
-    return BlockProfile(blocks=tuple(blocks), changes=tuple(tuple(float(v) for v in row) for row in means.tolist()))
+    per_image = torch.cat(batches) if batches else torch.zeros(0, len(blocks), num_steps, dtype=torch.float64)
+    return list(blocks), means, per_image
 
 
 def profile_id(profile: BlockProfile) -> str:
