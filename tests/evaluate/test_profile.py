@@ -79,6 +79,16 @@ def test_per_image_changes_summarise_to_the_profile(ev: Evaluator, stage_profile
         profile_blocks(ev, statistic="max")
 
 
+def test_a_profile_over_more_prompts_than_the_split_draws_them_from_the_same_pool(ev: Evaluator, tmp_path) -> None:
+    wider = profile_blocks(ev, granularity="stage", n=3)  # the split has 2 prompts
+    config = EvalConfig(num_inference_steps=STEPS, n_train=3, n_heldout=1, batch_size=2, cache_dir=str(tmp_path))
+    three = Evaluator(config, model=load_model("embedded"))
+    assert ev.fixtures.prompt_pool("train", 3) == three.prompt_set("train")
+    assert torch.equal(ev.fixtures.latents_for(three.prompt_set("train").seeds), three.latents("train"))
+    assert wider == profile_blocks(three, granularity="stage")
+    assert len(ev.fixtures.prompt_pool("train", 10_000)) == 180  # capped at the pool (the shapes captions' half)
+
+
 def test_layer_profile_lists_every_layer(ev: Evaluator) -> None:
     profile = profile_blocks(ev, granularity="layer", n=1)
     assert profile.blocks == ev.space.names(BlockKind.LAYER)

@@ -124,7 +124,7 @@ def settings(tmp_path: Path) -> Callable[..., RunSettings]:
 
     def make(name: str = "unit", **overrides: Any) -> RunSettings:
         cfg = dict(name=name, model="tiny", num_steps=TINY_STEPS, n_train=2, n_heldout=2, trials=12, timeout=None,
-                   population=4, seed=0, out=str(tmp_path / "runs"), workers=1)
+                   population=4, seed=0, out=str(tmp_path / "runs"), workers=1, profile_prompts=2)
         cfg.update(overrides)
         return RunSettings(**cfg)
 

@@ -140,7 +140,8 @@ def test_middleauto_family_recomputes_the_middle_where_the_profile_adds_up(flux)
     ctx = flux_ctx(flux)  # stage i changes 0.1 * (i + 1) per step: the middle of front 1, back 0 averages 0.3
     resolved = load_space(find_space("dit")).resolve(ctx)
     params = {"steps.count": 4, "mask.family": "middleauto", "middleauto.threshold": 0.65, "middleauto.front": 1,
-              "middleauto.back": 0, "middleauto.warmup": 0, "middleauto.max_skip": 0, "middleauto.order": 0}
+              "middleauto.back": 0, "middleauto.warmup": 0, "middleauto.max_skip": 0, "middleauto.order": 0,
+              "middleauto.forecast_gap": 1}
     policy = resolved.suggest(FixedTrial(params))
     assert policy == MiddleCacheAuto(threshold=0.65, front=1, back=0, profile_id="p")
     assert policy.profile is ctx.profile and policy.step_set() is None  # the reference steps, whatever steps.count
@@ -160,12 +161,23 @@ def test_middleauto_family_recomputes_the_middle_where_the_profile_adds_up(flux)
             images.append(flux("a red circle", num_inference_steps=STEPS, generator=torch.Generator().manual_seed(0),
                                **pipeline_kwargs("flux")).images)
     assert torch.equal(images[0], images[1])
-    taylor = compile_(flux, resolved.suggest(FixedTrial({**params, "middleauto.order": 2})))
+    # a forecast covers at most forecast_gap reused steps in a row (residual reuse is not limited by it)
+    taylor = compile_(flux, resolved.suggest(FixedTrial({**params, "middleauto.order": 2,
+                                                          "middleauto.forecast_gap": 2})))
     assert taylor.reuse.value == "taylor" and taylor.taylor_order == 2 and taylor.masks() == sched.masks()
+    near = resolved.suggest(FixedTrial({**params, "middleauto.order": 2}))
+    assert near.max_skip == 1 and compile_(flux, near).masks() == skip1.masks()
     assert resolved.params_for(policy) == params
-    # baselines: thresholds 0.08-0.2 recompute every step on this profile (0.3 a step): only t=0.3 is kept
+    assert resolved.params_for(near) == {**params, "middleauto.order": 2, "middleauto.max_skip": 1}
+    assert resolved.params_for(MiddleCacheAuto(threshold=0.65, order=2, profile=ctx.profile)) is None  # no limit
+    # baselines: thresholds 0.08-0.2 recompute every step on this profile (0.3 a step): only t=0.3 is kept; its
+    # forecasting twin within the gap limit
     assert [b.name for b in resolved.baselines() if b.kind == "middleauto"] == ["middleauto-t0.3-f1-b0",
-                                                                                 "middleauto-t0.3-f1-b0-o1"]
+                                                                                 "middleauto-t0.3-f1-b0-s1-o1"]
+    old = parse_space(doc({"families": ["middleauto"]})).resolve(ctx)  # a space without forecast_gap: no limit
+    unlimited = old.suggest(FixedTrial({k: v for k, v in {**params, "middleauto.order": 2}.items()
+                                        if k != "middleauto.forecast_gap"}))
+    assert unlimited.max_skip == 0 and compile_(flux, unlimited).masks() == sched.masks()
 
 
 @pytest.mark.parametrize("groups", ["kinds", "components"])

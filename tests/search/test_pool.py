@@ -29,7 +29,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 def _settings(tmp_path: Path, name: str, workers: int, trials: int = 14) -> RunSettings:
     return RunSettings(name=name, model="embedded", num_steps=4, n_train=2, n_heldout=2, trials=trials, timeout=None,
-                       sampler="random", seed=0, workers=workers, space="deepcache", out=str(tmp_path / "runs"))
+                       sampler="random", seed=0, workers=workers, space="deepcache", out=str(tmp_path / "runs"),
+                       profile_prompts=2)
 
 
 def _by_mask(s: RunSettings) -> dict[str, tuple[float, float]]:

@@ -170,6 +170,7 @@ def run(
     n_train: int = _option("n_train"),
     n_heldout: int = _option("n_heldout"),
     screen: str = _option("screen"),
+    profile_prompts: int = _option("profile_prompts"),
     heldout_max: int = _option("heldout_max"),
     prompts_file: str = _option("prompts_file"),
     metric: str = _option("metric"),

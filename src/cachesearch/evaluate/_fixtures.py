@@ -135,6 +135,25 @@ class Fixtures:
             self._prompt_sets[split] = ps
         return self._prompt_sets[split]
 
+    def prompt_pool(self, split: str, n: int) -> PromptSet:
+        """The first ``n`` prompts and seeds of ``split``'s pool (the prompt set ``split`` would be with ``n``
+        images; it is a prefix of every larger one), capped at the pool's size. The block-change profile averages
+        over more prompts than a candidate is scored on."""
+        from ._prompts import split_capacity
+
+        n = max(1, min(int(n), split_capacity(self.source, split, self.config.prompts_file)))
+        if n <= len(self.prompt_set(split)):
+            return self.prompt_set(split).take(n)
+        if self.config.prompts_file is not None:
+            return load_prompt_file(self.config.prompts_file, split=split, n=n)
+        return builtin_prompts(self.source, split, n)
+
+    def latents_for(self, seeds: tuple[int, ...] | list[int]) -> torch.Tensor:
+        """Initial latents ``[N, *latent_shape]`` (float32, CPU) of these seeds, drawn as :meth:`latents` draws
+        them."""
+        shape = self.latent_shape()
+        return torch.cat([torch.randn((1, *shape), generator=torch.Generator("cpu").manual_seed(s)) for s in seeds])
+
     def latent_shape(self) -> tuple[int, ...]:
         """Shape of one image's (or clip's) initial latents at the reference size (from the denoiser's adapter)."""
         frames = {} if self.sampler.num_frames is None else {"frames": self.sampler.num_frames}
@@ -145,11 +164,7 @@ class Fixtures:
         """Initial latents ``[N, *latent_shape]`` (float32, CPU) of ``split``; image ``i`` depends only on its
         seed."""
         if split not in self._latents:
-            shape = self.latent_shape()
-            seeds = self.prompt_set(split).seeds
-            self._latents[split] = torch.cat(
-                [torch.randn((1, *shape), generator=torch.Generator("cpu").manual_seed(s)) for s in seeds]
-            )
+            self._latents[split] = self.latents_for(self.prompt_set(split).seeds)
         return self._latents[split]
 
     # -- generation -------------------------------------------------------------------------------------

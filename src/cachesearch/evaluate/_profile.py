@@ -47,7 +47,8 @@ def profile_blocks(
             ``transformer_blocks.i``, also called ``"block"``), ``"layer"`` (every resnet / attention / sampler)
             or ``"component"`` (``attn1``/``attn2``/``ff`` inside the attention layers' transformer blocks; a DiT
             block's ``attn``/``ff``/...).
-        n: use only the first ``n`` prompts of the split (default: all).
+        n: the first ``n`` prompts of the split's pool (default: the split's own; more than the split holds
+            are drawn from the same pool, as a larger split would be, up to the pool's size).
         statistic: how each (block, step) is summarised over the images: ``"mean"`` or ``"p90"`` (the change
             that 90 % of the images stay under: a static schedule placed by it serves the fast-changing images
             too).
@@ -129,8 +130,12 @@ def _profile(
         return hook
 
     ps = evaluator.prompt_set(split)
-    total = len(ps) if n is None else min(int(n), len(ps))
-    latents = evaluator.latents(split)
+    if n is not None and int(n) != len(ps):
+        ps = evaluator.fixtures.prompt_pool(split, int(n))
+        latents = evaluator.fixtures.latents_for(ps.seeds)
+    else:
+        latents = evaluator.latents(split)
+    total = len(ps)
     bs = evaluator.config.batch_size
     handles = [evaluator.denoiser.register_forward_pre_hook(on_call)]
     try:

@@ -112,8 +112,10 @@ def _stored_or_given_space(settings: RunSettings, run_dir: Path, space_given: bo
 
 
 # -- preparation -------------------------------------------------------------------------------------------
-def _profile(prep_ev: Evaluator, handle: StudyHandle, run_dir: Path, progress: Progress) -> tuple[BlockProfile, str]:
-    """The run's block-change profile: stored in the study (so resumes and workers agree), else computed."""
+def _profile(prep_ev: Evaluator, handle: StudyHandle, run_dir: Path, progress: Progress,
+             prompts: int | None = None) -> tuple[BlockProfile, str]:
+    """The run's block-change profile: stored in the study (so resumes and workers agree), else computed over the
+    first ``prompts`` prompts of the train pool (``--profile-prompts``)."""
     from ..evaluate import profile_blocks, profile_id, save_profile
 
     stored = handle.study.user_attrs.get(ATTR_PROFILE)
@@ -123,7 +125,7 @@ def _profile(prep_ev: Evaluator, handle: StudyHandle, run_dir: Path, progress: P
             save_profile(profile, run_dir, metadata=prep_ev.describe())
         return profile, stored["id"]
     progress.stage("profiling block changes")
-    profile = profile_blocks(prep_ev, split="train", granularity="stage")
+    profile = profile_blocks(prep_ev, split="train", granularity="stage", n=prompts)
     pid = profile_id(profile)
     save_profile(profile, run_dir, metadata=prep_ev.describe(),
                  title=f"block change per step: {prep_ev.source}, {prep_ev.num_inference_steps} steps")
@@ -237,7 +239,7 @@ def prepare(settings: RunSettings, progress: Progress, *, space_given: bool = Fa
                           + ", ".join(f"{split} in {n} shards" for split, n in shards.items()))
     progress.stage("reference images (train)")
     evaluator.reference("train")
-    profile, pid = _profile(evaluator, handle, run_dir, progress)
+    profile, pid = _profile(evaluator, handle, run_dir, progress, settings.profile_prompts)
     notes = list(dropped)
     mag = _mag_ratios(evaluator, handle, space, progress, notes)
     resolved = space.resolve(SpaceContext.of(evaluator, profile, pid, mag_ratios=mag))
@@ -357,7 +359,7 @@ def open_run(name: str, out: str | None = None, progress: Progress | None = None
         evaluator = _build_evaluator(settings, cache_dir, progress)
     handle = open_study(settings, fingerprint=evaluator.fingerprint, metric=evaluator.metric_name,
                         space_digest=space.digest, weights=evaluator.weights_id(), create=False)
-    profile, pid = _profile(evaluator, handle, run_dir, progress)
+    profile, pid = _profile(evaluator, handle, run_dir, progress, settings.profile_prompts)
     mag = _mag_ratios(evaluator, handle, space, progress, [])
     resolved = space.resolve(SpaceContext.of(evaluator, profile, pid, mag_ratios=mag))
     return Prepared(settings=settings, handle=handle, evaluator=evaluator, space=resolved,

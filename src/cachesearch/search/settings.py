@@ -71,6 +71,11 @@ class RunSettings:
                                                    "whose ranking against a front neighbour or a baseline they claim "
                                                    "to beat is not resolved (paired 95 % interval of the "
                                                    "difference contains 0); at most the prompt set's size.")
+    profile_prompts: int = _opt(64, "--profile-prompts", "Train-side prompts the block-change profile averages "
+                                                         "over (it places the recomputes of middleauto and "
+                                                         "blockcaching masks; 8 prompts misplace the early ones: "
+                                                         "docs/tail.md). Drawn from the train prompt pool, up to "
+                                                         "its size; a resumed run keeps its stored profile.")
     screen: str = _opt("4", "--screen", "Multi-fidelity screening: score a candidate on this many train images "
                                           "first (comma-separated, cumulative) and stop once it provably cannot "
                                           "reach the front (exact: losses are >= 0); 'off' disables. Cost "
@@ -129,8 +134,8 @@ class RunSettings:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or "/" in self.name or self.name.startswith("."):
             raise SearchError(f"--name: expected a plain directory name like 'embedded-ddim20', got {self.name!r}")
-        for f, lo in (("num_steps", 1), ("n_train", 1), ("n_heldout", 1), ("heldout_max", 1), ("population", 2),
-                      ("workers", 1)):
+        for f, lo in (("num_steps", 1), ("n_train", 1), ("n_heldout", 1), ("heldout_max", 1), ("profile_prompts", 1),
+                      ("population", 2), ("workers", 1)):
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise SearchError(f"{flag(f)}: expected an integer >= {lo}, got {v!r}")
