@@ -89,6 +89,8 @@ def _summary(console: Console, summary: RunSummary) -> None:
         metric = export.metric or "quality"
         cost = ("cost: analytic ratio to full compute (denoiser MACs)" if summary.objective == "cost" else
                 "latency: measured ratio to full compute")
+        if summary.objective == "cost" and any(e.kind == "runtime" for e in export.entries):
+            cost += " (a runtime schedule's: MACs of what executed, counted per image)"
         if any(e.speedup for e in export.entries):
             cost += "; speedup: measured on this device (--latency measured)"
         console.print(f"quality metric: [bold]{metric}[/] (distance to full compute, lower is better); {cost}")
