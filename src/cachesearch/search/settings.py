@@ -56,8 +56,8 @@ class RunSettings:
     name: str = field(metadata={"flag": "--name", "help": "Run name (directory under --out); default from model "
                                                           "and sampler. An existing run is resumed."})
     model: str = _opt("embedded", "--model", "Model spec: embedded, arch:sd15, a pipeline folder or a cached hub id.")
-    space: str = _opt("joint", "--space", "Search space: a built-in name (joint, dit, ecad, deepcache, blocks, "
-                                          "steps) or a YAML file (docs/search-spaces.md).",
+    space: str = _opt("joint", "--space", "Search space: a built-in name (joint, dit, ecad, runtime, deepcache, "
+                                          "blocks, steps) or a YAML file (docs/search-spaces.md).",
                       default_text="dit for a transformer denoiser (flux, sd3, pixart, wan, transformer), joint "
                                    "otherwise, without the families the model cannot run")
     num_steps: int = _opt(20, "--steps", "Reference sampler steps.", key="steps")
