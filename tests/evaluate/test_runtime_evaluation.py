@@ -85,3 +85,17 @@ def test_train_and_heldout_costs_are_recorded_apart(ev, tmp_path):
     assert metrics.latency.cost_ratio_heldout == expected
     saved = sched.with_updates(metrics=metrics).save(tmp_path / "s.yaml")
     assert cs.load_schedule(saved).metrics == metrics
+
+
+def test_two_passes_per_step_count_against_their_own_full_compute(tmp_path):
+    """Wan runs CFG as two denoiser calls per step: a runtime cache that never skips costs exactly 1, one that
+    skips costs its share of those calls."""
+    from cachesearch.models._loaders import load_model
+
+    loaded = load_model("arch:wan2.1-tiny")
+    ev = Evaluator(EvalConfig(model="arch:wan2.1-tiny", n_train=1, n_heldout=1, num_inference_steps=4,
+                              cache_dir=str(tmp_path)), model=loaded)
+    never = ev.evaluate(_fbcache(ev, 0.0))
+    assert never.valid and never.cost_ratio == 1.0 and never.quality == 0.0  # one image: the reference's own call
+    skips = ev.evaluate(_fbcache(ev, 10.0))
+    assert skips.valid and 0 < skips.cost_ratio < 1

@@ -432,3 +432,35 @@ def test_a_context_the_caller_enters_is_kept_across_loops():
         hook.remove()
     assert seen == ["uncond"] * (2 * STEPS)
     assert torch.equal(first, second)
+
+
+@pytest.mark.parametrize("method", ["seacache", "fbcache"])
+def test_runtime_caches_on_wan_with_two_passes_per_step(method):
+    """Wan (issue 26's video family): CFG as a cond and an uncond pass per step; SeaCache has its built-in adapter
+    here (the pipeline passes the step, sigma and step count in its cache_context)."""
+    from diffusers.hooks import SeaCacheConfig
+
+    from cachesearch.models._presets_wan import tiny_wan_pipeline
+
+    pipe = tiny_wan_pipeline("wan2.1-tiny", seed=1)
+
+    def run():
+        return pipe(prompt=["a red ball"], negative_prompt=["blur"], num_inference_steps=STEPS, height=16, width=16,
+                    num_frames=9, guidance_scale=5.0, generator=torch.Generator().manual_seed(0),
+                    output_type="latent").frames
+
+    def make():
+        return (SeaCacheConfig(threshold=1.0, retention_steps=1, cache_end_steps=1) if method == "seacache"
+                else FirstBlockCacheConfig(threshold=0.5))
+
+    vanilla = run()
+    sched = cs.compile_schedule(pipe, cs.DiffusersCache(make()), num_inference_steps=STEPS)
+    with sched.applied(pipe):
+        ours = run()
+    assert torch.equal(run(), vanilla)
+    pipe.transformer.enable_cache(make())
+    try:
+        by_hand = run()
+    finally:
+        pipe.transformer.disable_cache()
+    assert torch.equal(ours, by_hand) and not torch.equal(ours, vanilla)

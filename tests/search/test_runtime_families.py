@@ -166,3 +166,18 @@ def test_a_runtime_search_exports_runtime_files_and_each_familys_best(ev, tmp_pa
     stored = optuna.load_study(study_name=None, storage=storage).user_attrs[ATTR_MAGCACHE]
     assert len(stored["ratios"]) == STEPS and stored["seconds"] > 0
     assert Path(summary.run_dir / "pareto.png").is_file()
+
+
+def test_seacache_stays_where_diffusers_has_its_adapter(tmp_path):
+    from cachesearch.models._loaders import load_model
+
+    loaded = load_model("arch:wan2.1-tiny")
+    wan = Evaluator(EvalConfig(model="arch:wan2.1-tiny", n_train=1, n_heldout=1, num_inference_steps=4,
+                               cache_dir=str(tmp_path)), model=loaded)
+    space, notes = drop_unavailable(load_space(find_space("runtime")), SpaceContext.of(wan))
+    assert "seacache" in space.families and not any("seacache" in n for n in notes)
+    resolved = space.without(["magcache"], "no ratios in this test").resolve(SpaceContext.of(wan))
+    sea = [b for b in resolved.baselines() if b.kind == "seacache"]
+    assert [b.name for b in sea] == ["seacache-t0.1", "seacache-t0.25", "seacache-t0.5"]
+    res = wan.evaluate(wan.compile(sea[-1].policy))
+    assert res.valid and res.cost_ratio < 1  # it skipped work on the video model

@@ -403,8 +403,7 @@ class Evaluator(EvaluatorViews):
                           which: slice) -> tuple[torch.Tensor, list[float]]:
         """Images of a runtime schedule, one per pipeline call (its library decides per call, and every image starts
         with a cold cache), and each image's cost ratio: the MACs of the modules that executed in its denoiser calls
-        over the reference's calls at full compute."""
-        _, ref_calls = self.num_calls({"num_inference_steps": self.num_inference_steps})
+        over those calls at full compute."""
         costs: list[float] = []
 
         @contextlib.contextmanager
@@ -412,7 +411,9 @@ class Evaluator(EvaluatorViews):
             counter.reset()
             with counter.counting():
                 yield
-            costs.append(counter.report().ratio(ref_calls))
+            # a runtime schedule runs the reference's steps: the calls it made are the reference's (two per step
+            # where the pipeline runs the cond and uncond passes apart), so full compute is those calls'
+            costs.append(counter.report().ratio())
 
         images = self.fixtures.generate(split, kwargs, stage, which, batch_size=1, around=count)
         return images, costs
