@@ -250,6 +250,10 @@ def run(ev: Any, *, methods: tuple[str, ...] | list[str] = METHODS, quick: bool 
     from cachesearch.models._executed_cost import ExecutedCost
 
     steps, split = ev.num_inference_steps, "heldout"
+    if ev.prefixes.enabled:  # a schedule that resumed from an earlier one's prefix would not run its first steps
+        from cachesearch.evaluate._prefix import PrefixCache
+
+        ev.prefixes = PrefixCache(0)
     counter = ExecutedCost(ev.denoiser)
     with counter.counting():  # full compute: primes the per-call MACs at the shapes that run; must be exactly 1
         full = ev.fixtures.generate(split, {"num_inference_steps": steps}, "full")
