@@ -288,6 +288,19 @@ TINY: dict[str, Tiny] = {
         num_attention_heads=2, num_hidden_layers=2, num_key_value_heads=1, patch_latent_dim=2,
         qk_norm_for_text=False, rms_norm_eps=1e-5, rope_axes_dim=[1, 1, 1], rope_theta=1e8, vocab_size=32),
         frames=1, height=2, width=2, text=2),
+    "WanAnimate2Transformer3DModel": Tiny(dict(
+        patch_size=(1, 2, 2), text_len=16, in_dim=36, dim=128, ffn_dim=256, freq_dim=64, text_dim=32, out_dim=16,
+        num_heads=4, num_layers=2, cross_attn_norm=True, use_img_emb=True), frames=3, height=4, width=4, text=8,
+        notes="a step call (`kv_cache_mode='cached'`) on a KV cache holding the reference pass's keys and values; "
+              "the reference pass of each clip segment runs uncached beside the steps, the CFG passes are named by "
+              "`is_uncondtion`"),
+    "SanaWMLTX2RefinerTransformer3DModel": Tiny(dict(
+        in_channels=4, out_channels=4, patch_size=1, patch_size_t=1, num_attention_heads=2, attention_head_dim=8,
+        cross_attention_dim=16, audio_in_channels=4, audio_out_channels=4, audio_num_attention_heads=2,
+        audio_attention_head_dim=4, audio_cross_attention_dim=8, num_layers=2, qk_norm="rms_norm_across_heads",
+        caption_channels=16, rope_double_precision=False), frames=2, height=4, width=4, text=8,
+        notes="a step call (`kv_cache_mode='inject'`) on a KV cache holding a sink and a history; the KV-cache "
+              "captures run uncached beside the steps"),
     "WanTransformer3DModel": Tiny(dict(
         patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=4, out_channels=4,
         text_dim=16, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
@@ -321,7 +334,30 @@ def build(name: str, seed: int = 0, **overrides: Any) -> torch.nn.Module:
             for param in model.parameters():
                 if param.is_floating_point() and param.numel() > 1 and not param.any():
                     param.normal_(0.0, 0.1)
+    if name == "WanAnimate2Transformer3DModel":
+        tiny = TINY[name]
+        uncompiled_block_mask(model, frames=tiny.frames, height=tiny.height, width=tiny.width)
     return model.eval()
+
+
+def uncompiled_block_mask(model: torch.nn.Module, *, frames: int, height: int, width: int) -> None:
+    """Build Wan-Animate 2's flex-attention block mask for a generation pass of ``frames`` latent frames of
+    ``height × width`` latents (the key its forward looks the mask up by) with ``create_block_mask(_compile=False)``.
+
+    The model builds it on first use with ``_compile=True``: 15–35 s of inductor compilation per test process on
+    the 2-core test machine. ``_compile`` only chooses how the mask is computed (compiled or eager: the same block
+    mask), and the model's own ``create_mask`` builds it here."""
+    from unittest import mock
+
+    import diffusers.models.transformers.transformer_wan_animate_2 as module
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    def eager(*args: Any, _compile: bool = False, **kwargs: Any) -> Any:
+        return create_block_mask(*args, _compile=False, **kwargs)
+
+    key = (frames - 1, height * width // 4)  # (origin_len // 4 + 1, origin_area // 256) of the pipeline's inputs
+    with mock.patch.object(module, "create_block_mask", eager):
+        model.block_masks[key] = model.create_mask(*key, "cpu")
 
 
 def inputs_of(model: torch.nn.Module, name: str, seed: int = 0) -> dict[str, Any]:

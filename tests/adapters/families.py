@@ -40,17 +40,13 @@ LEFT_OUT: dict[str, str] = {
     "PriorTransformer": "denoises CLIP image embeddings (unCLIP / Shap-E priors), not images",
     "TransformerTemporalModel": "the temporal layer of UNet3D / I2VGen-XL UNets, not a denoiser of its own",
     "DreamLiteTransformer2DModel": "the attention layer of DreamLite's UNet, not a denoiser of its own",
-    "WanAnimate2Transformer3DModel": "not yet: its pipeline runs a KV-cache prefill call (`kv_cache_mode='extract'`) "
-                                     "per clip segment beside the per-step calls, which step accounting does not model",
-    "SanaWMLTX2RefinerTransformer3DModel": "not yet: its pipeline runs KV-cache capture calls "
-                                           "(`kv_cache_mode='capture_pre_rope'`) beside the per-step calls, which step "
-                                           "accounting does not model",
 }
 """Exported transformer classes without a tiny configuration here, and why."""
 
 NO_MACS: dict[str, str] = {
     "AnyFlowFARTransformer3DModel": "flex attention, which torch's FlopCounterMode cannot trace",
     "Kandinsky6SRTransformer3DModel": "flex attention, which torch's FlopCounterMode cannot trace",
+    "WanAnimate2Transformer3DModel": "flex attention, which torch's FlopCounterMode cannot trace",
     "BriaFibo2Transformer2DModel": "its forward fails under torch's FlopCounterMode (an autograd assertion)",
 }
 """Covered classes whose MACs torch's ``FlopCounterMode`` cannot count (so no analytic cost ratio, no search on

@@ -7,7 +7,20 @@ below.
 
 from __future__ import annotations
 
-from . import _examples_flux, _examples_image, _examples_video, _layouts, flux, pixart, sd3, unet2d, wan  # noqa: F401
+from . import (  # noqa: F401
+    _examples_flux,
+    _examples_image,
+    _examples_video,
+    _layouts,
+    flux,
+    pixart,
+    sana_wm_refiner,
+    sd3,
+    unet2d,
+    wan,
+    wan_animate2,
+)
+from ._calls import CallRoles, call_roles_of, register_call_roles
 from ._dit import (
     Component,
     TransformerAdapter,
@@ -34,6 +47,7 @@ from .base import (
 __all__ = [
     "CFG",
     "BlockIO",
+    "CallRoles",
     "Component",
     "DenoiserAdapter",
     "Example",
@@ -45,6 +59,7 @@ __all__ = [
     "adapters",
     "block_io_of",
     "block_lists_of",
+    "call_roles_of",
     "denoiser_of",
     "diffusers_hook_problem",
     "example_for",
@@ -52,6 +67,7 @@ __all__ = [
     "register_adapter",
     "register_block_io",
     "register_block_lists",
+    "register_call_roles",
     "register_components",
     "register_example_inputs",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..adapters import BlockIO, adapter_for, block_io_of
+from ..adapters import BlockIO, adapter_for, block_io_of, call_roles_of
 from ..schedule import ReuseMode, Schedule, ScheduleError, fingerprint_mismatch
 from ._blockhooks import BlockHooks
 from ._clock import BATCHED, COND, UNCOND, Clock
@@ -60,6 +60,8 @@ class AppliedSchedule:
         self.denoiser = uncompiled(called)
         self._experts = [(attr, uncompiled(m)) for attr, m in experts]
         self.pipe = target if target is not called else None
+        roles = call_roles_of(self.denoiser)  # calls beside the steps, CFG passes named by an argument
+        self._read_call = roles.reader(type(self.denoiser).forward) if roles is not None else None
         for _, module in self._experts:
             if getattr(module, _HANDLE_ATTR, None) is not None:
                 raise ScheduleError("a schedule is already applied to this denoiser; remove() it first")
@@ -133,7 +135,7 @@ class AppliedSchedule:
             patch_cache_context(self._patches, expert, self._clock)
             # On the module the pipeline calls, so that under torch.compile(unet) the step counting runs outside
             # the compiled frame; kept out of dynamo under unet.compile() too (see _on_denoiser_call).
-            self._pre_hooks.append(called.register_forward_pre_hook(self._on_denoiser_call))
+            self._pre_hooks.append(called.register_forward_pre_hook(self._on_denoiser_call, with_kwargs=True))
         if self.pipe is not None and getattr(self.pipe, "scheduler", None) is not None:
             self._scheduler = self.pipe.scheduler
             patch_scheduler(self._patches, self._scheduler, self.pipe, new_run=self._new_run, begin_at=self._begin_at,
@@ -322,7 +324,7 @@ class AppliedSchedule:
         self._clock.begin_at(begin_call)
 
     @torch.compiler.disable(recursive=True)
-    def _on_denoiser_call(self, module: torch.nn.Module, args: tuple) -> None:
+    def _on_denoiser_call(self, module: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
         # Host-side bookkeeping: traced by dynamo (unet.compile() compiles the hook as a frame of its own) it
         # would guard on the call counter and recompile at every step.
         if self.pipe is not None and self.pipe.scheduler is not self._scheduler:
@@ -330,6 +332,12 @@ class AppliedSchedule:
                 "pipe.scheduler was replaced after the schedule was applied; remove() the schedule, set the "
                 "scheduler, then apply it again"
             )
+        branch = None
+        if self._read_call is not None:
+            side, branch = self._read_call(args, kwargs)
+            if side:  # a KV-cache prefill or capture beside the steps: every block runs, nothing is counted
+                self._clock.side_call()
+                return
         if self._clock.step_of_call is None:
             if self.pipe is not None:
                 raise ScheduleError(
@@ -337,7 +345,7 @@ class AppliedSchedule:
                     "set_timesteps, which every diffusers pipeline calls first"
                 )
             self._new_run(self.schedule.num_steps, self.schedule.num_steps)
-        self._clock.on_call(module, wrap=self.pipe is None, where=f"{self.schedule.num_steps} steps")
+        self._clock.on_call(module, wrap=self.pipe is None, where=f"{self.schedule.num_steps} steps", branch=branch)
 
     # -- what the blocks stored (exact prefix sharing: cachesearch.evaluate._prefix) ------------------------
     # Read between calls, from a denoiser pre-hook registered after the applier's: the running branch is the one

@@ -13,6 +13,11 @@ every block (nothing of that expert is stored yet), as the first step of a run d
 
 The block wrappers read one :class:`Cursor` (row, step, store) that the denoiser's pre-hook points at the running
 branch: a dict lookup and three attribute writes per denoiser call, nothing per block, no timestep read.
+
+A call *beside* the steps (a KV-cache prefill or capture that the family's :class:`~cachesearch.adapters.CallRoles`
+recognise from its arguments: Wan-Animate 2's reference pass, SANA-WM's refiner captures) is no step: every block
+recomputes (it writes its part of the KV cache), no output of it is stored (it sees other tokens than the steps: a
+stored output or a Taylor difference from it would be wrong at the next step), and no branch's counter moves.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..schedule import ScheduleError
+from ._table import RUN
 
 __all__ = ["BATCHED", "COND", "UNCOND", "Branch", "Clock", "Cursor", "mode_of_context"]
 
@@ -78,6 +84,7 @@ class Clock:
                  per_branch_block: str | None) -> None:
         self.cursor = Cursor(n_blocks)
         self.context: str | None = None  # set by the denoiser's patched cache_context
+        self._run_all: tuple = (RUN,) * n_blocks  # what a side call does
         self.step_of_call: list[int] | None = None
         self._n = n_blocks
         self._table = table
@@ -118,8 +125,9 @@ class Clock:
             if b.started:
                 self._start(b)
 
-    def _branch(self) -> Branch:
-        name = self.context if mode_of_context(self.context) is not None else None
+    def _branch(self, named: str | None) -> Branch:
+        context = self.context if self.context is not None else named
+        name = context if mode_of_context(context) is not None else None
         b = self._branches.get(name)
         if b is None:
             mode = mode_of_context(name)
@@ -147,15 +155,22 @@ class Clock:
         b.expert = None
         b.started = True
 
-    def on_call(self, expert: Any, *, wrap: bool, where: str) -> None:
+    def side_call(self) -> None:
+        """A call beside the sampler steps: point the cursor at a row where every block runs (nothing is read from
+        or written to any store; no branch advances)."""
+        self.cursor.row = self._run_all
+
+    def on_call(self, expert: Any, *, wrap: bool, where: str, branch: str | None = None) -> None:
         """Advance the running branch by one call of ``expert`` and point the cursor at its row.
 
         Args:
             wrap: a bare denoiser: after the last call of a loop, the next call starts the branch's next loop;
                 else (a pipeline) one call too many raises.
             where: how errors name the schedule's steps.
+            branch: the CFG pass the call's arguments name (``"cond"`` / ``"uncond"``), used outside any cache
+                context (a context the pipeline entered wins).
         """
-        b = self._branch()
+        b = self._branch(branch)
         if not b.started:
             self._start(b)
         b.call += 1
