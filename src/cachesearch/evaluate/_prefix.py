@@ -150,7 +150,9 @@ class PrefixCache:
         """Run one pipeline call of ``schedule`` (applied as ``applied``; ``called`` is the module the pipeline
         calls) inside this context: it resumes from the longest shared prefix of the batch ``context`` (split,
         image range, pipeline arguments) and records this batch for later candidates once the call returns."""
-        if not applied.single_denoiser:  # two experts: calls to the second one would not be seen here
+        # two experts: calls to the second one would not be seen here; side calls (KV-cache prefill or capture)
+        # are no steps, so this hook's call count would not be the step
+        if not applied.single_denoiser or applied.side_calls:
             yield BatchRun()
             return
         keys = self._prefix_keys(schedule, context)

@@ -9,17 +9,17 @@ synchronises with the device. A pipeline with two experts (Wan 2.2 A14B) has bot
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
 
-from ..adapters import BlockIO, adapter_for, block_io_of, call_roles_of
-from ..schedule import ReuseMode, Schedule, ScheduleError, fingerprint_mismatch
+from ..adapters import BlockIO, block_io_of, call_roles_of
+from ..schedule import ReuseMode, Schedule, ScheduleError
 from ._blockhooks import BlockHooks
+from ._checks import check_blocks, check_expert_starts, check_fingerprint, check_scheduler, submodule
 from ._clock import BATCHED, COND, UNCOND, Clock
 from ._compiling import compile_scope, pattern_compiled_forward, warn_if_too_many_patterns
-from ._experts import expert_starts, experts_of, fingerprint_module, fingerprint_of, uncompiled
+from ._experts import experts_of, uncompiled
 from ._loop import patch_cache_context, patch_scheduler
 from ._patches import Patches
 from ._runtime_applied import AppliedRuntime, apply_runtime
@@ -65,20 +65,20 @@ class AppliedSchedule:
         for _, module in self._experts:
             if getattr(module, _HANDLE_ATTR, None) is not None:
                 raise ScheduleError("a schedule is already applied to this denoiser; remove() it first")
-        self._check_fingerprint(target, force)
-        self._check_scheduler()
+        check_fingerprint(schedule, target, self.denoiser, self._experts, force)
+        check_scheduler(schedule, self.pipe)
         self._removed = False
 
         for bm in schedule.blocks:  # every listed block must exist (in every expert), hooked or not
             for attr, module in self._experts:
-                self._module(module, bm.block, attr)
-        self._check_blocks()
-        self._check_expert_starts()
+                submodule(module, bm.block, self._experts, attr)
+        check_blocks(schedule, self._experts)
+        check_expert_starts(schedule, self.pipe, self._experts)
         # Only blocks that ever reuse need a wrapper: an all-R block runs untouched.
         hooked = [bm for bm in schedule.blocks if "." in bm.cond or "." in bm.uncond]
         self._hooked = hooked
         self._names = [bm.block for bm in hooked]
-        self._modules = [self._module(self.denoiser, bm.block) for bm in hooked]
+        self._modules = [submodule(self.denoiser, bm.block, self._experts) for bm in hooked]
         residual = schedule.reuse is ReuseMode.RESIDUAL
         # Residual reuse and per-branch masks read the hidden state: the adapter's I/O contract says where.
         adjusted = set(schedule.scale_shift.blocks()) if schedule.scale_shift is not None else set()
@@ -120,7 +120,7 @@ class AppliedSchedule:
         # affine tensors and Taylor coefficients differ per step
         key = (lambda: (cur.row, cur.step)) if self._hooks.per_step() else (lambda: cur.row)
         for (attr, called), (_, expert) in zip(experts, self._experts):
-            modules = [self._module(expert, name, attr) for name in self._names]
+            modules = [submodule(expert, name, self._experts, attr) for name in self._names]
             for i, module in enumerate(modules):
                 self._wrap(i, module, options if scope == "blocks" else False)
             if scope == "denoiser":
@@ -148,78 +148,6 @@ class AppliedSchedule:
         CFG, whichever has more): the number of graphs a whole-denoiser ``torch.compile`` builds for this schedule."""
         passes = set(self._table_for(0, COND)) | set(self._table_for(0, UNCOND))
         return max(len(set(self._table_for(0, BATCHED))), len(passes))
-
-    # -- checks ------------------------------------------------------------------------------------------
-    def _check_fingerprint(self, target: Any, force: bool) -> None:
-        actual = fingerprint_of(target)
-        msg = fingerprint_mismatch(self.schedule, type(self.denoiser).__name__, actual)
-        if msg is None:
-            return
-        if len(self._experts) > 1:
-            names = " and ".join(a for a, _ in self._experts)
-            one = [a for a, m in self._experts if fingerprint_module(m) == self.schedule.model.fingerprint]
-            if one:
-                msg = (f"model.fingerprint: schedule {self.schedule.name!r} was made for one expert ({one[0]}'s "
-                       f"architecture) but this pipeline switches between {names} during a call; compile the "
-                       f"schedule on the pipeline (cs.compile_schedule(pipe, ...)) so that its rows cover both")
-        if not force:
-            raise ScheduleError(msg + "; pass force=True to apply it anyway")
-        warnings.warn(msg + "; applying anyway because force=True", stacklevel=3)
-
-    def _check_scheduler(self) -> None:
-        scheduler = getattr(self.pipe, "scheduler", None)
-        expected = self.schedule.sampler.scheduler
-        if scheduler is not None and type(scheduler).__name__ != expected:
-            warnings.warn(
-                f"schedule {self.schedule.name!r} was tuned for {expected}, the pipeline uses "
-                f"{type(scheduler).__name__}; masks still align by step, but quality may differ",
-                stacklevel=3,
-            )
-
-    def _check_blocks(self) -> None:
-        """Every listed block must be a block of the denoiser's adapter (a module that is not one, such as a norm
-        inside a transformer block, has no registered I/O contract nor cost). Denoisers no adapter covers (custom
-        modules) are taken as they are."""
-        for _, module in self._experts:
-            try:
-                space = adapter_for(module).block_space(module)
-            except ScheduleError:
-                continue
-            space.check_names([bm.block for bm in self.schedule.blocks])
-
-    def _check_expert_starts(self) -> None:
-        """In a pipeline with two experts, the step at which one takes over must recompute every block: a reuse
-        there would hand the new expert what the other expert computed."""
-        if len(self._experts) < 2 or self.pipe is None:
-            return
-        starts = expert_starts(self.pipe, self.schedule.num_steps, self.schedule.sampler.timesteps)
-        for bm in self.schedule.blocks:
-            for branch in ("cond",) if bm.shared else ("cond", "uncond"):
-                mask = getattr(bm, branch)
-                for s in starts:
-                    if mask[s] == ".":
-                        field = f'blocks["{bm.block}"]' + ("" if bm.shared else f".{branch}")
-                        names = " / ".join(str(a) for a, _ in self._experts)
-                        raise ScheduleError(
-                            f"{field}: step {s} is where this pipeline switches experts ({names}); reusing there "
-                            f"would hand one expert the other's output: the mask must recompute (R) at step {s} "
-                            f"(cs.compile_schedule(pipe, ...) does this)"
-                        )
-
-    def _module(self, denoiser: torch.nn.Module, name: str, attr: str | None = None) -> torch.nn.Module:
-        try:
-            return denoiser.get_submodule(name)
-        except AttributeError:
-            if len(self._experts) > 1:
-                others = ", ".join(a for a, _ in self._experts if a != attr)
-                raise ScheduleError(
-                    f'blocks["{name}"]: expert {attr} of this pipeline has no submodule {name!r} (it has in {others}); '
-                    f"a two-expert schedule's rows apply to whichever expert runs the step, so it may only name "
-                    f"blocks both experts have"
-                ) from None
-            raise ScheduleError(
-                f'blocks["{name}"]: the {type(denoiser).__name__} has no submodule {name!r}'
-            ) from None
 
     # -- installation ------------------------------------------------------------------------------------
     def _wrap(self, i: int, module: torch.nn.Module, compile: dict[str, Any] | bool) -> None:
@@ -360,25 +288,31 @@ class AppliedSchedule:
         """Whether the pipeline calls one denoiser (not two experts)."""
         return len(self._experts) == 1
 
+    @property
+    def side_calls(self) -> bool:
+        """Whether the denoiser's pipelines call it beside the steps too (KV-cache prefill or capture: its family
+        registers :class:`~cachesearch.adapters.CallRoles`), so that its calls do not map to steps by count."""
+        return self._read_call is not None
+
     def branch(self) -> str | None:
         """The cache branch of the running call (``None``: the default one)."""
-        return self._clock._branch().name
+        return self._clock.running().name
 
     def run_actions(self) -> dict[str, tuple]:
         """Per wrapped block, its action at every step of the running branch (``RUN``, ``STORE``, ``REUSE`` or an
         ``(uncond, cond)`` pair)."""
-        rows = self._clock._branch().rows
+        rows = self._clock.running().rows
         return {name: tuple(row[i] for row in rows) for i, name in enumerate(self._names)}
 
     def stored(self) -> dict[str, Any]:
         """What each wrapped block has stored so far in the running branch (blocks with nothing stored are left
         out). The values are the stored objects themselves: the runtime replaces them, never changes them."""
-        return {name: v for name, v in zip(self._names, self._clock._branch().store) if v is not None}
+        return {name: v for name, v in zip(self._names, self._clock.running().store) if v is not None}
 
     def load_stored(self, values: dict[str, Any]) -> None:
         """Make ``values`` (by block, as :meth:`stored` gives them) what the running branch's blocks have stored;
         a wrapped block not in ``values`` has nothing stored."""
-        self._clock._branch().store[:] = [values.get(name) for name in self._names]
+        self._clock.running().store[:] = [values.get(name) for name in self._names]
 
 
 def apply_schedule(

@@ -92,11 +92,13 @@ class Clock:
         self._per_branch = per_branch_block
         self._begin = 0
         self._branches: dict[str | None, Branch] = {}
+        self._running: Branch | None = None
 
     def new_run(self, step_of_call: list[int]) -> None:
         """A new sampling loop (``scheduler.set_timesteps``): every branch starts over."""
         self.step_of_call = step_of_call
         self._begin = 0
+        self._running = None
         for b in self._branches.values():
             self._reset(b)
         self.cursor.store = [None] * self._n
@@ -125,7 +127,11 @@ class Clock:
             if b.started:
                 self._start(b)
 
-    def _branch(self, named: str | None) -> Branch:
+    def running(self) -> Branch:
+        """The branch of the latest step call (before any in this loop: the one the current context names)."""
+        return self._running if self._running is not None else self._branch()
+
+    def _branch(self, named: str | None = None) -> Branch:
         context = self.context if self.context is not None else named
         name = context if mode_of_context(context) is not None else None
         b = self._branches.get(name)
@@ -170,7 +176,7 @@ class Clock:
             branch: the CFG pass the call's arguments name (``"cond"`` / ``"uncond"``), used outside any cache
                 context (a context the pipeline entered wins).
         """
-        b = self._branch(branch)
+        b = self._running = self._branch(branch)
         if not b.started:
             self._start(b)
         b.call += 1
