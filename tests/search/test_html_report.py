@@ -53,6 +53,18 @@ def test_the_page_is_self_contained_and_the_gallery_is_on_disk(run_dir: Path) ->
     assert not list(run_dir.parent.parent.rglob("*.lock"))  # no stale lock in the run or the reference cache
 
 
+def test_overview_puts_the_front_beside_the_grid(run_dir: Path) -> None:
+    from PIL import Image, ImageStat
+
+    gallery = json.loads((run_dir / "gallery" / "gallery.json").read_text())
+    pareto = Image.open(run_dir / "pareto.png")
+    overview = Image.open(run_dir / "overview.png").convert("L")
+    # wider than the plot alone by the grid's columns, and not blank
+    assert overview.width > pareto.width * (1 + 0.1 * len(gallery["columns"])), (overview.size, pareto.size)
+    assert ImageStat.Stat(overview).stddev[0] > 10
+    assert "`overview.png`" in (run_dir / "report.md").read_text()
+
+
 @pytest.mark.skipif(missing_reason() is not None, reason=str(missing_reason()))
 def test_chromium_loads_it_without_errors_and_draws_it(run_dir: Path) -> None:
     from PIL import Image, ImageStat

@@ -14,6 +14,7 @@ from .._util import atomic_write
 from .export import REFERENCE_INTERVAL, ExportResult, is_reference_deepcache
 from .gallery import write_gallery
 from .html_report import write_html_report
+from .overview import write_overview
 from .report_plot import plot_pareto
 from .study import hide_password, relative_storage, storage_spec
 
@@ -360,7 +361,8 @@ def write_report(prep: Prepared, export: ExportResult, progress: Progress | None
               "file's `format` names its version; `cachesearch validate FILE --model M` checks one)",
               "- `report.html`: this report as one self-contained page, with the front as an interactive plot, "
               "images of the picked schedules beside full compute (`gallery/`) and their masks",
-              "- `pareto.png`, `profile.png` (+ `profile.json`): plots",
+              "- `pareto.png`, `profile.png` (+ `profile.json`): plots; `overview.png`: the front beside the image "
+              "grid, one picture",
               f"- `run.yaml`, `space.yaml`: the run's settings and search space; resume with "
               f"`cachesearch run --name {settings.name}`",
               ""]
@@ -368,6 +370,7 @@ def write_report(prep: Prepared, export: ExportResult, progress: Progress | None
     atomic_write(path, "\n".join(lines))
     _ = plot
     gallery = write_gallery(prep, export, progress)
+    write_overview(run_dir, gallery, prep.ev.metric_name)
     if progress is not None:
         progress.stage("writing report.html")
     summary = [re.sub(r"[*`]", "", line[2:]) for line in lines if line.startswith("- **")]
