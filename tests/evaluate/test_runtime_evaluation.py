@@ -4,6 +4,8 @@ of the same schedule gives the same number."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 from diffusers.hooks import FirstBlockCacheConfig
@@ -31,25 +33,55 @@ def _fbcache(ev, threshold):
     return ev.compile(cs.DiffusersCache(FirstBlockCacheConfig(threshold=threshold)))
 
 
-def test_recorded_cost_equals_the_executed_modules_of_a_fresh_run(ev):
-    sched = _fbcache(ev, 0.2)
+def _dbcache(ev, threshold):
+    pytest.importorskip("cache_dit", reason="cache-dit is not installed (cachesearch[cache-dit])")
+    return ev.compile(cs.CacheDiT(cache_config={"method": "DBCacheConfig", "Fn_compute_blocks": 1,
+                                                "Bn_compute_blocks": 0, "residual_diff_threshold": threshold,
+                                                "max_warmup_steps": 1, "num_inference_steps": STEPS}))
+
+
+@pytest.mark.parametrize("make", [_fbcache, _dbcache], ids=["fbcache", "dbcache"])
+def test_recorded_cost_equals_the_executed_modules_of_a_fresh_run(ev, make):
+    """The evaluator's recorded cost against a fresh run of each image counted three ways: ExecutedCost at the
+    shapes that ran, torch's FlopCounterMode (the real matmuls and attention), and a forward hook on one leaf
+    ``Linear`` in each block (it fires only when the block really computed: a cached block's forward is replaced
+    whole, so its inner layers are not called)."""
+    sched = make(ev, 0.2)
     res = ev.evaluate(sched, split="train")
     assert res.valid, res.reason
     assert sched.kind == "runtime" and ev.cost_ratio(sched) is None  # no analytic price: counted
     ps, latents = ev.prompt_set("train"), ev.latents("train")
-    counter = ExecutedCost(ev.denoiser)  # its own MACs, measured at the shapes that run
-    ratios, runs = [], []
-    for i in range(len(ps)):
-        with sched.applied(ev.pipe):
-            counter.reset()
-            with counter.counting():
-                ev.generate_batch([ps.prompts[i]], latents[i:i + 1], [ps.seeds[i]],
-                                  {"num_inference_steps": STEPS})
-        report = counter.report()
-        ratios.append(report.ratio())
-        runs.append(report.runs["transformer_blocks.1"])
-    assert res.cost_ratio == pytest.approx(sum(ratios) / len(ratios), rel=1e-12)
-    assert 0 < res.cost_ratio < 1 and min(runs) < STEPS  # the cache skipped the middle blocks on some steps
+    blocks = [n for n, _ in ev.denoiser.named_modules() if n.count(".") == 1 and "blocks." in n]
+    leaves = {n: [m for m in ev.denoiser.get_submodule(n).modules() if isinstance(m, torch.nn.Linear)][-1]
+              for n in blocks}
+    counter = ExecutedCost(ev.denoiser, flop_check=True)  # its own MACs, measured at the shapes that run
+
+    def fresh(i: int, cached: bool) -> tuple[object, dict[str, int]]:
+        seen = dict.fromkeys(blocks, 0)
+        hooks = [leaf.register_forward_hook(lambda *a, n=n: seen.__setitem__(n, seen[n] + 1))
+                 for n, leaf in leaves.items()]
+        try:
+            with sched.applied(ev.pipe) if cached else contextlib.nullcontext():
+                counter.reset()
+                with counter.counting():
+                    ev.generate_batch([ps.prompts[i]], latents[i:i + 1], [ps.seeds[i]],
+                                      {"num_inference_steps": STEPS})
+        finally:
+            for h in hooks:
+                h.remove()
+        return counter.report(), seen
+
+    full_flops = fresh(0, cached=False)[0].flop_counter_macs  # every image has the same shapes and calls
+    reports, leaf_runs = zip(*(fresh(i, cached=True) for i in range(len(ps))), strict=True)
+    assert res.cost_ratio == pytest.approx(sum(r.ratio() for r in reports) / len(reports), rel=1e-12)
+    for report, seen in zip(reports, leaf_runs, strict=True):
+        # what ran by torch's own count (the guided transformer runs [uncond; cond] inside: twice the MACs of
+        # the input's batch, on the cached and the full run alike)
+        assert report.flop_counter_macs / full_flops == pytest.approx(report.ratio(), rel=1e-12)
+        assert {n: report.runs[n] for n in blocks} == seen  # blocks that computed, by their inner layers
+        assert report.calls == STEPS and seen[blocks[0]] == STEPS  # the first block runs every step
+    middle = blocks[1]
+    assert 0 < res.cost_ratio < 1 and min(s[middle] for s in leaf_runs) < STEPS  # some steps were cached
 
 
 def test_each_image_starts_cold_and_a_range_gives_the_images_of_the_whole_split(ev):

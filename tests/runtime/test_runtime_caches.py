@@ -2,7 +2,8 @@
 hand, bit for bit, and after ``remove()`` the denoiser computes what it computed before (three-pass tests, as
 diffusers' own cache tests). On a pipeline with batched CFG (the embedded shapes-flux construction: the guided
 transformer runs ``[uncond; cond]`` in one call), on a plain FluxPipeline and on a bare transformer. Every image
-starts cold; cached steps really skip (a leaf ``Linear`` inside a middle block does not run)."""
+starts cold; cached steps really skip (a leaf ``Linear`` inside a middle block does not run). Pipelines that run
+CFG as separate passes (FLUX's true CFG, the tiny Wan): ``test_runtime_cfg_passes.py``."""
 
 from __future__ import annotations
 
@@ -280,6 +281,36 @@ def test_bad_values_name_the_field(guided):
                             num_inference_steps=STEPS)
 
 
+@needs_cache_dit
+def test_bad_cache_dit_values_name_the_field():
+    import cache_dit
+
+    model = tiny_transformer("flux", seed=0)
+
+    def compile_(cache, calibrator=None):
+        return cs.compile_schedule(model, cs.CacheDiT(cache_config=cache, calibrator_config=calibrator),
+                                   num_inference_steps=STEPS)
+
+    with pytest.raises(cs.ScheduleError, match=r"policy\.cache_config\.residual_diff_threshold: expected a number "
+                                               r">= 0\.0, got -0\.1"):
+        cs.CacheDiT(cache_config=cache_dit.DBCacheConfig(residual_diff_threshold=-0.1))
+    with pytest.raises(cs.ScheduleError, match=r"policy\.cache_config\.max_warmup_steps: expected a number >= 0"):
+        compile_({"method": "DBCacheConfig", "max_warmup_steps": -3})
+    with pytest.raises(cs.ScheduleError, match=r"policy\.cache_config\.method: 'NoSuchCacheConfig' is not a "
+                                               r"cache_config of cache-dit \S+; expected one of \[.*'DBCacheConfig'"):
+        compile_({"method": "NoSuchCacheConfig"})
+    with pytest.raises(cs.ScheduleError, match=r"policy\.cache_config\.Fn_compute_block: DBCacheConfig of cache-dit "
+                                               r"\S+ has no field 'Fn_compute_block'; its fields: \[.*"
+                                               r"'Fn_compute_blocks'"):
+        compile_({"method": "DBCacheConfig", "Fn_compute_block": 1})
+    with pytest.raises(cs.ScheduleError, match=r"policy\.calibrator_config\.taylorseer_ordr: "
+                                               r"TaylorSeerCalibratorConfig of cache-dit \S+ has no field"):
+        compile_({"method": "DBCacheConfig"}, {"method": "TaylorSeerCalibratorConfig", "taylorseer_ordr": 1})
+    with pytest.raises(cs.ScheduleError, match=r"policy\.calibrator_config\.method: 'NoCal' is not a "
+                                               r"calibrator_config of cache-dit"):
+        compile_({"method": "DBCacheConfig"}, {"method": "NoCal"})
+
+
 def test_a_denoiser_without_enable_cache_is_refused_with_the_reason():
     sd3 = tiny_transformer("sd3")
     with pytest.raises(cs.ScheduleError, match="SD3Transformer2DModel has no enable_cache"):
@@ -336,57 +367,6 @@ def test_a_file_field_the_installed_library_lacks_is_refused_on_apply(guided):
     assert not guided.transformer.is_cache_enabled
 
 
-@pytest.mark.parametrize("method", ["fbcache", "magcache", "dbcache"])
-def test_runtime_caches_on_a_pipeline_with_separate_cfg_passes(method):
-    """FLUX's true CFG (``true_cfg_scale > 1``): the uncond pass is a second denoiser call per step inside
-    ``cache_context("uncond")``; each library keeps its own state per pass, exactly as when enabled by hand."""
-    if method == "dbcache" and not HAS_CACHE_DIT:
-        pytest.skip("cache-dit is not installed")
-    pipe = tiny_dit_pipeline("flux", seed=6)
-    calls = []
-    pipe.transformer.register_forward_pre_hook(lambda *a: calls.append(1))
-    kw = {**pipeline_kwargs("flux"), "num_inference_steps": STEPS, "true_cfg_scale": 2.0,
-          "negative_prompt": ["a blurry picture"]}
-
-    def run():
-        return pipe(prompt=["a red circle"], generator=torch.Generator().manual_seed(2), **kw).images
-
-    def make():
-        if method == "fbcache":
-            return FirstBlockCacheConfig(threshold=0.3)
-        if method == "magcache":
-            return _diffusers_configs(pipe)["magcache"]()
-        import cache_dit
-
-        return cache_dit.DBCacheConfig(Fn_compute_blocks=1, residual_diff_threshold=0.4, max_warmup_steps=1,
-                                       num_inference_steps=STEPS, enable_separate_cfg=True)
-
-    vanilla = run()
-    assert len(calls) == 2 * STEPS  # two passes per step
-    policy = cs.CacheDiT(cache_config=make()) if method == "dbcache" else cs.DiffusersCache(make())
-    sched = cs.compile_schedule(pipe, policy, num_inference_steps=STEPS)
-    with sched.applied(pipe):
-        ours, again = run(), run()
-    assert torch.equal(run(), vanilla)
-    if method == "dbcache":
-        import cache_dit
-
-        leftovers = Snapshot(pipe.transformer, pipe)
-        cache_dit.enable_cache(pipe, cache_config=make())
-        try:
-            by_hand = run()
-        finally:
-            cache_dit.disable_cache(pipe)
-            leftovers.restore()
-    else:
-        pipe.transformer.enable_cache(make())
-        try:
-            by_hand = run()
-        finally:
-            pipe.transformer.disable_cache()
-    assert torch.equal(ours, by_hand) and torch.equal(ours, again) and not torch.equal(ours, vanilla)
-
-
 def _partial_loop(model, calls: int) -> None:
     from tests._tiny_dit import dit_inputs
 
@@ -432,35 +412,3 @@ def test_a_context_the_caller_enters_is_kept_across_loops():
         hook.remove()
     assert seen == ["uncond"] * (2 * STEPS)
     assert torch.equal(first, second)
-
-
-@pytest.mark.parametrize("method", ["seacache", "fbcache"])
-def test_runtime_caches_on_wan_with_two_passes_per_step(method):
-    """Wan (issue 26's video family): CFG as a cond and an uncond pass per step; SeaCache has its built-in adapter
-    here (the pipeline passes the step, sigma and step count in its cache_context)."""
-    from diffusers.hooks import SeaCacheConfig
-
-    from cachesearch.models._presets_wan import tiny_wan_pipeline
-
-    pipe = tiny_wan_pipeline("wan2.1-tiny", seed=1)
-
-    def run():
-        return pipe(prompt=["a red ball"], negative_prompt=["blur"], num_inference_steps=STEPS, height=16, width=16,
-                    num_frames=9, guidance_scale=5.0, generator=torch.Generator().manual_seed(0),
-                    output_type="latent").frames
-
-    def make():
-        return (SeaCacheConfig(threshold=1.0, retention_steps=1, cache_end_steps=1) if method == "seacache"
-                else FirstBlockCacheConfig(threshold=0.5))
-
-    vanilla = run()
-    sched = cs.compile_schedule(pipe, cs.DiffusersCache(make()), num_inference_steps=STEPS)
-    with sched.applied(pipe):
-        ours = run()
-    assert torch.equal(run(), vanilla)
-    pipe.transformer.enable_cache(make())
-    try:
-        by_hand = run()
-    finally:
-        pipe.transformer.disable_cache()
-    assert torch.equal(ours, by_hand) and not torch.equal(ours, vanilla)
