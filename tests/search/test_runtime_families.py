@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import logging
 import re
 from pathlib import Path
 
@@ -44,6 +45,15 @@ def ratios(ev):
 
 def test_magcache_is_calibrated_by_diffusers_own_hook(ev, ratios):
     assert ratios.loops == 2 and len(ratios.ratios) == STEPS and ratios.ratios[0] == 1.0
+    shown: list[str] = []  # what diffusers' own handler would print (a run's output had every hook and ratio)
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = lambda record: shown.append(record.getMessage())
+    logging.getLogger("diffusers").addHandler(handler)
+    try:
+        assert magcache_ratios(ev).ratios == ratios.ratios  # the same again, and quietly: collected, not shown
+    finally:
+        logging.getLogger("diffusers").removeHandler(handler)
+    assert not [m for m in shown if "MagCache" in m]
     printed = []  # by hand, as MagCache's docs say: calibrate=True, read what it prints
     ps, latents = ev.prompt_set("train"), ev.latents("train")
     ev.denoiser.enable_cache(MagCacheConfig(calibrate=True, num_inference_steps=STEPS))
@@ -140,7 +150,8 @@ def test_a_runtime_search_exports_runtime_files_and_each_familys_best(ev, tmp_pa
                            space=str(space), screen="off")
     summary = run_search(settings, evaluator=ev, space_given=True)
     assert summary.failed == 0 and summary.completed >= 6, summary
-    assert "MagCache calibrated by diffusers' own hook on 2 train image(s)" in " ".join(summary.notes)
+    assert ("MagCache calibrated by diffusers' own hook over 2 sampling loop(s) of the train prompts"
+            in " ".join(summary.notes))
     index = yaml.safe_load((summary.run_dir / "schedules" / "index.yaml").read_text())
     assert index["schedules"] and {e["kind"] for e in index["schedules"]} == {"runtime"}
     for e in index["schedules"]:

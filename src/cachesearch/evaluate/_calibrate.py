@@ -60,8 +60,9 @@ def magcache_ratios(ev: Evaluator, split: str = "train") -> MagCacheCalibration:
                           name="magcache-calibration")
     collect = _Collect()
     logger = logging.getLogger(_LOGGER)
-    level = logger.level
+    level, propagate = logger.level, logger.propagate
     logger.setLevel(logging.INFO)
+    logger.propagate = False  # collected here, not printed: diffusers' handler would show every hook and ratio
     logger.addHandler(collect)
     t0 = time.perf_counter()
     try:
@@ -70,6 +71,7 @@ def magcache_ratios(ev: Evaluator, split: str = "train") -> MagCacheCalibration:
     finally:
         logger.removeHandler(collect)
         logger.setLevel(level)
+        logger.propagate = propagate
     runs = collect.runs
     if not runs or any(len(r) != steps for r in runs):
         raise RuntimeError(f"MagCache's calibration reported {[len(r) for r in runs]} ratios per loop; expected "

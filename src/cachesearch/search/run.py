@@ -149,8 +149,8 @@ def _mag_ratios(prep_ev: Evaluator, handle: StudyHandle, space: SearchSpace, pro
     cal = magcache_ratios(prep_ev, split="train")
     handle.study.set_user_attr(ATTR_MAGCACHE, {"ratios": list(cal.ratios), "loops": cal.loops,
                                                "seconds": round(cal.seconds, 3)})
-    msg = (f"MagCache calibrated by diffusers' own hook on {cal.loops} train image(s) in {cal.seconds:.1f} s "
-           f"(once per search; part of this run's time)")
+    msg = (f"MagCache calibrated by diffusers' own hook over {cal.loops} sampling loop(s) of the train prompts "
+           f"(one per image and CFG pass) in {cal.seconds:.1f} s (once per search; part of this run's time)")
     notes.append(msg)
     progress.note(msg)
     return cal.ratios
