@@ -47,18 +47,31 @@ def hypervolume(points: list[tuple[float, float]], ref: tuple[float, float]) -> 
 
 def trial_counts(run_dir: Path) -> dict[str, Any]:
     """Trials the run's Optuna journal created and finished (op codes 4 CREATE_TRIAL, 6 SET_TRIAL_STATE_VALUES
-    with a finished state); ``None`` without a journal."""
+    with a finished state), and the seconds from each trial's start to its end summed over the finished ones
+    (``trial_seconds``: the search's evaluation time, without loading, profiling and export); ``None`` without a
+    journal."""
     journal = run_dir / "study.journal"
     if not journal.is_file():
-        return {"created": None, "finished": None}
+        return {"created": None, "finished": None, "failed": None, "trial_seconds": None}
     import json
+    from datetime import datetime
 
-    created = finished = 0
+    created = finished = failed = 0
+    started: dict[int, datetime] = {}
+    seconds = 0.0
     for line in journal.open():
         rec = json.loads(line)
         created += rec.get("op_code") == 4
-        finished += rec.get("op_code") == 6 and rec.get("state") in (1, 2, 3)  # COMPLETE, PRUNED, FAIL
-    return {"created": created, "finished": finished}
+        if rec.get("op_code") != 6:
+            continue
+        if rec.get("datetime_start"):
+            started[rec["trial_id"]] = datetime.fromisoformat(rec["datetime_start"])
+        if rec.get("state") in (1, 2, 3):  # COMPLETE, PRUNED, FAIL
+            finished += 1
+            failed += rec["state"] == 3
+            if rec.get("datetime_complete") and rec.get("trial_id") in started:
+                seconds += (datetime.fromisoformat(rec["datetime_complete"]) - started[rec["trial_id"]]).total_seconds()
+    return {"created": created, "finished": finished, "failed": failed, "trial_seconds": round(seconds, 1)}
 
 
 def load_run(run_dir: Path) -> dict[str, Any]:
@@ -108,7 +121,8 @@ def summarize(run: dict[str, Any], ref_loss: float) -> dict[str, Any]:
 def compare(with_dir: Path, without_dir: Path, ref_loss: float = 0.1) -> dict[str, Any]:
     """The comparison document (see the module docstring)."""
     w, wo = load_run(with_dir), load_run(without_dir)
-    keys = ("model", "steps", "n_train", "n_heldout", "seed", "sampler", "population", "metric")
+    keys = ("model", "steps", "n_train", "n_heldout", "heldout_max", "profile_prompts", "seed", "sampler",
+            "population", "metric", "trials")
     differ = {k: (w["settings"].get(k), wo["settings"].get(k)) for k in keys
               if w["settings"].get(k) != wo["settings"].get(k)}
     doc: dict[str, Any] = {"benchmark": "runtime_families", "ref": [ref_loss, 1.0],
@@ -174,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--without", dest="without_dir", type=Path, required=True, help="run directory without them")
     p.add_argument("--hv-ref-loss", type=float, default=0.1, help="hypervolume reference loss (cost ref: 1.0)")
     p.add_argument("--load", default=None, help="machine load recorded with the runs (uptime), for the record")
+    p.add_argument("--note", default=None, help="anything else the record needs (how the runs were made)")
     p.add_argument("--out", type=Path, default=RESULTS / "runtime_families.json")
     args = p.parse_args(argv)
     from _bench import environment, write_json
@@ -181,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = compare(args.with_dir, args.without_dir, args.hv_ref_loss)
     doc["environment"] = environment("cpu")
     doc["load"] = args.load
+    doc["note"] = args.note
     write_json(args.out, doc)
     print(tables(doc))
     print(f"wrote {repo_relative(args.out)}", file=sys.stderr)

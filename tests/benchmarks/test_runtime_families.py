@@ -20,7 +20,10 @@ def _run(path: Path, space: str, entries: list[dict], trials: int, families: lis
     (path / "run.yaml").write_text(yaml.safe_dump({"settings": {"space": space, "model": "m", "steps": 20,
                                                                 "seed": 0}}))
     (path / "schedules" / "index.yaml").write_text(yaml.safe_dump({"schedules": entries, "families": families or []}))
-    lines = [{"op_code": 4}] * trials + [{"op_code": 6, "state": 1}] * trials + [{"op_code": 6, "state": 0}]
+    lines = [{"op_code": 4}] * trials + [{"op_code": 6, "trial_id": 0, "state": 0,
+                                          "datetime_start": "2026-12-07T04:43:35.5+00:00"}]
+    lines += [{"op_code": 6, "trial_id": i, "state": 3 if i == 1 else 1} for i in range(1, trials)]
+    lines += [{"op_code": 6, "trial_id": 0, "state": 1, "datetime_complete": "2026-12-07T04:43:37+00:00"}]
     (path / "study.journal").write_text("".join(json.dumps(x) + "\n" for x in lines))
     return path
 
@@ -38,7 +41,8 @@ def test_compare_two_runs(tmp_path):
                                      _entry("b.yaml", 0.8, 0.001, 0.002)], 30, families)
     wo = _run(tmp_path / "wo", "dit-static", [_entry("b.yaml", 0.8, 0.001, 0.002)], 30)
     doc = runtime_families.compare(w, wo, 0.1)
-    assert doc["equal_trials"] and doc["with_runtime"]["trials"] == {"created": 30, "finished": 30}
+    assert doc["equal_trials"] and doc["with_runtime"]["trials"] == {"created": 30, "finished": 30, "failed": 1,
+                                                              "trial_seconds": 1.5}
     assert doc["with_runtime"]["front_kinds"] == {"static": 1, "runtime": 1}
     assert doc["with_runtime"]["hypervolume"] == pytest.approx(0.098 * 0.2 + 0.08 * 0.4)
     assert doc["without_runtime"]["hypervolume"] == pytest.approx(0.098 * 0.2)
