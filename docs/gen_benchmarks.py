@@ -177,6 +177,57 @@ def peers() -> str:
         _without_peer_table(pd.tables(e))])
 
 
+def _runtime_families_one(doc: dict[str, Any], title: str, what: str) -> str:
+    rf = bench_module("runtime_families")
+    w, wo = doc["with_runtime"], doc["without_runtime"]
+    st = doc["settings"]
+    on_front = doc["runtime_on_front"]
+    fams = sorted({r["family"] for r in on_front})
+    ratio = doc["hypervolume_ratio_with_over_without"]
+    tw, two = w["trials"], wo["trials"]
+    return "\n\n".join([
+        f"### {title}",
+        f"`cachesearch run --model {st['model']} --steps {st['steps']} --n-train {st['n_train']} --n-heldout "
+        f"{st['n_heldout']} --n-heldout-max {st['heldout_max']} --profile-prompts {st['profile_prompts']} --trials "
+        f"{st['trials']} --timeout 0 --workers 1`, once with the default space (`{w['space']}`: static and runtime "
+        f"families) and once with `--space benchmarks/spaces/dit_static.yaml` (`{wo['space']}`: the same space "
+        f"without the runtime families), then `python benchmarks/runtime_families.py --with {w['run']} --without "
+        f"{wo['run']}` (`results/{what}`; the run folders are not committed). {what_note(doc)}"
+        f"Finished trials {tw['finished']} and {two['finished']} ({tw['failed']} and {two['failed']} failed); "
+        f"summed trial time {tw['trial_seconds']:.0f} s and {two['trial_seconds']:.0f} s (wall clock on a shared "
+        "2-core CPU under heavy load from other jobs: noisy, compare with care). "
+        f"Hypervolume of (held-out loss, train cost) up to ({doc['ref'][0]}, {doc['ref'][1]}): "
+        f"{w['hypervolume']:.5f} with the runtime families vs {wo['hypervolume']:.5f} without "
+        f"({f(ratio, '.3f')}×); front {w['front_size']} schedules ({w['front_kinds']['runtime']} runtime) vs "
+        f"{wo['front_size']}. Runtime schedules on the front: "
+        + (f"{len(on_front)} ({', '.join(fams)})." if on_front else "none."),
+        env_line(doc["environment"], extra=f"load {doc['load']}" if doc.get("load") else ""),
+        rf.tables(doc)])
+
+
+def what_note(doc: dict[str, Any]) -> str:
+    """The benchmark's own note (how the runs were made), as a sentence."""
+    note = (doc.get("note") or "").strip()
+    return f"{note} " if note else ""
+
+
+def runtime_families() -> str:
+    flux = load("runtime_families.json")
+    wan = load("runtime_families_wan.json")
+    return "\n\n".join([
+        "## Runtime caches on the front (issue 27)",
+        "Two searches of the same model at equal trials: the default `dit` space (the static families and the "
+        "runtime families — diffusers' FirstBlockCache, MagCache, PAB, FasterCache and cache-dit's DBCache, cost "
+        "counted from what executed) against the same space without the runtime families. Per run: the front "
+        "(validated on held-out prompts), its hypervolume, the best held-out loss at a train cost of at most "
+        "0.3 / 0.5 / 0.7 (chosen by train loss), which runtime schedules reach the front, and the with-run's best "
+        "schedule of each family at each budget (`schedules/index.yaml`'s `families`; held-out loss, with train "
+        "loss and cost in brackets, and the trial). Method: [Runtime caches](runtime-caches.md).",
+        _runtime_families_one(flux, "FLUX-architecture model (`embedded:shapes-flux`)", "runtime_families.json"),
+        _runtime_families_one(wan, "Tiny random-weight Wan 2.1 (`arch:wan2.1-tiny`, CFG as two passes per step)",
+                              "runtime_families_wan.json")])
+
+
 def _without_peer_table(text: str) -> str:
     """``peers_dit.tables`` of a run without peers: its space comparison only (not the empty peer table, nor the
     file list of a front whose run folder is not committed)."""
@@ -346,6 +397,7 @@ SECTIONS: list[tuple[Callable[[], str], tuple[str, ...]]] = [
     (latency_cpu, ("latency_cpu_2026-11-23.json",)),
     (search_throughput, ("search_throughput.json", "search_throughput_16train.json")),
     (peers, ("peers_dit.json", "ecad_vs_default_dit.json")),
+    (runtime_families, ("runtime_families.json", "runtime_families_wan.json")),
     (embedded_baselines, ("embedded_baselines.json", "embedded_baselines_scenes.json")),
     (papers, ("papers_shapes.json", "papers_scenes.json")),
     (papers_reading, ("papers_shapes.json", "papers_scenes.json")),

@@ -179,12 +179,16 @@ def test_a_runtime_search_exports_runtime_files_and_each_familys_best(ev, tmp_pa
     assert Path(summary.run_dir / "pareto.png").is_file()
 
 
-def test_seacache_stays_where_diffusers_has_its_adapter(tmp_path):
+@pytest.fixture(scope="module")
+def wan(tmp_path_factory):
     from cachesearch.models._loaders import load_model
 
     loaded = load_model("arch:wan2.1-tiny")
-    wan = Evaluator(EvalConfig(model="arch:wan2.1-tiny", n_train=1, n_heldout=1, num_inference_steps=4,
-                               cache_dir=str(tmp_path)), model=loaded)
+    return Evaluator(EvalConfig(model="arch:wan2.1-tiny", n_train=1, n_heldout=1, num_inference_steps=4,
+                                cache_dir=str(tmp_path_factory.mktemp("wan-refs"))), model=loaded)
+
+
+def test_seacache_stays_where_diffusers_has_its_adapter(wan):
     space, notes = drop_unavailable(load_space(find_space("runtime")), SpaceContext.of(wan))
     assert "seacache" in space.families and not any("seacache" in n for n in notes)
     resolved = space.without(["magcache"], "no ratios in this test").resolve(SpaceContext.of(wan))
@@ -192,3 +196,18 @@ def test_seacache_stays_where_diffusers_has_its_adapter(tmp_path):
     assert [b.name for b in sea] == ["seacache-t0.1", "seacache-t0.25", "seacache-t0.5"]
     res = wan.evaluate(wan.compile(sea[-1].policy))
     assert res.valid and res.cost_ratio < 1  # it skipped work on the video model
+
+
+def test_fastercache_on_separate_cfg_passes_runs_its_attention_half_only(wan):
+    """Wan calls the denoiser once per CFG pass, each on a batch of one: diffusers' CFG-Cache half (which splits
+    ``[uncond; cond]`` at the denoiser's input) raised IndexError in every fastercache trial of a Wan search; the
+    family sets ``is_guidance_distilled`` wherever the adapter's CFG convention is not batched."""
+    wan.reference("train")  # as in a search: the pipeline has run with guidance (do_classifier_free_guidance)
+    assert wan.pipe.do_classifier_free_guidance
+    resolved = load_space(find_space("runtime")).without(["magcache"], "no ratios in this test").resolve(
+        SpaceContext.of(wan))
+    faster = [b for b in resolved.baselines() if b.kind == "fastercache"]
+    assert faster and all(b.policy.config.fields["is_guidance_distilled"] is True for b in faster)
+    res = wan.evaluate(wan.compile(faster[0].policy))
+    assert res.valid, res.reason
+    assert res.cost_ratio < 1

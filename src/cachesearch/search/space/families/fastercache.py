@@ -30,6 +30,11 @@ def guidance_in_input(ctx: SpaceContext) -> bool:
     denoiser = getattr(pipe, "transformer", None)
     if pipe is None or denoiser is None or getattr(denoiser, "cfg_batch", False):
         return False  # the guided transformer batches CFG inside its own call
+    from ....adapters import adapter_for
+    from ....adapters.base import CFG
+
+    if adapter_for(denoiser).cfg is not CFG.BATCHED:
+        return False  # separate cond / uncond calls (Wan: diffusers' CFG-Cache half fails on its batch of one)
     return bool(getattr(pipe, "do_classifier_free_guidance", False))
 
 
