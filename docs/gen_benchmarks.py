@@ -190,9 +190,11 @@ def _runtime_families_one(doc: dict[str, Any], title: str, what: str) -> str:
         f"`cachesearch run --model {st['model']} --steps {st['steps']} --n-train {st['n_train']} --n-heldout "
         f"{st['n_heldout']} --n-heldout-max {st['heldout_max']} --profile-prompts {st['profile_prompts']} --trials "
         f"{st['trials']} --timeout 0 --workers 1`, once with the default space (`{w['space']}`: static and runtime "
-        f"families) and once with `--space benchmarks/spaces/dit_static.yaml` (`{wo['space']}`: the same space "
-        f"without the runtime families), then `python benchmarks/runtime_families.py --with {w['run']} --without "
-        f"{wo['run']}` (`results/{what}`; the run folders are not committed). {what_note(doc)}"
+        f"families) and once with `--space {wo['space']}` (the same space without the runtime families), then "
+        f"`python benchmarks/runtime_families.py --with {w['run']} --without {wo['run']}"
+        + ("" if doc["ref"][0] == 0.1 else f" --hv-ref-loss {doc['ref'][0]:g}")
+        + ("" if what == "runtime_families.json" else f" --out benchmarks/results/{what}")
+        + f"` (`results/{what}`; the run folders are not committed). {what_note(doc)}"
         f"Finished trials {tw['finished']} and {two['finished']} ({tw['failed']} and {two['failed']} failed); "
         f"summed trial time {tw['trial_seconds']:.0f} s and {two['trial_seconds']:.0f} s (wall clock on a shared "
         "2-core CPU under heavy load from other jobs: noisy, compare with care). "
@@ -201,8 +203,16 @@ def _runtime_families_one(doc: dict[str, Any], title: str, what: str) -> str:
         f"({f(ratio, '.3f')}×); front {w['front_size']} schedules ({w['front_kinds']['runtime']} runtime) vs "
         f"{wo['front_size']}. Runtime schedules on the front: "
         + (f"{len(on_front)} ({', '.join(fams)})." if on_front else "none."),
-        env_line(doc["environment"], extra=f"load {doc['load']}" if doc.get("load") else ""),
-        rf.tables(doc)])
+        env_line(doc["environment"], extra=doc.get("load") or ""),
+        _trial_names(rf.tables(doc))])
+
+
+def _trial_names(text: str) -> str:
+    """A run's file names (``t0051-magcache-t0.39.yaml``) as ``magcache-t0.39 (trial 51)``: the run folders are
+    not committed, and a page shows no file name a reader cannot open (tests/docs/test_examples.py)."""
+    import re
+
+    return re.sub(r"(?<![\w.-])t(\d{4})-([\w.-]*\w)\.yaml", lambda m: f"{m[2]} (trial {int(m[1])})", text)
 
 
 def what_note(doc: dict[str, Any]) -> str:
