@@ -5,7 +5,8 @@ Importing this package loads neither optuna nor ray: they are imported when a st
 the Ray executor).
 
 Layout: :mod:`.settings` (the run's options, typed once), :mod:`.space` (space files, one module per policy
-family under :mod:`.space.families`), :mod:`.objective` (one candidate → objective values), :mod:`.study`
+family under :mod:`.space.families`), :mod:`.objective` (one candidate → objective values; its :mod:`.outcome`,
+:mod:`.masks` (identity, known evaluations), :mod:`.provenance` and :mod:`.screening`), :mod:`.study`
 (storage, resume checks, orphans), :mod:`.executors` (``base`` + ``local`` + ``ray``), :mod:`.export` (typed
 index entries), :mod:`.report`, and :mod:`.run`, which ties them together and is imported by none of them.
 """
@@ -15,7 +16,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .executors.base import LoopResult, Prepared, Progress
     from .export import BaselineRow, ExportEntry, ExportResult, export_front
-    from .objective import Objectives, Outcome, TrialAttrs, evaluate_candidate, mask_key
+    from .masks import mask_key
+    from .objective import Objectives, evaluate_candidate
+    from .outcome import Outcome, TrialAttrs
     from .report import Comparison, compare_with_baselines, headline, write_report
     from .resume import find_run, resolve_settings
     from .run import RunSummary, export_run, open_run, prepare, run_search
@@ -45,10 +48,10 @@ _LAZY = {
     "ExportResult": "export",
     "export_front": "export",
     "Objectives": "objective",
-    "Outcome": "objective",
-    "TrialAttrs": "objective",
+    "Outcome": "outcome",
+    "TrialAttrs": "outcome",
     "evaluate_candidate": "objective",
-    "mask_key": "objective",
+    "mask_key": "masks",
     "Comparison": "report",
     "compare_with_baselines": "report",
     "headline": "report",

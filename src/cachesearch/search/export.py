@@ -26,7 +26,7 @@ from .._version import __version__
 from ..schedule import Policy, Provenance, Schedule, save_schedule
 from .family_table import family_table
 from .index import INDEX_FORMAT, BaselineRow, ExportEntry, ExportResult, QualityPair, load_export
-from .objective import mask_key
+from .masks import mask_key
 from .study import ATTR_BASELINE, ATTR_BASELINE_KIND, ATTR_BASELINES, is_full_compute, pareto_trials
 from .validation import (
     Claim,

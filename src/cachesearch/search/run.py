@@ -20,7 +20,7 @@ from ..schedule import BlockKind, BlockProfile
 from . import executors
 from .executors.base import Prepared, Progress, ray_experiment_unfinished
 from .export import ExportResult, export_front
-from .objective import git_revision
+from .provenance import git_revision
 from .report import write_report
 from .resume import find_run, finished_run, preflight, resolve_settings
 from .settings import RunSettings, SearchError, default

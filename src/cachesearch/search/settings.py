@@ -14,7 +14,8 @@ from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .objective import Objectives, Screening
+from .objective import Objectives
+from .screening import Screening
 
 if TYPE_CHECKING:
     from ..evaluate import EvalConfig

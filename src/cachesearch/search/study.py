@@ -353,7 +353,7 @@ def recover_orphans(study: Any, *, run_dir: Path, keep: Sequence[int] = ()) -> l
     """
     from optuna.trial import TrialState
 
-    from .objective import run_dir_id
+    from .provenance import run_dir_id
     from .shared import is_shared, requeue
 
     host = socket.gethostname()

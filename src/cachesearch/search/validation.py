@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._util import atomic_write
-from .objective import mask_key, result_attr
+from .masks import mask_key
+from .outcome import result_attr
 
 if TYPE_CHECKING:
     from ..evaluate import EvalResult, Evaluator

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 from ..._util import json_safe
 from ...schedule import BlockProfile
-from ..objective import Objectives, Outcome
+from ..objective import Objectives
+from ..outcome import Outcome
 from ..settings import RunSettings
 from ..space import ResolvedSpace
 from ..study import StudyHandle

@@ -26,7 +26,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..attrs import baseline_attrs
-from ..objective import KnownMasks, Outcome, evaluate_candidate, mask_key, result_attr, runner_attrs
+from ..masks import KnownMasks, mask_key
+from ..objective import evaluate_candidate
+from ..outcome import Outcome, result_attr
+from ..provenance import runner_attrs
 from ..study import budget_counts, finished_count, front_size
 from .base import LoopResult, Prepared, Progress, record_outcome
 from .local import WAIT_FOR_OTHERS_S, StopFlag, _abort_trial, _claimer, _signals, loop_state

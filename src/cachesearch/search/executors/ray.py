@@ -31,7 +31,10 @@ from ray.tune import Callback
 from ray.tune.search.optuna import OptunaSearch
 
 from ...evaluate import Evaluator
-from ..objective import KnownMasks, Outcome, evaluate_candidate, runner_attrs
+from ..masks import KnownMasks
+from ..objective import evaluate_candidate
+from ..outcome import Outcome
+from ..provenance import runner_attrs
 from ..space import ResolvedSpace
 from ..study import baseline_attrs, finished_count, front_size, make_sampler, open_storage, recover_orphans
 from .base import FINISHED_MARK, RAY_DIR, LoopResult, Prepared, Progress, record_outcome

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from ..objective import Objectives, Screening
+from ..objective import Objectives
+from ..screening import Screening
 
 if TYPE_CHECKING:
     from ...evaluate import EvalConfig, Evaluator
