@@ -1,8 +1,9 @@
 """Evaluation engine: prompt sets, reference cache, quality, latency, block-change profiler and baselines.
 
 Modules, one job each: ``_config`` (:class:`EvalConfig`, scheduler choice), ``_result`` (:class:`EvalResult`),
-``_fixtures`` (prompt sets, initial latents, references), ``_evaluator`` (:class:`Evaluator`: compile, cost,
-latency, evaluate, score), ``_quality``, ``_latency``, ``_profile``, ``_baselines``, ``_prompts``,
+``_fixtures`` (prompt sets, initial latents, references), ``_evaluator`` (:class:`Evaluator`: evaluate; its
+bases ``_evaluator_views`` (fixtures, compile, cost), ``_evaluator_latency``, ``_evaluator_runtime`` (runtime
+schedules, counted) and ``_evaluator_scoring``), ``_quality``, ``_latency``, ``_profile``, ``_baselines``, ``_prompts``,
 ``_reference``, ``_frechet`` (Fréchet distance in the shipped perceptual network's feature space).
 
 Typical use::

@@ -13,12 +13,10 @@ Failures of a candidate (NaN/inf outputs, CUDA out-of-memory, any exception) bec
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -27,7 +25,6 @@ from cachesearch.runtime import denoiser_of, steps_of_calls
 from cachesearch.schedule import (
     BlockSpace,
     Full,
-    Metrics,
     Schedule,
     ScheduleError,
     fingerprint_mismatch,
@@ -35,10 +32,13 @@ from cachesearch.schedule import (
 
 from ._config import SCHEDULER_NAMES, EvalConfig, EvalConfigError, make_scheduler
 from ._errors import InvalidOutputError
+from ._evaluator_latency import EvaluatorLatency
+from ._evaluator_runtime import EvaluatorRuntime
+from ._evaluator_scoring import EvaluatorScoring
 from ._evaluator_views import EvaluatorViews
 from ._fixtures import Fixtures, ProgressFn, ReferenceSampler, resolve_sampler
 from ._prefix import PrefixCache
-from ._result import EvalResult, schedule_metrics
+from ._result import EvalResult
 from ._scale_shift import FitCache
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def _reason(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
-class Evaluator(EvaluatorViews):
+class Evaluator(EvaluatorViews, EvaluatorLatency, EvaluatorRuntime, EvaluatorScoring):
     """Evaluate caching schedules of one model and sampler against cached full-compute references.
 
     Args:
@@ -192,41 +192,6 @@ class Evaluator(EvaluatorViews):
             "device": str(self.device),
             "metric": self.metric_name,
         }
-
-    # -- latency -----------------------------------------------------------------------------------------
-    def _latency_fn(self, kwargs: Mapping[str, Any]) -> Callable[[], object]:
-        ps = self.prompt_set("train")
-        k = min(self.config.latency_batch, len(ps))
-        prompts = list(ps.prompts[:k])
-        latents = self.latents("train")[:k].to(self.device, self.dtype)
-        size = {"height": self.height, "width": self.width, "guidance_scale": self.guidance_scale,
-                **self.adapter.call_kwargs(self.pipe)}
-
-        def run() -> object:
-            return self.pipe(prompt=prompts, latents=latents, output_type="pt", **size, **kwargs)
-
-        return run
-
-    def _measure(self, kwargs: Mapping[str, Any], stage: str) -> LatencyStats:
-        from ._latency import remeasure_if_noisy
-
-        self.report_progress(stage, 0, 1)
-        stats = remeasure_if_noisy(
-            self._latency_fn(kwargs),
-            warmup=self.config.latency_warmup,
-            repeats=self.config.latency_repeats,
-            device=self.device,
-            max_remeasures=1,
-        )
-        self.report_progress(stage, 1, 1)
-        return stats
-
-    def baseline_latency(self) -> LatencyStats:
-        """Latency of one full-compute pipeline call, measured once in this process and kept."""
-        if self._baseline is None:
-            self.check_no_schedule()
-            self._baseline = self._measure({"num_inference_steps": self.num_inference_steps}, "latency (full)")
-        return self._baseline
 
     # -- evaluation --------------------------------------------------------------------------------------
     def _check_schedule(self, schedule: Schedule) -> dict[str, Any]:
@@ -389,77 +354,3 @@ class Evaluator(EvaluatorViews):
                                               images or slice(None))[0]
         with schedule.applied(self.pipe):
             return self.fixtures.generate(split, kwargs, f"{schedule.name} ({split})", images)
-
-    @property
-    def executed_cost(self) -> ExecutedCost:
-        """The counter of what ran in each denoiser call (priced with this evaluator's per-block MACs), built once."""
-        if self._executed_cost is None:
-            from cachesearch.models._executed_cost import ExecutedCost
-
-            self._executed_cost = ExecutedCost(self.denoiser, space=self.space)
-        return self._executed_cost
-
-    def _generate_counted(self, counter: ExecutedCost, split: str, kwargs: Mapping[str, Any], stage: str,
-                          which: slice) -> tuple[torch.Tensor, list[float]]:
-        """Images of a runtime schedule, one per pipeline call (its library decides per call, and every image starts
-        with a cold cache), and each image's cost ratio: the MACs of the modules that executed in its denoiser calls
-        over those calls at full compute."""
-        costs: list[float] = []
-
-        @contextlib.contextmanager
-        def count(_first: int) -> Iterator[None]:
-            counter.reset()
-            with counter.counting():
-                yield
-            # a runtime schedule runs the reference's steps: the calls it made are the reference's (two per step
-            # where the pipeline runs the cond and uncond passes apart), so full compute is those calls'
-            costs.append(counter.report().ratio())
-
-        images = self.fixtures.generate(split, kwargs, stage, which, batch_size=1, around=count)
-        return images, costs
-
-    # -- scoring -----------------------------------------------------------------------------------------
-    def _score(self, images: torch.Tensor, reference: torch.Tensor) -> dict[str, Any]:
-        """Mean perceptual distance (``quality``) and each image's (``losses``), PSNR and SSIM of ``images``
-        against ``reference`` (SSIM ``None`` for images smaller than its 11-px window); for videos ``[N, F, 3, H, W]``
-        the same per frame averaged over frames, and the ``temporal`` error (:mod:`._video`).
-
-        Raises:
-            InvalidOutputError: the perceptual metric met NaN/inf.
-        """
-        from ._quality import psnr, ssim
-        from ._video import is_video, video_scores
-
-        if is_video(images):
-            return video_scores(self.metric, images, reference)
-        dist = self.metric(images, reference).double()
-        return {
-            "quality": float(dist.mean()),
-            "losses": tuple(float(v) for v in dist.reshape(-1).tolist()),
-            "psnr": float(psnr(images, reference).mean()),
-            "ssim": float(ssim(images, reference).mean()) if min(images.shape[-2:]) >= 11 else None,
-        }
-
-    def accuracy(self, images: torch.Tensor, split: str, which: slice | None = None) -> float | None:
-        """Embedded model: fraction of images matching their caption's colors and shape; else ``None``."""
-        from cachesearch.embedded import embedded_package
-
-        package = embedded_package(self.source)
-        if package is None:
-            return None
-        check, parse_caption = package.check, package.parse_caption
-
-        ps = self.prompt_set(split)
-        try:
-            captions = [parse_caption(p) for p in ps.prompts[which or slice(None)]]
-        except ValueError:
-            return None  # a user prompt file with free text: no ground truth
-        ok = [check(img, cap).all_ok for img, cap in zip(images, captions)]
-        return sum(ok) / len(ok)
-
-    # -- export ------------------------------------------------------------------------------------------
-    def to_schedule_metrics(self, train: EvalResult, heldout: EvalResult | None = None, *,
-                            threshold: float | None = None) -> Metrics:
-        """Metrics for a schedule file from a train result and, optionally, a held-out result, with their
-        per-image loss distributions (see :func:`~._result.schedule_metrics`)."""
-        return schedule_metrics(train, heldout, threshold=threshold)
