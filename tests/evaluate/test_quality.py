@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cachesearch.evaluate import _quality
+from cachesearch.evaluate import _perceptual, _quality
 from cachesearch.evaluate._errors import InvalidOutputError, PerceptualMetricUnavailableError
 from cachesearch.evaluate._quality import (
     LPIPS_ALEX_CHECKPOINT,
@@ -253,7 +253,7 @@ def test_clear_error_when_no_metric_can_be_built(monkeypatch: pytest.MonkeyPatch
     def missing() -> Path:
         raise PerceptualMetricUnavailableError("stlpips-alex needs the stlpips-pytorch package")
 
-    monkeypatch.setattr(_quality, "_stlpips_weights_path", missing)
+    monkeypatch.setattr(_perceptual, "_stlpips_weights_path", missing)
     with pytest.raises(PerceptualMetricUnavailableError, match="pip install") as info:
         get_perceptual_metric(lpips_backbone_available=lambda: False)
     assert "stlpips-pytorch" in str(info.value) and "alexnet-owt" in str(info.value)

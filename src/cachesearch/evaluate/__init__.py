@@ -1,10 +1,11 @@
 """Evaluation engine: prompt sets, reference cache, quality, latency, block-change profiler and baselines.
 
 Modules, one job each: ``_config`` (:class:`EvalConfig`, scheduler choice), ``_result`` (:class:`EvalResult`),
-``_fixtures`` (prompt sets, initial latents, references), ``_evaluator`` (:class:`Evaluator`: evaluate; its
-bases ``_evaluator_views`` (fixtures, compile, cost), ``_evaluator_latency``, ``_evaluator_runtime`` (runtime
-schedules, counted) and ``_evaluator_scoring``), ``_quality``, ``_latency``, ``_profile``, ``_baselines``, ``_prompts``,
-``_reference``, ``_frechet`` (Fréchet distance in the shipped perceptual network's feature space).
+``_fixtures`` (prompt sets, initial latents, references), ``_evaluator`` (:class:`Evaluator`: evaluate; its bases
+``_evaluator_views`` (fixtures, compile, cost), ``_evaluator_latency``, ``_evaluator_runtime`` (runtime schedules,
+counted) and ``_evaluator_scoring``), ``_quality`` (metric choice; the metrics in ``_perceptual``, PSNR and SSIM in
+``_pixel``), ``_latency``, ``_profile``, ``_baselines``, ``_prompts``, ``_reference``, ``_frechet`` (Fréchet
+distance in the shipped perceptual network's feature space).
 
 Typical use::
 
@@ -58,10 +59,10 @@ _EXPORTS: dict[str, str] = {
     "Baseline": "._baselines",
     "baselines": "._baselines",
     # quality
-    "PerceptualMetric": "._quality",
+    "PerceptualMetric": "._perceptual",
     "get_perceptual_metric": "._quality",
-    "psnr": "._quality",
-    "ssim": "._quality",
+    "psnr": "._pixel",
+    "ssim": "._pixel",
     "quality_report": "._quality",
     # latency
     "LatencyStats": "._latency",
@@ -124,9 +125,11 @@ if TYPE_CHECKING:
     from ._evaluator import Evaluator
     from ._frechet import FEATURE_SPACE, frechet_distance, perceptual_features
     from ._latency import LatencyStats, measure_latency, peak_memory, remeasure_if_noisy
+    from ._perceptual import PerceptualMetric
+    from ._pixel import psnr, ssim
     from ._profile import load_profile, profile_blocks, profile_id, profile_images, save_profile
     from ._prompts import PromptFileError, PromptSet, builtin_prompts, load_prompt_file
-    from ._quality import PerceptualMetric, get_perceptual_metric, psnr, quality_report, ssim
+    from ._quality import get_perceptual_metric, quality_report
     from ._reference import ReferenceCache, ReferenceInfo
     from ._result import EvalResult
     from ._scale_shift import FitMethod, fit_scale_shift

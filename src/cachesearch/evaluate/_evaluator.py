@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from cachesearch.models._loaders import LoadedModel
 
     from ._latency import LatencyStats
-    from ._quality import PerceptualMetric
+    from ._perceptual import PerceptualMetric
 
 __all__ = ["SCHEDULER_NAMES", "EvalConfig", "EvalConfigError", "EvalResult", "Evaluator", "make_scheduler"]
 

@@ -14,8 +14,8 @@ if TYPE_CHECKING:
 
     from cachesearch.schedule import Metrics
 
+    from ._perceptual import PerceptualMetric
     from ._prompts import PromptSet
-    from ._quality import PerceptualMetric
 
 __all__ = ["EvaluatorScoring"]
 
@@ -36,7 +36,7 @@ class EvaluatorScoring:
         Raises:
             InvalidOutputError: the perceptual metric met NaN/inf.
         """
-        from ._quality import psnr, ssim
+        from ._pixel import psnr, ssim
         from ._video import is_video, video_scores
 
         if is_video(images):

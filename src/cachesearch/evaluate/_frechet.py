@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:
-    from ._quality import ShiftTolerantLpipsAlexMetric
+    from ._perceptual import ShiftTolerantLpipsAlexMetric
 
 __all__ = ["FEATURE_SPACE", "frechet_distance", "perceptual_features"]
 
@@ -38,7 +38,7 @@ DEFAULT_EPS = 1e-6
 
 @functools.lru_cache(maxsize=4)
 def _shipped_metric(device: str) -> ShiftTolerantLpipsAlexMetric:
-    from ._quality import ShiftTolerantLpipsAlexMetric
+    from ._perceptual import ShiftTolerantLpipsAlexMetric
 
     return ShiftTolerantLpipsAlexMetric(device=device)
 
@@ -67,7 +67,7 @@ def perceptual_features(
         TypeError, ValueError: ``images`` is not such a tensor, or ``metric`` is another metric.
         PerceptualMetricUnavailableError: the shipped weights are not installed.
     """
-    from ._quality import ShiftTolerantLpipsAlexMetric
+    from ._perceptual import ShiftTolerantLpipsAlexMetric
 
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or not images.is_floating_point():
         got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__

@@ -66,7 +66,7 @@ def video_scores(metric: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], v
     Raises:
         InvalidOutputError: the perceptual metric met NaN/inf (raised by ``metric``).
     """
-    from ._quality import psnr, ssim
+    from ._pixel import psnr, ssim
 
     _check(videos, references)
     dist = _per_frame(metric, videos, references).double().mean(dim=1)
