@@ -23,7 +23,7 @@ def report(
 
     from ..search import SearchError, SpaceError, find_run, open_run, write_report
     from ..search.export import load_export
-    from ..search.study import run_lock
+    from ..search.storage import run_lock
 
     console = Console()
     with user_errors():

@@ -78,7 +78,8 @@ def _stopped(summary: RunSummary) -> str:
 def _summary(console: Console, summary: RunSummary) -> None:
     from .._util import relative_path
     from ..search import headline
-    from ..search.study import hide_password, relative_storage
+    from ..search.redact import hide_password
+    from ..search.storage import relative_storage
 
     export = summary.export
     table, left_out = _front_table(console, summary)

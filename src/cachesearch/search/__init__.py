@@ -4,11 +4,12 @@
 Importing this package loads neither optuna nor ray: they are imported when a study is opened (ray only by
 the Ray executor).
 
-Layout: :mod:`.settings` (the run's options, typed once), :mod:`.space` (space files, one module per policy
-family under :mod:`.space.families`), :mod:`.objective` (one candidate → objective values; its :mod:`.outcome`,
-:mod:`.masks` (identity, known evaluations), :mod:`.provenance` and :mod:`.screening`), :mod:`.study`
-(storage, resume checks, orphans), :mod:`.executors` (``base`` + ``local`` + ``ray``), :mod:`.export` (typed
-index entries), :mod:`.report`, and :mod:`.run`, which ties them together and is imported by none of them.
+Layout: :mod:`.settings` (the run's options, typed once), :mod:`.space` (space files, one module per policy family
+under :mod:`.space.families`), :mod:`.objective` (one candidate → objective values; its :mod:`.outcome`,
+:mod:`.masks` (identity, known evaluations), :mod:`.provenance` and :mod:`.screening`), :mod:`.study` (creation,
+resume checks; :mod:`.storage`, :mod:`.trials`: budget, orphans, the front), :mod:`.executors` (``base`` +
+``local`` + ``ray``), :mod:`.export` (typed index entries), :mod:`.report`, and :mod:`.run`, which ties them
+together and is imported by none of them.
 """
 
 from typing import TYPE_CHECKING
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
         load_space,
         parse_space,
     )
-    from .study import pareto_trials
+    from .trials import pareto_trials
 
 # Every name loads its module on first use: `cachesearch.search.settings` (the CLI's options) does not pull in
 # the evaluator, torch or optuna through this package.
@@ -75,7 +76,7 @@ _LAZY = {
     "find_space": "space",
     "load_space": "space",
     "parse_space": "space",
-    "pareto_trials": "study",
+    "pareto_trials": "trials",
 }
 
 __all__ = [

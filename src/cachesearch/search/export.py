@@ -24,10 +24,11 @@ from .._compile import default_name
 from .._util import atomic_write, utc_now
 from .._version import __version__
 from ..schedule import Policy, Provenance, Schedule, save_schedule
+from .attrs import ATTR_BASELINE, ATTR_BASELINE_KIND, ATTR_BASELINES
 from .family_table import family_table
 from .index import INDEX_FORMAT, BaselineRow, ExportEntry, ExportResult, QualityPair, load_export
 from .masks import mask_key
-from .study import ATTR_BASELINE, ATTR_BASELINE_KIND, ATTR_BASELINES, is_full_compute, pareto_trials
+from .trials import is_full_compute, pareto_trials
 from .validation import (
     Claim,
     HeldoutCache,

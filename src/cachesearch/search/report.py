@@ -15,8 +15,9 @@ from .export import REFERENCE_INTERVAL, ExportResult, is_reference_deepcache
 from .gallery import write_gallery
 from .html_report import write_html_report
 from .overview import write_overview
+from .redact import hide_password
 from .report_plot import plot_pareto
-from .study import hide_password, relative_storage, storage_spec
+from .storage import relative_storage, storage_spec
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from .._util import save_figure
 from .export import ExportEntry, ExportResult, baseline_rows
-from .study import FULL_COMPUTE, is_full_compute
+from .trials import FULL_COMPUTE, is_full_compute
 
 if TYPE_CHECKING:
     from ..schedule import LossStats

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from .settings import RunSettings, SearchError, default, default_name
-from .study import finished_count, load_settings, open_storage, resume_refused, settings_conflicts, storage_spec
+from .storage import open_storage, storage_spec
+from .study import load_settings, resume_refused, settings_conflicts
+from .trials import finished_count
 
 __all__ = ["find_run", "finished_run", "preflight", "resolve_settings"]
 

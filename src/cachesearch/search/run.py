@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .._util import atomic_write
 from ..schedule import BlockKind, BlockProfile
 from . import executors
+from .attrs import ATTR_BASELINE, ATTR_BASELINE_KIND, ATTR_BASELINES, ATTR_MAGCACHE, ATTR_PROFILE
 from .executors.base import Prepared, Progress, ray_experiment_unfinished
 from .export import ExportResult, export_front
 from .provenance import git_revision
@@ -26,24 +27,9 @@ from .resume import find_run, finished_run, preflight, resolve_settings
 from .settings import RunSettings, SearchError, default
 from .shared import Claims
 from .space import SearchSpace, SpaceContext, default_space, drop_unavailable, find_space, load_space
-from .study import (
-    ATTR_BASELINE,
-    ATTR_BASELINE_KIND,
-    ATTR_BASELINES,
-    ATTR_MAGCACHE,
-    ATTR_PROFILE,
-    StudyHandle,
-    finished_count,
-    is_full_compute,
-    load_settings,
-    make_sampler,
-    open_study,
-    pareto_trials,
-    recover_orphans,
-    relative_storage,
-    run_lock,
-    save_settings,
-)
+from .storage import relative_storage, run_lock
+from .study import StudyHandle, load_settings, make_sampler, open_study, save_settings
+from .trials import finished_count, is_full_compute, pareto_trials, recover_orphans
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial

@@ -1,26 +1,23 @@
-"""The Optuna study of a run: storage, creation with checks, resume, orphaned trials, the Pareto front.
+"""The Optuna study of a run: its sampler, creation with checks, resume checks, and the run settings file.
 
 A run is a directory ``<out>/<name>/`` (``artifacts/runs/<name>`` by default) holding the journal file
 ``study.journal`` (unless ``--storage`` names another Optuna storage), the run settings (``run.yaml``), the
-search space it uses (``space.yaml``), the block-change profile, exported schedules and the report.
+search space it uses (``space.yaml``), the block-change profile, exported schedules and the report. Where the
+study is stored is :mod:`.storage`; reading its trials (budget, orphans, the front) is :mod:`.trials`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import socket
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .._atomic import LockHeld, lock_file
 from .._util import atomic_write, utc_now
 from .._version import __version__
 from .attrs import (  # noqa: F401 - re-exported
@@ -33,12 +30,24 @@ from .attrs import (  # noqa: F401 - re-exported
     ATTR_SPACE,
     baseline_attrs,
 )
-from .redact import hide_password, without_secret
+from .redact import hide_password
 from .settings import SAMPLERS, RunSettings, SearchError
+from .storage import open_storage, relative_storage, run_lock, storage_spec
+from .trials import (
+    FULL_COMPUTE,
+    budget_counts,
+    finished_count,
+    front_size,
+    is_full_compute,
+    pareto_trials,
+    recover_orphans,
+)
 
 if TYPE_CHECKING:
     import optuna
 
+# The storage and trial helpers live in .storage and .trials; they stay importable from here, where the executors,
+# commands, tests and benchmarks have always imported them.
 __all__ = [
     "FULL_COMPUTE",
     "STUDY_FORMAT",
@@ -63,62 +72,6 @@ __all__ = [
 ]
 
 STUDY_FORMAT = "cachesearch/study@1"
-JOURNAL_NAME = "study.journal"
-
-
-# -- storage -----------------------------------------------------------------------------------------------
-def storage_spec(settings: RunSettings) -> str:
-    """The storage a run uses: ``--storage`` or the journal file in its run directory (absolute path)."""
-    if settings.storage:
-        return settings.storage
-    return str((settings.run_dir / JOURNAL_NAME).resolve())
-
-
-def relative_storage(spec: str, run_dir: Path) -> str:
-    """How files of the run name its storage: a URL as given, a journal path relative to the run directory
-    (``study.journal``), so no file written into a run holds an absolute path of this machine."""
-    if "://" in spec:
-        return spec
-    return os.path.relpath(Path(spec).expanduser().resolve(), Path(run_dir).expanduser().resolve())
-
-
-def open_storage(spec: str) -> Any:
-    """An Optuna storage for ``spec``: an RDB URL (``postgresql://…``, ``mysql://…``, ``sqlite:///…``) or the
-    path of a journal file (safe for processes on one host; not on NFS). A server URL (not SQLite) gets
-    :func:`~.shared.open_rdb`: heartbeats, retries while the server is unreachable, and mask claims, so many
-    ``cachesearch run`` processes on many hosts can share the study."""
-    import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    if "://" in spec:
-        try:
-            if spec.startswith("sqlite"):
-                return optuna.storages.RDBStorage(spec)
-            from .shared import open_rdb
-
-            return open_rdb(spec)  # many processes or hosts: heartbeats, claims, retries
-        except Exception as e:  # noqa: BLE001 - driver missing, bad URL, server down; never echo a password
-            raise SearchError(f"--storage: cannot open {hide_password(spec)!r}: {type(e).__name__}: "
-                              f"{without_secret(str(e), spec)}") from None
-    path = Path(spec).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(path)))
-
-
-@contextlib.contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on a run directory: one driver per run at a time (released on any exit; the lock
-    file ``.lock`` is removed with it)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / ".lock"
-    try:
-        with lock_file(path, wait=False, note=f"pid {os.getpid()} on {socket.gethostname()}"):
-            yield
-    except LockHeld as e:
-        raise SearchError(
-            f"run {run_dir.name!r} is already being searched by {e.holder or 'another process'} (lock {path}); "
-            f"wait for it to finish, or add workers with --executor ray"
-        ) from None
 
 
 # -- samplers ----------------------------------------------------------------------------------------------
@@ -300,110 +253,3 @@ def check_compatible(stored: Mapping[str, Any], wanted: Mapping[str, Any], study
         if s_id.get(key) != w_id.get(key):
             problems.append(f"{key}: study has {s_id.get(key)!r}, this run has {w_id.get(key)!r}")
     return problems
-
-
-# -- trials ------------------------------------------------------------------------------------------------
-def counts_toward_budget(trial: Any) -> bool:
-    """Finished trials count; trials failed only because their process died (and were re-queued) do not."""
-    return trial.state.is_finished() and not trial.user_attrs.get("requeued")
-
-
-def finished_count(study: Any) -> int:
-    """Number of finished trials that count toward ``--trials``."""
-    return sum(1 for t in study.get_trials(deepcopy=False) if counts_toward_budget(t))
-
-
-def budget_counts(study: Any) -> tuple[int, int]:
-    """``(finished trials that count toward --trials, running trials)`` from one read of the study.
-
-    One read, not two: in a shared study another process's trial can finish between two reads, and a process
-    that counted it neither finished nor running would ask one trial too many after the others had stopped and
-    exported without it.
-    """
-    from optuna.trial import TrialState
-
-    trials = study.get_trials(deepcopy=False)
-    return (sum(1 for t in trials if counts_toward_budget(t)), sum(1 for t in trials if t.state == TrialState.RUNNING))
-
-
-def _pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def recover_orphans(study: Any, *, run_dir: Path, keep: Sequence[int] = ()) -> list[int]:
-    """Fail RUNNING trials whose process died and re-enqueue their parameters; returns their numbers.
-
-    A killed worker leaves its trial RUNNING forever (Optuna heartbeats exist only for RDB storages inside
-    ``optimize()``). Call this while holding :func:`run_lock`. A RUNNING trial is an orphan when it was started
-    for this run directory on this host (the lock proves its driver is gone), or on this host by a process
-    that is no longer alive, or carries no runner information. Trials of other hosts, of live processes of
-    other run directories, and those in ``keep`` (about to be resumed by Ray Tune) are left alone. The orphan
-    becomes FAIL with ``reason`` and ``requeued: true`` (it does not count toward the budget), and its
-    parameters are enqueued so the candidate is evaluated once, by the resumed run. In a shared RDB study
-    (:mod:`.shared`) trials without runner information belong to a process that just asked them, and trials of
-    other hosts are failed by the heartbeat keeper of any live process once they go stale.
-    """
-    from optuna.trial import TrialState
-
-    from .provenance import run_dir_id
-    from .shared import is_shared, requeue
-
-    host = socket.gethostname()
-    here = run_dir_id(run_dir)
-    shared = is_shared(study._storage)
-    orphans: list[int] = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.number in keep:
-            continue
-        t_host, pid = t.user_attrs.get("host"), t.user_attrs.get("pid")
-        if t_host is None and shared:
-            continue  # just asked by another process of a shared study; heartbeats catch it if it dies
-        if t_host is not None and t_host != host:
-            continue
-        if t_host is not None and t.user_attrs.get("run_dir") != here and _pid_alive(pid) and pid != os.getpid():
-            continue
-        if requeue(study, t, "orphaned: the process running it died before it finished; re-enqueued"):
-            orphans.append(t.number)
-    return orphans
-
-
-FULL_COMPUTE = 1.0 - 1e-9
-"""A trial whose cost (or latency) ratio is at least this runs everything: the reference itself, on the front at
-zero loss but no schedule worth exporting; counts, plots and exports leave it out alike."""
-
-
-def is_full_compute(trial: Any) -> bool:
-    """Whether a finished trial costs as much as full compute (see :data:`FULL_COMPUTE`)."""
-    return trial.values is not None and trial.values[1] >= FULL_COMPUTE
-
-
-def front_size(study: Any) -> int:
-    """Schedules on the front as the export will write them: :func:`pareto_trials` without full compute."""
-    return sum(not is_full_compute(t) for t in pareto_trials(study))
-
-
-def pareto_trials(study: Any) -> list[Any]:
-    """Pareto-optimal finished trials (feasible ones when constrained), one per distinct compiled mask.
-
-    Uses ``study.best_trials``. Duplicates are PRUNED trials (not in it); studies written before that recorded
-    them as COMPLETE copies marked ``duplicate_of``: those, and any trial sharing an earlier one's mask, are
-    dropped in favour of the first evaluated one.
-    """
-    seen: set[str] = set()
-    out = []
-    for t in sorted(study.best_trials, key=lambda t: t.number):
-        key = t.user_attrs.get("mask_key")
-        if "duplicate_of" in t.user_attrs or key in seen:
-            continue
-        if key:
-            seen.add(key)
-        out.append(t)
-    return sorted(out, key=lambda t: (t.values[1], t.values[0]))

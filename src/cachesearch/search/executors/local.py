@@ -17,12 +17,13 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ..attrs import baseline_attrs
 from ..masks import KnownMasks
 from ..objective import evaluate_candidate
 from ..outcome import Outcome
 from ..provenance import runner_attrs
 from ..shared import Claims, Keeper
-from ..study import baseline_attrs, budget_counts, finished_count, front_size
+from ..trials import budget_counts, finished_count, front_size
 from .base import LoopResult, Prepared, Progress, record_outcome
 
 if TYPE_CHECKING:

@@ -30,7 +30,7 @@ from ..masks import KnownMasks, mask_key
 from ..objective import evaluate_candidate
 from ..outcome import Outcome, result_attr
 from ..provenance import runner_attrs
-from ..study import budget_counts, finished_count, front_size
+from ..trials import budget_counts, finished_count, front_size
 from .base import LoopResult, Prepared, Progress, record_outcome
 from .local import WAIT_FOR_OTHERS_S, StopFlag, _abort_trial, _claimer, _signals, loop_state
 from .worker import WORKER, WorkerSetup, worker_setup, worker_state

@@ -31,12 +31,15 @@ from ray.tune import Callback
 from ray.tune.search.optuna import OptunaSearch
 
 from ...evaluate import Evaluator
+from ..attrs import baseline_attrs
 from ..masks import KnownMasks
 from ..objective import evaluate_candidate
 from ..outcome import Outcome
 from ..provenance import runner_attrs
 from ..space import ResolvedSpace
-from ..study import baseline_attrs, finished_count, front_size, make_sampler, open_storage, recover_orphans
+from ..storage import open_storage
+from ..study import make_sampler
+from ..trials import finished_count, front_size, recover_orphans
 from .base import FINISHED_MARK, RAY_DIR, LoopResult, Prepared, Progress, record_outcome
 from .ray_cluster import STARTED, init_ray
 from .worker import WORKER, WorkerSetup, worker_setup, worker_state

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._util import atomic_write
 from ..export import baseline_rows
-from ..study import FULL_COMPUTE
+from ..trials import FULL_COMPUTE
 from ._masks import mask_svg
 from ._page import fmt, grid_html, page, table
 from ._plot import Point, legend_html, scatter_svg
