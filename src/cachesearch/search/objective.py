@@ -167,7 +167,7 @@ def evaluate_candidate(
     Exceptions (including out-of-memory), invalid outputs (NaN/inf) and non-finite metrics become a failed
     :class:`Outcome` with the reason. A candidate whose compiled mask is in ``known`` is not evaluated: it
     takes the recorded values and ``duplicate_of`` names the trial that was evaluated.
-    ``claim(key)``, called for a mask not in ``known``, reserves it in a shared study (:class:`~.shared.Claims`):
+    ``claim(key)``, called for a mask not in ``known``, reserves it in a shared study (:class:`~.claims.Claims`):
     it returns once this trial holds the mask, or once another process's evaluation of it is in ``known``.
     Under measured latency a noisy measurement (relative spread above ``remeasure_spread``) is taken again and
     the tighter one kept. With ``screening`` (cost objective only) the candidate is scored on growing image

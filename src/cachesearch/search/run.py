@@ -19,13 +19,13 @@ from .._util import atomic_write
 from ..schedule import BlockKind, BlockProfile
 from . import executors
 from .attrs import ATTR_BASELINE, ATTR_BASELINE_KIND, ATTR_BASELINES, ATTR_MAGCACHE, ATTR_PROFILE
+from .claims import Claims
 from .executors.base import Prepared, Progress, ray_experiment_unfinished
 from .export import ExportResult, export_front
 from .provenance import git_revision
 from .report import write_report
 from .resume import find_run, finished_run, preflight, resolve_settings
 from .settings import RunSettings, SearchError, default
-from .shared import Claims
 from .space import SearchSpace, SpaceContext, default_space, drop_unavailable, find_space, load_space
 from .storage import relative_storage, run_lock
 from .study import StudyHandle, load_settings, make_sampler, open_study, save_settings

@@ -37,7 +37,7 @@ def relative_storage(spec: str, run_dir: Path) -> str:
 def open_storage(spec: str) -> Any:
     """An Optuna storage for ``spec``: an RDB URL (``postgresql://…``, ``mysql://…``, ``sqlite:///…``) or the
     path of a journal file (safe for processes on one host; not on NFS). A server URL (not SQLite) gets
-    :func:`~.shared.open_rdb`: heartbeats, retries while the server is unreachable, and mask claims, so many
+    :func:`~.rdb.open_rdb`: heartbeats, retries while the server is unreachable, and mask claims, so many
     ``cachesearch run`` processes on many hosts can share the study."""
     import optuna
     from optuna.storages.journal import JournalFileBackend, JournalStorage
@@ -46,7 +46,7 @@ def open_storage(spec: str) -> Any:
         try:
             if spec.startswith("sqlite"):
                 return optuna.storages.RDBStorage(spec)
-            from .shared import open_rdb
+            from .rdb import open_rdb
 
             return open_rdb(spec)  # many processes or hosts: heartbeats, claims, retries
         except Exception as e:  # noqa: BLE001 - driver missing, bad URL, server down; never echo a password

@@ -71,8 +71,9 @@ def recover_orphans(study: Any, *, run_dir: Path, keep: Sequence[int] = ()) -> l
     """
     from optuna.trial import TrialState
 
+    from .heartbeat import requeue
     from .provenance import run_dir_id
-    from .shared import is_shared, requeue
+    from .rdb import is_shared
 
     host = socket.gethostname()
     here = run_dir_id(run_dir)

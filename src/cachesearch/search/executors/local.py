@@ -18,11 +18,12 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..attrs import baseline_attrs
+from ..claims import Claims
+from ..heartbeat import Keeper
 from ..masks import KnownMasks
 from ..objective import evaluate_candidate
 from ..outcome import Outcome
 from ..provenance import runner_attrs
-from ..shared import Claims, Keeper
 from ..trials import budget_counts, finished_count, front_size
 from .base import LoopResult, Prepared, Progress, record_outcome
 
