@@ -10,6 +10,7 @@ Production code needs only this module's runtime path (torch + diffusers + pyyam
 
 from typing import TYPE_CHECKING
 
+from ._util import lazy_exports
 from ._version import __version__
 from .schedule import (
     BlockCachingAuto,
@@ -74,19 +75,8 @@ if TYPE_CHECKING:
 
 # Names that need torch load on first use, so `import cachesearch` (and the CLI's --help) stays light; the
 # runtime registers Schedule.apply's applier when it is imported (Schedule.apply also loads it on first use).
-_LAZY = {"AppliedSchedule": "runtime", "apply_schedule": "runtime", "compile_schedule": "_compile",
-         "fit_scale_shift": "evaluate._scale_shift"}
+_LAZY = {"AppliedSchedule": ".runtime", "apply_schedule": ".runtime", "compile_schedule": "._compile",
+         "fit_scale_shift": ".evaluate._scale_shift"}
 
 
-def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -9,16 +9,55 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 import functools
+import importlib
 import math
 import os
 import platform
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ._atomic import atomic_write
 
-__all__ = ["atomic_write", "device_description", "json_safe", "relative_path", "save_figure", "utc_now"]
+__all__ = [
+    "atomic_write",
+    "device_description",
+    "is_num",
+    "json_safe",
+    "lazy_exports",
+    "relative_path",
+    "save_figure",
+    "utc_now",
+]
+
+
+def is_num(v: Any) -> bool:
+    """A finite int or float that is not a bool."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+
+
+def lazy_exports(
+    package: str, modules: Mapping[str, str], namespace: dict[str, Any]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """A package's module ``__getattr__`` and ``__dir__`` for names that load their module on first use.
+
+    ``modules`` maps each lazy name to its module, relative to ``package`` (``"._quality"``) or absolute; a loaded
+    name is stored in ``namespace`` (the package's ``globals()``), so it is looked up once. ``dir()`` lists the
+    loaded names and ``__all__``.
+    """
+
+    def __getattr__(name: str) -> Any:
+        module = modules.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module, package), name)
+        namespace[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(namespace) | set(namespace.get("__all__", ())))
+
+    return __getattr__, __dir__
 
 
 def utc_now() -> str:

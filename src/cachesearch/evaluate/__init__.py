@@ -21,8 +21,9 @@ matplotlib) until a name is used. Never imports optuna or ray.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cachesearch._util import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     # prompts
@@ -135,14 +136,4 @@ if TYPE_CHECKING:
     from ._scale_shift import FitMethod, fit_scale_shift
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

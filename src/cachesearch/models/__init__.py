@@ -6,9 +6,7 @@ The adapters are imported eagerly (torch only); loaders, presets and MAC countin
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from .._util import lazy_exports
 from ..adapters import (
     BlockIO,
     DenoiserAdapter,
@@ -60,13 +58,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

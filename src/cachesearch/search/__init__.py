@@ -14,6 +14,8 @@ together and is imported by none of them.
 
 from typing import TYPE_CHECKING
 
+from .._util import lazy_exports
+
 if TYPE_CHECKING:
     from .executors.base import LoopResult, Prepared, Progress
     from .export import BaselineRow, ExportEntry, ExportResult, export_front
@@ -41,42 +43,42 @@ if TYPE_CHECKING:
 # Every name loads its module on first use: `cachesearch.search.settings` (the CLI's options) does not pull in
 # the evaluator, torch or optuna through this package.
 _LAZY = {
-    "LoopResult": "executors.base",
-    "Prepared": "executors.base",
-    "Progress": "executors.base",
-    "BaselineRow": "export",
-    "ExportEntry": "export",
-    "ExportResult": "export",
-    "export_front": "export",
-    "Objectives": "objective",
-    "Outcome": "outcome",
-    "TrialAttrs": "outcome",
-    "evaluate_candidate": "objective",
-    "mask_key": "masks",
-    "Comparison": "report",
-    "compare_with_baselines": "report",
-    "headline": "report",
-    "write_report": "report",
-    "RunSummary": "run",
-    "export_run": "run",
-    "find_run": "resume",
-    "open_run": "run",
-    "prepare": "run",
-    "resolve_settings": "resume",
-    "run_search": "run",
-    "RunSettings": "settings",
-    "SearchError": "settings",
-    "SPACE_FORMAT": "space",
-    "ResolvedSpace": "space",
-    "SearchSpace": "space",
-    "SpaceContext": "space",
-    "SpaceError": "space",
-    "builtin_space_names": "space",
-    "default_space": "space",
-    "find_space": "space",
-    "load_space": "space",
-    "parse_space": "space",
-    "pareto_trials": "trials",
+    "LoopResult": ".executors.base",
+    "Prepared": ".executors.base",
+    "Progress": ".executors.base",
+    "BaselineRow": ".export",
+    "ExportEntry": ".export",
+    "ExportResult": ".export",
+    "export_front": ".export",
+    "Objectives": ".objective",
+    "Outcome": ".outcome",
+    "TrialAttrs": ".outcome",
+    "evaluate_candidate": ".objective",
+    "mask_key": ".masks",
+    "Comparison": ".report",
+    "compare_with_baselines": ".report",
+    "headline": ".report",
+    "write_report": ".report",
+    "RunSummary": ".run",
+    "export_run": ".run",
+    "find_run": ".resume",
+    "open_run": ".run",
+    "prepare": ".run",
+    "resolve_settings": ".resume",
+    "run_search": ".run",
+    "RunSettings": ".settings",
+    "SearchError": ".settings",
+    "SPACE_FORMAT": ".space",
+    "ResolvedSpace": ".space",
+    "SearchSpace": ".space",
+    "SpaceContext": ".space",
+    "SpaceError": ".space",
+    "builtin_space_names": ".space",
+    "default_space": ".space",
+    "find_space": ".space",
+    "load_space": ".space",
+    "parse_space": ".space",
+    "pareto_trials": ".trials",
 }
 
 __all__ = [
@@ -119,15 +121,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

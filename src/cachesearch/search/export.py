@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from .._compile import default_name
-from .._util import atomic_write, utc_now
+from .._util import atomic_write, is_num, utc_now
 from .._version import __version__
 from ..schedule import Policy, Provenance, Schedule, save_schedule
 from .attrs import ATTR_BASELINE, ATTR_BASELINE_KIND, ATTR_BASELINES
@@ -93,10 +93,6 @@ def _readable(path: Path) -> None:
 def _file_stem(schedule_policy_name: str, number: int) -> str:
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in schedule_policy_name)
     return f"t{number:04d}-{safe}"
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
 
 
 def baseline_kind(attrs: Mapping[str, Any]) -> str | None:
@@ -251,7 +247,7 @@ def export_front(prep: Prepared, progress: Progress | None = None, *, runner: Ru
     stage(f"held-out validation of {len(replayed)} front schedules and {len(todo)} baselines", 1, 1)
     for t, policy, schedule, stem, base in replayed:
         heldout = scores.results[mask_key(schedule)]
-        if not heldout.valid or not _finite(heldout.quality):
+        if not heldout.valid or not is_num(heldout.quality):
             rejected.append({**base, "reason": f"held-out evaluation failed: {heldout.reason}"})
         else:
             items.append((t, policy, schedule, stem))

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._util import device_description
+from .._util import device_description, is_num
 from ..schedule import Policy
 from ..schedule.policies import scale_shift_request
 from .masks import KnownMasks, mask_key, schedule_attr
@@ -97,10 +97,6 @@ class Objectives:
 
 
 # -- evaluation --------------------------------------------------------------------------------------------
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(float(x))
-
-
 def _reason(e: BaseException) -> str:
     text = f"{type(e).__name__}: {e}".strip()
     if isinstance(e, MemoryError) or "out of memory" in str(e).lower():
@@ -122,17 +118,17 @@ def objective_values(res: EvalResult, objectives: Objectives) -> tuple[tuple[flo
     """``((quality, cost-or-latency ratio), speedup)`` of a valid result, quality being the objectives' statistic
     of the per-image losses; raises ValueError if not finite."""
     quality = res.stat(objectives.stat)
-    if not _finite(quality):
+    if not is_num(quality):
         what = "quality" if objectives.stat == "mean" else f"{objectives.stat} of the per-image losses"
         raise ValueError(f"{what} is not a finite number ({quality!r})")
     if objectives.kind == "cost":
         cost = res.cost_ratio
-        if not _finite(cost) or cost <= 0:
+        if not is_num(cost) or cost <= 0:
             raise ValueError(f"cost ratio is not a positive finite number ({cost!r}); the model has no MACs")
         speedup = 1.0 / float(cost)
     else:
         ms, base = res.latency_ms, res.baseline_ms
-        if not (_finite(ms) and _finite(base)) or ms <= 0 or base <= 0:
+        if not (is_num(ms) and is_num(base)) or ms <= 0 or base <= 0:
             raise ValueError(f"latency was not measured (latency_ms={ms!r}, baseline_ms={base!r}); "
                              f"use --latency measured with --objective latency")
         cost = float(ms) / float(base)
@@ -207,10 +203,10 @@ def evaluate_candidate(
             raise _Invalid(res.reason or "the evaluator marked the result invalid")
         values, speedup = objective_values(res, objectives)
         spread = res.latency_spread
-        if measure and _finite(spread) and spread > remeasure_spread:
+        if measure and is_num(spread) and spread > remeasure_spread:
             again = evaluator.evaluate(schedule, split="train", measure=True)
             spread2 = again.latency_spread
-            if again.valid and _finite(spread2) and spread2 < spread:
+            if again.valid and is_num(spread2) and spread2 < spread:
                 res = again
                 values, speedup = objective_values(res, objectives)
             attrs["remeasured"] = True

@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..._util import is_num
+
 __all__ = [
     "ChoiceParam",
     "Dist",
@@ -44,11 +46,6 @@ class Trial(Protocol):
 def is_int(v: Any) -> bool:
     """An int that is not a bool."""
     return isinstance(v, int) and not isinstance(v, bool)
-
-
-def is_num(v: Any) -> bool:
-    """A finite int or float that is not a bool."""
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
 
 
 # -- what a space file says --------------------------------------------------------------------------------
