@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from .attrs import baseline_attrs
@@ -15,13 +15,13 @@ from .rdb import Health, heartbeat_settings, is_shared, with_retry
 __all__ = ["Keeper", "fail_stale", "requeue"]
 
 
-def requeue(study: Any, trial: Any, reason: str) -> bool:
+def requeue(study: Any, trial: Any, reason: str, extra: Mapping[str, Any] | None = None) -> bool:
     """Fail a RUNNING trial with ``reason`` and ``requeued: true`` and enqueue its parameters again (the
-    candidate runs once more; the failed trial does not count toward the budget). Returns False when another
-    process finished or failed it first (then nothing is enqueued)."""
+    candidate runs once more; the failed trial does not count toward the budget), the new trial carrying
+    ``requeued_from``, ``extra`` and the baseline marks. Returns False when another process finished or failed
+    it first (then nothing is enqueued)."""
     import optuna
     from optuna.trial import TrialState
-
 
     storage = study._storage
     params = dict(trial.system_attrs.get("fixed_params") or {})
@@ -33,7 +33,8 @@ def requeue(study: Any, trial: Any, reason: str) -> bool:
             return False
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
-    study.enqueue_trial(params, user_attrs={"requeued_from": trial.number, **baseline_attrs(trial.user_attrs)})
+    study.enqueue_trial(params, user_attrs={"requeued_from": trial.number, **(extra or {}),
+                                            **baseline_attrs(trial.user_attrs)})
     return True
 
 

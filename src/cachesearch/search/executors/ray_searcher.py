@@ -11,7 +11,7 @@ import optuna
 from optuna.trial import Trial, TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from ..attrs import baseline_attrs
+from ..heartbeat import requeue
 from ..outcome import Outcome
 from ..space import ResolvedSpace
 from ..storage import open_storage
@@ -142,16 +142,9 @@ class StudySearcher(OptunaSearch):
         errors it. At most ``_MAX_FAILURES`` requeues along a chain; returns whether it requeued."""
         frozen = self._ot_study._storage.get_trial(ot_trial._trial_id)
         lost = int(frozen.user_attrs.get("workers_lost", 0)) + 1
-        if lost > _MAX_FAILURES:
+        if lost > _MAX_FAILURES or not requeue(self._ot_study, frozen, f"worker lost: {cause}; re-enqueued",
+                                               extra={"workers_lost": lost}):
             return False
-        storage = self._ot_study._storage
-        storage.set_trial_user_attr(ot_trial._trial_id, "reason", f"worker lost: {cause}; re-enqueued")
-        storage.set_trial_user_attr(ot_trial._trial_id, "requeued", True)
-        storage.set_trial_state_values(ot_trial._trial_id, TrialState.FAIL)
-        params = dict(frozen.system_attrs.get("fixed_params") or {})
-        params.update(frozen.params)
-        self._ot_study.enqueue_trial(params, user_attrs={"requeued_from": frozen.number, "workers_lost": lost,
-                                                         **baseline_attrs(frozen.user_attrs)})
         progress = _DRIVER.get("progress")
         if progress is not None:
             progress.note(f"trial {frozen.number}: worker lost ({cause}); re-enqueued")
