@@ -6,7 +6,8 @@ The pipelines use tiny CLIP and T5 text encoders and the offline character token
 :mod:`cachesearch.models._tokenizer`, so nothing is downloaded.
 
 :func:`flow_loop` runs a bare transformer once per step in a hand-written flow-matching Euler loop (what a
-custom sampler does), for the hooks that need no pipeline.
+custom sampler does), for the hooks that need no pipeline; :class:`diffusers_hook` applies one of diffusers' own
+cache hooks (the oracles cachesearch's policies are compared with).
 """
 
 from __future__ import annotations
@@ -25,12 +26,21 @@ from diffusers import (
     SD3Transformer2DModel,
     StableDiffusion3Pipeline,
 )
+from diffusers.hooks import HookRegistry
 from diffusers.hooks.hooks import CacheContext, _set_cache_context
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
 
 from cachesearch.models._tokenizer import char_clip_tokenizer, char_t5_tokenizer
 
-__all__ = ["FAMILIES", "dit_inputs", "flow_loop", "tiny_dit_pipeline", "tiny_guided_flux_pipeline", "tiny_transformer"]
+__all__ = [
+    "FAMILIES",
+    "diffusers_hook",
+    "dit_inputs",
+    "flow_loop",
+    "tiny_dit_pipeline",
+    "tiny_guided_flux_pipeline",
+    "tiny_transformer",
+]
 
 FAMILIES = ("flux", "sd3", "pixart")
 TEXT = 6  # text tokens of the bare-transformer inputs
@@ -194,3 +204,20 @@ def pipeline_kwargs(family: str) -> dict[str, Any]:
     if family == "pixart":
         kw.update(clean_caption=False, use_resolution_binning=False)
     return kw
+
+
+class diffusers_hook:  # noqa: N801 - used as a context manager, like a function
+    """Apply one of diffusers' cache hooks to ``model`` (not every transformer has ``enable_cache``); removed on
+    exit, its state reset first, and checked gone."""
+
+    def __init__(self, model: torch.nn.Module, apply: Any, config: Any, name: str) -> None:
+        self.model, self.apply, self.config, self.name = model, apply, config, name
+
+    def __enter__(self) -> None:
+        self.apply(self.model, self.config)
+
+    def __exit__(self, *exc: Any) -> None:
+        registry = HookRegistry.check_if_exists_or_initialize(self.model)
+        registry.reset_stateful_hooks(recurse=True)
+        registry.remove_hook(self.name, recurse=True)
+        assert not any(getattr(getattr(m, "_diffusers_hook", None), "hooks", None) for m in self.model.modules())

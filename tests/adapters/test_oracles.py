@@ -18,7 +18,6 @@ import re
 import pytest
 import torch
 from diffusers.hooks import (
-    HookRegistry,
     PyramidAttentionBroadcastConfig,
     TaylorSeerCacheConfig,
     apply_pyramid_attention_broadcast,
@@ -27,27 +26,12 @@ from diffusers.hooks import (
 
 import cachesearch as cs
 from cachesearch.adapters import adapter_for
+from tests._tiny_dit import diffusers_hook
 from tests.adapters._zoo import build, sample
 from tests.adapters.families import ORACLES
 
 STEPS = 5
 TOL = 1e-5
-
-
-class _hooked:
-    """One of diffusers' cache hooks on ``model`` (not every transformer has ``enable_cache``), removed on exit
-    with its state reset."""
-
-    def __init__(self, model, apply, config, name):
-        self.model, self.apply, self.config, self.name = model, apply, config, name
-
-    def __enter__(self):
-        self.apply(self.model, self.config)
-
-    def __exit__(self, *exc):
-        registry = HookRegistry.check_if_exists_or_initialize(self.model)
-        registry.reset_stateful_hooks(recurse=True)
-        registry.remove_hook(self.name, recurse=True)
 
 
 def _attention(model):
@@ -70,7 +54,7 @@ def test_taylorseer_equals_diffusers_taylorseer_on_the_attention_modules(name, r
         ours = sample(model, name, STEPS)
     config = TaylorSeerCacheConfig(cache_interval=2, disable_cache_before_step=1, max_order=1,
                                    taylor_factors_dtype=torch.float32, cache_identifiers=_exact(names))
-    with _hooked(model, apply_taylorseer_cache, config, "taylorseer_cache"):
+    with diffusers_hook(model, apply_taylorseer_cache, config, "taylorseer_cache"):
         theirs = sample(model, name, STEPS, context=True)
     diff = (ours - theirs).abs().max().item()
     record_property("max_abs_diff", diff)
@@ -95,7 +79,7 @@ def test_even_step_attention_masks_equal_pyramid_attention_broadcast(name, recor
         spatial_attention_block_identifiers=tuple(_exact(spatial)),
         cross_attention_block_skip_range=2 if cross else None, cross_attention_timestep_skip_range=always,
         cross_attention_block_identifiers=tuple(_exact(cross)), current_timestep_callback=lambda: 500)
-    with _hooked(model, apply_pyramid_attention_broadcast, config, "pyramid_attention_broadcast"):
+    with diffusers_hook(model, apply_pyramid_attention_broadcast, config, "pyramid_attention_broadcast"):
         theirs = sample(model, name, STEPS)
     diff = (ours - theirs).abs().max().item()
     record_property("max_abs_diff", diff)

@@ -19,7 +19,6 @@ import re
 import pytest
 import torch
 from diffusers.hooks import (
-    HookRegistry,
     PyramidAttentionBroadcastConfig,
     TaylorSeerCacheConfig,
     apply_pyramid_attention_broadcast,
@@ -29,7 +28,7 @@ from diffusers.hooks import (
 import cachesearch as cs
 from cachesearch.models import block_space
 from cachesearch.schedule import BlockKind, BlockProfile
-from tests._tiny_dit import FAMILIES, flow_loop, pipeline_kwargs, tiny_dit_pipeline, tiny_transformer
+from tests._tiny_dit import FAMILIES, diffusers_hook, flow_loop, pipeline_kwargs, tiny_dit_pipeline, tiny_transformer
 
 STEPS = 8
 TOL = 1e-5
@@ -51,23 +50,6 @@ def generate(pipe, family, steps=STEPS, **kw):
 
 def _unhooked(model) -> bool:
     return all("forward" not in m.__dict__ for m in model.modules())
-
-
-class _diffusers_hook:
-    """Apply one of diffusers' cache hooks to ``model`` (not every transformer has ``enable_cache``); removed on
-    exit, its state reset first."""
-
-    def __init__(self, model, apply, config, name):
-        self.model, self.apply, self.config, self.name = model, apply, config, name
-
-    def __enter__(self):
-        self.apply(self.model, self.config)
-
-    def __exit__(self, *exc):
-        registry = HookRegistry.check_if_exists_or_initialize(self.model)
-        registry.reset_stateful_hooks(recurse=True)
-        registry.remove_hook(self.name, recurse=True)
-        assert not any(getattr(getattr(m, "_diffusers_hook", None), "hooks", None) for m in self.model.modules())
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -104,7 +86,7 @@ def test_even_step_attention_masks_equal_pyramid_attention_broadcast(pipes, fami
     sched = cs.compile_schedule(pipe, cs.BlockMask(dict.fromkeys(attention, even)), num_inference_steps=STEPS)
     with sched.applied(pipe):
         ours = generate(pipe, family)
-    with _diffusers_hook(pipe.transformer, apply_pyramid_attention_broadcast, _pab(family),
+    with diffusers_hook(pipe.transformer, apply_pyramid_attention_broadcast, _pab(family),
                          "pyramid_attention_broadcast"):
         theirs = generate(pipe, family)
     diff = (ours - theirs).abs().max().item()
@@ -146,7 +128,7 @@ def _taylor_pair(model, family, names, interval, warmup, order):
         ours = flow_loop(model, family, STEPS)
     config = TaylorSeerCacheConfig(cache_interval=interval, disable_cache_before_step=warmup, max_order=order,
                                    taylor_factors_dtype=torch.float32, cache_identifiers=[re.escape(n) for n in names])
-    with _diffusers_hook(model, apply_taylorseer_cache, config, "taylorseer_cache"):
+    with diffusers_hook(model, apply_taylorseer_cache, config, "taylorseer_cache"):
         theirs = flow_loop(model, family, STEPS, context=True)
     return ours, theirs
 

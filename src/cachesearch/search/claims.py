@@ -77,12 +77,17 @@ class Claims:
 
     def first(self, key: str) -> bool:
         """Whether this process is the first ever to claim ``key`` (an election)."""
-        return self.claim(key, -int.from_bytes(os.urandom(3), "little") - 1) is None
+        return self.claim(key, _anonymous()) is None
 
     def index(self, prefix: str) -> int:
         """The first free ``prefix:N`` key, claimed (a worker index: 0 for the first process)."""
-        holder = -int.from_bytes(os.urandom(3), "little") - 1  # negative: never a trial number
+        holder = _anonymous()
         n = 0
         while self.claim(f"{prefix}:{n}", holder) is not None:
             n += 1
         return n
+
+
+def _anonymous() -> int:
+    """A random holder that is not a trial (negative: never a trial number)."""
+    return -int.from_bytes(os.urandom(3), "little") - 1
