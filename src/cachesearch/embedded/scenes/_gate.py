@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..shapes._gate import accuracy, gate_cli, generate_and_check
+from ..shapes._gate import attribute_accuracies, gate_cli, generate_and_check
 from . import DEFAULT_GUIDANCE_SCALE, DEFAULT_STEPS
 from ._checker import check
 from ._data import EVAL_SEED_BASE, EVAL_STREAM, random_caption
@@ -44,16 +44,11 @@ def quality_gate(
     """Generate ``n`` held-out images and score them with :func:`~._checker.check`."""
     images, captions, results, seconds = generate_and_check(
         pipe, eval_pairs(n, seed=seed), check, steps=steps, guidance_scale=guidance_scale, batch_size=batch_size)
-    acc = accuracy
 
     out: dict = {
         "model": model, "n": n, "steps": steps, "guidance_scale": guidance_scale, "seed": seed,
         "scheduler": type(getattr(pipe, "scheduler", None)).__name__,
-        "color_both_acc": acc([r.colors_ok for r in results]),
-        "bg_acc": acc([r.bg_ok for r in results]),
-        "fg_acc": acc([r.fg_ok for r in results]),
-        "shape_acc": acc([r.shape_ok for r in results]),
-        "all_acc": acc([r.all_ok for r in results]),
+        **attribute_accuracies(results),
         "generation_seconds": round(seconds, 1),
     }
     shift = getattr(getattr(getattr(pipe, "scheduler", None), "config", None), "shift", None)

@@ -103,6 +103,17 @@ def accuracy(flags: Sequence[bool]) -> float:
     return round(float(np.mean(flags)), 4) if flags else float("nan")
 
 
+def attribute_accuracies(results: Sequence[Any]) -> dict[str, float]:
+    """The gate's accuracies over checker results: both colors, background, foreground, shape and all right."""
+    return {
+        "color_both_acc": accuracy([r.colors_ok for r in results]),
+        "bg_acc": accuracy([r.bg_ok for r in results]),
+        "fg_acc": accuracy([r.fg_ok for r in results]),
+        "shape_acc": accuracy([r.shape_ok for r in results]),
+        "all_acc": accuracy([r.all_ok for r in results]),
+    }
+
+
 def quality_gate(
     pipe: object,
     n: int = 200,
@@ -121,7 +132,6 @@ def quality_gate(
     """
     images, captions, results, seconds = generate_and_check(
         pipe, eval_pairs(n, seed=seed), check, steps=steps, guidance_scale=guidance_scale, batch_size=batch_size)
-    acc = accuracy
 
     out: dict = {
         "n": n,
@@ -129,13 +139,9 @@ def quality_gate(
         "guidance_scale": guidance_scale,
         "seed": seed,
         "scheduler": type(getattr(pipe, "scheduler", None)).__name__,
-        "color_both_acc": acc([r.colors_ok for r in results]),
-        "bg_acc": acc([r.bg_ok for r in results]),
-        "fg_acc": acc([r.fg_ok for r in results]),
-        "shape_acc": acc([r.shape_ok for r in results]),
-        "all_acc": acc([r.all_ok for r in results]),
+        **attribute_accuracies(results),
         "shape_acc_per_shape": {
-            s: acc([r.shape_ok for r in results if r.expected.shape == s]) for s in SHAPES
+            s: accuracy([r.shape_ok for r in results if r.expected.shape == s]) for s in SHAPES
         },
         "generation_seconds": round(seconds, 1),
     }
