@@ -7,6 +7,7 @@ its time budget and resumed gives the same weights as one that was not (tested p
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
@@ -17,7 +18,18 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["LoopState", "fit_steps", "hardware", "load_checkpoint", "lr_at", "save_ckpt", "start_run", "train_loop"]
+__all__ = [
+    "LoopState",
+    "fit_steps",
+    "hardware",
+    "load_checkpoint",
+    "lr_at",
+    "param_counts",
+    "save_ckpt",
+    "start_run",
+    "train_loop",
+    "write_record",
+]
 
 PACE = 40
 """Steps timed before the schedule is laid out over the time budget."""
@@ -55,6 +67,17 @@ def hardware(device: str) -> dict:
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info
+
+
+def param_counts(**modules: torch.nn.Module) -> dict[str, int]:
+    """Parameters of each module, by name (the ``params`` of a run's record)."""
+    return {name: sum(p.numel() for p in module.parameters()) for name, module in modules.items()}
+
+
+def write_record(path: Path, info: dict, log: Callable[[str], None]) -> None:
+    """Write a run's record (``training.json``, ``decoder.json``, …) and log it as the run's last line."""
+    path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    log(f"[done] {json.dumps(info)}")
 
 
 def save_ckpt(path: Path, state: dict) -> None:

@@ -36,7 +36,17 @@ from cachesearch.embedded.scenes._vae import load_vae
 from cachesearch.embedded.shapes._components import scheduler_config, text_encoder_config, unet_config
 from cachesearch.embedded.shapes._data import to_model_input
 
-from ._loop import fit_steps, hardware, load_checkpoint, lr_at, save_ckpt, start_run, train_loop
+from ._loop import (
+    fit_steps,
+    hardware,
+    load_checkpoint,
+    lr_at,
+    param_counts,
+    save_ckpt,
+    start_run,
+    train_loop,
+    write_record,
+)
 from ._tokenizer_files import build_tokenizer_files, load_tokenizer
 
 __all__ = ["save_pipeline", "train"]
@@ -268,12 +278,9 @@ def train(
         "ema_decay": ema_decay, "final_loss_unet": round(state.run_loss, 5),
         "unet_seconds": round(state.elapsed, 1),
         "wall_seconds_this_invocation": round(time.time() - t_start, 1), "hardware": hardware("cpu"),
-        "params": {"unet": sum(p.numel() for p in unet.parameters()),
-                   "text_encoder": sum(p.numel() for p in text_encoder.parameters()),
-                   "vae": sum(p.numel() for p in vae.parameters())},
+        "params": param_counts(unet=unet, text_encoder=text_encoder, vae=vae),
     }
-    (out_dir / "training.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    log(f"[done] {json.dumps(info)}")
+    write_record(out_dir / "training.json", info, log)
 
 
 def main(argv: list[str] | None = None) -> None:

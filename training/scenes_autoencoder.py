@@ -30,7 +30,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,7 +42,7 @@ from cachesearch.embedded.scenes._components import vae_config
 from cachesearch.embedded.scenes._data import DEFAULT_SIZE, TRAIN_STREAM
 from cachesearch.embedded.shapes._data import COLORS, PALETTE
 
-from ._loop import hardware, load_checkpoint, start_run, train_loop
+from ._loop import hardware, load_checkpoint, start_run, train_loop, write_record
 
 __all__ = ["gradient_l1", "palette_loss", "train_autoencoder"]
 
@@ -187,8 +186,7 @@ def train_autoencoder(
         "wall_seconds_this_invocation": round(time.time() - t_start, 1), "hardware": hardware("cpu"),
         "params": sum(p.numel() for p in params),
     }
-    (out_dir / "autoencoder.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    log(f"[done] {json.dumps(info)}")
+    write_record(out_dir / "autoencoder.json", info, log)
     return info
 
 

@@ -19,7 +19,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +30,7 @@ import torch.nn.functional as F
 from cachesearch.embedded.scenes._data import TRAIN_STREAM
 from cachesearch.embedded.shapes._data import COLORS, PALETTE, to_model_input
 
-from ._loop import hardware, load_checkpoint, start_run, train_loop
+from ._loop import hardware, load_checkpoint, start_run, train_loop, write_record
 
 __all__ = ["ceiling", "train_decoder"]
 
@@ -153,8 +152,7 @@ def train_decoder(
         "wall_seconds_this_invocation": round(time.time() - t_start, 1), "hardware": hardware("cpu"),
         "params_trained": sum(p.numel() for p in params),
     }
-    (out_dir / "decoder.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    log(f"[done] {json.dumps(info)}")
+    write_record(out_dir / "decoder.json", info, log)
     return info
 
 

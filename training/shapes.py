@@ -19,7 +19,6 @@ arguments.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +30,7 @@ import torch.nn.functional as F
 from cachesearch.embedded.shapes._components import scheduler_config, text_encoder_config, unet_config, vae_config
 from cachesearch.embedded.shapes._data import DEFAULT_SIZE, TRAIN_STREAM, all_captions, sample, to_model_input
 
-from ._loop import fit_steps, hardware, lr_at, save_ckpt
+from ._loop import fit_steps, hardware, lr_at, param_counts, save_ckpt, write_record
 from ._tokenizer_files import build_tokenizer_files, load_tokenizer
 
 __all__ = ["train"]
@@ -322,14 +321,9 @@ def train(
         "unet_seconds": round(elapsed_before + time.time() - t0, 1),
         "wall_seconds_this_invocation": round(time.time() - t_start, 1),
         "hardware": hardware(device),
-        "params": {
-            "unet": sum(p.numel() for p in unet.parameters()),
-            "text_encoder": sum(p.numel() for p in text_encoder.parameters()),
-            "vae": sum(p.numel() for p in vae.parameters()),
-        },
+        "params": param_counts(unet=unet, text_encoder=text_encoder, vae=vae),
     }
-    (out_dir / "training.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    log(f"[done] {json.dumps(info)}")
+    write_record(out_dir / "training.json", info, log)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -35,7 +35,7 @@ from cachesearch.embedded.shapes_flux._components import scheduler_config, t5_co
 from cachesearch.embedded.shapes_flux._guided import GuidedFluxTransformer2DModel
 from cachesearch.embedded.shapes_flux._pipeline import TEXT_TOKENS, EmbeddedFluxPipeline
 
-from ._loop import hardware, load_checkpoint, start_run, train_loop
+from ._loop import hardware, load_checkpoint, param_counts, start_run, train_loop, write_record
 from ._tokenizer_files import build_tokenizer_files, load_tokenizer
 
 __all__ = ["train"]
@@ -216,13 +216,10 @@ def train(
         "objective": "rectified flow, logit-normal sigma",
         "final_loss": round(state.run_loss, 5), "seconds": round(state.elapsed, 1),
         "wall_seconds_this_invocation": round(time.time() - t_start, 1), "hardware": hardware("cpu"),
-        "params": {"transformer": sum(p.numel() for p in transformer.parameters()),
-                   "text_encoder": sum(p.numel() for p in text_encoder.parameters()),
-                   "text_encoder_2": sum(p.numel() for p in text_encoder_2.parameters()),
-                   "vae": sum(p.numel() for p in vae.parameters())},
+        "params": param_counts(transformer=transformer, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
+                               vae=vae),
     }
-    (out_dir / "training.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    log(f"[done] {json.dumps(info)}")
+    write_record(out_dir / "training.json", info, log)
 
 
 def main(argv: list[str] | None = None) -> None:
