@@ -165,10 +165,7 @@ def compile_schedule(
                 f"policy.steps: {type(target).__name__} takes no explicit timesteps (FluxPipeline takes sigmas); "
                 f"use StepSet(count=..., spacing='scheduler')"
             )
-    if num_inference_steps is None:
-        raise ScheduleError("num_inference_steps: required (the number of sampler steps the masks cover)")
-    if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
-        raise ScheduleError(f"num_inference_steps: expected a positive integer, got {num_inference_steps!r}")
+    _check_steps(num_inference_steps, "the masks cover")
 
     masks = policy.masks(space, num_inference_steps, call_starts=call_starts(scheduler, num_inference_steps, timesteps))
     space.check_names(list(masks))
@@ -182,29 +179,11 @@ def compile_schedule(
                 f'blocks["{block}"]: reuse: residual needs a block whose output has its input\'s shape; '
                 f"use reuse='output' or finer blocks (attentions, equal-width resnets)"
             )
-    sampler = SamplerInfo(
-        scheduler=type(scheduler).__name__ if scheduler is not None else "unknown",
-        num_inference_steps=num_inference_steps,
-        timesteps=timesteps,
-        guidance_scale=None if guidance_scale is None else float(guidance_scale),
-    )
-    if reference is None and steps is None:
-        reference = ReferenceRun(scheduler=sampler.scheduler, num_inference_steps=num_inference_steps,
-                                 guidance_scale=sampler.guidance_scale)
-    return Schedule(
-        name=name or default_name(policy, num_inference_steps),
-        model=model_info(target, source),
-        sampler=sampler,
-        blocks=tuple(BlockEntry(block=b, cond=c, uncond=u) for b, (c, u) in masks.items()),
-        reuse=reuse,
-        taylor_order=taylor_order,
-        policy=policy.to_dict(),
-        reference=reference,
-        provenance=Provenance(
-            cachesearch=__version__,
-            created=utc_now(),
-        ),
-    )
+    sampler = _sampler(scheduler, num_inference_steps, guidance_scale, timesteps)
+    return _schedule(target, policy, sampler, name=name, source=source,
+                     reference=reference if reference is not None or steps is not None else _reference(sampler),
+                     blocks=tuple(BlockEntry(block=b, cond=c, uncond=u) for b, (c, u) in masks.items()),
+                     reuse=reuse, taylor_order=taylor_order)
 
 
 def _compile_runtime(target: Any, policy: RuntimePolicy, *, num_inference_steps: int | None,
@@ -214,27 +193,50 @@ def _compile_runtime(target: Any, policy: RuntimePolicy, *, num_inference_steps:
     if reuse is not None or taylor_order is not None:
         raise ScheduleError(f"reuse: a {policy.kind} policy reuses as {policy.library} does; leave reuse and "
                             f"taylor_order unset")
-    if num_inference_steps is None:
-        raise ScheduleError("num_inference_steps: required (the number of sampler steps the cache runs over)")
-    if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
-        raise ScheduleError(f"num_inference_steps: expected a positive integer, got {num_inference_steps!r}")
+    _check_steps(num_inference_steps, "the cache runs over")
     denoiser = denoiser_of(target)
     scheduler = getattr(target, "scheduler", None) if target is not denoiser else None
     runtime = resolve_runtime(policy, target, num_inference_steps)
-    sampler = SamplerInfo(
+    sampler = _sampler(scheduler, num_inference_steps, guidance_scale)
+    return _schedule(target, policy, sampler, name=name, source=source, runtime=runtime,
+                     reference=reference if reference is not None else _reference(sampler))
+
+
+def _check_steps(num_inference_steps: Any, what: str) -> None:
+    """Refuse a missing or non-positive step count (``what``: what the steps are, for the message)."""
+    if num_inference_steps is None:
+        raise ScheduleError(f"num_inference_steps: required (the number of sampler steps {what})")
+    if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+        raise ScheduleError(f"num_inference_steps: expected a positive integer, got {num_inference_steps!r}")
+
+
+def _sampler(scheduler: Any, num_inference_steps: int, guidance_scale: float | None,
+             timesteps: tuple[int, ...] | None = None) -> SamplerInfo:
+    """The sampler a schedule records: the scheduler's class (``unknown`` for a bare denoiser), steps, guidance."""
+    return SamplerInfo(
         scheduler=type(scheduler).__name__ if scheduler is not None else "unknown",
         num_inference_steps=num_inference_steps,
+        timesteps=timesteps,
         guidance_scale=None if guidance_scale is None else float(guidance_scale),
     )
-    if reference is None:
-        reference = ReferenceRun(scheduler=sampler.scheduler, num_inference_steps=num_inference_steps,
-                                 guidance_scale=sampler.guidance_scale)
+
+
+def _reference(sampler: SamplerInfo) -> ReferenceRun:
+    """The default reference run: the same sampler at the same steps, at full compute."""
+    return ReferenceRun(scheduler=sampler.scheduler, num_inference_steps=sampler.num_inference_steps,
+                        guidance_scale=sampler.guidance_scale)
+
+
+def _schedule(target: Any, policy: Policy, sampler: SamplerInfo, *, name: str | None, source: str | None,
+              reference: ReferenceRun | None, **kind: Any) -> Schedule:
+    """A compiled schedule: what every kind records (name, model, sampler, policy, reference, provenance) and
+    ``kind``'s own fields (the masks, or the runtime configs)."""
     return Schedule(
-        name=name or default_name(policy, num_inference_steps),
+        name=name or default_name(policy, sampler.num_inference_steps),
         model=model_info(target, source),
         sampler=sampler,
-        runtime=runtime,
         policy=policy.to_dict(),
         reference=reference,
         provenance=Provenance(cachesearch=__version__, created=utc_now()),
+        **kind,
     )
