@@ -104,16 +104,6 @@ def _reason(e: BaseException) -> str:
     return text[:2000]
 
 
-def _free_memory() -> None:
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except Exception:  # noqa: BLE001 - best effort after an OOM
-        pass
-
-
 def objective_values(res: EvalResult, objectives: Objectives) -> tuple[tuple[float, float], float]:
     """``((quality, cost-or-latency ratio), speedup)`` of a valid result, quality being the objectives' statistic
     of the per-image losses; raises ValueError if not finite."""
@@ -211,11 +201,11 @@ def evaluate_candidate(
                 values, speedup = objective_values(res, objectives)
             attrs["remeasured"] = True
     except _Invalid as e:
-        _free_memory()
+        evaluator.cleanup_after_failure()
         attrs["reason"] = f"invalid output: {e}"
         return Outcome(values=None, reason=attrs["reason"], user_attrs=attrs)
     except Exception as e:  # noqa: BLE001
-        _free_memory()
+        evaluator.cleanup_after_failure()
         attrs["reason"] = _reason(e)
         attrs["traceback"] = traceback.format_exc(limit=8)[-4000:]
         return Outcome(values=None, reason=attrs["reason"], user_attrs=attrs)
