@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     import torch
 
     from ._config import EvalConfig
+    from ._fixtures import Fixtures
     from ._latency import LatencyStats
     from ._prompts import PromptSet
 
@@ -21,13 +22,10 @@ class EvaluatorLatency:
 
     config: EvalConfig
     pipe: Any
-    adapter: Any
+    fixtures: Fixtures
     device: torch.device
     dtype: torch.dtype
     num_inference_steps: int
-    guidance_scale: float
-    height: int
-    width: int
     _baseline: LatencyStats | None
     # methods of the evaluator and its other bases
     prompt_set: Callable[[str], PromptSet]
@@ -40,11 +38,10 @@ class EvaluatorLatency:
         k = min(self.config.latency_batch, len(ps))
         prompts = list(ps.prompts[:k])
         latents = self.latents("train")[:k].to(self.device, self.dtype)
-        size = {"height": self.height, "width": self.width, "guidance_scale": self.guidance_scale,
-                **self.adapter.call_kwargs(self.pipe)}
+        call = self.fixtures.reference_call()
 
         def run() -> object:
-            return self.pipe(prompt=prompts, latents=latents, output_type="pt", **size, **kwargs)
+            return self.pipe(prompt=prompts, latents=latents, output_type="pt", **call, **kwargs)
 
         return run
 

@@ -168,6 +168,17 @@ class Fixtures:
         return self._latents[split]
 
     # -- generation -------------------------------------------------------------------------------------
+    def reference_call(self) -> dict[str, Any]:
+        """The pipeline arguments of every call at the reference's setting: size, guidance, frames (video) and the
+        adapter's own."""
+        return {
+            "height": self.sampler.height,
+            "width": self.sampler.width,
+            "guidance_scale": self.sampler.guidance_scale,
+            **({} if self.sampler.num_frames is None else {"num_frames": self.sampler.num_frames}),
+            **self.adapter.call_kwargs(self.pipe),
+        }
+
     def generate_batch(
         self, prompts: list[str], latents: torch.Tensor, seeds: list[int], kwargs: Mapping[str, Any]
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -193,13 +204,9 @@ class Fixtures:
             prompt=prompts,
             latents=latents.to(self.device, self.dtype),
             generator=[torch.Generator("cpu").manual_seed(s + STEP_NOISE_OFFSET) for s in seeds],
-            height=self.sampler.height,
-            width=self.sampler.width,
-            guidance_scale=self.sampler.guidance_scale,
             output_type="pt",
             callback_on_step_end=on_step_end,
-            **({} if self.sampler.num_frames is None else {"num_frames": self.sampler.num_frames}),
-            **self.adapter.call_kwargs(self.pipe),
+            **self.reference_call(),
             **kwargs,
         )
         pixels = out.frames if self.sampler.num_frames is not None else out.images
