@@ -7,11 +7,13 @@ The pipelines use tiny CLIP and T5 text encoders and the offline character token
 
 :func:`flow_loop` runs a bare transformer once per step in a hand-written flow-matching Euler loop (what a
 custom sampler does), for the hooks that need no pipeline; :class:`diffusers_hook` applies one of diffusers' own
-cache hooks (the oracles cachesearch's policies are compared with).
+cache hooks (the oracles cachesearch's policies are compared with); :func:`watch_linear` sees where a block's
+leaf computes, to check that a skipped block really does not run.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -40,6 +42,7 @@ __all__ = [
     "tiny_dit_pipeline",
     "tiny_guided_flux_pipeline",
     "tiny_transformer",
+    "watch_linear",
 ]
 
 FAMILIES = ("flux", "sd3", "pixart")
@@ -221,3 +224,20 @@ class diffusers_hook:  # noqa: N801 - used as a context manager, like a function
         registry.reset_stateful_hooks(recurse=True)
         registry.remove_hook(self.name, recurse=True)
         assert not any(getattr(getattr(m, "_diffusers_hook", None), "hooks", None) for m in self.model.modules())
+
+
+def watch_linear(modules: Mapping[str, torch.nn.Module], seen: Callable[[str], None]) -> Callable[..., torch.Tensor]:
+    """``F.linear`` that also calls ``seen(name)`` whenever the first ``Linear`` of ``modules[name]`` computes: where
+    the leaf computes, so a hook on a wrapped module (called whether it reuses or not) cannot be fooled. Install it
+    with ``monkeypatch.setattr(torch.nn.functional, "linear", ...)``."""
+    linear = torch.nn.functional.linear
+    weights = {id(next(m for m in module.modules() if isinstance(m, torch.nn.Linear)).weight): name
+               for name, module in modules.items()}
+
+    def watching(x: torch.Tensor, weight: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        name = weights.get(id(weight))
+        if name is not None:
+            seen(name)
+        return linear(x, weight, *args, **kwargs)
+
+    return watching

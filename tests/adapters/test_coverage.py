@@ -22,6 +22,7 @@ import cachesearch as cs
 from cachesearch.adapters import adapter_for, block_io_of
 from cachesearch.models import denoiser_costs
 from cachesearch.schedule import BlockKind
+from tests._tiny_dit import watch_linear
 from tests.adapters._zoo import TINY, build, inputs_of, sample
 from tests.adapters.families import NO_MACS
 
@@ -124,10 +125,6 @@ def test_all_recompute_is_bit_identical_and_remove_is_exact(zoo, name):
     assert torch.isfinite(cached).all() and not torch.equal(cached, base), name
 
 
-def _leaf_weight(module: torch.nn.Module) -> torch.Tensor:
-    return next(m for m in module.modules() if isinstance(m, torch.nn.Linear)).weight
-
-
 @pytest.mark.parametrize("name", CLASSES)
 def test_skipped_blocks_and_components_really_do_not_run(zoo, name, monkeypatch):
     """Counted where the leaf computes (``F.linear`` with its weight): a hook on a wrapped module itself (FLUX's
@@ -143,16 +140,11 @@ def test_skipped_blocks_and_components_really_do_not_run(zoo, name, monkeypatch)
     # transformer_blocks[0].norm1.emb itself for the final layer's conditioning
     leaves = {n: (model.get_submodule(space.children(n)[0]) if space.children(n) else model.get_submodule(n))
               for n in masks}
-    weights = {id(_leaf_weight(leaf)): n for n, leaf in leaves.items()}
-    linear = torch.nn.functional.linear
 
-    def counting(x, weight, *args, **kwargs):
-        n = weights.get(id(weight))
-        if n is not None:
-            runs[n] += 1
-        return linear(x, weight, *args, **kwargs)
+    def ran(n):
+        runs[n] += 1
 
-    monkeypatch.setattr(torch.nn.functional, "linear", counting)
+    monkeypatch.setattr(torch.nn.functional, "linear", watch_linear(leaves, ran))
     sample(model, name)
     per_step = {n: runs[n] // STEPS for n in masks}  # a leaf may run more than once per block call
     assert all(per_step[n] >= 1 and runs[n] == per_step[n] * STEPS for n in masks), runs

@@ -19,7 +19,7 @@ from diffusers.hooks import TaylorSeerCacheConfig
 import cachesearch as cs
 from cachesearch.models import block_space
 from cachesearch.schedule import BlockKind
-from tests._tiny_dit import dit_inputs, pipeline_kwargs, tiny_dit_pipeline, tiny_transformer
+from tests._tiny_dit import dit_inputs, pipeline_kwargs, tiny_dit_pipeline, tiny_transformer, watch_linear
 
 STEPS = 6
 TOL = 1e-5
@@ -89,10 +89,6 @@ def test_taylorseer_equals_diffusers_with_a_state_per_cfg_pass(flux, interval, w
     assert (ours - generate(flux)).abs().max().item() > 1e-4  # the cache did change the output
 
 
-def _first_linear(module):
-    return next(m for m in module.modules() if isinstance(m, torch.nn.Linear))
-
-
 def test_per_branch_masks_run_each_pass_by_its_own_mask(flux, monkeypatch):
     """A leaf Linear inside each listed block runs in the cond pass exactly at the cond mask's R steps and in the
     uncond pass at the uncond mask's."""
@@ -102,20 +98,17 @@ def test_per_branch_masks_run_each_pass_by_its_own_mask(flux, monkeypatch):
     sched = cs.compile_schedule(flux, cs.BlockMask(masks), num_inference_steps=STEPS)
     assert sched.per_branch
     names = list(masks)
-    weights = {id(_first_linear(flux.transformer.get_submodule(n)).weight): n for n in names}
     rec = Contexts(flux.transformer)
     runs = {(n, b): [] for n in names for b in ("cond", "uncond")}
-    linear = torch.nn.functional.linear
 
-    def counting(x, weight, *args, **kwargs):
-        name = weights.get(id(weight))
-        if name is not None:
-            runs[name, rec.current].append((len(rec.calls) - 1) // 2)  # the step of this call
-        return linear(x, weight, *args, **kwargs)
+    def ran(name):
+        runs[name, rec.current].append((len(rec.calls) - 1) // 2)  # the step of this call
+
+    watching = watch_linear({n: flux.transformer.get_submodule(n) for n in names}, ran)
 
     try:
         with sched.applied(flux):
-            monkeypatch.setattr(torch.nn.functional, "linear", counting)
+            monkeypatch.setattr(torch.nn.functional, "linear", watching)
             out = generate(flux)
             monkeypatch.undo()
     finally:

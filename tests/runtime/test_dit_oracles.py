@@ -28,7 +28,15 @@ from diffusers.hooks import (
 import cachesearch as cs
 from cachesearch.models import block_space
 from cachesearch.schedule import BlockKind, BlockProfile
-from tests._tiny_dit import FAMILIES, diffusers_hook, flow_loop, pipeline_kwargs, tiny_dit_pipeline, tiny_transformer
+from tests._tiny_dit import (
+    FAMILIES,
+    diffusers_hook,
+    flow_loop,
+    pipeline_kwargs,
+    tiny_dit_pipeline,
+    tiny_transformer,
+    watch_linear,
+)
 
 STEPS = 8
 TOL = 1e-5
@@ -168,28 +176,20 @@ def test_taylor_on_sd3_blocks_whose_text_output_is_none():
     assert torch.isfinite(out).all() and not torch.equal(out, flow_loop(model, "sd3", STEPS))
 
 
-def _first_linear(module):
-    return next(m for m in module.modules() if isinstance(m, torch.nn.Linear))
-
-
 @pytest.mark.parametrize("family", FAMILIES)
 def test_skipped_components_really_do_not_run(pipes, family, monkeypatch):
     pipe = pipes[family]
     comps = block_space(pipe.transformer).names(BlockKind.COMPONENT)
     masks = {c: ("R..R.R.." if i % 2 else "R.R.R.R.") for i, c in enumerate(comps)}
     runs = dict.fromkeys(comps, 0)
-    weights = {id(_first_linear(pipe.transformer.get_submodule(c)).weight): c for c in comps}
-    linear = torch.nn.functional.linear
 
-    def counting(x, weight, *args, **kwargs):
-        name = weights.get(id(weight))
-        if name is not None:
-            runs[name] += 1
-        return linear(x, weight, *args, **kwargs)
+    def ran(name):
+        runs[name] += 1
 
+    watching = watch_linear({c: pipe.transformer.get_submodule(c) for c in comps}, ran)
     sched = cs.compile_schedule(pipe, cs.BlockMask(masks), num_inference_steps=STEPS)
     with sched.applied(pipe):
-        monkeypatch.setattr(torch.nn.functional, "linear", counting)
+        monkeypatch.setattr(torch.nn.functional, "linear", watching)
         generate(pipe, family)
         monkeypatch.undo()
     assert runs == {c: masks[c].count("R") for c in comps}

@@ -27,6 +27,7 @@ from diffusers.pipelines.sana_wm.refiner import SanaWMLTX2Refiner
 
 import cachesearch as cs
 from cachesearch.models._presets_wan import tiny_wan_configs
+from tests._tiny_dit import watch_linear
 from tests.adapters._zoo import build, uncompiled_block_mask
 
 STEPS = 3
@@ -101,18 +102,9 @@ class Calls:
     def __init__(self, model, names, monkeypatch):
         self.calls: list[tuple] = []
         self.ran: list[set[str]] = []
-        self.weights = {id(next(m for m in model.get_submodule(n).modules() if isinstance(m, torch.nn.Linear)).weight):
-                        n for n in names}
         self.hook = model.register_forward_pre_hook(self._call, with_kwargs=True)
-        linear = torch.nn.functional.linear
-
-        def counting(x, weight, *args, **kwargs):
-            name = self.weights.get(id(weight))
-            if name is not None:
-                self.ran[-1].add(name)
-            return linear(x, weight, *args, **kwargs)
-
-        monkeypatch.setattr(torch.nn.functional, "linear", counting)
+        monkeypatch.setattr(torch.nn.functional, "linear",
+                            watch_linear({n: model.get_submodule(n) for n in names}, lambda n: self.ran[-1].add(n)))
 
     def _call(self, module, args, kwargs):
         self.calls.append((kwargs.get("kv_cache_mode"), kwargs.get("is_uncondtion")))
