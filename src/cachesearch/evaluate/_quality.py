@@ -44,7 +44,7 @@ from typing import Any
 import torch
 
 from cachesearch.evaluate._errors import PerceptualMetricUnavailableError
-from cachesearch.evaluate._perceptual import (
+from cachesearch.evaluate._perceptual import (  # noqa: F401 - re-exported: tests and callers import them from here
     LPIPS_ALEX_CHECKPOINT,
     LpipsAlexMetric,
     PerceptualMetric,
@@ -55,19 +55,7 @@ from cachesearch.evaluate._perceptual import (
 )
 from cachesearch.evaluate._pixel import check_pair, psnr, ssim
 
-__all__ = [
-    "LPIPS_ALEX_CHECKPOINT",
-    "LpipsAlexMetric",
-    "PerceptualMetric",
-    "PerceptualMetricName",
-    "ShiftTolerantLpipsAlexMetric",
-    "get_perceptual_metric",
-    "lpips_alex_backbone_available",
-    "lpips_alex_backbone_path",
-    "psnr",
-    "quality_report",
-    "ssim",
-]
+__all__ = ["get_perceptual_metric", "quality_report"]
 
 logger = logging.getLogger(__name__)
 
