@@ -63,6 +63,29 @@ def _run(pipe, prompt="a red circle", seed=0, **extra):
     return pipe(prompt=[prompt], generator=torch.Generator().manual_seed(seed), **kw).images
 
 
+def _by_hand(run, enable, disable, leftovers=None):
+    """``run()`` with a library's cache enabled by hand; then disabled, and what cache-dit's ``disable_cache``
+    leaves patched restored from the ``leftovers`` snapshot taken before."""
+    enable()
+    try:
+        return run()
+    finally:
+        disable()
+        if leftovers is not None:
+            leftovers.restore()
+
+
+def _pipeline_by_hand(pipe, config, run, *, cache_dit: bool):
+    """``run()`` with ``config`` enabled by hand on ``pipe``: cache-dit's on the pipeline itself, diffusers' on its
+    transformer."""
+    if cache_dit:
+        import cache_dit as lib
+
+        return _by_hand(run, lambda: lib.enable_cache(pipe, cache_config=config), lambda: lib.disable_cache(pipe),
+                        Snapshot(pipe.transformer, pipe))
+    return _by_hand(run, lambda: pipe.transformer.enable_cache(config), pipe.transformer.disable_cache)
+
+
 def _state(model, keys: bool = False):
     """Fingerprint and child order of every module (with ``keys``, also every module's attribute names: cache-dit's
     leftovers; diffusers' own ``disable_cache`` keeps an empty hook registry and ``_cache_config = None``)."""
@@ -80,11 +103,7 @@ def test_diffusers_cache_equals_enable_cache_by_hand_on_a_batched_cfg_pipeline(g
         ours, again = _run(guided), _run(guided)
     assert not guided.transformer.is_cache_enabled
     removed = _run(guided)
-    guided.transformer.enable_cache(make())
-    try:
-        by_hand = _run(guided)
-    finally:
-        guided.transformer.disable_cache()
+    by_hand = _pipeline_by_hand(guided, make(), lambda: _run(guided), cache_dit=False)
     assert torch.equal(ours, by_hand)  # the library's own cache, bit for bit
     assert torch.equal(ours, again)  # the second image starts cold too
     assert torch.equal(removed, vanilla) and _state(guided.transformer) == before
@@ -113,13 +132,10 @@ def test_cache_dit_equals_enable_cache_by_hand_on_a_batched_cfg_pipeline(guided,
     assert torch.equal(removed, vanilla) and _state(guided.transformer, keys=True) == before  # nothing left behind
     cache, cal = configs()
     adapter = flux_adapter(guided)  # what a user passes for a pipeline class cache-dit's registry does not list
-    leftovers = Snapshot(guided.transformer, guided)  # by hand, disable_cache leaves patched forwards behind
-    cache_dit.enable_cache(adapter, cache_config=cache, calibrator_config=cal)
-    try:
-        by_hand = _run(guided)
-    finally:
-        cache_dit.disable_cache(adapter)
-        leftovers.restore()
+    by_hand = _by_hand(lambda: _run(guided),
+                       lambda: cache_dit.enable_cache(adapter, cache_config=cache, calibrator_config=cal),
+                       lambda: cache_dit.disable_cache(adapter),
+                       Snapshot(guided.transformer, guided))  # by hand, disable_cache leaves patched forwards behind
     assert torch.equal(ours, by_hand) and torch.equal(ours, again)
     assert not torch.equal(ours, vanilla)
 
@@ -141,27 +157,20 @@ def test_cache_dit_on_a_pipeline_its_registry_lists_is_enabled_on_the_pipeline_i
     with sched.applied(pipe) as handle:
         assert handle._enabled is pipe
         ours = run()
-    leftovers = Snapshot(pipe.transformer, pipe)
-    cache_dit.enable_cache(pipe, cache_config=make())
-    try:
-        by_hand = run()
-    finally:
-        cache_dit.disable_cache(pipe)
-        leftovers.restore()
+    by_hand = _pipeline_by_hand(pipe, make(), run, cache_dit=True)
     assert torch.equal(ours, by_hand) and not torch.equal(ours, vanilla)
 
 
 def _bare_by_hand(model, enable, disable, loops=2):
-    enable()
-    try:
+    def run():
         outs = []
         for _ in range(loops):
             outs.append(flow_loop(model, "flux", STEPS, context=True))
             if hasattr(model, "_reset_stateful_cache"):
                 model._reset_stateful_cache()
         return outs
-    finally:
-        disable()
+
+    return _by_hand(run, enable, disable)
 
 
 @pytest.mark.parametrize("method", ["fbcache", "fbcache-reuse", "magcache", "taylorseer"])
@@ -198,11 +207,9 @@ def test_cache_dit_on_a_bare_transformer():
     with sched.applied(model):
         first, second = flow_loop(model, "flux", STEPS), flow_loop(model, "flux", STEPS)
     assert torch.equal(flow_loop(model, "flux", STEPS), vanilla) and _state(model, keys=True) == before
-    cache_dit.enable_cache(model, cache_config=make())
-    try:
-        by_hand = flow_loop(model, "flux", STEPS)
-    finally:
-        cache_dit.disable_cache(model)
+    by_hand = _by_hand(lambda: flow_loop(model, "flux", STEPS),
+                       lambda: cache_dit.enable_cache(model, cache_config=make()),
+                       lambda: cache_dit.disable_cache(model))
     assert torch.equal(first, by_hand) and torch.equal(first, second) and not torch.equal(first, vanilla)
 
 

@@ -11,9 +11,8 @@ import torch
 from diffusers.hooks import FirstBlockCacheConfig, MagCacheConfig
 
 import cachesearch as cs
-from cachesearch.runtime._cache_dit import Snapshot
 from tests._tiny_dit import pipeline_kwargs, tiny_dit_pipeline
-from tests.runtime.test_runtime_caches import HAS_CACHE_DIT, STEPS, _diffusers_configs, _state
+from tests.runtime.test_runtime_caches import HAS_CACHE_DIT, STEPS, _diffusers_configs, _pipeline_by_hand, _state
 
 
 @pytest.mark.parametrize("method", ["fbcache", "magcache", "dbcache"])
@@ -48,22 +47,7 @@ def test_runtime_caches_on_a_pipeline_with_separate_cfg_passes(method):
     with sched.applied(pipe):
         ours, again = run(), run()
     assert torch.equal(run(), vanilla)
-    if method == "dbcache":
-        import cache_dit
-
-        leftovers = Snapshot(pipe.transformer, pipe)
-        cache_dit.enable_cache(pipe, cache_config=make())
-        try:
-            by_hand = run()
-        finally:
-            cache_dit.disable_cache(pipe)
-            leftovers.restore()
-    else:
-        pipe.transformer.enable_cache(make())
-        try:
-            by_hand = run()
-        finally:
-            pipe.transformer.disable_cache()
+    by_hand = _pipeline_by_hand(pipe, make(), run, cache_dit=method == "dbcache")
     assert torch.equal(ours, by_hand) and torch.equal(ours, again) and not torch.equal(ours, vanilla)
 
 
@@ -105,20 +89,5 @@ def test_runtime_caches_on_wan_with_two_passes_per_step(method):
     with sched.applied(pipe):
         ours, again = run(), run()
     assert torch.equal(run(), vanilla) and _state(pipe.transformer, keys=method == "dbcache") == before
-    if method == "dbcache":
-        import cache_dit
-
-        leftovers = Snapshot(pipe.transformer, pipe)
-        cache_dit.enable_cache(pipe, cache_config=make())
-        try:
-            by_hand = run()
-        finally:
-            cache_dit.disable_cache(pipe)
-            leftovers.restore()
-    else:
-        pipe.transformer.enable_cache(make())
-        try:
-            by_hand = run()
-        finally:
-            pipe.transformer.disable_cache()
+    by_hand = _pipeline_by_hand(pipe, make(), run, cache_dit=method == "dbcache")
     assert torch.equal(ours, by_hand) and torch.equal(ours, again) and not torch.equal(ours, vanilla)
