@@ -26,13 +26,15 @@ def unseen_pairs(model: str, n: int = 64, offset: int = UNSEEN_OFFSET) -> list[d
     return [{"prompt": p, "seed": UNSEEN_SEED_BASE + i} for i, p in enumerate(held.prompts[offset:])]
 
 
-def unseen_prompt_file(model: str, path: Path, n: int = 64, offset: int = UNSEEN_OFFSET) -> Path:
-    """A prompt file whose ``heldout`` split is :func:`unseen_pairs` (its ``train`` split: the model's first train
-    caption with its usual seed, which nothing here scores). Evaluate with ``n_train=1, n_heldout=n``."""
+def unseen_prompt_file(model: str, path: Path, n: int = 64, offset: int = UNSEEN_OFFSET, n_train: int = 1) -> Path:
+    """A prompt file whose ``heldout`` split is :func:`unseen_pairs` and whose ``train`` split is the model's first
+    ``n_train`` train captions with their usual seeds (what a run trains on). Evaluate with ``n_train=n_train,
+    n_heldout=n``."""
     from cachesearch.evaluate import builtin_prompts
 
-    train = builtin_prompts(model, "train", 1)
-    doc = {"train": [{"prompt": train.prompts[0], "seed": train.seeds[0]}], "heldout": unseen_pairs(model, n, offset)}
+    train = builtin_prompts(model, "train", n_train)
+    doc = {"train": [{"prompt": p, "seed": s} for p, s in zip(train.prompts, train.seeds)],
+           "heldout": unseen_pairs(model, n, offset)}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return path

@@ -11,15 +11,21 @@ schedules are counted the same way, the evaluator's analytic ratio beside it); m
 end, median of ``--repeats`` after a warm-up, ``--threads`` torch threads); held-out LPIPS (the evaluator's metric)
 and PSNR.
 
-``--front RUN_DIR``: every schedule the search exported, scored on train and held-out; for each peer point the
-schedule with the lowest *train* LPIPS among those costing at most the peer's (no peeking at held-out) and the
-held-out LPIPS ratio ours/peer (goal <= 0.7). ``--ecad-front RUN_DIR``: that run's front (ECAD's space) against
-``--front`` (default space): trials, hypervolume of (held-out LPIPS, cost) up to (``--hv-ref-loss``, 1), best
-held-out LPIPS at a few costs.
+Every point is scored on ``--unseen`` (default 64) (prompt, seed) pairs that no search saw (:mod:`_unseen`: held-out
+captions past the 64 a run may validate on, new seeds; ``--unseen 0``: the built-in held-out split of
+``--n-heldout``), with the distribution of its per-image losses: mean (95 % BCa interval), median, p90, max and the
+images over 0.05 (issue 30, point 5).
+
+``--front RUN_DIR``: every schedule the search exported, scored on train and on the unseen pairs; for each peer
+point the schedule the run itself would pick among those costing at most the peer's: the lowest held-out
+``--select-stat`` (mean or p90) the run validated it on (its file's metrics; pairs disjoint from the unseen ones;
+train LPIPS for a file without them), never the unseen scores. Goal: ours <= 0.7x the peer's mean and <= 1.0x its
+p90. ``--ecad-front RUN_DIR``: that run's front (ECAD's space) against ``--front`` (default space): trials,
+hypervolume of (held-out LPIPS, cost) up to (``--hv-ref-loss``, 1), best held-out LPIPS at a few costs.
 
 Usage (writes ``benchmarks/results/peers_dit.json`` and ``.png``; ``--quick``: ``peers_dit_quick.*``)::
 
-    python benchmarks/peers_dit.py --model embedded:shapes-flux --steps 28 --n-heldout 8 \\
+    python benchmarks/peers_dit.py --model embedded:shapes-flux --steps 20 --unseen 64 \\
         --front artifacts/runs/<name> [--ecad-front artifacts/runs/<ecad>] [--quick] [--peers fbcache,...]
 """
 
@@ -38,6 +44,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench import repo_relative  # noqa: E402
+from _peers_report import plot, tables  # noqa: E402,F401 - the docs generator renders through peers_dit.tables
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -55,6 +62,11 @@ QUICK_GRID: dict[str, list] = {
     "fastercache": [2], "dbcache": [0.16],
 }
 GOAL = 0.7
+"""Ours <= GOAL x the peer's mean loss on the unseen pairs ..."""
+GOAL_P90 = 1.0
+"""... and <= GOAL_P90 x its p90, at a cost no higher than the peer's."""
+BROKEN = 0.05
+"""A loss over this counts as a broken image."""
 CACHE_DIT_INSTALL = "pip install 'cachesearch[cache-dit]'  # it needs only torch, diffusers, transformers, pyyaml"
 
 
@@ -127,9 +139,22 @@ def _finite(v: float | None) -> float | None:
     return v if v is not None and math.isfinite(v) else None
 
 
-def _score(ev: Any, images: torch.Tensor, split: str) -> dict[str, Any]:
-    s = ev._score(images, ev.reference(split))
-    return {"lpips": s["quality"], "psnr": _finite(s["psnr"]), "accuracy": ev.accuracy(images, split)}
+def tail(res: Any) -> dict[str, Any]:
+    """The distribution of a result's per-image losses: n, mean with its 95 % interval, median, p90, max, images
+    over :data:`BROKEN` and the losses themselves (pairs are the same for every point: paired comparisons)."""
+    s = res.summary(threshold=BROKEN, interval=True)
+    return {"n": s.n, "mean": s.mean, "ci95": list(s.ci95), "median": s.median, "p90": s.p90, "max": s.max,
+            "over": round(s.over * s.n), "losses": [round(v, 6) for v in res.losses]}
+
+
+def run_validation(sched: Any) -> dict[str, Any] | None:
+    """What the run recorded for a schedule on its own held-out pairs (its file's metrics), or ``None``."""
+    m = sched.metrics
+    q = None if m is None or m.quality is None else m.quality.heldout
+    if q is None:
+        return None
+    t = None if m.tail is None else m.tail.heldout
+    return {"mean": q, "p90": None if t is None else t.p90, "n": None if t is None else t.n}
 
 
 def measure_peer(ev: Any, peer: Peer, split: str, repeats: int) -> dict[str, Any]:
@@ -145,11 +170,12 @@ def measure_peer(ev: Any, peer: Peer, split: str, repeats: int) -> dict[str, Any
     with sched.applied(ev.pipe):
         ms = _latency_ms(ev, kwargs, repeats) if repeats else None
     return {**row, "valid": True, "cost_ratio": res.cost_ratio, "lpips": res.quality, "psnr": _finite(res.psnr),
-            "accuracy": res.accuracy, "ms_per_image": ms}
+            "accuracy": res.accuracy, "ms_per_image": ms, "tail": tail(res)}
 
 
 def measure_schedule(ev: Any, counter: Any, path: Path, repeats: int, ref_calls: int) -> dict[str, Any]:
-    """One exported schedule: counted cost (held-out run), train and held-out scores, latency."""
+    """One exported schedule: counted cost (held-out run), train and held-out scores, latency, and what the run
+    recorded for it on its own held-out pairs (``run_heldout``: what the matching ranks by)."""
     import cachesearch as cs
 
     sched = cs.load_schedule(path)
@@ -170,7 +196,7 @@ def measure_schedule(ev: Any, counter: Any, path: Path, repeats: int, ref_calls:
     cost = held.cost_ratio if sched.runtime is not None else counter.report().ratio(ref_calls)
     return {**row, "valid": True, "cost_ratio": cost, "analytic_cost_ratio": None if sched.runtime is not None else
             held.cost_ratio, "train_lpips": train.quality, "lpips": held.quality, "psnr": _finite(held.psnr),
-            "accuracy": held.accuracy, "ms_per_image": ms}
+            "accuracy": held.accuracy, "ms_per_image": ms, "tail": tail(held), "run_heldout": run_validation(sched)}
 
 
 def measure_front(ev: Any, counter: Any, run_dir: Path, repeats: int, ref_calls: int) -> dict[str, Any]:
@@ -192,29 +218,55 @@ def trial_counts(run_dir: Path) -> dict[str, Any]:
     return {"total": total}
 
 
-def best_at(front: list[dict[str, Any]], cost: float) -> dict[str, Any] | None:
-    """The valid front schedule with the lowest train LPIPS among those costing at most ``cost``."""
+def selection_loss(r: dict[str, Any], stat: str = "mean") -> float:
+    """What the matching ranks a front schedule by: the run's own held-out ``stat`` (its mean where the file
+    has no p90), train LPIPS for a file the run did not validate."""
+    v = r.get("run_heldout") or {}
+    return v.get(stat) if v.get(stat) is not None else v["mean"] if v.get("mean") is not None else r["train_lpips"]
+
+
+def best_at(front: list[dict[str, Any]], cost: float, stat: str = "mean") -> dict[str, Any] | None:
+    """The valid front schedule with the lowest :func:`selection_loss` among those costing at most ``cost``."""
     ok = [r for r in front if r.get("valid") and r["cost_ratio"] <= cost + 1e-9]
-    return min(ok, key=lambda r: (r["train_lpips"], r["cost_ratio"])) if ok else None
+    return min(ok, key=lambda r: (selection_loss(r, stat), r["cost_ratio"])) if ok else None
 
 
-def match(peers: list[dict[str, Any]], front: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """For each valid peer point: our schedule at its cost, LPIPS ratio ours/peer and the verdict."""
+def _ratio(ours: float, peer: float) -> float | None:
+    return ours / peer if peer > 0 else (1.0 if ours <= 0 else None)
+
+
+def verdict(mean_ratio: float | None, p90_ratio: float | None) -> str:
+    """``win`` when ours <= GOAL x the peer's mean and <= GOAL_P90 x its p90, else what failed."""
+    fails = []
+    for name, ratio, goal in (("mean", mean_ratio, GOAL), ("p90", p90_ratio, GOAL_P90)):
+        if ratio is None or ratio > goal:
+            fails.append(f"{name} {'inf' if ratio is None else f'{ratio:.2f}'}x > {goal}x")
+    return "win" if not fails else "LOSS: " + ", ".join(fails)
+
+
+def match(peers: list[dict[str, Any]], front: list[dict[str, Any]], stat: str = "mean") -> list[dict[str, Any]]:
+    """For each valid peer point: our schedule at its cost (:func:`best_at`), mean and p90 ratios ours/peer on
+    the scored pairs, and the verdict."""
     out = []
     for p in peers:
         if not p.get("valid"):
             continue
-        o = best_at(front, p["cost_ratio"]) or {}
+        o = best_at(front, p["cost_ratio"], stat) or {}
+        pt, ot = p.get("tail") or {}, o.get("tail") or {}
         m: dict[str, Any] = {"method": p["method"], "setting": p["setting"], "peer_cost": p["cost_ratio"],
-                             "peer_lpips": p["lpips"], "ours": o.get("file"), "ours_cost": o.get("cost_ratio"),
-                             "ours_lpips": o.get("lpips"), "ratio": None}
+                             "peer_lpips": p["lpips"], "peer_p90": pt.get("p90"), "ours": o.get("file"),
+                             "ours_cost": o.get("cost_ratio"), "ours_lpips": o.get("lpips"),
+                             "ours_p90": ot.get("p90"), "ratio": None, "p90_ratio": None}
         if not o:
             m["verdict"] = "LOSS: no front schedule this cheap"
         elif p["lpips"] <= 0:
             m["verdict"] = "n/a: the peer matched full compute exactly"
         else:
             m["ratio"] = o["lpips"] / p["lpips"]
-            m["verdict"] = "win" if m["ratio"] <= GOAL else ("LOSS: worse" if m["ratio"] > 1 else "LOSS: < 30 % better")
+            if pt and ot:
+                m["p90_ratio"] = _ratio(ot["p90"], pt["p90"])
+            m["verdict"] = verdict(m["ratio"], m["p90_ratio"]) if pt and ot else (
+                "win" if m["ratio"] <= GOAL else "LOSS: mean")
         out.append(m)
     return out
 
@@ -244,7 +296,8 @@ def compare_spaces(default: dict[str, Any], ecad: dict[str, Any], ref_loss: floa
 
 
 def run(ev: Any, *, methods: tuple[str, ...] | list[str] = METHODS, quick: bool = False, front: Path | None = None,
-        ecad_front: Path | None = None, repeats: int = 3, hv_ref_loss: float = 0.1) -> dict[str, Any]:
+        ecad_front: Path | None = None, repeats: int = 3, hv_ref_loss: float = 0.1,
+        select_stat: str = "mean") -> dict[str, Any]:
     """The whole comparison on evaluator ``ev`` (held-out split): the result document (no environment). ``repeats``
     0: no latency; ``quick``: :data:`QUICK_GRID`."""
     from cachesearch.models._executed_cost import ExecutedCost
@@ -263,6 +316,7 @@ def run(ev: Any, *, methods: tuple[str, ...] | list[str] = METHODS, quick: bool 
         "full_compute": {"cost_ratio": full_report.ratio(), "calls": ref_calls, "ms_per_image": full_ms,
                          "equals_reference": bool(torch.equal(full, ev.reference(split))),
                          "macs_per_call": full_report.full_macs // max(ref_calls, 1)},
+        "goal": {"mean": GOAL, "p90": GOAL_P90, "broken": BROKEN},
         "cache_dit": cache_dit_status() if "dbcache" in methods else None,
         "fastercache_note": "FLUX is guidance-distilled (no CFG batch): FasterCache's CFG-Cache half does not apply; "
                             "its attention broadcast (t_i ~ t_{i-1} + w (t_{i-1} - t_{i-2}), w = 0.5) does.",
@@ -285,7 +339,7 @@ def run(ev: Any, *, methods: tuple[str, ...] | list[str] = METHODS, quick: bool 
     doc["full_compute"]["equals_reference_after_peers"] = bool(torch.equal(after, ev.reference(split)))
     if front is not None:
         doc["front"] = measure_front(ev, counter, front, repeats, ref_calls)
-        doc["matches"] = ms = match(rows, doc["front"]["schedules"])
+        doc["matches"] = ms = match(rows, doc["front"]["schedules"], select_stat)
         doc["summary"] = {"peer_points": sum(not m["verdict"].startswith("n/a") for m in ms), "wins": sum(
             m["verdict"] == "win" for m in ms), "exact_peers": sum(m["verdict"].startswith("n/a") for m in ms),
             "losses": [f"{m['method']} {m['setting']}: {m['verdict']}" for m in ms if m["verdict"].startswith("LOSS")]}
@@ -297,83 +351,6 @@ def run(ev: Any, *, methods: tuple[str, ...] | list[str] = METHODS, quick: bool 
     return doc
 
 
-def _fmt(v: Any, spec: str = ".3g") -> str:
-    return "-" if v is None else format(v, spec) if isinstance(v, (int, float)) else str(v)
-
-
-def _md(head: str, rows: list[list[str]]) -> list[str]:
-    """A markdown table: ``head`` is ``"name|cost:|..."`` (a trailing ``:`` right-aligns the column)."""
-    cols = head.split("|")
-    return ["| " + " | ".join(c.rstrip(":") for c in cols) + " |",
-            "|" + "|".join("---:" if c.endswith(":") else "---" for c in cols) + "|"] + \
-        ["| " + " | ".join(r) + " |" for r in rows]
-
-
-def tables(doc: dict[str, Any]) -> str:
-    """The markdown tables of ``doc``: peers with our match, our front, ECAD vs default."""
-    full_ms = doc["full_compute"]["ms_per_image"]
-    by_peer = {(m["method"], m["setting"]): m for m in doc.get("matches", [])}
-    rows = [["full compute", "-", "1.000", _fmt(full_ms, ".1f"), "1.00", "0", "inf", "", "", "", "", ""]]
-    for p in doc["peers"]:
-        m = by_peer.get((p["method"], p["setting"]), {})
-        sp = full_ms / p["ms_per_image"] if full_ms and p.get("ms_per_image") else None
-        rows.append([p["method"], p["setting"], f"invalid: {p['reason']}"] + [""] * 9 if not p.get("valid") else [
-            p["method"], p["setting"], _fmt(p["cost_ratio"], ".3f"), _fmt(p.get("ms_per_image"), ".1f"),
-            _fmt(sp, ".2f"), _fmt(p["lpips"]), _fmt(p["psnr"], ".1f"), _fmt(m.get("ours")), _fmt(m.get("ours_cost"),
-            ".3f"), _fmt(m.get("ours_lpips")), _fmt(m.get("ratio"), ".2f"), m.get("verdict", "")])
-    lines = _md("peer|setting|cost:|ms/img:|speedup:|LPIPS:|PSNR:|ours (cost <= peer)|cost:|LPIPS:|ratio:|verdict",
-                rows)
-    if "front" in doc:
-        rows = [[r["file"], f"invalid: {r['reason']}", "", "", "", "", ""] if not r.get("valid") else [
-            r["file"], _fmt(r["cost_ratio"], ".3f"), _fmt(r["analytic_cost_ratio"], ".3f"),
-            _fmt(r["ms_per_image"], ".1f"), _fmt(r["train_lpips"]), _fmt(r["lpips"]), _fmt(r["psnr"], ".1f")]
-            for r in sorted(doc["front"]["schedules"], key=lambda r: r.get("cost_ratio") or 9)]
-        lines += [""] + _md("our schedule|cost (executed):|cost (evaluator's MAC table):|ms/img:|train LPIPS:|"
-                            "held-out LPIPS:|PSNR:", rows)
-    if "ecad_vs_default" in doc:
-        c = doc["ecad_vs_default"]
-        costs = list(c["default"]["at_cost"])
-        rows = [[key, str(c[key]["run"]), _fmt(c[key]["trials"].get("total")), str(c[key]["front_size"]),
-                 _fmt(c[key]["hypervolume"], ".5f")] + [_fmt(c[key]["at_cost"][k]) for k in costs]
-                for key in ("default", "ecad")]
-        lines += [""] + _md("space|run|trials:|front:|hypervolume:|" + "|".join(f"LPIPS @ <= {k}:" for k in costs),
-                            rows)
-    if s := doc.get("summary"):
-        lines += ["", f"goal (ours <= {GOAL} x peer LPIPS at <= peer cost): {s['wins']} of {s['peer_points']} peer "
-                  f"points ({s['exact_peers']} more skipped nothing)"] + [f"  {loss}" for loss in s["losses"]]
-    return "\n".join(lines)
-
-
-def plot(doc: dict[str, Any], path: Path) -> Path:
-    """Held-out LPIPS (log; 0 drawn at 1e-6) vs executed-MAC cost: a marker per peer method, our fronts as lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    for method, marker in zip(METHODS, "os^Dvx"):
-        pts = [(p["cost_ratio"], max(p["lpips"], 1e-6)) for p in doc["peers"]
-               if p.get("valid") and p["method"] == method]
-        if pts:
-            ax.scatter(*zip(*pts), marker=marker, label=method, s=40)
-    for run, style in ((doc.get("front"), "k-"), ((doc.get("ecad_vs_default") or {}).get("ecad_front"), "g--")):
-        pts = sorted((r["cost_ratio"], max(r["lpips"], 1e-6)) for r in (run or {}).get("schedules", [])
-                     if r.get("valid"))
-        if pts:
-            ax.plot(*zip(*pts), style, marker=".", label=f"cachesearch ({run['run']})", drawstyle="steps-post")
-    ax.set(yscale="log", xlabel="cost ratio (MACs of what ran / full compute)",
-           ylabel=f"held-out {doc.get('metric', 'LPIPS')} to full compute",
-           title=f"{doc.get('model')}: peers vs cachesearch ({doc.get('steps')} steps)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the comparison, print the tables, write JSON and plot; returns the exit code."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
@@ -381,7 +358,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="embedded:shapes-flux")
     p.add_argument("--steps", type=int, default=28, help="reference flow-matching Euler steps (default 28)")
     p.add_argument("--n-train", type=int, default=4, help="train prompts (MagCache calibration, our selection)")
-    p.add_argument("--n-heldout", type=int, default=8, help="held-out prompts every point is scored on")
+    p.add_argument("--unseen", type=int, default=64, help="(prompt, seed) pairs no search saw that every point is "
+                                                           "scored on (0: the built-in held-out split)")
+    p.add_argument("--n-heldout", type=int, default=8, help="held-out prompts every point is scored on (--unseen 0)")
+    p.add_argument("--select-stat", choices=("mean", "p90"), default="mean",
+                   help="the run's own held-out statistic our schedule at a peer's cost is picked by")
     p.add_argument("--peers", default=",".join(METHODS), help=f"subset of {','.join(METHODS)} (dbcache: cache-dit)")
     p.add_argument("--front", type=Path, default=None, help="a `cachesearch run` directory (default space)")
     p.add_argument("--ecad-front", type=Path, default=None, help="a run directory searched in ECAD's space")
@@ -405,16 +386,25 @@ def main(argv: list[str] | None = None) -> int:
     diffusers_logging.set_verbosity_error()
     diffusers_logging.disable_progress_bar()
     t0 = time.perf_counter()
+    prompts, n_heldout = None, args.n_heldout
+    if args.unseen:
+        from _unseen import unseen_prompt_file
+
+        work = Path(args.cache_dir) / "unseen"
+        prompts = str(unseen_prompt_file(args.model, work / f"peers-{args.model.replace(':', '-')}-{args.unseen}.yaml",
+                                         args.unseen, n_train=args.n_train))
+        n_heldout = args.unseen
     ev = Evaluator(EvalConfig(model=args.model, device=args.device, num_inference_steps=args.steps,
-                              n_train=args.n_train, n_heldout=args.n_heldout, cache_dir=args.cache_dir,
-                              batch_size=max(args.n_train, args.n_heldout)))
+                              n_train=args.n_train, n_heldout=n_heldout, cache_dir=args.cache_dir,
+                              prompts_file=prompts, batch_size=min(16, max(args.n_train, n_heldout))))
     doc = {"benchmark": "peers_dit", "model": args.model, "steps": args.steps, "metric": ev.metric_name,
            "random_weights": ev.random_weights, "environment": environment(args.device),
            "config": {**{k: (repo_relative(v) if isinstance(v, Path) or k == "cache_dir" else v)
                          for k, v in vars(args).items() if k != "out"}, "grid": QUICK_GRID if args.quick else GRID},
            "evaluator": ev.describe(), "prompts": {s: ev.prompt_set(s).digest() for s in ("train", "heldout")},
            **run(ev, methods=methods, quick=args.quick, front=args.front, ecad_front=args.ecad_front,
-                  repeats=min(args.repeats, 2) if args.quick else args.repeats, hv_ref_loss=args.hv_ref_loss)}
+                  repeats=min(args.repeats, 2) if args.quick else args.repeats, hv_ref_loss=args.hv_ref_loss,
+                  select_stat=args.select_stat)}
     doc["seconds"] = round(time.perf_counter() - t0, 1)
     stem = "peers_dit_quick" if args.quick else "peers_dit"
     out = args.out or RESULTS / f"{stem}.json"

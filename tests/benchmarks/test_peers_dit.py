@@ -66,6 +66,9 @@ def test_core_on_the_tiny_flux_pipeline(ev, tmp_path):
     for r in rows.values():
         assert r["valid"], r
         assert 0 < r["cost_ratio"] <= 1 and r["lpips"] >= 0 and r["ms_per_image"] > 0
+        t = r["tail"]  # the per-image distribution on the scored pairs
+        assert t["n"] == len(t["losses"]) == 2 and t["mean"] == pytest.approx(r["lpips"], abs=1e-6)
+        assert t["median"] <= t["p90"] <= t["max"] == pytest.approx(max(t["losses"]), abs=1e-6)
         assert r["runtime"]["library"] == ("cache-dit" if r["method"] == "dbcache" else "diffusers")
     # TaylorSeer, warm-up 3 of 4 steps: the attention modules forecast step 3, everything else computes
     for setting in ("N=3 O=1", "N=5 O=2"):
@@ -79,6 +82,7 @@ def test_core_on_the_tiny_flux_pipeline(ev, tmp_path):
     assert set(ours) == {"full.yaml", "steps2.yaml", "attn.yaml", "middle.yaml"}
     assert all(r["valid"] for r in ours.values()), ours
     assert ours["full.yaml"]["cost_ratio"] == 1.0 and ours["full.yaml"]["lpips"] == 0
+    assert ours["full.yaml"]["tail"]["max"] == 0 and ours["full.yaml"]["run_heldout"] is None  # no metrics in the file
     assert ours["steps2.yaml"]["cost_ratio"] == pytest.approx(0.5)  # 2 of the reference's 4 calls
     assert ours["attn.yaml"]["cost_ratio"] < 1 and ours["middle.yaml"]["cost_ratio"] < 1
     assert doc["front"]["trials"] == {"total": 5} and doc["front"]["run"] == "default-run"
@@ -86,6 +90,8 @@ def test_core_on_the_tiny_flux_pipeline(ev, tmp_path):
     assert len(doc["matches"]) == len(rows)
     for m in doc["matches"]:
         assert m["ours"] is None or m["ours_cost"] <= m["peer_cost"] + 1e-9
+        if m["ratio"] is not None:
+            assert m["ours_p90"] == ours[m["ours"]]["tail"]["p90"] and m["peer_p90"] is not None
         assert m["verdict"] == "win" or m["verdict"].startswith(("LOSS", "n/a"))
     s = doc["summary"]
     assert s["peer_points"] + s["exact_peers"] == len(rows) and s["wins"] + len(s["losses"]) == s["peer_points"]
@@ -95,7 +101,8 @@ def test_core_on_the_tiny_flux_pipeline(ev, tmp_path):
     assert cmp["default"]["at_cost"] == cmp["ecad"]["at_cost"]
 
     text = peers_dit.tables(doc)
-    for needle in ("| peer | setting | cost |", "| our schedule |", "| space | run | trials |", "goal (ours <= 0.7"):
+    for needle in ("| peer | setting | cost |", "| our schedule |", "| space | run | trials |", "goal (ours <= 0.7",
+                   "and <= 1.0 x its p90", "| point | cost | mean | median | p90 | max | images > 0.05 |"):
         assert needle in text
     png = peers_dit.plot(doc, tmp_path / "out" / "peers.png")
     assert png.stat().st_size > 1000
@@ -104,19 +111,31 @@ def test_core_on_the_tiny_flux_pipeline(ev, tmp_path):
 
 
 def test_matching_and_verdicts():
-    front = [{"valid": True, "file": "a", "cost_ratio": 0.3, "train_lpips": 0.02, "lpips": 0.010},
-             {"valid": True, "file": "b", "cost_ratio": 0.5, "train_lpips": 0.01, "lpips": 0.006},
-             {"valid": True, "file": "c", "cost_ratio": 0.5, "train_lpips": 0.03, "lpips": 0.001},  # better held-out
+    def tail(mean, p90):
+        return {"mean": mean, "p90": p90}
+
+    front = [{"valid": True, "file": "a", "cost_ratio": 0.3, "train_lpips": 0.05, "lpips": 0.010,
+              "tail": tail(0.010, 0.02), "run_heldout": None},
+             {"valid": True, "file": "b", "cost_ratio": 0.5, "train_lpips": 0.05, "lpips": 0.006,
+              "tail": tail(0.006, 0.01), "run_heldout": {"mean": 0.01, "p90": 0.04, "n": 16}},
+             # better on the scored pairs, but the run's own validation ranks it below b: not picked
+             {"valid": True, "file": "c", "cost_ratio": 0.5, "train_lpips": 0.001, "lpips": 0.001,
+              "tail": tail(0.001, 0.002), "run_heldout": {"mean": 0.03, "p90": 0.03, "n": 64}},
              {"valid": False, "file": "d", "reason": "x"}]
-    peers = [{"valid": True, "method": "p", "setting": s, "cost_ratio": c, "lpips": q}
-             for s, c, q in [("win", 0.5, 0.01), ("worse", 0.35, 0.005), ("close", 0.5, 0.008),
-                             ("cheap", 0.2, 0.1), ("exact", 1.0, 0.0)]] + [{"valid": False}]
+    peers = [{"valid": True, "method": "p", "setting": s, "cost_ratio": c, "lpips": q, "tail": tail(q, q90)}
+             for s, c, q, q90 in [("win", 0.5, 0.01, 0.012), ("worse", 0.35, 0.005, 0.03),
+                                  ("close", 0.5, 0.008, 0.02), ("tail", 0.5, 0.01, 0.009), ("cheap", 0.2, 0.1, 0.2),
+                                  ("exact", 1.0, 0.0, 0.0)]] + [{"valid": False}]
     got = {m["setting"]: m for m in peers_dit.match(peers, front)}
     assert got["win"]["ours"] == "b" and got["win"]["ratio"] == pytest.approx(0.6) and got["win"]["verdict"] == "win"
-    assert got["worse"]["ours"] == "a" and got["worse"]["verdict"] == "LOSS: worse"  # chosen by train, not held-out
-    assert got["close"]["verdict"] == "LOSS: < 30 % better"
+    assert got["win"]["p90_ratio"] == pytest.approx(0.01 / 0.012)
+    assert got["worse"]["ours"] == "a" and got["worse"]["verdict"] == "LOSS: mean 2.00x > 0.7x"  # no validation: train
+    assert got["close"]["verdict"] == "LOSS: mean 0.75x > 0.7x"
+    assert got["tail"]["verdict"] == "LOSS: p90 1.11x > 1.0x"  # the mean alone would have won
     assert got["cheap"]["ours"] is None and got["cheap"]["verdict"].startswith("LOSS: no front")
     assert got["exact"]["verdict"].startswith("n/a")
+    by_p90 = {m["setting"]: m for m in peers_dit.match(peers, front, stat="p90")}
+    assert by_p90["win"]["ours"] == "c"  # the run's held-out p90 ranks c first
     assert peers_dit.hypervolume([(0.05, 0.5)], (0.1, 1.0)) == pytest.approx(0.025)
     assert peers_dit.hypervolume([(0.05, 0.5), (0.02, 0.8), (0.2, 0.1)], (0.1, 1.0)) == pytest.approx(0.016 + 0.015)
 
