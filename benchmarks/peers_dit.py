@@ -173,9 +173,9 @@ def measure_peer(ev: Any, peer: Peer, split: str, repeats: int) -> dict[str, Any
             "accuracy": res.accuracy, "ms_per_image": ms, "tail": tail(res)}
 
 
-def measure_schedule(ev: Any, counter: Any, path: Path, repeats: int, ref_calls: int) -> dict[str, Any]:
-    """One exported schedule: counted cost (held-out run), train and held-out scores, latency, and what the run
-    recorded for it on its own held-out pairs (``run_heldout``: what the matching ranks by)."""
+def measure_schedule(ev: Any, counter: Any, path: Path, train_calls: int) -> dict[str, Any]:
+    """One exported schedule on the train split: counted cost, train LPIPS, and what the run recorded for it on its
+    own held-out pairs (``run_heldout``: what the matching ranks by)."""
     import cachesearch as cs
 
     sched = cs.load_schedule(path)
@@ -183,32 +183,48 @@ def measure_schedule(ev: Any, counter: Any, path: Path, repeats: int, ref_calls:
     ref = sched.reference
     if ref is not None and ref.num_inference_steps != ev.num_inference_steps:
         return {**row, "valid": False, "reason": f"made for {ref.num_inference_steps} reference steps"}
-    train = ev.evaluate(sched, split="train", measure=False)
     counter.reset()
     with counter.counting():
-        held = ev.evaluate(sched, split="heldout", measure=False)
-    if not (train.valid and held.valid):
-        return {**row, "valid": False, "reason": train.reason or held.reason}
+        train = ev.evaluate(sched, split="train", measure=False)
+    if not train.valid:
+        return {**row, "valid": False, "reason": train.reason}
+    # a runtime schedule runs one image per call: the evaluator's own count is per image (train_calls is per batch)
+    cost = train.cost_ratio if sched.runtime is not None else counter.report().ratio(train_calls)
+    return {**row, "valid": True, "cost_ratio": cost, "analytic_cost_ratio": None if sched.runtime is not None else
+            train.cost_ratio, "train_lpips": train.quality, "run_heldout": run_validation(sched), "scored": False}
+
+
+def score_schedule(ev: Any, path: Path, row: dict[str, Any], repeats: int) -> dict[str, Any]:
+    """``row`` with the schedule's scores on the held-out (unseen) pairs and its latency."""
+    import cachesearch as cs
+
+    sched = cs.load_schedule(path)
+    held = ev.evaluate(sched, split="heldout", measure=False)
+    if not held.valid:
+        return {**row, "valid": False, "reason": held.reason}
     kwargs = {k: v for k, v in sched.pipeline_kwargs().items() if k != "guidance_scale"}
     with sched.applied(ev.pipe):
         ms = _latency_ms(ev, kwargs, repeats) if repeats else None
-    # a runtime schedule runs one image per call: the evaluator's own count is per image (ref_calls is per batch)
-    cost = held.cost_ratio if sched.runtime is not None else counter.report().ratio(ref_calls)
-    return {**row, "valid": True, "cost_ratio": cost, "analytic_cost_ratio": None if sched.runtime is not None else
-            held.cost_ratio, "train_lpips": train.quality, "lpips": held.quality, "psnr": _finite(held.psnr),
-            "accuracy": held.accuracy, "ms_per_image": ms, "tail": tail(held), "run_heldout": run_validation(sched)}
+    return {**row, "scored": True, "lpips": held.quality, "psnr": _finite(held.psnr), "accuracy": held.accuracy,
+            "ms_per_image": ms, "tail": tail(held)}
 
 
-def measure_front(ev: Any, counter: Any, run_dir: Path, repeats: int, ref_calls: int) -> dict[str, Any]:
-    """Every schedule exported to ``run_dir/schedules`` (index excluded) and the run's trial counts."""
+def measure_front(ev: Any, counter: Any, run_dir: Path, repeats: int, train_calls: int,
+                  chosen: Any = None) -> dict[str, Any]:
+    """Every schedule exported to ``run_dir/schedules`` (index excluded) on the train split, and the run's trial
+    counts; scored on the held-out pairs: those ``chosen(rows)`` names (file names), or all of them (``None``)."""
     files = sorted(p for p in (run_dir / "schedules").glob("*.yaml") if p.name != "index.yaml")
     if not files:
         raise FileNotFoundError(f"{run_dir}/schedules has no schedule files; is it a `cachesearch run` directory?")
-    rows = []
-    for i, f in enumerate(files):
-        rows.append(r := measure_schedule(ev, counter, f, repeats, ref_calls))
-        _log(f"[front {run_dir.name} {i + 1}/{len(files)}] {f.name}: cost {r.get('cost_ratio')} lpips {r.get('lpips')}")
-    return {"run": repo_relative(run_dir), "trials": trial_counts(run_dir), "schedules": rows}
+    rows = [measure_schedule(ev, counter, f, train_calls) for f in files]
+    names = {r["file"] for r in rows if r.get("valid")} if chosen is None else chosen(rows)
+    for i, (f, r) in enumerate(zip(files, rows)):
+        if r.get("valid") and f.name in names:
+            rows[i] = r = score_schedule(ev, f, r, repeats)
+            _log(f"[front {run_dir.name} {i + 1}/{len(files)}] {f.name}: cost {r.get('cost_ratio')} "
+                 f"lpips {r.get('lpips')}")
+    return {"run": repo_relative(run_dir), "trials": trial_counts(run_dir), "scored": "all" if chosen is None else
+            "matched", "schedules": rows}
 
 
 def trial_counts(run_dir: Path) -> dict[str, Any]:
@@ -297,9 +313,10 @@ def compare_spaces(default: dict[str, Any], ecad: dict[str, Any], ref_loss: floa
 
 def run(ev: Any, *, methods: tuple[str, ...] | list[str] = METHODS, quick: bool = False, front: Path | None = None,
         ecad_front: Path | None = None, repeats: int = 3, hv_ref_loss: float = 0.1,
-        select_stat: str = "mean") -> dict[str, Any]:
+        select_stat: str = "mean", score_front: bool = False) -> dict[str, Any]:
     """The whole comparison on evaluator ``ev`` (held-out split): the result document (no environment). ``repeats``
-    0: no latency; ``quick``: :data:`QUICK_GRID`."""
+    0: no latency; ``quick``: :data:`QUICK_GRID`; ``score_front``: score every front schedule on the held-out
+    pairs (default: those the matching picks; ``ecad_front`` is always scored whole)."""
     from cachesearch.models._executed_cost import ExecutedCost
 
     steps, split = ev.num_inference_steps, "heldout"
@@ -311,6 +328,11 @@ def run(ev: Any, *, methods: tuple[str, ...] | list[str] = METHODS, quick: bool 
     with counter.counting():  # full compute: primes the per-call MACs at the shapes that run; must be exactly 1
         full = ev.fixtures.generate(split, {"num_inference_steps": steps}, "full")
     ref_calls = (full_report := counter.report()).calls
+    ev.reference("train")  # made now, not inside the first schedule's count
+    counter.reset()
+    with counter.counting():  # the train split's calls: our schedules' costs are counted on it
+        ev.fixtures.generate("train", {"num_inference_steps": steps}, "full")
+    train_calls = counter.report().calls
     full_ms = _latency_ms(ev, {"num_inference_steps": steps}, repeats) if repeats else None
     doc: dict[str, Any] = {
         "full_compute": {"cost_ratio": full_report.ratio(), "calls": ref_calls, "ms_per_image": full_ms,
@@ -338,7 +360,12 @@ def run(ev: Any, *, methods: tuple[str, ...] | list[str] = METHODS, quick: bool 
     after = ev.fixtures.generate(split, {"num_inference_steps": steps}, "full (after peers)")
     doc["full_compute"]["equals_reference_after_peers"] = bool(torch.equal(after, ev.reference(split)))
     if front is not None:
-        doc["front"] = measure_front(ev, counter, front, repeats, ref_calls)
+        def chosen(front_rows: list[dict[str, Any]]) -> set[str]:  # what the matching can pick (train side only)
+            return {b["file"] for p in rows if p.get("valid") for b in [best_at(front_rows, p["cost_ratio"],
+                                                                                   select_stat)] if b}
+
+        doc["front"] = measure_front(ev, counter, front, repeats, train_calls,
+                                     None if score_front or ecad_front is not None else chosen)
         doc["matches"] = ms = match(rows, doc["front"]["schedules"], select_stat)
         doc["summary"] = {"peer_points": sum(not m["verdict"].startswith("n/a") for m in ms), "wins": sum(
             m["verdict"] == "win" for m in ms), "exact_peers": sum(m["verdict"].startswith("n/a") for m in ms),
@@ -346,7 +373,7 @@ def run(ev: Any, *, methods: tuple[str, ...] | list[str] = METHODS, quick: bool 
     if ecad_front is not None:
         if front is None:
             raise ValueError("--ecad-front needs --front (the default-space run to compare with)")
-        ecad = measure_front(ev, counter, ecad_front, 0, ref_calls)
+        ecad = measure_front(ev, counter, ecad_front, 0, train_calls)
         doc["ecad_vs_default"] = {**compare_spaces(doc["front"], ecad, hv_ref_loss), "ecad_front": ecad}
     return doc
 
@@ -361,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--unseen", type=int, default=64, help="(prompt, seed) pairs no search saw that every point is "
                                                            "scored on (0: the built-in held-out split)")
     p.add_argument("--n-heldout", type=int, default=8, help="held-out prompts every point is scored on (--unseen 0)")
+    p.add_argument("--score-front", action="store_true",
+                   help="score every front schedule on the held-out pairs (default: those a peer point is matched to)")
     p.add_argument("--select-stat", choices=("mean", "p90"), default="mean",
                    help="the run's own held-out statistic our schedule at a peer's cost is picked by")
     p.add_argument("--peers", default=",".join(METHODS), help=f"subset of {','.join(METHODS)} (dbcache: cache-dit)")
@@ -404,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
            "evaluator": ev.describe(), "prompts": {s: ev.prompt_set(s).digest() for s in ("train", "heldout")},
            **run(ev, methods=methods, quick=args.quick, front=args.front, ecad_front=args.ecad_front,
                   repeats=min(args.repeats, 2) if args.quick else args.repeats, hv_ref_loss=args.hv_ref_loss,
-                  select_stat=args.select_stat)}
+                  select_stat=args.select_stat, score_front=args.score_front)}
     doc["seconds"] = round(time.perf_counter() - t0, 1)
     stem = "peers_dit_quick" if args.quick else "peers_dit"
     out = args.out or RESULTS / f"{stem}.json"

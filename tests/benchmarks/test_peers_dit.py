@@ -110,6 +110,16 @@ def test_core_on_the_tiny_flux_pipeline(ev, tmp_path):
     assert str(tmp_path) not in blob and str(ROOT) not in blob  # run directories by name only
 
 
+def test_only_the_matched_front_schedules_are_scored_on_the_held_out_pairs(ev, tmp_path):
+    doc = peers_dit.run(ev, methods=["fbcache"], quick=True, front=_run_dir(ev, tmp_path / "run", 5), repeats=0)
+    rows = {r["file"]: r for r in doc["front"]["schedules"]}
+    matched = {m["ours"] for m in doc["matches"] if m["ours"]}
+    assert doc["front"]["scored"] == "matched" and matched
+    assert {f for f, r in rows.items() if r["scored"]} == matched  # the rest: train side and cost only
+    assert all("tail" not in rows[f] and rows[f]["cost_ratio"] > 0 for f in set(rows) - matched)
+    assert rows["steps2.yaml"]["cost_ratio"] == pytest.approx(0.5)  # counted on the train split's calls
+
+
 def test_matching_and_verdicts():
     def tail(mean, p90):
         return {"mean": mean, "p90": p90}
