@@ -12,7 +12,9 @@ Usage (writes ``benchmarks/results/objective_stat.json``)::
     python benchmarks/objective_stat.py [--trials 300] [--models embedded:shapes,embedded:shapes-flux]
         [--stats mean,p90,cvar] [--runs artifacts/runs/objective_stat] [--workers 2]
 
-Searches already in ``--runs`` are resumed (a finished one is only read).
+Searches already in ``--runs`` are resumed (a finished one is only read). ``--merge A.json B.json ...`` combines
+result files of separate invocations (e.g. one statistic each, on a loaded machine) into ``--out`` and recomputes
+the summary; nothing is searched or scored again.
 """
 
 from __future__ import annotations
@@ -134,6 +136,25 @@ def tables(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def merge(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result document from several (the same budgets, trials and unseen pairs per model; later files add
+    statistics and models), with its summary recomputed; ``seconds`` add up."""
+    out = {**docs[0], "models": {}, "merged_from": len(docs)}
+    for d in docs:
+        if d["budgets"] != out["budgets"] or d["config"]["trials"] != out["config"]["trials"]:
+            raise ValueError("--merge: the files differ in budgets or trials")
+        for model, mdoc in d["models"].items():
+            into = out["models"].setdefault(model, {"unseen_prompts": mdoc["unseen_prompts"], "stats": {}})
+            if into["unseen_prompts"] != mdoc["unseen_prompts"]:
+                raise ValueError(f"--merge: {model} was scored on different unseen pairs")
+            into["stats"].update(mdoc["stats"])
+    for mdoc in out["models"].values():  # the mean objective first: the summary's ratios are to it
+        mdoc["stats"] = dict(sorted(mdoc["stats"].items(), key=lambda kv: STATS.index(kv[0])))
+    out["summary"] = summarize(out["models"])
+    out["seconds"] = round(sum(d["seconds"] for d in docs), 1)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default="embedded:shapes,embedded:shapes-flux")
@@ -144,7 +165,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache-dir", default=str(ROOT / ".cache" / "cachesearch"))
     p.add_argument("--n-unseen", type=int, default=64)
     p.add_argument("--out", type=Path, default=RESULTS / "objective_stat.json")
+    p.add_argument("--merge", type=Path, nargs="+", default=None, help="combine these result files into --out")
     args = p.parse_args(argv)
+    if args.merge:
+        import json
+
+        from _bench import write_json
+
+        doc = merge([json.loads(f.read_text(encoding="utf-8")) for f in args.merge])
+        write_json(args.out, doc)
+        print(tables(doc))
+        return 0
     import torch
     from _bench import write_json
     from _unseen import unseen_evaluator

@@ -160,6 +160,22 @@ def worst_grid(ev: Any, rows: list[dict[str, Any]], by_name: dict[str, Any], pat
     return out
 
 
+def table(doc: dict[str, Any]) -> str:
+    """The markdown table of the grid: per schedule its features, cost, unseen tail and the rank correlation of
+    the images' missed change with their loss."""
+    lines = ["| schedule | group | order | profile | cost | longest reuse | mean | p90 | max | broken | "
+             "rho(missed, loss) |", "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in doc["schedules"]:
+        if not r.get("valid"):
+            lines.append(f"| {r['name']} | {r['group']} | invalid: {r['reason']} |")
+            continue
+        rho = r["spearman_missed_vs_loss"]
+        lines.append(f"| {r['name']} | {r['group']} | {r['order']} | {r['profile']} | {r['cost']:.3f} | "
+                     f"{r['longest_reuse']} | {r['mean']:.4f} | {r['p90']:.4f} | {r['max']:.4f} | "
+                     f"{r['broken']}/{r['n']} | {'-' if rho is None else f'{rho:.2f}'} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="embedded:shapes-flux")
@@ -231,12 +247,7 @@ def main(argv: list[str] | None = None) -> int:
            "schedules": rows, "images_broken_by_how_many_schedules": hard, "worst": worst,
            "grid": repo_relative(args.grid), "seconds": round(time.perf_counter() - t0, 1)}
     write_json(args.out, doc)
-    print("| schedule | group | cost | longest reuse | mean | p90 | max | broken | rho(missed, loss) |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-    for r in valid:
-        rho = r["spearman_missed_vs_loss"]
-        print(f"| {r['name']} | {r['group']} | {r['cost']:.3f} | {r['longest_reuse']} | {r['mean']:.4f} | "
-              f"{r['p90']:.4f} | {r['max']:.4f} | {r['broken']}/{r['n']} | {'-' if rho is None else f'{rho:.2f}'} |")
+    print(table(doc))
     _log(f"wrote {repo_relative(args.out)} and {repo_relative(args.grid)} in {doc['seconds']} s")
     return 0
 
