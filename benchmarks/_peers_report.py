@@ -28,13 +28,16 @@ def _tail_cells(t: dict[str, Any] | None) -> list[str]:
     return [_fmt(t["mean"], ".4f"), _fmt(t["p90"], ".4f"), _fmt(t["max"], ".4f"), f"{t['over']}/{t['n']}"]
 
 
-def closing_table(doc: dict[str, Any], points: tuple[tuple[str, str], ...] = CLOSING) -> list[str]:
+def closing_table(doc: dict[str, Any], part: dict[str, Any] | None = None,
+                  points: tuple[tuple[str, str], ...] = CLOSING) -> list[str]:
     """Issue 30's table (point | cost | mean | median | p90 | max | images > 0.05): at each of ``points`` our
-    matched front schedule, then the peer, on the scored pairs."""
+    matched front schedule (of ``part``: one of ``doc["more_fronts"]``; default: the main front), then the peer,
+    on the scored pairs."""
+    part = doc if part is None else part
     peers = {(p["method"], p["setting"]): p for p in doc["peers"] if p.get("valid")}
-    front = {r["file"]: r for r in (doc.get("front") or {}).get("schedules", []) if r.get("valid")}
+    front = {r["file"]: r for r in (part.get("front") or {}).get("schedules", []) if r.get("valid")}
     rows = []
-    for m in doc.get("matches", []):
+    for m in part.get("matches", []):
         key = (m["method"], m["setting"])
         if key not in points or key not in peers:
             continue
@@ -70,7 +73,7 @@ def tables(doc: dict[str, Any]) -> str:
     if "front" in doc:
         rows = [[r["file"], f"invalid: {r['reason']}"] + [""] * 10 if not r.get("valid") else [
             r["file"], _fmt(r["cost_ratio"], ".3f"), _fmt(r["analytic_cost_ratio"], ".3f"),
-            _fmt(r["ms_per_image"], ".1f"), _fmt(r["train_lpips"]), _fmt((r.get("run_heldout") or {}).get("mean")),
+            _fmt(r.get("ms_per_image"), ".1f"), _fmt(r["train_lpips"]), _fmt((r.get("run_heldout") or {}).get("mean")),
             _fmt((r.get("run_heldout") or {}).get("p90")), *_tail_cells(r.get("tail")),
             _fmt(r["tail"]["median"], ".4f") if r.get("tail") else "-"]
             for r in sorted(doc["front"]["schedules"], key=lambda r: r.get("cost_ratio") or 9)]
@@ -92,6 +95,12 @@ def tables(doc: dict[str, Any]) -> str:
             [f"  {loss}" for loss in s["losses"]]
     if closing := closing_table(doc):
         lines += [""] + closing
+    for part in doc.get("more_fronts", []):
+        s, f = part["summary"], part["front"]
+        lines += ["", f"front {f['run']} ({_fmt(f['trials'].get('total'))} trials): goal met at {s['wins']} of "
+                  f"{s['peer_points']} peer points"] + [f"  {loss}" for loss in s["losses"]]
+        if closing := closing_table(doc, part):
+            lines += [""] + closing
     return "\n".join(lines)
 
 

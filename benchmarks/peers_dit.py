@@ -311,9 +311,9 @@ def compare_spaces(default: dict[str, Any], ecad: dict[str, Any], ref_loss: floa
     return out
 
 
-def run(ev: Any, *, methods: tuple[str, ...] | list[str] = METHODS, quick: bool = False, front: Path | None = None,
-        ecad_front: Path | None = None, repeats: int = 3, hv_ref_loss: float = 0.1,
-        select_stat: str = "mean", score_front: bool = False) -> dict[str, Any]:
+def run(ev: Any, *, methods: tuple[str, ...] | list[str] = METHODS, quick: bool = False,
+        front: Path | list[Path] | None = None, ecad_front: Path | None = None, repeats: int = 3,
+        hv_ref_loss: float = 0.1, select_stat: str = "mean", score_front: bool = False) -> dict[str, Any]:
     """The whole comparison on evaluator ``ev`` (held-out split): the result document (no environment). ``repeats``
     0: no latency; ``quick``: :data:`QUICK_GRID`; ``score_front``: score every front schedule on the held-out
     pairs (default: those the matching picks; ``ecad_front`` is always scored whole)."""
@@ -359,17 +359,23 @@ def run(ev: Any, *, methods: tuple[str, ...] | list[str] = METHODS, quick: bool 
     doc["peers"] = rows
     after = ev.fixtures.generate(split, {"num_inference_steps": steps}, "full (after peers)")
     doc["full_compute"]["equals_reference_after_peers"] = bool(torch.equal(after, ev.reference(split)))
-    if front is not None:
-        def chosen(front_rows: list[dict[str, Any]]) -> set[str]:  # what the matching can pick (train side only)
-            return {b["file"] for p in rows if p.get("valid") for b in [best_at(front_rows, p["cost_ratio"],
-                                                                                   select_stat)] if b}
+    def chosen(front_rows: list[dict[str, Any]]) -> set[str]:  # what the matching can pick (train side only)
+        return {b["file"] for p in rows if p.get("valid") for b in [best_at(front_rows, p["cost_ratio"],
+                                                                               select_stat)] if b}
 
-        doc["front"] = measure_front(ev, counter, front, repeats, train_calls,
-                                     None if score_front or ecad_front is not None else chosen)
-        doc["matches"] = ms = match(rows, doc["front"]["schedules"], select_stat)
-        doc["summary"] = {"peer_points": sum(not m["verdict"].startswith("n/a") for m in ms), "wins": sum(
-            m["verdict"] == "win" for m in ms), "exact_peers": sum(m["verdict"].startswith("n/a") for m in ms),
-            "losses": [f"{m['method']} {m['setting']}: {m['verdict']}" for m in ms if m["verdict"].startswith("LOSS")]}
+    for i, run_dir in enumerate([front] if isinstance(front, Path) else list(front or [])):
+        measured = measure_front(ev, counter, run_dir, repeats, train_calls,
+                                 None if score_front or (ecad_front is not None and i == 0) else chosen)
+        ms = match(rows, measured["schedules"], select_stat)
+        part = {"front": measured, "matches": ms, "summary": {
+            "peer_points": sum(not m["verdict"].startswith("n/a") for m in ms),
+            "wins": sum(m["verdict"] == "win" for m in ms),
+            "exact_peers": sum(m["verdict"].startswith("n/a") for m in ms),
+            "losses": [f"{m['method']} {m['setting']}: {m['verdict']}" for m in ms if m["verdict"].startswith("LOSS")]}}
+        if i == 0:
+            doc.update(part)
+        else:  # further fronts (--front A B ...) against the same peer points
+            doc.setdefault("more_fronts", []).append(part)
     if ecad_front is not None:
         if front is None:
             raise ValueError("--ecad-front needs --front (the default-space run to compare with)")
@@ -393,7 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--select-stat", choices=("mean", "p90"), default="mean",
                    help="the run's own held-out statistic our schedule at a peer's cost is picked by")
     p.add_argument("--peers", default=",".join(METHODS), help=f"subset of {','.join(METHODS)} (dbcache: cache-dit)")
-    p.add_argument("--front", type=Path, default=None, help="a `cachesearch run` directory (default space)")
+    p.add_argument("--front", type=Path, nargs="+", default=None,
+                   help="`cachesearch run` directories (default space); the first is the one the summary is about, "
+                        "each further one is matched against the same peer points")
     p.add_argument("--ecad-front", type=Path, default=None, help="a run directory searched in ECAD's space")
     p.add_argument("--hv-ref-loss", type=float, default=0.1, help="hypervolume reference LPIPS (cost ref: 1.0)")
     p.add_argument("--repeats", type=int, default=3, help="timed one-prompt calls per latency median (0: no timing)")
@@ -428,7 +436,8 @@ def main(argv: list[str] | None = None) -> int:
                               prompts_file=prompts, batch_size=min(16, max(args.n_train, n_heldout))))
     doc = {"benchmark": "peers_dit", "model": args.model, "steps": args.steps, "metric": ev.metric_name,
            "random_weights": ev.random_weights, "environment": environment(args.device),
-           "config": {**{k: (repo_relative(v) if isinstance(v, Path) or k == "cache_dir" else v)
+           "config": {**{k: ([repo_relative(x) for x in v] if isinstance(v, list) else repo_relative(v)
+                             if isinstance(v, Path) or k == "cache_dir" else v)
                          for k, v in vars(args).items() if k != "out"}, "grid": QUICK_GRID if args.quick else GRID},
            "evaluator": ev.describe(), "prompts": {s: ev.prompt_set(s).digest() for s in ("train", "heldout")},
            **run(ev, methods=methods, quick=args.quick, front=args.front, ecad_front=args.ecad_front,

@@ -111,7 +111,12 @@ def test_core_on_the_tiny_flux_pipeline(ev, tmp_path):
 
 
 def test_only_the_matched_front_schedules_are_scored_on_the_held_out_pairs(ev, tmp_path):
-    doc = peers_dit.run(ev, methods=["fbcache"], quick=True, front=_run_dir(ev, tmp_path / "run", 5), repeats=0)
+    fronts = [_run_dir(ev, tmp_path / "run", 5), _run_dir(ev, tmp_path / "other", 7)]
+    doc = peers_dit.run(ev, methods=["fbcache"], quick=True, front=fronts, repeats=0)
+    other = doc["more_fronts"][0]  # a second front, matched against the same peer points
+    assert other["front"]["run"] == "other" and other["front"]["trials"] == {"total": 7}
+    assert [m["ours"] for m in other["matches"]] == [m["ours"] for m in doc["matches"]]  # the same files
+    assert "front other (7 trials): goal met at" in peers_dit.tables(doc)
     rows = {r["file"]: r for r in doc["front"]["schedules"]}
     matched = {m["ours"] for m in doc["matches"] if m["ours"]}
     assert doc["front"]["scored"] == "matched" and matched
