@@ -93,6 +93,8 @@ def summarize(models: dict[str, Any]) -> dict[str, Any]:
     objective's pick at the same budget (< 1: better), and images over 0.05 in total."""
     out: dict[str, Any] = {}
     for model, doc in models.items():
+        if "mean" not in doc["stats"]:  # one statistic of a split run (--merge the files for the summary)
+            continue
         base = {p["budget"]: p for p in doc["stats"]["mean"]["picks"] if p.get("unseen", {}).get("valid")}
         rows = {}
         for stat, sdoc in doc["stats"].items():

@@ -40,3 +40,8 @@ def test_merge_refuses_files_of_different_trials_or_pairs():
     other["models"]["m"]["unseen_prompts"] = "sha256:y"
     with pytest.raises(ValueError, match="different unseen pairs"):
         objective_stat.merge([_doc("mean", 0.01, 0.08, 2), other])
+
+
+def test_a_file_without_the_mean_objective_has_no_ratios_yet():
+    doc = _doc("p90", 0.02, 0.04, 1)
+    assert objective_stat.summarize(doc["models"]) == {}  # its --merge with the mean's file gives them
