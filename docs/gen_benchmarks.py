@@ -244,6 +244,40 @@ def _without_peer_table(text: str) -> str:
     return next(b for b in text.split("\n\n") if b.startswith("| space |"))
 
 
+def objective_stat() -> str:
+    om = bench_module("objective_stat")
+    d = load("objective_stat.json")
+    cfg = d["config"]
+    runs = [(m, st, sd["search"]) for m, md in d["models"].items() for st, sd in md["stats"].items()]
+    trials = sorted({r["trials"] for _, _, r in runs})
+    return "\n\n".join([
+        "## Which statistic the search should minimise",
+        f"`python benchmarks/objective_stat.py --trials {cfg['trials']}` (`results/objective_stat.json`; issue 30, "
+        "point 3): per model one search per `--objective-stat` at an equal trial budget "
+        f"({', '.join(map(str, trials))} finished trials; seed {cfg['seed']}, {cfg['workers']} workers, no timeout), "
+        "then at each cost budget the front schedule a user would pick (the lowest train objective costing at most "
+        f"the budget), scored on {cfg['n_unseen']} (prompt, seed) pairs no search saw. The summary gives, per "
+        "statistic, the geometric mean over the budgets of its pick's unseen mean / p90 / max over the mean "
+        "objective's pick at the same budget (< 1: better) and the images over 0.05 summed over the budgets. "
+        "The default this chose and why: [Why the tail](tail.md#the-search-objective).",
+        env_line(d["environment"], extra=f"{d['seconds']:.0f} s under load"),
+        om.tables(d).replace("## ", "### ")])
+
+
+def tail_causes() -> str:
+    tc = bench_module("tail_causes")
+    d = load("tail_causes.json")
+    return "\n\n".join([
+        "## Why the tail",
+        f"`python benchmarks/tail_causes.py` (`results/tail_causes.json`, grid `{d['grid']}`; issue 30, point 4): "
+        f"static middle caches of `{d['model']}` ({d['steps']} steps) around the issue's broken point, each scored "
+        f"on {d['schedules'][0]['n']} unseen (prompt, seed) pairs; *broken*: images over {d['broken_threshold']}; "
+        "*rho*: Spearman's rank correlation between an image's missed change (its own middle-block change over "
+        "the reused steps, over what the profile predicted there) and its loss. Reading: [Why the tail](tail.md).",
+        env_line(d["environment"], extra=f"{d['seconds']:.0f} s under load"),
+        tc.table(d)])
+
+
 def embedded_baselines() -> str:
     out = ["## Baselines on the embedded models",
            "`python benchmarks/embedded_baselines.py [--model M --steps N]`: fewer steps and the DeepCache grid "
@@ -408,6 +442,7 @@ SECTIONS: list[tuple[Callable[[], str], tuple[str, ...]]] = [
     (search_throughput, ("search_throughput.json", "search_throughput_16train.json")),
     (peers, ("peers_dit.json", "ecad_vs_default_dit.json")),
     (runtime_families, ("runtime_families.json", "runtime_families_wan.json")),
+    (tail_causes, ("tail_causes.json",)),
     (embedded_baselines, ("embedded_baselines.json", "embedded_baselines_scenes.json")),
     (papers, ("papers_shapes.json", "papers_scenes.json")),
     (papers_reading, ("papers_shapes.json", "papers_scenes.json")),
