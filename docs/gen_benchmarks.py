@@ -150,11 +150,16 @@ def peers() -> str:
     distinct = len({m["ours"] for m in wins if "-middleauto-" in m["ours"]})
     return "\n\n".join([
         "## Peers on the FLUX-architecture model",
-        f"`python benchmarks/peers_dit.py --model {d['model']} --steps {d['steps']} --front "
-        f"{d['front']['run']}` (that run is committed as `artifacts/examples/embedded-shapes-flux/`; "
-        "`results/peers_dit.json`; method: [Peers on transformer denoisers](peers-dit.md)): "
+        f"`python benchmarks/peers_dit.py --model {d['model']} --steps {d['steps']} --front {d['front']['run']}"
+        + ("" if d["config"].get("repeats", 3) == 3 else f" --repeats {d['config']['repeats']}") + "` ("
+        + ("" if d["front"]["run"].startswith("artifacts/examples/") else
+           "that run is committed as `artifacts/examples/embedded-shapes-flux/`; ")
+        + "`results/peers_dit.json`; method: [Peers on transformer denoisers](peers-dit.md)): "
         "diffusers' FirstBlockCache, TaylorSeer, MagCache, PyramidAttentionBroadcast and FasterCache and cache-dit's "
-        "DBCache next to the front of a no-option search. Cost is the MACs of the modules that actually ran over "
+        "DBCache next to the front of a no-option search"
+        + (", the peer points taken from cachesearch's runtime search families (their baselines, one image per "
+           "pipeline call with a cold cache)" if any("runtime" in p for p in d["peers"]) else "")
+        + ". Cost is the MACs of the modules that actually ran over "
         "full compute; our point is the front schedule chosen by **train** LPIPS at a cost no higher than the "
         f"peer's. Goal (ours ≤ {pd.GOAL}× the peer's held-out LPIPS at ≤ its cost) met at **{s['wins']} of "
         f"{s['peer_points']}** peer points ({s['exact_peers']} more skipped nothing). {auto} of the "
@@ -163,7 +168,8 @@ def peers() -> str:
         "profiled change has added up past a threshold — with a Taylor forecast of the skipped middle. The dynamic "
         "caches decide per prompt and step, which a static schedule cannot; this is "
         f"{d['config']['n_heldout']} held-out prompts of one small model.",
-        env_line(d["environment"], extra=f"{d['seconds']:.0f} s"),
+        env_line(d["environment"], extra=f"{d['seconds']:.0f} s; wall times and ms/img measured on a shared CPU "
+                                          "under load: noisy"),
         pd.tables(d),
         "### ECAD's space vs the default space at equal trials",
         f"`python benchmarks/peers_dit.py --peers '' --front {e['config']['front']} --ecad-front "
