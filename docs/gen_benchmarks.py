@@ -258,15 +258,18 @@ def objective_stat() -> str:
     trials = sorted({r["trials"] for _, _, r in runs})
     return "\n\n".join([
         "## Which statistic the search should minimise",
-        f"`python benchmarks/objective_stat.py --trials {cfg['trials']}` (`results/objective_stat.json`; issue 30, "
+        f"`python benchmarks/objective_stat.py --trials {cfg['trials']} --models {','.join(d['models'])} --stats "
+        f"{','.join(dict.fromkeys(st for _, st, _ in runs))}` (one invocation per statistic, then `--merge`; "
+        "`results/objective_stat.json`; issue 30, "
         "point 3): per model one search per `--objective-stat` at an equal trial budget "
-        f"({', '.join(map(str, trials))} finished trials; seed {cfg['seed']}, {cfg['workers']} workers, no timeout), "
+        f"(`--trials {cfg['trials']}`: {' and '.join(map(str, trials))} trials in the journals, trials interrupted by "
+        f"a restart included; seed {cfg['seed']}, {cfg['workers']} workers, no timeout), "
         "then at each cost budget the front schedule a user would pick (the lowest train objective costing at most "
         f"the budget), scored on {cfg['n_unseen']} (prompt, seed) pairs no search saw. The summary gives, per "
         "statistic, the geometric mean over the budgets of its pick's unseen mean / p90 / max over the mean "
         "objective's pick at the same budget (< 1: better) and the images over 0.05 summed over the budgets. "
         "The default this chose and why: [Why the tail](tail.md#the-search-objective).",
-        env_line(d["environment"], extra=f"{d['seconds']:.0f} s under load"),
+        env_line(d["environment"], extra="wall time not compared: a shared, loaded CPU"),
         om.tables(d).replace("## ", "### ")])
 
 
@@ -448,6 +451,7 @@ SECTIONS: list[tuple[Callable[[], str], tuple[str, ...]]] = [
     (search_throughput, ("search_throughput.json", "search_throughput_16train.json")),
     (peers, ("peers_dit.json", "ecad_vs_default_dit.json")),
     (runtime_families, ("runtime_families.json", "runtime_families_wan.json")),
+    (objective_stat, ("objective_stat.json",)),
     (tail_causes, ("tail_causes.json",)),
     (embedded_baselines, ("embedded_baselines.json", "embedded_baselines_scenes.json")),
     (papers, ("papers_shapes.json", "papers_scenes.json")),
