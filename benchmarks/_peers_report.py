@@ -124,7 +124,8 @@ def plot(doc: dict[str, Any], path: Path) -> Path:
             if pts:
                 ax.scatter(*zip(*pts), marker=marker, label=method, s=40)
         for run, style in ((doc.get("front"), "k-"), ((doc.get("ecad_vs_default") or {}).get("ecad_front"), "g--")):
-            pts = sorted((r["cost_ratio"], value(r)) for r in (run or {}).get("schedules", []) if r.get("valid"))
+            pts = sorted((r["cost_ratio"], value(r)) for r in (run or {}).get("schedules", [])
+                         if r.get("valid") and "lpips" in r)  # unscored (not matched) schedules: no point
             if pts:
                 ax.plot(*zip(*pts), style, marker=".", label=f"cachesearch ({run['run']})", drawstyle="steps-post")
         n = next((p["tail"]["n"] for p in doc["peers"] if p.get("tail")), None)

@@ -117,6 +117,7 @@ def test_only_the_matched_front_schedules_are_scored_on_the_held_out_pairs(ev, t
     assert other["front"]["run"] == "other" and other["front"]["trials"] == {"total": 7}
     assert [m["ours"] for m in other["matches"]] == [m["ours"] for m in doc["matches"]]  # the same files
     assert "front other (7 trials): goal met at" in peers_dit.tables(doc)
+    assert peers_dit.plot(doc, tmp_path / "matched.png").stat().st_size > 1000  # unscored files are left out
     rows = {r["file"]: r for r in doc["front"]["schedules"]}
     matched = {m["ours"] for m in doc["matches"] if m["ours"]}
     assert doc["front"]["scored"] == "matched" and matched
