@@ -121,3 +121,45 @@ def median(values: Sequence[float | None]) -> float | None:
     padded = known + [math.inf] * (len(values) - len(known))
     m = len(padded) // 2
     return padded[m] if len(padded) % 2 else (padded[m - 1] + padded[m]) / 2
+
+
+LEVELS = (0.90, 0.95, 1.00)
+"""Shares of the old default's final hypervolume the table gives the compute to."""
+
+
+def _cell(cell: Mapping[str, Any]) -> str:
+    if cell["of_today"] is None:
+        return "never"
+    wall = "" if cell.get("wall_s") is None else f", {cell['wall_s']:.0f} s"
+    return f"{cell['of_today']:.2f}× ({cell['macs']:.3g}{wall})"
+
+
+def table(model: str, result: Mapping[str, Any]) -> str:
+    """One model's table (markdown): per configuration the seeds, the median final hypervolume and the compute (as
+    a multiple of the old default's, MACs, median wall seconds) to reach 90 / 95 / 100 % of the old default's
+    final hypervolume, and the share of candidate MACs prefix sharing took from an earlier candidate."""
+    head = ["config", "seeds", "final HV", *(f"to {int(x * 100)} %" for x in LEVELS), "prefix saving"]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for config, row in result["table"].items():
+        cells = [config, str(row["seeds"]), f"{row['final_hv']:.3f}",
+                 *(_cell(row[f"{int(x * 100)}%"]) for x in LEVELS), f"{row['prefix_saving']:.1%}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return (f"**{model}**: the old default's final hypervolume {result['target_hv']:.3f} at "
+            f"{result['today_macs']:.3g} MACs (compute = its train references and profile plus its candidates)\n\n"
+            + "\n".join(lines))
+
+
+def prefix_table(doc: Mapping[str, Any]) -> str:
+    """The ``prefix`` mode's table (markdown)."""
+    lines = ["| space | model | candidates | resumed from a prefix | MACs executed | MACs from a prefix | saving |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for label, r in doc["cases"].items():
+        saving = "–" if r["saving"] is None else f"{r['saving']:.1%}"
+        lines.append(f"| {label} | {r['model']} | {r['candidates']} | {r['resumed']} | {r['executed_macs']:.3g} | "
+                     f"{r['reused_macs']:.3g} | {saving} |")
+    return "\n".join(lines)
+
+
+def tables(doc: Mapping[str, Any]) -> str:
+    """Every model's table of a ``search_efficiency.json`` (markdown), as ``report`` prints them."""
+    return "\n\n".join(table(model, r) for model, r in doc["models"].items())

@@ -33,19 +33,20 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks._efficiency import (  # noqa: E402
     CONFIGS,
+    LEVELS,
     TODAY,
     checkpoints,
     compute_to_reach,
     front_at,
     hypervolume,
     median,
+    table,
     trial_records,
 )
 from cachesearch.search.executors.base import Progress  # noqa: E402
 
 MODELS = ("embedded:shapes", "embedded:shapes-flux")
 WORK = REPO / ".cache" / "search_efficiency"
-LEVELS = (0.90, 0.95, 1.00)
 
 
 def _slug(model: str) -> str:
@@ -251,7 +252,7 @@ def cmd_report(args: argparse.Namespace) -> None:
             continue
         target = statistics.median(c["points"][-1]["hv"] for c in today)
         today_macs = statistics.median(c["points"][-1]["macs"] for c in today)
-        table = {}
+        rows = {}
         for config in dict.fromkeys(c["config"] for c in curves):
             mine = [c for c in curves if c["config"] == config]
             row: dict[str, Any] = {"seeds": len(mine),
@@ -263,23 +264,10 @@ def cmd_report(args: argparse.Namespace) -> None:
                 m = median(macs)
                 row[f"{int(level * 100)}%"] = {"macs": m, "of_today": None if m is None else m / today_macs,
                                                "wall_s": median(wall)}
-            table[config] = row
-        results[model] = {"target_hv": target, "today_macs": today_macs, "table": table, "curves": curves}
-        _print_table(model, results[model])
+            rows[config] = row
+        results[model] = {"target_hv": target, "today_macs": today_macs, "table": rows, "curves": curves}
+        print(f"\n{table(model, results[model])}", flush=True)
     _write(args, results)
-
-
-def _print_table(model: str, r: dict[str, Any]) -> None:
-    print(f"\n{model}: today's final hypervolume {r['target_hv']:.3f} at {r['today_macs']:.3g} MACs")
-    print(f"{'config':18}{'seeds':>6}{'final HV':>9}" + "".join(f"{f'{int(x * 100)}%':>16}" for x in LEVELS)
-          + f"{'prefix saving':>15}")
-    for config, row in r["table"].items():
-        cells = []
-        for level in LEVELS:
-            cell = row[f"{int(level * 100)}%"]
-            cells.append("never" if cell["of_today"] is None else f"{cell['of_today']:.2f}x ({cell['macs']:.2g})")
-        print(f"{config:18}{row['seeds']:>6}{row['final_hv']:>9.3f}" + "".join(f"{c:>16}" for c in cells)
-              + f"{row['prefix_saving']:>14.1%}")
 
 
 def _write(args: argparse.Namespace, results: dict[str, Any]) -> None:

@@ -94,3 +94,17 @@ def test_trial_records_in_completion_order_with_their_compute() -> None:
 def test_the_components_space_has_the_components_family_only(tmp_path) -> None:
     space = load_space(_components_space(tmp_path))
     assert list(space.families) == ["components"] and space.name == "components"
+
+
+def test_the_tables_give_the_compute_to_each_level_and_never_for_a_level_most_seeds_miss() -> None:
+    cell = {"macs": 2.0e12, "of_today": 0.5, "wall_s": 300.0}
+    result = {"target_hv": 2.0, "today_macs": 4.0e12, "table": {
+        "tpe": {"seeds": 3, "final_hv": 2.1, "prefix_saving": 0.04,
+                "90%": cell, "95%": cell, "100%": {"macs": None, "of_today": None, "wall_s": None}}}}
+    text = eff.tables({"models": {"embedded:shapes-flux": result}})
+    row = text.splitlines()[-1]
+    assert row == "| tpe | 3 | 2.100 | 0.50× (2e+12, 300 s) | 0.50× (2e+12, 300 s) | never | 4.0% |"
+    assert "final hypervolume 2.000 at 4e+12 MACs" in text
+    prefix = eff.prefix_table({"cases": {"ecad": {"model": "m", "candidates": 9, "resumed": 3, "executed_macs": 9.0,
+                                                   "reused_macs": 1.0, "saving": 0.1}}})
+    assert prefix.splitlines()[-1] == "| ecad | m | 9 | 3 | 9 | 1 | 10.0% |"
