@@ -3,8 +3,9 @@ about the compute it spent, hypervolume, and the compute a run needs to reach a 
 
 Compute is counted in denoiser MACs that actually executed (``EvalResult.macs``: every image, every CFG branch;
 steps a candidate took from an earlier candidate's prefix are not executed and not counted). A run's fixed cost
-is its train references and its block-change profile (``2 × n_train`` full-compute images); the export's held-out
-check of the final front is reported apart.
+is what it executes at full compute before its candidates: the train references, the block-change profile
+(``--profile-prompts`` images) and MagCache's calibration where the space has it; the export's held-out check of
+the final front is reported apart.
 """
 
 from __future__ import annotations

@@ -88,10 +88,20 @@ def _today_compute(model: str, work: Path) -> float | None:
     return statistics.median(totals) if totals else None
 
 
+def fixed_macs(run_dir: Path, n_train: int, profile_prompts: int, ev: Any) -> float:
+    """What a run executes at full compute before its candidates: the train references, the block-change profile
+    (``--profile-prompts`` images of the train pool) and MagCache's calibration where the run made one."""
+    from cachesearch.schedule import Full
+    from cachesearch.search.attrs import ATTR_MAGCACHE
+
+    profile = len(ev.fixtures.prompt_pool("train", profile_prompts).prompts)
+    magcache = int((_load_study(run_dir, run_dir.name).user_attrs.get(ATTR_MAGCACHE) or {}).get("loops", 0))
+    return (n_train + profile + magcache) * ev.image_macs(ev.compile(Full()))
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     import torch
 
-    from cachesearch.schedule import Full
     from cachesearch.search import RunSettings, run_search
 
     torch.set_num_threads(1)
@@ -112,9 +122,7 @@ def cmd_run(args: argparse.Namespace) -> None:
             info: dict[str, Any] = {}
 
             def prepared(prep: Any, info: dict[str, Any] = info) -> None:
-                ev = prep.ev
-                info["full_image_macs"] = ev.image_macs(ev.compile(Full()))
-                info["n_train"] = len(ev.prompt_set("train"))
+                info["ev"] = prep.ev
 
             print(f"{name}: {CONFIGS[config]} budget {limit} MACs, load {uptime()}", flush=True)
             load0, t0 = uptime(), time.time()
@@ -124,8 +132,8 @@ def cmd_run(args: argparse.Namespace) -> None:
             records = trial_records(_load_study(run_dir, name))
             done = {"config": config, "seed": seed, "model": args.model, "settings": settings.to_dict(),
                     "workers": args.workers, "stopped": summary.stopped, "wall_s": round(time.time() - t0, 1),
-                    "load_before": load0, "load_after": uptime(), **info,
-                    "fixed_macs": 2 * info["n_train"] * info["full_image_macs"],
+                    "load_before": load0, "load_after": uptime(),
+                    "fixed_macs": fixed_macs(run_dir, settings.n_train, settings.profile_prompts, info["ev"]),
                     "search_macs": sum(r["macs"] for r in records),
                     "reused_macs": sum(r["reused"] for r in records), "trials": len(records)}
             (run_dir / "done.json").write_text(json.dumps(done, indent=1), encoding="utf-8")
@@ -192,17 +200,15 @@ class Rescorer:
 
 def _run_info(run_dir: Path, model: str, rescorer: Rescorer) -> dict[str, Any]:
     """A run's ``done.json``, or for a run still going (``report --partial``) the same fields from its study."""
-    if (run_dir / "done.json").is_file():
-        return json.loads((run_dir / "done.json").read_text())
     import yaml
 
-    from cachesearch.schedule import Full
-
-    config, seed = run_dir.name.removeprefix(f"{_slug(model)}-").rsplit("-s", 1)
     settings = yaml.safe_load((run_dir / "run.yaml").read_text(encoding="utf-8"))["settings"]
+    fixed = fixed_macs(run_dir, settings["n_train"], settings["profile_prompts"], rescorer.ev)
+    if (run_dir / "done.json").is_file():  # fixed cost recounted (the profile's prompts were once left out)
+        return {**json.loads((run_dir / "done.json").read_text()), "fixed_macs": fixed}
+    config, seed = run_dir.name.removeprefix(f"{_slug(model)}-").rsplit("-s", 1)
     records = trial_records(_load_study(run_dir, run_dir.name))
-    full = rescorer.ev.image_macs(rescorer.ev.compile(Full()))
-    return {"config": config, "seed": int(seed), "fixed_macs": 2 * settings["n_train"] * full, "workers": 1,
+    return {"config": config, "seed": int(seed), "fixed_macs": fixed, "workers": 1,
             "search_macs": sum(r["macs"] for r in records), "reused_macs": sum(r["reused"] for r in records),
             "load_before": None, "load_after": None, "partial": True}
 
