@@ -158,7 +158,7 @@ class Rescorer:
             from cachesearch.evaluate import EvalConfig, Evaluator
 
             self._ev = Evaluator(EvalConfig(model=self.model, num_inference_steps=20, n_train=1,
-                                            n_heldout=self.heldout, cache_dir=str(self.work / "cache")))
+                                            n_heldout=max(1, self.heldout), cache_dir=str(self.work / "cache")))
         return self._ev
 
     def loss(self, key: str, schedule_of: Any) -> tuple[float, float]:
@@ -205,10 +205,10 @@ def _run_info(run_dir: Path, model: str, rescorer: Rescorer) -> dict[str, Any]:
     settings = yaml.safe_load((run_dir / "run.yaml").read_text(encoding="utf-8"))["settings"]
     fixed = fixed_macs(run_dir, settings["n_train"], settings["profile_prompts"], rescorer.ev)
     if (run_dir / "done.json").is_file():  # fixed cost recounted (the profile's prompts were once left out)
-        return {**json.loads((run_dir / "done.json").read_text()), "fixed_macs": fixed}
+        return {**json.loads((run_dir / "done.json").read_text()), "fixed_macs": fixed, "n_train": settings["n_train"]}
     config, seed = run_dir.name.removeprefix(f"{_slug(model)}-").rsplit("-s", 1)
     records = trial_records(_load_study(run_dir, run_dir.name))
-    return {"config": config, "seed": int(seed), "fixed_macs": fixed, "workers": 1,
+    return {"config": config, "seed": int(seed), "fixed_macs": fixed, "workers": 1, "n_train": settings["n_train"],
             "search_macs": sum(r["macs"] for r in records), "reused_macs": sum(r["reused"] for r in records),
             "load_before": None, "load_after": None, "partial": True}
 
@@ -224,8 +224,8 @@ def _curve(run_dir: Path, done: dict[str, Any], rescorer: Rescorer, n: int, upto
     points = []
     for upto in checkpoints([c - done["fixed_macs"] for c in cum], n):
         front = front_at(records, upto)
-        held = [rescorer.of_trial(run_dir, r) for r in front]
         train = [(r["values"][0], r["values"][1]) for r in front]
+        held = [rescorer.of_trial(run_dir, r) for r in front] if rescorer.heldout else train
         points.append({"trials": upto, "macs": cum[upto - 1], "wall_s": records[upto - 1]["done"] - start,
                        "hv": hypervolume(held), "hv_train": hypervolume(train), "front": len(front)})
     spent, reused = sum(r["macs"] for r in records), sum(r["reused"] for r in records)
@@ -249,6 +249,9 @@ def cmd_report(args: argparse.Namespace) -> None:
             done = _run_info(run_dir, model, rescorer)
             if done["config"] not in CONFIGS:
                 continue
+            if not args.heldout and done["n_train"] != TODAY["n_train"]:
+                raise SystemExit(f"{run_dir.name}: --heldout 0 scores train losses, so every run needs "
+                                 f"{TODAY['n_train']} train images (the old default's); it has {done['n_train']}")
             print(f"re-scoring {run_dir.name}", flush=True)
             upto = args.today_trials if done["config"] == "today" else None
             curves.append(_curve(run_dir, done, rescorer, args.checkpoints, upto))
@@ -281,7 +284,11 @@ def _write(args: argparse.Namespace, results: dict[str, Any]) -> None:
 
     doc = {"benchmark": "search_efficiency", "environment": environment("cpu"), "heldout_images": args.heldout,
            "today_trials": args.today_trials or "all", "partial_runs": bool(args.partial),
-           "hypervolume": "log10 held-out loss (floor 1e-4) x cost ratio up to (log10 0.5, 1.05)",
+           "hypervolume": f"log10 {'held-out' if args.heldout else 'train'} loss (floor 1e-4) x cost ratio up to "
+                          "(log10 0.5, 1.05)",
+           "measure": (f"held-out losses re-scored on {args.heldout} common images" if args.heldout else
+                       f"train losses on the {TODAY['n_train']} train images every run shares (no held-out "
+                       "re-scoring, --heldout 0)"),
            "today": TODAY, "configs": CONFIGS, "models": results}
     write_and_say(args.out, doc)
     _plot(results, args.out.with_suffix(".png"))
@@ -343,7 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--workers", type=int, default=1)
     p = sub.add_parser("report", help="curves and table of every finished run")
     p.add_argument("--models", nargs="+", default=list(MODELS))
-    p.add_argument("--heldout", type=int, default=16)
+    p.add_argument("--heldout", type=int, default=16,
+                   help="common held-out images every front is re-scored on; 0 = the train losses (runs must "
+                        "then share the old default's train images)")
     p.add_argument("--checkpoints", type=int, default=14)
     p.add_argument("--partial", action="store_true", help="include runs still going (their trials so far)")
     p.add_argument("--today-trials", type=int, default=None,
