@@ -103,7 +103,9 @@ def checkpoints(cum: Sequence[float], n: int) -> list[int]:
         return [len(cum)]
     first = next((c for c in cum if c > 0), total)
     levels = [first * (total / first) ** (i / max(1, n - 1)) for i in range(n)]
-    out = sorted({next(i + 1 for i, c in enumerate(cum) if c >= lv - 1e-9) for lv in levels} | {len(cum)})
+    # relative tolerance: (total / first) ** 1 can round above total at 1e12 MACs
+    out = sorted({next((i + 1 for i, c in enumerate(cum) if c >= lv * (1 - 1e-9)), len(cum)) for lv in levels}
+                 | {len(cum)})
     return out
 
 

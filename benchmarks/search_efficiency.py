@@ -222,7 +222,7 @@ def _curve(run_dir: Path, done: dict[str, Any], rescorer: Rescorer, n: int, upto
         cum.append(total)
     start = min((r["start"] for r in records if r["start"]), default=0.0)
     points = []
-    for upto in checkpoints([c - done["fixed_macs"] for c in cum], n):
+    for upto in checkpoints([c - done["fixed_macs"] for c in cum], n) if records else []:
         front = front_at(records, upto)
         train = [(r["values"][0], r["values"][1]) for r in front]
         held = [rescorer.of_trial(run_dir, r) for r in front] if rescorer.heldout else train
@@ -244,7 +244,7 @@ def cmd_report(args: argparse.Namespace) -> None:
         curves = []
         for path in sorted((args.work / "runs").glob(f"{_slug(model)}-*/study.journal")):
             run_dir = path.parent
-            if not (run_dir / "done.json").is_file() and not args.partial:
+            if not (run_dir / "done.json").is_file() and not (args.partial and (run_dir / "run.yaml").is_file()):
                 continue
             done = _run_info(run_dir, model, rescorer)
             if done["config"] not in CONFIGS:
@@ -254,7 +254,9 @@ def cmd_report(args: argparse.Namespace) -> None:
                                  f"{TODAY['n_train']} train images (the old default's); it has {done['n_train']}")
             print(f"re-scoring {run_dir.name}", flush=True)
             upto = args.today_trials if done["config"] == "today" else None
-            curves.append(_curve(run_dir, done, rescorer, args.checkpoints, upto))
+            curve = _curve(run_dir, done, rescorer, args.checkpoints, upto)
+            if curve["points"]:  # a run still preparing has none
+                curves.append(curve)
         today = [c for c in curves if c["config"] == "today"]
         if not today:
             print(f"{model}: no 'today' runs yet; run them first")

@@ -43,6 +43,8 @@ def test_checkpoints_are_geometric_in_compute_and_end_with_every_record() -> Non
     assert points[-1] == 11 and points == sorted(set(points))
     assert [cum[i - 1] for i in points] == [1, 4, 16, 64, 256, 1024]
     assert eff.checkpoints([], 5) == [0]
+    # MACs of the order of a real run's: the top level, first * (total / first) ** 1, rounds above the total
+    assert eff.checkpoints([7e9, 8e9, 29e9], 10)[-1] == 3
 
 
 def test_compute_to_reach_and_the_median_of_runs_that_may_never_reach() -> None:
