@@ -148,7 +148,8 @@ def table(model: str, result: Mapping[str, Any]) -> str:
                  *(_cell(row[f"{int(x * 100)}%"]) for x in LEVELS), f"{row['prefix_saving']:.1%}"]
         lines.append("| " + " | ".join(cells) + " |")
     return (f"**{model}**: the old default's final hypervolume {result['target_hv']:.3f} at "
-            f"{result['today_macs']:.3g} MACs (compute = its train references and profile plus its candidates)\n\n"
+            f"{result['today_macs']:.3g} MACs (compute: its full-compute images before the candidates, then the "
+            "candidates)\n\n"
             + "\n".join(lines))
 
 

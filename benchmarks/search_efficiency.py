@@ -186,15 +186,16 @@ class Rescorer:
     def _space(self, run_dir: Path) -> Any:
         """The run's space resolved with its stored profile (cached per run)."""
         from cachesearch.schedule import BlockProfile
-        from cachesearch.search.attrs import ATTR_PROFILE
+        from cachesearch.search.attrs import ATTR_MAGCACHE, ATTR_PROFILE
         from cachesearch.search.space import SpaceContext, load_space
 
         key = str(run_dir)
         if key not in self._spaces:
-            stored = _load_study(run_dir, run_dir.name).user_attrs[ATTR_PROFILE]
+            attrs = _load_study(run_dir, run_dir.name).user_attrs
+            stored, mag = attrs[ATTR_PROFILE], attrs.get(ATTR_MAGCACHE)
             profile = BlockProfile(blocks=tuple(stored["blocks"]), changes=tuple(map(tuple, stored["changes"])))
-            self._spaces[key] = load_space(run_dir / "space.yaml").resolve(
-                SpaceContext.of(self.ev, profile, stored["id"]))
+            self._spaces[key] = load_space(run_dir / "space.yaml").resolve(SpaceContext.of(
+                self.ev, profile, stored["id"], mag_ratios=tuple(mag["ratios"]) if mag else None))
         return self._spaces[key]
 
 
@@ -293,10 +294,10 @@ def _write(args: argparse.Namespace, results: dict[str, Any]) -> None:
                        "re-scoring, --heldout 0)"),
            "today": TODAY, "configs": CONFIGS, "models": results}
     write_and_say(args.out, doc)
-    _plot(results, args.out.with_suffix(".png"))
+    _plot(results, args.out.with_suffix(".png"), "held-out" if args.heldout else "train")
 
 
-def _plot(results: dict[str, Any], path: Path) -> None:
+def _plot(results: dict[str, Any], path: Path, losses: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -317,7 +318,7 @@ def _plot(results: dict[str, Any], path: Path) -> None:
             ax.axhline(r["target_hv"], color="k", ls=":", lw=0.8)
             ax.set_xscale("log")
             ax.set_xlabel(x)
-            ax.set_ylabel("hypervolume (held-out)")
+            ax.set_ylabel(f"hypervolume ({losses} losses)")
             ax.set_title(model)
         row[0].legend(fontsize=7)
     fig.tight_layout()

@@ -436,6 +436,28 @@ def scenes_curvature() -> str:
         md(["g", *steps, "grain vs none"], grain)])
 
 
+def search_efficiency() -> str:
+    eff = bench_module("_efficiency")
+    d, t, x = (load(f"{n}.json") for n in ("search_efficiency", "search_efficiency_train", "prefix_sharing"))
+    return "\n\n".join([
+        "## Search efficiency",
+        "`python benchmarks/search_efficiency.py run/report`: the front's hypervolume against the denoiser MACs "
+        f"a search executed, per configuration and seed; the fronts' {d['measure']}, hypervolume of "
+        f"{d['hypervolume']}. Each cell: the compute to reach that share of the old default's final hypervolume, "
+        "as a multiple of the old default's compute (MACs; median wall seconds on a shared CPU: distorted by load), "
+        "median over seeds, 'never' when most seeds do not reach it (`results/search_efficiency.json`, `.png`; "
+        "what was run and the default chosen: [search efficiency](search-efficiency.md)).",
+        env_line(d["environment"], extra=f"old default's runs: {d['today_trials']} trials"),
+        eff.tables(d),
+        f"The same runs on their {t['measure']} (`results/search_efficiency_train.json`, `.png`):",
+        eff.tables(t),
+        "`python benchmarks/search_efficiency.py prefix`: exact prefix sharing's saving, the share of the "
+        "denoiser MACs independent evaluations of the same candidates would execute that came from an earlier "
+        f"candidate's prefix instead (NSGA-II, seed {x['seed']}; `results/prefix_sharing.json`).",
+        env_line(x["environment"]),
+        eff.prefix_table(x)])
+
+
 def gpu_suite() -> str:
     text = (RESULTS / "gpu_suite_dryrun_cpu" / "summary.md").read_text(encoding="utf-8")
     body = "\n".join(("#" + line if line.startswith("#") else line) for line in text.splitlines()[1:]).strip()
@@ -461,6 +483,7 @@ SECTIONS: list[tuple[Callable[[], str], tuple[str, ...]]] = [
     (papers_reading, ("papers_shapes.json", "papers_scenes.json")),
     (autoencoder_textures, ("autoencoder_textures.json",)),
     (scenes_curvature, ("scenes_curvature.json",)),
+    (search_efficiency, ("search_efficiency.json", "search_efficiency_train.json", "prefix_sharing.json")),
     (gpu_suite, ("gpu_suite_dryrun_cpu/summary.json",)),
 ]
 """Each section's renderer and the result files it reads (every file in benchmarks/results/ must be on one)."""
