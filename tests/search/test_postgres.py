@@ -9,6 +9,7 @@ The CLI runs use the embedded model with tiny budgets; heartbeats are shortened 
 from __future__ import annotations
 
 import errno
+import math
 import os
 import re
 import shutil
@@ -88,6 +89,22 @@ def _export_files(run_dir: Path) -> dict[str, Any]:
             doc["provenance"].pop("created", None)
         out[p.name] = doc
     return out
+
+
+def _mismatches(a: Any, b: Any, path: str = "") -> list[str]:
+    """Where two parsed exports differ: structure and every non-float exactly, floats to 1e-4 relative or 1e-9
+    absolute."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        if a.keys() != b.keys():
+            return [f"{path}: keys {sorted(a.keys() ^ b.keys())}"]
+        return [m for k in a for m in _mismatches(a[k], b[k], f"{path}.{k}")]
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return [f"{path}: {len(a)} != {len(b)} items"]
+        return [m for i, (x, y) in enumerate(zip(a, b)) for m in _mismatches(x, y, f"{path}[{i}]")]
+    if isinstance(a, float) and isinstance(b, float):
+        return [] if math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-9) else [f"{path}: {a} != {b}"]
+    return [] if a == b else [f"{path}: {a!r} != {b!r}"]
 
 
 def _wait_for(what: str, cond, timeout: float) -> float:
@@ -190,7 +207,10 @@ def test_postgres_processes_share_one_study_survive_a_kill_and_a_restart_and_exp
     res = CliRunner().invoke(app, ["export", "--name", "shared", "--out", str(fresh), "--cache-dir", cache],
                              catch_exceptions=False)
     assert res.exit_code == 0, res.output
-    assert _export_files(fresh / "shared") == exports[0]
+    # the fresh process regenerates the held-out images of every exported schedule: float32 round-off between
+    # processes moves their losses by ~1e-6 relative (seen: 0.0509004500 vs 0.0509004146; 6.6231e-06 vs 6.6225e-06
+    # at the bottom of the front); all else — files, fronts, pair counts, verdicts — is equal
+    assert _mismatches(_export_files(fresh / "shared"), exports[0]) == []
 
 
 def test_fault_postgres_unreachable_too_long_stops_cleanly_and_resumes(pg_server, settings, make_evaluator,
