@@ -72,7 +72,7 @@ def test_index_files_may_only_name_files_beside_them(front_dir, bad):
 
 def test_the_committed_example_front_loads_and_picks():
     front = cs.load_front(EXAMPLE / "index.yaml")
-    assert len(front.entries) == 37 and front.metric == "stlpips-alex"
+    assert len(front.entries) == len(list(EXAMPLE.glob("t*.yaml"))) >= 10 and front.metric == "stlpips-alex"
     chosen = front.choose(max_cost=0.4)
     assert chosen.cost_ratio <= 0.4
     assert all(e.loss("heldout") >= chosen.loss("heldout") for e in front.entries

@@ -58,6 +58,7 @@ def write_overview(run_dir: Path, gallery: Gallery, metric: str, path: Path | No
                 cell.set_yticks([])
                 if i == 0:
                     cell.set_title(_title(col), fontsize=7)
+        fig.subplots_adjust(left=0.01, right=0.99, top=0.86, bottom=0.03)
         fig.suptitle(f"front (left) and held-out images of the schedules picked at {n_cols - 1} budgets "
                      f"({metric} to full compute)", fontsize=9)
         return save_figure(fig, path or run_dir / OVERVIEW)
