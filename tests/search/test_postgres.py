@@ -182,7 +182,10 @@ def test_postgres_processes_share_one_study_survive_a_kill_and_a_restart_and_exp
     assert failed_after <= 2 * (GRACE + INTERVAL) + 2, failed_after
     t = trials[target]
     assert t.state == TrialState.FAIL and t.user_attrs["requeued"] is True, t.user_attrs
-    assert t.user_attrs["reason"].startswith("stale: no heartbeat"), t.user_attrs["reason"]
+    # failed by a survivor's heartbeat keeper, or, when a process on this host looks first, as an orphan (its pid
+    # is gone): whichever comes first, once
+    assert t.user_attrs["reason"].startswith(("stale: no heartbeat", "orphaned: the process running it died")), \
+        t.user_attrs["reason"]
     reruns = [r for r in trials if r.user_attrs.get("requeued_from") == target]
     assert len(reruns) == 1
     if reruns[0].state == TrialState.WAITING:
