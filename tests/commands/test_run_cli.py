@@ -201,7 +201,8 @@ def test_ray_executor_two_cpu_workers_restores_after_the_driver_is_killed(
 
 def _ray_restore_scenario(out: Path, cache: str, ray_tmp: str) -> None:
     cmd = [sys.executable, "-m", "cachesearch.cli", "run", "--name", "ray", "--executor", "ray", "--workers", "2",
-           "--trials", "8", "--steps", "6", "--n-train", "3", "--n-heldout", "2", "--timeout", "0", "--out",
+           "--trials", "8", "--steps", "6", "--n-train", "3", "--n-heldout", "2", "--n-heldout-max", "2",
+           "--timeout", "0", "--out",
            str(out), "--cache-dir", cache, "--no-export", "-q"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
     exp = out / "ray" / "ray" / "tune-1"
@@ -222,11 +223,11 @@ def _ray_restore_scenario(out: Path, cache: str, ray_tmp: str) -> None:
             proc.kill()
         _kill_cluster(ray_tmp)
     before = {t.number: t.values for t in _study(out, "ray").get_trials(states=(TrialState.COMPLETE,))}
-    # both splits' references were built on the Ray workers before the first trial and merged into the cache; the
-    # held-out split is the pool adaptive validation may grow into (--n-heldout-max, default 64), not --n-heldout
+    # both splits' references were built on the Ray workers before the first trial and merged into the cache (the
+    # held-out split is the pool adaptive validation may grow into, --n-heldout-max: 2 here, 64 by default)
     metas = [json.loads(p.read_text()) for p in Path(cache, "references").glob("*.json")]
     made = {(m["key"]["n_images"], m["key"]["num_inference_steps"]) for m in metas}
-    assert {(3, 6), (64, 6)} <= made
+    assert {(3, 6), (2, 6)} <= made
     assert not list(Path(cache, "references").glob("*.tmp"))
 
     text = _invoke(["run", "--name", "ray", "--out", str(out), "--cache-dir", cache, "--timeout", "0"])

@@ -35,8 +35,8 @@ INTERVAL, GRACE = 1, 4
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
        "OMP_NUM_THREADS": "1", "CACHESEARCH_HEARTBEAT": f"{INTERVAL}:{GRACE}", "CACHESEARCH_DB_RETRY": "60"}
 # one process per "host", evaluating in-process (the local pool is tested in test_pool.py)
-SMALL = ["--steps", "4", "--n-train", "2", "--n-heldout", "2", "--timeout", "0", "--population", "4", "--seed", "0",
-         "--workers", "1"]
+SMALL = ["--steps", "4", "--n-train", "2", "--n-heldout", "2", "--n-heldout-max", "2", "--timeout", "0",
+         "--population", "4", "--seed", "0", "--workers", "1"]  # no held-out pool of 64 to build before the trials
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +58,15 @@ def _finish(proc: subprocess.Popen[bytes], timeout: float = 120) -> str:
     return text
 
 
+_STORAGES: dict[str, Any] = {}
+
+
 def _study(url: str, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=open_storage(url))
+    # one storage per database for the test's own reads: a new one per poll left an engine with open connections
+    # each time until the server refused more ("too many clients already") and failed the next tests
+    if url not in _STORAGES:
+        _STORAGES[url] = open_storage(url)  # its engine pre-pings, so it outlives a server restart
+    return optuna.load_study(study_name=name, storage=_STORAGES[url])
 
 
 def _check_shared_study(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
