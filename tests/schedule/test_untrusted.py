@@ -23,7 +23,7 @@ def _refused_fast(path, match: str) -> cs.ScheduleError:
     t0 = time.perf_counter()
     with pytest.raises(cs.ScheduleError, match=match) as info:
         cs.load_schedule(path)
-    assert time.perf_counter() - t0 < 2.0  # generous: the machine may be loaded; a parse bomb takes minutes
+    assert time.perf_counter() - t0 < 10.0  # generous: the machine may be loaded; a parse bomb takes minutes
     assert len(str(info.value)) < 400  # the message never formats an expanded or huge value
     return info.value
 

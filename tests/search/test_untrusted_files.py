@@ -22,7 +22,7 @@ def test_space_file_alias_bomb_and_depth_are_refused_fast(tmp_path):
     f.write_text("format: " + "[" * 3000 + "]" * 3000 + "\n")
     with pytest.raises(SpaceError, match="nested more than 32 levels deep"):
         load_space(f)
-    assert time.perf_counter() - t0 < 1.0
+    assert time.perf_counter() - t0 < 10.0  # loose: CI machines stall for a second; an expanded bomb takes minutes
 
 
 def test_prompt_file_aliases_are_refused(tmp_path):
