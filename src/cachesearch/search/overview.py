@@ -13,19 +13,19 @@ from typing import TYPE_CHECKING
 from .._util import save_figure
 
 if TYPE_CHECKING:
-    from .gallery import Gallery
+    from .gallery import Column, Gallery
 
 __all__ = ["OVERVIEW", "write_overview"]
 
 OVERVIEW = "overview.png"
 
 
-def _title(col: object) -> str:
-    if getattr(col, "file", None) is None:
+def _title(col: Column) -> str:
+    if col.file is None:
         return "full compute"
-    parts = [f"cost {col.objective:.2f}"]  # type: ignore[attr-defined]
-    if col.heldout is not None:  # type: ignore[attr-defined]
-        parts.append(f"held-out {col.heldout:.3f}")  # type: ignore[attr-defined]
+    parts = [f"cost {col.objective:.2f}"]
+    if col.heldout is not None:
+        parts.append(f"held-out {col.heldout:.3f}")
     return "\n".join(parts)
 
 
