@@ -14,6 +14,7 @@ exported front's median held-out / train loss ratio, and the medians over seeds.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -113,14 +114,27 @@ def wall_runs(args: Any, rescorer_class: Any) -> None:
     today = ["--sampler", TODAY["sampler"], "--population", str(TODAY["population"]), "--screen", TODAY["screen"],
              "--n-train", str(TODAY["n_train"]), "--warm-start", TODAY["warm_start"], "--prefix-cache-mb", "0",
              "--trials", "1000", "--timeout", f"{args.today_timeout:g}"]
-    arms = {"today": today, "new": ["--timeout", f"{args.new_timeout:g}"]}
+    every = {"today": today, "new": ["--timeout", f"{args.new_timeout:g}"],
+             "new-tpe": ["--sampler", "tpe", "--timeout", f"{args.new_timeout:g}"]}
+    arms = {arm: [*every[arm], "--n-heldout-max", str(args.n_heldout_max)] for arm in args.arms}
     work = args.work / "wall"
-    results: dict[str, Any] = {}
+    # Runs already measured (same arm, model, seed) are kept: an interrupted benchmark resumes where it stopped.
+    old = json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {}
+    results: dict[str, Any] = {m: {"runs": list((old.get("models") or {}).get(m, {}).get("runs", []))}
+                               for m in args.models}
+
+    def save() -> None:
+        write_and_say(args.out, {"benchmark": "search_efficiency_wall", "environment": environment("cpu"),
+                                 "heldout": args.heldout, "arms": {k: " ".join(v) for k, v in arms.items()},
+                                 "models": results})
+
     for model in args.models:
         rescorer = rescorer_class(model, args.work, args.heldout)
-        per = results.setdefault(model, {"runs": []})
+        per = results[model]
         for seed in args.seeds:
             for arm, extra in arms.items():
+                if any(r["arm"] == arm and r["seed"] == seed for r in per["runs"]):
+                    continue
                 name = f"{model.split(':')[-1]}-{arm}-s{seed}"
                 print(f"{name}: cachesearch run {' '.join(extra)} (load {_load()})", flush=True)
                 info = _cli(model, name, seed, work, extra)
@@ -128,14 +142,22 @@ def wall_runs(args: Any, rescorer_class: Any) -> None:
                 per["runs"].append(got)
                 print(f"  {got['wall_s']} s, front {got['front']}, HV {got['hv']:.3f}, held-out/train "
                       f"{got['ratio_median']}", flush=True)
+                save()
         for arm in arms:
             mine = [r for r in per["runs"] if r["arm"] == arm]
-            per[arm] = {"hv_median": statistics.median(r["hv"] for r in mine),
-                        "ratio_median": statistics.median(r["ratio_median"] for r in mine if r["ratio_median"])}
-        per["met"] = per["new"]["hv_median"] >= per["today"]["hv_median"] and per["new"]["ratio_median"] <= 1.2
-    print(f"\n{'model':24}{'today HV':>10}{'new HV':>10}{'new ratio':>11}  met")
+            if mine:
+                per[arm] = {"seeds": len(mine), "hv_median": statistics.median(r["hv"] for r in mine),
+                            "wall_median": statistics.median(r["wall_s"] for r in mine),
+                            "ratio_median": statistics.median(r["ratio_median"] for r in mine if r["ratio_median"])}
+        for arm in arms:
+            if arm != "today" and arm in per and "today" in per:
+                per[arm]["met"] = (per[arm]["hv_median"] >= per["today"]["hv_median"]
+                                   and per[arm]["ratio_median"] <= 1.2)
+    print(f"\n{'model':24}{'arm':10}{'seeds':>6}{'HV median':>11}{'held-out/train':>16}  met")
     for model, per in results.items():
-        print(f"{model:24}{per['today']['hv_median']:>10.3f}{per['new']['hv_median']:>10.3f}"
-              f"{per['new']['ratio_median']:>11.3f}  {per['met']}")
-    write_and_say(args.out, {"benchmark": "search_efficiency_wall", "environment": environment("cpu"),
-                             "arms": {k: " ".join(v) for k, v in arms.items()}, "models": results})
+        for arm in arms:
+            if arm in per:
+                a = per[arm]
+                print(f"{model:24}{arm:10}{a['seeds']:>6}{a['hv_median']:>11.3f}{a['ratio_median']:>16.3f}  "
+                      f"{a.get('met', '')}")
+    save()
