@@ -113,6 +113,7 @@ def compile_schedule(
     guidance_scale: float | None = None,
     reuse: ReuseMode | str | None = None,
     taylor_order: int | None = None,
+    taylor_guard: bool | None = None,
     name: str | None = None,
     source: str | None = None,
     space: BlockSpace | None = None,
@@ -130,6 +131,8 @@ def compile_schedule(
             (``TaylorSeer``: taylor, ``MiddleCache``: residual), else ``"output"``. A TaylorSeer policy refuses
             any other mode.
         taylor_order: order (1 or 2) of the ``taylor`` forecast; default the policy's, else 1.
+        taylor_guard: a diverging forecast falls back to a lower order (:attr:`Schedule.taylor_guard`);
+            default the policy's (``MiddleCacheAuto(..., guard=True)``), else off.
         name: schedule name (default derived from the policy).
         source: model source recorded in the file (default: what the loader recorded, else the path).
         space: a precomputed block space (skips rebuilding it).
@@ -141,8 +144,11 @@ def compile_schedule(
         raise ScheduleError(f"policy: expected a cachesearch policy (DeepCache, BlockMask, ...), got {policy!r}")
     if isinstance(policy, RuntimePolicy):
         return _compile_runtime(target, policy, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                                reuse=reuse, taylor_order=taylor_order, name=name, source=source, reference=reference)
+                                reuse=reuse, taylor_order=taylor_order, name=name, source=source, reference=reference,
+                                taylor_guard=taylor_guard)
     reuse, taylor_order = _reuse_of(policy, reuse, taylor_order)
+    if taylor_guard is None:
+        taylor_guard = policy.taylor_guard()
     denoiser = denoiser_of(target)
     scheduler = getattr(target, "scheduler", None) if target is not denoiser else None
     space = space or block_space(denoiser)
@@ -183,16 +189,16 @@ def compile_schedule(
     return _schedule(target, policy, sampler, name=name, source=source,
                      reference=reference if reference is not None or steps is not None else _reference(sampler),
                      blocks=tuple(BlockEntry(block=b, cond=c, uncond=u) for b, (c, u) in masks.items()),
-                     reuse=reuse, taylor_order=taylor_order)
+                     reuse=reuse, taylor_order=taylor_order, taylor_guard=bool(taylor_guard))
 
 
 def _compile_runtime(target: Any, policy: RuntimePolicy, *, num_inference_steps: int | None,
                      guidance_scale: float | None, reuse: Any, taylor_order: int | None, name: str | None,
-                     source: str | None, reference: ReferenceRun | None) -> Schedule:
+                     source: str | None, reference: ReferenceRun | None, taylor_guard: bool | None) -> Schedule:
     """A runtime schedule: the library's configs, complete and checked for ``target`` (see :func:`compile_schedule`)."""
-    if reuse is not None or taylor_order is not None:
-        raise ScheduleError(f"reuse: a {policy.kind} policy reuses as {policy.library} does; leave reuse and "
-                            f"taylor_order unset")
+    if reuse is not None or taylor_order is not None or taylor_guard:
+        raise ScheduleError(f"reuse: a {policy.kind} policy reuses as {policy.library} does; leave reuse, "
+                            f"taylor_order and taylor_guard unset")
     _check_steps(num_inference_steps, "the cache runs over")
     denoiser = denoiser_of(target)
     scheduler = getattr(target, "scheduler", None) if target is not denoiser else None

@@ -230,3 +230,122 @@ def test_taylor_under_regional_compile_equals_eager():
         compiled = flow_loop(model, "flux", 6)
     torch.testing.assert_close(compiled, eager, rtol=0, atol=1e-6)
     assert all("forward" not in m.__dict__ for m in model.modules())
+
+
+# -- the divergence guard (issue 30) -------------------------------------------------------------------------
+def _state(f0: torch.Tensor, f1: torch.Tensor, f2: torch.Tensor, last: int = 4):
+    return (last, [[f0, f1, f2]], f0)
+
+
+def test_the_guard_stops_the_series_at_the_first_term_that_grows_per_row():
+    f0 = torch.ones(4, 3)
+    f1 = torch.tensor([[0.1] * 3, [0.1] * 3, [5.0] * 3, [0.1] * 3])  # row 2: the first-order term outgrows F0
+    f2 = torch.tensor([[0.02] * 3, [3.0] * 3, [0.0] * 3, [float("inf")] * 3])  # row 1: the second outgrows the first
+    state = _state(f0, f1, f2)
+    full = taylor_forecast(state, 6)  # offset 2: F0 + 2 F1 + 2 F2
+    got = taylor_forecast(state, 6, guard=True)
+    torch.testing.assert_close(got[0], full[0])  # a shrinking series is kept whole
+    torch.testing.assert_close(got[1], f0[1] + 2 * f1[1])  # stops at order 1
+    torch.testing.assert_close(got[2], f0[2])  # stops at order 0, so the (shrinking) second term is dropped too
+    torch.testing.assert_close(got[3], f0[3] + 2 * f1[3])  # an infinite term is never added
+    assert torch.isfinite(got).all() and not torch.isfinite(full[3]).all()
+    assert got.dtype == f0.dtype and got.shape == f0.shape
+
+
+def test_the_guard_keeps_low_precision_dtypes_and_one_dimensional_outputs():
+    f0, f1, f2 = torch.ones(3, dtype=torch.bfloat16), torch.full((3,), 0.5, dtype=torch.bfloat16), torch.ones(3)
+    got = taylor_forecast(_state(f0, f1, f2.to(torch.bfloat16)), 5, guard=True)  # offset 1: terms 1, 0.5, 0.5
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), torch.full((3,), 2.0))  # 1 + 0.5 + 0.5: each term <= the one before
+
+
+def test_the_guarded_forecast_reads_nothing_back_to_the_host():
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Syncs(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ops: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if "_local_scalar_dense" in str(func):  # what .item(), bool(), .tolist() dispatch to
+                self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    g = torch.Generator().manual_seed(0)
+    state = _state(*(torch.randn(2, 5, 3, generator=g) for _ in range(3)))
+    with Syncs() as mode:
+        out = taylor_forecast(state, 7, guard=True)
+    assert out.shape == (2, 5, 3) and mode.ops == []
+    with Syncs() as mode:  # the mode sees a host read when there is one
+        bool((out > 0).any())
+    assert mode.ops
+
+
+@pytest.mark.parametrize("guard", [False, True])
+def test_the_applier_forecasts_with_the_schedules_guard(guard, monkeypatch):
+    net, sched = _toy(2)
+    sched = sched.with_updates(taylor_guard=guard)
+    xs = [torch.full((1, 3), float((-3) ** s)) for s in range(7)]  # alternating: second differences blow up
+    with torch.no_grad():
+        exact = [net.blk(x) for x in xs]
+
+        def refuse(*_a, **_k):
+            raise AssertionError("the runtime synchronised with the device")
+
+        with sched.applied(net):
+            for name in ("item", "tolist", "numpy", "__bool__", "cpu"):
+                monkeypatch.setattr(torch.Tensor, name, refuse)
+            outs = [net(x) for x in xs]
+            monkeypatch.undo()
+    state, differs = None, False
+    for s, ch in enumerate(sched.blocks[0].cond):
+        if ch == "R":
+            state = taylor_update(state, exact[s], s, 2)
+        else:
+            want = taylor_forecast(state, s, guard)
+            assert torch.equal(outs[s][0], want[0]) and torch.equal(outs[s][1], want[1])
+            differs |= not torch.equal(want[0], taylor_forecast(state, s)[0])
+    assert differs is guard  # the guard changed some forecast of this diverging input, and only with the guard
+
+
+def test_guarded_schedules_are_format_4_and_round_trip():
+    _, sched = _toy(2)
+    guarded = sched.with_updates(taylor_guard=True)
+    assert guarded.format == "cachesearch/schedule@4" and sched.format == "cachesearch/schedule@3"
+    text = dump_schedule(guarded)
+    assert "\ntaylor_order: 2\ntaylor_guard: true\n" in text and "taylor_guard" not in dump_schedule(sched)
+    back = parse_schedule(yaml.safe_load(text))
+    assert back == guarded and back.taylor_guard is True and dump_schedule(back) == text
+    from cachesearch.search.objective import mask_key
+
+    assert mask_key(guarded) != mask_key(sched)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"taylor_guard": "yes"}, r"^taylor_guard: expected true or false, got 'yes'$"),
+        ({"reuse": "output", "taylor_order": None}, r"^taylor_guard: only allowed with reuse: taylor, not reuse"),
+        ({"format": "cachesearch/schedule@3"}, r"^<top level>: unknown key\(s\) \['taylor_guard'\]"),
+    ],
+)
+def test_bad_guard_fields_in_a_file_name_the_field(edit, message):
+    _, sched = _toy(1)
+    doc = yaml.safe_load(dump_schedule(sched.with_updates(taylor_guard=True)))
+    doc.update(edit)
+    doc = {k: v for k, v in doc.items() if v is not None}
+    with pytest.raises(cs.ScheduleError, match=message):
+        parse_schedule(doc)
+
+
+def test_the_guard_needs_a_forecast():
+    _, sched = _toy(1)
+    with pytest.raises(cs.ScheduleError, match=r"^taylor_guard: only meaningful with reuse: taylor"):
+        sched.with_updates(reuse="output", taylor_order=None, taylor_guard=True)
+    with pytest.raises(cs.ScheduleError, match=r"^policy.guard: guards a Taylor forecast; it needs order 1 or 2"):
+        cs.MiddleCacheAuto(threshold=0.1, guard=True)
+    pipe = tiny_sd_pipeline(seed=3)
+    guarded = cs.compile_schedule(pipe, cs.BlockMask({"mid_block": "RR.."}), num_inference_steps=4, reuse="taylor",
+                                  taylor_guard=True)
+    assert guarded.taylor_guard and guarded.format == "cachesearch/schedule@4"

@@ -180,6 +180,28 @@ def test_middleauto_family_recomputes_the_middle_where_the_profile_adds_up(flux)
     assert unlimited.max_skip == 0 and compile_(flux, unlimited).masks() == sched.masks()
 
 
+def test_middleauto_guard_is_a_dimension_of_its_own_for_forecasts(flux) -> None:
+    ctx = flux_ctx(flux)
+    mask = {"families": ["middleauto"], "middleauto": {"order": {"low": 0, "high": 2}, "guard": {"low": 0, "high": 1}}}
+    resolved = parse_space(doc(mask)).resolve(ctx)
+    params = {"steps.count": 4, "mask.family": "middleauto", "middleauto.threshold": 0.65, "middleauto.front": 1,
+              "middleauto.back": 0, "middleauto.warmup": 0, "middleauto.max_skip": 0, "middleauto.order": 2,
+              "middleauto.guard": 1}
+    guarded = resolved.suggest(FixedTrial(params))
+    assert guarded.guard and guarded.default_name(STEPS).endswith("-o2-g")
+    sched = compile_(flux, guarded)
+    assert sched.taylor_guard and sched.policy["guard"] is True
+    plain = resolved.suggest(FixedTrial({**params, "middleauto.guard": 0}))
+    assert not plain.guard and not compile_(flux, plain).taylor_guard and "guard" not in plain.to_dict()
+    assert resolved.params_for(guarded) == {k: v for k, v in params.items() if k.startswith("middleauto.")}
+    residual = resolved.suggest(FixedTrial({**params, "middleauto.order": 0}))  # no forecast: nothing to guard
+    assert not residual.guard and compile_(flux, residual).reuse.value == "residual"
+    without = parse_space(doc({"families": ["middleauto"]})).resolve(ctx)  # a space without the dimension
+    assert without.params_for(guarded) is None
+    with pytest.raises(SpaceError, match=r"^<space>: mask.middleauto.guard: expected 0 \(no guard\) or 1"):
+        parse_space(doc({"families": ["middleauto"], "middleauto": {"guard": {"low": 0, "high": 2}}}))
+
+
 @pytest.mark.parametrize("groups", ["kinds", "components"])
 def test_components_family_periodic_form_masks_every_component(flux, groups) -> None:
     ctx = flux_ctx(flux)

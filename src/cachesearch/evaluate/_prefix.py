@@ -135,7 +135,7 @@ class PrefixCache:
     @staticmethod
     def _prefix_keys(schedule: Schedule, context: tuple) -> list[bytes]:
         """``keys[k]``: the identity of steps ``0 … k-1`` (which blocks reuse, per branch) in ``context``."""
-        h = hashlib.sha1(repr((context, schedule.reuse.value, schedule.taylor_order)).encode())
+        h = hashlib.sha1(repr((context, schedule.reuse.value, schedule.taylor_order, schedule.taylor_guard)).encode())
         keys = [h.digest()]
         for s in range(schedule.num_steps):
             row = sorted((bm.block, branch) for bm in schedule.blocks

@@ -92,7 +92,7 @@ class AppliedSchedule:
         self._clock = Clock(len(hooked), self._table_for, self._default_mode, per_branch)
         self._hooks = BlockHooks(self._names, self._modules, io, self._clock.cursor, residual=residual,
                                  taylor=schedule.taylor_order if schedule.reuse is ReuseMode.TAYLOR else None,
-                                 num_steps=schedule.num_steps)
+                                 num_steps=schedule.num_steps, taylor_guard=schedule.taylor_guard)
         if schedule.scale_shift is not None:
             self._set_affine({k: tuple(torch.from_numpy(a.copy()) for a in v)
                               for k, v in schedule.scale_shift.entries.items()})

@@ -33,17 +33,19 @@ class BlockHooks:
         cursor: the clock's cursor.
         residual: ``reuse: residual``.
         taylor: the Taylor order for ``reuse: taylor``, else ``None``.
+        taylor_guard: the forecast falls back to a lower order where it diverges (``Schedule.taylor_guard``).
         num_steps: the schedule's steps (length of a scale-shift table).
     """
 
     def __init__(self, names: list[str], modules: list[torch.nn.Module], io: list[BlockIO | None], cursor: Cursor,
-                 *, residual: bool, taylor: int | None, num_steps: int) -> None:
+                 *, residual: bool, taylor: int | None, num_steps: int, taylor_guard: bool = False) -> None:
         self.names = names
         self.modules = modules
         self.io = io
         self.cursor = cursor
         self.residual = residual
         self.taylor = taylor
+        self.taylor_guard = taylor_guard
         self.num_steps = num_steps
         # Scale-shift: per hooked block, per step, (scale, shift) already on the denoiser's device and dtype.
         self.affine: list[list[tuple[torch.Tensor, torch.Tensor] | None] | None] = [None] * len(names)
@@ -115,7 +117,7 @@ class BlockHooks:
         if stored is None:
             raise ScheduleError(f'blocks["{self.names[i]}"]: nothing stored to reuse (internal error)')
         if self.taylor is not None:
-            out = taylor_forecast(stored, self.cursor.step)
+            out = taylor_forecast(stored, self.cursor.step, self.taylor_guard)
         elif not self.residual:
             out = stored
         else:

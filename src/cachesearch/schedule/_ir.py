@@ -162,6 +162,10 @@ class Schedule:
     taylor_order: int | None = None
     """Order (1 or 2) of the forecast when :attr:`reuse` is ``taylor`` (format @3; ``None`` otherwise): a reused
     block returns ``y(s) = Σ_k Δᵏy · (s − s_last)ᵏ / k!`` from its finite differences over its last recomputes."""
+    taylor_guard: bool = False
+    """With ``reuse: taylor``: a forecast whose next term outgrows the one before it (or is not finite) stops at
+    the lower order, per batch row, on the device (format @4; ``False``: the full series, as diffusers'
+    TaylorSeer). See :mod:`cachesearch.runtime._taylor`."""
     policy: Mapping[str, Any] = field(default_factory=dict)
     metrics: Metrics | None = None
     provenance: Provenance | None = None
@@ -224,15 +228,20 @@ class Schedule:
         if self.blocks:
             raise ScheduleError("blocks: a runtime schedule has no masks (the library decides at run time); "
                                 "give either runtime or blocks")
-        if self.reuse != ReuseMode.OUTPUT or self.taylor_order is not None:
-            raise ScheduleError("reuse: a runtime schedule reuses as its library does; leave reuse and taylor_order "
-                                "unset")
+        if self.reuse != ReuseMode.OUTPUT or self.taylor_order is not None or self.taylor_guard:
+            raise ScheduleError("reuse: a runtime schedule reuses as its library does; leave reuse, taylor_order "
+                                "and taylor_guard unset")
         if self.scale_shift is not None:
             raise ScheduleError("scale_shift: only mask schedules carry a scale-shift")
         object.__setattr__(self, "reuse", ReuseMode.OUTPUT)
 
     def _check_taylor_order(self) -> None:
         order = self.taylor_order
+        if not isinstance(self.taylor_guard, bool):
+            raise ScheduleError(f"taylor_guard: expected true or false, got {short_repr(self.taylor_guard)}")
+        if self.taylor_guard and self.reuse is not ReuseMode.TAYLOR:
+            raise ScheduleError(f"taylor_guard: only meaningful with reuse: taylor (this schedule reuses "
+                                f"{self.reuse.value!r}); leave it unset")
         if self.reuse is not ReuseMode.TAYLOR:
             if order is not None:
                 raise ScheduleError(
@@ -270,8 +279,9 @@ class Schedule:
     def format(self) -> str:
         """The format version this schedule is written in: the oldest that can express it."""
         latency = self.metrics.latency if self.metrics is not None else None
-        if (self.metrics is not None and self.metrics.tail is not None) or self.runtime is not None or (
-                policy_format(self.policy) >= 4 or (latency is not None and latency.cost_ratio_heldout is not None)):
+        tail = self.metrics is not None and self.metrics.tail is not None
+        if tail or self.runtime is not None or self.taylor_guard or policy_format(self.policy) >= 4 or (
+                latency is not None and latency.cost_ratio_heldout is not None):
             return FORMAT_V4
         if self.reuse is ReuseMode.TAYLOR or policy_format(self.policy) >= 3:
             return FORMAT_V3

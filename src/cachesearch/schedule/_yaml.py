@@ -201,7 +201,7 @@ _TOP_OPTIONAL = {
     FORMAT_V1: {"metrics", "provenance"},
     FORMAT_V2: {"metrics", "provenance", "reference", "scale_shift"},
     FORMAT_V3: {"metrics", "provenance", "reference", "scale_shift", "taylor_order"},
-    FORMAT_V4: {"metrics", "provenance", "reference", "scale_shift", "taylor_order"},
+    FORMAT_V4: {"metrics", "provenance", "reference", "scale_shift", "taylor_order", "taylor_guard"},
 }
 _REUSE = {  # the reuse modes each format version knows
     FORMAT_V1: (ReuseMode.OUTPUT.value, ReuseMode.RESIDUAL.value),
@@ -229,6 +229,17 @@ def _parse_runtime_schedule(data: Mapping[str, Any]) -> Schedule:
         provenance=_parse_provenance(d.get("provenance"), FORMAT_V4),
         reference=_parse_reference(d.get("reference")),
     )
+
+
+def _parse_guard(d: Mapping[str, Any], reuse: ReuseMode) -> bool:
+    if "taylor_guard" not in d:
+        return False
+    guard = d["taylor_guard"]
+    if not isinstance(guard, bool):
+        raise ScheduleError(f"taylor_guard: expected true or false, got {short_repr(guard)}")
+    if guard and reuse is not ReuseMode.TAYLOR:
+        raise ScheduleError(f"taylor_guard: only allowed with reuse: taylor, not reuse: {reuse.value}")
+    return guard
 
 
 def _parse_reuse(d: Mapping[str, Any], fmt: str) -> tuple[ReuseMode, int | None]:
@@ -282,6 +293,7 @@ def parse_schedule(data: Any, *, base_dir: str | os.PathLike[str] | None = None)
         sampler=_parse_sampler(d["sampler"]),
         reuse=reuse,
         taylor_order=taylor_order,
+        taylor_guard=_parse_guard(d, reuse),
         blocks=_parse_blocks(d["blocks"]),
         policy=policy,
         metrics=parse_metrics(d.get("metrics"), tail=fmt == FORMAT_V4),
@@ -367,6 +379,8 @@ def _mask_lines(s: Schedule) -> list[str]:
     lines.append(f"reuse: {s.reuse.value}")
     if s.taylor_order is not None:
         lines.append(f"taylor_order: {s.taylor_order}")
+    if s.taylor_guard:
+        lines.append("taylor_guard: true")
     lines.append("blocks:")
     width = max(len(bm.block) for bm in s.blocks) + 1
     for bm in s.blocks:

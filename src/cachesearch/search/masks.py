@@ -34,6 +34,7 @@ def schedule_attr(schedule: Schedule) -> dict[str, Any]:
         "timesteps": list(schedule.sampler.timesteps) if schedule.sampler.timesteps is not None else None,
         "reuse": schedule.reuse.value,
         **({"taylor_order": schedule.taylor_order} if schedule.taylor_order is not None else {}),
+        **({"taylor_guard": True} if schedule.taylor_guard else {}),
         "blocks": blocks,
         "policy": dict(schedule.policy),
     }
@@ -65,6 +66,8 @@ def mask_key(schedule: Schedule) -> str:
         key["scale_shift"] = method
     if blocks and schedule.taylor_order is not None:  # order 1 and 2 forecasts compute different things
         key["taylor_order"] = schedule.taylor_order
+    if blocks and schedule.taylor_guard:  # a guarded forecast is another candidate (unguarded keys unchanged)
+        key["taylor_guard"] = True
     return "sha256:" + hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 

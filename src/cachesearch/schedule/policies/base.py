@@ -99,6 +99,11 @@ class Policy:
         policy (TaylorSeer) refuses any other."""
         return None
 
+    def taylor_guard(self) -> bool:
+        """Whether this policy's ``taylor`` forecasts fall back to a lower order where they diverge
+        (:attr:`cachesearch.Schedule.taylor_guard`); ``False`` unless the policy has a ``guard`` field set."""
+        return False
+
     def retime(
         self, masks: Mapping[str, tuple[str, str]], num_steps: int, *, call_starts: Sequence[int] | None = None
     ) -> tuple[Policy, Masks]:

@@ -40,6 +40,8 @@ class MiddleCacheAuto(MaskPolicy):
         max_skip: at most this many reused steps in a row (0: no limit).
         order: 0 reuses the middle's residual (``reuse: residual``); 1 or 2 forecasts its blocks' outputs with
             a Taylor series of that order (``reuse: taylor``).
+        guard: with ``order`` 1 or 2, a forecast whose next term outgrows the one before it falls back to the
+            lower order on the device (:attr:`cachesearch.Schedule.taylor_guard`).
         profile: the block-change profile of the same model, sampler and steps.
         profile_id: the profile's id (recorded in the file; the profile itself is not).
     """
@@ -52,6 +54,7 @@ class MiddleCacheAuto(MaskPolicy):
     warmup: int = 0
     max_skip: int = 0
     order: int = 0
+    guard: bool = False
     profile: BlockProfile | None = field(default=None, compare=False)
     profile_id: str | None = None
 
@@ -61,6 +64,11 @@ class MiddleCacheAuto(MaskPolicy):
         for name in ("front", "back", "warmup", "max_skip"):
             object.__setattr__(self, name, check_int(f"policy.{name}", getattr(self, name), lo=0))
         object.__setattr__(self, "order", check_int("policy.order", self.order, lo=0, hi=2))
+        if not isinstance(self.guard, bool):
+            raise ScheduleError(f"policy.guard: expected true or false, got {self.guard!r}")
+        if self.guard and not self.order:
+            raise ScheduleError("policy.guard: guards a Taylor forecast; it needs order 1 or 2 (order 0 reuses the "
+                                "middle's residual)")
 
     def mask(self, space: BlockSpace, num_steps: int) -> str:
         """The one mask of every middle block over ``num_steps`` steps."""
@@ -105,12 +113,17 @@ class MiddleCacheAuto(MaskPolicy):
     def reuse(self) -> tuple[str, int | None]:
         return ("taylor", self.order) if self.order else ("residual", None)
 
+    def taylor_guard(self) -> bool:
+        return self.guard
+
     def default_name(self, num_steps: int) -> str:
         warm = f"-w{self.warmup}" if self.warmup else ""
         skip = f"-s{self.max_skip}" if self.max_skip else ""
         order = f"-o{self.order}" if self.order else ""
-        return f"middleauto-t{self.threshold:.3g}-f{self.front}-b{self.back}{warm}{skip}{order}"
+        guard = "-g" if self.guard else ""
+        return f"middleauto-t{self.threshold:.3g}-f{self.front}-b{self.back}{warm}{skip}{order}{guard}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "threshold": self.threshold, "front": self.front, "back": self.back,
-                "warmup": self.warmup, "max_skip": self.max_skip, "order": self.order, "profile_id": self.profile_id}
+                "warmup": self.warmup, "max_skip": self.max_skip, "order": self.order,
+                **({"guard": True} if self.guard else {}), "profile_id": self.profile_id}

@@ -11,6 +11,9 @@ pairs of ``embedded:shapes-flux`` a second-order forecast over 3-step gaps broke
 the same mask broke 8, and over 1-step gaps it was the best of the three; ``benchmarks/tail_causes.py``). Spaces
 that do not give it keep the old behaviour (no limit).
 
+``guard`` (optional, ``{low: 0, high: 1}``): 1 makes a forecast fall back to a lower order where its next term
+outgrows the one before it (:attr:`cachesearch.Schedule.taylor_guard`); meaningless with order 0.
+
 Baselines: a grid of thresholds with one front block and no back block (FirstBlockCache's layout)."""
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class MiddleAutoFamily(MaskFamily):
     max_skip: IntParam
     order: IntParam
     forecast_gap: IntParam | None = None
+    guard: IntParam | None = None
 
     name: ClassVar[str] = "middleauto"
     defaults: ClassVar[Mapping[str, Any]] = {
@@ -59,6 +63,7 @@ class MiddleAutoFamily(MaskFamily):
         "max_skip": {"low": 0, "high": 4},
         "order": {"low": 0, "high": 2},
         "forecast_gap": None,
+        "guard": None,
     }
     grid: ClassVar[BaselineGrid | None] = BaselineGrid("thresholds", integer=False, lo=0.0)
     reference_steps: ClassVar[bool] = True
@@ -78,7 +83,15 @@ class MiddleAutoFamily(MaskFamily):
             order=order,
             forecast_gap=None if section["forecast_gap"] is None else fields.int(
                 f"{path}.forecast_gap", section["forecast_gap"], lo=1),
+            guard=None if section["guard"] is None else cls._parse_guard(fields, f"{path}.guard", section["guard"]),
         )
+
+    @staticmethod
+    def _parse_guard(fields: Fields, path: str, value: Any) -> IntParam:
+        guard = fields.int(path, value, lo=0)
+        if int(guard.high) > 1:
+            raise fields.error(path, f"expected 0 (no guard) or 1 (guarded forecasts): got up to {guard.high}")
+        return guard
 
     @classmethod
     def supports(cls, blocks: BlockSpace) -> bool:
@@ -98,7 +111,9 @@ class MiddleAutoFamily(MaskFamily):
             Dist.integer(fields, "middleauto.max_skip", "mask.middleauto.max_skip", self.max_skip, {}),
             Dist.integer(fields, "middleauto.order", "mask.middleauto.order", self.order, {}),
         ] + ([] if self.forecast_gap is None else [
-            Dist.integer(fields, "middleauto.forecast_gap", "mask.middleauto.forecast_gap", self.forecast_gap, {})])
+            Dist.integer(fields, "middleauto.forecast_gap", "mask.middleauto.forecast_gap", self.forecast_gap, {})]
+        ) + ([] if self.guard is None else [
+            Dist.integer(fields, "middleauto.guard", "mask.middleauto.guard", self.guard, {})])
 
     def _skip(self, max_skip: int, order: int, gap: int | None) -> int:
         """The skip limit a policy gets: ``max_skip``, bounded by the forecast gap when it forecasts."""
@@ -111,10 +126,11 @@ class MiddleAutoFamily(MaskFamily):
                                      len(ctx.stages))
         order = int(values["middleauto.order"])
         gap = None if self.forecast_gap is None else int(values["middleauto.forecast_gap"])
+        guard = self.guard is not None and bool(int(values["middleauto.guard"])) and order > 0
         return MiddleCacheAuto(threshold=float(values["middleauto.threshold"]), front=front, back=back,
                                warmup=int(values["middleauto.warmup"]),
                                max_skip=self._skip(int(values["middleauto.max_skip"]), order, gap),
-                               order=order, profile=ctx.profile, profile_id=ctx.profile_id)
+                               order=order, guard=guard, profile=ctx.profile, profile_id=ctx.profile_id)
 
     def params(self, policy: Policy | None, ctx: SpaceContext) -> dict[str, Any] | None:
         if not isinstance(policy, MiddleCacheAuto) or policy.front + policy.back >= len(ctx.stages):
@@ -127,13 +143,19 @@ class MiddleAutoFamily(MaskFamily):
             if policy.order and (policy.max_skip == 0 or policy.max_skip > int(gap.high)):
                 return None  # a forecast over longer gaps than the space allows
             values["middleauto.forecast_gap"] = min(max(policy.max_skip, int(gap.low)), int(gap.high))
+        if self.guard is not None:
+            if int(policy.guard) not in range(int(self.guard.low), int(self.guard.high) + 1):
+                return None
+            values["middleauto.guard"] = int(policy.guard)
+        elif policy.guard:
+            return None  # the space has no guarded forecasts
         return values
 
     def same(self, a: Policy, b: Policy) -> bool:
         """Equal parameters: the profile is the run's own; its id may be spelled differently."""
         if isinstance(a, MiddleCacheAuto) and isinstance(b, MiddleCacheAuto):
-            return (a.threshold, a.front, a.back, a.warmup, a.max_skip, a.order) == (
-                b.threshold, b.front, b.back, b.warmup, b.max_skip, b.order)
+            return (a.threshold, a.front, a.back, a.warmup, a.max_skip, a.order, a.guard) == (
+                b.threshold, b.front, b.back, b.warmup, b.max_skip, b.order, b.guard)
         return a == b
 
     def baselines(self, ctx: SpaceContext, grid: Sequence[Any] | None) -> list[Baseline]:
@@ -162,6 +184,7 @@ class MiddleAutoFamily(MaskFamily):
                 seen.add(m)
             for order in orders:
                 gap = None if self.forecast_gap is None else int(self.forecast_gap.low)
-                q = dataclasses.replace(p, order=order, max_skip=self._skip(p.max_skip, order, gap))
+                guard = bool(order) and self.guard is not None and bool(int(self.guard.low))
+                q = dataclasses.replace(p, order=order, max_skip=self._skip(p.max_skip, order, gap), guard=guard)
                 out.append(Baseline(kind=self.name, name=q.default_name(ctx.num_steps), policy=q))
         return out
