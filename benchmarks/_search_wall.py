@@ -108,6 +108,20 @@ def _arm_result(run_dir: Path, rescorer: Any) -> dict[str, Any]:
             "ratio_median": statistics.median(ratios) if ratios else None}
 
 
+def wall_summary(per: dict[str, Any], arms: list[str]) -> None:
+    """Per arm of one model's ``runs``: seeds, median hypervolume, wall time and held-out/train ratio; for every arm
+    but ``today``, whether it ``met`` issue 28's target (median HV ≥ today's, median ratio ≤ 1.2)."""
+    for arm in arms:
+        mine = [r for r in per["runs"] if r["arm"] == arm]
+        if mine:
+            per[arm] = {"seeds": len(mine), "hv_median": statistics.median(r["hv"] for r in mine),
+                        "wall_median": statistics.median(r["wall_s"] for r in mine),
+                        "ratio_median": statistics.median(r["ratio_median"] for r in mine if r["ratio_median"])}
+    for arm in arms:
+        if arm != "today" and arm in per and "today" in per:
+            per[arm]["met"] = per[arm]["hv_median"] >= per["today"]["hv_median"] and per[arm]["ratio_median"] <= 1.2
+
+
 def wall_runs(args: Any, rescorer_class: Any) -> None:
     from benchmarks._bench import environment, write_and_say
 
@@ -143,16 +157,7 @@ def wall_runs(args: Any, rescorer_class: Any) -> None:
                 print(f"  {got['wall_s']} s, front {got['front']}, HV {got['hv']:.3f}, held-out/train "
                       f"{got['ratio_median']}", flush=True)
                 save()
-        for arm in arms:
-            mine = [r for r in per["runs"] if r["arm"] == arm]
-            if mine:
-                per[arm] = {"seeds": len(mine), "hv_median": statistics.median(r["hv"] for r in mine),
-                            "wall_median": statistics.median(r["wall_s"] for r in mine),
-                            "ratio_median": statistics.median(r["ratio_median"] for r in mine if r["ratio_median"])}
-        for arm in arms:
-            if arm != "today" and arm in per and "today" in per:
-                per[arm]["met"] = (per[arm]["hv_median"] >= per["today"]["hv_median"]
-                                   and per[arm]["ratio_median"] <= 1.2)
+        wall_summary(per, list(arms))
     print(f"\n{'model':24}{'arm':10}{'seeds':>6}{'HV median':>11}{'held-out/train':>16}  met")
     for model, per in results.items():
         for arm in arms:
@@ -161,3 +166,22 @@ def wall_runs(args: Any, rescorer_class: Any) -> None:
                 print(f"{model:24}{arm:10}{a['seeds']:>6}{a['hv_median']:>11.3f}{a['ratio_median']:>16.3f}  "
                       f"{a.get('met', '')}")
     save()
+
+
+def wall_table(doc: dict[str, Any]) -> str:
+    """The markdown table of a ``wall`` result: per model and arm, each seed's run, then the medians."""
+    lines = ["| model | arm | seeds | wall s (each seed) | front | hypervolume (each seed) | median HV | "
+             "held-out / train (median) | reaches today's median HV |", "|---|---|---:|---|---|---|---:|---:|---|"]
+    for model, per in doc["models"].items():
+        for arm in doc["arms"]:
+            runs = sorted((r for r in per["runs"] if r["arm"] == arm), key=lambda r: r["seed"])
+            if not runs or arm not in per:
+                continue
+            a = per[arm]
+            met = "–" if arm == "today" else ("yes" if a.get("met") else "no")
+            walls = ", ".join(format(r["wall_s"], ".0f") for r in runs)
+            fronts = ", ".join(str(r["front"]) for r in runs)
+            hvs = ", ".join(format(r["hv"], ".3f") for r in runs)
+            lines.append(f"| {model} | {arm} | {a['seeds']} | {walls} | {fronts} | {hvs} | {a['hv_median']:.3f} | "
+                         f"{a['ratio_median']:.3f} | {met} |")
+    return "\n".join(lines)

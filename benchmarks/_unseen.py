@@ -50,3 +50,24 @@ def unseen_evaluator(model: str, work: Path, *, steps: int = 20, n: int = 64, ca
     kwargs = {} if cache_dir is None else {"cache_dir": cache_dir}
     return Evaluator(EvalConfig(model=model, num_inference_steps=steps, n_train=1, n_heldout=n,
                                 prompts_file=str(file), batch_size=batch_size, **kwargs))
+
+
+def unseen_arguments(p: Any, *, work: Path, out: Path) -> None:
+    """The options of a benchmark that scores static schedules of one model on its unseen pairs."""
+    p.add_argument("--model", default="embedded:shapes-flux")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--n", type=int, default=64, help="unseen pairs")
+    p.add_argument("--cache-dir", default=str(work.parents[1] / ".cache" / "cachesearch"))
+    p.add_argument("--work", type=Path, default=work)
+    p.add_argument("--out", type=Path, default=out)
+
+
+def quiet_unseen_evaluator(args: Any) -> Any:
+    """One thread, diffusers quiet, and :func:`unseen_evaluator` for the parsed :func:`unseen_arguments`."""
+    import torch
+    from diffusers.utils import logging as diffusers_logging
+
+    torch.set_num_threads(1)
+    diffusers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+    return unseen_evaluator(args.model, args.work, steps=args.steps, n=args.n, cache_dir=args.cache_dir)

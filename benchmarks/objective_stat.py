@@ -12,7 +12,8 @@ Usage (writes ``benchmarks/results/objective_stat.json``)::
     python benchmarks/objective_stat.py [--trials 300] [--models embedded:shapes,embedded:shapes-flux]
         [--stats mean,p90,cvar] [--runs artifacts/runs/objective_stat] [--workers 2]
 
-Searches already in ``--runs`` are resumed (a finished one is only read). ``--merge A.json B.json ...`` combines
+``--seed N`` searches with another seed (its results keyed ``<model> seed N``). Searches already in ``--runs``
+are resumed (a finished one is only read). ``--merge A.json B.json ...`` combines
 result files of separate invocations (e.g. one statistic each, on a loaded machine) into ``--out`` and recomputes
 the summary; nothing is searched or scored again.
 """
@@ -42,12 +43,13 @@ def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def search(model: str, stat: str, *, trials: int, workers: int, runs: Path, cache_dir: str) -> dict[str, Any]:
+def search(model: str, stat: str, *, trials: int, workers: int, runs: Path, cache_dir: str,
+           seed: int = 0) -> dict[str, Any]:
     """One search at ``trials`` finished trials (resumed if it exists); returns its record."""
     from cachesearch.search import RunSettings, run_search
 
-    name = f"{model.replace(':', '-')}-{stat}"
-    settings = RunSettings(name=name, model=model, objective_stat=stat, trials=trials, timeout=None, seed=0,
+    name = f"{model.replace(':', '-')}-{stat}" + (f"-s{seed}" if seed else "")
+    settings = RunSettings(name=name, model=model, objective_stat=stat, trials=trials, timeout=None, seed=seed,
                            workers=workers, out=str(runs))
     load0, t0 = _load(), time.monotonic()
     summary = run_search(settings, cache_dir=cache_dir, export=False)
@@ -166,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=Path, default=ROOT / "artifacts" / "runs" / "objective_stat")
     p.add_argument("--cache-dir", default=str(ROOT / ".cache" / "cachesearch"))
     p.add_argument("--n-unseen", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0,
+                   help="search seed; other than 0 the results are keyed '<model> seed <N>' (merge them with --merge)")
     p.add_argument("--out", type=Path, default=RESULTS / "objective_stat.json")
     p.add_argument("--merge", type=Path, nargs="+", default=None, help="combine these result files into --out")
     args = p.parse_args(argv)
@@ -187,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     diffusers_logging.set_verbosity_error()
     diffusers_logging.disable_progress_bar()
     doc: dict[str, Any] = {"benchmark": "objective_stat", "environment": environment("cpu"), "budgets": list(BUDGETS),
-                           "config": {"trials": args.trials, "workers": args.workers, "seed": 0,
+                           "config": {"trials": args.trials, "workers": args.workers, "seed": args.seed,
                                       "n_unseen": args.n_unseen, "runs": repo_relative(args.runs)}, "models": {}}
     t0 = time.perf_counter()
     for model in args.models.split(","):
@@ -196,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         for stat in args.stats.split(","):
             _log(f"[{model} {stat}] search, {args.trials} trials")
             rec = search(model, stat, trials=args.trials, workers=args.workers, runs=args.runs,
-                         cache_dir=args.cache_dir)
+                         cache_dir=args.cache_dir, seed=args.seed)
             chosen = picks(rec["name"], args.runs, args.cache_dir)
             scored: dict[int, dict[str, Any]] = {}
             for c in chosen:
@@ -209,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"mean {scored[c['trial']].get('mean')} p90 {scored[c['trial']].get('p90')}")
                 c["unseen"] = scored[c["trial"]]
             mdoc["stats"][stat] = {"search": rec, "picks": chosen}
-        doc["models"][model] = mdoc
+        doc["models"][model if not args.seed else f"{model} seed {args.seed}"] = mdoc
     doc["summary"] = summarize(doc["models"])
     doc["seconds"] = round(time.perf_counter() - t0, 1)
     write_json(args.out, doc)

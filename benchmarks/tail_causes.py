@@ -33,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench import RESULTS, ROOT, environment, repo_relative, write_json  # noqa: E402
-from _unseen import unseen_evaluator  # noqa: E402
+from _unseen import quiet_unseen_evaluator, unseen_arguments  # noqa: E402
 
 GRID_PNG = ROOT / "docs" / "images" / "tail_worst.png"
 BROKEN = 0.05
@@ -178,25 +178,15 @@ def table(doc: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="embedded:shapes-flux")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--n", type=int, default=64, help="unseen pairs")
+    unseen_arguments(p, work=ROOT / ".cache" / "tail_causes", out=RESULTS / "tail_causes.json")
     p.add_argument("--profile-n", type=int, default=64, help="train prompts of the large profiles")
-    p.add_argument("--cache-dir", default=str(ROOT / ".cache" / "cachesearch"))
-    p.add_argument("--work", type=Path, default=ROOT / ".cache" / "tail_causes")
-    p.add_argument("--out", type=Path, default=RESULTS / "tail_causes.json")
     p.add_argument("--grid", type=Path, default=GRID_PNG)
     args = p.parse_args(argv)
-    from diffusers.utils import logging as diffusers_logging
-
     from cachesearch.evaluate import EvalConfig, Evaluator, profile_blocks, profile_images
     from cachesearch.schedule import MiddleCache
 
-    torch.set_num_threads(1)
-    diffusers_logging.set_verbosity_error()
-    diffusers_logging.disable_progress_bar()
     t0 = time.perf_counter()
-    ev = unseen_evaluator(args.model, args.work, steps=args.steps, n=args.n, cache_dir=args.cache_dir)
+    ev = quiet_unseen_evaluator(args)
     prof_ev = Evaluator(EvalConfig(model=args.model, num_inference_steps=args.steps, n_train=args.profile_n,
                                    n_heldout=1, batch_size=16, cache_dir=args.cache_dir), model=ev.model)
     _log(f"profiles: mean over 8 and {args.profile_n} train prompts, p90 over {args.profile_n}")

@@ -175,7 +175,7 @@ def objective_stat() -> str:
         "`results/objective_stat.json`; issue 30, "
         "point 3): per model one search per `--objective-stat` at an equal trial budget "
         f"(`--trials {cfg['trials']}`: {' and '.join(map(str, trials))} trials in the journals, trials interrupted by "
-        f"a restart included; seed {cfg['seed']}, {cfg['workers']} workers, no timeout), "
+        f"a restart included; seed 0, or N where the model is marked 'seed N'; {cfg['workers']} workers, no timeout), "
         "then at each cost budget the front schedule a user would pick (the lowest train objective costing at most "
         f"the budget), scored on {cfg['n_unseen']} (prompt, seed) pairs no search saw. The summary gives, per "
         "statistic, the geometric mean over the budgets of its pick's unseen mean / p90 / max over the mean "
@@ -197,6 +197,38 @@ def tail_causes() -> str:
         "the reused steps, over what the profile predicted there) and its loss. Reading: [Why the tail](tail.md).",
         env_line(d["environment"], extra=f"{d['seconds']:.0f} s under load"),
         tc.table(d)])
+
+
+def forecast_guard() -> str:
+    fg = bench_module("forecast_guard")
+    d = load("forecast_guard.json")
+    return "\n\n".join([
+        "## The forecast divergence guard",
+        f"`python benchmarks/forecast_guard.py` (`results/forecast_guard.json`; issue 30, point 4): the static middle "
+        f"caches of the tail grid above (`{d['model']}`, {d['steps']} steps, threshold {d['base']['threshold']}, "
+        f"warm-up {d['base']['warmup']}) with order 1 and 2 Taylor forecasts over reuse gaps of at most 1, 2 and any "
+        "number of steps, without and with `taylor_guard` (a forecast stops at the first term that outgrows the one "
+        f"before it, per image, on the device), on {d['schedules'][0]['n']} unseen (prompt, seed) pairs; *broken*: "
+        f"images over {d['broken_threshold']}; the last column counts the images whose loss the guard changed. "
+        "Reading: [Why the tail](tail.md#guards).",
+        env_line(d["environment"], extra=f"{d['seconds']:.0f} s"),
+        fg.table(d)])
+
+
+def search_wall() -> str:
+    sw = bench_module("_search_wall")
+    d = load("search_efficiency_wall.json")
+    return "\n\n".join([
+        "## Search efficiency on the wall clock",
+        "`python benchmarks/search_efficiency.py wall` (`results/search_efficiency_wall.json`; issue 28, point 4): "
+        "`cachesearch run` as a user runs it, one run at a time on a quiet machine: the old default (`today`, pinned: "
+        f"`{d['arms']['today']}`) against this checkout's defaults at `--timeout 80`"
+        " (`new`) and the same with `--sampler tpe` (`new-tpe`); every arm validates its export on at most "
+        f"{d['arms']['new'].split('--n-heldout-max ')[-1]} held-out pairs. Each exported front re-scored on one common "
+        f"set of {d['heldout']} held-out images; hypervolume of (log10 loss, cost) up to (0.5, 1.05). *wall s*: the "
+        "whole command (references, search, validation, export).",
+        env_line(d["environment"]),
+        sw.wall_table(d)])
 
 
 def search_efficiency() -> str:

@@ -16,11 +16,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the section modules beside this script
 
 from _bench_search import (  # noqa: E402
+    forecast_guard,
     objective_stat,
     peers,
     runtime_families,
     search_efficiency,
     search_throughput,
+    search_wall,
     tail_causes,
 )
 from _bench_util import RESULTS, ROOT, bench_module, env_line, f, load, md  # noqa: E402, F401
@@ -239,12 +241,14 @@ SECTIONS: list[tuple[Callable[[], str], tuple[str, ...]]] = [
     (runtime_families, ("runtime_families.json", "runtime_families_wan.json")),
     (objective_stat, ("objective_stat.json",)),
     (tail_causes, ("tail_causes.json",)),
+    (forecast_guard, ("forecast_guard.json",)),
     (embedded_baselines, ("embedded_baselines.json", "embedded_baselines_scenes.json")),
     (papers, ("papers_shapes.json", "papers_scenes.json")),
     (papers_reading, ("papers_shapes.json", "papers_scenes.json")),
     (autoencoder_textures, ("autoencoder_textures.json",)),
     (scenes_curvature, ("scenes_curvature.json",)),
     (search_efficiency, ("search_efficiency.json", "search_efficiency_train.json", "prefix_sharing.json")),
+    (search_wall, ("search_efficiency_wall.json",)),
     (gpu_suite, ("gpu_suite_dryrun_cpu/summary.json",)),
 ]
 """Each section's renderer and the result files it reads (every file in benchmarks/results/ must be on one)."""

@@ -110,3 +110,23 @@ def test_the_tables_give_the_compute_to_each_level_and_never_for_a_level_most_se
     prefix = eff.prefix_table({"cases": {"ecad": {"model": "m", "candidates": 9, "resumed": 3, "executed_macs": 9.0,
                                                    "reused_macs": 1.0, "saving": 0.1}}})
     assert prefix.splitlines()[-1] == "| ecad | m | 9 | 3 | 9 | 1 | 10.0% |"
+
+
+def test_the_wall_target_compares_medians_over_seeds_and_the_loss_ratio() -> None:
+    from benchmarks._search_wall import wall_summary, wall_table
+
+    def run(arm: str, seed: int, hv: float, ratio: float) -> dict:
+        return {"arm": arm, "seed": seed, "hv": hv, "ratio_median": ratio, "wall_s": 100.0 + seed, "front": 3}
+
+    per = {"runs": [run("today", 0, 2.40, 1.0), run("today", 1, 2.50, 1.1), run("today", 2, 2.42, 0.9),
+                    run("new", 0, 2.43, 1.0), run("new", 1, 2.30, 1.0), run("new", 2, 2.60, 1.0),
+                    run("slow", 0, 2.41, 1.0), run("slow", 1, 2.41, 1.0), run("slow", 2, 2.41, 1.0),
+                    run("loose", 0, 2.90, 1.3), run("loose", 1, 2.90, 1.3), run("loose", 2, 2.90, 1.1)]}
+    wall_summary(per, ["today", "new", "slow", "loose"])
+    assert per["today"]["hv_median"] == 2.42 and per["today"]["seeds"] == 3 and "met" not in per["today"]
+    assert per["new"]["met"] is True  # median 2.43 >= 2.42, although seed 1 is below
+    assert per["slow"]["met"] is False  # 2.41 < 2.42
+    assert per["loose"]["met"] is False and per["loose"]["ratio_median"] == 1.3  # the held-out/train ratio > 1.2
+    table = wall_table({"arms": {"today": "", "new": "", "slow": "", "loose": ""}, "models": {"m": per}})
+    assert "| m | new | 3 | 100, 101, 102 | 3, 3, 3 | 2.430, 2.300, 2.600 | 2.430 | 1.000 | yes |" in table
+    assert "| m | today | 3 |" in table and "| m | slow | 3 |" in table and table.count("| no |") == 2
