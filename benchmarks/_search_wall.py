@@ -129,6 +129,7 @@ def wall_runs(args: Any, rescorer_class: Any) -> None:
              "--n-train", str(TODAY["n_train"]), "--warm-start", TODAY["warm_start"], "--prefix-cache-mb", "0",
              "--trials", "1000", "--timeout", f"{args.today_timeout:g}"]
     every = {"today": today, "new": ["--timeout", f"{args.new_timeout:g}"],
+             "new-nsga2": ["--sampler", "nsga2", "--timeout", f"{args.new_timeout:g}"],
              "new-tpe": ["--sampler", "tpe", "--timeout", f"{args.new_timeout:g}"]}
     arms = {arm: [*every[arm], "--n-heldout-max", str(args.n_heldout_max)] for arm in args.arms}
     work = args.work / "wall"

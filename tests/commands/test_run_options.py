@@ -48,7 +48,8 @@ def test_help_shows_the_defaults_of_run_settings() -> None:
     result = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "250"})
     assert result.exit_code == 0
     assert "Reference sampler steps. Default: 20." in result.output
-    assert "NSGA-II population size. Default: 24." in result.output
+    assert "random trials after the warm start. Default: 24." in result.output
+    assert "gp or random. Default: tpe." in result.output
 
 
 @pytest.mark.parametrize(("given", "stages"), [("off", None), ("2,4", (2, 4)), ("3", (3,))])

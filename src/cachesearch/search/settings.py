@@ -95,9 +95,11 @@ class RunSettings:
     max_quality: float | None = _opt(None, "--max-lpips", "Constraint: quality loss <= this.", default_text="none")
     min_speedup: float | None = _opt(None, "--min-speedup", "Constraint: speedup >= this (1/cost ratio under "
                                                             "--objective cost).", default_text="none")
-    sampler: str = _opt("nsga2", "--sampler", "Optuna sampler: nsga2, tpe (multivariate, grouped: the spaces "
-                                              "are conditional), gp or random.")
-    population: int = _opt(24, "--population", "NSGA-II population size.")
+    sampler: str = _opt("tpe", "--sampler", "Optuna sampler: tpe (multivariate, grouped: the spaces are "
+                                            "conditional; the default, docs/search-efficiency.md says why), nsga2, "
+                                            "gp or random.")
+    population: int = _opt(24, "--population", "NSGA-II population size; TPE and GP start with min(this, 16) "
+                                               "random trials after the warm start.")
     warm_start: str = _opt("baselines", "--warm-start", "First trials of a new study: baselines (every family's "
                                                         "heuristic baselines) or grid (those and a small Latin "
                                                         "hypercube per family, --population points in all).")

@@ -76,7 +76,7 @@ STUDY_FORMAT = "cachesearch/study@1"
 
 # -- samplers ----------------------------------------------------------------------------------------------
 def make_sampler(kind: str, *, seed: int | None, population: int, offset: int = 0) -> Any:
-    """NSGA-II (default), TPE, GP or random. ``offset`` (finished trials so far) varies the seed on resume so a
+    """TPE (default), NSGA-II, GP or random. ``offset`` (finished trials so far) varies the seed on resume so a
     resumed run does not propose the same candidates again; the run stays reproducible.
 
     TPE models the parameters jointly (``multivariate``) within each group of parameters that occur together
