@@ -53,7 +53,8 @@ def search(model: str, stat: str, *, trials: int, workers: int, runs: Path, cach
                            workers=workers, out=str(runs))
     load0, t0 = _load(), time.monotonic()
     summary = run_search(settings, cache_dir=cache_dir, export=False)
-    return {"run": repo_relative(settings.run_dir), "name": name, "trials": summary.trials_total,
+    return {"run": repo_relative(settings.run_dir), "name": name, "sampler": settings.sampler,
+            "trials": summary.trials_total,
             "completed": summary.completed, "screened": summary.screened, "duplicates": summary.duplicates,
             "seconds": round(time.monotonic() - t0, 1), "load_before": load0, "load_after": _load()}
 

@@ -222,9 +222,10 @@ def search_wall() -> str:
         "## Search efficiency on the wall clock",
         "`python benchmarks/search_efficiency.py wall` (`results/search_efficiency_wall.json`; issue 28, point 4): "
         "`cachesearch run` as a user runs it, one run at a time on a quiet machine: the old default (`today`, pinned: "
-        f"`{d['arms']['today']}`) against this checkout's defaults at `--timeout 80`"
-        " (`new`) and the same with `--sampler tpe` (`new-tpe`); every arm validates its export on at most "
-        f"{d['arms']['new'].split('--n-heldout-max ')[-1]} held-out pairs. Each exported front re-scored on one common "
+        f"`{d['arms']['today']}`) against the defaults at `--timeout 80` with NSGA-II (`new-nsga2`, the default "
+        "when it ran) and with TPE (`new-tpe`, the default since); every arm validates its export on at most "
+        f"{d['arms']['today'].split('--n-heldout-max ')[-1]} held-out pairs. Each exported front re-scored on one "
+        "common "
         f"set of {d['heldout']} held-out images; hypervolume of (log10 loss, cost) up to (0.5, 1.05). *wall s*: the "
         "whole command (references, search, validation, export).",
         env_line(d["environment"]),

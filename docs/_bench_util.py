@@ -20,9 +20,9 @@ def load(name: str) -> dict[str, Any]:
 
 def bench_module(name: str) -> Any:
     """Import ``benchmarks/<name>.py`` (for its own table renderer)."""
-    path = str(ROOT / "benchmarks")
-    if path not in sys.path:
-        sys.path.insert(0, path)
+    for path in (str(ROOT), str(ROOT / "benchmarks")):  # modules import siblings as `benchmarks.x` or `x`
+        if path not in sys.path:
+            sys.path.insert(0, path)
     return importlib.import_module(name)
 
 
