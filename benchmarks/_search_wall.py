@@ -90,7 +90,8 @@ def _cli(model: str, name: str, seed: int, work: Path, extra: list[str]) -> dict
     proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed (rc {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    return {"wall_s": round(time.time() - t0, 1), "load": [load0, _load()], "command": " ".join(cmd[3:])}
+    command = " ".join(cmd[3:]).replace(str(work.parent), "<work>")  # no machine paths in results
+    return {"wall_s": round(time.time() - t0, 1), "load": [load0, _load()], "command": command}
 
 
 def _arm_result(run_dir: Path, rescorer: Any) -> dict[str, Any]:
