@@ -170,8 +170,9 @@ def objective_stat() -> str:
     trials = sorted({r["trials"] for _, _, r in runs})
     return "\n\n".join([
         "## Which statistic the search should minimise",
-        f"`python benchmarks/objective_stat.py --trials {cfg['trials']} --models {','.join(d['models'])} --stats "
-        f"{','.join(dict.fromkeys(st for _, st, _ in runs))}` (one invocation per statistic, then `--merge`; "
+        f"`python benchmarks/objective_stat.py --trials {cfg['trials']} --models "
+        f"{','.join(dict.fromkeys(m.split(' seed ')[0] for m in d['models']))} --stats "
+        f"{','.join(dict.fromkeys(st for _, st, _ in runs))}` (invocations per statistic and `--seed`, then `--merge`; "
         "`results/objective_stat.json`; issue 30, "
         "point 3): per model one search per `--objective-stat` at an equal trial budget "
         f"(`--trials {cfg['trials']}`: {' and '.join(map(str, trials))} trials in the journals, trials interrupted by "
