@@ -28,6 +28,14 @@ import yaml
 from benchmarks._efficiency import SHARED, TODAY, hypervolume, trial_records
 
 REPO = Path(__file__).resolve().parents[1]
+NEW_ARMS: dict[str, list[str]] = {
+    "new": [],  # this checkout's defaults
+    "new-nsga2": ["--sampler", "nsga2"],
+    "new-tpe": ["--sampler", "tpe"],
+    "new-screen2,4": ["--screen", "2,4"],  # cheaper screening: 2 images, then 4, then all 8
+    "new-train4": ["--n-train", "4", "--screen", "2"],  # 4 train images, screened on 2
+}
+"""The ``wall`` arms run at ``--new-timeout``: their flags on top of ``cachesearch run``'s defaults."""
 
 
 def _load() -> str:
@@ -129,20 +137,22 @@ def wall_runs(args: Any, rescorer_class: Any) -> None:
     today = ["--sampler", TODAY["sampler"], "--population", str(TODAY["population"]), "--screen", TODAY["screen"],
              "--n-train", str(TODAY["n_train"]), "--warm-start", TODAY["warm_start"], "--prefix-cache-mb", "0",
              "--trials", "1000", "--timeout", f"{args.today_timeout:g}"]
-    every = {"today": today, "new": ["--timeout", f"{args.new_timeout:g}"],
-             "new-nsga2": ["--sampler", "nsga2", "--timeout", f"{args.new_timeout:g}"],
-             "new-tpe": ["--sampler", "tpe", "--timeout", f"{args.new_timeout:g}"]}
+    every = {"today": today, **{arm: [*extra, "--timeout", f"{args.new_timeout:g}"] for arm, extra in NEW_ARMS.items()}}
     arms = {arm: [*every[arm], "--n-heldout-max", str(args.n_heldout_max)] for arm in args.arms}
     work = args.work / "wall"
-    # Runs already measured (same arm, model, seed) are kept: an interrupted benchmark resumes where it stopped.
+    # Runs already measured (same arm, model, seed) are kept: an interrupted benchmark resumes where it stopped,
+    # and a later call with other arms adds them to the same table.
     old = json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {}
-    results: dict[str, Any] = {m: {"runs": list((old.get("models") or {}).get(m, {}).get("runs", []))}
-                               for m in args.models}
+    results: dict[str, Any] = {m: {"runs": list(per.get("runs", []))} for m, per in (old.get("models") or {}).items()}
+    results.update({m: results.get(m, {"runs": []}) for m in args.models})
+    described = {**old.get("arms", {}), **{k: " ".join(v) for k, v in arms.items()}}
+    every_arm = list(described)
 
     def save() -> None:
+        for per in results.values():
+            wall_summary(per, every_arm)
         write_and_say(args.out, {"benchmark": "search_efficiency_wall", "environment": environment("cpu"),
-                                 "heldout": args.heldout, "arms": {k: " ".join(v) for k, v in arms.items()},
-                                 "models": results})
+                                 "heldout": args.heldout, "arms": described, "models": results})
 
     for model in args.models:
         rescorer = rescorer_class(model, args.work, args.heldout)
@@ -159,10 +169,10 @@ def wall_runs(args: Any, rescorer_class: Any) -> None:
                 print(f"  {got['wall_s']} s, front {got['front']}, HV {got['hv']:.3f}, held-out/train "
                       f"{got['ratio_median']}", flush=True)
                 save()
-        wall_summary(per, list(arms))
+        wall_summary(per, every_arm)
     print(f"\n{'model':24}{'arm':10}{'seeds':>6}{'HV median':>11}{'held-out/train':>16}  met")
     for model, per in results.items():
-        for arm in arms:
+        for arm in every_arm:
             if arm in per:
                 a = per[arm]
                 print(f"{model:24}{arm:10}{a['seeds']:>6}{a['hv_median']:>11.3f}{a['ratio_median']:>16.3f}  "

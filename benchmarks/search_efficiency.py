@@ -43,6 +43,7 @@ from benchmarks._efficiency import (  # noqa: E402
     table,
     trial_records,
 )
+from benchmarks._search_wall import NEW_ARMS  # noqa: E402
 from cachesearch.search.executors.base import Progress  # noqa: E402
 
 MODELS = ("embedded:shapes", "embedded:shapes-flux")
@@ -371,9 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--new-timeout", type=float, default=80.0)
     w.add_argument("--today-timeout", type=float, default=330.0)
     w.add_argument("--heldout", type=int, default=16)
-    w.add_argument("--arms", nargs="+", default=["today", "new"], choices=["today", "new", "new-nsga2", "new-tpe"],
+    w.add_argument("--arms", nargs="+", default=["today", "new"], choices=["today", *NEW_ARMS],
                    help="today: the old default at --today-timeout; new: this checkout's defaults at --new-timeout; "
-                        "new-nsga2, new-tpe: the same with --sampler nsga2 / tpe")
+                        "the others: the same with a flag or two changed (benchmarks/_search_wall.py NEW_ARMS)")
     w.add_argument("--n-heldout-max", type=int, default=16,
                    help="every arm's export validates on at most this many held-out pairs (the same for all)")
     w.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "search_efficiency_wall.json")
