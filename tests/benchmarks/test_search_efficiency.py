@@ -116,7 +116,8 @@ def test_the_wall_target_compares_medians_over_seeds_and_the_loss_ratio() -> Non
     from benchmarks._search_wall import wall_summary, wall_table
 
     def run(arm: str, seed: int, hv: float, ratio: float) -> dict:
-        return {"arm": arm, "seed": seed, "hv": hv, "ratio_median": ratio, "wall_s": 100.0 + seed, "front": 3}
+        return {"arm": arm, "seed": seed, "hv": hv, "ratio_median": ratio, "wall_s": 100.0 + seed, "front": 3,
+                **({"baseline_ratio_median": 1.2 + seed / 10} if arm == "new" else {})}
 
     per = {"runs": [run("today", 0, 2.40, 1.0), run("today", 1, 2.50, 1.1), run("today", 2, 2.42, 0.9),
                     run("new", 0, 2.43, 1.0), run("new", 1, 2.30, 1.0), run("new", 2, 2.60, 1.0),
@@ -128,5 +129,19 @@ def test_the_wall_target_compares_medians_over_seeds_and_the_loss_ratio() -> Non
     assert per["slow"]["met"] is False  # 2.41 < 2.42
     assert per["loose"]["met"] is False and per["loose"]["ratio_median"] == 1.3  # the held-out/train ratio > 1.2
     table = wall_table({"arms": {"today": "", "new": "", "slow": "", "loose": ""}, "models": {"m": per}})
-    assert "| m | new | 3 | 100, 101, 102 | 3, 3, 3 | 2.430, 2.300, 2.600 | 2.430 | 1.000 | yes |" in table
+    assert "| m | new | 3 | 100, 101, 102 | 3, 3, 3 | 2.430, 2.300, 2.600 | 2.430 | 1.000 | 1.300 | yes |" in table
+    assert "| m | slow | 3 | 100, 101, 102 | 3, 3, 3 | 2.410, 2.410, 2.410 | 2.410 | 1.000 | – | no |" in table
     assert "| m | today | 3 |" in table and "| m | slow | 3 |" in table and table.count("| no |") == 2
+
+
+def test_the_baselines_ratio_is_read_from_the_exported_index(tmp_path) -> None:
+    import yaml
+
+    from benchmarks._search_wall import baseline_ratio
+
+    (tmp_path / "schedules").mkdir()
+    validated = [{"name": "steps-5", "quality": 0.05, "heldout": 0.065}, {"name": "steps-8", "quality": 0.01,
+                 "heldout": 0.02}, {"name": "steps-10", "quality": 0.02, "heldout": 0.02},
+                 {"name": "broken", "quality": 0.02, "heldout": None}]
+    (tmp_path / "schedules" / "index.yaml").write_text(yaml.safe_dump({"baselines": {"validated": validated}}))
+    assert baseline_ratio(tmp_path) == {"baseline_ratio_median": 1.3}
