@@ -193,3 +193,21 @@ def test_a_nonuniform_deepcache_search_has_no_infeasible_failures(settings, make
     assert not reasons
     assert sum(t.state == TrialState.COMPLETE for t in trials) >= 10
     assert all(not math.isnan(t.values[0]) for t in trials if t.state == TrialState.COMPLETE)
+
+
+def test_front_trials_on_the_same_point_are_exported_once() -> None:
+    """Runtime caches whose thresholds differ but skip the same calls on the train images land on the same point
+    with different mask keys (a TPE run had 119 front trials on 27 points): the first stands for all of them."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    points = [(0.01, 0.55), (0.01, 0.55), (0.05, 0.3), (0.01, 0.55), (0.05, 0.3), (0.001, 0.8), (0.02, 0.55)]
+    for i, (loss, cost) in enumerate(points):
+        study.add_trial(create_trial(values=[loss, cost], params={"t": i / 10},
+                                     distributions={"t": FloatDistribution(0, 1)},
+                                     user_attrs={"mask_key": f"magcache-t{i}"}))
+    front = pareto_trials(study)
+    assert [t.number for t in front] == [2, 0, 5]  # by cost; 1, 3 (same as 0) and 4 (same as 2) dropped
+    assert len(study.best_trials) == 6

@@ -110,19 +110,25 @@ def front_size(study: Any) -> int:
 
 
 def pareto_trials(study: Any) -> list[Any]:
-    """Pareto-optimal finished trials (feasible ones when constrained), one per distinct compiled mask.
+    """Pareto-optimal finished trials (feasible ones when constrained), one per distinct compiled mask and one per
+    distinct point (objective values).
 
     Uses ``study.best_trials``. Duplicates are PRUNED trials (not in it); studies written before that recorded
     them as COMPLETE copies marked ``duplicate_of``: those, and any trial sharing an earlier one's mask, are
-    dropped in favour of the first evaluated one.
+    dropped in favour of the first evaluated one. So is a trial whose objective values equal an earlier front
+    trial's exactly: different parameters that ran the same computation (a runtime cache's thresholds that all
+    skip the same calls on the train images) — the search cannot tell them apart, and validating each copy would
+    multiply the export's held-out work (a 600-trial TPE run had 119 front trials on 27 points).
     """
     seen: set[str] = set()
+    points: set[tuple[float, ...]] = set()
     out = []
     for t in sorted(study.best_trials, key=lambda t: t.number):
-        key = t.user_attrs.get("mask_key")
-        if "duplicate_of" in t.user_attrs or key in seen:
+        key, point = t.user_attrs.get("mask_key"), tuple(t.values)
+        if "duplicate_of" in t.user_attrs or key in seen or point in points:
             continue
         if key:
             seen.add(key)
+        points.add(point)
         out.append(t)
     return sorted(out, key=lambda t: (t.values[1], t.values[0]))
