@@ -414,6 +414,10 @@ def main(argv: list[str] | None = None) -> int:
     methods = [m for m in args.peers.split(",") if m]
     if bad := sorted(set(methods) - set(METHODS)):
         p.error(f"--peers: unknown {bad}; choose from {','.join(METHODS)}")
+    for flag, run_dir in [*(("--front", d) for d in args.front or []), ("--ecad-front", args.ecad_front)]:
+        if run_dir is not None and not any(f.name != "index.yaml" for f in (run_dir / "schedules").glob("*.yaml")):
+            p.error(f"{flag} {run_dir}: no exported schedules in {run_dir / 'schedules'} (a `cachesearch run` "
+                    f"folder; `cachesearch export --name NAME` writes them)")  # before the peers' long measurement
     torch.set_num_threads(args.threads)
     from _bench import environment, write_json
     from diffusers.utils import logging as diffusers_logging

@@ -166,3 +166,16 @@ def test_cli_help_documents_the_run_and_refuses_unknown_peers(capsys):
     with pytest.raises(SystemExit) as e:
         peers_dit.main(["--peers", "fbcache,teacache"])
     assert e.value.code == 2 and "teacache" in capsys.readouterr().err
+
+
+def test_a_front_folder_without_exported_schedules_is_refused_before_any_measurement(capsys, tmp_path):
+    (tmp_path / "ok" / "schedules").mkdir(parents=True)
+    (tmp_path / "ok" / "schedules" / "t0001-steps10.yaml").write_text("format: cachesearch/schedule@4\n")
+    (tmp_path / "empty" / "schedules").mkdir(parents=True)
+    (tmp_path / "empty" / "schedules" / "index.yaml").write_text("schedules: []\n")
+    for argv in (["--front", str(tmp_path / "ok"), str(tmp_path / "empty")],
+                 ["--front", str(tmp_path / "ok"), "--ecad-front", str(tmp_path / "missing")]):
+        with pytest.raises(SystemExit) as e:
+            peers_dit.main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and "no exported schedules" in err and "Traceback" not in err
