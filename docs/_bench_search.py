@@ -67,7 +67,7 @@ def peers() -> str:
         "`results/peers_dit.png`; method: [Peers on transformer denoisers](peers-dit.md)): diffusers' "
         "FirstBlockCache, TaylorSeer, MagCache, PyramidAttentionBroadcast and FasterCache and cache-dit's DBCache next "
         f"to the front of a search ({d['front']['trials']['total']} trials; its exported files are committed as "
-        f"`artifacts/examples/embedded-shapes-flux-130/`). Every point is scored on **{n} (prompt, "
+        f"`artifacts/examples/embedded-shapes-flux-600/`). Every point is scored on **{n} (prompt, "
         "seed) pairs that no search saw** (neither its train images nor its held-out validation): the mean of the "
         "per-image losses, their median, p90, max and the images over "
         f"{g['broken']}. Cost is the MACs of the modules that actually ran over full compute. Our point is the front "
