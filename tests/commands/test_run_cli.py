@@ -95,7 +95,11 @@ def test_resume_after_sigkill_loses_and_repeats_nothing(tmp_path: Path, cache: s
         deadline = time.monotonic() + 150
         while time.monotonic() < deadline and proc.poll() is None:
             if journal.is_file():
-                trials = _study(out, "killed").get_trials()
+                try:
+                    trials = _study(out, "killed").get_trials()
+                except KeyError:  # the journal exists but the run has not written the study's creation yet
+                    time.sleep(0.05)
+                    continue
                 done = [t for t in trials if t.state == TrialState.COMPLETE]
                 running = [t.number for t in trials if t.state == TrialState.RUNNING and t.params]
                 if len(done) >= 2 and running:
