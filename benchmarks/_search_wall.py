@@ -106,7 +106,8 @@ def _arm_result(run_dir: Path, rescorer: Any) -> dict[str, Any]:
     from cachesearch.schedule import load_schedule
     from cachesearch.search.objective import mask_key
 
-    rows = yaml.safe_load((run_dir / "schedules" / "index.yaml").read_text(encoding="utf-8"))["schedules"]
+    index = yaml.safe_load((run_dir / "schedules" / "index.yaml").read_text(encoding="utf-8"))
+    rows = index["schedules"]
     held = []
     for row in rows:
         schedule = load_schedule(run_dir / "schedules" / row["file"])
@@ -114,13 +115,13 @@ def _arm_result(run_dir: Path, rescorer: Any) -> dict[str, Any]:
     ratios = [r["quality"]["heldout"] / r["quality"]["train"] for r in rows
               if r["quality"]["train"] and r["quality"]["heldout"] is not None]
     return {"front": len(rows), "hv": hypervolume(held),
-            "ratio_median": statistics.median(ratios) if ratios else None, **baseline_ratio(run_dir)}
+            "ratio_median": statistics.median(ratios) if ratios else None, **baseline_ratio(index)}
 
 
-def baseline_ratio(run_dir: Path) -> dict[str, Any]:
-    """The median held-out/train loss ratio of the run's validated baselines: fixed schedules no search selected,
-    so their ratio is what the train and held-out prompts alone give (a front's ratio above it is overfitting)."""
-    index = yaml.safe_load((run_dir / "schedules" / "index.yaml").read_text(encoding="utf-8"))
+def baseline_ratio(index: dict[str, Any]) -> dict[str, Any]:
+    """The median held-out/train loss ratio of the validated baselines in an exported ``index.yaml``: fixed
+    schedules no search selected, so their ratio is what the train and held-out prompts alone give (a front's
+    ratio above it is overfitting)."""
     ratios = [b["heldout"] / b["quality"] for b in index["baselines"]["validated"]
               if b.get("heldout") is not None and b.get("quality")]
     return {"baseline_ratio_median": statistics.median(ratios) if ratios else None}
@@ -166,11 +167,6 @@ def wall_runs(args: Any, rescorer_class: Any) -> None:
         write_and_say(args.out, {"benchmark": "search_efficiency_wall", "environment": environment("cpu"),
                                  "heldout": args.heldout, "arms": described, "models": results})
 
-    for per in results.values():  # runs measured before the baselines' ratio was recorded
-        for r in per["runs"]:
-            run_dir = work / "runs" / str(r.get("name", ""))
-            if "baseline_ratio_median" not in r and (run_dir / "schedules" / "index.yaml").is_file():
-                r.update(baseline_ratio(run_dir))
     for model in args.models:
         rescorer = rescorer_class(model, args.work, args.heldout)
         per = results[model]
@@ -186,7 +182,7 @@ def wall_runs(args: Any, rescorer_class: Any) -> None:
                 print(f"  {got['wall_s']} s, front {got['front']}, HV {got['hv']:.3f}, held-out/train "
                       f"{got['ratio_median']}", flush=True)
                 save()
-        wall_summary(per, every_arm)
+    save()  # also summarises every model's arms, for the table below
     print(f"\n{'model':24}{'arm':10}{'seeds':>6}{'HV median':>11}{'held-out/train':>16}  met")
     for model, per in results.items():
         for arm in every_arm:
@@ -194,7 +190,6 @@ def wall_runs(args: Any, rescorer_class: Any) -> None:
                 a = per[arm]
                 print(f"{model:24}{arm:10}{a['seeds']:>6}{a['hv_median']:>11.3f}{a['ratio_median']:>16.3f}  "
                       f"{a.get('met', '')}")
-    save()
 
 
 def wall_table(doc: dict[str, Any]) -> str:

@@ -209,11 +209,16 @@ def score_schedule(ev: Any, path: Path, row: dict[str, Any], repeats: int) -> di
             "ms_per_image": ms, "tail": tail(held)}
 
 
+def schedule_files(run_dir: Path) -> list[Path]:
+    """The schedule files a run exported (``run_dir/schedules/*.yaml`` but the index), sorted."""
+    return sorted(p for p in (run_dir / "schedules").glob("*.yaml") if p.name != "index.yaml")
+
+
 def measure_front(ev: Any, counter: Any, run_dir: Path, repeats: int, train_calls: int,
                   chosen: Any = None) -> dict[str, Any]:
     """Every schedule exported to ``run_dir/schedules`` (index excluded) on the train split, and the run's trial
     counts; scored on the held-out pairs: those ``chosen(rows)`` names (file names), or all of them (``None``)."""
-    files = sorted(p for p in (run_dir / "schedules").glob("*.yaml") if p.name != "index.yaml")
+    files = schedule_files(run_dir)
     if not files:
         raise FileNotFoundError(f"{run_dir}/schedules has no schedule files; is it a `cachesearch run` directory?")
     rows = [measure_schedule(ev, counter, f, train_calls) for f in files]
@@ -415,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     if bad := sorted(set(methods) - set(METHODS)):
         p.error(f"--peers: unknown {bad}; choose from {','.join(METHODS)}")
     for flag, run_dir in [*(("--front", d) for d in args.front or []), ("--ecad-front", args.ecad_front)]:
-        if run_dir is not None and not any(f.name != "index.yaml" for f in (run_dir / "schedules").glob("*.yaml")):
+        if run_dir is not None and not schedule_files(run_dir):
             p.error(f"{flag} {run_dir}: no exported schedules in {run_dir / 'schedules'} (a `cachesearch run` "
                     f"folder; `cachesearch export --name NAME` writes them)")  # before the peers' long measurement
     torch.set_num_threads(args.threads)
