@@ -34,6 +34,9 @@ NEW_ARMS: dict[str, list[str]] = {
     "new-tpe": ["--sampler", "tpe"],
     "new-screen2,4": ["--screen", "2,4"],  # cheaper screening: 2 images, then 4, then all 8
     "new-train4": ["--n-train", "4", "--screen", "2"],  # 4 train images, screened on 2
+    "new-random": ["--sampler", "random"],
+    "new-gp": ["--sampler", "gp"],  # Optuna's GPSampler
+    "new-grid": ["--warm-start", "grid"],  # the baselines and a small Latin hypercube per family first
 }
 """The ``wall`` arms run at ``--new-timeout``: their flags on top of ``cachesearch run``'s defaults."""
 

@@ -4,6 +4,7 @@
     python benchmarks/search_efficiency.py report            # curves, table, results/search_efficiency.json/.png
     python benchmarks/search_efficiency.py prefix            # prefix sharing's saving on ecad, components, DeepCache
     python benchmarks/search_efficiency.py wall --seeds 0 1 2  # `cachesearch run --timeout 80` (new) vs 330 (old)
+    python benchmarks/search_efficiency.py curves            # the curves and table of the wall runs (full scale)
 
 ``run`` searches in this process (``--workers 1`` by default: one candidate at a time, so a run's first trials
 are exactly what a shorter run would have done) and stops at ``--trials`` or once the candidates executed
@@ -236,6 +237,31 @@ def _curve(run_dir: Path, done: dict[str, Any], rescorer: Rescorer, n: int, upto
             "load": [done["load_before"], done["load_after"]], "workers": done["workers"]}
 
 
+def summarise(curves: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """One model's curves as the table's rows: per configuration the seeds, the median final hypervolume, prefix
+    sharing's saving and the compute (MACs, as a multiple of ``today``'s, and wall seconds) to reach 90 / 95 / 100 %
+    of ``today``'s median final hypervolume; ``None`` without a ``today`` curve."""
+    today = [c for c in curves if c["config"] == "today"]
+    if not today:
+        return None
+    target = statistics.median(c["points"][-1]["hv"] for c in today)
+    today_macs = statistics.median(c["points"][-1]["macs"] for c in today)
+    rows = {}
+    for config in dict.fromkeys(c["config"] for c in curves):
+        mine = [c for c in curves if c["config"] == config]
+        row: dict[str, Any] = {"seeds": len(mine),
+                               "final_hv": statistics.median(c["points"][-1]["hv"] for c in mine),
+                               "prefix_saving": statistics.median(c["prefix_saving"] for c in mine)}
+        for level in LEVELS:
+            macs = [compute_to_reach([(p["macs"], p["hv"]) for p in c["points"]], level * target) for c in mine]
+            wall = [compute_to_reach([(p["wall_s"], p["hv"]) for p in c["points"]], level * target) for c in mine]
+            m = median(macs)
+            row[f"{int(level * 100)}%"] = {"macs": m, "of_today": None if m is None else m / today_macs,
+                                           "wall_s": median(wall)}
+        rows[config] = row
+    return {"target_hv": target, "today_macs": today_macs, "table": rows, "curves": curves}
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     import torch
 
@@ -259,43 +285,70 @@ def cmd_report(args: argparse.Namespace) -> None:
             curve = _curve(run_dir, done, rescorer, args.checkpoints, upto)
             if curve["points"]:  # a run still preparing has none
                 curves.append(curve)
-        today = [c for c in curves if c["config"] == "today"]
-        if not today:
+        summary = summarise(curves)
+        if summary is None:
             print(f"{model}: no 'today' runs yet; run them first")
             continue
-        target = statistics.median(c["points"][-1]["hv"] for c in today)
-        today_macs = statistics.median(c["points"][-1]["macs"] for c in today)
-        rows = {}
-        for config in dict.fromkeys(c["config"] for c in curves):
-            mine = [c for c in curves if c["config"] == config]
-            row: dict[str, Any] = {"seeds": len(mine),
-                                   "final_hv": statistics.median(c["points"][-1]["hv"] for c in mine),
-                                   "prefix_saving": statistics.median(c["prefix_saving"] for c in mine)}
-            for level in LEVELS:
-                macs = [compute_to_reach([(p["macs"], p["hv"]) for p in c["points"]], level * target) for c in mine]
-                wall = [compute_to_reach([(p["wall_s"], p["hv"]) for p in c["points"]], level * target) for c in mine]
-                m = median(macs)
-                row[f"{int(level * 100)}%"] = {"macs": m, "of_today": None if m is None else m / today_macs,
-                                               "wall_s": median(wall)}
-            rows[config] = row
-        results[model] = {"target_hv": target, "today_macs": today_macs, "table": rows, "curves": curves}
+        results[model] = summary
         print(f"\n{table(model, results[model])}", flush=True)
     _write(args, results)
 
 
-def _write(args: argparse.Namespace, results: dict[str, Any]) -> None:
+def cmd_curves(args: argparse.Namespace) -> None:
+    """The same curves and table at full scale, from the ``wall`` runs: each a whole ``cachesearch run`` as a user
+    runs it (two workers, the old default at ``--timeout 330``, the other arms at 80), every trial in its study."""
+    import torch
+    import yaml
+
+    torch.set_num_threads(1)
+    wall = json.loads(args.wall.read_text(encoding="utf-8"))
+    arms = list(wall["arms"])
+    results: dict[str, Any] = {}
+    for model in args.models:
+        rescorer = Rescorer(model, args.work, int(wall["heldout"]))
+        curves = []
+        runs = (wall["models"].get(model) or {}).get("runs", [])
+        for run in sorted(runs, key=lambda r: (arms.index(r["arm"]), r["seed"])):
+            run_dir = args.work / "wall" / "runs" / run["name"]
+            settings = yaml.safe_load((run_dir / "run.yaml").read_text(encoding="utf-8"))["settings"]
+            done = {"config": run["arm"], "seed": run["seed"], "workers": settings["workers"],
+                    "load_before": run["load"][0], "load_after": run["load"][1],
+                    "fixed_macs": fixed_macs(run_dir, settings["n_train"], settings["profile_prompts"], rescorer.ev)}
+            print(f"re-scoring {run['name']}", flush=True)
+            curve = _curve(run_dir, done, rescorer, args.checkpoints)
+            if abs(curve["points"][-1]["hv"] - run["hv"]) > 1e-9:  # the final train front is the exported one
+                raise SystemExit(f"{run['name']}: final hypervolume {curve['points'][-1]['hv']:.6f} is not the "
+                                 f"exported front's {run['hv']:.6f}")
+            curves.append(curve)
+        summary = summarise(curves)
+        if summary is None:
+            print(f"{model}: no 'today' runs in {args.wall}")
+            continue
+        results[model] = summary
+        print(f"\n{table(model, summary)}", flush=True)
+    _write(args, results, benchmark="search_efficiency_full", heldout=int(wall["heldout"]),
+           source="the wall runs (results/search_efficiency_wall.json): whole `cachesearch run` commands, two "
+                  "workers, one at a time on a quiet machine", configs=wall["arms"])
+
+
+def _write(args: argparse.Namespace, results: dict[str, Any], benchmark: str = "search_efficiency",
+           heldout: int | None = None, **extra: Any) -> None:
     from benchmarks._bench import environment, write_and_say
 
-    doc = {"benchmark": "search_efficiency", "environment": environment("cpu"), "heldout_images": args.heldout,
-           "today_trials": args.today_trials or "all", "partial_runs": bool(args.partial),
-           "hypervolume": f"log10 {'held-out' if args.heldout else 'train'} loss (floor 1e-4) x cost ratio up to "
+    heldout = args.heldout if heldout is None else heldout
+    doc = {"benchmark": benchmark, "environment": environment("cpu"), "heldout_images": heldout,
+           "today_trials": getattr(args, "today_trials", None) or "all",
+           "partial_runs": bool(getattr(args, "partial", False)),
+           "hypervolume": f"log10 {'held-out' if heldout else 'train'} loss (floor 1e-4) x cost ratio up to "
                           "(log10 0.5, 1.05)",
-           "measure": (f"held-out losses re-scored on {args.heldout} common images" if args.heldout else
+           "measure": (f"held-out losses re-scored on {heldout} common images" if heldout else
                        f"train losses on the {TODAY['n_train']} train images every run shares (no held-out "
                        "re-scoring, --heldout 0)"),
-           "today": TODAY, "configs": CONFIGS, "models": results}
+           "today": TODAY, "configs": CONFIGS}
+    doc.update(extra)
+    doc["models"] = results
     write_and_say(args.out, doc)
-    _plot(results, args.out.with_suffix(".png"), "held-out" if args.heldout else "train")
+    _plot(results, args.out.with_suffix(".png"), "held-out" if heldout else "train")
 
 
 def _plot(results: dict[str, Any], path: Path, losses: str) -> None:
@@ -366,6 +419,12 @@ def main(argv: list[str] | None = None) -> int:
     x.add_argument("--trials", type=int, default=150)
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "prefix_sharing.json")
+    c = sub.add_parser("curves", help="the curves and table at full scale, from the wall runs' studies")
+    c.add_argument("--models", nargs="+", default=list(MODELS))
+    c.add_argument("--wall", type=Path, default=REPO / "benchmarks" / "results" / "search_efficiency_wall.json",
+                   help="the wall result naming the runs (under --work/wall/runs) and the held-out image count")
+    c.add_argument("--checkpoints", type=int, default=14)
+    c.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "search_efficiency_full.json")
     w = sub.add_parser("wall", help="new default at --timeout 80 vs today's at 330, wall clock (quiet machine)")
     w.add_argument("--models", nargs="+", default=list(MODELS))
     w.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -380,7 +439,8 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "search_efficiency_wall.json")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    {"run": cmd_run, "report": cmd_report, "prefix": cmd_prefix, "wall": cmd_wall}[args.cmd](args)
+    {"run": cmd_run, "report": cmd_report, "curves": cmd_curves, "prefix": cmd_prefix,
+     "wall": cmd_wall}[args.cmd](args)
     return 0
 
 

@@ -144,3 +144,24 @@ def test_the_baselines_ratio_is_read_from_the_exported_index() -> None:
                  {"name": "broken", "quality": 0.02, "heldout": None}]
     index = yaml.safe_load(yaml.safe_dump({"baselines": {"validated": validated}}))  # as read from index.yaml
     assert baseline_ratio(index) == {"baseline_ratio_median": 1.3}
+
+
+def test_summarise_measures_every_config_against_the_median_of_todays_final_points() -> None:
+    from benchmarks.search_efficiency import summarise
+
+    def curve(config: str, seed: int, points: list[tuple[float, float, float]]) -> dict:
+        return {"config": config, "seed": seed, "prefix_saving": 0.1 * seed,
+                "points": [{"macs": m, "wall_s": w, "hv": hv} for m, w, hv in points]}
+
+    today = [curve("today", s, [(1.0, 10.0, 1.0), (4.0 + s, 300.0, 2.0 + s / 10)]) for s in range(3)]
+    fast = [curve("new", s, [(1.0, 10.0, 1.9), (2.0, 50.0, 2.1 + s / 10)]) for s in range(3)]
+    slow = [curve("slow", s, [(1.0, 10.0, 1.0), (9.0, 80.0, 2.0)]) for s in range(2)]
+    assert summarise(fast) is None  # no old default to measure against
+    got = summarise(today + fast + slow)
+    assert got["target_hv"] == 2.1 and got["today_macs"] == 5.0
+    new = got["table"]["new"]
+    assert new["seeds"] == 3 and new["final_hv"] == pytest.approx(2.2) and new["prefix_saving"] == pytest.approx(0.1)
+    assert new["90%"] == {"macs": 1.0, "of_today": 0.2, "wall_s": 10.0}  # 1.9 >= 0.9 * 2.1 at the first point
+    assert new["100%"] == {"macs": 2.0, "of_today": 0.4, "wall_s": 50.0}  # 2 of 3 seeds reach 2.1 at 2 MACs
+    assert got["table"]["slow"]["100%"]["of_today"] is None  # neither seed reaches 2.1: never
+    assert got["table"]["today"]["100%"]["macs"] == 6.0  # reached at 5 and 6 MACs, never by seed 0: the median 6
