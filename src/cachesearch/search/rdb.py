@@ -64,12 +64,22 @@ class Health:
             self.since = time.monotonic()
 
 
+def _longest_delay() -> float:
+    """The longest wait between two tries: 5 s, or the heartbeat interval where that is shorter. A live process
+    then beats again within an interval of the database's return, inside the grace the other processes allow
+    after their own reconnection (with ``CACHESEARCH_HEARTBEAT=1:4`` a 5-s wait let them fail its live trial)."""
+    try:
+        return min(5.0, float(heartbeat_settings()[0]))
+    except SearchError:  # a malformed setting is reported where the heartbeat starts, not here
+        return 5.0
+
+
 def with_retry(fn: Callable[[], Any], what: str, health: Health | None = None, *, first_try: list[bool] | None = None
                ) -> Any:
     """Call ``fn`` until it does not fail with an unreachable database, for up to :func:`retry_seconds`."""
     limit = retry_seconds()
     deadline = time.monotonic() + limit
-    delay = 0.2
+    delay, longest = 0.2, _longest_delay()
     attempt = 0
     while True:
         try:
@@ -88,7 +98,7 @@ def with_retry(fn: Callable[[], Any], what: str, health: Health | None = None, *
                     f"`cachesearch run --name …` once the database is back to resume"
                 ) from e
             time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, longest)
             attempt += 1
             continue
         if health is not None:
