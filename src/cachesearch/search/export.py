@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -192,33 +192,11 @@ def _claims(entries: list[tuple[ExportEntry, str]], baselines: list[tuple[Baseli
         best, key = min(cheaper, key=lambda ek: mean(ek[1]))
         if key != bk and mean(key) < mean(bk):
             out.append(Claim(kind="baseline", better=key, worse=bk, label=f"{best.file} vs {row.name}"))
-    out += _additions(entries, baselines, mean)
-    return out
-
-
-def _additions(entries: list[tuple[ExportEntry, str]], baselines: list[tuple[BaselineRow, str]],
-               mean: Callable[[str], float]) -> list[Claim]:
-    """Claims that a validated baseline off the train front beats, on the held-out pairs, the best front schedule
-    costing no more (its train losses ranked it below; with ``ranked`` it is exported beside the front)."""
-    keys = {k for _, k in entries}
-    out = []
-    for row, bk in baselines:
-        if row.cost is None or row.cost >= 1.0 - 1e-9 or bk in keys or not math.isfinite(mean(bk)):
-            continue
-        cheaper = [(e, k) for e, k in entries if e.objective <= row.cost + 1e-12]
-        if not cheaper:
-            continue
-        best, key = min(cheaper, key=lambda ek: mean(ek[1]))
-        if mean(bk) < mean(key):
-            out.append(Claim(kind="addition", better=bk, worse=key, label=f"{row.name} vs {best.file}"))
     return out
 
 
 def export_front(prep: Prepared, progress: Progress | None = None, *, runner: Runner | None = None) -> ExportResult:
-    """Write every Pareto-optimal trial of the run as a schedule file with train and held-out metrics, and beside
-    them every validated baseline that beats the front schedules costing no more on the held-out pairs (a ranked
-    ``addition``: ``front: heldout`` in the index; a front chosen on a few train prompts can rank a robust schedule
-    below a fragile one).
+    """Write every Pareto-optimal trial of the run as a schedule file with train and held-out metrics.
 
     Trials that run full compute (cost ratio >= 1: the reference itself) are not schedules worth shipping and
     are listed as rejected, as are trials whose held-out evaluation fails. Every exported schedule and compared
@@ -297,27 +275,10 @@ def export_front(prep: Prepared, progress: Progress | None = None, *, runner: Ru
         scores, lambda: _claims([(entry(t, s, stem), mask_key(s)) for t, _, s, stem in items], validated(), scores),
         sizes, progress=stage)
 
-    # Validated baselines that beat every train-front schedule costing no more on the held-out pairs (a ranked
-    # "addition" claim): the train losses of 8 prompts ranked them below, the held-out pairs say otherwise.
-    added: dict[str, BaselineRow] = {}
-    ranked = {c.better for c in claims if c.kind == "addition" and c.verdict == "ranked"}
-    for r, k, why in keys:
-        if k in ranked and k not in added and why is None:
-            t = by_number[r.trial]
-            t = by_number.get(t.user_attrs.get("duplicate_of"), t) if t.values is None else t  # its mask's values
-            if t.values is None:
-                continue
-            policy, schedule = _replay(prep, t, name=f"{settings.name}-t{t.number}")
-            stem = _file_stem(default_name(policy, schedule.num_steps), t.number)
-            items.append((t, policy, schedule.with_updates(name=f"{settings.name}-{stem}"), stem))
-            added[k] = r
-
     entries: list[ExportEntry] = []
     written: set[str] = set()
     for t, _, schedule, stem in items:
         e = entry(t, schedule, stem)
-        if (row := added.get(mask_key(schedule))) is not None:
-            e = replace(e, baseline=row.name, baseline_kind=row.kind, front="heldout")
         train, heldout = train_result(t), scores.results[mask_key(schedule)]
         provenance = Provenance(cachesearch=__version__, created=utc_now(), study=settings.name, trial=t.number,
                                 prompts=train.prompts, git=t.user_attrs.get("git"))

@@ -40,9 +40,7 @@ class ExportEntry:
     ``baseline``/``baseline_kind`` name the baseline the trial was, if it was one; ``speedup`` is measured
     (``--latency measured``) or None: the analytic figure is ``cost_ratio`` (indexes written before this said
     ``1 / cost_ratio`` there). ``kind``: ``static`` (masks) or ``runtime`` (a library's own cache: its cost was
-    counted per image, ``cost_heldout`` on the held-out images). ``front``: ``train`` (on the search's Pareto
-    front of train losses) or ``heldout`` (a validated baseline that, on the held-out pairs, ranked better than
-    every train-front schedule costing no more: added by validation, see :func:`.export.export_front`).
+    counted per image, ``cost_heldout`` on the held-out images).
     """
 
     file: str
@@ -60,14 +58,6 @@ class ExportEntry:
     tail: TailMetrics | None = None
     kind: str = "static"
     cost_heldout: float | None = None
-    front: str = "train"
-
-    @property
-    def origin(self) -> str:
-        """Where the file came from: ``search``, or the baseline it was (``…, added on held-out`` when validation
-        added it beside the train front)."""
-        base = self.baseline or "search"
-        return f"{base}, added on held-out" if self.front == "heldout" else base
 
     def stats(self, split: str) -> LossStats | None:
         """The per-image loss distribution on ``split`` (``None`` without one)."""
@@ -98,7 +88,7 @@ class ExportEntry:
             accuracy=QualityPair(train=acc.get("train"), heldout=acc.get("heldout")),
             tail=None if not tail else TailMetrics(train=parse_stats("tail.train", tail.get("train")),
                                                    heldout=parse_stats("tail.heldout", tail.get("heldout"))),
-            kind=d.get("kind", "static"), cost_heldout=d.get("cost_heldout"), front=d.get("front", "train"),
+            kind=d.get("kind", "static"), cost_heldout=d.get("cost_heldout"),
         )
 
 

@@ -188,10 +188,8 @@ def _validation_lines(export: ExportResult) -> list[str]:
     pairs = Counter(e.stats("heldout").n for e in export.entries if e.stats("heldout") is not None)
     lines = ["", "## Held-out validation", "",
              "Every exported schedule and compared baseline was scored on the first held-out pairs; where a ranking "
-             "the export states (a front schedule against the next cheaper one, against a baseline it beats on "
-             "average, or a baseline off the front against the best front schedule costing no more when the "
-             "baseline is better on average: an *addition*, exported beside the front once ranked) was not "
-             "resolved, both were scored on twice the pairs, up to the maximum. A ranking is "
+             "the export states (a front schedule against the next cheaper one, or against a baseline it beats on "
+             "average) was not resolved, both were scored on twice the pairs, up to the maximum. A ranking is "
              "resolved when the interval of the mean per-pair loss difference (paired BCa bootstrap; each look at "
              "the level 1 − 0.05 / looks) excludes 0; *unresolved* at the maximum means the two are a tie as far "
              "as those pairs can tell, *reversed* that the held-out pairs rank them the other way.", "",
@@ -317,7 +315,7 @@ def write_report(prep: Prepared, export: ExportResult, progress: Progress | None
             f"{_f(e.speedup, 3)} | {_f(e.quality.train)} | {_f(tr and tr.p90)} | "
             f"{_f(e.quality.heldout)}{_interval(held)} | {_f(held and held.median)} | {_f(held and held.p90)} | "
             f"{_f(held and held.max)} | {_share(held)} | {held.n if held else '–'} | "
-            f"{_f(e.accuracy.heldout, 3)} | {e.origin} |"
+            f"{_f(e.accuracy.heldout, 3)} | {e.baseline or 'search'} |"
         )
     if sampler.get("num_frames"):
         lines += _video_lines(run_dir, export, ev.metric_name)

@@ -7,10 +7,7 @@ The rankings an export states (:func:`claims`):
 - **neighbours**: along the front sorted by cost, each schedule against the next cheaper one (the front says the
   dearer one is better: otherwise why pay for it);
 - **baselines**: each baseline the report compares against, against the best front schedule costing no more
-  when that schedule is better on average (it claims to beat the baseline);
-- **additions**: each validated baseline off the front, against the best front schedule costing no more when the
-  baseline is better on average: the train losses ranked it below, and once the held-out pairs rank it better it
-  is exported beside the front (``front: heldout`` in the index).
+  when that schedule is better on average (it claims to beat the baseline).
 
 A ranking is *resolved* when the interval of the mean per-pair difference of the two schedules' losses on the
 pairs both were scored on excludes 0 (paired BCa bootstrap, :func:`cachesearch.evaluate._stats.paired_interval`:
@@ -176,8 +173,7 @@ class HeldoutScores:
 class Claim:
     """A ranking the export states: ``better`` (a compiled mask key) has a lower held-out loss than ``worse``.
 
-    ``kind``: ``"neighbour"`` (adjacent on the front), ``"baseline"`` or ``"addition"``; ``label``: how the
-    report names it.
+    ``kind``: ``"neighbour"`` (adjacent on the front) or ``"baseline"``; ``label``: how the report names it.
     After :func:`grow_until_ranked`: ``n`` common pairs, the mean per-pair difference ``better − worse`` and its
     interval at the decision level, and ``verdict``: ``"ranked"`` (interval below 0), ``"reversed"`` (above 0:
     on held-out the claim is wrong), or ``"unresolved"`` (contains 0 at the maximum pair count)."""

@@ -54,7 +54,7 @@ def _plot_section(prep: Prepared, export: ExportResult, cost_name: str) -> str:
         tip = (e.file, f"{cost_name} {e.objective:.3f}",
                f"measured speedup {e.speedup:.2f}×" if e.speedup else "speedup not measured (--latency measured)",
                f"{metric} train {fmt(e.quality.train)}, held-out {fmt(e.quality.heldout)}",
-               *_tail_tip(e), f"from {e.origin if e.baseline else 'the search'}")
+               *_tail_tip(e), f"from {e.baseline or 'the search'}")
         train = Point(e.objective, e.quality.train if e.quality.train is not None else float("nan"), "front", tip)
         held = Point(e.objective, e.quality.heldout if e.quality.heldout is not None else float("nan"),
                      "front-heldout", tip)
@@ -88,7 +88,7 @@ def _front_section(export: ExportResult, metric: str, cost_name: str) -> str:
         rows.append([f"<code>{escape(e.file)}</code>", fmt(e.objective, 3), fmt(e.quality.train),
                      fmt(e.quality.heldout) + interval, fmt(held and held.median), fmt(held and held.p90),
                      fmt(held and held.max), f"{round(held.over * held.n)} / {held.n}" if held else "–",
-                     fmt(e.accuracy.heldout, 3), escape(e.origin)])
+                     fmt(e.accuracy.heldout, 3), escape(e.baseline or "search")])
     over = f"&gt; {threshold:g}" if threshold else "broken"
     return (f"<h2>Pareto front ({len(export.entries)} files)</h2><p class=\"caption\">Held-out: the per-image "
             f"{escape(metric)} over the held-out (prompt, seed) pairs — mean with its 95 % interval (BCa bootstrap), "
