@@ -348,10 +348,14 @@ def _write(args: argparse.Namespace, results: dict[str, Any], benchmark: str = "
     doc.update(extra)
     doc["models"] = results
     write_and_say(args.out, doc)
-    _plot(results, args.out.with_suffix(".png"), "held-out" if heldout else "train")
+    full = benchmark == "search_efficiency_full"  # whole runs, one at a time on a quiet machine
+    _plot(results, args.out.with_suffix(".png"), "held-out" if heldout else "train",
+          bold=("today", "new-tpe") if full else ("today", "new"),
+          wall="wall s (quiet machine)" if full else "wall s (shared CPU: distorted)")
 
 
-def _plot(results: dict[str, Any], path: Path, losses: str) -> None:
+def _plot(results: dict[str, Any], path: Path, losses: str, bold: tuple[str, ...] = ("today", "new"),
+          wall: str = "wall s (shared CPU: distorted)") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -363,12 +367,12 @@ def _plot(results: dict[str, Any], path: Path, losses: str) -> None:
         for c in r["curves"]:
             i = order[c["config"]]
             style = {"color": plt.cm.tab10(i % 10), "ls": "-" if i < 10 else "--",
-                     "lw": 2.2 if c["config"] in ("today", "new") else 1.0}
+                     "lw": 2.2 if c["config"] in bold else 1.0}
             first = c["seed"] == min(x["seed"] for x in r["curves"] if x["config"] == c["config"])
             row[0].plot([p["macs"] for p in c["points"]], [p["hv"] for p in c["points"]],
                         label=c["config"] if first else None, **style)
             row[1].plot([p["wall_s"] for p in c["points"]], [p["hv"] for p in c["points"]], **style)
-        for ax, x in zip(row, ("denoiser MACs executed", "wall s (shared CPU: distorted)")):
+        for ax, x in zip(row, ("denoiser MACs executed", wall)):
             ax.axhline(r["target_hv"], color="k", ls=":", lw=0.8)
             ax.set_xscale("log")
             ax.set_xlabel(x)

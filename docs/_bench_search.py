@@ -233,6 +233,23 @@ def search_wall() -> str:
         sw.wall_table(d)])
 
 
+def search_full() -> str:
+    eff = bench_module("_efficiency")
+    d = load("search_efficiency_full.json")
+    return "\n\n".join([
+        "## Search efficiency at full scale",
+        "`python benchmarks/search_efficiency.py curves` (`results/search_efficiency_full.json`, `.png`; issue 28, "
+        "points 1 and 2): the compute curves of the wall-clock runs below — whole `cachesearch run` commands, two "
+        "workers, one at a time on a quiet machine, three seeds per arm — rebuilt from each run's study: the train "
+        "front at 14 compute checkpoints, every front schedule re-scored on one common set of "
+        f"{d['heldout_images']} held-out images, hypervolume of {d['hypervolume']}. Each cell: the compute to "
+        "reach that share of the old default's final hypervolume (its `--timeout 330` runs), as a multiple of the "
+        "old default's compute (MACs; median wall seconds), median over seeds, 'never' when most seeds do not "
+        "reach it. Arms: [the wall-clock table](#search-efficiency-on-the-wall-clock).",
+        env_line(d["environment"]),
+        eff.tables(d)])
+
+
 def search_efficiency() -> str:
     eff = bench_module("_efficiency")
     d, t, x = (load(f"{n}.json") for n in ("search_efficiency", "search_efficiency_train", "prefix_sharing"))

@@ -21,6 +21,7 @@ from _bench_search import (  # noqa: E402
     peers,
     runtime_families,
     search_efficiency,
+    search_full,
     search_throughput,
     search_wall,
     tail_causes,
@@ -249,6 +250,7 @@ SECTIONS: list[tuple[Callable[[], str], tuple[str, ...]]] = [
     (scenes_curvature, ("scenes_curvature.json",)),
     (search_efficiency, ("search_efficiency.json", "search_efficiency_train.json", "prefix_sharing.json")),
     (search_wall, ("search_efficiency_wall.json",)),
+    (search_full, ("search_efficiency_full.json",)),
     (gpu_suite, ("gpu_suite_dryrun_cpu/summary.json",)),
 ]
 """Each section's renderer and the result files it reads (every file in benchmarks/results/ must be on one)."""
