@@ -216,6 +216,24 @@ def forecast_guard() -> str:
         fg.table(d)])
 
 
+def near_full() -> str:
+    nf = bench_module("near_full")
+    d = load("near_full.json")
+    fb = next(x for x in load("peers_dit.json")["peers"] if x["method"] == "fbcache" and x["setting"] == "t0.05")
+    return "\n\n".join([
+        "## Static schedules near full compute",
+        f"`python benchmarks/near_full.py` (`results/near_full.json`; issue 30, point 5): the `dit` space's static "
+        f"candidates at the high-cost end of `{d['model']}` ({d['steps']} steps) — fewer steps and the "
+        "profile-placed middle cache (warm-up 1, runs of at most one reused step) with the profile a run makes "
+        f"({d['profile_prompts']} train prompts) — on {d['schedules'][0]['n']} unseen (prompt, seed) pairs, the "
+        "pairs of the peer comparison; *broken*: images over "
+        f"{d['broken_threshold']}. FirstBlockCache at threshold 0.05 runs {fb['cost_ratio']:.3f} of the compute on "
+        f"these pairs with mean {fb['tail']['mean']:.1e} and median {fb['tail']['median']:.0e} (it skips a step on "
+        "a few prompts only). Reading: [Why the tail](tail.md#peer-claims-on-enough-pairs).",
+        env_line(d["environment"], extra=f"{d['seconds']:.0f} s"),
+        nf.table(d)])
+
+
 def search_wall() -> str:
     sw = bench_module("_search_wall")
     d = load("search_efficiency_wall.json")

@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the section modules 
 
 from _bench_search import (  # noqa: E402
     forecast_guard,
+    near_full,
     objective_stat,
     peers,
     runtime_families,
@@ -243,6 +244,7 @@ SECTIONS: list[tuple[Callable[[], str], tuple[str, ...]]] = [
     (objective_stat, ("objective_stat.json",)),
     (tail_causes, ("tail_causes.json",)),
     (forecast_guard, ("forecast_guard.json",)),
+    (near_full, ("near_full.json",)),
     (embedded_baselines, ("embedded_baselines.json", "embedded_baselines_scenes.json")),
     (papers, ("papers_shapes.json", "papers_scenes.json")),
     (papers_reading, ("papers_shapes.json", "papers_scenes.json")),
