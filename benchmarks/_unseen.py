@@ -71,3 +71,16 @@ def quiet_unseen_evaluator(args: Any) -> Any:
     diffusers_logging.set_verbosity_error()
     diffusers_logging.disable_progress_bar()
     return unseen_evaluator(args.model, args.work, steps=args.steps, n=args.n, cache_dir=args.cache_dir)
+
+
+def unseen_scores(ev: Any, sched: Any, broken: float) -> dict[str, Any]:
+    """A compiled schedule on the unseen pairs of ``ev`` (:func:`unseen_evaluator`): cost, the loss distribution
+    (mean with its 95 % interval, median, p90, CVaR, max), the images over ``broken`` and the per-image losses.
+    An invalid result stops the benchmark with its reason."""
+    res = ev.evaluate(sched, split="heldout", measure=False)
+    if not res.valid:
+        raise SystemExit(f"{sched.name}: invalid ({res.reason})")
+    s = res.summary(threshold=broken, interval=True)
+    losses = [float(v) for v in res.losses]
+    return {"cost": res.cost_ratio, "mean": s.mean, "ci95": list(s.ci95), "median": s.median, "p90": s.p90,
+            "cvar": s.cvar, "max": s.max, "broken": sum(v > broken for v in losses), "n": s.n, "losses": losses}

@@ -21,7 +21,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench import RESULTS, ROOT, environment, repo_relative, write_json  # noqa: E402
-from _unseen import quiet_unseen_evaluator, unseen_arguments  # noqa: E402
+from _unseen import quiet_unseen_evaluator, unseen_arguments, unseen_scores  # noqa: E402
 
 BROKEN = 0.05
 BASE = {"front": 0, "back": 0, "warmup": 2, "threshold": 0.19}
@@ -62,18 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     for policy in grid(profile):
         sched = ev.compile(policy)
-        res = ev.evaluate(sched, split="heldout", measure=False)
-        if not res.valid:
-            raise SystemExit(f"{sched.name}: invalid ({res.reason})")
-        s = res.summary(threshold=BROKEN, interval=True)
-        losses = [float(v) for v in res.losses]
+        scores = unseen_scores(ev, sched, BROKEN)
         twin = rows[-1] if policy.guard else None  # the unguarded schedule of the same mask, scored just before
-        changed = None if twin is None else sum(abs(a - b) > 1e-6 for a, b in zip(losses, twin["losses"]))
-        rows.append({"name": sched.name, "order": policy.order, "max_skip": policy.max_skip, "guard": policy.guard,
-                     "mask": next(iter(sched.masks().values())), "cost": res.cost_ratio, "mean": s.mean,
-                     "ci95": list(s.ci95), "median": s.median, "p90": s.p90, "cvar": s.cvar, "max": s.max,
-                     "broken": sum(v > BROKEN for v in losses), "n": s.n, "changed": changed, "losses": losses})
-        r = rows[-1]
+        changed = None if twin is None else sum(abs(a - b) > 1e-6 for a, b in zip(scores["losses"], twin["losses"]))
+        rows.append(r := {"name": sched.name, "order": policy.order, "max_skip": policy.max_skip,
+                          "guard": policy.guard, "mask": next(iter(sched.masks().values())), **scores,
+                          "changed": changed})
         print(f"{r['name']}: cost {r['cost']:.3f} mean {r['mean']:.4f} p90 {r['p90']:.4f} max {r['max']:.4f} "
               f"broken {r['broken']}/{r['n']}" + ("" if changed is None else f", guard changed {changed}"),
               file=sys.stderr, flush=True)

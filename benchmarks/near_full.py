@@ -21,7 +21,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench import RESULTS, ROOT, environment, repo_relative, write_json  # noqa: E402
-from _unseen import quiet_unseen_evaluator, unseen_arguments  # noqa: E402
+from _unseen import quiet_unseen_evaluator, unseen_arguments, unseen_scores  # noqa: E402
 
 BROKEN = 0.05
 STEPS = (14, 15, 16, 17, 18, 19)
@@ -71,15 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     for policy in grid(profile):
         sched = ev.compile(policy)
-        res = ev.evaluate(sched, split="heldout", measure=False)
-        if not res.valid:
-            raise SystemExit(f"{sched.name}: invalid ({res.reason})")
-        s = res.summary(threshold=BROKEN, interval=True)
-        losses = [float(v) for v in res.losses]
-        rows.append({"label": describe(policy), "name": sched.name, "cost": res.cost_ratio, "mean": s.mean,
-                     "ci95": list(s.ci95), "median": s.median, "p90": s.p90, "max": s.max,
-                     "broken": sum(v > BROKEN for v in losses), "n": s.n, "losses": losses})
-        r = rows[-1]
+        rows.append(r := {"label": describe(policy), "name": sched.name, **unseen_scores(ev, sched, BROKEN)})
         print(f"{r['label']}: cost {r['cost']:.3f} mean {r['mean']:.2e} p90 {r['p90']:.2e} max {r['max']:.3f} "
               f"broken {r['broken']}/{r['n']}", file=sys.stderr, flush=True)
     doc = {"benchmark": "near_full", "model": args.model, "steps": args.steps, "metric": ev.metric_name,

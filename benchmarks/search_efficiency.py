@@ -262,6 +262,17 @@ def summarise(curves: list[dict[str, Any]]) -> dict[str, Any] | None:
     return {"target_hv": target, "today_macs": today_macs, "table": rows, "curves": curves}
 
 
+def _add_model(results: dict[str, Any], model: str, curves: list[dict[str, Any]], missing: str) -> None:
+    """``results[model]``: the summary of its curves, printed as its table (``missing`` printed instead when there
+    is no ``today`` curve to measure against)."""
+    summary = summarise(curves)
+    if summary is None:
+        print(missing)
+        return
+    results[model] = summary
+    print(f"\n{table(model, summary)}", flush=True)
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     import torch
 
@@ -285,12 +296,7 @@ def cmd_report(args: argparse.Namespace) -> None:
             curve = _curve(run_dir, done, rescorer, args.checkpoints, upto)
             if curve["points"]:  # a run still preparing has none
                 curves.append(curve)
-        summary = summarise(curves)
-        if summary is None:
-            print(f"{model}: no 'today' runs yet; run them first")
-            continue
-        results[model] = summary
-        print(f"\n{table(model, results[model])}", flush=True)
+        _add_model(results, model, curves, f"{model}: no 'today' runs yet; run them first")
     _write(args, results)
 
 
@@ -320,12 +326,7 @@ def cmd_curves(args: argparse.Namespace) -> None:
                 raise SystemExit(f"{run['name']}: final hypervolume {curve['points'][-1]['hv']:.6f} is not the "
                                  f"exported front's {run['hv']:.6f}")
             curves.append(curve)
-        summary = summarise(curves)
-        if summary is None:
-            print(f"{model}: no 'today' runs in {args.wall}")
-            continue
-        results[model] = summary
-        print(f"\n{table(model, summary)}", flush=True)
+        _add_model(results, model, curves, f"{model}: no 'today' runs in {args.wall}")
     _write(args, results, benchmark="search_efficiency_full", heldout=int(wall["heldout"]),
            source="the wall runs (results/search_efficiency_wall.json): whole `cachesearch run` commands, two "
                   "workers, one at a time on a quiet machine", configs=wall["arms"])
