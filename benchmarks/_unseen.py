@@ -84,3 +84,21 @@ def unseen_scores(ev: Any, sched: Any, broken: float) -> dict[str, Any]:
     losses = [float(v) for v in res.losses]
     return {"cost": res.cost_ratio, "mean": s.mean, "ci95": list(s.ci95), "median": s.median, "p90": s.p90,
             "cvar": s.cvar, "max": s.max, "broken": sum(v > broken for v in losses), "n": s.n, "losses": losses}
+
+
+def save_unseen(args: Any, ev: Any, benchmark: str, rows: list[dict[str, Any]], started: float,
+                render: Any, **extra: Any) -> None:
+    """Write a static-schedule benchmark's result (:func:`unseen_arguments`' ``--out``: model, steps, metric,
+    environment, the unseen pairs' digest, ``extra``, the rows and the seconds since ``started``) and print
+    ``render(doc)``."""
+    import sys
+    import time
+
+    from _bench import environment, repo_relative, write_json
+
+    doc = {"benchmark": benchmark, "model": args.model, "steps": args.steps, "metric": ev.metric_name,
+           "environment": environment("cpu"), "unseen_prompts": ev.prompt_set("heldout").digest(), **extra,
+           "schedules": rows, "seconds": round(time.perf_counter() - started, 1)}
+    write_json(args.out, doc)
+    print(render(doc))
+    print(f"wrote {repo_relative(args.out)} in {doc['seconds']} s", file=sys.stderr)

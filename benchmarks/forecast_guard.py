@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import RESULTS, ROOT, environment, repo_relative, write_json  # noqa: E402
-from _unseen import quiet_unseen_evaluator, unseen_arguments, unseen_scores  # noqa: E402
+from _bench import RESULTS, ROOT  # noqa: E402
+from _unseen import quiet_unseen_evaluator, save_unseen, unseen_arguments, unseen_scores  # noqa: E402
 
 BROKEN = 0.05
 BASE = {"front": 0, "back": 0, "warmup": 2, "threshold": 0.19}
@@ -71,13 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['name']}: cost {r['cost']:.3f} mean {r['mean']:.4f} p90 {r['p90']:.4f} max {r['max']:.4f} "
               f"broken {r['broken']}/{r['n']}" + ("" if changed is None else f", guard changed {changed}"),
               file=sys.stderr, flush=True)
-    doc = {"benchmark": "forecast_guard", "model": args.model, "steps": args.steps, "metric": ev.metric_name,
-           "environment": environment("cpu"), "unseen_prompts": ev.prompt_set("heldout").digest(),
-           "broken_threshold": BROKEN, "base": BASE, "schedules": rows,
-           "seconds": round(time.perf_counter() - t0, 1)}
-    write_json(args.out, doc)
-    print(table(doc))
-    print(f"wrote {repo_relative(args.out)} in {doc['seconds']} s", file=sys.stderr)
+    save_unseen(args, ev, "forecast_guard", rows, t0, table, broken_threshold=BROKEN, base=BASE)
     return 0
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import RESULTS, ROOT, environment, repo_relative, write_json  # noqa: E402
-from _unseen import quiet_unseen_evaluator, unseen_arguments, unseen_scores  # noqa: E402
+from _bench import RESULTS, ROOT  # noqa: E402
+from _unseen import quiet_unseen_evaluator, save_unseen, unseen_arguments, unseen_scores  # noqa: E402
 
 BROKEN = 0.05
 STEPS = (14, 15, 16, 17, 18, 19)
@@ -74,13 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(r := {"label": describe(policy), "name": sched.name, **unseen_scores(ev, sched, BROKEN)})
         print(f"{r['label']}: cost {r['cost']:.3f} mean {r['mean']:.2e} p90 {r['p90']:.2e} max {r['max']:.3f} "
               f"broken {r['broken']}/{r['n']}", file=sys.stderr, flush=True)
-    doc = {"benchmark": "near_full", "model": args.model, "steps": args.steps, "metric": ev.metric_name,
-           "environment": environment("cpu"), "unseen_prompts": ev.prompt_set("heldout").digest(),
-           "profile_prompts": PROFILE_PROMPTS, "broken_threshold": BROKEN, "schedules": rows,
-           "seconds": round(time.perf_counter() - t0, 1)}
-    write_json(args.out, doc)
-    print(table(doc))
-    print(f"wrote {repo_relative(args.out)} in {doc['seconds']} s", file=sys.stderr)
+    save_unseen(args, ev, "near_full", rows, t0, table, profile_prompts=PROFILE_PROMPTS, broken_threshold=BROKEN)
     return 0
 
 
