@@ -102,3 +102,13 @@ def save_unseen(args: Any, ev: Any, benchmark: str, rows: list[dict[str, Any]], 
     write_json(args.out, doc)
     print(render(doc))
     print(f"wrote {repo_relative(args.out)} in {doc['seconds']} s", file=sys.stderr)
+
+
+def train_profile(args: Any, ev: Any, n: int | None = None) -> Any:
+    """The block-change profile a run would make for :func:`unseen_arguments`' model and steps: the mean over the
+    first ``n`` train prompts (default 8, the train split), computed with ``ev``'s model."""
+    from cachesearch.evaluate import EvalConfig, Evaluator, profile_blocks
+
+    prof_ev = Evaluator(EvalConfig(model=args.model, num_inference_steps=args.steps, n_train=8, n_heldout=1,
+                                   batch_size=8, cache_dir=args.cache_dir), model=ev.model)
+    return profile_blocks(prof_ev, n=n)

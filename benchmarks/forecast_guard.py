@@ -21,7 +21,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench import RESULTS, ROOT  # noqa: E402
-from _unseen import quiet_unseen_evaluator, save_unseen, unseen_arguments, unseen_scores  # noqa: E402
+from _unseen import (  # noqa: E402
+    quiet_unseen_evaluator,
+    save_unseen,
+    train_profile,
+    unseen_arguments,
+    unseen_scores,
+)
 
 BROKEN = 0.05
 BASE = {"front": 0, "back": 0, "warmup": 2, "threshold": 0.19}
@@ -52,13 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     unseen_arguments(p, work=ROOT / ".cache" / "tail_causes", out=RESULTS / "forecast_guard.json")
     args = p.parse_args(argv)
-    from cachesearch.evaluate import EvalConfig, Evaluator, profile_blocks
-
     t0 = time.perf_counter()
     ev = quiet_unseen_evaluator(args)
-    prof_ev = Evaluator(EvalConfig(model=args.model, num_inference_steps=args.steps, n_train=8, n_heldout=1,
-                                   batch_size=8, cache_dir=args.cache_dir), model=ev.model)
-    profile = profile_blocks(prof_ev)  # the 8-prompt mean profile a run uses (tail_causes' "mean8")
+    profile = train_profile(args, ev)  # the 8-prompt mean profile a run uses (tail_causes' "mean8")
     rows: list[dict[str, Any]] = []
     for policy in grid(profile):
         sched = ev.compile(policy)

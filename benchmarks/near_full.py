@@ -21,7 +21,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench import RESULTS, ROOT  # noqa: E402
-from _unseen import quiet_unseen_evaluator, save_unseen, unseen_arguments, unseen_scores  # noqa: E402
+from _unseen import (  # noqa: E402
+    quiet_unseen_evaluator,
+    save_unseen,
+    train_profile,
+    unseen_arguments,
+    unseen_scores,
+)
 
 BROKEN = 0.05
 STEPS = (14, 15, 16, 17, 18, 19)
@@ -61,13 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     unseen_arguments(p, work=ROOT / ".cache" / "tail_causes", out=RESULTS / "near_full.json")
     args = p.parse_args(argv)
-    from cachesearch.evaluate import EvalConfig, Evaluator, profile_blocks
-
     t0 = time.perf_counter()
     ev = quiet_unseen_evaluator(args)
-    prof_ev = Evaluator(EvalConfig(model=args.model, num_inference_steps=args.steps, n_train=8, n_heldout=1,
-                                   batch_size=8, cache_dir=args.cache_dir), model=ev.model)
-    profile = profile_blocks(prof_ev, n=PROFILE_PROMPTS)  # what `cachesearch run` profiles (--profile-prompts)
+    profile = train_profile(args, ev, PROFILE_PROMPTS)  # what `cachesearch run` profiles (--profile-prompts)
     rows: list[dict[str, Any]] = []
     for policy in grid(profile):
         sched = ev.compile(policy)
