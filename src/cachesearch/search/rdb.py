@@ -79,7 +79,7 @@ def with_retry(fn: Callable[[], Any], what: str, health: Health | None = None, *
     """Call ``fn`` until it does not fail with an unreachable database, for up to :func:`retry_seconds`."""
     limit = retry_seconds()
     deadline = time.monotonic() + limit
-    delay, longest = 0.2, _longest_delay()
+    delay = 0.2
     attempt = 0
     while True:
         try:
@@ -98,7 +98,7 @@ def with_retry(fn: Callable[[], Any], what: str, health: Health | None = None, *
                     f"`cachesearch run --name …` once the database is back to resume"
                 ) from e
             time.sleep(delay)
-            delay = min(delay * 2, longest)
+            delay = min(delay * 2, _longest_delay())  # read on failures only: every storage call comes here
             attempt += 1
             continue
         if health is not None:
