@@ -328,12 +328,14 @@ def cmd_curves(args: argparse.Namespace) -> None:
             curves.append(curve)
         _add_model(results, model, curves, f"{model}: no 'today' runs in {args.wall}")
     _write(args, results, benchmark="search_efficiency_full", heldout=int(wall["heldout"]),
+           bold=("today", "new-tpe"), wall_label="wall s (quiet machine)",
            source="the wall runs (results/search_efficiency_wall.json): whole `cachesearch run` commands, two "
                   "workers, one at a time on a quiet machine", configs=wall["arms"])
 
 
 def _write(args: argparse.Namespace, results: dict[str, Any], benchmark: str = "search_efficiency",
-           heldout: int | None = None, **extra: Any) -> None:
+           heldout: int | None = None, bold: tuple[str, ...] = ("today", "new"),
+           wall_label: str = "wall s (shared CPU: distorted)", **extra: Any) -> None:
     from benchmarks._bench import environment, write_and_say
 
     heldout = args.heldout if heldout is None else heldout
@@ -349,10 +351,7 @@ def _write(args: argparse.Namespace, results: dict[str, Any], benchmark: str = "
     doc.update(extra)
     doc["models"] = results
     write_and_say(args.out, doc)
-    full = benchmark == "search_efficiency_full"  # whole runs, one at a time on a quiet machine
-    _plot(results, args.out.with_suffix(".png"), "held-out" if heldout else "train",
-          bold=("today", "new-tpe") if full else ("today", "new"),
-          wall="wall s (quiet machine)" if full else "wall s (shared CPU: distorted)")
+    _plot(results, args.out.with_suffix(".png"), "held-out" if heldout else "train", bold=bold, wall=wall_label)
 
 
 def _plot(results: dict[str, Any], path: Path, losses: str, bold: tuple[str, ...] = ("today", "new"),
