@@ -114,3 +114,36 @@ def test_the_export_scores_held_out_pairs_on_the_workers_with_the_in_process_val
     for got, want in zip(results, mine):
         assert got.valid and got.images == want.images
         assert got.losses == pytest.approx(want.losses, rel=1e-6, abs=1e-9)
+
+
+class _WorkersAtSearchStart(Progress):
+    """Notes the worker processes alive when the trial loop starts."""
+
+    def __init__(self) -> None:
+        self.at_start: set[int] | None = None
+
+    def start(self, *, total: int | None, done: int, timeout: float | None) -> None:
+        import psutil
+
+        self.at_start = {p.pid for p in psutil.Process().children(recursive=True)
+                         if "spawn_main" in " ".join(p.cmdline())}
+
+
+def test_a_run_starts_its_workers_before_it_prepares_and_validates_on_them(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workers' start-up (imports, model, metric) overlaps the driver's preparation, not the search's
+    ``--timeout``; the search and the export's held-out validation share the one pool."""
+    from cachesearch.search.executors import pool as pool_module
+
+    started = []
+    real = pool_module.start_pool
+    monkeypatch.setattr(pool_module, "start_pool", lambda *a, **k: started.append(a) or real(*a, **k))
+    s = replace(_settings(tmp_path, "early", workers=2, trials=6), num_steps=8, n_train=4, space="steps")
+    progress = _WorkersAtSearchStart()
+    summary = run_search(s, progress, cache_dir=str(tmp_path / "cache"))
+    assert summary.export is not None and summary.export.front_trials
+    study = optuna.load_study(study_name=s.name, storage=open_storage(str(s.run_dir / "study.journal")))
+    pids = {t.user_attrs["worker"]["pid"] for t in study.get_trials() if "worker" in t.user_attrs}
+    assert progress.at_start is not None and len(progress.at_start) == 2  # up before the first trial was asked
+    assert pids and pids <= progress.at_start
+    assert len(started) == 1  # neither the search nor the held-out validation started another pool

@@ -271,13 +271,14 @@ def run_search(settings: RunSettings, progress: Progress | None = None, *, space
         settings.eval_config(cache_dir)  # invalid evaluation settings fail here, before the run folder exists
     preflight(settings)  # an unreachable database or cluster fails here, before the model loads
     new = not settings.run_dir.exists()
-    with run_lock(settings.run_dir):
+    with run_lock(settings.run_dir), _early_pool(settings, cache_dir, evaluator) as pool:
         try:
             prep = prepare(settings, progress, space_given=space_given, cache_dir=cache_dir, evaluator=evaluator)
         except BaseException:
             if new:  # nothing was searched: leave no folder behind (a wrong model, space or option)
                 shutil.rmtree(settings.run_dir, ignore_errors=True)
             raise
+        prep.pool = pool
         if on_prepared is not None:
             on_prepared(prep)
         loop = executors.get(settings.executor)(prep, progress)
@@ -304,6 +305,25 @@ def run_search(settings: RunSettings, progress: Progress | None = None, *, space
             summary.front = summary.export.front_trials
         summary.seconds = time.monotonic() - t0
         return summary
+
+
+@contextlib.contextmanager
+def _early_pool(settings: RunSettings, cache_dir: str | None, evaluator: Evaluator | None) -> Iterator[Any]:
+    """The worker processes of a local run with ``--workers`` > 1, started before it prepares so that their
+    start-up (imports, model, metric) overlaps the profile rather than the search's ``--timeout``; shut down when
+    the run ends. ``None`` for other runs, and where the caller brought its own evaluator (its configuration is
+    not the settings')."""
+    if settings.executor != "local" or settings.workers < 2 or evaluator is not None:
+        yield None
+        return
+    from .executors.pool import start_pool
+    from .executors.worker import worker_eval_config
+
+    pool = start_pool(settings.workers, worker_eval_config(settings, cache_dir))
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 @contextlib.contextmanager

@@ -18,6 +18,8 @@ from ..space import ResolvedSpace
 from ..study import StudyHandle
 
 if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
+
     import optuna
 
     from ...evaluate import Evaluator
@@ -71,6 +73,9 @@ class Prepared:
     run_dir: Path
     profile: BlockProfile | None = None
     notes: list[str] = field(default_factory=list)
+    pool: ProcessPoolExecutor | None = None
+    """The run's worker processes when ``cachesearch run`` started them before it
+    prepared (local executor, ``--workers`` > 1); the search and the held-out validation run on them."""
 
     @property
     def study(self) -> optuna.Study:

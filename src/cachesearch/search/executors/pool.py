@@ -9,8 +9,11 @@ without sending them out.
 
 Workers are ``spawn``ed (no CUDA or thread-pool state inherited), ignore Ctrl-C (the driver decides: the
 first one stops asking and lets running trials finish, a second fails and re-enqueues them) and build their
-evaluator once from the reference cache the driver filled. A worker that dies (killed, out of memory) fails
-its trial with the reason and re-enqueues it; the pool is restarted.
+evaluator once; the train references come from the cache the driver filled. A ``cachesearch run`` starts them
+before it prepares (:func:`start_pool`): their start-up (imports, model, metric: seconds) overlaps the driver's
+profile instead of the search's time budget, and the export's held-out validation runs on the same processes.
+A worker that dies (killed, out of memory) fails its trial with the reason and re-enqueues it; the pool is
+restarted.
 """
 
 from __future__ import annotations
@@ -33,16 +36,16 @@ from ..provenance import runner_attrs
 from ..trials import budget_counts, finished_count, front_size
 from .base import LoopResult, Prepared, Progress, record_outcome
 from .local import WAIT_FOR_OTHERS_S, StopFlag, _abort_trial, _claimer, _signals, loop_state
-from .worker import WORKER, WorkerSetup, worker_setup, worker_state
+from .worker import WORKER, WorkerSetup, prebuilt_key, quiet_worker, worker_setup, worker_state
 
 if TYPE_CHECKING:
     import optuna
 
-    from ...evaluate import EvalResult
+    from ...evaluate import EvalConfig, EvalResult
     from ...schedule import Policy, Schedule
     from ..validation import Job, Runner
 
-__all__ = ["heldout_runner", "run_pool"]
+__all__ = ["heldout_runner", "run_pool", "start_pool"]
 
 
 def _exit_with_driver(interval_s: float = 1.0) -> None:
@@ -61,22 +64,44 @@ def _exit_with_driver(interval_s: float = 1.0) -> None:
     threading.Thread(target=watch, name="cachesearch-driver-watch", daemon=True).start()
 
 
-def _init_worker(setup: WorkerSetup) -> None:
-    """Process-pool initializer: exit with the driver, ignore Ctrl-C, one torch thread, build the evaluator now."""
+def _init_worker(config: EvalConfig | None) -> None:
+    """Process-pool initializer: exit with the driver, ignore Ctrl-C, one torch thread, and build the evaluator of
+    ``config`` now (the first trial's :func:`worker_state` takes it over)."""
     import torch
 
     _exit_with_driver()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(max(1, setup.threads))
-    WORKER["setup"] = setup
-    worker_state(setup)
+    torch.set_num_threads(1)
+    if config is None:
+        return
+    try:
+        from ...evaluate import Evaluator
+
+        quiet_worker()
+        WORKER[prebuilt_key(config)] = Evaluator(config)
+    except Exception:  # noqa: BLE001 - the first trial builds it again and records the error as its reason
+        pass
 
 
-def _evaluate(policy: Policy, number: int, entries: dict[str, Any], screen: bool) -> str:
+def _started() -> int:
+    return 0
+
+
+def start_pool(workers: int, config: EvalConfig | None) -> ProcessPoolExecutor:
+    """``workers`` worker processes, started now; each builds the evaluator of ``config`` as it starts (``None``:
+    at its first trial). The pool spawns a process per task while none is idle, so one no-op task per worker
+    starts them all."""
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(config,))
+    for _ in range(workers):
+        pool.submit(_started)
+    return pool
+
+
+def _evaluate(setup: WorkerSetup, policy: Policy, number: int, entries: dict[str, Any], screen: bool) -> str:
     """Evaluate one candidate in a worker; returns the :class:`Outcome` as JSON."""
     import os
 
-    setup: WorkerSetup = WORKER["setup"]
     ev, _ = worker_state(setup)
     known = KnownMasks(entries=dict(entries))
     outcome = evaluate_candidate(ev, policy, setup.objectives, known=known, number=number,
@@ -92,27 +117,29 @@ class _Task:
     key: str | None
 
 
-def _evaluate_heldout(schedule: Schedule, first: int, stop: int, measure: bool) -> str:
+def _evaluate_heldout(setup: WorkerSetup, schedule: Schedule, first: int, stop: int, measure: bool) -> str:
     """Score one held-out range of a schedule in a worker; returns the result as JSON."""
     import json
 
-    ev, _ = worker_state(WORKER["setup"])
+    ev, _ = worker_state(setup)
     return json.dumps(result_attr(ev.evaluate(schedule, split="heldout", measure=measure, images=slice(first, stop))))
 
 
 @contextlib.contextmanager
 def heldout_runner(prep: Prepared, workers: int) -> Iterator[Runner]:
     """A :data:`~..validation.Runner` that scores held-out ranges on ``workers`` worker processes (the export of
-    a run with ``--workers N``: its held-out validation is as parallel as its search). A worker that dies leaves
-    its jobs to this process."""
+    a run with ``--workers N``: its held-out validation is as parallel as its search): the run's own
+    (``prep.pool``), else a pool started here. A worker that dies leaves its jobs to this process."""
     import json
 
     from ..validation import result_from_dict
 
-    pool = _new_pool(workers, worker_setup(prep, threads=1))
+    setup = worker_setup(prep, threads=1)
+    owned = prep.pool is None
+    pool = start_pool(workers, setup.eval_config) if owned else prep.pool
 
     def run(jobs: Sequence[Job]) -> list[EvalResult]:
-        futures = [pool.submit(_evaluate_heldout, s, a, b, m) for s, a, b, m in jobs]
+        futures = [pool.submit(_evaluate_heldout, setup, s, a, b, m) for s, a, b, m in jobs]
         out = []
         for (s, a, b, m), fut in zip(jobs, futures, strict=True):
             try:
@@ -124,17 +151,14 @@ def heldout_runner(prep: Prepared, workers: int) -> Iterator[Runner]:
     try:
         yield run
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _new_pool(workers: int, setup: WorkerSetup) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(setup,))
+        if owned:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run_pool(prep: Prepared, progress: Progress, *, flag: StopFlag | None = None) -> LoopResult:
     """Run trials on ``--workers`` local processes until the budget, the timeout or Ctrl-C (as
-    :func:`~.local.run_local`: the timeout stops asking; running trials finish)."""
+    :func:`~.local.run_local`: the timeout stops asking; running trials finish). The processes are the run's own
+    (``prep.pool``, started before it prepared; left running for the export), else a pool started here."""
     from optuna.exceptions import UpdateFinishedTrialError
 
     study, settings = prep.study, prep.settings
@@ -197,7 +221,7 @@ def run_pool(prep: Prepared, progress: Progress, *, flag: StopFlag | None = None
             in_driver(task)
             return
         screen = not baseline_attrs(task.trial.user_attrs)  # baselines get full values for the report
-        args = (_evaluate, task.policy, task.trial.number, dict(known.entries), screen)
+        args = (_evaluate, setup, task.policy, task.trial.number, dict(known.entries), screen)
         try:
             fut = pool.submit(*args)
         except BrokenProcessPool:  # a worker died while idle: its running peers are lost too; start afresh
@@ -211,7 +235,9 @@ def run_pool(prep: Prepared, progress: Progress, *, flag: StopFlag | None = None
         for t in running.values():
             lost(t)
         running.clear()
-        pool = _new_pool(workers, setup)
+        pool = start_pool(workers, setup.eval_config)
+        if not owned:
+            prep.pool = pool  # the export's held-out validation uses the live one
 
     def lost(task: _Task) -> None:
         keeper.stop(task.trial._trial_id)
@@ -222,7 +248,8 @@ def run_pool(prep: Prepared, progress: Progress, *, flag: StopFlag | None = None
         """(finished, pending) toward the budget: the shared study's, or this process's own."""
         return budget_counts(study) if shared else (done, len(running) + len(parked))
 
-    pool = _new_pool(workers, setup)
+    owned = prep.pool is None
+    pool = start_pool(workers, setup.eval_config) if owned else prep.pool
     waiting_since: float | None = None
     with _signals(flag, progress), keeper:
         try:
@@ -292,6 +319,7 @@ def run_pool(prep: Prepared, progress: Progress, *, flag: StopFlag | None = None
             running.clear()
             parked.clear()
         finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+            if owned:
+                pool.shutdown(wait=False, cancel_futures=True)
     progress.end()
     return LoopResult(evaluated=evaluated, stopped=stopped)

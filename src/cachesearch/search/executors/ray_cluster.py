@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .worker import WORKER, quiet_worker
+from .worker import WORKER, prebuilt_key, quiet_worker
 
 if TYPE_CHECKING:
     from ...evaluate import EvalConfig, Evaluator
@@ -72,7 +72,7 @@ def _shard(config: EvalConfig, split: str, start: int, stop: int, threads: int) 
     from ...evaluate import Evaluator
 
     torch.set_num_threads(max(1, threads))
-    key = f"refs:{config.to_dict()}"
+    key = prebuilt_key(config)
     ev = WORKER.get(key)
     if ev is None:
         quiet_worker()

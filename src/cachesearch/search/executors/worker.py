@@ -21,13 +21,28 @@ from ..screening import Screening
 if TYPE_CHECKING:
     from ...evaluate import EvalConfig, Evaluator
     from ...schedule import BlockProfile
+    from ..settings import RunSettings
     from ..space import ResolvedSpace
     from .base import Prepared
 
-__all__ = ["WORKER", "WorkerSetup", "worker_setup", "worker_state"]
+__all__ = ["WORKER", "WorkerSetup", "prebuilt_key", "worker_eval_config", "worker_setup", "worker_state"]
 
 WORKER: dict[str, Any] = {}
-"""Per-process cache: ``(evaluator, resolved space)`` per configuration key, ``loads`` (evaluators built)."""
+"""Per-process cache: ``(evaluator, resolved space)`` per configuration key, ``loads`` (evaluators built), and an
+evaluator built ahead of the first trial (:func:`prebuilt_key`)."""
+
+
+def prebuilt_key(config: EvalConfig) -> str:
+    """The :data:`WORKER` key of an evaluator built before the process's first trial (while the driver prepared the
+    run, or for reference shards); :func:`worker_state` takes it over."""
+    return f"evaluator:{config.to_dict()}"
+
+
+def worker_eval_config(settings: RunSettings, cache_dir: str | None) -> EvalConfig:
+    """The evaluator configuration of a run's workers: the run's, with the reference cache as an absolute path
+    (workers may run elsewhere)."""
+    given = settings.eval_config(cache_dir)
+    return settings.eval_config(cache_dir=str(Path(given.cache_dir).expanduser().resolve()))
 
 
 @dataclass(frozen=True)
@@ -50,7 +65,7 @@ class WorkerSetup:
 def worker_setup(prep: Prepared, *, threads: int) -> WorkerSetup:
     """The setup of ``prep``'s workers, each running torch with ``threads`` CPU threads."""
     settings = prep.settings
-    eval_config = settings.eval_config(cache_dir=str(Path(prep.ev.config.cache_dir).expanduser().resolve()))
+    eval_config = worker_eval_config(settings, prep.ev.config.cache_dir)
     space = prep.space.space
     return WorkerSetup(
         key=json.dumps({"eval": eval_config.to_dict(), "space": space.digest}, sort_keys=True, default=str),
@@ -75,7 +90,7 @@ def worker_state(setup: WorkerSetup) -> tuple[Evaluator, ResolvedSpace]:
     cached = WORKER.get(setup.key)
     if cached is None:
         quiet_worker()
-        ev = WORKER.pop(f"refs:{setup.eval_config.to_dict()}", None)  # built for reference shards: reuse it
+        ev = WORKER.pop(prebuilt_key(setup.eval_config), None)
         if ev is None:
             ev = Evaluator(setup.eval_config)
         WORKER["loads"] = WORKER.get("loads", 0) + 1
