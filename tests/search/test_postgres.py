@@ -200,8 +200,9 @@ def test_postgres_processes_share_one_study_survive_a_kill_and_a_restart_and_exp
     assert len(reruns) == 1
     if reruns[0].state == TrialState.WAITING:
         assert reruns[0].system_attrs["fixed_params"] == {**t.system_attrs.get("fixed_params", {}), **t.params}
-    else:
-        assert reruns[0].params == t.params
+    else:  # every parameter the killed trial had; killed while its driver was still suggesting, it had only the
+        # first ones (seen: {'steps.count': 4}), and the re-run samples the rest
+        assert reruns[0].params.items() >= t.params.items(), (reruns[0].params, t.params)
     assert reruns[0].state in (TrialState.WAITING, TrialState.COMPLETE)  # WAITING: the budget was met without it
     # the restart failed no live trial
     assert [r.number for r in trials if r.user_attrs.get("requeued")] == [target]
