@@ -354,8 +354,7 @@ def _write(args: argparse.Namespace, results: dict[str, Any], benchmark: str = "
     _plot(results, args.out.with_suffix(".png"), "held-out" if heldout else "train", bold=bold, wall=wall_label)
 
 
-def _plot(results: dict[str, Any], path: Path, losses: str, bold: tuple[str, ...] = ("today", "new"),
-          wall: str = "wall s (shared CPU: distorted)") -> None:
+def _plot(results: dict[str, Any], path: Path, losses: str, *, bold: tuple[str, ...], wall: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

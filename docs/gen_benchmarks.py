@@ -244,7 +244,7 @@ SECTIONS: list[tuple[Callable[[], str], tuple[str, ...]]] = [
     (objective_stat, ("objective_stat.json",)),
     (tail_causes, ("tail_causes.json",)),
     (forecast_guard, ("forecast_guard.json",)),
-    (near_full, ("near_full.json",)),
+    (near_full, ("near_full.json", "peers_dit.json")),
     (embedded_baselines, ("embedded_baselines.json", "embedded_baselines_scenes.json")),
     (papers, ("papers_shapes.json", "papers_scenes.json")),
     (papers_reading, ("papers_shapes.json", "papers_scenes.json")),
