@@ -240,3 +240,36 @@ def test_a_trial_whose_worker_was_lost_is_failed_with_the_reason_and_asked_again
     again = searcher._pop_requeued()
     assert again is not None and not searcher._requeue(again, "lost a third time")  # then a plain FAIL
     assert searcher._pop_requeued() is None
+
+
+def test_a_trial_errored_while_pending_its_retry_takes_the_retried_failure_as_its_cause() -> None:
+    """Tune can error a trial a second time while it is PENDING for the retry of a lost node, leaving no new error
+    entry (seen in CI: "worker error … the trial raised or its worker died" with the node's death recorded in
+    ``ray_retries``). The recorded failure is the cause: the worker was lost, so the trial is re-enqueued."""
+    pytest.importorskip("ray.tune", reason="ray is not installed (pip install 'cachesearch[ray]')")
+    from cachesearch.search.executors.ray import StudySearcher
+    from cachesearch.search.executors.ray_events import _DRIVER
+
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    searcher = StudySearcher.__new__(StudySearcher)
+    searcher._ot_study, searcher._completed_trials, searcher._ot_trials = study, set(), {}
+    died = "The actor died because its node has died. Node Id: d7dc; the actor's node was terminated unexpectedly"
+    for tune_id, retries in (("lost", [{"failure": 1, "error": died}]), ("raised", [])):
+        trial = study.ask()
+        trial.suggest_int("x", 0, 9)
+        trial.set_user_attr("ray_retries", retries)
+        searcher._ot_trials[tune_id] = trial
+    saved = dict(_DRIVER)
+    try:
+        _DRIVER.update(tune_trials={}, progress=None)
+        searcher.on_trial_complete("lost", None, error=True)
+        searcher.on_trial_complete("raised", None, error=True)
+    finally:
+        _DRIVER.clear()
+        _DRIVER.update(saved)
+    lost, raised, rerun = study.get_trials()
+    assert lost.state == TrialState.FAIL and lost.user_attrs["requeued"]
+    assert "worker lost" in lost.user_attrs["reason"] and "node" in lost.user_attrs["reason"]
+    assert rerun.state == TrialState.WAITING and rerun.user_attrs["requeued_from"] == lost.number
+    assert raised.state == TrialState.FAIL and "requeued" not in raised.user_attrs
+    assert raised.user_attrs["reason"].startswith("worker error (FailureConfig retries exhausted)")

@@ -42,7 +42,8 @@ def _error_summary(text: str) -> str:
 
 def _worker_lost(text: str) -> bool:
     """Whether the error is the worker process (or its node) dying, not the trial raising."""
-    return "The actor died" in text or "ActorDiedError" in text or "RayActorError" in text
+    return any(mark in text for mark in ("The actor died", "ActorDiedError", "RayActorError",
+                                         "ActorUnavailableError", "is unavailable: "))
 
 
 class _TrialEvents(Callback):

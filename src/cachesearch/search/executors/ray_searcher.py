@@ -116,6 +116,9 @@ class StudySearcher(OptunaSearch):
         if outcome is None and error:
             tune_trial = _DRIVER.get("tune_trials", {}).get(trial_id)
             text = _error_text(tune_trial) if tune_trial is not None else ""
+            if not text:  # errored while PENDING for its retry: no new entry; the cause is the failure retried
+                retries = self._ot_study._storage.get_trial(ot_trial._trial_id).user_attrs.get("ray_retries", [])
+                text = str(retries[-1].get("error", "")) if retries else ""
             cause = _error_summary(text) if text else "the trial raised or its worker died"
             lost = _worker_lost(text)
             if lost and self._requeue(ot_trial, cause):
