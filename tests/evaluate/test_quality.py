@@ -297,6 +297,30 @@ def test_matches_stlpips_reference_implementation(
     torch.testing.assert_close(st_metric(cand, ref), expected, rtol=1e-5, atol=1e-7)
 
 
+def test_reference_features_are_kept_and_the_distances_stay_bit_identical() -> None:
+    """A repeated reference batch runs the trunk on the candidates only (counted at its first convolution), and
+    the distances equal a fresh metric's and the network's own two-input forward bit for bit."""
+    metric, fresh = ShiftTolerantLpipsAlexMetric(batch_size=4), ShiftTolerantLpipsAlexMetric(batch_size=4)
+    ref = structured_images(6, 32, seed=7)  # two batches: 4 + 2
+    runs: list[int] = []
+    metric.model.net.slice1[0].register_forward_hook(lambda m, args, out: runs.append(args[0].shape[0]))
+    for seed in (8, 9, 10):
+        cand = (ref + 0.05 * torch.randn(ref.shape, generator=torch.Generator().manual_seed(seed))).clamp(0, 1)
+        runs.clear()
+        got = metric(cand, ref)
+        assert sum(runs) == (12 if seed == 8 else 6), runs  # candidates and references, then candidates only
+        assert torch.equal(got, fresh(cand, ref.clone()))
+        with torch.inference_mode():
+            scaled = [metric._resize(t) * 2 - 1 for t in (cand, ref)]
+            direct = torch.cat([metric.model(scaled[0][i:i + 4], scaled[1][i:i + 4]) for i in (0, 4)])
+        assert torch.equal(got, direct)
+    other = ref.flip(0)  # other content, same shapes: not served from the cache
+    runs.clear()
+    assert torch.equal(metric(ref, other), fresh(ref, other))
+    assert sum(runs) == 12
+    assert torch.equal(metric(ref, ref.clone()), torch.zeros(6))
+
+
 def test_checkpoint_name_matches_torchvision() -> None:
     tv_models = pytest.importorskip("torchvision.models")
     assert tv_models.AlexNet_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1] == LPIPS_ALEX_CHECKPOINT

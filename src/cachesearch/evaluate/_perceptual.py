@@ -8,6 +8,13 @@ linear heads were calibrated on the 64x64 patches of the BAPPS dataset, so by de
 side is under ``min_size=64`` px are bilinearly upsampled (aspect ratio kept) before the trunk. Candidate
 and reference are resized identically, so identical inputs stay identical.
 
+Reference features
+------------------
+A search scores every candidate against the same few reference batches, so a metric whose trunk runs on each
+input separately (shift-tolerant LPIPS) keeps the normalised features of the last reference batches it saw,
+keyed by their content: the trunk runs once per candidate batch instead of twice. The distances are
+bit-identical to recomputing them (the same kernels on the same tensors).
+
 lpips and torchvision are imported when a metric is built; importing this module is cheap.
 """
 
@@ -17,8 +24,9 @@ import abc
 import enum
 import hashlib
 import math
+from collections import OrderedDict
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -78,6 +86,7 @@ class PerceptualMetric(abc.ABC):
         self._device = torch.device(device)
         self._min_size = min_size
         self._batch_size = batch_size
+        self._reference_cache: OrderedDict[str, Any] = OrderedDict()
 
     @property
     def device(self) -> torch.device:
@@ -89,9 +98,40 @@ class PerceptualMetric(abc.ABC):
         """Shorter image side below which inputs are bilinearly upsampled before the trunk."""
         return self._min_size
 
+    #: Reference batches whose features are kept (a search scores against a few: train, its screening ranges).
+    reference_cache_size: ClassVar[int] = 16
+
     @abc.abstractmethod
     def _distance(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-pair distances [N] for float32 inputs in [-1, 1] on ``self.device``, sides >= ``min_size``."""
+
+    def _features(self, y: torch.Tensor) -> Any | None:
+        """What :meth:`_compare` needs of the inputs ``y`` (as for :meth:`_distance`), or ``None`` where the metric
+        cannot split (then every call runs :meth:`_distance`)."""
+        return None
+
+    def _compare(self, x: torch.Tensor, features: Any) -> torch.Tensor:
+        """Per-pair distances [N] of ``x`` to the inputs whose :meth:`_features` are ``features``; equal to
+        ``_distance(x, y)`` bit for bit."""
+        raise NotImplementedError
+
+    def _reference_distance(self, x: torch.Tensor, y: torch.Tensor, y_host: torch.Tensor) -> torch.Tensor:
+        """``_distance(x, y)``, with ``y``'s features looked up by the content of ``y_host`` (its CPU copy)."""
+        h = hashlib.blake2b(digest_size=16)
+        h.update(f"{tuple(y_host.shape)}{y_host.dtype}".encode())
+        h.update(y_host.detach().contiguous().cpu().view(torch.uint8).numpy().tobytes())
+        key = h.hexdigest()
+        features = self._reference_cache.get(key)
+        if features is None:
+            features = self._features(y)
+            if features is None:
+                return self._distance(x, y)
+            self._reference_cache[key] = features
+            while len(self._reference_cache) > self.reference_cache_size:
+                self._reference_cache.popitem(last=False)
+        else:
+            self._reference_cache.move_to_end(key)
+        return self._compare(x, features)
 
     def _resize(self, t: torch.Tensor) -> torch.Tensor:
         h, w = t.shape[-2:]
@@ -109,10 +149,11 @@ class PerceptualMetric(abc.ABC):
         with torch.inference_mode():
             for start in range(0, images.shape[0], self._batch_size):
                 x = images[start : start + self._batch_size].to(self._device, torch.float32)
-                y = references[start : start + self._batch_size].to(self._device, torch.float32)
+                y_host = references[start : start + self._batch_size]
+                y = y_host.to(self._device, torch.float32)
                 if x.shape[1] == 1:
                     x, y = x.expand(-1, 3, -1, -1), y.expand(-1, 3, -1, -1)
-                d = self._distance(self._resize(x) * 2 - 1, self._resize(y) * 2 - 1).float().cpu()
+                d = self._reference_distance(self._resize(x) * 2 - 1, self._resize(y) * 2 - 1, y_host).float().cpu()
                 # Identical pairs are exactly 0 by definition; make that independent of kernel determinism.
                 same = (x == y).flatten(1).all(dim=1).cpu()
                 out[start : start + x.shape[0]] = torch.where(same, torch.zeros_like(d), d)
@@ -246,3 +287,9 @@ class ShiftTolerantLpipsAlexMetric(PerceptualMetric):
 
     def _distance(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self._model(x, y)
+
+    def _features(self, y: torch.Tensor) -> list[torch.Tensor]:
+        return self._model.features(y)
+
+    def _compare(self, x: torch.Tensor, features: Any) -> torch.Tensor:
+        return self._model.compare(self._model.features(x), features)

@@ -91,11 +91,15 @@ class ShiftTolerantLpips(nn.Module):
             self.add_module(f"lin{k}", _NetLin(c))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        fx = self.net(self.scaling_layer(x))
-        fy = self.net(self.scaling_layer(y))
-        total = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
+        return self.compare(self.features(x), self.features(y))
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The trunk's five feature maps of ``x`` (in [-1, 1]), each unit-normalised over channels."""
+        return [f / (f.pow(2).sum(dim=1, keepdim=True).sqrt() + _LPIPS_EPS) for f in self.net(self.scaling_layer(x))]
+
+    def compare(self, fx: list[torch.Tensor], fy: list[torch.Tensor]) -> torch.Tensor:
+        """Per-pair distances [N] from two inputs' :meth:`features`."""
+        total = torch.zeros(fx[0].shape[0], device=fx[0].device, dtype=fx[0].dtype)
         for k, (a, b) in enumerate(zip(fx, fy, strict=True)):
-            a = a / (a.pow(2).sum(dim=1, keepdim=True).sqrt() + _LPIPS_EPS)
-            b = b / (b.pow(2).sum(dim=1, keepdim=True).sqrt() + _LPIPS_EPS)
             total = total + getattr(self, f"lin{k}").model((a - b) ** 2).mean(dim=(1, 2, 3))
         return total
