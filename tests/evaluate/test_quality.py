@@ -319,6 +319,10 @@ def test_reference_features_are_kept_and_the_distances_stay_bit_identical() -> N
     assert torch.equal(metric(ref, other), fresh(ref, other))
     assert sum(runs) == 12
     assert torch.equal(metric(ref, ref.clone()), torch.zeros(6))
+    metric.reference_cache_bytes = 1  # features too large to keep: computed each time, same distances
+    metric._reference_cache.clear()
+    runs.clear()
+    assert torch.equal(metric(cand, ref), fresh(cand, ref)) and sum(runs) == 12 and not metric._reference_cache
 
 
 def test_checkpoint_name_matches_torchvision() -> None:

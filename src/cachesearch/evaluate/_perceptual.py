@@ -98,16 +98,18 @@ class PerceptualMetric(abc.ABC):
         """Shorter image side below which inputs are bilinearly upsampled before the trunk."""
         return self._min_size
 
-    #: Reference batches whose features are kept (a search scores against a few: train, its screening ranges).
+    #: Reference batches whose features are kept (a search scores against a few: train, its screening ranges),
+    #: and the most bytes they may hold together (on the metric's device; large images are simply not kept).
     reference_cache_size: ClassVar[int] = 16
+    reference_cache_bytes: ClassVar[int] = 256 * 2**20
 
     @abc.abstractmethod
     def _distance(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-pair distances [N] for float32 inputs in [-1, 1] on ``self.device``, sides >= ``min_size``."""
 
     def _features(self, y: torch.Tensor) -> Any | None:
-        """What :meth:`_compare` needs of the inputs ``y`` (as for :meth:`_distance`), or ``None`` where the metric
-        cannot split (then every call runs :meth:`_distance`)."""
+        """What :meth:`_compare` needs of the inputs ``y`` (as for :meth:`_distance`): a list of tensors, or ``None``
+        where the metric cannot split (then every call runs :meth:`_distance`)."""
         return None
 
     def _compare(self, x: torch.Tensor, features: Any) -> torch.Tensor:
@@ -127,7 +129,9 @@ class PerceptualMetric(abc.ABC):
             if features is None:
                 return self._distance(x, y)
             self._reference_cache[key] = features
-            while len(self._reference_cache) > self.reference_cache_size:
+            while self._reference_cache and (len(self._reference_cache) > self.reference_cache_size or sum(
+                    t.numel() * t.element_size() for f in self._reference_cache.values() for t in f)
+                    > self.reference_cache_bytes):
                 self._reference_cache.popitem(last=False)
         else:
             self._reference_cache.move_to_end(key)
