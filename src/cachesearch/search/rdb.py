@@ -174,9 +174,26 @@ def open_rdb(url: str) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         # not retried: a server that is not there when a run starts is a wrong URL more often than a restart
-        rdb = optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, heartbeat_interval=interval,
-                                         grace_period=grace)
+        rdb = _created(lambda: optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True},
+                                                          heartbeat_interval=interval, grace_period=grace))
     return RetryingStorage(_CachedStorage(rdb), health)
+
+
+def _created(make: Callable[[], Any], tries: int = 5) -> Any:
+    """``make()``, tried again where another process created Optuna's tables at the same moment: PostgreSQL
+    then fails the slower ``CREATE TABLE`` with a unique violation on ``pg_type`` (or "already exists"); on the
+    next try the tables are there and are not created again."""
+    import sqlalchemy.exc as sa_exc
+
+    for attempt in range(tries):
+        try:
+            return make()
+        except (sa_exc.IntegrityError, sa_exc.ProgrammingError) as e:
+            racing = isinstance(e, sa_exc.IntegrityError) or "already exists" in str(e)
+            if not racing or attempt == tries - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def is_shared(storage: Any) -> bool:
