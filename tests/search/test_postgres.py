@@ -141,6 +141,9 @@ def test_postgres_processes_share_one_study_survive_a_kill_and_a_restart_and_exp
     try:
         # 1. SIGKILL the third process while it runs a trial
         def victim_running() -> bool:
+            for proc in procs:  # one that exited early (e.g. could not open the study) says why, instead of a timeout
+                if proc.poll() is not None:
+                    pytest.fail(f"process {proc.pid} exited with {proc.returncode}: {_finish(proc, 10)[-2000:]}")
             trials = _study(url, "shared").get_trials()
             running = [t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get("pid") == victim.pid
                        and t.params]
