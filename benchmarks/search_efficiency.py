@@ -328,7 +328,7 @@ def cmd_curves(args: argparse.Namespace) -> None:
             curves.append(curve)
         _add_model(results, model, curves, f"{model}: no 'today' runs in {args.wall}")
     _write(args, results, benchmark="search_efficiency_full", heldout=int(wall["heldout"]),
-           bold=("today", "default"), wall_label="wall s (quiet machine)",
+           bold=("today", "default-refcache"), wall_label="wall s (quiet machine)",
            source="the wall runs (results/search_efficiency_wall.json): whole `cachesearch run` commands, two "
                   "workers, one at a time on a quiet machine", configs=wall["arms"])
 
