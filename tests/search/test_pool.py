@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -85,7 +86,8 @@ class _KillAfterFirstTrial(Progress):
 def test_a_worker_killed_mid_trial_is_re_enqueued_and_the_run_completes(tmp_path: Path) -> None:
     s = replace(_settings(tmp_path, "kill", workers=2, trials=12), num_steps=8, n_train=4, space="steps")
     progress = _KillAfterFirstTrial()
-    run_search(s, progress, cache_dir=str(tmp_path / "cache"), export=False)
+    held: list[Any] = []  # a caller that keeps the run's Prepared (on_prepared) keeps its pool object alive
+    run_search(s, progress, cache_dir=str(tmp_path / "cache"), export=False, on_prepared=held.append)
     assert progress.killed
     study = optuna.load_study(study_name=s.name, storage=open_storage(str(s.run_dir / "study.journal")))
     trials = study.get_trials()
@@ -96,6 +98,25 @@ def test_a_worker_killed_mid_trial_is_re_enqueued_and_the_run_completes(tmp_path
     assert len(finished) >= 12 - len(lost)
     later = [t for t in finished if progress.at is not None and t.datetime_start > progress.at]
     assert later and all(t.user_attrs["worker"]["pid"] != progress.killed[0] for t in later if "worker" in t.user_attrs)
+    # the pool started after the kill is the run's too: its processes end with the run, as the first pool's do
+    deadline = time.monotonic() + 20
+    while _pool_workers() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _pool_workers()
+
+
+def _pool_workers() -> list[int]:
+    """This process's live spawned worker processes."""
+    import psutil
+
+    alive = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE and "spawn_main" in " ".join(p.cmdline()):
+                alive.append(p.pid)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
 
 
 def test_the_export_scores_held_out_pairs_on_the_workers_with_the_in_process_values(tmp_path: Path) -> None:

@@ -271,7 +271,8 @@ def run_search(settings: RunSettings, progress: Progress | None = None, *, space
         settings.eval_config(cache_dir)  # invalid evaluation settings fail here, before the run folder exists
     preflight(settings)  # an unreachable database or cluster fails here, before the model loads
     new = not settings.run_dir.exists()
-    with run_lock(settings.run_dir), _early_pool(settings, cache_dir, evaluator) as pool:
+    with run_lock(settings.run_dir), _early_pool(settings, cache_dir, evaluator) as pool, \
+            contextlib.ExitStack() as cleanup:
         try:
             prep = prepare(settings, progress, space_given=space_given, cache_dir=cache_dir, evaluator=evaluator)
         except BaseException:
@@ -279,6 +280,7 @@ def run_search(settings: RunSettings, progress: Progress | None = None, *, space
                 shutil.rmtree(settings.run_dir, ignore_errors=True)
             raise
         prep.pool = pool
+        cleanup.callback(_shut_down_replacement, prep, pool)
         if on_prepared is not None:
             on_prepared(prep)
         loop = executors.get(settings.executor)(prep, progress)
@@ -324,6 +326,13 @@ def _early_pool(settings: RunSettings, cache_dir: str | None, evaluator: Evaluat
         yield pool
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _shut_down_replacement(prep: Prepared, started: Any) -> None:
+    """Shut down the pool the search started in place of the run's own (a worker died: :func:`.pool.run_pool`
+    restarts it and hands it on to the export); :func:`_early_pool` shuts down the one it started."""
+    if prep.pool is not None and prep.pool is not started:
+        prep.pool.shutdown(wait=False, cancel_futures=True)
 
 
 @contextlib.contextmanager
