@@ -165,6 +165,17 @@ def _children(pid: int) -> list[int]:
     return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid(int(p.name)) == pid]
 
 
+def _most_at_once(trials: list) -> int:
+    """The most of ``trials`` running at one time (from when each was asked to when it was told)."""
+    events = sorted([(t.datetime_start, 1) for t in trials] + [(t.datetime_complete, -1) for t in trials],
+                    key=lambda e: (e[0], e[1]))  # a trial told at the instant another is asked ends first
+    most = now = 0
+    for _, step in events:
+        now += step
+        most = max(most, now)
+    return most
+
+
 def _kill_cluster(ray_tmp: str) -> None:
     """Kill what is left of the Ray cluster the killed driver started (only processes under its temp dir)."""
     for pid_dir in Path("/proc").iterdir():
@@ -248,8 +259,14 @@ def _ray_restore_scenario(out: Path, cache: str, ray_tmp: str) -> None:
     for t in evaluated:
         by_session.setdefault(t.user_attrs["session"], set()).add(t.user_attrs["worker"]["pid"])
     assert len(by_session) == 2  # the killed driver's and the resumed one's
-    for pids in by_session.values():  # at most two workers per session (--workers 2), never the driver
-        assert os.getpid() not in pids and 1 <= len(pids) <= 2
+    killed = {trials[n].user_attrs["session"] for n in before}
+    assert len(killed) == 1
+    for session, pids in by_session.items():  # never the driver; Tune may replace an idle actor, so count overlap
+        assert os.getpid() not in pids
+        assert _most_at_once([t for t in evaluated if t.user_attrs["session"] == session]) <= 2  # --workers 2
+    # a trial Tune resumed ran on the resumed driver's workers and is counted as that session's
+    old_pids = set().union(*(p for s, p in by_session.items() if s in killed))
+    assert old_pids.isdisjoint(set().union(*(p for s, p in by_session.items() if s not in killed))), by_session
     # workers are reused across trials: each process built its evaluator (model + references) exactly once
     assert [t.user_attrs["worker"]["loads"] for t in evaluated] == [1] * len(evaluated)
     assert len(evaluated) > sum(len(p) for p in by_session.values()), "no worker evaluated two trials"

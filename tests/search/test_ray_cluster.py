@@ -273,3 +273,42 @@ def test_a_trial_errored_while_pending_its_retry_takes_the_retried_failure_as_it
     assert rerun.state == TrialState.WAITING and rerun.user_attrs["requeued_from"] == lost.number
     assert raised.state == TrialState.FAIL and "requeued" not in raised.user_attrs
     assert raised.user_attrs["reason"].startswith("worker error (FailureConfig retries exhausted)")
+
+
+def test_trials_a_restored_experiment_resumes_carry_the_new_driver_and_orphans_are_asked_again(tmp_path: Path) -> None:
+    """Tuner.restore resumes the trials Tune had checkpointed on the new driver's workers: they are stamped with the
+    new driver's runner information (seen in CI as a resumed trial counted under the killed driver's session, with
+    a worker of the new one); a trial the dead driver asked after Tune's last checkpoint is failed and re-enqueued."""
+    pytest.importorskip("ray.tune", reason="ray is not installed (pip install 'cachesearch[ray]')")
+    from cachesearch.search.executors.ray import StudySearcher
+    from cachesearch.search.executors.ray_events import _DRIVER
+    from cachesearch.search.provenance import runner_attrs
+
+    spec = str(tmp_path / "study.journal")
+    study = optuna.create_study(study_name="s", storage=open_storage(spec), directions=["minimize", "minimize"])
+    searcher = StudySearcher.__new__(StudySearcher)
+    searcher.__dict__.update(_ot_study=study, _ot_trials={}, _completed_trials=set(), _storage_spec=spec,
+                             _run_dir=str(tmp_path), _study_name="s", _sampler=None)
+    dead = {"host": socket.gethostname(), "pid": 2**22 + 7, "session": "dead", "run_dir": "."}
+    for tune_id in ("resumed", "unknown"):
+        trial = study.ask()
+        trial.suggest_int("x", 0, 9)
+        for key, value in dead.items():
+            trial.set_user_attr(key, value)
+        if tune_id == "resumed":
+            searcher._ot_trials[tune_id] = trial
+    searcher.save(str(tmp_path / "searcher.pkl"))
+
+    saved = dict(_DRIVER)
+    try:
+        _DRIVER.update(runner=runner_attrs("new", tmp_path), progress=None, sampler=None)
+        restored = StudySearcher.__new__(StudySearcher)
+        restored.restore(str(tmp_path / "searcher.pkl"))
+    finally:
+        _DRIVER.clear()
+        _DRIVER.update(saved)
+    resumed, unknown, rerun = study.get_trials()
+    assert resumed.state == TrialState.RUNNING
+    assert resumed.user_attrs["session"] == "new" and resumed.user_attrs["pid"] == os.getpid()
+    assert unknown.state == TrialState.FAIL and unknown.user_attrs["requeued"]
+    assert rerun.state == TrialState.WAITING and rerun.user_attrs["requeued_from"] == unknown.number

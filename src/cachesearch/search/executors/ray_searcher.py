@@ -77,11 +77,24 @@ class StudySearcher(OptunaSearch):
         state["_ot_study"] = None
         self.__setstate__(state)
         # Trials the crashed driver had asked but Tune does not know about are orphans: fail + re-enqueue.
-        keep = [t.number for k, t in self._ot_trials.items() if k not in self._completed_trials]
-        orphans = recover_orphans(self._ot_study, run_dir=Path(self._run_dir), keep=keep)
+        kept = [t for k, t in self._ot_trials.items() if k not in self._completed_trials]
+        orphans = recover_orphans(self._ot_study, run_dir=Path(self._run_dir), keep=[t.number for t in kept])
+        self._adopt(kept)
         progress = _DRIVER.get("progress")
         if orphans and progress is not None:
             progress.note(f"recovered {len(orphans)} orphaned trial(s) after restoring the Ray experiment")
+
+    def _adopt(self, trials: list[Trial]) -> None:
+        """The trials Tune resumes run on this driver's workers now: they carry its runner information (as
+        :meth:`suggest` stamps new ones), not the dead driver's, so that they count as this session's running
+        trials (an interrupted resume stays restorable) and nobody takes them for orphans of a dead process."""
+        runner = _DRIVER.get("runner", {})
+        storage = self._ot_study._storage
+        for trial in trials:
+            if storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
+                continue  # recorded by the dead driver after Tune's last checkpoint: reported, not evaluated
+            for key, value in runner.items():
+                trial.set_user_attr(key, value)
 
     # -- asking and telling ------------------------------------------------------------------------------
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
