@@ -35,13 +35,14 @@ def test_import_from_the_parent_of_a_clone_named_cachesearch(tmp_path):
 
 
 def test_no_machine_paths_in_committed_data() -> None:
-    """Shipped pipeline configs (diffusers writes ``_name_or_path``), artifacts, docs and spaces name no folder
-    of the machine they were made on."""
+    """Shipped pipeline configs (diffusers writes ``_name_or_path``), artifacts, benchmark results, docs and spaces
+    name no folder of the machine they were made on."""
     root = Path(__file__).resolve().parents[1]
-    folders = [root / "artifacts", root / "docs", root / "search_spaces",
+    folders = [root / "artifacts", root / "benchmarks" / "results", root / "docs", root / "search_spaces",
                *(root / "src/cachesearch/embedded").glob("*/pipeline")]
+    runs = root / "artifacts" / "runs"  # local run folders: git-ignored, never committed
     files = [f for d in folders for f in d.rglob("*")
-             if f.is_file() and f.suffix in (".json", ".md", ".yaml", ".txt")]
+             if f.is_file() and f.suffix in (".json", ".md", ".yaml", ".txt") and runs not in f.parents]
     assert len(files) > 20
     for f in [*files, root / "README.md"]:
         text = f.read_text(errors="replace")
