@@ -167,8 +167,8 @@ def _children(pid: int) -> list[int]:
 
 def _most_at_once(trials: list) -> int:
     """The most of ``trials`` running at one time (from when each was asked to when it was told)."""
-    events = sorted([(t.datetime_start, 1) for t in trials] + [(t.datetime_complete, -1) for t in trials],
-                    key=lambda e: (e[0], e[1]))  # a trial told at the instant another is asked ends first
+    # (time, +1 asked / -1 told): at equal times -1 sorts first, a trial told as another is asked ends first
+    events = sorted([(t.datetime_start, 1) for t in trials] + [(t.datetime_complete, -1) for t in trials])
     most = now = 0
     for _, step in events:
         now += step
@@ -259,14 +259,13 @@ def _ray_restore_scenario(out: Path, cache: str, ray_tmp: str) -> None:
     for t in evaluated:
         by_session.setdefault(t.user_attrs["session"], set()).add(t.user_attrs["worker"]["pid"])
     assert len(by_session) == 2  # the killed driver's and the resumed one's
-    killed = {trials[n].user_attrs["session"] for n in before}
-    assert len(killed) == 1
+    (killed,) = {trials[n].user_attrs["session"] for n in before}
     for session, pids in by_session.items():  # never the driver; Tune may replace an idle actor, so count overlap
         assert os.getpid() not in pids
         assert _most_at_once([t for t in evaluated if t.user_attrs["session"] == session]) <= 2  # --workers 2
     # a trial Tune resumed ran on the resumed driver's workers and is counted as that session's
-    old_pids = set().union(*(p for s, p in by_session.items() if s in killed))
-    assert old_pids.isdisjoint(set().union(*(p for s, p in by_session.items() if s not in killed))), by_session
+    resumed = next(p for s, p in by_session.items() if s != killed)
+    assert by_session[killed].isdisjoint(resumed), by_session
     # workers are reused across trials: each process built its evaluator (model + references) exactly once
     assert [t.user_attrs["worker"]["loads"] for t in evaluated] == [1] * len(evaluated)
     assert len(evaluated) > sum(len(p) for p in by_session.values()), "no worker evaluated two trials"

@@ -24,6 +24,12 @@ from .ray_trainable import _ID_KEY, _NUMBER_KEY, _RESULT_KEY
 __all__ = ["StudySearcher"]
 
 
+def _stamp_runner(trial: Trial) -> None:
+    """Record this driver (host, pid, session, run folder) as the one running ``trial``."""
+    for key, value in _DRIVER.get("runner", {}).items():
+        trial.set_user_attr(key, value)
+
+
 class _DefineByRun:
     """OptunaSearch's define-by-run space: suggest every parameter of the run's space (picklable)."""
 
@@ -88,13 +94,10 @@ class StudySearcher(OptunaSearch):
         """The trials Tune resumes run on this driver's workers now: they carry its runner information (as
         :meth:`suggest` stamps new ones), not the dead driver's, so that they count as this session's running
         trials (an interrupted resume stays restorable) and nobody takes them for orphans of a dead process."""
-        runner = _DRIVER.get("runner", {})
         storage = self._ot_study._storage
-        for trial in trials:
-            if storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
-                continue  # recorded by the dead driver after Tune's last checkpoint: reported, not evaluated
-            for key, value in runner.items():
-                trial.set_user_attr(key, value)
+        for trial in trials:  # one the dead driver recorded after Tune's last checkpoint is reported, not run
+            if storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
+                _stamp_runner(trial)
 
     # -- asking and telling ------------------------------------------------------------------------------
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
@@ -107,8 +110,7 @@ class StudySearcher(OptunaSearch):
         if config is None:
             return None
         ot_trial = self._ot_trials[trial_id]
-        for key, value in _DRIVER.get("runner", {}).items():
-            ot_trial.set_user_attr(key, value)
+        _stamp_runner(ot_trial)
         config[_NUMBER_KEY] = ot_trial.number
         config[_ID_KEY] = ot_trial._trial_id
         return config
