@@ -14,7 +14,8 @@ that do not give it keep the old behaviour (no limit).
 ``guard`` (optional, ``{low: 0, high: 1}``): 1 makes a forecast fall back to a lower order where its next term
 outgrows the one before it (:attr:`cachesearch.Schedule.taylor_guard`); meaningless with order 0.
 
-Baselines: a grid of thresholds with one front block and no back block (FirstBlockCache's layout)."""
+Baselines: a grid of thresholds with one front block and no back block (FirstBlockCache's layout), then with none
+(MagCache's: the whole stack reused)."""
 
 from __future__ import annotations
 
@@ -161,7 +162,9 @@ class MiddleAutoFamily(MaskFamily):
     def baselines(self, ctx: SpaceContext, grid: Sequence[Any] | None) -> list[Baseline]:
         """``middleauto-tT-f1-b0`` (residual reuse) and ``middleauto-tT-f1-b0-o1`` (a first-order forecast, as
         cache-dit's DBCache + TaylorSeer) for each threshold ``T`` of the grid (default
-        :data:`DEFAULT_THRESHOLDS`); front, back, warm-up, skip limit and order moved into their ranges."""
+        :data:`DEFAULT_THRESHOLDS`) in FirstBlockCache's layout (one front block), then the same in MagCache's
+        (the whole stack reused: ``f0``); front, back, warm-up, skip limit and order moved into their ranges, and
+        thresholds whose mask computes everything or repeats a smaller one's in the same layout left out."""
         from ....evaluate._baselines import Baseline
 
         if not ctx.transformer or len(ctx.stages) < 2 or ctx.profile is None:
@@ -170,18 +173,20 @@ class MiddleAutoFamily(MaskFamily):
         def clamp(p: IntParam, v: int) -> int:
             return min(max(v, int(p.low)), int(p.high))
 
-        front, back = fit_front_back(clamp(self.front, 1), clamp(self.back, 0), len(ctx.stages))
+        layouts = dict.fromkeys(fit_front_back(clamp(self.front, f), clamp(self.back, 0), len(ctx.stages))
+                                for f in (1, 0))  # FirstBlockCache's, then MagCache's
         out, seen = [], set()
         lo, hi = float(self.threshold.low), float(self.threshold.high)
         orders = sorted({int(self.order.low), clamp(self.order, 1)})  # residual reuse, and cache-dit's + TaylorSeer
-        for t in sorted({min(max(float(t), lo), hi) for t in (grid if grid is not None else DEFAULT_THRESHOLDS)}):
+        thresholds = sorted({min(max(float(t), lo), hi) for t in (grid if grid is not None else DEFAULT_THRESHOLDS)})
+        for (front, back), t in ((layout, t) for layout in layouts for t in thresholds):
             p = MiddleCacheAuto(threshold=t, front=front, back=back, warmup=int(self.warmup.low),
                                 max_skip=int(self.max_skip.low), profile=ctx.profile, profile_id=ctx.profile_id)
             if ctx.block_space is not None:  # drop thresholds that compute everything or repeat a smaller one
                 m = p.mask(ctx.block_space, ctx.num_steps)
-                if REUSE not in m or m in seen:
+                if REUSE not in m or (front, back, m) in seen:
                     continue
-                seen.add(m)
+                seen.add((front, back, m))
             for order in orders:
                 gap = None if self.forecast_gap is None else int(self.forecast_gap.low)
                 guard = bool(order) and self.guard is not None and bool(int(self.guard.low))
