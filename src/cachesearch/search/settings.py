@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 SAMPLERS = ("nsga2", "tpe", "gp", "random")
-WARM_STARTS = ("baselines", "grid")
+WARM_STARTS = ("baselines", "crossed", "grid")
 EXECUTORS = ("local", "ray")
 LATENCY_MODES = ("analytic", "measured")
 
@@ -101,8 +101,10 @@ class RunSettings:
     population: int = _opt(24, "--population", "NSGA-II population size; TPE and GP start with min(this, 16) "
                                                "random trials after the warm start.")
     warm_start: str = _opt("baselines", "--warm-start", "First trials of a new study: baselines (every family's "
-                                                        "heuristic baselines) or grid (those and a small Latin "
-                                                        "hypercube per family, --population points in all).")
+                                                        "heuristic baselines), crossed (those, then the baselines "
+                                                        "on their front combined with the step-set baselines) or "
+                                                        "grid (the baselines and a small Latin hypercube per "
+                                                        "family, --population points in all).")
     seed: int | None = _opt(0, "--seed", "Sampler seed.")
     trials: int | None = _opt(1000, "--trials", "Stop when the study has this many finished trials (baselines "
                                                 "and duplicates included).")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..attrs import baseline_attrs
 from ..claims import Claims
+from ..crossing import Crossing
 from ..heartbeat import Keeper
 from ..masks import KnownMasks
 from ..objective import evaluate_candidate
@@ -133,6 +134,7 @@ def run_local(prep: Prepared, progress: Progress, *, flag: StopFlag | None = Non
     study, settings = prep.study, prep.settings
     flag = flag or StopFlag()
     known, keeper, claims = loop_state(prep, progress)
+    crossing = Crossing(study, prep.space, enabled=settings.warm_start == "crossed", claims=claims)
     shared = keeper.enabled
     done = finished_count(study)
     budget = settings.trials
@@ -166,6 +168,7 @@ def run_local(prep: Prepared, progress: Progress, *, flag: StopFlag | None = Non
                     time.sleep(min(1.0, keeper.interval / 2))
                     continue
                 waiting_since = None
+                crossing()
                 trial = study.ask()
                 try:
                     with keeper.running(trial._trial_id):

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..attrs import baseline_attrs
+from ..crossing import Crossing
 from ..masks import KnownMasks, mask_key
 from ..objective import evaluate_candidate
 from ..outcome import Outcome, result_attr
@@ -165,6 +166,7 @@ def run_pool(prep: Prepared, progress: Progress, *, flag: StopFlag | None = None
     workers = settings.workers
     flag = flag or StopFlag()
     known, keeper, claims = loop_state(prep, progress)
+    crossing = Crossing(study, prep.space, enabled=settings.warm_start == "crossed", claims=claims)
     shared = keeper.enabled
     setup = worker_setup(prep, threads=1)
     done = finished_count(study)
@@ -197,6 +199,7 @@ def run_pool(prep: Prepared, progress: Progress, *, flag: StopFlag | None = None
                                         number=task.trial.number, study=settings.name))
 
     def ask() -> _Task | None:
+        crossing()
         trial = study.ask()
         keeper.start(trial._trial_id)
         for k, v in runner.items():

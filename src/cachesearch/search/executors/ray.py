@@ -27,7 +27,10 @@ from typing import Any
 from optuna.trial import TrialState
 
 from ...evaluate import Evaluator
+from ..claims import Claims
+from ..crossing import Crossing
 from ..provenance import runner_attrs
+from ..rdb import is_shared
 from ..trials import finished_count
 from .base import FINISHED_MARK, RAY_DIR, LoopResult, Prepared, Progress
 from .ray_cluster import STARTED, init_ray
@@ -90,7 +93,9 @@ def run_ray(prep: Prepared, progress: Progress) -> LoopResult:
     setup = worker_setup(prep, threads=cpus_per_trial)
     trainable = tune.with_resources(tune.with_parameters(_trainable, setup=setup), resources)
     _DRIVER.update(progress=progress, runner=runner_attrs(prep.session, run_dir), sampler=study.sampler,
-                   study=study, tune_trials={})
+                   study=study, tune_trials={},
+                   crossing=Crossing(study, prep.space, enabled=settings.warm_start == "crossed",
+                                     claims=Claims(study) if is_shared(study._storage) else None))
 
     # The driver's model is not needed while workers run (and would hold GPU memory): release it.
     evaluator_config = prep.ev.config
@@ -145,7 +150,7 @@ def run_ray(prep: Prepared, progress: Progress) -> LoopResult:
                 break
             (exp / FINISHED_MARK).write_text("done\n", encoding="utf-8")
     finally:
-        _DRIVER.update(progress=None, study=None, tune_trials={})
+        _DRIVER.update(progress=None, study=None, tune_trials={}, crossing=None)
         if started_ray:
             ray.shutdown()
         progress.end()

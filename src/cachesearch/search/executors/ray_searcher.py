@@ -106,6 +106,9 @@ class StudySearcher(OptunaSearch):
             requeued = self._pop_requeued()
             if requeued is not None:
                 self._ot_trials[trial_id] = requeued
+        crossing = _DRIVER.get("crossing")
+        if crossing is not None:
+            crossing()
         config = super().suggest(trial_id)
         if config is None:
             return None

@@ -161,6 +161,23 @@ class ResolvedSpace:
             return None
         return params if _same(family, replayed, policy) else None
 
+    def with_steps(self, params: Mapping[str, Any], steps_from: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The parameters of trial ``params`` with the step set (``steps.*``) of trial ``steps_from``, or ``None``
+        where its family always runs the reference steps or the space cannot express the combination."""
+        family = self.family_of(params)
+        if family.reference_steps or self.space.steps is None:
+            return None
+        values = {k: v for k, v in params.items() if not k.startswith("steps.")}
+        values.update({k: v for k, v in steps_from.items() if k.startswith("steps.")})
+        try:
+            out = self._active(values, lambda d, _: values.get(d.name, d.neutral()))
+            self.policy_from_params(out)
+        except (ScheduleError, KeyError, ValueError):
+            return None
+        if any(d is not None and not d.contains(out[n]) for n, d in ((n, self._dists.get(n)) for n in out)):
+            return None
+        return out
+
     def grid(self, n: int, seed: int | None = 0) -> list[dict[str, Any]]:
         """About ``n`` parameter assignments spread over the space (a warm start): the caching families share
         them evenly, and within a family they form a Latin hypercube over its parameters and the step set's
