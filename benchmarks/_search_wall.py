@@ -43,6 +43,11 @@ NEW_ARMS: dict[str, list[str]] = {
     # the same, after the perceptual metric kept its reference batches' features (the trunk runs on the candidates
     # only: about 8 % more trials in the same time on this CPU)
     "default-refcache": [],
+    # the crossed warm start (the baselines on the baselines' front combined with the step-set baselines; shapes:
+    # measured, not kept)
+    "crossed": ["--warm-start", "crossed"],
+    # the shipped default after the middle cache's baselines gained MagCache's layout (front 0; the dit space)
+    "magcache-layout": [],
 }
 """The ``wall`` arms run at ``--new-timeout``: their flags on top of ``cachesearch run``'s defaults."""
 
