@@ -258,8 +258,8 @@ def search_full() -> str:
         "## Search efficiency at full scale",
         "`python benchmarks/search_efficiency.py curves` (`results/search_efficiency_full.json`, `.png`; issue 28, "
         "points 1 and 2): the compute curves of the wall-clock runs below — whole `cachesearch run` commands, two "
-        "workers, one at a time on a quiet machine, three seeds per arm — rebuilt from each run's study: the train "
-        "front at 14 compute checkpoints, every front schedule re-scored on one common set of "
+        "workers, one at a time on a quiet machine, three or five seeds per arm — rebuilt from each run's study: "
+        "the train front at 14 compute checkpoints, every front schedule re-scored on one common set of "
         f"{d['heldout_images']} held-out images, hypervolume of {d['hypervolume']}. Each cell: the compute to "
         "reach that share of the old default's final hypervolume (its `--timeout 330` runs), as a multiple of the "
         "old default's compute (MACs; median wall seconds), median over seeds, 'never' when most seeds do not "
