@@ -15,12 +15,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .attrs import ATTR_BASELINE, ATTR_BASELINE_KIND
-from .trials import FULL_COMPUTE
+from .trials import FULL_COMPUTE, dominates
 
 if TYPE_CHECKING:
     import optuna
 
     from .claims import Claims
+    from .executors.base import Prepared
     from .space import ResolvedSpace
 
 __all__ = ["ATTR_CROSSED", "Crossing", "crossed_params"]
@@ -37,8 +38,7 @@ def _feasible(trial: Any) -> bool:
 def _front(trials: Sequence[Any]) -> list[Any]:
     """The non-dominated trials by (loss, cost) among ``trials`` (finished, feasible, below full compute)."""
     pts = [t for t in trials if t.values is not None and t.values[1] < FULL_COMPUTE and _feasible(t)]
-    return [t for t in pts if not any(o.values[0] <= t.values[0] and o.values[1] <= t.values[1]
-                                      and tuple(o.values) != tuple(t.values) for o in pts)]
+    return [t for t in pts if not any(dominates(o.values, t.values) for o in pts)]
 
 
 def crossed_params(space: ResolvedSpace, baselines: Sequence[Any]) -> tuple[list[dict[str, Any]], list[str]]:
@@ -80,6 +80,11 @@ class Crossing:
                  claims: Claims | None = None) -> None:
         self.study, self.space, self.claims = study, space, claims
         self.pending = enabled and ATTR_CROSSED not in study.user_attrs
+
+    @classmethod
+    def of(cls, prep: Prepared, claims: Claims | None) -> Crossing:
+        """The crossing of a prepared run (enabled by ``--warm-start crossed``)."""
+        return cls(prep.study, prep.space, enabled=prep.settings.warm_start == "crossed", claims=claims)
 
     def __call__(self) -> int | None:
         """The number of trials enqueued now, or ``None`` (not yet, already done, or another process's job)."""

@@ -28,7 +28,7 @@ from .attrs import ATTR_BASELINE, ATTR_BASELINE_KIND, ATTR_BASELINES
 from .family_table import family_table
 from .index import INDEX_FORMAT, BaselineRow, ExportEntry, ExportResult, QualityPair, load_export
 from .masks import mask_key
-from .trials import is_full_compute, pareto_trials
+from .trials import dominates, is_full_compute, pareto_trials
 from .validation import (
     Claim,
     HeldoutCache,
@@ -135,10 +135,6 @@ def _measured_speedup(trial: FrozenTrial) -> float | None:
     return result.get("speedup") if isinstance(result, Mapping) else None
 
 
-def _dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
-    return a[0] <= b[0] and a[1] <= b[1] and a != b
-
-
 REFERENCE_INTERVAL = 3
 """DeepCache interval whose every branch the report compares against (N=3, the paper's usual setting)."""
 
@@ -156,7 +152,7 @@ def baselines_to_validate(rows: list[BaselineRow]) -> list[BaselineRow]:
     chosen: dict[str, BaselineRow] = {}
     for r in done:
         pt = (r.quality, r.cost)
-        if not any(_dominates((o.quality, o.cost), pt) for o in done):  # type: ignore[arg-type]
+        if not any(dominates((o.quality, o.cost), pt) for o in done):  # type: ignore[arg-type]
             chosen[r.name] = r
         if r.kind == "steps" or is_reference_deepcache(r):
             chosen[r.name] = r

@@ -13,6 +13,7 @@ __all__ = [
     "FULL_COMPUTE",
     "budget_counts",
     "counts_toward_budget",
+    "dominates",
     "finished_count",
     "front_size",
     "is_full_compute",
@@ -97,6 +98,11 @@ def recover_orphans(study: Any, *, run_dir: Path, keep: Sequence[int] = ()) -> l
 FULL_COMPUTE = 1.0 - 1e-9
 """A trial whose cost (or latency) ratio is at least this runs everything: the reference itself, on the front at
 zero loss but no schedule worth exporting; counts, plots and exports leave it out alike."""
+
+
+def dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    """Whether point ``a`` (loss, cost) dominates ``b``: no worse in both, and not the same point."""
+    return a[0] <= b[0] and a[1] <= b[1] and tuple(a) != tuple(b)
 
 
 def is_full_compute(trial: Any) -> bool:

@@ -134,7 +134,7 @@ def run_local(prep: Prepared, progress: Progress, *, flag: StopFlag | None = Non
     study, settings = prep.study, prep.settings
     flag = flag or StopFlag()
     known, keeper, claims = loop_state(prep, progress)
-    crossing = Crossing(study, prep.space, enabled=settings.warm_start == "crossed", claims=claims)
+    crossing = Crossing.of(prep, claims)
     shared = keeper.enabled
     done = finished_count(study)
     budget = settings.trials

@@ -166,7 +166,7 @@ def run_pool(prep: Prepared, progress: Progress, *, flag: StopFlag | None = None
     workers = settings.workers
     flag = flag or StopFlag()
     known, keeper, claims = loop_state(prep, progress)
-    crossing = Crossing(study, prep.space, enabled=settings.warm_start == "crossed", claims=claims)
+    crossing = Crossing.of(prep, claims)
     shared = keeper.enabled
     setup = worker_setup(prep, threads=1)
     done = finished_count(study)

@@ -94,8 +94,7 @@ def run_ray(prep: Prepared, progress: Progress) -> LoopResult:
     trainable = tune.with_resources(tune.with_parameters(_trainable, setup=setup), resources)
     _DRIVER.update(progress=progress, runner=runner_attrs(prep.session, run_dir), sampler=study.sampler,
                    study=study, tune_trials={},
-                   crossing=Crossing(study, prep.space, enabled=settings.warm_start == "crossed",
-                                     claims=Claims(study) if is_shared(study._storage) else None))
+                   crossing=Crossing.of(prep, Claims(study) if is_shared(study._storage) else None))
 
     # The driver's model is not needed while workers run (and would hold GPU memory): release it.
     evaluator_config = prep.ev.config

@@ -150,10 +150,8 @@ class ResolvedSpace:
             values["mask.family"] = family.name
         elif sp.families[0] != family.name:
             return None
-        for name, value in values.items():
-            d = self._dists.get(name)
-            if d is not None and not d.contains(value):  # not a Dist: fixed by the space; the replay check below
-                return None                             # catches a mismatch
+        if self._outside(values):  # a parameter that is not a Dist is fixed by the space: the replay check below
+            return None            # catches a mismatch
         try:
             params = self._active(values, lambda d, _: values.get(d.name, d.neutral()))
             replayed = self.policy_from_params(params)
@@ -174,9 +172,11 @@ class ResolvedSpace:
             self.policy_from_params(out)
         except (ScheduleError, KeyError, ValueError):
             return None
-        if any(d is not None and not d.contains(out[n]) for n, d in ((n, self._dists.get(n)) for n in out)):
-            return None
-        return out
+        return None if self._outside(out) else out
+
+    def _outside(self, values: Mapping[str, Any]) -> bool:
+        """Whether a value of ``values`` lies outside its parameter's range (names without one are skipped)."""
+        return any((d := self._dists.get(n)) is not None and not d.contains(v) for n, v in values.items())
 
     def grid(self, n: int, seed: int | None = 0) -> list[dict[str, Any]]:
         """About ``n`` parameter assignments spread over the space (a warm start): the caching families share

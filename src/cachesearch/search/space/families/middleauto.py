@@ -20,6 +20,7 @@ Baselines: a grid of thresholds with one front block and no back block (FirstBlo
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -179,7 +180,7 @@ class MiddleAutoFamily(MaskFamily):
         lo, hi = float(self.threshold.low), float(self.threshold.high)
         orders = sorted({int(self.order.low), clamp(self.order, 1)})  # residual reuse, and cache-dit's + TaylorSeer
         thresholds = sorted({min(max(float(t), lo), hi) for t in (grid if grid is not None else DEFAULT_THRESHOLDS)})
-        for (front, back), t in ((layout, t) for layout in layouts for t in thresholds):
+        for (front, back), t in itertools.product(layouts, thresholds):
             p = MiddleCacheAuto(threshold=t, front=front, back=back, warmup=int(self.warmup.low),
                                 max_skip=int(self.max_skip.low), profile=ctx.profile, profile_id=ctx.profile_id)
             if ctx.block_space is not None:  # drop thresholds that compute everything or repeat a smaller one
